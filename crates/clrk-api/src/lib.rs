@@ -1,1 +1,35 @@
-//! clrk-api
+//! clrk's manifest kinds (TaskAgent, DaemonAgent, WorkerPool): their fields, defaults
+//! (SPEC §3) and validation, and the parsing of YAML or JSON manifest files into them.
+//!
+//! This crate is pure: it does no I/O, spawns nothing, and has no async code. Callers read
+//! files and pass the text in; errors come back as [`ManifestError`] with messages that name
+//! the file, document and field at fault.
+
+mod container;
+mod daemon_agent;
+mod duration;
+mod error;
+mod field_error;
+mod kind;
+mod meta;
+mod parse;
+mod quantity;
+mod resource;
+mod task_agent;
+mod validate;
+mod worker_pool;
+
+pub use container::{ContainerSpec, EgressRef, EnvVar, Template};
+pub use daemon_agent::{DaemonAgent, DaemonAgentSpec, RestartPolicy};
+pub use duration::GoDuration;
+pub use error::ManifestError;
+pub use kind::Kind;
+pub use meta::{DEFAULT_NAMESPACE, ObjectMeta, validate_name};
+pub use parse::{Document, parse_manifests, parse_value};
+pub use quantity::{Cpu, Memory, Resources};
+pub use resource::Resource;
+pub use task_agent::{ConcurrencyPolicy, Delivery, DeliveryMode, TaskAgent, TaskAgentSpec};
+pub use worker_pool::{DEFAULT_POOL, RuntimeName, WorkerPool, WorkerPoolSpec};
+
+/// The `apiVersion` every clrk manifest carries.
+pub const API_VERSION: &str = "clrk.apoxy.dev/v1alpha1";

@@ -1,1 +1,19 @@
-//! clrk-dispatch
+//! clrk-dispatch: from a trigger to an answer. Builds the CloudEvents envelope, serves the
+//! HTTP ingress, runs each execution in its own sandbox, streams stdout back and records the
+//! execution and its logs.
+//!
+//! It must not parse manifests or talk to the control API: it reads agents and revisions
+//! from the store that the server fills.
+
+pub mod dispatcher;
+pub mod envelope;
+pub mod error;
+pub mod ingress;
+pub mod launch;
+pub mod logs;
+pub mod revision;
+
+pub use dispatcher::{Dispatcher, DispatcherConfig, ExecEvent, Invocation, Outcome, STOP_GRACE};
+pub use error::DispatchError;
+pub use logs::{LogBus, LogEvent};
+pub use revision::RevisionShape;

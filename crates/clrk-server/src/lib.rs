@@ -1,1 +1,16 @@
-//! clrk-server
+//! clrk-server: wires the parts into a running server: the control API, manifest apply,
+//! crash recovery at start, and `clrk dev` (API + ingress + embedded worker in one process).
+//!
+//! It must not run sandboxes or build envelopes itself (that is clrk-dispatch) and must not
+//! print for humans beyond `clrk dev`'s terminal (that is the CLI).
+
+pub mod api;
+pub mod apply;
+pub mod dev;
+pub mod error;
+pub mod recovery;
+pub mod state;
+pub mod views;
+
+pub use error::ServerError;
+

@@ -1,1 +1,27 @@
-//! clrk-store
+//! clrk-store: durable state for clrk (agents, revisions, executions, logs, worker pools)
+//! in one SQLite file in WAL mode, with versioned migrations (SPEC §3 Revisions, §11).
+//!
+//! It must not interpret manifests: specs and sandbox shapes arrive as `serde_json::Value`
+//! and are compared, never parsed. It must not depend on other clrk crates, spawn tasks or
+//! do anything slow: every call is one short synchronous transaction. Timestamps are kept to
+//! the millisecond, so a `DateTime` read back may lack the sub-millisecond part written.
+
+mod agent;
+mod enum_column;
+mod error;
+mod execution;
+mod json;
+mod logs;
+mod migrations;
+mod pool;
+mod revision;
+mod store;
+mod time;
+
+pub use agent::{Agent, AgentApply, ApplyOutcome};
+pub use error::StoreError;
+pub use execution::{Execution, ExecutionEnd, ExecutionStatus, NewExecution};
+pub use logs::{LogLine, LogQuery, NewLogLine};
+pub use pool::Pool;
+pub use revision::{Revision, RevisionState};
+pub use store::Store;

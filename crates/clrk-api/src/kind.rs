@@ -1,0 +1,89 @@
+//! The kinds of object a manifest can describe.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::ManifestError;
+
+/// The `kind` of a manifest document.
+///
+/// ```
+/// use clrk_api::Kind;
+/// assert_eq!(Kind::TaskAgent.to_string(), "TaskAgent");
+/// assert_eq!(Kind::TaskAgent.lower(), "taskagent");
+/// assert_eq!("daemonagent".parse::<Kind>().unwrap(), Kind::DaemonAgent);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// One run per trigger.
+    TaskAgent,
+    /// One supervised long-lived process.
+    DaemonAgent,
+    /// A pool of workers that run sandboxes.
+    WorkerPool,
+}
+
+impl Kind {
+    /// Every kind, in the order they are documented.
+    pub const ALL: [Kind; 3] = [Kind::TaskAgent, Kind::DaemonAgent, Kind::WorkerPool];
+
+    /// The name as written in `kind:`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Kind::TaskAgent => "TaskAgent",
+            Kind::DaemonAgent => "DaemonAgent",
+            Kind::WorkerPool => "WorkerPool",
+        }
+    }
+
+    /// The lowercase name used in CLI output (`taskagent/word-count created`) and URLs.
+    pub fn lower(&self) -> &'static str {
+        match self {
+            Kind::TaskAgent => "taskagent",
+            Kind::DaemonAgent => "daemonagent",
+            Kind::WorkerPool => "workerpool",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Kind {
+    type Err = ManifestError;
+
+    /// Accepts the manifest spelling (`TaskAgent`) and the lowercase one (`taskagent`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s || k.lower() == s)
+            .ok_or_else(|| ManifestError::UnknownKind {
+                input: s.to_owned(),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for kind in Kind::ALL {
+            assert_eq!(kind.to_string().parse::<Kind>().unwrap(), kind);
+            assert_eq!(kind.lower().parse::<Kind>().unwrap(), kind);
+        }
+    }
+
+    #[test]
+    fn unknown_kind_lists_the_allowed_ones() {
+        let err = "Foo".parse::<Kind>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown kind \"Foo\" (expected TaskAgent, DaemonAgent or WorkerPool)"
+        );
+    }
+}

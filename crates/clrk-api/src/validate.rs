@@ -1,0 +1,146 @@
+//! Rules serde cannot express: names, non-empty strings, positive durations, and the
+//! warning for `valueFrom.secretKeyRef`.
+
+use crate::container::{ContainerSpec, EgressRef};
+use crate::daemon_agent::DaemonAgentSpec;
+use crate::duration::{GoDuration, zero_message};
+use crate::field_error::FieldError;
+use crate::meta::{ObjectMeta, validate_name};
+use crate::resource::Resource;
+use crate::task_agent::TaskAgentSpec;
+
+/// Checks a decoded resource; returns its warnings, or the first fault.
+pub(crate) fn validate(resource: &Resource) -> Result<Vec<String>, FieldError> {
+    let mut warnings = Vec::new();
+    metadata(resource.metadata())?;
+    match resource {
+        Resource::TaskAgent(agent) => task_agent(&agent.spec, &mut warnings)?,
+        Resource::DaemonAgent(agent) => daemon_agent(&agent.spec, &mut warnings)?,
+        Resource::WorkerPool(_) => {}
+    }
+    Ok(warnings)
+}
+
+fn metadata(meta: &ObjectMeta) -> Result<(), FieldError> {
+    name("metadata.name", &meta.name)?;
+    name("metadata.namespace", &meta.namespace)
+}
+
+fn task_agent(spec: &TaskAgentSpec, warnings: &mut Vec<String>) -> Result<(), FieldError> {
+    name("spec.workerPoolRef", &spec.worker_pool_ref)?;
+    container("spec.template.spec", &spec.template.spec, warnings)?;
+    positive("spec.timeout", spec.timeout)?;
+    positive("spec.warmPoolIdleTTL", spec.warm_pool_idle_ttl)?;
+    if spec
+        .schedule
+        .as_deref()
+        .is_some_and(|s| s.trim().is_empty())
+    {
+        return Err(FieldError::new(
+            "spec.schedule",
+            "must not be empty: use a cron expression like \"*/5 * * * *\", @hourly or \
+             @every 5m, or leave the field out",
+        ));
+    }
+    if spec.time_zone.trim().is_empty() {
+        return Err(FieldError::new(
+            "spec.timeZone",
+            "must not be empty: use an IANA zone name like UTC or Europe/Paris",
+        ));
+    }
+    egress_refs(&spec.egress_refs)
+}
+
+fn daemon_agent(spec: &DaemonAgentSpec, warnings: &mut Vec<String>) -> Result<(), FieldError> {
+    name("spec.workerPoolRef", &spec.worker_pool_ref)?;
+    container("spec.template.spec", &spec.template.spec, warnings)?;
+    egress_refs(&spec.egress_refs)
+}
+
+fn container(
+    path: &str,
+    spec: &ContainerSpec,
+    warnings: &mut Vec<String>,
+) -> Result<(), FieldError> {
+    if spec.image.trim().is_empty() {
+        return Err(FieldError::new(
+            format!("{path}.image"),
+            "must not be empty: give an image reference like registry.example/word-count:0.1",
+        ));
+    }
+    if spec.command.as_ref().is_some_and(Vec::is_empty) {
+        return Err(FieldError::new(
+            format!("{path}.command"),
+            "must name the program to run, or be left out to use the image ENTRYPOINT",
+        ));
+    }
+    if spec
+        .working_dir
+        .as_deref()
+        .is_some_and(|d| !d.starts_with('/'))
+    {
+        return Err(FieldError::new(
+            format!("{path}.workingDir"),
+            "must be an absolute path like /app",
+        ));
+    }
+    for (i, var) in spec.env.iter().enumerate() {
+        let var_path = format!("{path}.env[{i}]");
+        if var.name.is_empty() || var.name.contains(['=', '\0']) {
+            return Err(FieldError::new(
+                format!("{var_path}.name"),
+                "must be a non-empty variable name without '='",
+            ));
+        }
+        if let Some(value_from) = &var.value_from {
+            warnings.extend(value_from_warning(
+                &format!("{var_path}.valueFrom"),
+                value_from,
+            )?);
+        }
+    }
+    Ok(())
+}
+
+/// `valueFrom` may only hold `secretKeyRef`, which the guide documents as ignored.
+fn value_from_warning(path: &str, value: &serde_json::Value) -> Result<Vec<String>, FieldError> {
+    let Some(fields) = value.as_object() else {
+        return Err(FieldError::new(
+            path,
+            "must be a mapping with secretKeyRef (which clrk ignores); use value instead",
+        ));
+    };
+    if let Some(unknown) = fields.keys().find(|k| *k != "secretKeyRef") {
+        return Err(FieldError::new(
+            format!("{path}.{unknown}"),
+            "unknown field (expected one of: secretKeyRef)",
+        ));
+    }
+    Ok(fields
+        .keys()
+        .map(|key| {
+            format!(
+                "{path}.{key} is ignored: clrk never puts secrets in a sandbox; use a literal \
+                 value, or credential injection on the egress side"
+            )
+        })
+        .collect())
+}
+
+fn egress_refs(refs: &[EgressRef]) -> Result<(), FieldError> {
+    for (i, r) in refs.iter().enumerate() {
+        name(&format!("spec.egressRefs[{i}].gatewayRef"), &r.gateway_ref)?;
+    }
+    Ok(())
+}
+
+fn name(path: &str, value: &str) -> Result<(), FieldError> {
+    validate_name(value).map_err(|message| FieldError::new(path, message))
+}
+
+fn positive(path: &str, d: GoDuration) -> Result<(), FieldError> {
+    if d.is_zero() {
+        return Err(FieldError::new(path, zero_message(d)));
+    }
+    Ok(())
+}

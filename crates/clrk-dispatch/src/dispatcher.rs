@@ -1,0 +1,516 @@
+//! The dispatcher: turns an invocation into an execution on the agent's latest ready
+//! revision, runs it in a fresh sandbox and reports its stdout and outcome as events.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::Utc;
+use clrk_api::{DeliveryMode, Resource, RuntimeName, TaskAgent};
+use clrk_image::{ImageRef, ImageStore};
+use clrk_sandbox::{Runtime, Sandbox};
+use clrk_store::{ExecutionEnd, ExecutionStatus, NewExecution, Revision, RevisionState, Store};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::envelope::Trigger;
+use crate::error::DispatchError;
+use crate::launch::Launch;
+use crate::logs::{LogBus, LogSource};
+use crate::revision::RevisionShape;
+
+/// SIGTERM-to-SIGKILL grace when an execution is stopped (SPEC §4).
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+const STDOUT_CHUNK: usize = 64 * 1024;
+/// Chunks buffered between the agent and a slow caller before the agent's writes block.
+const STDOUT_QUEUE: usize = 8;
+
+/// One request to run a TaskAgent.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub namespace: String,
+    pub name: String,
+    pub execution_id: String,
+    /// `X-Clrk-Trigger`, recorded as the execution's trigger and used as `subject`.
+    pub trigger: Option<String>,
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub content_type: Option<String>,
+    pub body: Bytes,
+    pub overrides: Vec<(String, String)>,
+    /// A caller-requested cap, never longer than `spec.timeout`.
+    pub timeout: Option<Duration>,
+}
+
+/// What happens during an execution, in order: stdout chunks, then one `Finished`.
+#[derive(Debug)]
+pub enum ExecEvent {
+    Stdout(Bytes),
+    Finished(Outcome),
+}
+
+/// How an execution ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Exited(i32),
+    /// Stopped at its timeout; the duration is the timeout that applied.
+    TimedOut(Duration),
+    /// It never ran or was stopped by clrk (sandbox failure, shutdown).
+    Failed(String),
+}
+
+/// An execution that has been accepted; its events arrive on `events`.
+pub struct Started {
+    pub execution_id: String,
+    pub revision: String,
+    pub source: String,
+    pub events: mpsc::Receiver<ExecEvent>,
+}
+
+/// Settings of the dispatcher.
+#[derive(Debug, Clone)]
+pub struct DispatcherConfig {
+    /// Host paths masked inside host-rootfs sandboxes.
+    pub masked_paths: Vec<PathBuf>,
+}
+
+/// Runs executions. Cloning shares the same dispatcher.
+#[derive(Clone)]
+pub struct Dispatcher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    images: Arc<ImageStore>,
+    runsc: Runtime,
+    runc: Runtime,
+    logs: LogBus,
+    config: DispatcherConfig,
+    active: Mutex<HashMap<(String, String), u32>>,
+    live: Mutex<HashMap<String, CancellationToken>>,
+    shutdown: CancellationToken,
+    drained: Notify,
+}
+
+impl Dispatcher {
+    pub fn new(
+        store: Store,
+        images: Arc<ImageStore>,
+        runsc: Runtime,
+        runc: Runtime,
+        logs: LogBus,
+        config: DispatcherConfig,
+    ) -> Dispatcher {
+        Dispatcher {
+            inner: Arc::new(Inner {
+                store,
+                images,
+                runsc,
+                runc,
+                logs,
+                config,
+                active: Mutex::new(HashMap::new()),
+                live: Mutex::new(HashMap::new()),
+                shutdown: CancellationToken::new(),
+                drained: Notify::new(),
+            }),
+        }
+    }
+
+    /// The log bus executions write to.
+    pub fn logs(&self) -> &LogBus {
+        &self.inner.logs
+    }
+
+    /// Executions of this agent in flight right now.
+    pub fn active(&self, namespace: &str, name: &str) -> u32 {
+        let active = self.inner.active.lock().expect("active map");
+        active
+            .get(&(namespace.to_string(), name.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Accepts an invocation and starts its execution in the background.
+    pub async fn invoke(&self, inv: Invocation) -> Result<Started, DispatchError> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(DispatchError::ShuttingDown);
+        }
+        let not_found = || DispatchError::AgentNotFound {
+            namespace: inv.namespace.clone(),
+            name: inv.name.clone(),
+        };
+        let agent = self
+            .inner
+            .store
+            .get_agent(&inv.namespace, &inv.name)?
+            .ok_or_else(not_found)?;
+        let Ok(Resource::TaskAgent(task)) = Resource::from_stored(&agent.spec) else {
+            return Err(not_found());
+        };
+        let revision = ready_revision(&inv, agent.latest_revision)?;
+        let shape = RevisionShape::from_revision(&revision)?;
+        if shape.delivery_mode() == DeliveryMode::Metadata {
+            return Err(DispatchError::UnsupportedDelivery("Metadata".into()));
+        }
+        let runtime = self.runtime_for(&task)?;
+        let slot = self.acquire(&inv, task.spec.max_concurrent)?;
+
+        let trigger = Trigger {
+            execution_id: inv.execution_id.clone(),
+            namespace: inv.namespace.clone(),
+            name: inv.name.clone(),
+            revision: revision.name.clone(),
+            subject: inv.trigger.clone(),
+            method: inv.method.clone(),
+            path: inv.path.clone(),
+            query: inv.query.clone(),
+            content_type: inv.content_type.clone(),
+            body: inv.body.clone(),
+            overrides: inv.overrides.clone(),
+            time: Utc::now(),
+        };
+        let mut envelope = serde_json::to_vec(&trigger.envelope()?)
+            .map_err(|e| DispatchError::Internal(e.to_string()))?;
+        envelope.push(b'\n');
+
+        self.inner.store.start_execution(&NewExecution {
+            id: inv.execution_id.clone(),
+            namespace: inv.namespace.clone(),
+            agent: inv.name.clone(),
+            revision: revision.name.clone(),
+            trigger: inv.trigger.clone().unwrap_or_else(|| "http".to_string()),
+            started_at: trigger.time,
+        })
+        .map_err(|e| match e {
+            clrk_store::StoreError::DuplicateExecution(id) => DispatchError::DuplicateExecution(id),
+            other => DispatchError::Store(other),
+        })?;
+
+        let spec_timeout = task.spec.timeout.0;
+        let timeout = inv.timeout.map_or(spec_timeout, |t| t.min(spec_timeout));
+        let cancel = self.inner.shutdown.child_token();
+        self.inner
+            .live
+            .lock()
+            .expect("live map")
+            .insert(inv.execution_id.clone(), cancel.clone());
+
+        let (tx, rx) = mpsc::channel(STDOUT_QUEUE);
+        let run = Run {
+            dispatcher: self.clone(),
+            execution_id: inv.execution_id.clone(),
+            namespace: inv.namespace.clone(),
+            agent: inv.name.clone(),
+            shape,
+            runtime,
+            envelope,
+            timeout,
+            cancel,
+        };
+        tokio::spawn(async move {
+            run.run(tx).await;
+            drop(slot);
+        });
+        Ok(Started {
+            execution_id: inv.execution_id,
+            revision: revision.name,
+            source: trigger.source(),
+            events: rx,
+        })
+    }
+
+    /// Stops every execution in flight (their sandboxes are stopped and deleted) and refuses
+    /// new ones; returns when all are recorded or after `deadline`.
+    pub async fn shutdown(&self, deadline: Duration) {
+        self.inner.shutdown.cancel();
+        let wait = async {
+            loop {
+                let notified = self.inner.drained.notified();
+                if self.inner.live.lock().expect("live map").is_empty() {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        if tokio::time::timeout(deadline, wait).await.is_err() {
+            tracing::warn!("some executions were still stopping at shutdown");
+        }
+    }
+
+    fn runtime_for(&self, task: &TaskAgent) -> Result<Runtime, DispatchError> {
+        let pool_name = &task.spec.worker_pool_ref;
+        let runtime = match self.inner.store.get_pool(pool_name)? {
+            Some(pool) => serde_json::from_value::<clrk_api::WorkerPoolSpec>(
+                pool.spec.get("spec").cloned().unwrap_or(pool.spec.clone()),
+            )
+            .map(|p| p.runtime)
+            .unwrap_or_default(),
+            None if pool_name == "default" => RuntimeName::default(),
+            None => {
+                return Err(DispatchError::NotReady {
+                    namespace: task.metadata.namespace.clone(),
+                    name: task.metadata.name.clone(),
+                    reason: format!("worker pool {pool_name:?} does not exist: apply a WorkerPool named {pool_name}"),
+                });
+            }
+        };
+        Ok(match runtime {
+            RuntimeName::Runc => self.inner.runc.clone(),
+            _ => self.inner.runsc.clone(),
+        })
+    }
+
+    fn acquire(&self, inv: &Invocation, limit: u32) -> Result<Slot, DispatchError> {
+        let key = (inv.namespace.clone(), inv.name.clone());
+        let mut active = self.inner.active.lock().expect("active map");
+        let count = active.entry(key.clone()).or_insert(0);
+        if limit > 0 && *count >= limit {
+            return Err(DispatchError::TooManyExecutions {
+                namespace: inv.namespace.clone(),
+                name: inv.name.clone(),
+                limit,
+            });
+        }
+        *count += 1;
+        Ok(Slot {
+            dispatcher: self.clone(),
+            key,
+        })
+    }
+}
+
+fn ready_revision(inv: &Invocation, latest: Option<Revision>) -> Result<Revision, DispatchError> {
+    let not_ready = |reason: String| DispatchError::NotReady {
+        namespace: inv.namespace.clone(),
+        name: inv.name.clone(),
+        reason,
+    };
+    let revision = latest.ok_or_else(|| not_ready("it has no revision yet".into()))?;
+    match revision.state {
+        RevisionState::Ready => Ok(revision),
+        state => Err(not_ready(format!(
+            "revision {} is {state:?}{}",
+            revision.name,
+            revision.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+        ))),
+    }
+}
+
+/// One unit of an agent's `maxConcurrent`, released when the execution ends.
+struct Slot {
+    dispatcher: Dispatcher,
+    key: (String, String),
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut active = self.dispatcher.inner.active.lock().expect("active map");
+        if let Some(count) = active.get_mut(&self.key) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                active.remove(&self.key);
+            }
+        }
+    }
+}
+
+struct Run {
+    dispatcher: Dispatcher,
+    execution_id: String,
+    namespace: String,
+    agent: String,
+    shape: RevisionShape,
+    runtime: Runtime,
+    envelope: Vec<u8>,
+    timeout: Duration,
+    cancel: CancellationToken,
+}
+
+impl Run {
+    async fn run(self, tx: mpsc::Sender<ExecEvent>) {
+        let started = tokio::time::Instant::now();
+        let (outcome, sandbox) = self.execute(&tx, started + self.timeout).await;
+        self.record(&outcome);
+        tracing::info!(execution = %self.execution_id, agent = %self.agent, outcome = ?outcome,
+            elapsed_ms = started.elapsed().as_millis() as u64, "execution finished");
+        let _ = tx.send(ExecEvent::Finished(outcome)).await;
+        if let Some(mut sandbox) = sandbox {
+            if let Err(error) = sandbox.remove().await {
+                tracing::warn!(%error, sandbox = %sandbox.id, "could not delete sandbox");
+            }
+        }
+        let inner = &self.dispatcher.inner;
+        inner.live.lock().expect("live map").remove(&self.execution_id);
+        inner.drained.notify_waiters();
+    }
+
+    /// Runs the sandbox to its end; returns the outcome and, when it exited by itself, the
+    /// sandbox still to be deleted (deleted after the caller has its answer).
+    async fn execute(
+        &self,
+        tx: &mpsc::Sender<ExecEvent>,
+        deadline: tokio::time::Instant,
+    ) -> (Outcome, Option<Sandbox>) {
+        let mut sandbox = match self.start().await {
+            Ok(sandbox) => sandbox,
+            Err(reason) => return (Outcome::Failed(reason), None),
+        };
+        let stdin = sandbox.take_stdin();
+        let envelope = self.envelope.clone();
+        tokio::spawn(async move {
+            if let Some(mut stdin) = stdin {
+                // An agent that exits without reading its input closes the pipe: not an error.
+                let _ = stdin.write_all(&envelope).await;
+                let _ = stdin.shutdown().await;
+            }
+        });
+        let stderr = sandbox.take_stderr().map(|stderr| {
+            let logs = self.dispatcher.inner.logs.clone();
+            let source = LogSource {
+                namespace: self.namespace.clone(),
+                agent: self.agent.clone(),
+                execution_id: self.execution_id.clone(),
+                stream: "stderr",
+            };
+            tokio::spawn(async move { logs.pump(stderr, source).await })
+        });
+        let stdout = sandbox.take_stdout();
+
+        enum End {
+            Exited(i32),
+            Deadline,
+            Cancelled,
+            Broken(String),
+        }
+        let end = tokio::select! {
+            result = async {
+                if let Some(stdout) = stdout {
+                    forward_stdout(stdout, tx).await;
+                }
+                sandbox.wait().await
+            } => match result {
+                Ok(code) => End::Exited(code),
+                Err(e) => End::Broken(e.to_string()),
+            },
+            _ = tokio::time::sleep_until(deadline) => End::Deadline,
+            _ = self.cancel.cancelled() => End::Cancelled,
+        };
+        let outcome = match end {
+            End::Exited(code) => Outcome::Exited(code),
+            End::Deadline => {
+                self.stop(&mut sandbox).await;
+                Outcome::TimedOut(self.timeout)
+            }
+            End::Cancelled => {
+                self.stop(&mut sandbox).await;
+                Outcome::Failed("stopped: clrk is shutting down".into())
+            }
+            End::Broken(reason) => {
+                self.stop(&mut sandbox).await;
+                Outcome::Failed(format!("lost track of the sandbox: {reason}"))
+            }
+        };
+        if let Some(stderr) = stderr {
+            // stderr reaches EOF once every process of the sandbox is gone.
+            let _ = tokio::time::timeout(Duration::from_secs(5), stderr).await;
+        }
+        match outcome {
+            Outcome::Exited(_) => (outcome, Some(sandbox)),
+            _ => (outcome, None),
+        }
+    }
+
+    async fn start(&self) -> Result<Sandbox, String> {
+        let inner = &self.dispatcher.inner;
+        let images = inner.images.clone();
+        let image = self.shape.image.clone();
+        let reference: ImageRef = image
+            .reference
+            .parse()
+            .map_err(|e| format!("image {}: {e}", image.reference))?;
+        let rootfs = tokio::task::spawn_blocking(move || images.prepare(&image, &reference))
+            .await
+            .map_err(|e| format!("preparing the image: {e}"))?
+            .map_err(|e| format!("preparing the image: {e}"))?;
+        let launch = Launch {
+            sandbox_id: sandbox_id(&self.execution_id),
+            container: &self.shape.template.spec,
+            resources: &self.shape.resources,
+            image: &self.shape.image.config,
+            rootfs: &rootfs,
+            masked_paths: &inner.config.masked_paths,
+        };
+        let spec = launch.spec()?;
+        self.runtime
+            .spawn(&spec)
+            .await
+            .map_err(|e| format!("the sandbox did not start: {e}"))
+    }
+
+    async fn stop(&self, sandbox: &mut Sandbox) {
+        if let Err(error) = sandbox.stop(STOP_GRACE).await {
+            tracing::error!(%error, sandbox = %sandbox.id, "could not stop sandbox");
+        }
+    }
+
+    fn record(&self, outcome: &Outcome) {
+        let (status, exit_code, reason) = match outcome {
+            Outcome::Exited(0) => (ExecutionStatus::Succeeded, Some(0), None),
+            Outcome::Exited(code) => (
+                ExecutionStatus::Failed,
+                Some(*code),
+                Some(format!("agent exited with code {code}")),
+            ),
+            Outcome::TimedOut(after) => (
+                ExecutionStatus::TimedOut,
+                None,
+                Some(format!("execution timed out after {}", clrk_api::GoDuration(*after))),
+            ),
+            Outcome::Failed(reason) => (ExecutionStatus::Failed, None, Some(reason.clone())),
+        };
+        let end = ExecutionEnd {
+            status,
+            exit_code,
+            reason,
+            ended_at: Utc::now(),
+        };
+        if let Err(error) = self.dispatcher.inner.store.finish_execution(&self.execution_id, &end) {
+            tracing::error!(%error, execution = %self.execution_id, "could not record the end of an execution");
+        }
+    }
+}
+
+/// Copies stdout to the caller as it is written. A caller that went away does not stop the
+/// agent: the rest of its output is read and dropped so it never blocks on a full pipe.
+async fn forward_stdout(mut stdout: impl tokio::io::AsyncRead + Unpin, tx: &mpsc::Sender<ExecEvent>) {
+    let mut caller_gone = false;
+    loop {
+        let mut buf = vec![0u8; STDOUT_CHUNK];
+        match stdout.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                buf.truncate(n);
+                if !caller_gone && tx.send(ExecEvent::Stdout(Bytes::from(buf))).await.is_err() {
+                    caller_gone = true;
+                }
+            }
+        }
+    }
+}
+
+/// Sandbox ids are derived from the execution id but always runtime-safe and unique.
+fn sandbox_id(execution_id: &str) -> String {
+    let safe: String = execution_id
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .take(40)
+        .collect();
+    format!("clrk-{safe}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+}

@@ -1,0 +1,58 @@
+use http::StatusCode;
+
+/// Why an invocation could not run; each variant maps to the status SPEC §4 documents.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error("{0}")]
+    BadHeader(String),
+    #[error("{0}")]
+    InvalidJsonBody(String),
+    #[error("request body is larger than the {limit_mib} MiB limit")]
+    BodyTooLarge { limit_mib: usize },
+    #[error("taskagent {namespace}/{name} not found: apply a manifest for it first (clrk apply -f FILE)")]
+    AgentNotFound { namespace: String, name: String },
+    #[error("taskagent {namespace}/{name} has no ready revision: {reason}")]
+    NotReady {
+        namespace: String,
+        name: String,
+        reason: String,
+    },
+    #[error("taskagent {namespace}/{name} is at its limit of {limit} concurrent executions; retry shortly")]
+    TooManyExecutions {
+        namespace: String,
+        name: String,
+        limit: u32,
+    },
+    #[error("execution id {0} was already used: send a new X-Clrk-Execution-ID")]
+    DuplicateExecution(String),
+    #[error("delivery mode {0} is not supported by this version of clrk; use Stdin")]
+    UnsupportedDelivery(String),
+    #[error("clrk is shutting down; retry against the restarted server")]
+    ShuttingDown,
+    #[error("store: {0}")]
+    Store(#[from] clrk_store::StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl DispatchError {
+    /// The HTTP status the ingress answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            DispatchError::BadHeader(_) | DispatchError::InvalidJsonBody(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            DispatchError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            DispatchError::AgentNotFound { .. } => StatusCode::NOT_FOUND,
+            DispatchError::NotReady { .. } | DispatchError::ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            DispatchError::TooManyExecutions { .. } => StatusCode::TOO_MANY_REQUESTS,
+            DispatchError::DuplicateExecution(_) => StatusCode::CONFLICT,
+            DispatchError::UnsupportedDelivery(_) => StatusCode::NOT_IMPLEMENTED,
+            DispatchError::Store(_) | DispatchError::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+}

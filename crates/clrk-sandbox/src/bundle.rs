@@ -1,0 +1,363 @@
+//! The OCI bundle: `config.json` built from a [`SandboxSpec`], written under the state dir.
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use crate::{RuntimeKind, SandboxError, SandboxSpec};
+
+/// Empty file in the bundle, bind-mounted read-only over masked files.
+const EMPTY_FILE: &str = "empty";
+/// File the runtime writes the container's pid to once the process has started.
+pub(crate) const PID_FILE: &str = "pid";
+/// CFS period; the quota is scaled against it.
+const CPU_PERIOD_US: u64 = 100_000;
+/// The kernel refuses CFS quotas below 1 ms.
+const MIN_CPU_QUOTA_US: u64 = 1_000;
+
+/// Capabilities an agent's root may use: enough to own and write files in its image (package
+/// managers, chown of build output), nothing that touches devices, the network stack or the kernel.
+const CAPABILITIES: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_NET_BIND_SERVICE",
+];
+
+/// How a masked path looks on the sandbox's root filesystem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Masked {
+    /// A directory (hidden under an empty tmpfs).
+    Dir(PathBuf),
+    /// A file (hidden under an empty file).
+    File(PathBuf),
+    /// Nothing there yet; runsc can still place a tmpfs in its overlay so it never appears.
+    Missing(PathBuf),
+}
+
+/// Writes `<bundles>/<id>/config.json` (and the empty file masks use); returns the bundle dir.
+pub(crate) fn write(
+    spec: &SandboxSpec,
+    kind: RuntimeKind,
+    bundles: &Path,
+) -> Result<PathBuf, SandboxError> {
+    let dir = bundles.join(&spec.id);
+    std::fs::create_dir_all(bundles).map_err(SandboxError::io(bundles))?;
+    std::fs::create_dir(&dir).map_err(|source| match source.kind() {
+        ErrorKind::AlreadyExists => SandboxError::IdInUse {
+            id: spec.id.clone(),
+            path: dir.clone(),
+        },
+        _ => SandboxError::Io {
+            path: dir.clone(),
+            source,
+        },
+    })?;
+    let empty = dir.join(EMPTY_FILE);
+    std::fs::write(&empty, b"").map_err(SandboxError::io(&empty))?;
+    let rootfs = std::path::absolute(&spec.rootfs).map_err(SandboxError::io(&spec.rootfs))?;
+    let masked: Vec<Masked> = spec
+        .masked_paths
+        .iter()
+        .map(|p| classify(&rootfs, p))
+        .collect();
+    let config = config(spec, kind, &rootfs, &masked, &empty);
+    let path = dir.join("config.json");
+    let text = serde_json::to_vec_pretty(&config).expect("a JSON value always serializes");
+    std::fs::write(&path, text).map_err(SandboxError::io(&path))?;
+    Ok(dir)
+}
+
+/// Looks at `path` as it is on `rootfs` (symlinks followed, as the runtime will).
+fn classify(rootfs: &Path, path: &Path) -> Masked {
+    let on_root = rootfs.join(path.strip_prefix("/").unwrap_or(path));
+    match std::fs::metadata(on_root) {
+        Ok(m) if m.is_dir() => Masked::Dir(path.to_owned()),
+        Ok(_) => Masked::File(path.to_owned()),
+        Err(_) => Masked::Missing(path.to_owned()),
+    }
+}
+
+/// The OCI runtime config for `spec`.
+pub(crate) fn config(
+    spec: &SandboxSpec,
+    kind: RuntimeKind,
+    rootfs: &Path,
+    masked: &[Masked],
+    empty_file: &Path,
+) -> Value {
+    let caps: Vec<&str> = CAPABILITIES.to_vec();
+    json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": { "uid": spec.uid, "gid": spec.gid },
+            "args": spec.args,
+            "env": spec.env,
+            "cwd": spec.cwd,
+            "noNewPrivileges": true,
+            "capabilities": {
+                "bounding": caps, "effective": caps, "permitted": caps,
+            },
+        },
+        "root": {
+            "path": rootfs,
+            // runsc runs with --overlay2=root:memory: the base stays untouched and writes land
+            // in memory. runc has no overlay, so its root is read-only (an image rootfs may be
+            // shared by several sandboxes) and /tmp is the writable place.
+            "readonly": kind == RuntimeKind::Runc,
+        },
+        "hostname": spec.hostname,
+        "mounts": mounts(kind, masked, empty_file),
+        "linux": {
+            "namespaces": [
+                { "type": "pid" }, { "type": "ipc" }, { "type": "uts" },
+                { "type": "mount" }, { "type": "network" },
+            ],
+            "resources": resources(spec),
+            // Relative, so both runtimes nest it under their own (clrk's) cgroup: the
+            // server's limits and accounting cover its sandboxes.
+            "cgroupsPath": format!("clrk/{}", spec.id),
+            "maskedPaths": [
+                "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+                "/sys/firmware",
+            ],
+            "readonlyPaths": [
+                "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+            ],
+        },
+    })
+}
+
+/// Mounts in the order the runtime applies them.
+fn mounts(kind: RuntimeKind, masked: &[Masked], empty_file: &Path) -> Vec<Value> {
+    // File masks come first: runc resolves bind sources inside the new mount namespace, where a
+    // later tmpfs (/tmp, a masked data dir) could hide the bundle's empty file.
+    let mut out: Vec<Value> = masked
+        .iter()
+        .filter_map(|m| match m {
+            Masked::File(p) => Some(json!({
+                "destination": p, "type": "bind", "source": empty_file,
+                "options": ["rbind", "ro", "nosuid", "nodev", "noexec"],
+            })),
+            _ => None,
+        })
+        .collect();
+    out.extend([
+        json!({ "destination": "/proc", "type": "proc", "source": "proc",
+                "options": ["nosuid", "noexec", "nodev"] }),
+        json!({ "destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+                "options": ["nosuid", "strictatime", "mode=755", "size=65536k"] }),
+        json!({ "destination": "/dev/pts", "type": "devpts", "source": "devpts",
+                "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"] }),
+        json!({ "destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+                "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"] }),
+        json!({ "destination": "/sys", "type": "sysfs", "source": "sysfs",
+                "options": ["nosuid", "noexec", "nodev", "ro"] }),
+        json!({ "destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+                "options": ["nosuid", "nodev", "mode=1777"] }),
+    ]);
+    out.extend(masked.iter().filter_map(|m| {
+        let dir = match (m, kind) {
+            (Masked::Dir(p), _) | (Masked::Missing(p), RuntimeKind::Runsc) => p,
+            // runc cannot create a mount point on its read-only root; nothing is there to hide.
+            (Masked::Missing(_), RuntimeKind::Runc) | (Masked::File(_), _) => return None,
+        };
+        Some(json!({
+            "destination": dir, "type": "tmpfs", "source": "tmpfs",
+            "options": ["ro", "nosuid", "nodev", "noexec", "mode=755"],
+        }))
+    }));
+    out
+}
+
+/// Memory and CPU limits; a zero in the spec means "no limit".
+///
+/// runsc's cgroupfs handling works on this project's hybrid (v1) hosts, so the limit is a plain
+/// cgroup limit rather than `--ignore-cgroups` plus `--total-memory`: gVisor sizes the guest's
+/// memory from it, and the host charges everything the sandbox uses (its overlay writes too) to
+/// that cgroup. Exceeding it OOM-kills the whole sandbox, which the caller sees as exit 137.
+fn resources(spec: &SandboxSpec) -> Value {
+    let mut r = json!({ "devices": [{ "allow": false, "access": "rwm" }] });
+    if spec.memory_bytes > 0 {
+        r["memory"] = json!({ "limit": spec.memory_bytes });
+    }
+    if spec.cpu_millis > 0 {
+        r["cpu"] = json!({ "quota": cpu_quota_us(spec.cpu_millis), "period": CPU_PERIOD_US });
+    }
+    r
+}
+
+/// CFS quota for `millis` thousandths of a CPU over [`CPU_PERIOD_US`].
+fn cpu_quota_us(millis: u64) -> u64 {
+    (millis.saturating_mul(CPU_PERIOD_US) / 1000).max(MIN_CPU_QUOTA_US)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> SandboxSpec {
+        let mut s = SandboxSpec::new("clrk-t", "/", vec!["sh".into(), "-c".into(), "true".into()]);
+        s.env = vec!["A=1".into()];
+        s.cwd = "/work".into();
+        s.uid = 1000;
+        s.gid = 1001;
+        s.hostname = "agent".into();
+        s
+    }
+
+    fn destinations(c: &Value) -> Vec<&str> {
+        c["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["destination"].as_str().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn process_is_exactly_the_spec() {
+        let c = config(
+            &spec(),
+            RuntimeKind::Runsc,
+            Path::new("/"),
+            &[],
+            Path::new("/e"),
+        );
+        let p = &c["process"];
+        assert_eq!(p["args"], json!(["sh", "-c", "true"]));
+        assert_eq!(p["env"], json!(["A=1"]));
+        assert_eq!(p["cwd"], "/work");
+        assert_eq!(p["user"], json!({ "uid": 1000, "gid": 1001 }));
+        assert_eq!(p["terminal"], false);
+        assert_eq!(p["noNewPrivileges"], true);
+        assert_eq!(c["hostname"], "agent");
+        assert_eq!(c["linux"]["cgroupsPath"], "clrk/clrk-t");
+    }
+
+    #[test]
+    fn limits_follow_the_spec() {
+        let mut s = spec();
+        s.memory_bytes = 256 << 20;
+        s.cpu_millis = 500;
+        let c = config(&s, RuntimeKind::Runsc, Path::new("/"), &[], Path::new("/e"));
+        assert_eq!(c["linux"]["resources"]["memory"]["limit"], 256u64 << 20);
+        assert_eq!(c["linux"]["resources"]["cpu"]["quota"], 50_000);
+        assert_eq!(c["linux"]["resources"]["cpu"]["period"], 100_000);
+        s.memory_bytes = 0;
+        s.cpu_millis = 0;
+        let c = config(&s, RuntimeKind::Runsc, Path::new("/"), &[], Path::new("/e"));
+        assert!(c["linux"]["resources"].get("memory").is_none());
+        assert!(c["linux"]["resources"].get("cpu").is_none());
+    }
+
+    #[test]
+    fn tiny_cpu_share_still_gets_a_valid_quota() {
+        assert_eq!(cpu_quota_us(1), MIN_CPU_QUOTA_US);
+        assert_eq!(cpu_quota_us(2000), 200_000);
+    }
+
+    #[test]
+    fn root_is_writable_only_through_the_runsc_overlay() {
+        let c = config(
+            &spec(),
+            RuntimeKind::Runsc,
+            Path::new("/"),
+            &[],
+            Path::new("/e"),
+        );
+        assert_eq!(c["root"], json!({ "path": "/", "readonly": false }));
+        let c = config(
+            &spec(),
+            RuntimeKind::Runc,
+            Path::new("/r"),
+            &[],
+            Path::new("/e"),
+        );
+        assert_eq!(c["root"], json!({ "path": "/r", "readonly": true }));
+    }
+
+    #[test]
+    fn all_namespaces_are_fresh() {
+        let c = config(
+            &spec(),
+            RuntimeKind::Runc,
+            Path::new("/r"),
+            &[],
+            Path::new("/e"),
+        );
+        let ns: Vec<&str> = c["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                assert!(
+                    n.get("path").is_none(),
+                    "namespace {n} joins an existing one"
+                );
+                n["type"].as_str().unwrap()
+            })
+            .collect();
+        assert_eq!(ns, ["pid", "ipc", "uts", "mount", "network"]);
+    }
+
+    #[test]
+    fn masks_files_first_and_directories_last() {
+        let masked = [
+            Masked::Dir("/data".into()),
+            Masked::File("/keys/k".into()),
+            Masked::Missing("/later".into()),
+        ];
+        let c = config(
+            &spec(),
+            RuntimeKind::Runsc,
+            Path::new("/"),
+            &masked,
+            Path::new("/b/empty"),
+        );
+        let d = destinations(&c);
+        assert_eq!(d.first(), Some(&"/keys/k"));
+        assert_eq!(&d[d.len() - 2..], ["/data", "/later"]);
+        assert_eq!(c["mounts"][0]["source"], "/b/empty");
+        assert!(d.contains(&"/tmp") && d.contains(&"/dev/pts") && d.contains(&"/sys"));
+    }
+
+    #[test]
+    fn runc_skips_masks_of_missing_paths() {
+        let masked = [Masked::Missing("/later".into())];
+        let c = config(
+            &spec(),
+            RuntimeKind::Runc,
+            Path::new("/r"),
+            &masked,
+            Path::new("/e"),
+        );
+        assert!(!destinations(&c).contains(&"/later"));
+    }
+
+    #[test]
+    fn classify_looks_on_the_rootfs() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("d")).unwrap();
+        std::fs::write(root.path().join("f"), "x").unwrap();
+        assert_eq!(
+            classify(root.path(), Path::new("/d")),
+            Masked::Dir("/d".into())
+        );
+        assert_eq!(
+            classify(root.path(), Path::new("/f")),
+            Masked::File("/f".into())
+        );
+        assert_eq!(
+            classify(root.path(), Path::new("/n")),
+            Masked::Missing("/n".into())
+        );
+    }
+}

@@ -1,0 +1,114 @@
+//! The runtime's command line: one place that knows the flags of `runsc` and `runc`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use crate::{RuntimeKind, SandboxError};
+
+/// Signal numbers as both runtimes accept them on `kill`.
+pub(crate) const SIGTERM: &str = "15";
+pub(crate) const SIGKILL: &str = "9";
+
+/// Invokes one runtime binary against one state dir.
+#[derive(Debug)]
+pub(crate) struct RuntimeCli {
+    pub(crate) kind: RuntimeKind,
+    pub(crate) binary: PathBuf,
+    /// The runtime's `--root`: its container state.
+    pub(crate) root: PathBuf,
+    /// Where bundles live, one directory per sandbox id.
+    pub(crate) bundles: PathBuf,
+}
+
+impl RuntimeCli {
+    /// The binary with the global flags every subcommand needs.
+    pub(crate) fn std_command(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(&self.binary);
+        cmd.arg("--root").arg(&self.root);
+        if self.kind == RuntimeKind::Runsc {
+            // No network for now: a loopback-only stack. The root overlay keeps the rootfs
+            // (possibly the host's) unchanged; writes go to sandbox memory, charged to its cgroup.
+            cmd.args(["--network=none", "--overlay2=root:memory"]);
+        }
+        cmd
+    }
+
+    /// `run` of the bundle in `bundle`, with the container pid written to the bundle's pid file.
+    pub(crate) fn run_command(&self, id: &str, bundle: &Path) -> tokio::process::Command {
+        let mut cmd = self.std_command();
+        cmd.arg("run")
+            .arg("--bundle")
+            .arg(bundle)
+            .arg("--pid-file")
+            .arg(bundle.join(crate::bundle::PID_FILE))
+            .arg(id);
+        tokio::process::Command::from(cmd)
+    }
+
+    /// Makes sure the state dir exists, as the runtimes expect.
+    pub(crate) fn ensure_root(&self) -> Result<(), SandboxError> {
+        std::fs::create_dir_all(&self.root).map_err(SandboxError::io(&self.root))
+    }
+
+    /// Runs a subcommand to completion; returns its stdout.
+    async fn output(&self, args: &[&str]) -> Result<String, SandboxError> {
+        let mut cmd = tokio::process::Command::from(self.std_command());
+        cmd.args(args).stdin(Stdio::null());
+        let out = cmd.output().await.map_err(|source| SandboxError::Exec {
+            binary: self.binary.clone(),
+            source,
+        })?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(SandboxError::Command {
+                binary: self.binary.clone(),
+                command: args.join(" "),
+                status: out.status,
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            })
+        }
+    }
+
+    /// Sends `signal` to every process of container `id`.
+    pub(crate) async fn kill_all(&self, id: &str, signal: &str) -> Result<(), SandboxError> {
+        self.output(&["kill", "--all", id, signal]).await.map(drop)
+    }
+
+    /// Deletes container `id`, killing what still runs in it. A container that no longer
+    /// exists counts as deleted (`runsc run` deletes its container itself on exit).
+    pub(crate) async fn delete(&self, id: &str) -> Result<(), SandboxError> {
+        match self.output(&["delete", "--force", id]).await {
+            Ok(_) => Ok(()),
+            Err(e) if !self.list().await?.iter().any(|c| c == id) => {
+                tracing::debug!(id, error = %e, "container already gone");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Ids of the containers in the state dir.
+    pub(crate) async fn list(&self) -> Result<Vec<String>, SandboxError> {
+        self.ensure_root()?;
+        let out = self.output(&["list", "--quiet"]).await?;
+        Ok(out
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect())
+    }
+
+    /// Removes bundle dir `id`; a missing one is fine.
+    pub(crate) fn remove_bundle(&self, id: &str) -> Result<(), SandboxError> {
+        let dir = self.bundles.join(id);
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(SandboxError::Io {
+                path: dir,
+                source: e,
+            }),
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! The runtime driver: starts sandboxes and finds the ones a crash left behind.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncReadExt;
+use tokio::process::Child;
+
+use crate::cli::RuntimeCli;
+use crate::spec::validate_id;
+use crate::{Sandbox, SandboxError, SandboxSpec, bundle};
+
+/// A loaded machine can take seconds to boot a sandbox; past this the runtime is stuck.
+const START_DEADLINE: Duration = Duration::from_secs(60);
+/// How often to look for the pid file while a sandbox starts.
+const START_POLL: Duration = Duration::from_millis(10);
+/// How long to read a failed runtime's stderr for its error message.
+const STDERR_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Which OCI runtime runs the sandboxes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum RuntimeKind {
+    /// gVisor: a user-space kernel between the agent and the host.
+    #[default]
+    Runsc,
+    /// Plain Linux namespaces and cgroups; needs a real rootfs (no `host:`).
+    Runc,
+}
+
+impl RuntimeKind {
+    /// The binary looked up in `PATH` when none is configured.
+    ///
+    /// ```
+    /// assert_eq!(clrk_sandbox::RuntimeKind::Runsc.default_binary(), "runsc");
+    /// ```
+    pub fn default_binary(self) -> &'static str {
+        match self {
+            RuntimeKind::Runsc => "runsc",
+            RuntimeKind::Runc => "runc",
+        }
+    }
+}
+
+/// Where and with what a [`Runtime`] runs sandboxes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeConfig {
+    /// The runtime.
+    pub kind: RuntimeKind,
+    /// Its binary; a bare name is looked up in `PATH`.
+    pub binary: PathBuf,
+    /// `<data-dir>/sandboxes`: the runtime's `--root` (`state/`) and the bundles (`bundles/<id>/`).
+    /// Owned by one `Runtime`: give runsc and runc different dirs.
+    pub state_dir: PathBuf,
+}
+
+impl RuntimeConfig {
+    /// The config for `kind` with its default binary.
+    ///
+    /// ```
+    /// use clrk_sandbox::{RuntimeConfig, RuntimeKind};
+    /// let cfg = RuntimeConfig::new(RuntimeKind::Runsc, "/var/lib/clrk/sandboxes");
+    /// assert_eq!(cfg.binary, std::path::Path::new("runsc"));
+    /// ```
+    pub fn new(kind: RuntimeKind, state_dir: impl Into<PathBuf>) -> Self {
+        RuntimeConfig {
+            kind,
+            binary: kind.default_binary().into(),
+            state_dir: state_dir.into(),
+        }
+    }
+}
+
+/// Starts sandboxes with one runtime under one state dir.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    cli: Arc<RuntimeCli>,
+}
+
+impl Runtime {
+    /// A driver for `cfg`; nothing is touched on disk until it is used.
+    pub fn new(cfg: RuntimeConfig) -> Runtime {
+        Runtime {
+            cli: Arc::new(RuntimeCli {
+                kind: cfg.kind,
+                binary: cfg.binary,
+                root: cfg.state_dir.join("state"),
+                bundles: cfg.state_dir.join("bundles"),
+            }),
+        }
+    }
+
+    /// Writes the bundle under `state_dir/bundles/<id>/` and starts the container (`run`) with
+    /// piped stdio. Returns once the runtime has created the container (its pid file exists).
+    ///
+    /// A program that cannot be executed is a [`SandboxError::Start`] under runc; under runsc
+    /// the run exits 128 with the reason on stderr.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), clrk_sandbox::SandboxError> {
+    /// use clrk_sandbox::{Runtime, RuntimeConfig, RuntimeKind, SandboxSpec};
+    /// let runtime = Runtime::new(RuntimeConfig::new(RuntimeKind::Runsc, "/tmp/sandboxes"));
+    /// let mut spec = SandboxSpec::new("clrk-1", "/", vec!["echo".into(), "hi".into()]);
+    /// spec.host_rootfs = true;
+    /// let mut sandbox = runtime.spawn(&spec).await?;
+    /// assert_eq!(sandbox.wait().await?, 0);
+    /// sandbox.remove().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn spawn(&self, spec: &SandboxSpec) -> Result<Sandbox, SandboxError> {
+        validate_id(&spec.id)?;
+        if spec.host_rootfs && self.cli.kind == crate::RuntimeKind::Runc {
+            return Err(SandboxError::HostRootfsNeedsRunsc {
+                id: spec.id.clone(),
+            });
+        }
+        self.cli.ensure_root()?;
+        let bundle = bundle::write(spec, self.cli.kind, &self.cli.bundles)?;
+        let mut cmd = self.cli.run_command(&spec.id, &bundle);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group: a Ctrl-C at clrk's terminal must not reach sandboxes
+            // directly; clrk stops them itself.
+            .process_group(0);
+        let mut child = match cmd.spawn() {
+            Ok(child) => child,
+            Err(source) => {
+                self.cli.remove_bundle(&spec.id)?;
+                return Err(SandboxError::Exec {
+                    binary: self.cli.binary.clone(),
+                    source,
+                });
+            }
+        };
+        match self.await_start(&spec.id, &bundle, &mut child).await {
+            Ok(exit) => {
+                tracing::info!(id = %spec.id, runtime = ?self.cli.kind, "sandbox started");
+                Ok(Sandbox::new(
+                    spec.id.clone(),
+                    child,
+                    Arc::clone(&self.cli),
+                    exit,
+                ))
+            }
+            Err(e) => {
+                // Whatever got created must not linger; the start error is what matters.
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                if let Err(error) = self.cli.delete(&spec.id).await {
+                    tracing::warn!(id = %spec.id, %error, "could not delete failed sandbox");
+                }
+                self.cli.remove_bundle(&spec.id)?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Polls until the runtime has written the pid file (started) or exited without it (failed).
+    /// Returns the exit code when the container already ran to completion.
+    async fn await_start(
+        &self,
+        id: &str,
+        bundle: &Path,
+        child: &mut Child,
+    ) -> Result<Option<i32>, SandboxError> {
+        let pid_file = bundle.join(bundle::PID_FILE);
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            // Exit first, then the pid file: a runtime that exited after starting the
+            // container has written the file by then.
+            let exited = child.try_wait().map_err(|source| SandboxError::Wait {
+                id: id.to_owned(),
+                source,
+            })?;
+            let started = std::fs::metadata(&pid_file).is_ok_and(|m| m.len() > 0);
+            match (exited, started) {
+                (_, true) => return Ok(None),
+                (Some(status), false) => {
+                    return Err(SandboxError::Start {
+                        id: id.to_owned(),
+                        binary: self.cli.binary.clone(),
+                        status,
+                        stderr: read_stderr(child).await,
+                    });
+                }
+                (None, false) if Instant::now() >= deadline => {
+                    return Err(SandboxError::StartTimeout {
+                        id: id.to_owned(),
+                        seconds: START_DEADLINE.as_secs(),
+                    });
+                }
+                (None, false) => tokio::time::sleep(START_POLL).await,
+            }
+        }
+    }
+
+    /// Ids of the containers that exist under this runtime's state dir.
+    pub async fn list(&self) -> Result<Vec<String>, SandboxError> {
+        self.cli.list().await
+    }
+
+    /// Crash recovery at server start: force-deletes every container under the state dir and
+    /// removes leftover bundle dirs; returns the ids removed, sorted.
+    ///
+    /// ```no_run
+    /// # async fn f(runtime: clrk_sandbox::Runtime) -> Result<(), clrk_sandbox::SandboxError> {
+    /// for id in runtime.remove_all().await? {
+    ///     tracing::info!(id, "removed leftover sandbox");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn remove_all(&self) -> Result<Vec<String>, SandboxError> {
+        let mut removed = BTreeSet::new();
+        for id in self.cli.list().await? {
+            self.cli.delete(&id).await?;
+            removed.insert(id);
+        }
+        let bundles = &self.cli.bundles;
+        match std::fs::read_dir(bundles) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(SandboxError::Io {
+                    path: bundles.clone(),
+                    source,
+                });
+            }
+            Ok(entries) => {
+                for entry in entries {
+                    let entry = entry.map_err(SandboxError::io(bundles))?;
+                    let id = entry.file_name().to_string_lossy().into_owned();
+                    self.cli.remove_bundle(&id)?;
+                    removed.insert(id);
+                }
+            }
+        }
+        if !removed.is_empty() {
+            tracing::info!(count = removed.len(), ids = ?removed, "removed leftover sandboxes");
+        }
+        Ok(removed.into_iter().collect())
+    }
+}
+
+/// The runtime's error output after it exited, bounded in time in case a helper kept it open.
+async fn read_stderr(child: &mut Child) -> String {
+    let Some(mut stderr) = child.stderr.take() else {
+        return String::new();
+    };
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(STDERR_DEADLINE, stderr.read_to_end(&mut buf)).await;
+    String::from_utf8_lossy(&buf).trim().to_owned()
+}

@@ -1,0 +1,175 @@
+//! A running sandbox: its stdio, its exit, and how it is stopped and cleaned up.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
+
+use crate::SandboxError;
+use crate::cli::{RuntimeCli, SIGKILL, SIGTERM};
+
+/// Once the container is deleted its runtime process exits at once; past this it is stuck.
+const REAP_DEADLINE: Duration = Duration::from_secs(30);
+
+/// One started container. Stop or remove it when done; dropping it un-removed force-deletes
+/// it in the background.
+#[derive(Debug)]
+pub struct Sandbox {
+    /// The id from the spec; the container's name in the runtime.
+    pub id: String,
+    /// The runtime's `run` process; its exit status is the container's.
+    child: Child,
+    cli: Arc<RuntimeCli>,
+    exit: Option<i32>,
+    removed: bool,
+}
+
+impl Sandbox {
+    pub(crate) fn new(id: String, child: Child, cli: Arc<RuntimeCli>, exit: Option<i32>) -> Self {
+        Sandbox {
+            id,
+            child,
+            cli,
+            exit,
+            removed: false,
+        }
+    }
+
+    /// The container process's stdin; `None` once taken. Drop it to send EOF.
+    pub fn take_stdin(&mut self) -> Option<ChildStdin> {
+        self.child.stdin.take()
+    }
+
+    /// The container process's stdout; `None` once taken.
+    pub fn take_stdout(&mut self) -> Option<ChildStdout> {
+        self.child.stdout.take()
+    }
+
+    /// The container process's stderr (plus any error the runtime prints); `None` once taken.
+    pub fn take_stderr(&mut self) -> Option<ChildStderr> {
+        self.child.stderr.take()
+    }
+
+    /// Waits for the container's process to exit; returns its exit code (128+signal when
+    /// killed by a signal). Cancel-safe; later calls return the same code.
+    ///
+    /// ```no_run
+    /// # async fn f(sandbox: &mut clrk_sandbox::Sandbox) -> Result<(), clrk_sandbox::SandboxError> {
+    /// let code = sandbox.wait().await?;
+    /// sandbox.remove().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait(&mut self) -> Result<i32, SandboxError> {
+        if let Some(code) = self.exit {
+            return Ok(code);
+        }
+        let status = self
+            .child
+            .wait()
+            .await
+            .map_err(|source| SandboxError::Wait {
+                id: self.id.clone(),
+                source,
+            })?;
+        let code = exit_code(status);
+        tracing::debug!(id = %self.id, code, "sandbox exited");
+        self.exit = Some(code);
+        Ok(code)
+    }
+
+    /// Stops everything in the sandbox: SIGTERM to all its processes, up to `grace` for the
+    /// container to exit, then SIGKILL; then deletes the container and its bundle. Idempotent.
+    ///
+    /// ```no_run
+    /// # async fn f(sandbox: &mut clrk_sandbox::Sandbox) -> Result<(), clrk_sandbox::SandboxError> {
+    /// sandbox.stop(std::time::Duration::from_secs(5)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn stop(&mut self, grace: Duration) -> Result<(), SandboxError> {
+        if self.removed {
+            return Ok(());
+        }
+        if self.exit.is_none() {
+            self.signal_all(SIGTERM).await;
+            if tokio::time::timeout(grace, self.wait()).await.is_err() {
+                tracing::info!(id = %self.id, grace_ms = grace.as_millis() as u64, "sandbox ignored SIGTERM, killing it");
+                self.signal_all(SIGKILL).await;
+            }
+        }
+        self.remove().await
+    }
+
+    /// Deletes the container and its bundle, typically after a normal exit. A container still
+    /// running is killed. Idempotent.
+    pub async fn remove(&mut self) -> Result<(), SandboxError> {
+        if self.removed {
+            return Ok(());
+        }
+        self.cli.delete(&self.id).await?;
+        if self.exit.is_none() {
+            // The container is gone, so the runtime process must exit; reap it, by force if stuck.
+            if tokio::time::timeout(REAP_DEADLINE, self.wait())
+                .await
+                .is_err()
+            {
+                tracing::warn!(id = %self.id, "runtime process outlived its container, killing it");
+                // An error here means it has exited meanwhile; wait() reaps it either way.
+                let _ = self.child.start_kill();
+                self.wait().await?;
+            }
+        }
+        self.cli.remove_bundle(&self.id)?;
+        self.removed = true;
+        tracing::debug!(id = %self.id, "sandbox removed");
+        Ok(())
+    }
+
+    /// Best effort: the container may have exited already, which `remove` then handles.
+    async fn signal_all(&self, signal: &str) {
+        if let Err(error) = self.cli.kill_all(&self.id, signal).await {
+            tracing::debug!(id = %self.id, signal, %error, "could not signal sandbox");
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if self.removed {
+            return;
+        }
+        tracing::warn!(id = %self.id, "sandbox dropped without stop or remove, force-deleting it");
+        let (cli, id) = (Arc::clone(&self.cli), self.id.clone());
+        // Drop cannot await; a plain thread works with or without a tokio runtime.
+        std::thread::spawn(move || {
+            let deleted = cli.std_command().args(["delete", "--force", &id]).output();
+            if let Err(error) = deleted {
+                tracing::warn!(id, %error, "could not force-delete dropped sandbox");
+            }
+            if let Err(error) = cli.remove_bundle(&id) {
+                tracing::warn!(id, %error, "could not remove bundle of dropped sandbox");
+            }
+        });
+    }
+}
+
+/// The shell convention: the exit code, or 128+signal when killed by a signal.
+fn exit_code(status: ExitStatus) -> i32 {
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(-1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_follow_the_shell_convention() {
+        assert_eq!(exit_code(ExitStatus::from_raw(3 << 8)), 3);
+        assert_eq!(exit_code(ExitStatus::from_raw(9)), 137);
+        assert_eq!(exit_code(ExitStatus::from_raw(15)), 143);
+    }
+}

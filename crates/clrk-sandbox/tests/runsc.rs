@@ -1,0 +1,243 @@
+//! The runsc driver against the real `runsc`, on the host root filesystem.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use clrk_sandbox::{RuntimeKind, SandboxError};
+use common::*;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+
+#[tokio::test]
+async fn stdin_reaches_the_agent_and_stdout_stderr_exit_come_back() {
+    let dir = temp_dir();
+    let rt = runtime(RuntimeKind::Runsc, dir.path());
+    let spec = host_spec("stdio", "read x; echo got:$x; echo err >&2; exit 3");
+    let mut sandbox = rt.spawn(&spec).await.unwrap();
+
+    let again = rt.spawn(&spec).await.unwrap_err();
+    assert!(matches!(again, SandboxError::IdInUse { .. }), "{again}");
+
+    let (out, err, code) = run_to_end(&mut sandbox, b"hello\n").await;
+    assert_eq!(out, "got:hello\n");
+    assert_eq!(err, "err\n");
+    assert_eq!(code, 3);
+
+    sandbox.remove().await.unwrap();
+    assert!(!rt.list().await.unwrap().contains(&spec.id));
+    assert!(!bundle_dir(dir.path(), &spec.id).exists());
+    // Idempotent, and wait still answers.
+    sandbox.remove().await.unwrap();
+    sandbox.stop(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(sandbox.wait().await.unwrap(), 3);
+}
+
+#[tokio::test]
+async fn env_and_cwd_are_exactly_the_spec() {
+    let dir = temp_dir();
+    let rt = runtime(RuntimeKind::Runsc, dir.path());
+    // PID 1's environment is what the runtime passed, before any shell adds PWD.
+    let mut spec = host_spec("env", "pwd; tr '\\0' '\\n' < /proc/1/environ");
+    spec.env = vec![
+        "PATH=/usr/bin:/bin".into(),
+        "GREETING=hello world".into(),
+        "EMPTY=".into(),
+    ];
+    spec.cwd = "/usr/share".into();
+    spec.hostname = "agent-host".into();
+    let mut sandbox = rt.spawn(&spec).await.unwrap();
+    let (out, err, code) = run_to_end(&mut sandbox, b"").await;
+    sandbox.remove().await.unwrap();
+    assert_eq!(code, 0, "stderr: {err}");
+
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("/usr/share"));
+    let mut env: Vec<&str> = lines.collect();
+    env.sort();
+    // The runtime adds HOME (uid 0's home) because the spec has none; nothing else.
+    assert_eq!(
+        env,
+        [
+            "EMPTY=",
+            "GREETING=hello world",
+            "HOME=/root",
+            "PATH=/usr/bin:/bin"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn writes_stay_inside_and_masked_paths_are_empty() {
+    let dir = temp_dir();
+    let rt = runtime(RuntimeKind::Runsc, dir.path());
+    let host = temp_dir();
+    let secret_dir = host.path().join("data");
+    std::fs::create_dir(&secret_dir).unwrap();
+    std::fs::write(secret_dir.join("token"), "s3cret").unwrap();
+    let secret_file = host.path().join("key.pem");
+    std::fs::write(&secret_file, "PRIVATE").unwrap();
+    let written = host.path().join("written-inside");
+
+    let script = format!(
+        "echo x > {w} && echo wrote; cat {w}; \
+         python3 -c 'import os,sys; print(os.listdir(sys.argv[1]))' {d}; \
+         cat {d}/token; echo file:$(cat {f}); \
+         echo y > {d}/new || echo masked-dir-read-only",
+        w = written.display(),
+        d = secret_dir.display(),
+        f = secret_file.display(),
+    );
+    let mut spec = host_spec("fs", &script);
+    spec.masked_paths = vec![secret_dir.clone(), secret_file.clone()];
+    let mut sandbox = rt.spawn(&spec).await.unwrap();
+    let (out, err, _) = run_to_end(&mut sandbox, b"").await;
+    sandbox.remove().await.unwrap();
+
+    assert_eq!(
+        out, "wrote\nx\n[]\nfile:\nmasked-dir-read-only\n",
+        "stderr: {err}"
+    );
+    assert!(
+        !written.exists(),
+        "a write inside the sandbox reached the host"
+    );
+    assert!(!secret_dir.join("new").exists());
+    assert_eq!(
+        std::fs::read_to_string(secret_dir.join("token")).unwrap(),
+        "s3cret"
+    );
+}
+
+#[tokio::test]
+async fn stop_leaves_no_process_behind() {
+    let dir = temp_dir();
+    let rt = runtime(RuntimeKind::Runsc, dir.path());
+    // The init survives SIGTERM (handler, keeps waiting), its child ignores it, and the
+    // grandchild sits in its own session: only SIGKILL after the grace period ends them.
+    let spec = host_spec(
+        "stop",
+        "trap 'echo got-term' TERM; \
+         sh -c 'trap \"\" TERM; setsid sleep 1000 & sleep 1000' & \
+         echo ready; while :; do wait; done",
+    );
+    let mut sandbox = rt.spawn(&spec).await.unwrap();
+    let mut stdout = tokio::io::BufReader::new(sandbox.take_stdout().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).await.unwrap();
+    assert_eq!(line, "ready\n");
+    assert!(!host_processes_of(&spec.id).is_empty());
+
+    let started = Instant::now();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        sandbox.stop(Duration::from_secs(5)),
+    )
+    .await
+    .expect("stop returned")
+    .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "stopped before the grace period"
+    );
+    assert_eq!(sandbox.wait().await.unwrap(), 137);
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).await.unwrap();
+    assert!(rest.contains("got-term"), "SIGTERM came first: {rest:?}");
+
+    assert!(!rt.list().await.unwrap().contains(&spec.id));
+    assert!(!bundle_dir(dir.path(), &spec.id).exists());
+    eventually("no host process of the sandbox is left", || {
+        host_processes_of(&spec.id).is_empty()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn stop_of_an_agent_that_obeys_sigterm_is_quick() {
+    let dir = temp_dir();
+    let rt = runtime(RuntimeKind::Runsc, dir.path());
+    let spec = host_spec("quickstop", "sleep 1000 & echo ready; wait");
+    let mut sandbox = rt.spawn(&spec).await.unwrap();
+    let mut stdout = tokio::io::BufReader::new(sandbox.take_stdout().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).await.unwrap();
+    assert_eq!(line, "ready\n");
+
+    let started = Instant::now();
+    sandbox.stop(Duration::from_secs(30)).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "waited out the grace period"
+    );
+    assert_eq!(sandbox.wait().await.unwrap(), 143);
+    assert!(!rt.list().await.unwrap().contains(&spec.id));
+}
+
+#[tokio::test]
+async fn exceeding_the_memory_limit_fails_the_run() {
+    let dir = temp_dir();
+    let rt = runtime(RuntimeKind::Runsc, dir.path());
+    let mut spec = host_spec(
+        "oom",
+        "python3 -c 'x = bytearray(700 << 20); x[::4096] = b\"a\" * (len(x) // 4096)'; echo survived",
+    );
+    spec.memory_bytes = 256 << 20;
+    let mut sandbox = rt.spawn(&spec).await.unwrap();
+    let (out, _, code) = run_to_end(&mut sandbox, b"").await;
+    sandbox.remove().await.unwrap();
+    assert_ne!(code, 0);
+    assert_eq!(out, "");
+}
+
+#[tokio::test]
+async fn remove_all_clears_a_sandbox_whose_driver_was_killed() {
+    let dir = temp_dir();
+    let rt = runtime(RuntimeKind::Runsc, dir.path());
+    let spec = host_spec("crash", "sleep 1000");
+    let mut sandbox = rt.spawn(&spec).await.unwrap();
+
+    // Simulate `kill -9` of clrk: the `runsc run` process dies, the sandbox keeps running.
+    let me = std::process::id().to_string();
+    let driver: Vec<u32> = host_processes_of(&spec.id)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.rsplit(')').next().unwrap().split_whitespace().nth(1) == Some(&me))
+        })
+        .collect();
+    assert_eq!(driver.len(), 1, "exactly one `runsc run` child of the test");
+    let status = std::process::Command::new("kill")
+        .args(["-9", &driver[0].to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(sandbox.wait().await.unwrap(), 137);
+    assert_eq!(rt.list().await.unwrap(), [spec.id.as_str()]);
+
+    let removed = rt.remove_all().await.unwrap();
+    assert_eq!(removed, [spec.id.as_str()]);
+    assert!(rt.list().await.unwrap().is_empty());
+    assert!(!bundle_dir(dir.path(), &spec.id).exists());
+    eventually("the orphaned sandbox's processes are gone", || {
+        host_processes_of(&spec.id).is_empty()
+    })
+    .await;
+    // The handle still cleans up quietly after recovery did the work.
+    sandbox.remove().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_program_that_cannot_start_fails_the_run_and_says_why() {
+    let dir = temp_dir();
+    let rt = runtime(RuntimeKind::Runsc, dir.path());
+    let mut spec = host_spec("nostart", "");
+    spec.args = vec!["/no/such/program".into()];
+    let mut sandbox = rt.spawn(&spec).await.unwrap();
+    let (out, err, code) = run_to_end(&mut sandbox, b"").await;
+    sandbox.remove().await.unwrap();
+    assert_ne!(code, 0);
+    assert_eq!(out, "");
+    assert!(err.contains("/no/such/program"), "stderr: {err}");
+    assert!(rt.list().await.unwrap().is_empty());
+    assert!(!bundle_dir(dir.path(), &spec.id).exists());
+}

@@ -1,0 +1,69 @@
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+
+use super::ApiError;
+use crate::apply::{self, ApplyRequest};
+use crate::state::AppState;
+use crate::views;
+
+pub async fn apply(State(state): State<AppState>, Json(request): Json<ApplyRequest>) -> Result<Json<serde_json::Value>, ApiError> {
+    let results = apply::apply(&state, request).await?;
+    Ok(Json(serde_json::json!({ "results": results })))
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    namespace: Option<String>,
+}
+
+pub async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Result<Json<serde_json::Value>, ApiError> {
+    let agents = state.store.list_agents(q.namespace.as_deref())?;
+    let items = agents
+        .iter()
+        .map(|a| views::agent(&state, a))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(serde_json::json!({ "items": items })))
+}
+
+pub async fn get(State(state): State<AppState>, Path((namespace, name)): Path<(String, String)>) -> Result<Json<serde_json::Value>, ApiError> {
+    let agent = state
+        .store
+        .get_agent(&namespace, &name)?
+        .ok_or_else(|| not_found(&namespace, &name))?;
+    Ok(Json(views::agent(&state, &agent)?))
+}
+
+pub async fn delete(State(state): State<AppState>, Path((namespace, name)): Path<(String, String)>) -> Result<Json<serde_json::Value>, ApiError> {
+    let agent = state
+        .store
+        .get_agent(&namespace, &name)?
+        .ok_or_else(|| not_found(&namespace, &name))?;
+    state.store.delete_agent(&namespace, &name)?;
+    Ok(Json(serde_json::json!({
+        "deleted": { "kind": agent.kind, "namespace": namespace, "name": name }
+    })))
+}
+
+#[derive(Deserialize)]
+pub struct InvocationsQuery {
+    limit: Option<usize>,
+}
+
+pub async fn invocations(
+    State(state): State<AppState>,
+    Path((namespace, name)): Path<(String, String)>,
+    Query(q): Query<InvocationsQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if state.store.get_agent(&namespace, &name)?.is_none() {
+        return Err(not_found(&namespace, &name));
+    }
+    let executions = state.store.executions(&namespace, &name, q.limit.unwrap_or(20).min(1000))?;
+    let items: Vec<_> = executions.iter().map(views::execution).collect();
+    Ok(Json(serde_json::json!({ "items": items })))
+}
+
+pub fn not_found(namespace: &str, name: &str) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, format!("agent {namespace}/{name} not found: see clrk agents list -A"))
+}

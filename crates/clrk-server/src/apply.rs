@@ -1,0 +1,156 @@
+//! Applying manifests: validate every document, resolve and prepare images, then create or
+//! update agents and their revisions (SPEC §3).
+
+use clrk_api::{Document, Kind, Resource};
+use clrk_dispatch::RevisionShape;
+use clrk_dispatch::launch::command_line;
+use clrk_image::{ImageRef, ResolvedImage};
+use clrk_store::{AgentApply, ApplyOutcome};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ServerError;
+use crate::state::AppState;
+
+/// One document as the CLI sends it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SourcedManifest {
+    pub source: String,
+    pub index: usize,
+    pub manifest: serde_json::Value,
+}
+
+/// `POST /v1/apply` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApplyRequest {
+    pub documents: Vec<SourcedManifest>,
+}
+
+/// What happened to one document.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApplyResult {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    /// `created`, `configured` or `unchanged`.
+    pub outcome: String,
+    pub revision: Option<String>,
+    pub warnings: Vec<String>,
+}
+
+/// Validates every document first (nothing is applied if one is invalid), then applies them
+/// in order.
+pub async fn apply(state: &AppState, request: ApplyRequest) -> Result<Vec<ApplyResult>, ServerError> {
+    let mut documents = Vec::with_capacity(request.documents.len());
+    for doc in &request.documents {
+        let parsed = clrk_api::parse_value(&doc.source, doc.index, &doc.manifest)
+            .map_err(|e| ServerError::Apply(e.to_string()))?;
+        documents.push((doc.source.clone(), parsed));
+    }
+    let mut images = Vec::with_capacity(documents.len());
+    for (source, doc) in &documents {
+        images.push(resolve_image(state, source, doc).await?);
+    }
+    let mut results = Vec::with_capacity(documents.len());
+    for ((_, doc), image) in documents.into_iter().zip(images) {
+        results.push(apply_one(state, doc, image)?);
+    }
+    Ok(results)
+}
+
+/// Applies documents parsed locally (`clrk dev -f`).
+pub async fn apply_documents(state: &AppState, source: &str, documents: &[Document]) -> Result<Vec<ApplyResult>, ServerError> {
+    let request = ApplyRequest {
+        documents: documents
+            .iter()
+            .map(|d| SourcedManifest {
+                source: source.to_string(),
+                index: d.index,
+                manifest: d.resource.to_stored(),
+            })
+            .collect(),
+    };
+    apply(state, request).await
+}
+
+fn container(resource: &Resource) -> Option<&clrk_api::ContainerSpec> {
+    match resource {
+        Resource::TaskAgent(t) => Some(&t.spec.template.spec),
+        Resource::DaemonAgent(d) => Some(&d.spec.template.spec),
+        _ => None,
+    }
+}
+
+/// Resolves the image of an agent and makes its root filesystem ready, so a revision is
+/// only created once it can run.
+async fn resolve_image(state: &AppState, source: &str, doc: &Document) -> Result<Option<ResolvedImage>, ServerError> {
+    let Some(container) = container(&doc.resource) else {
+        return Ok(None);
+    };
+    let at = |msg: String| {
+        ServerError::Apply(format!(
+            "{source}: document {}: spec.template.spec.image: {msg}",
+            doc.index
+        ))
+    };
+    let reference: ImageRef = container.image.parse().map_err(|e: clrk_image::ImageError| at(e.to_string()))?;
+    if reference.is_host() && !state.allow_host_rootfs {
+        return Err(at(
+            "host: images run on the host's root filesystem and are refused by this server; start it with --allow-host-rootfs (clrk dev does) or use an OCI image".into(),
+        ));
+    }
+    let images = state.images.clone();
+    let r = reference.clone();
+    let resolved = tokio::task::spawn_blocking(move || {
+        let resolved = images.resolve(&r)?;
+        images.prepare(&resolved, &r)?;
+        Ok::<_, clrk_image::ImageError>(resolved)
+    })
+    .await
+    .map_err(|e| ServerError::Internal(e.to_string()))?
+    .map_err(|e| at(e.to_string()))?;
+    if command_line(container, &resolved.config).is_none() {
+        return Err(ServerError::Apply(format!(
+            "{source}: document {}: spec.template.spec.command: required because image {} has no ENTRYPOINT",
+            doc.index, container.image
+        )));
+    }
+    Ok(Some(resolved))
+}
+
+fn apply_one(state: &AppState, doc: Document, image: Option<ResolvedImage>) -> Result<ApplyResult, ServerError> {
+    let meta = doc.resource.metadata().clone();
+    let kind = doc.resource.kind();
+    let outcome = match (kind, image) {
+        (Kind::WorkerPool, _) => state
+            .store
+            .apply_pool(&meta.namespace, &meta.name, &doc.resource.to_stored())?,
+        (_, Some(image)) => {
+            let shape = RevisionShape::of(&doc.resource, image.clone())
+                .ok_or_else(|| ServerError::Internal(format!("{kind} has no revisions")))?;
+            state.store.apply_agent(&AgentApply {
+                namespace: meta.namespace.clone(),
+                name: meta.name.clone(),
+                kind: kind.to_string(),
+                spec: doc.resource.to_stored(),
+                shape: shape.to_json(),
+                image_ref: image.reference.clone(),
+                image_digest: image.digest.clone(),
+            })?
+        }
+        (_, None) => return Err(ServerError::Internal(format!("{kind} {} has no image", meta.name))),
+    };
+    let (outcome, revision) = match outcome {
+        ApplyOutcome::Created { revision } => ("created", revision),
+        ApplyOutcome::Configured { revision } => ("configured", revision),
+        ApplyOutcome::Unchanged => ("unchanged", None),
+    };
+    tracing::info!(kind = %kind, namespace = %meta.namespace, name = %meta.name, outcome, revision = ?revision, "applied");
+    Ok(ApplyResult {
+        kind: kind.to_string(),
+        namespace: meta.namespace,
+        name: meta.name,
+        outcome: outcome.to_string(),
+        revision,
+        warnings: doc.warnings,
+    })
+}

@@ -1,0 +1,263 @@
+//! `clrk dev`: control API, ingress and an embedded worker in one process, with the store
+//! under the data dir and every agent's log lines on the terminal.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clrk_dispatch::{Dispatcher, DispatcherConfig, LogBus};
+use clrk_image::ImageStore;
+use clrk_sandbox::{Runtime, RuntimeConfig, RuntimeKind};
+use clrk_store::Store;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+
+use crate::error::ServerError;
+use crate::state::AppState;
+
+/// How `clrk dev` runs.
+#[derive(Debug, Clone)]
+pub struct DevOptions {
+    /// Store, images and sandbox state (`$CLRK_DIR/dev` by default).
+    pub data_dir: PathBuf,
+    /// Where `dev.json` is written (`$CLRK_DIR`, `~/.clrk` by default).
+    pub clrk_dir: PathBuf,
+    pub ingress_addr: SocketAddr,
+    pub api_addr: SocketAddr,
+    /// Applied at start (`-f FILE`), with the file each came from.
+    pub manifests: Vec<(String, Vec<clrk_api::Document>)>,
+    pub allow_host_rootfs: bool,
+    /// Print every agent log line to stdout.
+    pub log_to_terminal: bool,
+}
+
+/// What `dev.json` holds: how the other commands find this server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Endpoints {
+    pub ingress: String,
+    pub api: String,
+    pub token: String,
+}
+
+/// Runs until Ctrl-C or SIGTERM, then stops every sandbox and returns.
+pub async fn run(opts: DevOptions) -> Result<(), ServerError> {
+    let server = start(opts).await?;
+    shutdown_signal().await;
+    eprintln!("clrk: shutting down, stopping sandboxes…");
+    server.stop().await;
+    Ok(())
+}
+
+/// A started server.
+pub struct Running {
+    pub endpoints: Endpoints,
+    dispatcher: Dispatcher,
+    endpoints_file: PathBuf,
+    _lock: std::fs::File,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops executions (sandboxes deleted), the listeners, and removes `dev.json`.
+    pub async fn stop(self) {
+        self.dispatcher.shutdown(Duration::from_secs(15)).await;
+        for task in &self.tasks {
+            task.abort();
+        }
+        let _ = std::fs::remove_file(&self.endpoints_file);
+    }
+}
+
+/// Starts everything and returns once both listeners accept connections.
+pub async fn start(opts: DevOptions) -> Result<Running, ServerError> {
+    let data_dir = &opts.data_dir;
+    create_private_dir(data_dir)?;
+    create_private_dir(&opts.clrk_dir)?;
+    let lock = lock_data_dir(data_dir)?;
+
+    let store = Store::open(&data_dir.join("clrk.db"))?;
+    let images = Arc::new(ImageStore::open(&data_dir.join("images"))?);
+    let runsc = Runtime::new(RuntimeConfig {
+        kind: RuntimeKind::Runsc,
+        binary: "runsc".into(),
+        state_dir: data_dir.join("sandboxes"),
+    });
+    let runc = Runtime::new(RuntimeConfig {
+        kind: RuntimeKind::Runc,
+        binary: "runc".into(),
+        state_dir: data_dir.join("sandboxes-runc"),
+    });
+    crate::recovery::recover(&store, &[&runsc, &runc]).await?;
+
+    let logs = LogBus::new(store.clone());
+    let masked_paths = masked_paths(&opts);
+    let dispatcher = Dispatcher::new(
+        store.clone(),
+        images.clone(),
+        runsc,
+        runc,
+        logs.clone(),
+        DispatcherConfig { masked_paths },
+    );
+    let state = AppState {
+        store,
+        images,
+        dispatcher: dispatcher.clone(),
+        allow_host_rootfs: opts.allow_host_rootfs,
+    };
+
+    for (source, documents) in &opts.manifests {
+        for result in crate::apply::apply_documents(&state, source, documents).await? {
+            eprintln!(
+                "{}/{} {}{}",
+                result.kind.to_lowercase(),
+                result.name,
+                result.outcome,
+                result.revision.map(|r| format!(" (revision {r})")).unwrap_or_default()
+            );
+        }
+    }
+
+    let ingress = bind(opts.ingress_addr).await?;
+    let api = bind(opts.api_addr).await?;
+    let endpoints = Endpoints {
+        ingress: format!("http://{}", local_addr(&ingress)?),
+        api: format!("http://{}", local_addr(&api)?),
+        token: new_token(),
+    };
+    let endpoints_file = opts.clrk_dir.join("dev.json");
+    write_endpoints(&endpoints_file, &endpoints)?;
+
+    let mut tasks = Vec::new();
+    let ingress_app = clrk_dispatch::ingress::router(dispatcher.clone());
+    tasks.push(tokio::spawn(serve(ingress, ingress_app)));
+    let api_app = crate::api::router(state, endpoints.token.clone());
+    tasks.push(tokio::spawn(serve(api, api_app)));
+    if opts.log_to_terminal {
+        tasks.push(tokio::spawn(print_logs(logs)));
+    }
+    eprintln!(
+        "clrk dev: ingress {} · api {} · data {}\n  endpoints and token in {}",
+        endpoints.ingress,
+        endpoints.api,
+        data_dir.display(),
+        endpoints_file.display()
+    );
+    Ok(Running {
+        endpoints,
+        dispatcher,
+        endpoints_file,
+        _lock: lock,
+        tasks,
+    })
+}
+
+async fn serve(listener: TcpListener, app: axum::Router) {
+    if let Err(error) = axum::serve(listener, app).await {
+        tracing::error!(%error, "listener stopped");
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Listen { addr, source })
+}
+
+fn local_addr(listener: &TcpListener) -> Result<SocketAddr, ServerError> {
+    listener
+        .local_addr()
+        .map_err(|e| ServerError::Internal(format!("reading a listener's address: {e}")))
+}
+
+/// Prints `[namespace/agent execution-id] line` for every agent log line.
+async fn print_logs(logs: LogBus) {
+    let mut events = logs.subscribe();
+    loop {
+        match events.recv().await {
+            Ok(e) => {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "[{}/{} {}] {}", e.namespace, e.agent, e.execution_id, e.line);
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                println!("[clrk] {n} log lines skipped on the terminal (all are in clrk agents logs)");
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// The data dir and `$CLRK_DIR` hold the store, every agent's logs and the API token: a
+/// sandbox on the host's root filesystem must never see them.
+fn masked_paths(opts: &DevOptions) -> Vec<PathBuf> {
+    let mut paths = Vec::new();
+    for dir in [&opts.clrk_dir, &opts.data_dir] {
+        let dir = dir.canonicalize().unwrap_or_else(|_| dir.clone());
+        if !paths.iter().any(|p: &PathBuf| dir.starts_with(p)) {
+            paths.push(dir);
+        }
+    }
+    paths
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), ServerError> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| ServerError::DataDir { path: dir.to_path_buf(), source })
+}
+
+/// One server per data dir: two would delete each other's sandboxes at start.
+fn lock_data_dir(dir: &Path) -> Result<std::fs::File, ServerError> {
+    let path = dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|source| ServerError::DataDir { path: path.clone(), source })?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        .map_err(|_| ServerError::DataDirBusy(dir.to_path_buf()))?;
+    Ok(file)
+}
+
+/// A 256-bit random token from the OS generator.
+fn new_token() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// Written to a temporary file and renamed, mode 0600: readers never see half a file.
+fn write_endpoints(path: &Path, endpoints: &Endpoints) -> Result<(), ServerError> {
+    let err = |source| ServerError::Endpoints { path: path.to_path_buf(), source };
+    let tmp = path.with_extension("json.tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(err)?;
+    let text = serde_json::to_string_pretty(endpoints).expect("endpoints serialise");
+    file.write_all(text.as_bytes()).map_err(err)?;
+    file.sync_all().map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

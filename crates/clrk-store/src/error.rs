@@ -1,0 +1,75 @@
+//! The one error type of clrk-store.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while reading or writing the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The data directory or database file could not be created or secured.
+    #[error(
+        "cannot prepare database file {path}: {source}; check that the data dir exists and is writable by this user"
+    )]
+    Io {
+        /// The file or directory at fault.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// SQLite refused to open the file or to apply the connection settings.
+    #[error(
+        "cannot open database {path}: {source}; check the file is a clrk SQLite database and not used by another program"
+    )]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        source: rusqlite::Error,
+    },
+    /// The schema could not be brought up to date.
+    #[error(
+        "cannot migrate database {path}: {source}; if it was written by a newer clrk, run that version or restore a backup"
+    )]
+    Migrate {
+        /// The database file.
+        path: PathBuf,
+        /// What the migration runner said.
+        source: rusqlite_migration::Error,
+    },
+    /// A query failed.
+    #[error(
+        "database error: {0}; if it persists, check disk space and run `PRAGMA integrity_check` on the database file"
+    )]
+    Sqlite(#[from] rusqlite::Error),
+    /// `start_execution` was given an id that is already recorded.
+    #[error("execution {0} already exists; give every execution a fresh id")]
+    DuplicateExecution(String),
+    /// The named agent is not in the store.
+    #[error("agent {namespace}/{name} not found; apply its manifest first")]
+    AgentNotFound {
+        /// Namespace looked in.
+        namespace: String,
+        /// Agent name.
+        name: String,
+    },
+    /// The named revision is not in the store.
+    #[error(
+        "revision {revision} not found in namespace {namespace}; list the agent's revisions to see which exist"
+    )]
+    RevisionNotFound {
+        /// Namespace looked in.
+        namespace: String,
+        /// Revision name (`<agent>-00001`).
+        revision: String,
+    },
+    /// The execution id is not in the store (never started, or its agent was deleted).
+    #[error("execution {0} not found; it was never started or its agent has been deleted")]
+    ExecutionNotFound(String),
+    /// A JSON document could not be turned into text for storage.
+    #[error("cannot serialise {what} to JSON: {source}")]
+    Json {
+        /// Which document.
+        what: &'static str,
+        /// What serde_json said.
+        source: serde_json::Error,
+    },
+}

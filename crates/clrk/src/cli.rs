@@ -1,0 +1,442 @@
+//! Command-line definitions (clap derive). Nothing here does I/O.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const QUICK_START: &str = "\
+Quick start:
+  clrk dev &                                   # run everything locally
+  clrk apply -f taskagent.yaml                 # create or update agents
+  clrk agents run-task word-count -i '{\"text\":\"hello world\"}'
+  clrk agents logs word-count";
+
+/// clrk turns a script into a sandboxed agent described by a YAML manifest.
+#[derive(Debug, Parser)]
+#[command(name = "clrk", version, after_help = QUICK_START)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command accepts.
+#[derive(Debug, Clone, Default, Args)]
+pub struct GlobalArgs {
+    /// Control API base URL (default: the one in $CLRK_DIR/dev.json).
+    #[arg(long, env = "CLRK_SERVER", global = true, value_name = "URL")]
+    pub server: Option<String>,
+
+    /// Control API token (default: the one in $CLRK_DIR/dev.json).
+    #[arg(long, env = "CLRK_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// Ingress base URL used by run-task (default: the one in $CLRK_DIR/dev.json).
+    #[arg(long, env = "CLRK_INGRESS", global = true, value_name = "URL")]
+    pub ingress: Option<String>,
+
+    /// Show more detail (execution ids, debug logs).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+}
+
+/// The top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the control API, ingress and a worker on this machine.
+    Dev(DevArgs),
+    /// Create or update the resources in manifest files.
+    Apply(ApplyArgs),
+    /// Delete the resources named in manifest files.
+    Delete(DeleteArgs),
+    /// Inspect, invoke and delete agents.
+    #[command(subcommand)]
+    Agents(AgentsCommand),
+    /// Inspect worker pools.
+    #[command(subcommand)]
+    Pools(PoolsCommand),
+}
+
+/// `clrk dev`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Example:
+  clrk dev -f taskagent.yaml
+  # then, in another terminal:
+  clrk agents run-task word-count -i '{\"text\":\"hi\"}'")]
+pub struct DevArgs {
+    /// Where the store and image cache live [default: $CLRK_DIR/dev].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Ingress listen address.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:18080")]
+    pub listen: SocketAddr,
+
+    /// Control API listen address.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:17070")]
+    pub api: SocketAddr,
+
+    /// Manifest file or directory to apply at start (repeatable).
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+/// Manifest files to read: `-f FILE...` with optional recursion.
+#[derive(Debug, Args)]
+pub struct FileArgs {
+    /// Manifest file, directory (its *.yaml, *.yml, *.json) or '-' for stdin (repeatable).
+    #[arg(short = 'f', long = "filename", value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+
+    /// Read directories recursively.
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+}
+
+/// `clrk apply`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Example:
+  clrk apply -f taskagent.yaml
+  taskagent/word-count created
+  clrk apply -f agents/ -R")]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub input: FileArgs,
+
+    /// Accepted for compatibility with the guide; changes nothing.
+    #[arg(long)]
+    pub local: bool,
+}
+
+/// `clrk delete`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Example:
+  clrk delete -f taskagent.yaml
+  taskagent/word-count deleted")]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    pub input: FileArgs,
+}
+
+/// Output formats for lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    /// The table with more columns.
+    Wide,
+    /// The server's answer as JSON.
+    Json,
+    /// The server's answer as YAML.
+    Yaml,
+}
+
+/// Output formats for single objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ObjectFormat {
+    /// The server's answer as JSON.
+    Json,
+    /// The server's answer as YAML.
+    Yaml,
+}
+
+/// The namespace an agent command works in.
+#[derive(Debug, Clone, Args)]
+pub struct NamespaceArg {
+    /// Namespace of the agent.
+    #[arg(short, long, default_value = "default")]
+    pub namespace: String,
+}
+
+/// `clrk agents ...`.
+#[derive(Debug, Subcommand)]
+pub enum AgentsCommand {
+    /// List agents with their ready revision, sandboxes and last run.
+    #[command(after_help = "\
+Example:
+  clrk agents list
+  KIND        NAME         REVISION           WARM   ACTIVE   LAST-RUN
+  TaskAgent   word-count   word-count-00001   0      0        Succeeded 2m ago")]
+    List(ListArgs),
+
+    /// Show one agent: spec, status and revisions.
+    #[command(after_help = "\
+Example:
+  clrk agents get word-count
+  clrk agents get word-count -o yaml")]
+    Get(GetArgs),
+
+    /// Delete an agent and stop its sandboxes.
+    #[command(after_help = "\
+Example:
+  clrk agents delete word-count
+  taskagent/word-count deleted")]
+    Delete(NameArgs),
+
+    /// Print an agent's logs, each line tagged with its execution id.
+    #[command(after_help = "\
+Example:
+  clrk agents logs word-count --tail 20 -f")]
+    Logs(LogsArgs),
+
+    /// List an agent's recent executions.
+    #[command(after_help = "\
+Example:
+  clrk agents invocations word-count --limit 5")]
+    Invocations(InvocationsArgs),
+
+    /// Run a TaskAgent once through the ingress and stream its output.
+    #[command(after_help = "\
+Input (-i): a JSON literal, @FILE with JSON, or '-' for JSON on stdin.
+Exit codes: 0 succeeded, 1 agent failed, 124 timed out, 77 rejected by the ingress.
+
+Example:
+  clrk agents run-task word-count -i '{\"text\":\"hello world\"}'
+  clrk agents run-task word-count -i @event.json -H x-request-id=abc --timeout 30s")]
+    RunTask(RunTaskArgs),
+}
+
+/// `clrk agents list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only agents in this namespace.
+    #[arg(short, long, default_value = "default", conflicts_with = "all_namespaces")]
+    pub namespace: String,
+
+    /// Agents of every namespace.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+
+    /// Output format (default: a table).
+    #[arg(short, long, value_enum)]
+    pub output: Option<ListFormat>,
+}
+
+/// `clrk agents get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// Agent name.
+    pub name: String,
+
+    #[command(flatten)]
+    pub namespace: NamespaceArg,
+
+    /// Output format (default: a summary for people).
+    #[arg(short, long, value_enum)]
+    pub output: Option<ObjectFormat>,
+}
+
+/// A command that takes only an agent name.
+#[derive(Debug, Args)]
+pub struct NameArgs {
+    /// Agent name.
+    pub name: String,
+
+    #[command(flatten)]
+    pub namespace: NamespaceArg,
+}
+
+/// `clrk agents logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Agent name.
+    pub name: String,
+
+    #[command(flatten)]
+    pub namespace: NamespaceArg,
+
+    /// Keep printing new lines until Ctrl-C.
+    #[arg(short, long)]
+    pub follow: bool,
+
+    /// Start with only the last N lines.
+    #[arg(long, value_name = "N")]
+    pub tail: Option<u64>,
+}
+
+/// `clrk agents invocations`.
+#[derive(Debug, Args)]
+pub struct InvocationsArgs {
+    /// Agent name.
+    pub name: String,
+
+    #[command(flatten)]
+    pub namespace: NamespaceArg,
+
+    /// How many recent executions to show.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub limit: u32,
+
+    /// Output format (default: a table).
+    #[arg(short, long, value_enum)]
+    pub output: Option<ObjectFormat>,
+}
+
+/// `clrk agents run-task`.
+#[derive(Debug, Args)]
+pub struct RunTaskArgs {
+    /// TaskAgent name.
+    pub name: String,
+
+    #[command(flatten)]
+    pub namespace: NamespaceArg,
+
+    /// Event data: a JSON literal, @FILE, or '-' for stdin.
+    #[arg(short, long, value_name = "JSON|@FILE|-")]
+    pub input: Option<String>,
+
+    /// Extra request header as NAME=VALUE (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "NAME=VALUE", value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
+
+    /// Lower the execution's timeout to this duration (e.g. 30s, 1m30s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    pub timeout: Option<String>,
+}
+
+/// `clrk pools ...`.
+#[derive(Debug, Subcommand)]
+pub enum PoolsCommand {
+    /// List worker pools with their runtime, capacity and workers.
+    #[command(after_help = "\
+Example:
+  clrk pools list
+  NAME      RUNTIME   MAX-EXECUTIONS   WORKERS
+  default   runsc     10               1")]
+    List,
+}
+
+/// Parses `NAME=VALUE` (or curl's `NAME: VALUE`) into a header pair.
+///
+/// ```
+/// use clrk::cli::parse_header;
+/// assert_eq!(parse_header("x-request-id=abc").unwrap(), ("x-request-id".into(), "abc".into()));
+/// ```
+pub fn parse_header(raw: &str) -> Result<(String, String), String> {
+    // Header names never contain '=' or ':', so the first of either ends the name.
+    let Some(split) = raw.find(['=', ':']) else {
+        return Err(format!("header '{raw}' has no value: write it as NAME=VALUE"));
+    };
+    let name = raw[..split].trim();
+    let value = raw[split + 1..].trim();
+    if name.is_empty() {
+        return Err(format!("header '{raw}' has no name: write it as NAME=VALUE"));
+    }
+    http::HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("'{name}' is not a valid HTTP header name"))?;
+    http::HeaderValue::from_str(value)
+        .map_err(|_| format!("the value of header '{name}' has characters HTTP does not allow"))?;
+    Ok((name.to_string(), value.to_string()))
+}
+
+fn parse_timeout(raw: &str) -> Result<String, String> {
+    crate::duration::validate(raw).map(|()| raw.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("clrk").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn definitions_are_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn apply_takes_several_files_and_the_guides_local_flag() {
+        let cli = parse(&["apply", "-f", "a.yaml", "-f", "dir", "-R", "--local"]).unwrap();
+        let Command::Apply(args) = cli.command else {
+            panic!("expected apply, got {:?}", cli.command)
+        };
+        assert_eq!(args.input.files, [PathBuf::from("a.yaml"), PathBuf::from("dir")]);
+        assert!(args.input.recursive);
+        assert!(args.local);
+    }
+
+    #[test]
+    fn apply_without_files_is_refused() {
+        assert!(parse(&["apply"]).is_err());
+    }
+
+    #[test]
+    fn run_task_collects_input_headers_and_timeout() {
+        let cli = parse(&[
+            "agents", "run-task", "word-count", "-n", "team", "-i", "@event.json", "-H",
+            "x-request-id=abc", "-H", "X-Extra: a=b", "--timeout", "1m30s",
+        ])
+        .unwrap();
+        let Command::Agents(AgentsCommand::RunTask(args)) = cli.command else {
+            panic!("expected run-task, got {:?}", cli.command)
+        };
+        assert_eq!(args.name, "word-count");
+        assert_eq!(args.namespace.namespace, "team");
+        assert_eq!(args.input.as_deref(), Some("@event.json"));
+        assert_eq!(
+            args.headers,
+            [
+                ("x-request-id".to_string(), "abc".to_string()),
+                ("X-Extra".to_string(), "a=b".to_string())
+            ]
+        );
+        assert_eq!(args.timeout.as_deref(), Some("1m30s"));
+    }
+
+    #[test]
+    fn run_task_refuses_a_malformed_timeout() {
+        let err = parse(&["agents", "run-task", "x", "--timeout", "soon"]).unwrap_err();
+        assert!(err.to_string().contains("soon"), "{err}");
+    }
+
+    #[test]
+    fn list_namespace_and_all_namespaces_conflict() {
+        assert!(parse(&["agents", "list", "-n", "a", "-A"]).is_err());
+        let cli = parse(&["agents", "list", "-A", "-o", "wide"]).unwrap();
+        let Command::Agents(AgentsCommand::List(args)) = cli.command else {
+            panic!("expected list")
+        };
+        assert!(args.all_namespaces);
+        assert_eq!(args.output, Some(ListFormat::Wide));
+    }
+
+    #[test]
+    fn get_accepts_only_json_or_yaml() {
+        assert!(parse(&["agents", "get", "x", "-o", "wide"]).is_err());
+        assert!(parse(&["agents", "get", "x", "-o", "yaml"]).is_ok());
+    }
+
+    #[test]
+    fn dev_has_documented_defaults() {
+        let Command::Dev(args) = parse(&["dev"]).unwrap().command else {
+            panic!("expected dev")
+        };
+        assert_eq!(args.listen, "127.0.0.1:18080".parse().unwrap());
+        assert_eq!(args.api, "127.0.0.1:17070".parse().unwrap());
+        assert!(args.data_dir.is_none());
+        assert!(args.files.is_empty());
+    }
+
+    #[test]
+    fn global_flags_work_after_the_subcommand() {
+        let cli = parse(&["agents", "list", "--server", "http://h:1", "--token", "t", "-v"]).unwrap();
+        assert_eq!(cli.global.server.as_deref(), Some("http://h:1"));
+        assert_eq!(cli.global.token.as_deref(), Some("t"));
+        assert!(cli.global.verbose);
+    }
+
+    #[test]
+    fn header_parsing_explains_mistakes() {
+        assert!(parse_header("novalue").unwrap_err().contains("NAME=VALUE"));
+        assert!(parse_header("=v").unwrap_err().contains("no name"));
+        assert!(parse_header("bad name=v").unwrap_err().contains("not a valid HTTP header name"));
+        assert_eq!(parse_header("a=").unwrap(), ("a".into(), String::new()));
+    }
+}

@@ -1,0 +1,135 @@
+//! `clrk agents get NAME`.
+
+use std::fmt::Write;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::cli::{GetArgs, ObjectFormat};
+use crate::commands::Session;
+use crate::commands::agents::list::last_run;
+use crate::commands::agents::spec_field;
+use crate::models::{Agent, AgentStatus};
+use crate::output::{self, Table, ago, or_dash};
+
+/// Prints one agent as a summary for people, or the server's object as JSON or YAML.
+pub async fn run(args: GetArgs, session: &Session) -> anyhow::Result<()> {
+    let path = ["v1", "agents", args.namespace.namespace.as_str(), args.name.as_str()];
+    let answer: Value = session.api()?.get(&path, &[]).await?;
+    match args.output {
+        Some(ObjectFormat::Json) => output::print_json(&answer),
+        Some(ObjectFormat::Yaml) => output::print_yaml(&answer),
+        None => {
+            let agent: Agent = serde_json::from_value(answer)?;
+            Ok(output::print(&describe(&agent, Utc::now()))?)
+        }
+    }
+}
+
+/// The human summary of an agent as of `now`.
+pub fn describe(agent: &Agent, now: DateTime<Utc>) -> String {
+    let status = &agent.status;
+    let mut fields = vec![
+        ("Kind", agent.kind.clone()),
+        ("Name", format!("{}/{}", agent.namespace, agent.name)),
+        ("Image", spec_field(&agent.spec, "/template/spec/image")),
+    ];
+    if agent.spec.get("timeout").is_some() {
+        fields.push(("Timeout", spec_field(&agent.spec, "/timeout")));
+    }
+    if agent.spec.get("schedule").is_some() {
+        fields.push(("Schedule", spec_field(&agent.spec, "/schedule")));
+        fields.push(("Last schedule", or_dash(status.last_schedule_time.as_ref())));
+        fields.push(("Next schedule", or_dash(status.next_schedule_time.as_ref())));
+    }
+    if let Some(phase) = &status.phase {
+        let restarts = status.restart_count.unwrap_or(0);
+        fields.push(("Phase", format!("{phase} ({restarts} restarts)")));
+    }
+    fields.extend([
+        ("Latest revision", or_dash(status.latest_revision.as_ref())),
+        ("Ready revision", or_dash(status.ready_revision.as_ref())),
+        ("Warm", status.warm.to_string()),
+        ("Active", status.active.to_string()),
+        ("Last run", last_run_with_id(status, now)),
+    ]);
+    let width = fields.iter().map(|(label, _)| label.len()).max().unwrap_or(0) + 1;
+    let mut text = String::new();
+    for (label, value) in fields {
+        let _ = writeln!(text, "{:<width$} {value}", format!("{label}:"), width = width);
+    }
+    text.push_str("Revisions:\n");
+    if agent.revisions.is_empty() {
+        text.push_str("  (none)\n");
+        return text;
+    }
+    let mut table = Table::new(["NAME", "IMAGE-DIGEST", "STATE", "CREATED"]);
+    for revision in &agent.revisions {
+        let state = match (&revision.state, &revision.reason) {
+            (Some(state), Some(reason)) if !reason.is_empty() => format!("{state} ({reason})"),
+            (state, _) => or_dash(state.as_ref()),
+        };
+        table.row([
+            revision.name.clone(),
+            or_dash(revision.image_digest.as_ref()),
+            state,
+            ago(revision.created_at.as_deref(), now),
+        ]);
+    }
+    for line in table.render().lines() {
+        let _ = writeln!(text, "  {line}");
+    }
+    text
+}
+
+fn last_run_with_id(status: &AgentStatus, now: DateTime<Utc>) -> String {
+    let summary = last_run(status.last_run.as_ref(), now);
+    match &status.last_run {
+        Some(run) => format!("{summary} (execution {})", run.id),
+        None => summary,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_shows_spec_status_and_revisions() {
+        let agent: Agent = serde_json::from_str(
+            r#"{"kind": "TaskAgent", "namespace": "default", "name": "word-count",
+                "spec": {"template": {"spec": {"image": "oci:/img"}}, "timeout": "100s", "schedule": "@hourly"},
+                "createdAt": "2026-01-01T11:00:00Z",
+                "status": {"latestRevision": "word-count-00002", "readyRevision": "word-count-00001",
+                           "warm": 0, "active": 1, "lastRun": null,
+                           "nextScheduleTime": "2026-01-01T13:00:00Z"},
+                "revisions": [
+                  {"name": "word-count-00001", "image": "oci:/img", "imageDigest": "sha256:aa",
+                   "state": "Ready", "reason": null, "createdAt": "2026-01-01T11:00:00Z"},
+                  {"name": "word-count-00002", "image": "oci:/img", "imageDigest": null,
+                   "state": "Failed", "reason": "image not found", "createdAt": "2026-01-01T11:55:00Z"}
+                ]}"#,
+        )
+        .unwrap();
+        let now = DateTime::parse_from_rfc3339("2026-01-01T12:00:00Z").unwrap().to_utc();
+        let text = describe(&agent, now);
+        for expected in [
+            "Kind:            TaskAgent\n",
+            "Name:            default/word-count\n",
+            "Image:           oci:/img\n",
+            "Timeout:         100s\n",
+            "Schedule:        @hourly\n",
+            "Next schedule:   2026-01-01T13:00:00Z\n",
+            "Latest revision: word-count-00002\n",
+            "Ready revision:  word-count-00001\n",
+            "Active:          1\n",
+            "Last run:        -\n",
+            "Revisions:\n  NAME               IMAGE-DIGEST   STATE                       CREATED\n",
+            "  word-count-00001   sha256:aa      Ready                       60m ago\n",
+            "  word-count-00002   -              Failed (image not found)   5m ago\n",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+        assert!(!text.contains("Phase"), "{text}");
+    }
+}

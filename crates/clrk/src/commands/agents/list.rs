@@ -1,0 +1,153 @@
+//! `clrk agents list`.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::cli::{ListArgs, ListFormat};
+use crate::commands::Session;
+use crate::commands::agents::spec_field;
+use crate::models::{Agent, Execution, List};
+use crate::output::{self, Table, age_of, ago, or_dash};
+
+/// Prints the agents of one namespace (or all) as a table, JSON or YAML.
+pub async fn run(args: ListArgs, session: &Session) -> anyhow::Result<()> {
+    let query = if args.all_namespaces {
+        Vec::new()
+    } else {
+        vec![("namespace", args.namespace.clone())]
+    };
+    let answer: Value = session.api()?.get(&["v1", "agents"], &query).await?;
+    match args.output {
+        Some(ListFormat::Json) => output::print_json(&answer),
+        Some(ListFormat::Yaml) => output::print_yaml(&answer),
+        format => {
+            let agents: List<Agent> = serde_json::from_value(answer)?;
+            if agents.items.is_empty() {
+                match args.all_namespaces {
+                    true => eprintln!("no agents found"),
+                    false => eprintln!("no agents found in namespace {}", args.namespace),
+                }
+                return Ok(());
+            }
+            let wide = format == Some(ListFormat::Wide);
+            let table = agents_table(&agents.items, args.all_namespaces, wide, Utc::now());
+            Ok(output::print(&table.render())?)
+        }
+    }
+}
+
+/// The `agents list` table as of `now`.
+pub fn agents_table(agents: &[Agent], with_namespace: bool, wide: bool, now: DateTime<Utc>) -> Table {
+    let mut headers = Vec::new();
+    if with_namespace {
+        headers.push("NAMESPACE");
+    }
+    headers.extend(["KIND", "NAME", "REVISION", "WARM", "ACTIVE", "LAST-RUN"]);
+    if wide {
+        headers.extend(["IMAGE", "TIMEOUT", "AGE"]);
+    }
+    let mut table = Table::new(headers);
+    for agent in agents {
+        let mut row = Vec::new();
+        if with_namespace {
+            row.push(agent.namespace.clone());
+        }
+        row.extend([
+            agent.kind.clone(),
+            agent.name.clone(),
+            or_dash(agent.status.ready_revision.as_ref()),
+            agent.status.warm.to_string(),
+            agent.status.active.to_string(),
+            last_run(agent.status.last_run.as_ref(), now),
+        ]);
+        if wide {
+            row.extend([
+                spec_field(&agent.spec, "/template/spec/image"),
+                spec_field(&agent.spec, "/timeout"),
+                age_of(agent.created_at.as_deref(), now),
+            ]);
+        }
+        table.row(row);
+    }
+    table
+}
+
+/// `Succeeded 2m ago`, timed from the end of the run (its start while it runs); `-` if none.
+pub fn last_run(execution: Option<&Execution>, now: DateTime<Utc>) -> String {
+    let Some(execution) = execution else {
+        return "-".to_string();
+    };
+    let when = execution.ended_at.as_deref().or(execution.started_at.as_deref());
+    match ago(when, now) {
+        age if age == "-" => execution.status.clone(),
+        age => format!("{} {age}", execution.status),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-01-01T12:00:00Z").unwrap().to_utc()
+    }
+
+    fn agents() -> Vec<Agent> {
+        serde_json::from_str(
+            r#"[
+              {"kind": "TaskAgent", "namespace": "default", "name": "word-count",
+               "spec": {"template": {"spec": {"image": "host:"}}, "timeout": "100s"},
+               "createdAt": "2026-01-01T11:00:00Z", "updatedAt": "2026-01-01T11:00:00Z",
+               "status": {"latestRevision": "word-count-00002", "readyRevision": "word-count-00001",
+                          "warm": 1, "active": 2,
+                          "lastRun": {"id": "e1", "namespace": "default", "agent": "word-count",
+                                      "revision": "word-count-00001", "trigger": "cli",
+                                      "status": "Succeeded", "exitCode": 0, "reason": null,
+                                      "startedAt": "2026-01-01T11:57:50Z",
+                                      "endedAt": "2026-01-01T11:58:00Z", "durationMs": 10000}},
+               "revisions": []},
+              {"kind": "DaemonAgent", "namespace": "ops", "name": "watcher",
+               "spec": {"template": {"spec": {"image": "alpine:3"}}},
+               "status": {"latestRevision": null, "readyRevision": null, "warm": 0, "active": 0, "lastRun": null},
+               "revisions": []}
+            ]"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn default_table_shows_ready_revision_counts_and_last_run() {
+        assert_eq!(
+            agents_table(&agents(), false, false, now()).render(),
+            "KIND          NAME         REVISION           WARM   ACTIVE   LAST-RUN\n\
+             TaskAgent     word-count   word-count-00001   1      2        Succeeded 2m ago\n\
+             DaemonAgent   watcher      -                  0      0        -\n"
+        );
+    }
+
+    #[test]
+    fn all_namespaces_and_wide_add_columns() {
+        let text = agents_table(&agents(), true, true, now()).render();
+        let lines: Vec<&str> = text.lines().collect();
+        let header: Vec<&str> = lines[0].split_whitespace().collect();
+        assert_eq!(
+            header,
+            ["NAMESPACE", "KIND", "NAME", "REVISION", "WARM", "ACTIVE", "LAST-RUN", "IMAGE", "TIMEOUT", "AGE"]
+        );
+        let first: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(first[0], "default");
+        assert_eq!(first[first.len() - 3..], ["host:", "100s", "60m"]);
+        let second: Vec<&str> = lines[2].split_whitespace().collect();
+        assert_eq!(second[0], "ops");
+        assert_eq!(second[second.len() - 3..], ["alpine:3", "-", "-"]);
+    }
+
+    #[test]
+    fn a_running_execution_is_timed_from_its_start() {
+        let running: Execution = serde_json::from_str(
+            r#"{"id": "e2", "status": "Running", "startedAt": "2026-01-01T11:59:30Z", "endedAt": null}"#,
+        )
+        .unwrap();
+        assert_eq!(last_run(Some(&running), now()), "Running 30s ago");
+    }
+}

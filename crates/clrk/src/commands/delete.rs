@@ -1,0 +1,40 @@
+//! `clrk delete -f FILE`: delete the resources a manifest names.
+
+use anyhow::bail;
+
+use crate::cli::DeleteArgs;
+use crate::client::ApiClient;
+use crate::commands::Session;
+use crate::manifests;
+use crate::models::DeleteResponse;
+use crate::output;
+
+/// Deletes each document's resource in order; the first failure (e.g. not found) stops.
+pub async fn run(args: DeleteArgs, session: &Session) -> anyhow::Result<()> {
+    let documents = manifests::load(&args.input.files, args.input.recursive)?;
+    let api = session.api()?;
+    for document in &documents {
+        let resource = &document.document.resource;
+        let meta = resource.metadata();
+        let kind = resource.kind().to_string();
+        let path: Vec<&str> = match kind.as_str() {
+            "TaskAgent" | "DaemonAgent" => vec!["v1", "agents", &meta.namespace, &meta.name],
+            "WorkerPool" => vec!["v1", "pools", &meta.name],
+            _ => bail!(
+                "{} in {}: deleting a {kind} is not supported yet; remove it from the file and retry",
+                document.display_name(),
+                document.source
+            ),
+        };
+        delete(&api, &path).await?;
+    }
+    Ok(())
+}
+
+/// Sends one delete and prints `kind/name deleted`.
+pub async fn delete(api: &ApiClient, path: &[&str]) -> anyhow::Result<()> {
+    let response: DeleteResponse = api.delete(path).await?;
+    let deleted = response.deleted;
+    output::print(&format!("{}/{} deleted\n", deleted.kind.to_lowercase(), deleted.name))?;
+    Ok(())
+}

@@ -1,0 +1,57 @@
+//! One module per command; each takes its parsed arguments and a [`Session`].
+
+pub mod agents;
+pub mod apply;
+pub mod delete;
+pub mod dev;
+pub mod pools;
+pub mod run_task;
+
+use std::path::PathBuf;
+
+use crate::cli::{AgentsCommand, Cli, Command, GlobalArgs, PoolsCommand};
+use crate::client::ApiClient;
+use crate::discovery::{self, Endpoints};
+
+/// What every command needs to find the server.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// Flags and environment shared by all commands.
+    pub global: GlobalArgs,
+    /// `$CLRK_DIR`.
+    pub clrk_dir: PathBuf,
+}
+
+impl Session {
+    /// The server's endpoints (flags, environment, then `dev.json`).
+    pub fn endpoints(&self) -> anyhow::Result<Endpoints> {
+        Ok(discovery::discover(&self.global, &self.clrk_dir)?)
+    }
+
+    /// A client for the server's control API.
+    pub fn api(&self) -> anyhow::Result<ApiClient> {
+        Ok(ApiClient::new(&self.endpoints()?)?)
+    }
+}
+
+/// Runs the command `cli` names.
+pub async fn run(cli: Cli, clrk_dir: PathBuf) -> anyhow::Result<()> {
+    let session = Session {
+        global: cli.global,
+        clrk_dir,
+    };
+    match cli.command {
+        Command::Dev(args) => dev::run(args, &session).await,
+        Command::Apply(args) => apply::run(args, &session).await,
+        Command::Delete(args) => delete::run(args, &session).await,
+        Command::Agents(command) => match command {
+            AgentsCommand::List(args) => agents::list::run(args, &session).await,
+            AgentsCommand::Get(args) => agents::get::run(args, &session).await,
+            AgentsCommand::Delete(args) => agents::delete::run(args, &session).await,
+            AgentsCommand::Logs(args) => agents::logs::run(args, &session).await,
+            AgentsCommand::Invocations(args) => agents::invocations::run(args, &session).await,
+            AgentsCommand::RunTask(args) => run_task::run(args, &session).await,
+        },
+        Command::Pools(PoolsCommand::List) => pools::list(&session).await,
+    }
+}

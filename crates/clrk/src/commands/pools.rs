@@ -1,0 +1,48 @@
+//! `clrk pools list`.
+
+use crate::commands::Session;
+use crate::models::{List, Pool};
+use crate::output::{self, Table, or_dash};
+
+/// Prints the worker pools as a table.
+pub async fn list(session: &Session) -> anyhow::Result<()> {
+    let pools: List<Pool> = session.api()?.get(&["v1", "pools"], &[]).await?;
+    output::print(&pools_table(&pools.items).render())?;
+    Ok(())
+}
+
+/// The `pools list` table.
+pub fn pools_table(pools: &[Pool]) -> Table {
+    let mut table = Table::new(["NAME", "RUNTIME", "MAX-EXECUTIONS", "WORKERS"]);
+    for pool in pools {
+        table.row([
+            pool.name.clone(),
+            pool.runtime.clone(),
+            or_dash(pool.max_executions_per_worker),
+            pool.worker_count().to_string(),
+        ]);
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pools_render_with_counts() {
+        let pools: List<Pool> = serde_json::from_str(
+            r#"{"items": [
+                {"name": "default", "runtime": "runsc", "maxExecutionsPerWorker": 10, "workers": 1, "capacity": 10},
+                {"name": "gpu", "runtime": "runc", "maxExecutionsPerWorker": null, "workers": [{"id": "a"}, {"id": "b"}]}
+            ]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            pools_table(&pools.items).render(),
+            "NAME      RUNTIME   MAX-EXECUTIONS   WORKERS\n\
+             default   runsc     10               1\n\
+             gpu       runc      -                2\n"
+        );
+    }
+}

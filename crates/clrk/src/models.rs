@@ -1,0 +1,157 @@
+//! The control API's JSON shapes, as far as the CLI reads them.
+//!
+//! Fields the CLI does not show are left out; `-o json|yaml` prints the server's raw answer.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One manifest document sent to `POST /v1/apply`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApplyDocument {
+    /// File the document came from, for the server's messages.
+    pub source: String,
+    /// 1-based position of the document in its file.
+    pub index: usize,
+    /// The resource as `clrk_api::Resource::to_stored` renders it.
+    pub manifest: Value,
+}
+
+/// Body of `POST /v1/apply`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApplyRequest {
+    /// Documents, applied in order.
+    pub documents: Vec<ApplyDocument>,
+}
+
+/// Answer of `POST /v1/apply`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ApplyResponse {
+    /// One result per document, in request order.
+    pub results: Vec<ApplyResult>,
+}
+
+/// What applying one document did.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ApplyResult {
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+    /// `created`, `configured` or `unchanged`.
+    pub outcome: String,
+    /// The revision the apply made, if it made one.
+    pub revision: Option<String>,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// Answer of the delete endpoints.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DeleteResponse {
+    pub deleted: ObjectRef,
+}
+
+/// Kind, namespace and name of a stored object.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ObjectRef {
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+/// A list answer: `{"items": [...]}`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct List<T> {
+    pub items: Vec<T>,
+}
+
+/// An agent with its status and revisions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Agent {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    #[serde(default)]
+    pub spec: Value,
+    pub created_at: Option<String>,
+    #[serde(default)]
+    pub status: AgentStatus,
+    #[serde(default)]
+    pub revisions: Vec<Revision>,
+}
+
+/// Live state of an agent.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentStatus {
+    pub latest_revision: Option<String>,
+    pub ready_revision: Option<String>,
+    #[serde(default)]
+    pub warm: u64,
+    #[serde(default)]
+    pub active: u64,
+    pub last_run: Option<Execution>,
+    /// DaemonAgent phase, when the server reports one.
+    pub phase: Option<String>,
+    pub restart_count: Option<u64>,
+    pub last_schedule_time: Option<String>,
+    pub next_schedule_time: Option<String>,
+}
+
+/// One immutable revision of an agent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Revision {
+    pub name: String,
+    pub image: Option<String>,
+    pub image_digest: Option<String>,
+    pub state: Option<String>,
+    pub reason: Option<String>,
+    pub created_at: Option<String>,
+}
+
+/// One execution of an agent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Execution {
+    pub id: String,
+    pub trigger: Option<String>,
+    pub status: String,
+    pub exit_code: Option<i64>,
+    pub reason: Option<String>,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub duration_ms: Option<u64>,
+}
+
+/// One line of `GET .../logs`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogLine {
+    pub execution_id: Option<String>,
+    pub stream: Option<String>,
+    pub line: String,
+}
+
+/// A worker pool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pool {
+    pub name: String,
+    pub runtime: String,
+    pub max_executions_per_worker: Option<u64>,
+    /// A count, or the list of workers; the CLI shows how many.
+    #[serde(default)]
+    pub workers: Value,
+}
+
+impl Pool {
+    /// How many workers the pool has.
+    pub fn worker_count(&self) -> u64 {
+        match &self.workers {
+            Value::Number(n) => n.as_u64().unwrap_or(0),
+            Value::Array(items) => items.len() as u64,
+            _ => 0,
+        }
+    }
+}

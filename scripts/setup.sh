@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what clrk needs on a Debian machine (idempotent): gVisor's runsc, runc, python3
+# for the example agent, busybox for tests, and a Rust toolchain check.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for pkg in runsc runc python3 busybox-static ca-certificates curl gcc pkg-config iproute2; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if ((${#need[@]})); then
+  echo "setup: installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo not found; installing Debian's Rust toolchain" >&2
+  apt-get install -y -qq cargo rustc >/dev/null
+fi
+rust_minor=$(rustc --version | sed -E 's/^rustc 1\.([0-9]+).*/\1/')
+if [ "$rust_minor" -lt 85 ]; then
+  echo "setup: clrk needs Rust 1.85 or newer (edition 2024); this machine has $(rustc --version)." >&2
+  echo "setup: install a current toolchain with rustup (https://rustup.rs) and run this again." >&2
+  exit 1
+fi
+
+# The host-rootfs example refers to its agent by this absolute path.
+install -d /usr/local/share/clrk/examples
+cp -r examples/word-count /usr/local/share/clrk/examples/
