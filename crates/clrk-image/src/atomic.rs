@@ -25,8 +25,13 @@ pub(crate) fn build_once(
     if target.exists() {
         return Ok(false);
     }
-    let parent = target.parent().expect("cache targets live inside the store");
-    let name = target.file_name().expect("cache targets have a name").to_string_lossy();
+    let parent = target
+        .parent()
+        .expect("cache targets live inside the store");
+    let name = target
+        .file_name()
+        .expect("cache targets have a name")
+        .to_string_lossy();
     let prefix = format!(".tmp-{name}-");
     remove_stale(parent, &prefix)?;
     let temp = parent.join(format!("{prefix}{}", uuid::Uuid::new_v4().simple()));
@@ -69,8 +74,11 @@ impl LockGuard {
             .write(true)
             .open(path)
             .map_err(ImageError::io("open lock file", path))?;
-        rustix::fs::flock(&file, FlockOperation::LockExclusive)
-            .map_err(|e| ImageError::Io { action: "lock", path: path.to_owned(), source: io::Error::from(e) })?;
+        rustix::fs::flock(&file, FlockOperation::LockExclusive).map_err(|e| ImageError::Io {
+            action: "lock",
+            path: path.to_owned(),
+            source: io::Error::from(e),
+        })?;
         Ok(LockGuard { _file: file })
     }
 }
@@ -91,10 +99,21 @@ mod tests {
         assert!(failed.is_err());
         assert!(!target.exists());
 
-        assert!(build_once(&target, &lock, |tmp| Ok(fs::write(tmp.join("f"), "1").unwrap())).unwrap());
+        let built = build_once(&target, &lock, |tmp| {
+            fs::write(tmp.join("f"), "1").unwrap();
+            Ok(())
+        });
+        assert!(built.unwrap());
         assert!(!build_once(&target, &lock, |_| panic!("must not rebuild")).unwrap());
         assert_eq!(fs::read_to_string(target.join("f")).unwrap(), "1");
-        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(names.len(), 2, "only the target and its lock remain: {names:?}");
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names.len(),
+            2,
+            "only the target and its lock remain: {names:?}"
+        );
     }
 }

@@ -51,6 +51,9 @@ mod tests {
         let config = ImageConfig::from(&image);
         assert_eq!(config.entrypoint, Some(vec!["/bin/sh".to_owned()]));
         assert_eq!(config.env, vec!["A=1".to_owned()]);
-        assert_eq!((config.working_dir, config.user, config.cmd), (None, None, None));
+        assert_eq!(
+            (config.working_dir, config.user, config.cmd),
+            (None, None, None)
+        );
     }
 }

@@ -21,14 +21,17 @@ impl BlobDigest {
             DigestAlgorithm::Sha256 | DigestAlgorithm::Sha384 | DigestAlgorithm::Sha512 => {
                 Ok(BlobDigest(digest.clone()))
             }
-            _ => Err(ImageError::UnsupportedDigest { digest: digest.to_string() }),
+            _ => Err(ImageError::UnsupportedDigest {
+                digest: digest.to_string(),
+            }),
         }
     }
 
     /// Parses `algorithm:hex`.
     pub(crate) fn parse(digest: &str) -> Result<Self, ImageError> {
-        let parsed = Digest::from_str(digest)
-            .map_err(|_| ImageError::UnsupportedDigest { digest: digest.to_owned() })?;
+        let parsed = Digest::from_str(digest).map_err(|_| ImageError::UnsupportedDigest {
+            digest: digest.to_owned(),
+        })?;
         Self::new(&parsed)
     }
 
@@ -50,7 +53,10 @@ impl BlobDigest {
         if found == self.0.as_ref() {
             Ok(())
         } else {
-            Err(ImageError::DigestMismatch { digest: self.to_string(), actual: found.to_owned() })
+            Err(ImageError::DigestMismatch {
+                digest: self.to_string(),
+                actual: found.to_owned(),
+            })
         }
     }
 
@@ -137,7 +143,10 @@ mod tests {
 
         let (found, bytes) = HashingReader::new(&b"x"[..], &digest).finish().unwrap();
         assert_eq!(bytes, 1);
-        assert!(matches!(digest.verify(&found), Err(ImageError::DigestMismatch { .. })));
+        assert!(matches!(
+            digest.verify(&found),
+            Err(ImageError::DigestMismatch { .. })
+        ));
     }
 
     #[test]
@@ -152,7 +161,9 @@ mod tests {
         let digest = BlobDigest::parse(EMPTY_SHA256).unwrap();
         assert_eq!(
             digest.path_under(Path::new("/l/blobs")),
-            Path::new("/l/blobs/sha256/e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+            Path::new(
+                "/l/blobs/sha256/e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+            )
         );
     }
 }

@@ -239,9 +239,16 @@ pub enum ImageError {
 
 impl ImageError {
     /// Wraps an I/O error with what was being done and where.
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(io::Error) -> Self {
         let path = path.into();
-        move |source| ImageError::Io { action, path, source }
+        move |source| ImageError::Io {
+            action,
+            path,
+            source,
+        }
     }
 }
 

@@ -4,10 +4,10 @@
 //! is ever written through a symlink or outside the directory: every parent on the way to an
 //! entry is checked with `lstat` to be a real directory created by this unpacking.
 
+use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
-use std::collections::BTreeMap;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
@@ -66,7 +66,8 @@ impl Unpacker<'_> {
     fn entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<(), ImageError> {
         let raw_path = entry.path_bytes().into_owned();
         let shown = String::from_utf8_lossy(&raw_path).into_owned();
-        let relative = safe_relative_path(&raw_path).map_err(|reason| self.unsafe_entry(&shown, reason))?;
+        let relative =
+            safe_relative_path(&raw_path).map_err(|reason| self.unsafe_entry(&shown, reason))?;
         let header = entry.header();
         let entry_type = header.entry_type();
         let attributes = Attributes {
@@ -132,7 +133,11 @@ impl Unpacker<'_> {
             EntryType::Fifo => {
                 remove_any(&target)?;
                 rustix::fs::mknodat(CWD, &target, FileType::Fifo, Mode::from_raw_mode(0o600), 0)
-                    .map_err(|e| ImageError::Io { action: "create fifo", path: target.clone(), source: e.into() })?;
+                    .map_err(|e| ImageError::Io {
+                        action: "create fifo",
+                        path: target.clone(),
+                        source: e.into(),
+                    })?;
                 self.apply_attributes(&target, attributes, true)?;
             }
             EntryType::Char
@@ -169,13 +174,21 @@ impl Unpacker<'_> {
                 Ok(meta) if meta.file_type().is_symlink() => {
                     return Err(self.unsafe_entry(shown, "a parent directory is a symlink"));
                 }
-                Ok(_) => return Err(self.unsafe_entry(shown, "a parent directory is not a directory")),
+                Ok(_) => {
+                    return Err(self.unsafe_entry(shown, "a parent directory is not a directory"));
+                }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     create_dir(&current)?;
                     fs::set_permissions(&current, fs::Permissions::from_mode(IMPLIED_DIR_MODE))
                         .map_err(ImageError::io("set permissions of", &current))?;
                 }
-                Err(e) => return Err(ImageError::Io { action: "inspect", path: current, source: e }),
+                Err(e) => {
+                    return Err(ImageError::Io {
+                        action: "inspect",
+                        path: current,
+                        source: e,
+                    });
+                }
             }
         }
         Ok(current)
@@ -188,8 +201,9 @@ impl Unpacker<'_> {
         let mut components = relative.components().peekable();
         while let Some(component) = components.next() {
             current.push(component);
-            let meta = fs::symlink_metadata(&current)
-                .map_err(|_| self.unsafe_entry(shown, "hard link to an entry not yet in the layer"))?;
+            let meta = fs::symlink_metadata(&current).map_err(|_| {
+                self.unsafe_entry(shown, "hard link to an entry not yet in the layer")
+            })?;
             let last = components.peek().is_none();
             if last && meta.is_dir() {
                 return Err(self.unsafe_entry(shown, "hard link to a directory"));
@@ -201,7 +215,12 @@ impl Unpacker<'_> {
         Ok(current)
     }
 
-    fn apply_attributes(&self, path: &Path, attributes: Attributes, set_mode: bool) -> Result<(), ImageError> {
+    fn apply_attributes(
+        &self,
+        path: &Path,
+        attributes: Attributes,
+        set_mode: bool,
+    ) -> Result<(), ImageError> {
         // chown clears set-uid bits, so ownership goes first.
         if self.as_root {
             std::os::unix::fs::lchown(path, Some(attributes.uid), Some(attributes.gid))
@@ -211,18 +230,36 @@ impl Unpacker<'_> {
             fs::set_permissions(path, fs::Permissions::from_mode(attributes.mode))
                 .map_err(ImageError::io("set permissions of", path))?;
         }
-        let time = Timespec { tv_sec: attributes.mtime, tv_nsec: 0 };
-        let times = Timestamps { last_access: time, last_modification: time };
-        rustix::fs::utimensat(CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(|e| ImageError::Io { action: "set times of", path: path.to_owned(), source: e.into() })
+        let time = Timespec {
+            tv_sec: attributes.mtime,
+            tv_nsec: 0,
+        };
+        let times = Timestamps {
+            last_access: time,
+            last_modification: time,
+        };
+        rustix::fs::utimensat(CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| {
+            ImageError::Io {
+                action: "set times of",
+                path: path.to_owned(),
+                source: e.into(),
+            }
+        })
     }
 
     fn unsafe_entry(&self, path: &str, reason: &'static str) -> ImageError {
-        ImageError::UnsafeLayerEntry { digest: self.digest.to_owned(), path: path.to_owned(), reason }
+        ImageError::UnsafeLayerEntry {
+            digest: self.digest.to_owned(),
+            path: path.to_owned(),
+            reason,
+        }
     }
 
     fn unreadable(&self, source: io::Error) -> ImageError {
-        ImageError::LayerUnreadable { digest: self.digest.to_owned(), source }
+        ImageError::LayerUnreadable {
+            digest: self.digest.to_owned(),
+            source,
+        }
     }
 }
 
@@ -252,10 +289,16 @@ fn create_dir(path: &Path) -> Result<(), ImageError> {
 /// Removes whatever is at `path` (a later archive entry replaces an earlier one).
 pub(crate) fn remove_any(path: &Path) -> Result<(), ImageError> {
     match fs::symlink_metadata(path) {
-        Ok(meta) if meta.is_dir() => fs::remove_dir_all(path).map_err(ImageError::io("remove", path)),
+        Ok(meta) if meta.is_dir() => {
+            fs::remove_dir_all(path).map_err(ImageError::io("remove", path))
+        }
         Ok(_) => fs::remove_file(path).map_err(ImageError::io("remove", path)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(ImageError::Io { action: "inspect", path: path.to_owned(), source: e }),
+        Err(e) => Err(ImageError::Io {
+            action: "inspect",
+            path: path.to_owned(),
+            source: e,
+        }),
     }
 }
 
@@ -265,7 +308,10 @@ mod tests {
 
     #[test]
     fn relative_paths_are_normalised() {
-        assert_eq!(safe_relative_path(b"./usr/bin/env").unwrap(), Path::new("usr/bin/env"));
+        assert_eq!(
+            safe_relative_path(b"./usr/bin/env").unwrap(),
+            Path::new("usr/bin/env")
+        );
         assert_eq!(safe_relative_path(b"etc/").unwrap(), Path::new("etc"));
         assert_eq!(safe_relative_path(b"./").unwrap(), Path::new(""));
     }

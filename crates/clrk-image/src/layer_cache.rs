@@ -25,7 +25,9 @@ enum Compression {
 impl Compression {
     fn of(media_type: &MediaType) -> Option<Self> {
         match media_type {
-            MediaType::ImageLayer | MediaType::ImageLayerNonDistributable => Some(Compression::None),
+            MediaType::ImageLayer | MediaType::ImageLayerNonDistributable => {
+                Some(Compression::None)
+            }
             MediaType::ImageLayerGzip | MediaType::ImageLayerNonDistributableGzip => {
                 Some(Compression::Gzip)
             }
@@ -36,7 +38,9 @@ impl Compression {
             MediaType::Other(other) => match other.as_str() {
                 "application/vnd.docker.image.rootfs.diff.tar" => Some(Compression::None),
                 "application/vnd.docker.image.rootfs.diff.tar.gzip"
-                | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => Some(Compression::Gzip),
+                | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => {
+                    Some(Compression::Gzip)
+                }
                 "application/vnd.docker.image.rootfs.diff.tar.zstd" => Some(Compression::Zstd),
                 _ => None,
             },
@@ -58,7 +62,11 @@ impl LayerCache {
 
     /// Returns the unpacked directory of the layer `descriptor` of `layout`, unpacking and
     /// verifying the blob first if it is not cached yet.
-    pub(crate) fn ensure(&self, layout: &OciLayout, descriptor: &Descriptor) -> Result<PathBuf, ImageError> {
+    pub(crate) fn ensure(
+        &self,
+        layout: &OciLayout,
+        descriptor: &Descriptor,
+    ) -> Result<PathBuf, ImageError> {
         let digest = BlobDigest::new(descriptor.digest())?;
         let compression = Compression::of(descriptor.media_type()).ok_or_else(|| {
             ImageError::UnsupportedMediaType {
@@ -70,7 +78,11 @@ impl LayerCache {
         let target = digest.path_under(&self.root);
         let parent = target.parent().expect("digest paths have a parent");
         fs::create_dir_all(parent).map_err(ImageError::io("create directory", parent))?;
-        let lock = self.locks.join(format!("layer-{}-{}.lock", digest.algorithm(), digest.hex()));
+        let lock = self.locks.join(format!(
+            "layer-{}-{}.lock",
+            digest.algorithm(),
+            digest.hex()
+        ));
         let started = Instant::now();
         let built = atomic::build_once(&target, &lock, |temp| {
             unpack_verified(layout, &digest, descriptor.size(), compression, temp)
@@ -104,14 +116,23 @@ fn unpack_verified(
         Compression::Gzip => extract::unpack(MultiGzDecoder::new(&mut hashing), dest, &label),
         Compression::Zstd => match zstd::stream::read::Decoder::new(&mut hashing) {
             Ok(decoder) => extract::unpack(decoder, dest, &label),
-            Err(source) => Err(ImageError::LayerUnreadable { digest: label.clone(), source }),
+            Err(source) => Err(ImageError::LayerUnreadable {
+                digest: label.clone(),
+                source,
+            }),
         },
     };
     let blob_path = layout.blob_path(digest);
-    let (found, actual) = hashing.finish().map_err(ImageError::io("read blob", &blob_path))?;
+    let (found, actual) = hashing
+        .finish()
+        .map_err(ImageError::io("read blob", &blob_path))?;
     digest.verify(&found)?;
     if actual != size {
-        return Err(ImageError::SizeMismatch { digest: label, expected: size, actual });
+        return Err(ImageError::SizeMismatch {
+            digest: label,
+            expected: size,
+            actual,
+        });
     }
     unpacked
 }
@@ -122,11 +143,22 @@ mod tests {
 
     #[test]
     fn compression_follows_the_media_type() {
-        assert_eq!(Compression::of(&MediaType::ImageLayerGzip), Some(Compression::Gzip));
-        assert_eq!(Compression::of(&MediaType::ImageLayerZstd), Some(Compression::Zstd));
-        assert_eq!(Compression::of(&MediaType::ImageLayer), Some(Compression::None));
         assert_eq!(
-            Compression::of(&MediaType::from("application/vnd.docker.image.rootfs.diff.tar.gzip")),
+            Compression::of(&MediaType::ImageLayerGzip),
+            Some(Compression::Gzip)
+        );
+        assert_eq!(
+            Compression::of(&MediaType::ImageLayerZstd),
+            Some(Compression::Zstd)
+        );
+        assert_eq!(
+            Compression::of(&MediaType::ImageLayer),
+            Some(Compression::None)
+        );
+        assert_eq!(
+            Compression::of(&MediaType::from(
+                "application/vnd.docker.image.rootfs.diff.tar.gzip"
+            )),
             Some(Compression::Gzip)
         );
         assert_eq!(Compression::of(&MediaType::ImageConfig), None);

@@ -38,7 +38,9 @@ enum Kind {
 impl OciLayout {
     /// Checks that `dir` is a layout (has `oci-layout` and `index.json`).
     pub(crate) fn open(dir: &Path) -> Result<Self, ImageError> {
-        let layout = OciLayout { dir: dir.to_owned() };
+        let layout = OciLayout {
+            dir: dir.to_owned(),
+        };
         let marker: serde_json::Value = layout.read_json_file("oci-layout", "layout marker")?;
         if marker.get("imageLayoutVersion").is_none() {
             return Err(layout.not_a_layout("oci-layout has no imageLayoutVersion"));
@@ -55,16 +57,25 @@ impl OciLayout {
     pub(crate) fn open_blob(&self, digest: &BlobDigest) -> Result<File, ImageError> {
         let path = self.blob_path(digest);
         File::open(&path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => {
-                ImageError::BlobMissing { dir: self.dir.clone(), digest: digest.to_string() }
-            }
-            _ => ImageError::Io { action: "open blob", path, source: e },
+            io::ErrorKind::NotFound => ImageError::BlobMissing {
+                dir: self.dir.clone(),
+                digest: digest.to_string(),
+            },
+            _ => ImageError::Io {
+                action: "open blob",
+                path,
+                source: e,
+            },
         })
     }
 
     /// Finds the image manifest for `tag` (or the only image) built for this platform,
     /// following nested indexes.
-    pub(crate) fn select(&self, tag: Option<&str>, reference: &str) -> Result<SelectedManifest, ImageError> {
+    pub(crate) fn select(
+        &self,
+        tag: Option<&str>,
+        reference: &str,
+    ) -> Result<SelectedManifest, ImageError> {
         let index: ImageIndex = self.read_json_file("index.json", "index")?;
         let manifests = index.manifests();
         let mut tags: Vec<String> = Vec::new();
@@ -74,7 +85,10 @@ impl OciLayout {
             }
         }
         let candidates: Vec<&Descriptor> = match tag {
-            Some(wanted) => manifests.iter().filter(|d| tag_of(d) == Some(wanted)).collect(),
+            Some(wanted) => manifests
+                .iter()
+                .filter(|d| tag_of(d) == Some(wanted))
+                .collect(),
             None => manifests.iter().collect(),
         };
         if let Some(wanted) = tag
@@ -90,7 +104,10 @@ impl OciLayout {
             return Err(self.not_a_layout("index.json lists no images"));
         }
         // Several untagged-by-request entries are only acceptable as one image's platforms.
-        if tag.is_none() && candidates.len() > 1 && candidates.iter().any(|d| d.platform().is_none()) {
+        if tag.is_none()
+            && candidates.len() > 1
+            && candidates.iter().any(|d| d.platform().is_none())
+        {
             return Err(ImageError::TagRequired {
                 dir: self.dir.clone(),
                 count: candidates.len(),
@@ -120,7 +137,10 @@ impl OciLayout {
                 }
             }
         }
-        Err(ImageError::IndexTooDeep { reference: reference.to_owned(), max: MAX_INDEX_DEPTH })
+        Err(ImageError::IndexTooDeep {
+            reference: reference.to_owned(),
+            max: MAX_INDEX_DEPTH,
+        })
     }
 
     /// Reads and verifies the manifest with `digest` (as recorded by an earlier `select`).
@@ -129,7 +149,10 @@ impl OciLayout {
     }
 
     /// Reads and verifies a manifest's config blob.
-    pub(crate) fn config(&self, manifest: &ImageManifest) -> Result<ImageConfiguration, ImageError> {
+    pub(crate) fn config(
+        &self,
+        manifest: &ImageManifest,
+    ) -> Result<ImageConfiguration, ImageError> {
         let descriptor = manifest.config();
         let digest = BlobDigest::new(descriptor.digest())?;
         self.read_json_blob(&digest, Some(descriptor.size()), "config")
@@ -144,13 +167,21 @@ impl OciLayout {
         let mut reader = HashingReader::new(self.open_blob(digest)?, digest);
         let mut bytes = Vec::new();
         let path = self.blob_path(digest);
-        reader.read_to_end(&mut bytes).map_err(ImageError::io("read blob", &path))?;
-        let (found, actual) = reader.finish().map_err(ImageError::io("read blob", &path))?;
+        reader
+            .read_to_end(&mut bytes)
+            .map_err(ImageError::io("read blob", &path))?;
+        let (found, actual) = reader
+            .finish()
+            .map_err(ImageError::io("read blob", &path))?;
         digest.verify(&found)?;
         if let Some(expected) = size
             && expected != actual
         {
-            return Err(ImageError::SizeMismatch { digest: digest.to_string(), expected, actual });
+            return Err(ImageError::SizeMismatch {
+                digest: digest.to_string(),
+                expected,
+                actual,
+            });
         }
         serde_json::from_slice(&bytes).map_err(|source| ImageError::InvalidJson {
             what,
@@ -159,11 +190,19 @@ impl OciLayout {
         })
     }
 
-    fn read_json_file<T: DeserializeOwned>(&self, name: &str, what: &'static str) -> Result<T, ImageError> {
+    fn read_json_file<T: DeserializeOwned>(
+        &self,
+        name: &str,
+        what: &'static str,
+    ) -> Result<T, ImageError> {
         let path = self.dir.join(name);
         let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => self.not_a_layout(&format!("it has no {name} file")),
-            _ => ImageError::Io { action: "read", path: path.clone(), source: e },
+            _ => ImageError::Io {
+                action: "read",
+                path: path.clone(),
+                source: e,
+            },
         })?;
         serde_json::from_slice(&bytes).map_err(|source| ImageError::InvalidJson {
             what,
@@ -173,12 +212,19 @@ impl OciLayout {
     }
 
     fn not_a_layout(&self, reason: &str) -> ImageError {
-        ImageError::NotALayout { dir: self.dir.clone(), reason: reason.to_owned() }
+        ImageError::NotALayout {
+            dir: self.dir.clone(),
+            reason: reason.to_owned(),
+        }
     }
 }
 
 fn tag_of(descriptor: &Descriptor) -> Option<&str> {
-    descriptor.annotations().as_ref()?.get(ANNOTATION_REF_NAME).map(String::as_str)
+    descriptor
+        .annotations()
+        .as_ref()?
+        .get(ANNOTATION_REF_NAME)
+        .map(String::as_str)
 }
 
 fn kind_of(media_type: &MediaType) -> Option<Kind> {

@@ -33,9 +33,11 @@ pub(crate) fn choose<'a>(
     {
         return Ok(only);
     }
-    let matching = candidates
-        .iter()
-        .find(|d| d.platform().as_ref().is_some_and(|p| is_running(p.os(), p.architecture())));
+    let matching = candidates.iter().find(|d| {
+        d.platform()
+            .as_ref()
+            .is_some_and(|p| is_running(p.os(), p.architecture()))
+    });
     if let Some(found) = matching {
         return Ok(found);
     }
@@ -50,11 +52,19 @@ pub(crate) fn choose<'a>(
             available.push(name);
         }
     }
-    Err(ImageError::PlatformNotFound { reference: reference.to_owned(), wanted: running(), available })
+    Err(ImageError::PlatformNotFound {
+        reference: reference.to_owned(),
+        wanted: running(),
+        available,
+    })
 }
 
 fn name_of(platform: &Platform) -> String {
-    describe(platform.os(), platform.architecture(), platform.variant().as_deref())
+    describe(
+        platform.os(),
+        platform.architecture(),
+        platform.variant().as_deref(),
+    )
 }
 
 #[cfg(test)]
@@ -68,7 +78,11 @@ mod tests {
         let mut d = Descriptor::new(MediaType::ImageManifest, 2, digest);
         if let Some((os, arch)) = platform {
             d.set_platform(Some(
-                PlatformBuilder::default().os(Os::from(os)).architecture(Arch::from(arch)).build().unwrap(),
+                PlatformBuilder::default()
+                    .os(Os::from(os))
+                    .architecture(Arch::from(arch))
+                    .build()
+                    .unwrap(),
             ));
         }
         d
@@ -93,7 +107,12 @@ mod tests {
         let b = descriptor(Some(("linux", "s390x")));
         let attestation = descriptor(Some(("unknown", "unknown")));
         let err = choose(&[&a, &b, &attestation], "img").unwrap_err();
-        let ImageError::PlatformNotFound { available, wanted, .. } = err else { panic!("{err}") };
+        let ImageError::PlatformNotFound {
+            available, wanted, ..
+        } = err
+        else {
+            panic!("{err}")
+        };
         assert_eq!(available, ["linux/riscv64", "linux/s390x"]);
         assert_eq!(wanted, running());
     }

@@ -53,7 +53,10 @@ impl fmt::Display for ImageRef {
         match self {
             ImageRef::Host => f.write_str("host:"),
             ImageRef::OciLayout { dir, tag: None } => write!(f, "oci:{}", dir.display()),
-            ImageRef::OciLayout { dir, tag: Some(tag) } => {
+            ImageRef::OciLayout {
+                dir,
+                tag: Some(tag),
+            } => {
                 write!(f, "oci:{}:{tag}", dir.display())
             }
         }
@@ -69,7 +72,9 @@ impl FromStr for ImageRef {
             reason: reason.to_owned(),
         };
         if s.is_empty() {
-            return Err(invalid("it is empty; use host:, oci:DIR[:TAG] or a registry reference"));
+            return Err(invalid(
+                "it is empty; use host:, oci:DIR[:TAG] or a registry reference",
+            ));
         }
         if s == "host:" || s == "host:/" {
             return Ok(ImageRef::Host);
@@ -92,7 +97,9 @@ impl FromStr for ImageRef {
             if prefix == "docker"
                 && let Some(remote) = rest.strip_prefix("//")
             {
-                return Err(ImageError::RegistryNotSupported { reference: remote.to_owned() });
+                return Err(ImageError::RegistryNotSupported {
+                    reference: remote.to_owned(),
+                });
             }
             if !is_registry_reference(s) {
                 return Err(ImageError::UnknownTransport {
@@ -102,7 +109,9 @@ impl FromStr for ImageRef {
             }
         }
         if is_registry_reference(s) {
-            return Err(ImageError::RegistryNotSupported { reference: s.to_owned() });
+            return Err(ImageError::RegistryNotSupported {
+                reference: s.to_owned(),
+            });
         }
         Err(invalid(
             "it is neither a registry reference (name[:tag][@digest]) nor transport:location; \
@@ -127,10 +136,14 @@ fn parse_oci(reference: &str, rest: &str) -> Result<ImageRef, ImageError> {
     if tag == Some("") {
         return Err(ImageError::InvalidReference {
             reference: reference.to_owned(),
-            reason: "the tag after the last colon is empty; drop the colon or name a tag".to_owned(),
+            reason: "the tag after the last colon is empty; drop the colon or name a tag"
+                .to_owned(),
         });
     }
-    Ok(ImageRef::OciLayout { dir: PathBuf::from(dir), tag: tag.map(str::to_owned) })
+    Ok(ImageRef::OciLayout {
+        dir: PathBuf::from(dir),
+        tag: tag.map(str::to_owned),
+    })
 }
 
 /// Whether `s` has the shape of a registry reference: `[domain/]path[:tag][@digest]`,
@@ -196,22 +209,30 @@ fn is_path_component(component: &str) -> bool {
     let lower_alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
     component.starts_with(lower_alnum)
         && component.ends_with(lower_alnum)
-        && component.chars().all(|c| lower_alnum(c) || matches!(c, '.' | '_' | '-'))
+        && component
+            .chars()
+            .all(|c| lower_alnum(c) || matches!(c, '.' | '_' | '-'))
         && !component.contains("..")
 }
 
 fn is_tag(tag: &str) -> bool {
     let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
-    tag.len() <= 128 && tag.starts_with(word) && tag.chars().all(|c| word(c) || matches!(c, '.' | '-'))
+    tag.len() <= 128
+        && tag.starts_with(word)
+        && tag.chars().all(|c| word(c) || matches!(c, '.' | '-'))
 }
 
 fn is_digest(digest: &str) -> bool {
     match digest.split_once(':') {
         Some((algorithm, encoded)) => {
             !algorithm.is_empty()
-                && algorithm.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+._-".contains(c))
+                && algorithm
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+._-".contains(c))
                 && encoded.len() >= 32
-                && encoded.chars().all(|c| c.is_ascii_alphanumeric() || "=_-".contains(c))
+                && encoded
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "=_-".contains(c))
         }
         None => false,
     }
@@ -229,20 +250,44 @@ mod tests {
     fn host_forms() {
         assert_eq!(parse("host:").unwrap(), ImageRef::Host);
         assert_eq!(parse("host:/").unwrap(), ImageRef::Host);
-        assert!(matches!(parse("host:/usr"), Err(ImageError::InvalidReference { .. })));
+        assert!(matches!(
+            parse("host:/usr"),
+            Err(ImageError::InvalidReference { .. })
+        ));
     }
 
     #[test]
     fn oci_with_and_without_tag() {
         assert_eq!(
             parse("oci:/a/b:v1").unwrap(),
-            ImageRef::OciLayout { dir: "/a/b".into(), tag: Some("v1".into()) }
+            ImageRef::OciLayout {
+                dir: "/a/b".into(),
+                tag: Some("v1".into())
+            }
         );
-        assert_eq!(parse("oci:rel/dir").unwrap(), ImageRef::OciLayout { dir: "rel/dir".into(), tag: None });
+        assert_eq!(
+            parse("oci:rel/dir").unwrap(),
+            ImageRef::OciLayout {
+                dir: "rel/dir".into(),
+                tag: None
+            }
+        );
         // A colon inside the directory part is kept when a slash follows it.
-        assert_eq!(parse("oci:/a:b/c").unwrap(), ImageRef::OciLayout { dir: "/a:b/c".into(), tag: None });
-        assert!(matches!(parse("oci:"), Err(ImageError::InvalidReference { .. })));
-        assert!(matches!(parse("oci:/a:"), Err(ImageError::InvalidReference { .. })));
+        assert_eq!(
+            parse("oci:/a:b/c").unwrap(),
+            ImageRef::OciLayout {
+                dir: "/a:b/c".into(),
+                tag: None
+            }
+        );
+        assert!(matches!(
+            parse("oci:"),
+            Err(ImageError::InvalidReference { .. })
+        ));
+        assert!(matches!(
+            parse("oci:/a:"),
+            Err(ImageError::InvalidReference { .. })
+        ));
     }
 
     #[test]
@@ -262,27 +307,48 @@ mod tests {
             "ghcr.io/a/b@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
         ] {
             let err = parse(s).unwrap_err();
-            assert!(matches!(err, ImageError::RegistryNotSupported { .. }), "{s}: {err}");
+            assert!(
+                matches!(err, ImageError::RegistryNotSupported { .. }),
+                "{s}: {err}"
+            );
             assert!(err.to_string().contains("oci:DIR"), "{err}");
         }
         let err = parse("docker://python:3.12").unwrap_err();
-        assert!(matches!(&err, ImageError::RegistryNotSupported { reference } if reference == "python:3.12"));
+        assert!(
+            matches!(&err, ImageError::RegistryNotSupported { reference } if reference == "python:3.12")
+        );
     }
 
     #[test]
     fn planned_and_unknown_transports() {
         let err = parse("docker-archive:/tmp/img.tar").unwrap_err();
-        assert!(matches!(&err, ImageError::TransportNotSupported { transport, .. } if transport == "docker-archive"));
+        assert!(
+            matches!(&err, ImageError::TransportNotSupported { transport, .. } if transport == "docker-archive")
+        );
         let err = parse("foo:/some/path").unwrap_err();
-        assert!(matches!(&err, ImageError::UnknownTransport { transport, .. } if transport == "foo"));
+        assert!(
+            matches!(&err, ImageError::UnknownTransport { transport, .. } if transport == "foo")
+        );
         let message = err.to_string();
-        assert!(message.contains("host:") && message.contains("oci:DIR"), "{message}");
-        assert!(matches!(parse("Foo:bar"), Err(ImageError::UnknownTransport { .. })));
+        assert!(
+            message.contains("host:") && message.contains("oci:DIR"),
+            "{message}"
+        );
+        assert!(matches!(
+            parse("Foo:bar"),
+            Err(ImageError::UnknownTransport { .. })
+        ));
     }
 
     #[test]
     fn garbage_is_invalid() {
-        assert!(matches!(parse(""), Err(ImageError::InvalidReference { .. })));
-        assert!(matches!(parse("/abs/path"), Err(ImageError::InvalidReference { .. })));
+        assert!(matches!(
+            parse(""),
+            Err(ImageError::InvalidReference { .. })
+        ));
+        assert!(matches!(
+            parse("/abs/path"),
+            Err(ImageError::InvalidReference { .. })
+        ));
     }
 }

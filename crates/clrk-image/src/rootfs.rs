@@ -50,7 +50,13 @@ fn apply_dir(src: &Path, dst: &Path, as_root: bool) -> Result<(), ImageError> {
                     create_dir(&to)?;
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => create_dir(&to)?,
-                Err(e) => return Err(ImageError::Io { action: "inspect", path: to, source: e }),
+                Err(e) => {
+                    return Err(ImageError::Io {
+                        action: "inspect",
+                        path: to,
+                        source: e,
+                    });
+                }
             }
             apply_dir(&from, &to, as_root)?;
         } else {
@@ -71,7 +77,10 @@ fn clear_dir(dir: &Path) -> Result<(), ImageError> {
 }
 
 fn create_dir(path: &Path) -> Result<(), ImageError> {
-    fs::DirBuilder::new().mode(0o755).create(path).map_err(ImageError::io("create directory", path))
+    fs::DirBuilder::new()
+        .mode(0o755)
+        .create(path)
+        .map_err(ImageError::io("create directory", path))
 }
 
 /// The upper layer's directory decides owner, mode and mtime (applied after its content, so
@@ -84,8 +93,17 @@ fn copy_dir_attributes(src: &Path, dst: &Path, as_root: bool) -> Result<(), Imag
     }
     fs::set_permissions(dst, fs::Permissions::from_mode(meta.mode() & 0o7777))
         .map_err(ImageError::io("set permissions of", dst))?;
-    let time = Timespec { tv_sec: meta.mtime(), tv_nsec: meta.mtime_nsec() };
-    let times = Timestamps { last_access: time, last_modification: time };
-    rustix::fs::utimensat(CWD, dst, &times, AtFlags::SYMLINK_NOFOLLOW)
-        .map_err(|e| ImageError::Io { action: "set times of", path: dst.to_owned(), source: e.into() })
+    let time = Timespec {
+        tv_sec: meta.mtime(),
+        tv_nsec: meta.mtime_nsec(),
+    };
+    let times = Timestamps {
+        last_access: time,
+        last_modification: time,
+    };
+    rustix::fs::utimensat(CWD, dst, &times, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| ImageError::Io {
+        action: "set times of",
+        path: dst.to_owned(),
+        source: e.into(),
+    })
 }

@@ -60,7 +60,9 @@ impl ImageStore {
             let dir = root.join(sub);
             fs::create_dir_all(&dir).map_err(ImageError::io("create directory", &dir))?;
         }
-        Ok(ImageStore { root: root.to_owned() })
+        Ok(ImageStore {
+            root: root.to_owned(),
+        })
     }
 
     /// Reads the image's index, manifest and config, following nested indexes and picking
@@ -127,7 +129,10 @@ impl ImageStore {
         };
         let dir = match r {
             ImageRef::Host if image.digest == HOST_DIGEST => {
-                return Ok(Rootfs { path: PathBuf::from("/"), host: true });
+                return Ok(Rootfs {
+                    path: PathBuf::from("/"),
+                    host: true,
+                });
             }
             ImageRef::Host => return Err(mismatch()),
             ImageRef::OciLayout { dir, .. } => dir,
@@ -138,7 +143,10 @@ impl ImageStore {
         let digest = BlobDigest::parse(&image.digest)?;
         let target = digest.path_under(&self.root.join("rootfs"));
         if target.is_dir() {
-            return Ok(Rootfs { path: target, host: false });
+            return Ok(Rootfs {
+                path: target,
+                host: false,
+            });
         }
         let layout = OciLayout::open(dir)?;
         let manifest = layout.manifest(&digest)?;
@@ -150,7 +158,11 @@ impl ImageStore {
             .collect::<Result<Vec<_>, _>>()?;
         let parent = target.parent().expect("digest paths have a parent");
         fs::create_dir_all(parent).map_err(ImageError::io("create directory", parent))?;
-        let lock = self.root.join("locks").join(format!("rootfs-{}-{}.lock", digest.algorithm(), digest.hex()));
+        let lock = self.root.join("locks").join(format!(
+            "rootfs-{}-{}.lock",
+            digest.algorithm(),
+            digest.hex()
+        ));
         let started = Instant::now();
         let built = atomic::build_once(&target, &lock, |temp| rootfs::assemble(&layers, temp))?;
         if built {
@@ -162,6 +174,9 @@ impl ImageStore {
                 "assembled rootfs"
             );
         }
-        Ok(Rootfs { path: target, host: false })
+        Ok(Rootfs {
+            path: target,
+            host: false,
+        })
     }
 }

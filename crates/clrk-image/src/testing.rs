@@ -48,11 +48,27 @@ pub enum LayerCompression {
 
 #[derive(Debug, Clone)]
 enum Entry {
-    File { path: String, data: Vec<u8>, mode: u32 },
-    Dir { path: String, mode: u32 },
-    Symlink { path: String, target: String },
-    Hardlink { path: String, target: String },
-    Unchecked { name: Vec<u8>, data: Vec<u8> },
+    File {
+        path: String,
+        data: Vec<u8>,
+        mode: u32,
+    },
+    Dir {
+        path: String,
+        mode: u32,
+    },
+    Symlink {
+        path: String,
+        target: String,
+    },
+    Hardlink {
+        path: String,
+        target: String,
+    },
+    Unchecked {
+        name: Vec<u8>,
+        data: Vec<u8>,
+    },
 }
 
 /// One layer: a list of tar entries, written in the order they were added. Paths are relative
@@ -77,7 +93,11 @@ impl LayerBuilder {
 
     /// Adds a regular file owned by root.
     pub fn add_file(mut self, path: &str, data: impl Into<Vec<u8>>, mode: u32) -> Self {
-        self.entries.push(Entry::File { path: path.to_owned(), data: data.into(), mode });
+        self.entries.push(Entry::File {
+            path: path.to_owned(),
+            data: data.into(),
+            mode,
+        });
         self
     }
 
@@ -91,19 +111,28 @@ impl LayerBuilder {
 
     /// Adds a directory.
     pub fn add_dir(mut self, path: &str, mode: u32) -> Self {
-        self.entries.push(Entry::Dir { path: path.to_owned(), mode });
+        self.entries.push(Entry::Dir {
+            path: path.to_owned(),
+            mode,
+        });
         self
     }
 
     /// Adds a symlink at `path` pointing to `target` (stored verbatim).
     pub fn add_symlink(mut self, path: &str, target: &str) -> Self {
-        self.entries.push(Entry::Symlink { path: path.to_owned(), target: target.to_owned() });
+        self.entries.push(Entry::Symlink {
+            path: path.to_owned(),
+            target: target.to_owned(),
+        });
         self
     }
 
     /// Adds a hard link at `path` to the earlier entry `target` of this layer.
     pub fn add_hardlink(mut self, path: &str, target: &str) -> Self {
-        self.entries.push(Entry::Hardlink { path: path.to_owned(), target: target.to_owned() });
+        self.entries.push(Entry::Hardlink {
+            path: path.to_owned(),
+            target: target.to_owned(),
+        });
         self
     }
 
@@ -142,13 +171,17 @@ impl LayerBuilder {
 
     /// Makes directory `dir` opaque: lower layers' contents of it are hidden.
     pub fn opaque(self, dir: &str) -> Self {
-        self.add_dir(dir, 0o755).add_file(&format!("{dir}/.wh..wh..opq"), Vec::new(), 0o644)
+        self.add_dir(dir, 0o755)
+            .add_file(&format!("{dir}/.wh..wh..opq"), Vec::new(), 0o644)
     }
 
     /// Adds a regular file whose tar header name is written verbatim and unchecked (at most
     /// 100 bytes), such as `../escape` or `/etc/x`: for testing that unsafe layers are refused.
     pub fn add_unchecked_file(mut self, raw_name: &[u8], data: impl Into<Vec<u8>>) -> Self {
-        self.entries.push(Entry::Unchecked { name: raw_name.to_vec(), data: data.into() });
+        self.entries.push(Entry::Unchecked {
+            name: raw_name.to_vec(),
+            data: data.into(),
+        });
         self
     }
 
@@ -188,6 +221,8 @@ impl LayerBuilder {
                     header.as_old_mut().name[..name.len()].copy_from_slice(name);
                     header.set_entry_type(tar::EntryType::Regular);
                     header.set_mode(0o644);
+                    header.set_uid(0);
+                    header.set_gid(0);
                     header.set_mtime(MTIME);
                     header.set_size(data.len() as u64);
                     header.set_cksum();
@@ -205,13 +240,20 @@ impl LayerBuilder {
         Ok(match self.compression {
             LayerCompression::None => (tar, diff_id, "application/vnd.oci.image.layer.v1.tar"),
             LayerCompression::Gzip => {
-                let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                let mut encoder =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
                 encoder.write_all(&tar)?;
-                (encoder.finish()?, diff_id, "application/vnd.oci.image.layer.v1.tar+gzip")
+                (
+                    encoder.finish()?,
+                    diff_id,
+                    "application/vnd.oci.image.layer.v1.tar+gzip",
+                )
             }
-            LayerCompression::Zstd => {
-                (zstd::encode_all(tar.as_slice(), 3)?, diff_id, "application/vnd.oci.image.layer.v1.tar+zstd")
-            }
+            LayerCompression::Zstd => (
+                zstd::encode_all(tar.as_slice(), 3)?,
+                diff_id,
+                "application/vnd.oci.image.layer.v1.tar+zstd",
+            ),
         })
     }
 }
@@ -324,16 +366,25 @@ impl OciLayoutBuilder {
 
     /// Writes `images` as one multi-platform image: a nested image index (each manifest with
     /// its platform) listed in `index.json`. Returns the nested index's digest.
-    pub fn write_multi_platform(dir: &Path, tag: Option<&str>, images: &[OciLayoutBuilder]) -> io::Result<String> {
+    pub fn write_multi_platform(
+        dir: &Path,
+        tag: Option<&str>,
+        images: &[OciLayoutBuilder],
+    ) -> io::Result<String> {
         let mut manifests = Vec::new();
         for image in images {
             let (mut descriptor, _) = image.write_blobs(dir)?;
             descriptor["platform"] = json!({ "os": image.os, "architecture": image.architecture });
             manifests.push(descriptor);
         }
-        let index = json!({ "schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": manifests });
+        let index =
+            json!({ "schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": manifests });
         let (digest, size) = write_blob(dir, &serde_json::to_vec(&index)?)?;
-        add_to_index(dir, json!({ "mediaType": INDEX_MEDIA_TYPE, "digest": digest, "size": size }), tag)?;
+        add_to_index(
+            dir,
+            json!({ "mediaType": INDEX_MEDIA_TYPE, "digest": digest, "size": size }),
+            tag,
+        )?;
         Ok(digest)
     }
 
@@ -377,7 +428,14 @@ impl OciLayoutBuilder {
         });
         let (manifest_digest, manifest_size) = write_blob(dir, &serde_json::to_vec(&manifest)?)?;
         let descriptor = json!({ "mediaType": MANIFEST_MEDIA_TYPE, "digest": manifest_digest, "size": manifest_size });
-        Ok((descriptor, WrittenImage { manifest_digest, config_digest, layer_digests }))
+        Ok((
+            descriptor,
+            WrittenImage {
+                manifest_digest,
+                config_digest,
+                layer_digests,
+            },
+        ))
     }
 }
 
@@ -411,7 +469,9 @@ fn add_to_index(dir: &Path, mut descriptor: Value, tag: Option<&str>) -> io::Res
         }
         Err(e) => return Err(e),
     };
-    let manifests = index["manifests"].as_array_mut().expect("index.json has a manifests array");
+    let manifests = index["manifests"]
+        .as_array_mut()
+        .expect("index.json has a manifests array");
     if let Some(tag) = tag {
         manifests.retain(|m| m["annotations"][ANNOTATION_REF_NAME] != tag);
         descriptor["annotations"] = json!({ ANNOTATION_REF_NAME: tag });

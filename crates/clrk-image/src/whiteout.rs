@@ -49,7 +49,10 @@ mod tests {
     #[test]
     fn classifies_markers() {
         assert_eq!(classify(OsStr::new(".wh..wh..opq")), Marker::Opaque);
-        assert_eq!(classify(OsStr::new(".wh.motd")), Marker::Remove("motd".into()));
+        assert_eq!(
+            classify(OsStr::new(".wh.motd")),
+            Marker::Remove("motd".into())
+        );
         assert_eq!(classify(OsStr::new(".wh...")), Marker::Invalid);
         assert_eq!(classify(OsStr::new(".wh.")), Marker::Invalid);
         assert_eq!(classify(OsStr::new("motd")), Marker::None);
@@ -57,6 +60,9 @@ mod tests {
 
     #[test]
     fn marker_sits_next_to_the_hidden_entry() {
-        assert_eq!(marker_for(Path::new("/l/etc/motd")).unwrap(), Path::new("/l/etc/.wh.motd"));
+        assert_eq!(
+            marker_for(Path::new("/l/etc/motd")).unwrap(),
+            Path::new("/l/etc/.wh.motd")
+        );
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 const QUICK_START: &str = "\
-Quick start:
+Quick start (example):
   clrk dev &                                   # run everything locally
   clrk apply -f taskagent.yaml                 # create or update agents
   clrk agents run-task word-count -i '{\"text\":\"hello world\"}'
@@ -27,7 +27,13 @@ pub struct Cli {
 #[derive(Debug, Clone, Default, Args)]
 pub struct GlobalArgs {
     /// Control API base URL (default: the one in $CLRK_DIR/dev.json).
-    #[arg(long, env = "CLRK_SERVER", global = true, value_name = "URL")]
+    #[arg(
+        long,
+        env = "CLRK_SERVER",
+        global = true,
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     pub server: Option<String>,
 
     /// Control API token (default: the one in $CLRK_DIR/dev.json).
@@ -35,7 +41,13 @@ pub struct GlobalArgs {
     pub token: Option<String>,
 
     /// Ingress base URL used by run-task (default: the one in $CLRK_DIR/dev.json).
-    #[arg(long, env = "CLRK_INGRESS", global = true, value_name = "URL")]
+    #[arg(
+        long,
+        env = "CLRK_INGRESS",
+        global = true,
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     pub ingress: Option<String>,
 
     /// Show more detail (execution ids, debug logs).
@@ -204,7 +216,12 @@ Example:
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// Only agents in this namespace.
-    #[arg(short, long, default_value = "default", conflicts_with = "all_namespaces")]
+    #[arg(
+        short,
+        long,
+        default_value = "default",
+        conflicts_with = "all_namespaces"
+    )]
     pub namespace: String,
 
     /// Agents of every namespace.
@@ -319,12 +336,16 @@ Example:
 pub fn parse_header(raw: &str) -> Result<(String, String), String> {
     // Header names never contain '=' or ':', so the first of either ends the name.
     let Some(split) = raw.find(['=', ':']) else {
-        return Err(format!("header '{raw}' has no value: write it as NAME=VALUE"));
+        return Err(format!(
+            "header '{raw}' has no value: write it as NAME=VALUE"
+        ));
     };
     let name = raw[..split].trim();
     let value = raw[split + 1..].trim();
     if name.is_empty() {
-        return Err(format!("header '{raw}' has no name: write it as NAME=VALUE"));
+        return Err(format!(
+            "header '{raw}' has no name: write it as NAME=VALUE"
+        ));
     }
     http::HeaderName::from_bytes(name.as_bytes())
         .map_err(|_| format!("'{name}' is not a valid HTTP header name"))?;
@@ -357,7 +378,10 @@ mod tests {
         let Command::Apply(args) = cli.command else {
             panic!("expected apply, got {:?}", cli.command)
         };
-        assert_eq!(args.input.files, [PathBuf::from("a.yaml"), PathBuf::from("dir")]);
+        assert_eq!(
+            args.input.files,
+            [PathBuf::from("a.yaml"), PathBuf::from("dir")]
+        );
         assert!(args.input.recursive);
         assert!(args.local);
     }
@@ -370,8 +394,19 @@ mod tests {
     #[test]
     fn run_task_collects_input_headers_and_timeout() {
         let cli = parse(&[
-            "agents", "run-task", "word-count", "-n", "team", "-i", "@event.json", "-H",
-            "x-request-id=abc", "-H", "X-Extra: a=b", "--timeout", "1m30s",
+            "agents",
+            "run-task",
+            "word-count",
+            "-n",
+            "team",
+            "-i",
+            "@event.json",
+            "-H",
+            "x-request-id=abc",
+            "-H",
+            "X-Extra: a=b",
+            "--timeout",
+            "1m30s",
         ])
         .unwrap();
         let Command::Agents(AgentsCommand::RunTask(args)) = cli.command else {
@@ -426,7 +461,16 @@ mod tests {
 
     #[test]
     fn global_flags_work_after_the_subcommand() {
-        let cli = parse(&["agents", "list", "--server", "http://h:1", "--token", "t", "-v"]).unwrap();
+        let cli = parse(&[
+            "agents",
+            "list",
+            "--server",
+            "http://h:1",
+            "--token",
+            "t",
+            "-v",
+        ])
+        .unwrap();
         assert_eq!(cli.global.server.as_deref(), Some("http://h:1"));
         assert_eq!(cli.global.token.as_deref(), Some("t"));
         assert!(cli.global.verbose);
@@ -436,7 +480,11 @@ mod tests {
     fn header_parsing_explains_mistakes() {
         assert!(parse_header("novalue").unwrap_err().contains("NAME=VALUE"));
         assert!(parse_header("=v").unwrap_err().contains("no name"));
-        assert!(parse_header("bad name=v").unwrap_err().contains("not a valid HTTP header name"));
+        assert!(
+            parse_header("bad name=v")
+                .unwrap_err()
+                .contains("not a valid HTTP header name")
+        );
         assert_eq!(parse_header("a=").unwrap(), ("a".into(), String::new()));
     }
 }

@@ -164,7 +164,9 @@ impl ApiClient {
 
     /// `DELETE` and read a JSON answer.
     pub async fn delete<T: DeserializeOwned>(&self, segments: &[&str]) -> anyhow::Result<T> {
-        let response = self.send(Method::DELETE, segments, &[], Bytes::new()).await?;
+        let response = self
+            .send(Method::DELETE, segments, &[], Bytes::new())
+            .await?;
         read_json(response).await
     }
 
@@ -214,7 +216,13 @@ impl ApiClient {
         Err(self.status_error(status, &method, &url, &body).into())
     }
 
-    fn status_error(&self, status: StatusCode, method: &Method, url: &str, body: &[u8]) -> CliError {
+    fn status_error(
+        &self,
+        status: StatusCode,
+        method: &Method,
+        url: &str,
+        body: &[u8],
+    ) -> CliError {
         if status == StatusCode::UNAUTHORIZED {
             return CliError::Unauthorized {
                 url: self.base.clone(),
@@ -250,7 +258,11 @@ mod tests {
     #[test]
     fn urls_encode_segments_and_query_values() {
         assert_eq!(
-            join_url("http://127.0.0.1:17070/", &["v1", "agents", "ns", "a/b"], &[]),
+            join_url(
+                "http://127.0.0.1:17070/",
+                &["v1", "agents", "ns", "a/b"],
+                &[]
+            ),
             "http://127.0.0.1:17070/v1/agents/ns/a%2Fb"
         );
         assert_eq!(

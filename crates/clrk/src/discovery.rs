@@ -36,9 +36,7 @@ pub fn clrk_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("CLRK_DIR").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir);
     }
-    std::env::home_dir()
-        .unwrap_or_default()
-        .join(".clrk")
+    std::env::home_dir().unwrap_or_default().join(".clrk")
 }
 
 /// The path of the discovery file inside `clrk_dir`.
@@ -59,11 +57,18 @@ pub fn dev_file(clrk_dir: &Path) -> PathBuf {
 /// assert_eq!(found.api, "http://10.0.0.1:17070");
 /// ```
 pub fn discover(flags: &GlobalArgs, clrk_dir: &Path) -> Result<Endpoints, CliError> {
-    if let Some(api) = &flags.server {
+    // `CLRK_SERVER=` in a shell means "unset", not "the empty URL".
+    let given = |value: &Option<String>| value.clone().filter(|v| !v.is_empty());
+    let (server, token, ingress) = (
+        given(&flags.server),
+        given(&flags.token),
+        given(&flags.ingress),
+    );
+    if let Some(api) = server {
         return Ok(Endpoints {
-            api: trim_base(api),
-            ingress: flags.ingress.as_deref().map(trim_base),
-            token: flags.token.clone(),
+            api: trim_base(&api),
+            ingress: ingress.as_deref().map(trim_base),
+            token,
         });
     }
     let path = dev_file(clrk_dir);
@@ -83,8 +88,8 @@ pub fn discover(flags: &GlobalArgs, clrk_dir: &Path) -> Result<Endpoints, CliErr
     })?;
     Ok(Endpoints {
         api: trim_base(&dev.api),
-        ingress: Some(trim_base(flags.ingress.as_deref().unwrap_or(&dev.ingress))),
-        token: Some(flags.token.clone().unwrap_or(dev.token)),
+        ingress: Some(trim_base(ingress.as_deref().unwrap_or(&dev.ingress))),
+        token: Some(token.unwrap_or(dev.token)),
     })
 }
 
@@ -155,6 +160,20 @@ mod tests {
         assert_eq!(found.api, "http://remote:17070");
         assert_eq!(found.token, None);
         assert_eq!(found.ingress, None);
+    }
+
+    #[test]
+    fn empty_environment_values_count_as_unset() {
+        let dir = tempfile::tempdir().unwrap();
+        write_dev_file(dir.path(), DEV_JSON);
+        let flags = GlobalArgs {
+            server: Some(String::new()),
+            token: Some(String::new()),
+            ..Default::default()
+        };
+        let found = discover(&flags, dir.path()).unwrap();
+        assert_eq!(found.api, "http://127.0.0.1:17070");
+        assert_eq!(found.token.as_deref(), Some("secret"));
     }
 
     #[test]

@@ -25,7 +25,10 @@ pub fn validate(raw: &str) -> Result<(), String> {
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
             .unwrap_or(rest.len());
-        if !matches!(&rest[..unit_len], "ns" | "us" | "µs" | "ms" | "s" | "m" | "h") {
+        if !matches!(
+            &rest[..unit_len],
+            "ns" | "us" | "µs" | "ms" | "s" | "m" | "h"
+        ) {
             return Err(shape());
         }
         rest = &rest[unit_len..];
@@ -33,7 +36,9 @@ pub fn validate(raw: &str) -> Result<(), String> {
     if positive {
         Ok(())
     } else {
-        Err(format!("'{raw}' is not a positive duration: use at least 1ms"))
+        Err(format!(
+            "'{raw}' is not a positive duration: use at least 1ms"
+        ))
     }
 }
 
@@ -47,7 +52,7 @@ pub fn format_millis(ms: u64) -> String {
         0..1_000 => format!("{ms}ms"),
         1_000..60_000 => {
             let tenths = ms / 100;
-            if tenths % 10 == 0 {
+            if tenths.is_multiple_of(10) {
                 format!("{}s", tenths / 10)
             } else {
                 format!("{}.{}s", tenths / 10, tenths % 10)

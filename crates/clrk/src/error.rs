@@ -27,11 +27,15 @@ pub enum CliError {
     BadUrl { url: String },
 
     /// Nothing answers at the server's address.
-    #[error("cannot reach the clrk server at {url} ({reason}): start one with 'clrk dev', or point CLRK_SERVER at a running server")]
+    #[error(
+        "cannot reach the clrk server at {url} ({reason}): start one with 'clrk dev', or point CLRK_SERVER at a running server"
+    )]
     Unreachable { url: String, reason: String },
 
     /// The control API refused the token.
-    #[error("the clrk server at {url} rejected the API token: set CLRK_TOKEN to the token in $CLRK_DIR/dev.json, or restart 'clrk dev'")]
+    #[error(
+        "the clrk server at {url} rejected the API token: set CLRK_TOKEN to the token in $CLRK_DIR/dev.json, or restart 'clrk dev'"
+    )]
     Unauthorized { url: String },
 
     /// The control API answered with an error status; `message` is the server's own sentence.

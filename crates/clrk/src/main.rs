@@ -25,7 +25,7 @@ async fn main() -> ExitCode {
 /// `RUST_LOG` wins; otherwise `clrk dev` logs at info and other commands only warnings.
 fn init_tracing(cli: &Cli) {
     let default = match (&cli.command, cli.global.verbose) {
-        (_, true) => "debug",
+        (_, true) => "warn,clrk=debug,clrk_server=debug",
         (Command::Dev(_), false) => "info",
         _ => "warn",
     };

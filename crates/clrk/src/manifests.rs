@@ -79,7 +79,11 @@ pub fn read_sources(
                 bail!(
                     "directory {} holds no *.yaml, *.yml or *.json files{}",
                     path.display(),
-                    if recursive { "" } else { " (use -R to read its subdirectories)" }
+                    if recursive {
+                        ""
+                    } else {
+                        " (use -R to read its subdirectories)"
+                    }
                 );
             }
         } else {
@@ -208,8 +212,12 @@ mod tests {
     fn missing_files_and_empty_directories_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope.yaml");
-        let err = read_sources(&[missing.clone()], false, std::io::empty()).unwrap_err();
-        assert!(err.to_string().contains(&missing.display().to_string()), "{err}");
+        let err =
+            read_sources(std::slice::from_ref(&missing), false, std::io::empty()).unwrap_err();
+        assert!(
+            err.to_string().contains(&missing.display().to_string()),
+            "{err}"
+        );
 
         let err = read_sources(&[dir.path().into()], false, std::io::empty()).unwrap_err();
         assert!(err.to_string().contains("holds no *.yaml"), "{err}");

@@ -33,8 +33,9 @@ pub struct ApplyResponse {
 /// What applying one document did.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ApplyResult {
+    /// `TaskAgent`, `DaemonAgent`, ...
     pub kind: String,
-    pub namespace: Option<String>,
+    /// `metadata.name`.
     pub name: String,
     /// `created`, `configured` or `unchanged`.
     pub outcome: String,
@@ -53,8 +54,9 @@ pub struct DeleteResponse {
 /// Kind, namespace and name of a stored object.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ObjectRef {
+    /// `TaskAgent`, `DaemonAgent`, `WorkerPool`, ...
     pub kind: String,
-    pub namespace: Option<String>,
+    /// `metadata.name`.
     pub name: String,
 }
 
@@ -103,7 +105,6 @@ pub struct AgentStatus {
 #[serde(rename_all = "camelCase")]
 pub struct Revision {
     pub name: String,
-    pub image: Option<String>,
     pub image_digest: Option<String>,
     pub state: Option<String>,
     pub reason: Option<String>,
@@ -118,7 +119,6 @@ pub struct Execution {
     pub trigger: Option<String>,
     pub status: String,
     pub exit_code: Option<i64>,
-    pub reason: Option<String>,
     pub started_at: Option<String>,
     pub ended_at: Option<String>,
     pub duration_ms: Option<u64>,

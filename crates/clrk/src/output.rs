@@ -102,7 +102,10 @@ pub fn print_yaml<T: Serialize>(value: &T) -> anyhow::Result<()> {
 /// ```
 pub fn age_of(time: Option<&str>, now: DateTime<Utc>) -> String {
     time.and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .map_or_else(|| "-".to_string(), |t| format_age((now - t.to_utc()).num_seconds()))
+        .map_or_else(
+            || "-".to_string(),
+            |t| format_age((now - t.to_utc()).num_seconds()),
+        )
 }
 
 /// Like [`age_of`] with ` ago` appended; `-` when absent.
@@ -142,8 +145,10 @@ mod tests {
 
     #[test]
     fn ages_handle_missing_and_bad_times() {
-        let now = DateTime::parse_from_rfc3339("2026-01-01T01:00:00Z").unwrap().to_utc();
-        assert_eq!(ago(Some("2026-01-01T00:58:00.123+00:00"), now), "2m ago");
+        let now = DateTime::parse_from_rfc3339("2026-01-01T01:00:00Z")
+            .unwrap()
+            .to_utc();
+        assert_eq!(ago(Some("2026-01-01T00:57:59.500+00:00"), now), "2m ago");
         assert_eq!(ago(Some("yesterday"), now), "-");
         assert_eq!(ago(None, now), "-");
         assert_eq!(or_dash(Some(3)), "3");

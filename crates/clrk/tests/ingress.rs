@@ -278,9 +278,10 @@ spec:
     let names: Vec<&str> = lines.iter().map(|l| l.split('=').next().unwrap()).collect();
     let expected = [
         "CLRK_METADATA_URL", "CLRK_METADATA_URL_V6", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO", "GREETING",
-        "HOME_DIR", "NODE_EXTRA_CA_CERTS", "PATH", "PWD", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE",
+        "HOME", "HOME_DIR", "NODE_EXTRA_CA_CERTS", "PATH", "PWD", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE",
     ];
-    // `PWD` and `SHLVL` are the shell's own.
+    // `PWD` and `SHLVL` are the shell's own; `HOME` is set by the OCI runtime, as in every
+    // container (documented in docs/agents.md).
     let names: Vec<&str> = names.into_iter().filter(|n| *n != "SHLVL").collect();
     assert_eq!(names, expected, "{out}");
     assert!(out.contains("CLRK_METADATA_URL=http://169.254.169.254/v1\n"));

@@ -16,7 +16,10 @@ pub async fn run(args: ApplyArgs, session: &Session) -> anyhow::Result<()> {
     let response: ApplyResponse = api.post(&["v1", "apply"], &request).await?;
     for (i, result) in response.results.iter().enumerate() {
         // The server may repeat warnings the local parse already printed.
-        let printed = documents.get(i).map(|d| d.document.warnings.as_slice()).unwrap_or_default();
+        let printed = documents
+            .get(i)
+            .map(|d| d.document.warnings.as_slice())
+            .unwrap_or_default();
         for warning in result.warnings.iter().filter(|w| !printed.contains(w)) {
             eprintln!("warning: {warning}");
         }
@@ -48,7 +51,6 @@ mod tests {
     fn result(outcome: &str, revision: Option<&str>) -> ApplyResult {
         ApplyResult {
             kind: "TaskAgent".into(),
-            namespace: Some("default".into()),
             name: "word-count".into(),
             outcome: outcome.into(),
             revision: revision.map(Into::into),
@@ -66,7 +68,13 @@ mod tests {
             outcome_line(&result("configured", Some("word-count-00002"))),
             "taskagent/word-count configured (revision word-count-00002)"
         );
-        assert_eq!(outcome_line(&result("configured", None)), "taskagent/word-count configured");
-        assert_eq!(outcome_line(&result("unchanged", None)), "taskagent/word-count unchanged");
+        assert_eq!(
+            outcome_line(&result("configured", None)),
+            "taskagent/word-count configured"
+        );
+        assert_eq!(
+            outcome_line(&result("unchanged", None)),
+            "taskagent/word-count unchanged"
+        );
     }
 }

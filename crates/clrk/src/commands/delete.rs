@@ -35,6 +35,10 @@ pub async fn run(args: DeleteArgs, session: &Session) -> anyhow::Result<()> {
 pub async fn delete(api: &ApiClient, path: &[&str]) -> anyhow::Result<()> {
     let response: DeleteResponse = api.delete(path).await?;
     let deleted = response.deleted;
-    output::print(&format!("{}/{} deleted\n", deleted.kind.to_lowercase(), deleted.name))?;
+    output::print(&format!(
+        "{}/{} deleted\n",
+        deleted.kind.to_lowercase(),
+        deleted.name
+    ))?;
     Ok(())
 }

@@ -16,7 +16,9 @@ pub async fn run(args: DevArgs, session: &Session) -> anyhow::Result<()> {
         false => manifests::load(&args.files, false)?,
     };
     let options = DevOptions {
-        data_dir: args.data_dir.unwrap_or_else(|| session.clrk_dir.join("dev")),
+        data_dir: args
+            .data_dir
+            .unwrap_or_else(|| session.clrk_dir.join("dev")),
         clrk_dir: session.clrk_dir.clone(),
         ingress_addr: args.listen,
         api_addr: args.api,

@@ -99,7 +99,8 @@ pub fn read_input(spec: &str, mut stdin: impl Read) -> anyhow::Result<Bytes> {
             .context("cannot read the -i input from stdin")?;
         ("stdin".to_string(), data)
     } else if let Some(path) = spec.strip_prefix('@') {
-        let data = std::fs::read(path).with_context(|| format!("cannot read the -i input file {path}"))?;
+        let data =
+            std::fs::read(path).with_context(|| format!("cannot read the -i input file {path}"))?;
         (format!("file {path}"), data)
     } else {
         ("the -i argument".to_string(), spec.as_bytes().to_vec())
@@ -126,7 +127,10 @@ pub fn build_request(ingress: &str, task: &TaskRequest) -> anyhow::Result<Reques
         HeaderValue::from_str(&target)
             .map_err(|_| anyhow!("agent name '{target}' cannot travel in an HTTP header"))?,
     );
-    headers.insert(HeaderName::from_static("x-clrk-trigger"), HeaderValue::from_static("cli"));
+    headers.insert(
+        HeaderName::from_static("x-clrk-trigger"),
+        HeaderValue::from_static("cli"),
+    );
     // Without TE: trailers the server cannot report an exit code after output has started.
     headers.insert(TE, HeaderValue::from_static("trailers"));
     if task.input.is_some() {
@@ -135,14 +139,16 @@ pub fn build_request(ingress: &str, task: &TaskRequest) -> anyhow::Result<Reques
     if let Some(timeout) = &task.timeout {
         headers.insert(
             HeaderName::from_static("x-clrk-timeout"),
-            HeaderValue::from_str(timeout).map_err(|_| anyhow!("timeout '{timeout}' is not a duration"))?,
+            HeaderValue::from_str(timeout)
+                .map_err(|_| anyhow!("timeout '{timeout}' is not a duration"))?,
         );
     }
     for (name, value) in &task.headers {
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| anyhow!("'{name}' is not a valid HTTP header name"))?;
-        let value = HeaderValue::from_str(value)
-            .map_err(|_| anyhow!("the value of header '{name}' has characters HTTP does not allow"))?;
+        let value = HeaderValue::from_str(value).map_err(|_| {
+            anyhow!("the value of header '{name}' has characters HTTP does not allow")
+        })?;
         headers.insert(name, value);
     }
     let mut request = Request::builder()
@@ -206,7 +212,12 @@ pub fn exit_code(headers: &HeaderMap) -> Option<i32> {
 /// let err = failure(http::StatusCode::GATEWAY_TIMEOUT, &http::HeaderMap::new(), "execution timed out after 1s", &task);
 /// assert_eq!(err.exit_code(), 124);
 /// ```
-pub fn failure(status: StatusCode, headers: &HeaderMap, message: &str, task: &TaskRequest) -> CliError {
+pub fn failure(
+    status: StatusCode,
+    headers: &HeaderMap,
+    message: &str,
+    task: &TaskRequest,
+) -> CliError {
     let message = match message {
         "" => format!(
             "the ingress answered {status} for {}/{}",
@@ -257,8 +268,14 @@ mod tests {
 
     #[test]
     fn input_comes_from_literal_file_or_stdin() {
-        assert_eq!(&read_input("[1,2]", std::io::empty()).unwrap()[..], b"[1,2]");
-        assert_eq!(&read_input("-", &b"{\"a\": 1}"[..]).unwrap()[..], b"{\"a\": 1}");
+        assert_eq!(
+            &read_input("[1,2]", std::io::empty()).unwrap()[..],
+            b"[1,2]"
+        );
+        assert_eq!(
+            &read_input("-", &b"{\"a\": 1}"[..]).unwrap()[..],
+            b"{\"a\": 1}"
+        );
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("event.json");
         std::fs::write(&file, "{\"text\": \"hello\"}").unwrap();
@@ -268,7 +285,9 @@ mod tests {
 
     #[test]
     fn invalid_input_names_its_origin_and_position() {
-        let err = read_input("{\"a\": }", std::io::empty()).unwrap_err().to_string();
+        let err = read_input("{\"a\": }", std::io::empty())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("the -i argument"), "{err}");
         assert!(err.contains("line 1 column 7"), "{err}");
         let err = read_input("-", &b"\n\nnope"[..]).unwrap_err().to_string();
@@ -281,7 +300,10 @@ mod tests {
     fn request_carries_routing_trailers_input_and_timeout() {
         let task = TaskRequest {
             input: Some(Bytes::from_static(b"{}")),
-            headers: vec![("x-request-id".into(), "abc".into()), ("X-Clrk-Trigger".into(), "test".into())],
+            headers: vec![
+                ("x-request-id".into(), "abc".into()),
+                ("X-Clrk-Trigger".into(), "test".into()),
+            ],
             timeout: Some("30s".into()),
             ..task()
         };
@@ -290,7 +312,10 @@ mod tests {
         assert_eq!(request.uri(), "http://127.0.0.1:18080/");
         let headers = request.headers();
         assert_eq!(headers["x-clrk-taskagent"], "default/word-count");
-        assert_eq!(headers["x-clrk-trigger"], "test", "-H overrides the defaults");
+        assert_eq!(
+            headers["x-clrk-trigger"], "test",
+            "-H overrides the defaults"
+        );
         assert_eq!(headers["te"], "trailers");
         assert_eq!(headers["content-type"], "application/json");
         assert_eq!(headers["x-clrk-timeout"], "30s");
@@ -311,28 +336,65 @@ mod tests {
         let mut exited = HeaderMap::new();
         exited.insert(EXIT_CODE_HEADER, HeaderValue::from_static("3"));
 
-        let err = failure(StatusCode::INTERNAL_SERVER_ERROR, &exited, "agent exited with code 3", &task());
-        assert_eq!((err.exit_code(), err.to_string()), (1, "agent exited with code 3".into()));
+        let err = failure(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &exited,
+            "agent exited with code 3",
+            &task(),
+        );
+        assert_eq!(
+            (err.exit_code(), err.to_string()),
+            (1, "agent exited with code 3".into())
+        );
 
-        let err = failure(StatusCode::GATEWAY_TIMEOUT, &empty, "execution timed out after 2s", &task());
-        assert_eq!((err.exit_code(), err.to_string()), (124, "execution timed out after 2s".into()));
+        let err = failure(
+            StatusCode::GATEWAY_TIMEOUT,
+            &empty,
+            "execution timed out after 2s",
+            &task(),
+        );
+        assert_eq!(
+            (err.exit_code(), err.to_string()),
+            (124, "execution timed out after 2s".into())
+        );
 
         for status in [400, 404, 409, 413, 429, 503] {
             let status = StatusCode::from_u16(status).unwrap();
-            assert_eq!(failure(status, &empty, "no", &task()).exit_code(), 77, "{status}");
+            assert_eq!(
+                failure(status, &empty, "no", &task()).exit_code(),
+                77,
+                "{status}"
+            );
         }
-        assert_eq!(failure(StatusCode::BAD_GATEWAY, &empty, "", &task()).exit_code(), 1);
-        assert_eq!(failure(StatusCode::INTERNAL_SERVER_ERROR, &empty, "oops", &task()).exit_code(), 1);
+        assert_eq!(
+            failure(StatusCode::BAD_GATEWAY, &empty, "", &task()).exit_code(),
+            1
+        );
+        assert_eq!(
+            failure(StatusCode::INTERNAL_SERVER_ERROR, &empty, "oops", &task()).exit_code(),
+            1
+        );
     }
 
     #[test]
     fn rejections_keep_the_servers_message_and_retry_hint() {
         let mut headers = HeaderMap::new();
         headers.insert(RETRY_AFTER, HeaderValue::from_static("2"));
-        let err = failure(StatusCode::TOO_MANY_REQUESTS, &headers, "word-count is at maxConcurrent 1", &task());
-        assert_eq!(err.to_string(), "word-count is at maxConcurrent 1 (retry after 2s)");
+        let err = failure(
+            StatusCode::TOO_MANY_REQUESTS,
+            &headers,
+            "word-count is at maxConcurrent 1",
+            &task(),
+        );
+        assert_eq!(
+            err.to_string(),
+            "word-count is at maxConcurrent 1 (retry after 2s)"
+        );
         let err = failure(StatusCode::NOT_FOUND, &HeaderMap::new(), "", &task());
-        assert_eq!(err.to_string(), "the ingress answered 404 Not Found for default/word-count");
+        assert_eq!(
+            err.to_string(),
+            "the ingress answered 404 Not Found for default/word-count"
+        );
     }
 
     #[test]

@@ -151,7 +151,7 @@ impl Dev {
 
     /// The sandboxes runsc still knows under this server's data dir.
     pub fn runsc_list(&self) -> Vec<String> {
-        let root = self.data_dir().join("sandboxes");
+        let root = self.data_dir().join("sandboxes").join("state");
         let out = Command::new("runsc")
             .args(["--root", root.to_str().unwrap(), "list", "-quiet"])
             .output()

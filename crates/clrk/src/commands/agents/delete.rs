@@ -6,6 +6,11 @@ use crate::commands::{self, Session};
 /// Deletes one agent and prints `kind/NAME deleted`.
 pub async fn run(args: NameArgs, session: &Session) -> anyhow::Result<()> {
     let api = session.api()?;
-    let path = ["v1", "agents", args.namespace.namespace.as_str(), args.name.as_str()];
+    let path = [
+        "v1",
+        "agents",
+        args.namespace.namespace.as_str(),
+        args.name.as_str(),
+    ];
     commands::delete::delete(&api, &path).await
 }

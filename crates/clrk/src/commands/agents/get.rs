@@ -14,7 +14,12 @@ use crate::output::{self, Table, ago, or_dash};
 
 /// Prints one agent as a summary for people, or the server's object as JSON or YAML.
 pub async fn run(args: GetArgs, session: &Session) -> anyhow::Result<()> {
-    let path = ["v1", "agents", args.namespace.namespace.as_str(), args.name.as_str()];
+    let path = [
+        "v1",
+        "agents",
+        args.namespace.namespace.as_str(),
+        args.name.as_str(),
+    ];
     let answer: Value = session.api()?.get(&path, &[]).await?;
     match args.output {
         Some(ObjectFormat::Json) => output::print_json(&answer),
@@ -53,10 +58,20 @@ pub fn describe(agent: &Agent, now: DateTime<Utc>) -> String {
         ("Active", status.active.to_string()),
         ("Last run", last_run_with_id(status, now)),
     ]);
-    let width = fields.iter().map(|(label, _)| label.len()).max().unwrap_or(0) + 1;
+    let width = fields
+        .iter()
+        .map(|(label, _)| label.len())
+        .max()
+        .unwrap_or(0)
+        + 1;
     let mut text = String::new();
     for (label, value) in fields {
-        let _ = writeln!(text, "{:<width$} {value}", format!("{label}:"), width = width);
+        let _ = writeln!(
+            text,
+            "{:<width$} {value}",
+            format!("{label}:"),
+            width = width
+        );
     }
     text.push_str("Revisions:\n");
     if agent.revisions.is_empty() {
@@ -111,7 +126,9 @@ mod tests {
                 ]}"#,
         )
         .unwrap();
-        let now = DateTime::parse_from_rfc3339("2026-01-01T12:00:00Z").unwrap().to_utc();
+        let now = DateTime::parse_from_rfc3339("2026-01-01T12:00:00Z")
+            .unwrap()
+            .to_utc();
         let text = describe(&agent, now);
         for expected in [
             "Kind:            TaskAgent\n",
@@ -124,8 +141,8 @@ mod tests {
             "Ready revision:  word-count-00001\n",
             "Active:          1\n",
             "Last run:        -\n",
-            "Revisions:\n  NAME               IMAGE-DIGEST   STATE                       CREATED\n",
-            "  word-count-00001   sha256:aa      Ready                       60m ago\n",
+            "Revisions:\n  NAME               IMAGE-DIGEST   STATE                      CREATED\n",
+            "  word-count-00001   sha256:aa      Ready                      60m ago\n",
             "  word-count-00002   -              Failed (image not found)   5m ago\n",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");

@@ -26,10 +26,15 @@ pub async fn run(args: InvocationsArgs, session: &Session) -> anyhow::Result<()>
         None => {
             let executions: List<Execution> = serde_json::from_value(answer)?;
             if executions.items.is_empty() {
-                eprintln!("agent {}/{} has not run yet", args.namespace.namespace, args.name);
+                eprintln!(
+                    "agent {}/{} has not run yet",
+                    args.namespace.namespace, args.name
+                );
                 return Ok(());
             }
-            Ok(output::print(&invocations_table(&executions.items, Utc::now()).render())?)
+            Ok(output::print(
+                &invocations_table(&executions.items, Utc::now()).render(),
+            )?)
         }
     }
 }
@@ -43,7 +48,9 @@ pub fn invocations_table(executions: &[Execution], now: DateTime<Utc>) -> Table 
             or_dash(execution.trigger.as_ref()),
             execution.status.clone(),
             or_dash(execution.exit_code),
-            execution.duration_ms.map_or_else(|| "-".to_string(), format_millis),
+            execution
+                .duration_ms
+                .map_or_else(|| "-".to_string(), format_millis),
             ago(execution.started_at.as_deref(), now),
         ]);
     }
@@ -67,7 +74,9 @@ mod tests {
             ]}"#,
         )
         .unwrap();
-        let now = DateTime::parse_from_rfc3339("2026-01-01T12:00:00Z").unwrap().to_utc();
+        let now = DateTime::parse_from_rfc3339("2026-01-01T12:00:00Z")
+            .unwrap()
+            .to_utc();
         assert_eq!(
             invocations_table(&executions.items, now).render(),
             "ID     TRIGGER   STATUS      EXIT   DURATION   STARTED\n\

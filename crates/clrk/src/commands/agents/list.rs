@@ -37,7 +37,12 @@ pub async fn run(args: ListArgs, session: &Session) -> anyhow::Result<()> {
 }
 
 /// The `agents list` table as of `now`.
-pub fn agents_table(agents: &[Agent], with_namespace: bool, wide: bool, now: DateTime<Utc>) -> Table {
+pub fn agents_table(
+    agents: &[Agent],
+    with_namespace: bool,
+    wide: bool,
+    now: DateTime<Utc>,
+) -> Table {
     let mut headers = Vec::new();
     if with_namespace {
         headers.push("NAMESPACE");
@@ -77,7 +82,10 @@ pub fn last_run(execution: Option<&Execution>, now: DateTime<Utc>) -> String {
     let Some(execution) = execution else {
         return "-".to_string();
     };
-    let when = execution.ended_at.as_deref().or(execution.started_at.as_deref());
+    let when = execution
+        .ended_at
+        .as_deref()
+        .or(execution.started_at.as_deref());
     match ago(when, now) {
         age if age == "-" => execution.status.clone(),
         age => format!("{} {age}", execution.status),
@@ -89,7 +97,9 @@ mod tests {
     use super::*;
 
     fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-01-01T12:00:00Z").unwrap().to_utc()
+        DateTime::parse_from_rfc3339("2026-01-01T12:00:00Z")
+            .unwrap()
+            .to_utc()
     }
 
     fn agents() -> Vec<Agent> {
@@ -132,7 +142,18 @@ mod tests {
         let header: Vec<&str> = lines[0].split_whitespace().collect();
         assert_eq!(
             header,
-            ["NAMESPACE", "KIND", "NAME", "REVISION", "WARM", "ACTIVE", "LAST-RUN", "IMAGE", "TIMEOUT", "AGE"]
+            [
+                "NAMESPACE",
+                "KIND",
+                "NAME",
+                "REVISION",
+                "WARM",
+                "ACTIVE",
+                "LAST-RUN",
+                "IMAGE",
+                "TIMEOUT",
+                "AGE"
+            ]
         );
         let first: Vec<&str> = lines[1].split_whitespace().collect();
         assert_eq!(first[0], "default");

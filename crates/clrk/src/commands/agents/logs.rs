@@ -37,7 +37,10 @@ pub async fn run(args: LogsArgs, session: &Session) -> anyhow::Result<()> {
         };
         let Some(frame) = frame else { break };
         let frame = frame.map_err(|e| {
-            anyhow::anyhow!("the clrk server ended the log stream of {} early: {e}", args.name)
+            anyhow::anyhow!(
+                "the clrk server ended the log stream of {} early: {e}",
+                args.name
+            )
         })?;
         if let Ok(data) = frame.into_data() {
             print_lines(lines.push(&data))?;
@@ -129,7 +132,11 @@ mod tests {
             records.extend(lines.finish());
             assert_eq!(
                 records,
-                [b"{\"n\":1}".to_vec(), b"{\"n\":2}".to_vec(), b"{\"n\":3}".to_vec()],
+                [
+                    b"{\"n\":1}".to_vec(),
+                    b"{\"n\":2}".to_vec(),
+                    b"{\"n\":3}".to_vec()
+                ],
                 "chunk size {size}"
             );
         }
@@ -139,11 +146,15 @@ mod tests {
     fn lines_carry_execution_id_and_non_stderr_stream() {
         let line = |json: &str| format_line(&serde_json::from_str(json).unwrap());
         assert_eq!(
-            line(r#"{"seq": 1, "time": "t", "executionId": "e1", "stream": "stderr", "line": "hi"}"#),
+            line(
+                r#"{"seq": 1, "time": "t", "executionId": "e1", "stream": "stderr", "line": "hi"}"#
+            ),
             "e1 hi"
         );
         assert_eq!(
-            line(r#"{"seq": 2, "time": "t", "executionId": "e1", "stream": "stdout", "line": "up"}"#),
+            line(
+                r#"{"seq": 2, "time": "t", "executionId": "e1", "stream": "stdout", "line": "up"}"#
+            ),
             "e1 [stdout] up"
         );
         assert_eq!(line(r#"{"executionId": null, "line": "x"}"#), "- x");
