@@ -93,7 +93,8 @@ struct Inner {
     logs: LogBus,
     config: DispatcherConfig,
     active: Mutex<HashMap<(String, String), u32>>,
-    live: Mutex<HashMap<String, CancellationToken>>,
+    /// Executions in flight: id → (namespace, agent, how to stop it).
+    live: Mutex<HashMap<String, (String, String, CancellationToken)>>,
     shutdown: CancellationToken,
     drained: Notify,
 }
@@ -180,27 +181,30 @@ impl Dispatcher {
             .map_err(|e| DispatchError::Internal(e.to_string()))?;
         envelope.push(b'\n');
 
-        self.inner.store.start_execution(&NewExecution {
-            id: inv.execution_id.clone(),
-            namespace: inv.namespace.clone(),
-            agent: inv.name.clone(),
-            revision: revision.name.clone(),
-            trigger: inv.trigger.clone().unwrap_or_else(|| "http".to_string()),
-            started_at: trigger.time,
-        })
-        .map_err(|e| match e {
-            clrk_store::StoreError::DuplicateExecution(id) => DispatchError::DuplicateExecution(id),
-            other => DispatchError::Store(other),
-        })?;
+        self.inner
+            .store
+            .start_execution(&NewExecution {
+                id: inv.execution_id.clone(),
+                namespace: inv.namespace.clone(),
+                agent: inv.name.clone(),
+                revision: revision.name.clone(),
+                trigger: inv.trigger.clone().unwrap_or_else(|| "http".to_string()),
+                started_at: trigger.time,
+            })
+            .map_err(|e| match e {
+                clrk_store::StoreError::DuplicateExecution(id) => {
+                    DispatchError::DuplicateExecution(id)
+                }
+                other => DispatchError::Store(other),
+            })?;
 
         let spec_timeout = task.spec.timeout.0;
         let timeout = inv.timeout.map_or(spec_timeout, |t| t.min(spec_timeout));
         let cancel = self.inner.shutdown.child_token();
-        self.inner
-            .live
-            .lock()
-            .expect("live map")
-            .insert(inv.execution_id.clone(), cancel.clone());
+        self.inner.live.lock().expect("live map").insert(
+            inv.execution_id.clone(),
+            (inv.namespace.clone(), inv.name.clone(), cancel.clone()),
+        );
 
         let (tx, rx) = mpsc::channel(STDOUT_QUEUE);
         let run = Run {
@@ -244,6 +248,20 @@ impl Dispatcher {
         }
     }
 
+    /// Stops every execution of an agent (its sandboxes are stopped and deleted); used when
+    /// the agent is deleted. Returns how many were stopped.
+    pub fn stop_agent(&self, namespace: &str, name: &str) -> usize {
+        let live = self.inner.live.lock().expect("live map");
+        let mut stopped = 0;
+        for (ns, agent, cancel) in live.values() {
+            if ns == namespace && agent == name {
+                cancel.cancel();
+                stopped += 1;
+            }
+        }
+        stopped
+    }
+
     fn runtime_for(&self, task: &TaskAgent) -> Result<Runtime, DispatchError> {
         let pool_name = &task.spec.worker_pool_ref;
         let runtime = match self.inner.store.get_pool(pool_name)? {
@@ -257,7 +275,9 @@ impl Dispatcher {
                 return Err(DispatchError::NotReady {
                     namespace: task.metadata.namespace.clone(),
                     name: task.metadata.name.clone(),
-                    reason: format!("worker pool {pool_name:?} does not exist: apply a WorkerPool named {pool_name}"),
+                    reason: format!(
+                        "worker pool {pool_name:?} does not exist: apply a WorkerPool named {pool_name}"
+                    ),
                 });
             }
         };
@@ -298,7 +318,11 @@ fn ready_revision(inv: &Invocation, latest: Option<Revision>) -> Result<Revision
         state => Err(not_ready(format!(
             "revision {} is {state:?}{}",
             revision.name,
-            revision.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+            revision
+                .reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
         ))),
     }
 }
@@ -341,13 +365,17 @@ impl Run {
         tracing::info!(execution = %self.execution_id, agent = %self.agent, outcome = ?outcome,
             elapsed_ms = started.elapsed().as_millis() as u64, "execution finished");
         let _ = tx.send(ExecEvent::Finished(outcome)).await;
-        if let Some(mut sandbox) = sandbox {
-            if let Err(error) = sandbox.remove().await {
-                tracing::warn!(%error, sandbox = %sandbox.id, "could not delete sandbox");
-            }
+        if let Some(mut sandbox) = sandbox
+            && let Err(error) = sandbox.remove().await
+        {
+            tracing::warn!(%error, sandbox = %sandbox.id, "could not delete sandbox");
         }
         let inner = &self.dispatcher.inner;
-        inner.live.lock().expect("live map").remove(&self.execution_id);
+        inner
+            .live
+            .lock()
+            .expect("live map")
+            .remove(&self.execution_id);
         inner.drained.notify_waiters();
     }
 
@@ -410,7 +438,12 @@ impl Run {
             }
             End::Cancelled => {
                 self.stop(&mut sandbox).await;
-                Outcome::Failed("stopped: clrk is shutting down".into())
+                let why = if self.dispatcher.inner.shutdown.is_cancelled() {
+                    "stopped: clrk is shutting down"
+                } else {
+                    "stopped: the agent was deleted"
+                };
+                Outcome::Failed(why.into())
             }
             End::Broken(reason) => {
                 self.stop(&mut sandbox).await;
@@ -471,7 +504,10 @@ impl Run {
             Outcome::TimedOut(after) => (
                 ExecutionStatus::TimedOut,
                 None,
-                Some(format!("execution timed out after {}", clrk_api::GoDuration(*after))),
+                Some(format!(
+                    "execution timed out after {}",
+                    clrk_api::GoDuration(*after)
+                )),
             ),
             Outcome::Failed(reason) => (ExecutionStatus::Failed, None, Some(reason.clone())),
         };
@@ -481,7 +517,12 @@ impl Run {
             reason,
             ended_at: Utc::now(),
         };
-        if let Err(error) = self.dispatcher.inner.store.finish_execution(&self.execution_id, &end) {
+        if let Err(error) = self
+            .dispatcher
+            .inner
+            .store
+            .finish_execution(&self.execution_id, &end)
+        {
             tracing::error!(%error, execution = %self.execution_id, "could not record the end of an execution");
         }
     }
@@ -489,7 +530,10 @@ impl Run {
 
 /// Copies stdout to the caller as it is written. A caller that went away does not stop the
 /// agent: the rest of its output is read and dropped so it never blocks on a full pipe.
-async fn forward_stdout(mut stdout: impl tokio::io::AsyncRead + Unpin, tx: &mpsc::Sender<ExecEvent>) {
+async fn forward_stdout(
+    mut stdout: impl tokio::io::AsyncRead + Unpin,
+    tx: &mpsc::Sender<ExecEvent>,
+) {
     let mut caller_gone = false;
     loop {
         let mut buf = vec![0u8; STDOUT_CHUNK];
@@ -509,8 +553,17 @@ async fn forward_stdout(mut stdout: impl tokio::io::AsyncRead + Unpin, tx: &mpsc
 fn sandbox_id(execution_id: &str) -> String {
     let safe: String = execution_id
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .take(40)
         .collect();
-    format!("clrk-{safe}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+    format!(
+        "clrk-{safe}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
 }

@@ -3,8 +3,8 @@
 use base64::Engine as _;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use cloudevents::event::{AttributesWriter, Data, EventBuilder, EventBuilderV10};
 use cloudevents::Event;
+use cloudevents::event::{AttributesWriter, Data, EventBuilder, EventBuilderV10};
 
 use crate::error::DispatchError;
 
@@ -103,10 +103,10 @@ fn body_data(content_type: &str, body: &Bytes) -> Result<Data, DispatchError> {
         })?;
         return Ok(Data::Json(value));
     }
-    if essence.starts_with("text/") {
-        if let Ok(text) = std::str::from_utf8(body) {
-            return Ok(Data::String(text.to_string()));
-        }
+    if essence.starts_with("text/")
+        && let Ok(text) = std::str::from_utf8(body)
+    {
+        return Ok(Data::String(text.to_string()));
     }
     Ok(Data::Binary(body.to_vec()))
 }
@@ -156,7 +156,10 @@ fn apply_overrides(event: &mut Event, overrides: &[(String, String)]) -> Result<
                 )));
             }
             name => {
-                if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) {
+                if !name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+                {
                     return Err(DispatchError::BadHeader(format!(
                         "header ce-{name}: CloudEvents attribute names use only a-z and 0-9"
                     )));
@@ -240,9 +243,12 @@ mod tests {
 
     #[test]
     fn plus_json_and_parameters_count_as_json() {
-        let env = trigger(Some("application/cloudevents+json; charset=utf-8"), b"[1,2]")
-            .envelope()
-            .unwrap();
+        let env = trigger(
+            Some("application/cloudevents+json; charset=utf-8"),
+            b"[1,2]",
+        )
+        .envelope()
+        .unwrap();
         assert_eq!(env["data"], serde_json::json!([1, 2]));
     }
 
@@ -273,7 +279,9 @@ mod tests {
 
     #[test]
     fn invalid_json_is_an_error_that_says_so() {
-        let err = trigger(Some("application/json"), b"{nope").envelope().unwrap_err();
+        let err = trigger(Some("application/json"), b"{nope")
+            .envelope()
+            .unwrap_err();
         assert!(matches!(err, DispatchError::InvalidJsonBody(_)));
         assert!(err.to_string().contains("not valid JSON"), "{err}");
     }

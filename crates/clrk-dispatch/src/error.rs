@@ -9,7 +9,9 @@ pub enum DispatchError {
     InvalidJsonBody(String),
     #[error("request body is larger than the {limit_mib} MiB limit")]
     BodyTooLarge { limit_mib: usize },
-    #[error("taskagent {namespace}/{name} not found: apply a manifest for it first (clrk apply -f FILE)")]
+    #[error(
+        "taskagent {namespace}/{name} not found: apply a manifest for it first (clrk apply -f FILE)"
+    )]
     AgentNotFound { namespace: String, name: String },
     #[error("taskagent {namespace}/{name} has no ready revision: {reason}")]
     NotReady {
@@ -17,7 +19,9 @@ pub enum DispatchError {
         name: String,
         reason: String,
     },
-    #[error("taskagent {namespace}/{name} is at its limit of {limit} concurrent executions; retry shortly")]
+    #[error(
+        "taskagent {namespace}/{name} is at its limit of {limit} concurrent executions; retry shortly"
+    )]
     TooManyExecutions {
         namespace: String,
         name: String,

@@ -42,7 +42,11 @@ pub async fn invoke(State(dispatcher): State<Dispatcher>, request: Request) -> R
     }
 }
 
-async fn run(dispatcher: Dispatcher, request: Request, execution_id: &str) -> Result<Response, DispatchError> {
+async fn run(
+    dispatcher: Dispatcher,
+    request: Request,
+    execution_id: &str,
+) -> Result<Response, DispatchError> {
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
     let (namespace, name) = target(headers)?;
@@ -50,7 +54,10 @@ async fn run(dispatcher: Dispatcher, request: Request, execution_id: &str) -> Re
         .get_all(header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|m| envelope::media_type(m) == CLOUDEVENTS_JSON));
+        .any(|v| {
+            v.split(',')
+                .any(|m| envelope::media_type(m) == CLOUDEVENTS_JSON)
+        });
     let timeout = match header_str(headers, TIMEOUT_HEADER)? {
         Some(text) => Some(
             text.parse::<clrk_api::GoDuration>()
@@ -66,12 +73,14 @@ async fn run(dispatcher: Dispatcher, request: Request, execution_id: &str) -> Re
     let too_large = DispatchError::BodyTooLarge {
         limit_mib: MAX_BODY / (1024 * 1024),
     };
-    if let Some(length) = header_str(headers, header::CONTENT_LENGTH.as_str())? {
-        if length.parse::<u64>().is_ok_and(|n| n > MAX_BODY as u64) {
-            return Err(too_large);
-        }
+    if let Some(length) = header_str(headers, header::CONTENT_LENGTH.as_str())?
+        && length.parse::<u64>().is_ok_and(|n| n > MAX_BODY as u64)
+    {
+        return Err(too_large);
     }
-    let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| too_large)?;
+    let body = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| too_large)?;
     let invocation = Invocation {
         namespace,
         name,
@@ -104,7 +113,9 @@ async fn streamed_response(mut started: Started) -> Response {
         Some(ExecEvent::Stdout(chunk)) => {
             let rest = futures::stream::unfold(started.events, |mut events| async move {
                 match events.recv().await? {
-                    ExecEvent::Stdout(bytes) => Some((Ok::<_, Infallible>(Frame::data(bytes)), events)),
+                    ExecEvent::Stdout(bytes) => {
+                        Some((Ok::<_, Infallible>(Frame::data(bytes)), events))
+                    }
                     ExecEvent::Finished(outcome) => {
                         let mut trailers = HeaderMap::new();
                         trailers.insert(EXIT_CODE_HEADER, exit_code_value(&outcome));
@@ -112,17 +123,28 @@ async fn streamed_response(mut started: Started) -> Response {
                     }
                 }
             });
-            let frames = futures::stream::once(async move { Ok::<_, Infallible>(Frame::data(chunk)) })
-                .chain(rest);
+            let frames =
+                futures::stream::once(async move { Ok::<_, Infallible>(Frame::data(chunk)) })
+                    .chain(rest);
             let body = Body::new(http_body_util::StreamBody::new(frames));
             let mut response = Response::new(body);
             let headers = response.headers_mut();
-            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-            headers.insert(header::TRAILER, HeaderValue::from_static("X-Clrk-Exit-Code"));
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            headers.insert(
+                header::TRAILER,
+                HeaderValue::from_static("X-Clrk-Exit-Code"),
+            );
             with_id(response, &id)
         }
         Some(ExecEvent::Finished(outcome)) => finished_response(&outcome, Bytes::new(), &id),
-        None => finished_response(&Outcome::Failed("the execution ended without a result".into()), Bytes::new(), &id),
+        None => finished_response(
+            &Outcome::Failed("the execution ended without a result".into()),
+            Bytes::new(),
+            &id,
+        ),
     }
 }
 
@@ -154,9 +176,10 @@ async fn wrapped_response(mut started: Started) -> Response {
     }
     let event = response_event(&started.execution_id, &started.source, &stdout);
     let mut response = (StatusCode::OK, event.to_string()).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CLOUDEVENTS_JSON));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(CLOUDEVENTS_JSON),
+    );
     with_id(response, &id)
 }
 
@@ -164,22 +187,33 @@ fn finished_response(outcome: &Outcome, body: Bytes, id: &str) -> Response {
     let mut response = match outcome {
         Outcome::Exited(0) => {
             let mut r = (StatusCode::OK, body).into_response();
-            r.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
             r
         }
         Outcome::Exited(code) => {
-            let mut r = (StatusCode::INTERNAL_SERVER_ERROR, format!("agent exited with code {code}\n"))
+            let mut r = (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("agent exited with code {code}\n"),
+            )
                 .into_response();
-            r.headers_mut().insert(EXIT_CODE_HEADER, HeaderValue::from(*code));
+            r.headers_mut()
+                .insert(EXIT_CODE_HEADER, HeaderValue::from(*code));
             r
         }
         Outcome::TimedOut(after) => (
             StatusCode::GATEWAY_TIMEOUT,
-            format!("execution timed out after {}\n", clrk_api::GoDuration(*after)),
+            format!(
+                "execution timed out after {}\n",
+                clrk_api::GoDuration(*after)
+            ),
         )
             .into_response(),
-        Outcome::Failed(reason) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{reason}\n")).into_response(),
+        Outcome::Failed(reason) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, format!("{reason}\n")).into_response()
+        }
     };
     response.headers_mut().remove(header::CONTENT_LENGTH);
     with_id(response, id)
@@ -229,9 +263,14 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>,
 /// `X-Clrk-TaskAgent: <namespace>/<name>`.
 fn target(headers: &HeaderMap) -> Result<(String, String), DispatchError> {
     let shape = "expected <namespace>/<name>, e.g. X-Clrk-TaskAgent: default/word-count";
-    let value = header_str(headers, TASK_AGENT_HEADER)?
-        .ok_or_else(|| DispatchError::BadHeader(format!("missing header X-Clrk-TaskAgent: {shape}")))?;
-    let malformed = || DispatchError::BadHeader(format!("header X-Clrk-TaskAgent: {value:?} is malformed: {shape}"));
+    let value = header_str(headers, TASK_AGENT_HEADER)?.ok_or_else(|| {
+        DispatchError::BadHeader(format!("missing header X-Clrk-TaskAgent: {shape}"))
+    })?;
+    let malformed = || {
+        DispatchError::BadHeader(format!(
+            "header X-Clrk-TaskAgent: {value:?} is malformed: {shape}"
+        ))
+    };
     let (namespace, name) = value.split_once('/').ok_or_else(malformed)?;
     if clrk_api::validate_name(namespace).is_err() || clrk_api::validate_name(name).is_err() {
         return Err(malformed());
@@ -243,9 +282,8 @@ fn target(headers: &HeaderMap) -> Result<(String, String), DispatchError> {
 fn execution_id(headers: &HeaderMap) -> Result<String, DispatchError> {
     for name in [EXECUTION_ID_HEADER, "x-request-id"] {
         if let Some(id) = header_str(headers, name)? {
-            let valid = !id.is_empty()
-                && id.len() <= 128
-                && id.chars().all(|c| c.is_ascii_graphic());
+            let valid =
+                !id.is_empty() && id.len() <= 128 && id.chars().all(|c| c.is_ascii_graphic());
             if !valid {
                 return Err(DispatchError::BadHeader(format!(
                     "header {name}: {id:?} is not a usable id: use 1 to 128 visible ASCII characters"
@@ -262,12 +300,11 @@ fn ce_overrides(headers: &HeaderMap) -> Result<Vec<(String, String)>, DispatchEr
     let mut out = Vec::new();
     for (name, value) in headers {
         if let Some(attr) = name.as_str().strip_prefix("ce-") {
-            let value = value
-                .to_str()
-                .map_err(|_| DispatchError::BadHeader(format!("header {name} is not valid text")))?;
+            let value = value.to_str().map_err(|_| {
+                DispatchError::BadHeader(format!("header {name} is not valid text"))
+            })?;
             out.push((attr.to_string(), value.to_string()));
         }
     }
     Ok(out)
 }
-

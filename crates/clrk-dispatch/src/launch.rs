@@ -54,7 +54,11 @@ pub fn environment(container: &ContainerSpec) -> Vec<String> {
         ("CLRK_METADATA_URL_V6".into(), METADATA_URL_V6.into()),
         ("PATH".into(), DEFAULT_PATH.into()),
     ];
-    vars.extend(CA_VARIABLES.iter().map(|v| (v.to_string(), CA_BUNDLE.to_string())));
+    vars.extend(
+        CA_VARIABLES
+            .iter()
+            .map(|v| (v.to_string(), CA_BUNDLE.to_string())),
+    );
     for env in &container.env {
         let Some(value) = &env.value else {
             if env.value_from.is_some() {
@@ -90,7 +94,8 @@ impl Launch<'_> {
     /// The sandbox spec, or why the revision cannot run.
     pub fn spec(&self) -> Result<SandboxSpec, String> {
         let args = command_line(self.container, self.image).ok_or_else(|| {
-            "nothing to run: the image has no ENTRYPOINT, set spec.template.spec.command".to_string()
+            "nothing to run: the image has no ENTRYPOINT, set spec.template.spec.command"
+                .to_string()
         })?;
         let cwd = self
             .container
@@ -127,16 +132,28 @@ mod tests {
 
     #[test]
     fn environment_is_exactly_the_contract_plus_manifest_env() {
-        let mut c = ContainerSpec::default();
-        c.env = vec![
-            EnvVar { name: "GREETING".into(), value: Some("hi".into()), value_from: None },
-            EnvVar { name: "PATH".into(), value: Some("/opt/bin".into()), value_from: None },
-            EnvVar {
-                name: "SECRET".into(),
-                value: None,
-                value_from: Some(serde_json::json!({"secretKeyRef": {"name": "s", "key": "k"}})),
-            },
-        ];
+        let c = ContainerSpec {
+            env: vec![
+                EnvVar {
+                    name: "GREETING".into(),
+                    value: Some("hi".into()),
+                    value_from: None,
+                },
+                EnvVar {
+                    name: "PATH".into(),
+                    value: Some("/opt/bin".into()),
+                    value_from: None,
+                },
+                EnvVar {
+                    name: "SECRET".into(),
+                    value: None,
+                    value_from: Some(
+                        serde_json::json!({"secretKeyRef": {"name": "s", "key": "k"}}),
+                    ),
+                },
+            ],
+            ..ContainerSpec::default()
+        };
         let env = environment(&c);
         assert!(env.contains(&"CLRK_METADATA_URL=http://169.254.169.254/v1".to_string()));
         assert!(env.contains(&"CLRK_METADATA_URL_V6=http://[fd00:ec2::254]/v1".to_string()));
@@ -150,8 +167,10 @@ mod tests {
     #[test]
     fn no_command_and_no_entrypoint_is_nothing_to_run() {
         let c = ContainerSpec::default();
-        let mut image = ImageConfig::default();
-        image.cmd = Some(vec!["sh".into()]);
+        let image = ImageConfig {
+            cmd: Some(vec!["sh".into()]),
+            ..ImageConfig::default()
+        };
         assert!(command_line(&c, &image).is_none());
     }
 }

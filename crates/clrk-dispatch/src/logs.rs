@@ -87,9 +87,10 @@ impl LogBus {
             for item in batch {
                 match item {
                     Ok(line) => out.push(line),
-                    Err(LinesCodecError::MaxLineLengthExceeded) => {
-                        out.push(format!("(a line longer than {} KiB was dropped)", MAX_LINE / 1024))
-                    }
+                    Err(LinesCodecError::MaxLineLengthExceeded) => out.push(format!(
+                        "(a line longer than {} KiB was dropped)",
+                        MAX_LINE / 1024
+                    )),
                     Err(LinesCodecError::Io(error)) => {
                         tracing::warn!(%error, execution = %source.execution_id, "reading agent output");
                         self.write(&source, out);

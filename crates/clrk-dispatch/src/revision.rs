@@ -31,7 +31,7 @@ impl RevisionShape {
             clrk_api::Resource::TaskAgent(t) => Some(RevisionShape {
                 template: t.spec.template.clone(),
                 resources: t.spec.resources.clone(),
-                delivery: Some(t.spec.delivery.clone()),
+                delivery: Some(t.spec.delivery),
                 egress_refs: t.spec.egress_refs.clone(),
                 image,
             }),
@@ -59,6 +59,6 @@ impl RevisionShape {
     }
 
     pub fn delivery_mode(&self) -> DeliveryMode {
-        self.delivery.as_ref().map(|d| d.mode.clone()).unwrap_or_default()
+        self.delivery.as_ref().map(|d| d.mode).unwrap_or_default()
     }
 }

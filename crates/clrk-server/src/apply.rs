@@ -39,7 +39,10 @@ pub struct ApplyResult {
 
 /// Validates every document first (nothing is applied if one is invalid), then applies them
 /// in order.
-pub async fn apply(state: &AppState, request: ApplyRequest) -> Result<Vec<ApplyResult>, ServerError> {
+pub async fn apply(
+    state: &AppState,
+    request: ApplyRequest,
+) -> Result<Vec<ApplyResult>, ServerError> {
     let mut documents = Vec::with_capacity(request.documents.len());
     for doc in &request.documents {
         let parsed = clrk_api::parse_value(&doc.source, doc.index, &doc.manifest)
@@ -58,7 +61,11 @@ pub async fn apply(state: &AppState, request: ApplyRequest) -> Result<Vec<ApplyR
 }
 
 /// Applies documents parsed locally (`clrk dev -f`).
-pub async fn apply_documents(state: &AppState, source: &str, documents: &[Document]) -> Result<Vec<ApplyResult>, ServerError> {
+pub async fn apply_documents(
+    state: &AppState,
+    source: &str,
+    documents: &[Document],
+) -> Result<Vec<ApplyResult>, ServerError> {
     let request = ApplyRequest {
         documents: documents
             .iter()
@@ -82,7 +89,11 @@ fn container(resource: &Resource) -> Option<&clrk_api::ContainerSpec> {
 
 /// Resolves the image of an agent and makes its root filesystem ready, so a revision is
 /// only created once it can run.
-async fn resolve_image(state: &AppState, source: &str, doc: &Document) -> Result<Option<ResolvedImage>, ServerError> {
+async fn resolve_image(
+    state: &AppState,
+    source: &str,
+    doc: &Document,
+) -> Result<Option<ResolvedImage>, ServerError> {
     let Some(container) = container(&doc.resource) else {
         return Ok(None);
     };
@@ -92,7 +103,10 @@ async fn resolve_image(state: &AppState, source: &str, doc: &Document) -> Result
             doc.index
         ))
     };
-    let reference: ImageRef = container.image.parse().map_err(|e: clrk_image::ImageError| at(e.to_string()))?;
+    let reference: ImageRef = container
+        .image
+        .parse()
+        .map_err(|e: clrk_image::ImageError| at(e.to_string()))?;
     if reference.is_host() && !state.allow_host_rootfs {
         return Err(at(
             "host: images run on the host's root filesystem and are refused by this server; start it with --allow-host-rootfs (clrk dev does) or use an OCI image".into(),
@@ -117,13 +131,19 @@ async fn resolve_image(state: &AppState, source: &str, doc: &Document) -> Result
     Ok(Some(resolved))
 }
 
-fn apply_one(state: &AppState, doc: Document, image: Option<ResolvedImage>) -> Result<ApplyResult, ServerError> {
+fn apply_one(
+    state: &AppState,
+    doc: Document,
+    image: Option<ResolvedImage>,
+) -> Result<ApplyResult, ServerError> {
     let meta = doc.resource.metadata().clone();
     let kind = doc.resource.kind();
     let outcome = match (kind, image) {
-        (Kind::WorkerPool, _) => state
-            .store
-            .apply_pool(&meta.namespace, &meta.name, &doc.resource.to_stored())?,
+        (Kind::WorkerPool, _) => {
+            state
+                .store
+                .apply_pool(&meta.namespace, &meta.name, &doc.resource.to_stored())?
+        }
         (_, Some(image)) => {
             let shape = RevisionShape::of(&doc.resource, image.clone())
                 .ok_or_else(|| ServerError::Internal(format!("{kind} has no revisions")))?;
@@ -137,7 +157,12 @@ fn apply_one(state: &AppState, doc: Document, image: Option<ResolvedImage>) -> R
                 image_digest: image.digest.clone(),
             })?
         }
-        (_, None) => return Err(ServerError::Internal(format!("{kind} {} has no image", meta.name))),
+        (_, None) => {
+            return Err(ServerError::Internal(format!(
+                "{kind} {} has no image",
+                meta.name
+            )));
+        }
     };
     let (outcome, revision) = match outcome {
         ApplyOutcome::Created { revision } => ("created", revision),

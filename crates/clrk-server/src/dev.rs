@@ -116,7 +116,10 @@ pub async fn start(opts: DevOptions) -> Result<Running, ServerError> {
                 result.kind.to_lowercase(),
                 result.name,
                 result.outcome,
-                result.revision.map(|r| format!(" (revision {r})")).unwrap_or_default()
+                result
+                    .revision
+                    .map(|r| format!(" (revision {r})"))
+                    .unwrap_or_default()
             );
         }
     }
@@ -180,10 +183,16 @@ async fn print_logs(logs: LogBus) {
         match events.recv().await {
             Ok(e) => {
                 let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "[{}/{} {}] {}", e.namespace, e.agent, e.execution_id, e.line);
+                let _ = writeln!(
+                    out,
+                    "[{}/{} {}] {}",
+                    e.namespace, e.agent, e.execution_id, e.line
+                );
             }
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                println!("[clrk] {n} log lines skipped on the terminal (all are in clrk agents logs)");
+                println!(
+                    "[clrk] {n} log lines skipped on the terminal (all are in clrk agents logs)"
+                );
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }
@@ -209,7 +218,10 @@ fn create_private_dir(dir: &Path) -> Result<(), ServerError> {
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|source| ServerError::DataDir { path: dir.to_path_buf(), source })
+        .map_err(|source| ServerError::DataDir {
+            path: dir.to_path_buf(),
+            source,
+        })
 }
 
 /// One server per data dir: two would delete each other's sandboxes at start.
@@ -221,7 +233,10 @@ fn lock_data_dir(dir: &Path) -> Result<std::fs::File, ServerError> {
         .write(true)
         .mode(0o600)
         .open(&path)
-        .map_err(|source| ServerError::DataDir { path: path.clone(), source })?;
+        .map_err(|source| ServerError::DataDir {
+            path: path.clone(),
+            source,
+        })?;
     rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
         .map_err(|_| ServerError::DataDirBusy(dir.to_path_buf()))?;
     Ok(file)
@@ -238,7 +253,10 @@ fn new_token() -> String {
 
 /// Written to a temporary file and renamed, mode 0600: readers never see half a file.
 fn write_endpoints(path: &Path, endpoints: &Endpoints) -> Result<(), ServerError> {
-    let err = |source| ServerError::Endpoints { path: path.to_path_buf(), source };
+    let err = |source| ServerError::Endpoints {
+        path: path.to_path_buf(),
+        source,
+    };
     let tmp = path.with_extension("json.tmp");
     let mut file = std::fs::OpenOptions::new()
         .create(true)

@@ -9,11 +9,19 @@ pub enum ServerError {
         source: std::io::Error,
     },
     #[error("data dir {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
-    #[error("another clrk server is already using data dir {0}: stop it first or pass another --data-dir")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "another clrk server is already using data dir {0}: stop it first or pass another --data-dir"
+    )]
     DataDirBusy(PathBuf),
     #[error("writing {path}: {source}")]
-    Endpoints { path: PathBuf, source: std::io::Error },
+    Endpoints {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Store(#[from] clrk_store::StoreError),
     #[error(transparent)]

@@ -13,4 +13,3 @@ pub mod state;
 pub mod views;
 
 pub use error::ServerError;
-

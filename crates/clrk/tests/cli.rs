@@ -9,7 +9,10 @@ async fn invalid_manifests_fail_naming_the_field_and_apply_nothing() {
     let dev = Dev::start();
     let cases = [
         ("kind: TaskAgent\nmetadata: [unclosed\n", "invalid YAML"),
-        ("apiVersion: clrk.apoxy.dev/v1alpha1\nkind: Robot\nmetadata: {name: a}\nspec: {}\n", "kind"),
+        (
+            "apiVersion: clrk.apoxy.dev/v1alpha1\nkind: Robot\nmetadata: {name: a}\nspec: {}\n",
+            "kind",
+        ),
         (&sh_agent("Bad_Name", "true", ""), "metadata.name"),
         (&sh_agent("neg", "true", "  timeout: -5s"), "spec.timeout"),
         (
@@ -25,19 +28,34 @@ async fn invalid_manifests_fail_naming_the_field_and_apply_nothing() {
         let out = dev.try_apply(manifest);
         assert!(!out.status.success(), "accepted:\n{manifest}");
         let err = text(&out.stderr);
-        assert!(err.contains(field), "error for {field} does not name it: {err}");
+        assert!(
+            err.contains(field),
+            "error for {field} does not name it: {err}"
+        );
         assert!(err.contains("m-"), "error does not name the file: {err}");
         assert!(!err.contains("panicked"), "{err}");
     }
     // A valid document next to an invalid one: nothing is applied.
-    let two = format!("{}---\n{}", sh_agent("good", "true", ""), sh_agent("bad", "true", "  timeout: 0s"));
+    let two = format!(
+        "{}---\n{}",
+        sh_agent("good", "true", ""),
+        sh_agent("bad", "true", "  timeout: 0s")
+    );
     let out = dev.try_apply(&two);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("document 2"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("document 2"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = dev.clrk(&["agents", "list", "-o", "json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(list["items"].as_array().map(Vec::len).unwrap_or(0), 0, "{list}");
+    assert_eq!(
+        list["items"].as_array().map(Vec::len).unwrap_or(0),
+        0,
+        "{list}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -47,11 +65,20 @@ async fn apply_reports_created_unchanged_configured_and_revisions() {
     assert_eq!(dev.apply(&v1).trim(), "taskagent/greeter created");
     assert_eq!(dev.apply(&v1).trim(), "taskagent/greeter unchanged");
     // A change that does not shape the sandbox: configured, no new revision.
-    assert_eq!(dev.apply(&sh_agent("greeter", "echo hello", "  maxConcurrent: 3")).trim(), "taskagent/greeter configured");
+    assert_eq!(
+        dev.apply(&sh_agent("greeter", "echo hello", "  maxConcurrent: 3"))
+            .trim(),
+        "taskagent/greeter configured"
+    );
     // A changed template: a new revision, which serves the next request.
     let v2 = sh_agent("greeter", "echo bonjour", "  maxConcurrent: 3");
-    assert_eq!(dev.apply(&v2).trim(), "taskagent/greeter configured (revision greeter-00002)");
-    let r = dev.invoke(&[("X-Clrk-TaskAgent", "default/greeter")], "").await;
+    assert_eq!(
+        dev.apply(&v2).trim(),
+        "taskagent/greeter configured (revision greeter-00002)"
+    );
+    let r = dev
+        .invoke(&[("X-Clrk-TaskAgent", "default/greeter")], "")
+        .await;
     assert_eq!(r.text(), "bonjour\n");
 
     let out = dev.clrk(&["agents", "get", "greeter", "-o", "json"]);
@@ -64,35 +91,65 @@ async fn apply_reports_created_unchanged_configured_and_revisions() {
 
     let out = dev.clrk(&["agents", "list"]);
     let table = text(&out.stdout);
-    assert!(table.contains("greeter") && table.contains("greeter-00002"), "{table}");
+    assert!(
+        table.contains("greeter") && table.contains("greeter-00002"),
+        "{table}"
+    );
 
     // secretKeyRef is accepted with a warning, never silently.
     let manifest = "apiVersion: clrk.apoxy.dev/v1alpha1\nkind: TaskAgent\nmetadata: {name: secretive}\nspec:\n  template:\n    spec:\n      image: 'host:'\n      command: [env]\n      env:\n        - name: TOKEN\n          valueFrom: {secretKeyRef: {name: s, key: k}}\n";
     let out = dev.try_apply(manifest);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let err = text(&out.stderr);
-    assert!(err.contains("warning") && err.contains("spec.template.spec.env[0].valueFrom.secretKeyRef"), "{err}");
-    let r = dev.invoke(&[("X-Clrk-TaskAgent", "default/secretive")], "").await;
+    assert!(
+        err.contains("warning") && err.contains("spec.template.spec.env[0].valueFrom.secretKeyRef"),
+        "{err}"
+    );
+    let r = dev
+        .invoke(&[("X-Clrk-TaskAgent", "default/secretive")], "")
+        .await;
     assert!(!r.text().contains("TOKEN"), "{}", r.text());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn run_task_exit_codes_logs_invocations_and_delete() {
     let dev = Dev::start();
-    dev.apply(&sh_agent("ok", "read line; echo \"$line\" | head -c 60; echo; echo to-logs >&2", ""));
+    dev.apply(&sh_agent(
+        "ok",
+        "read line; echo \"$line\" | head -c 60; echo; echo to-logs >&2",
+        "",
+    ));
     dev.apply(&sh_agent("three", "exit 3", ""));
     dev.apply(&sh_agent("slow", "sleep 1000", ""));
+    dev.apply(&sh_agent("partial", "echo partial; exit 5", ""));
 
     let out = dev.clrk(&["agents", "run-task", "ok", "-i", r#"{"n":1}"#]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).starts_with('{'), "{}", text(&out.stdout));
 
-    let out = dev.clrk_with_stdin(&["agents", "run-task", "ok", "-i", "-"], Some(br#"{"from":"stdin"}"#));
+    let out = dev.clrk_with_stdin(
+        &["agents", "run-task", "ok", "-i", "-"],
+        Some(br#"{"from":"stdin"}"#),
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 
     let out = dev.clrk(&["agents", "run-task", "three"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("code 3"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("code 3"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Output already streamed, then a failure: the trailer still makes run-task fail.
+    let out = dev.clrk(&["agents", "run-task", "partial"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "partial\n");
+    assert!(
+        text(&out.stderr).contains("code 5"),
+        "{}",
+        text(&out.stderr)
+    );
 
     let out = dev.clrk(&["agents", "run-task", "slow", "--timeout", "1s"]);
     assert_eq!(out.status.code(), Some(124), "{}", text(&out.stderr));
@@ -111,7 +168,10 @@ async fn run_task_exit_codes_logs_invocations_and_delete() {
 
     let out = dev.clrk(&["agents", "invocations", "ok"]);
     let table = text(&out.stdout);
-    assert!(table.contains("cli") && table.contains("Succeeded"), "{table}");
+    assert!(
+        table.contains("cli") && table.contains("Succeeded"),
+        "{table}"
+    );
 
     let out = dev.clrk(&["agents", "delete", "ok"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -125,7 +185,11 @@ async fn run_task_exit_codes_logs_invocations_and_delete() {
 #[tokio::test(flavor = "multi_thread")]
 async fn logs_follow_streams_new_lines() {
     let dev = Dev::start();
-    dev.apply(&sh_agent("chatty", "echo line-one >&2; echo line-two >&2", ""));
+    dev.apply(&sh_agent(
+        "chatty",
+        "echo line-one >&2; echo line-two >&2",
+        "",
+    ));
     let mut follow = std::process::Command::new(clrk_bin())
         .args(["agents", "logs", "chatty", "-f"])
         .env("CLRK_DIR", dev.clrk_dir())
@@ -136,13 +200,18 @@ async fn logs_follow_streams_new_lines() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead as _;
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             if tx.send(line).is_err() {
                 return;
             }
         }
     });
-    let r = dev.invoke(&[("X-Clrk-TaskAgent", "default/chatty")], "").await;
+    let r = dev
+        .invoke(&[("X-Clrk-TaskAgent", "default/chatty")], "")
+        .await;
     let id = r.header("x-clrk-execution-id").unwrap().to_string();
     let first = rx.recv_timeout(DEADLINE).expect("a followed line");
     let second = rx.recv_timeout(DEADLINE).expect("a second followed line");
@@ -155,15 +224,30 @@ async fn logs_follow_streams_new_lines() {
 #[tokio::test(flavor = "multi_thread")]
 async fn control_api_requires_the_token() {
     let dev = Dev::start();
-    let r = request("GET", &format!("{}/v1/agents", dev.api), &[], bytes::Bytes::new()).await;
+    let r = request(
+        "GET",
+        &format!("{}/v1/agents", dev.api),
+        &[],
+        bytes::Bytes::new(),
+    )
+    .await;
     assert_eq!(r.status, 401);
-    let r = request("GET", &format!("{}/v1/agents", dev.api), &[("authorization", "Bearer wrong")], bytes::Bytes::new()).await;
+    let r = request(
+        "GET",
+        &format!("{}/v1/agents", dev.api),
+        &[("authorization", "Bearer wrong")],
+        bytes::Bytes::new(),
+    )
+    .await;
     assert_eq!(r.status, 401);
     let r = dev.api_get("/v1/agents").await;
     assert_eq!(r.status, 200);
     // dev.json holds the token: readable by its owner only.
     use std::os::unix::fs::PermissionsExt as _;
-    let mode = std::fs::metadata(dev.clrk_dir().join("dev.json")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(dev.clrk_dir().join("dev.json"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o077, 0, "dev.json mode {mode:o}");
 }
 
@@ -177,16 +261,31 @@ fn commands_without_a_server_say_how_to_start_one() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("clrk dev"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("clrk dev"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
 fn help_teaches_with_examples() {
-    for args in [vec!["--help"], vec!["apply", "--help"], vec!["agents", "run-task", "--help"], vec!["dev", "--help"]] {
-        let out = std::process::Command::new(clrk_bin()).args(&args).output().unwrap();
+    for args in [
+        vec!["--help"],
+        vec!["apply", "--help"],
+        vec!["agents", "run-task", "--help"],
+        vec!["dev", "--help"],
+    ] {
+        let out = std::process::Command::new(clrk_bin())
+            .args(&args)
+            .output()
+            .unwrap();
         assert!(out.status.success());
         let help = text(&out.stdout);
         assert!(help.contains("clrk "), "{args:?}: {help}");
-        assert!(help.to_lowercase().contains("example"), "{args:?} has no example: {help}");
+        assert!(
+            help.to_lowercase().contains("example"),
+            "{args:?} has no example: {help}"
+        );
     }
 }

@@ -7,9 +7,15 @@ use common::*;
 
 /// The shipped host manifest, pointed at this checkout's agent.py.
 fn host_manifest() -> String {
-    let shipped = std::fs::read_to_string(repo_path("examples/word-count/taskagent-host.yaml")).unwrap();
-    let agent = repo_path("examples/word-count/agent.py").canonicalize().unwrap();
-    shipped.replace("/usr/local/share/clrk/examples/word-count/agent.py", agent.to_str().unwrap())
+    let shipped =
+        std::fs::read_to_string(repo_path("examples/word-count/taskagent-host.yaml")).unwrap();
+    let agent = repo_path("examples/word-count/agent.py")
+        .canonicalize()
+        .unwrap();
+    shipped.replace(
+        "/usr/local/share/clrk/examples/word-count/agent.py",
+        agent.to_str().unwrap(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -29,9 +35,15 @@ async fn guide_word_count_answers_the_guide_curl() {
         )
         .await;
     assert_eq!(r.status, 200, "{}\n{}", r.text(), dev.server_log());
-    let id = r.header("x-clrk-execution-id").expect("execution id header").to_string();
+    let id = r
+        .header("x-clrk-execution-id")
+        .expect("execution id header")
+        .to_string();
     let answer = r.json();
-    assert_eq!(answer, serde_json::json!({"word_count": 4, "envelope_id": id}));
+    assert_eq!(
+        answer,
+        serde_json::json!({"word_count": 4, "envelope_id": id})
+    );
 
     // The execution is on record with its trigger and outcome.
     let runs = dev.invocations("word-count").await;
@@ -43,12 +55,22 @@ async fn guide_word_count_answers_the_guide_curl() {
     assert_eq!(runs[0]["revision"], "word-count-00001");
 
     // run-task goes through the same path with trigger cli.
-    let out = dev.clrk(&["agents", "run-task", "word-count", "-i", r#"{"text":"one two three"}"#]);
+    let out = dev.clrk(&[
+        "agents",
+        "run-task",
+        "word-count",
+        "-i",
+        r#"{"text":"one two three"}"#,
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(answer["word_count"], 3);
     let runs = dev.invocations("word-count").await;
-    assert!(runs.iter().any(|r| r["trigger"] == "cli" && r["status"] == "Succeeded"), "{runs:?}");
+    assert!(
+        runs.iter()
+            .any(|r| r["trigger"] == "cli" && r["status"] == "Succeeded"),
+        "{runs:?}"
+    );
 
     // Re-applying the same manifest changes nothing.
     let out = dev.apply(&host_manifest());
@@ -59,7 +81,13 @@ async fn guide_word_count_answers_the_guide_curl() {
 async fn guide_manifest_parses_and_names_its_registry_image() {
     // The registry variant needs a registry (a later issue); it must still validate.
     let dev = Dev::start();
-    let out = dev.clrk(&["apply", "-f", repo_path("examples/word-count/taskagent.yaml").to_str().unwrap()]);
+    let out = dev.clrk(&[
+        "apply",
+        "-f",
+        repo_path("examples/word-count/taskagent.yaml")
+            .to_str()
+            .unwrap(),
+    ]);
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(err.contains("spec.template.spec.image"), "{err}");

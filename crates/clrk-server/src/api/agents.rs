@@ -8,7 +8,10 @@ use crate::apply::{self, ApplyRequest};
 use crate::state::AppState;
 use crate::views;
 
-pub async fn apply(State(state): State<AppState>, Json(request): Json<ApplyRequest>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn apply(
+    State(state): State<AppState>,
+    Json(request): Json<ApplyRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let results = apply::apply(&state, request).await?;
     Ok(Json(serde_json::json!({ "results": results })))
 }
@@ -18,7 +21,10 @@ pub struct ListQuery {
     namespace: Option<String>,
 }
 
-pub async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let agents = state.store.list_agents(q.namespace.as_deref())?;
     let items = agents
         .iter()
@@ -27,7 +33,10 @@ pub async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> 
     Ok(Json(serde_json::json!({ "items": items })))
 }
 
-pub async fn get(State(state): State<AppState>, Path((namespace, name)): Path<(String, String)>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    Path((namespace, name)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let agent = state
         .store
         .get_agent(&namespace, &name)?
@@ -35,12 +44,17 @@ pub async fn get(State(state): State<AppState>, Path((namespace, name)): Path<(S
     Ok(Json(views::agent(&state, &agent)?))
 }
 
-pub async fn delete(State(state): State<AppState>, Path((namespace, name)): Path<(String, String)>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    Path((namespace, name)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let agent = state
         .store
         .get_agent(&namespace, &name)?
         .ok_or_else(|| not_found(&namespace, &name))?;
     state.store.delete_agent(&namespace, &name)?;
+    let stopped = state.dispatcher.stop_agent(&namespace, &name);
+    tracing::info!(%namespace, %name, stopped, "agent deleted");
     Ok(Json(serde_json::json!({
         "deleted": { "kind": agent.kind, "namespace": namespace, "name": name }
     })))
@@ -59,11 +73,16 @@ pub async fn invocations(
     if state.store.get_agent(&namespace, &name)?.is_none() {
         return Err(not_found(&namespace, &name));
     }
-    let executions = state.store.executions(&namespace, &name, q.limit.unwrap_or(20).min(1000))?;
+    let executions = state
+        .store
+        .executions(&namespace, &name, q.limit.unwrap_or(20).min(1000))?;
     let items: Vec<_> = executions.iter().map(views::execution).collect();
     Ok(Json(serde_json::json!({ "items": items })))
 }
 
 pub fn not_found(namespace: &str, name: &str) -> ApiError {
-    ApiError(StatusCode::NOT_FOUND, format!("agent {namespace}/{name} not found: see clrk agents list -A"))
+    ApiError(
+        StatusCode::NOT_FOUND,
+        format!("agent {namespace}/{name} not found: see clrk agents list -A"),
+    )
 }

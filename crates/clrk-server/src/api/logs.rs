@@ -32,11 +32,24 @@ pub async fn logs(
     }
     // Subscribe before reading the backlog so no line falls between the two.
     let events = state.dispatcher.logs().subscribe();
-    let backlog = state.store.logs(&namespace, &name, &LogQuery { tail: q.tail, after_seq: None })?;
+    let backlog = state.store.logs(
+        &namespace,
+        &name,
+        &LogQuery {
+            tail: q.tail,
+            after_seq: None,
+        },
+    )?;
     let last_seq = backlog.last().map(|l| l.seq);
     let first = futures::stream::once(async move { Ok::<_, Infallible>(ndjson(&backlog)) });
     let body = if q.follow {
-        let follow = Follow { state, namespace, name, events, last_seq };
+        let follow = Follow {
+            state,
+            namespace,
+            name,
+            events,
+            last_seq,
+        };
         Body::from_stream(futures::StreamExt::chain(first, follow.into_stream()))
     } else {
         Body::from_stream(first)
@@ -72,7 +85,10 @@ impl Follow {
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => return None,
                 }
-                let query = LogQuery { tail: None, after_seq: f.last_seq.or(Some(0)) };
+                let query = LogQuery {
+                    tail: None,
+                    after_seq: f.last_seq.or(Some(0)),
+                };
                 let lines = match f.state.store.logs(&f.namespace, &f.name, &query) {
                     Ok(lines) => lines,
                     Err(error) => {

@@ -19,8 +19,14 @@ pub fn router(state: AppState, token: String) -> Router {
     Router::new()
         .route("/v1/apply", post(agents::apply))
         .route("/v1/agents", get(agents::list))
-        .route("/v1/agents/{namespace}/{name}", get(agents::get).delete(agents::delete))
-        .route("/v1/agents/{namespace}/{name}/invocations", get(agents::invocations))
+        .route(
+            "/v1/agents/{namespace}/{name}",
+            get(agents::get).delete(agents::delete),
+        )
+        .route(
+            "/v1/agents/{namespace}/{name}/invocations",
+            get(agents::invocations),
+        )
         .route("/v1/agents/{namespace}/{name}/logs", get(logs::logs))
         .route("/v1/pools", get(pools::list))
         .route("/v1/pools/{name}", delete(pools::delete))

@@ -10,12 +10,23 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<serde_json::Valu
     Ok(Json(serde_json::json!({ "items": pools })))
 }
 
-pub async fn delete(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     if name == "default" {
-        return Err(ApiError(axum::http::StatusCode::CONFLICT, "the default worker pool always exists and cannot be deleted".into()));
+        return Err(ApiError(
+            axum::http::StatusCode::CONFLICT,
+            "the default worker pool always exists and cannot be deleted".into(),
+        ));
     }
     if !state.store.delete_pool(&name)? {
-        return Err(ApiError(axum::http::StatusCode::NOT_FOUND, format!("workerpool {name} not found")));
+        return Err(ApiError(
+            axum::http::StatusCode::NOT_FOUND,
+            format!("workerpool {name} not found"),
+        ));
     }
-    Ok(Json(serde_json::json!({ "deleted": { "kind": "WorkerPool", "namespace": "default", "name": name } })))
+    Ok(Json(
+        serde_json::json!({ "deleted": { "kind": "WorkerPool", "namespace": "default", "name": name } }),
+    ))
 }

@@ -32,8 +32,17 @@ pub struct Dev {
 impl Dev {
     /// Starts `clrk dev` on free ports and waits until it answers.
     pub fn start() -> Dev {
-        let dir = tempfile::Builder::new().prefix("clrk-e2e-").tempdir().expect("tempdir");
-        let mut dev = Dev { dir, child: None, ingress: String::new(), api: String::new(), token: String::new() };
+        let dir = tempfile::Builder::new()
+            .prefix("clrk-e2e-")
+            .tempdir()
+            .expect("tempdir");
+        let mut dev = Dev {
+            dir,
+            child: None,
+            ingress: String::new(),
+            api: String::new(),
+            token: String::new(),
+        };
         dev.spawn(&[]);
         dev
     }
@@ -68,18 +77,22 @@ impl Dev {
         self.child = Some(child);
         let started = Instant::now();
         loop {
-            if let Ok(text) = std::fs::read_to_string(&endpoints) {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
-                    self.ingress = v["ingress"].as_str().unwrap().to_string();
-                    self.api = v["api"].as_str().unwrap().to_string();
-                    self.token = v["token"].as_str().unwrap().to_string();
-                    return;
-                }
+            if let Ok(text) = std::fs::read_to_string(&endpoints)
+                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+            {
+                self.ingress = v["ingress"].as_str().unwrap().to_string();
+                self.api = v["api"].as_str().unwrap().to_string();
+                self.token = v["token"].as_str().unwrap().to_string();
+                return;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("clrk dev exited with {status}:\n{}", self.server_log());
             }
-            assert!(started.elapsed() < DEADLINE, "clrk dev did not start:\n{}", self.server_log());
+            assert!(
+                started.elapsed() < DEADLINE,
+                "clrk dev did not start:\n{}",
+                self.server_log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -108,7 +121,11 @@ impl Dev {
             if let Some(status) = child.try_wait().unwrap() {
                 return status;
             }
-            assert!(started.elapsed() < DEADLINE, "clrk dev did not stop:\n{}", self.server_log());
+            assert!(
+                started.elapsed() < DEADLINE,
+                "clrk dev did not stop:\n{}",
+                self.server_log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -124,7 +141,11 @@ impl Dev {
             .env("CLRK_DIR", self.clrk_dir())
             .env_remove("CLRK_SERVER")
             .env_remove("CLRK_TOKEN")
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("run clrk");
@@ -139,7 +160,12 @@ impl Dev {
     /// `clrk apply -f` of a manifest text; panics with the CLI's output if it fails.
     pub fn apply(&self, manifest: &str) -> String {
         let out = self.try_apply(manifest);
-        assert!(out.status.success(), "apply failed: {}\n{}", text(&out.stderr), self.server_log());
+        assert!(
+            out.status.success(),
+            "apply failed: {}\n{}",
+            text(&out.stderr),
+            self.server_log()
+        );
         text(&out.stdout)
     }
 
@@ -156,7 +182,11 @@ impl Dev {
             .args(["--root", root.to_str().unwrap(), "list", "-quiet"])
             .output()
             .expect("runsc list");
-        text(&out.stdout).lines().map(str::to_string).filter(|l| !l.is_empty()).collect()
+        text(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .filter(|l| !l.is_empty())
+            .collect()
     }
 
     /// Host processes that belong to this server's sandboxes (runsc processes name the data dir).
@@ -164,11 +194,15 @@ impl Dev {
         let marker = self.data_dir().to_string_lossy().to_string();
         let mut found = Vec::new();
         for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
             if Some(pid) == self.child.as_ref().map(|c| c.id()) {
                 continue;
             }
-            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
             let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
             if cmdline.contains(&marker) {
                 found.push(format!("{pid}: {cmdline}"));
@@ -184,7 +218,11 @@ impl Dev {
             if let Some(v) = check() {
                 return v;
             }
-            assert!(started.elapsed() < DEADLINE, "timed out waiting for {what}\n{}", self.server_log());
+            assert!(
+                started.elapsed() < DEADLINE,
+                "timed out waiting for {what}\n{}",
+                self.server_log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -206,7 +244,9 @@ impl Dev {
     }
 
     pub async fn invocations(&self, agent: &str) -> Vec<serde_json::Value> {
-        let r = self.api_get(&format!("/v1/agents/default/{agent}/invocations?limit=100")).await;
+        let r = self
+            .api_get(&format!("/v1/agents/default/{agent}/invocations?limit=100"))
+            .await;
         assert_eq!(r.status, 200, "{}", r.text());
         r.json()["items"].as_array().unwrap().clone()
     }
@@ -227,7 +267,9 @@ impl Drop for Dev {
 }
 
 fn unsafe_signal(pid: u32, signal: &str) {
-    let _ = Command::new("kill").args([format!("-{signal}"), pid.to_string()]).status();
+    let _ = Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status();
 }
 
 /// Polls an async check until it returns `Some`, up to [`DEADLINE`].
@@ -259,7 +301,8 @@ impl HttpResponse {
         String::from_utf8_lossy(&self.body).to_string()
     }
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(String::as_str)
@@ -267,23 +310,44 @@ impl HttpResponse {
 }
 
 /// One HTTP/1.1 request with `TE: trailers`.
-pub async fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Bytes) -> HttpResponse {
+pub async fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> HttpResponse {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let mut builder = http::Request::builder().method(method).uri(url).header("te", "trailers");
+    let mut builder = http::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("te", "trailers");
     for (k, v) in headers {
         builder = builder.header(*k, *v);
     }
-    let response = client.request(builder.body(Full::new(body)).unwrap()).await.expect("HTTP request");
+    let response = client
+        .request(builder.body(Full::new(body)).unwrap())
+        .await
+        .expect("HTTP request");
     let status = response.status().as_u16();
     let headers = lower_map(response.headers());
     let collected = response.into_body().collect().await.expect("HTTP body");
     let trailers = collected.trailers().map(lower_map).unwrap_or_default();
-    HttpResponse { status, headers, body: collected.to_bytes(), trailers }
+    HttpResponse {
+        status,
+        headers,
+        body: collected.to_bytes(),
+        trailers,
+    }
 }
 
 fn lower_map(h: &http::HeaderMap) -> HashMap<String, String> {
     h.iter()
-        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                v.to_str().unwrap_or_default().to_string(),
+            )
+        })
         .collect()
 }
 
@@ -294,7 +358,11 @@ pub fn text(b: &[u8]) -> String {
 pub fn uuid_like() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A TaskAgent running a shell script from the host root filesystem.
@@ -317,5 +385,7 @@ spec:
 
 /// Path of a file in the repository.
 pub fn repo_path(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel)
 }
