@@ -134,12 +134,16 @@ fn read_file(path: &Path) -> anyhow::Result<ManifestSource> {
 /// The error is `clrk-api`'s message, which names the file, the document and the field.
 pub fn parse_sources(sources: &[ManifestSource]) -> anyhow::Result<Vec<SourcedDocument>> {
     let mut documents = Vec::new();
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
     for source in sources {
         let parsed = clrk_api::parse_manifests(&source.name, &source.text)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        documents.extend(parsed.into_iter().map(|document| SourcedDocument {
-            source: source.name.clone(),
-            document,
+        documents.extend(parsed.into_iter().map(|mut document| {
+            absolutize_image(&mut document.resource, &cwd);
+            SourcedDocument {
+                source: source.name.clone(),
+                document,
+            }
         }));
     }
     if documents.is_empty() {
@@ -149,13 +153,31 @@ pub fn parse_sources(sources: &[ManifestSource]) -> anyhow::Result<Vec<SourcedDo
     Ok(documents)
 }
 
+/// `oci:DIR` is relative to where the user runs clrk, as with skopeo; the server runs
+/// elsewhere, so a relative directory is made absolute before the manifest leaves.
+fn absolutize_image(resource: &mut clrk_api::Resource, cwd: &Path) {
+    let image = match resource {
+        clrk_api::Resource::TaskAgent(t) => &mut t.spec.template.spec.image,
+        clrk_api::Resource::DaemonAgent(d) => &mut d.spec.template.spec.image,
+        _ => return,
+    };
+    if let Some(dir) = image.strip_prefix("oci:") {
+        if !dir.is_empty() && !dir.starts_with('/') {
+            *image = format!("oci:{}", cwd.join(dir).display());
+        }
+    }
+}
+
 /// Reads and parses `-f` arguments, printing each document's warnings to stderr.
 pub fn load(paths: &[PathBuf], recursive: bool) -> anyhow::Result<Vec<SourcedDocument>> {
     let sources = read_sources(paths, recursive, std::io::stdin().lock())?;
     let documents = parse_sources(&sources)?;
     for document in &documents {
         for warning in &document.document.warnings {
-            eprintln!("warning: {warning}");
+            eprintln!(
+                "warning: {}: document {}: {warning}",
+                document.source, document.document.index
+            );
         }
     }
     Ok(documents)

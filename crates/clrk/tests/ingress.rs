@@ -118,18 +118,29 @@ async fn bad_requests_get_the_documented_status() {
     assert_eq!(r.status, 400);
     assert!(r.text().contains("not valid JSON"), "{}", r.text());
 
-    let big = vec![b'a'; 33 * 1024 * 1024];
-    let r = dev
-        .invoke(
-            &[
-                ("X-Clrk-TaskAgent", "default/echo"),
-                ("content-type", "text/plain"),
-            ],
-            big,
-        )
-        .await;
-    assert_eq!(r.status, 413, "{}", r.text());
-
+    // 33 MiB, with a Content-Length and chunked: 413 either way. curl, as a user would send
+    // it, because the server answers before reading the whole body.
+    let big = dev.clrk_dir().join("big.bin");
+    std::fs::write(&big, vec![b'a'; 33 * 1024 * 1024]).unwrap();
+    for extra in [None, Some("Transfer-Encoding: chunked")] {
+        let mut curl = std::process::Command::new("curl");
+        curl.args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            "X-Clrk-TaskAgent: default/echo",
+        ])
+        .arg("--data-binary")
+        .arg(format!("@{}", big.display()));
+        if let Some(header) = extra {
+            curl.args(["-H", header]);
+        }
+        let out = curl.arg(format!("{}/", dev.ingress)).output().unwrap();
+        assert_eq!(text(&out.stdout), "413", "{extra:?}: {}", text(&out.stderr));
+    }
     // None of the rejected requests ran anything.
     assert!(dev.invocations("echo").await.is_empty());
 }

@@ -136,7 +136,15 @@ impl Dev {
     }
 
     pub fn clrk_with_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        self.clrk_in(None, args, stdin)
+    }
+
+    /// Runs the CLI from `cwd` (relative paths in manifests are relative to it).
+    pub fn clrk_in(&self, cwd: Option<&Path>, args: &[&str], stdin: Option<&[u8]>) -> Output {
         let mut cmd = Command::new(clrk_bin());
+        if let Some(cwd) = cwd {
+            cmd.current_dir(cwd);
+        }
         cmd.args(args)
             .env("CLRK_DIR", self.clrk_dir())
             .env_remove("CLRK_SERVER")

@@ -1,0 +1,164 @@
+//! Agents from OCI image layouts (`oci:DIR:TAG`): ENTRYPOINT without CMD, image ENV not
+//! passed, WorkingDir honoured, whiteouts applied, and a moved tag makes a new revision.
+
+mod common;
+
+use std::path::Path;
+
+use clrk_image::testing::{LayerBuilder, OciLayoutBuilder};
+use common::*;
+
+const APPLETS: [&str; 5] = ["sh", "cat", "env", "grep", "echo"];
+
+/// A busybox image whose entrypoint reports what the agent sees, then echoes its input.
+fn busybox_image(dir: &Path, tag: &str, greeting: &str) {
+    let mut base = LayerBuilder::new()
+        .add_dir("bin", 0o755)
+        .add_host_file("bin/busybox", "/bin/busybox")
+        .unwrap()
+        .add_dir("etc", 0o755)
+        .add_file("etc/removed", "old", 0o644)
+        .add_dir("work", 0o755);
+    for applet in APPLETS {
+        base = base.add_symlink(&format!("bin/{applet}"), "busybox");
+    }
+    let top = LayerBuilder::new().whiteout("etc/removed");
+    let script = format!(
+        "echo {greeting}; pwd; echo args:\"$0 $*\"; env | grep -c IMAGE_ONLY; \
+         [ -e /etc/removed ] && echo removed:present || echo removed:gone; cat"
+    );
+    OciLayoutBuilder::new()
+        .add_layer(base)
+        .add_layer(top)
+        .set_entrypoint(["/bin/sh", "-c", script.as_str(), "agent"])
+        .set_cmd(["--cmd-is-never-used"])
+        .set_env(["IMAGE_ONLY=1", "PATH=/bin"])
+        .set_working_dir("/work")
+        .write(dir, Some(tag))
+        .expect("write OCI layout");
+}
+
+fn manifest(image: &str) -> String {
+    format!(
+        "apiVersion: clrk.apoxy.dev/v1alpha1\nkind: TaskAgent\nmetadata:\n  name: boxed\nspec:\n  template:\n    spec:\n      image: \"{image}\"\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oci_layout_image_runs_its_entrypoint_and_a_moved_tag_makes_a_revision() {
+    let dev = Dev::start();
+    let layouts = tempfile::tempdir().unwrap();
+    let layout = layouts.path().join("busybox");
+    busybox_image(&layout, "v1", "hello-v1");
+
+    // A relative oci: path is relative to where clrk runs.
+    let file = dev.clrk_dir().join("boxed.yaml");
+    std::fs::write(&file, manifest("oci:busybox:v1")).unwrap();
+    let out = dev.clrk_in(
+        Some(layouts.path()),
+        &["apply", "-f", file.to_str().unwrap()],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stderr),
+        dev.server_log()
+    );
+    assert_eq!(text(&out.stdout).trim(), "taskagent/boxed created");
+
+    let r = dev
+        .invoke(
+            &[
+                ("X-Clrk-TaskAgent", "default/boxed"),
+                ("X-Clrk-Execution-ID", "box-1"),
+            ],
+            "",
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), dev.server_log());
+    let out = r.text();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "hello-v1");
+    assert_eq!(lines[1], "/work", "WorkingDir honoured");
+    assert_eq!(lines[2], "args:agent ", "CMD is never appended");
+    assert_eq!(lines[3], "0", "image ENV is not passed");
+    assert_eq!(lines[4], "removed:gone", "the whiteout removed the file");
+    let envelope: serde_json::Value = serde_json::from_str(lines[5]).unwrap();
+    assert_eq!(envelope["id"], "box-1");
+
+    // Re-applying the same manifest: unchanged. Re-pushing the tag: a new revision.
+    let out = dev.clrk_in(
+        Some(layouts.path()),
+        &["apply", "-f", file.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(text(&out.stdout).trim(), "taskagent/boxed unchanged");
+    busybox_image(&layout, "v1", "hello-v2");
+    let out = dev.clrk_in(
+        Some(layouts.path()),
+        &["apply", "-f", file.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "taskagent/boxed configured (revision boxed-00002)",
+        "{}",
+        text(&out.stderr)
+    );
+    let r = dev
+        .invoke(&[("X-Clrk-TaskAgent", "default/boxed")], "")
+        .await;
+    assert!(r.text().starts_with("hello-v2\n"), "{}", r.text());
+
+    let out = dev.clrk(&["agents", "get", "boxed", "-o", "json"]);
+    let agent: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let revisions = agent["revisions"].as_array().unwrap();
+    assert_eq!(revisions.len(), 2);
+    assert!(
+        revisions[1]["imageDigest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    assert_ne!(revisions[0]["imageDigest"], revisions[1]["imageDigest"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn command_overrides_the_entrypoint_and_bad_images_fail_at_apply() {
+    let dev = Dev::start();
+    let layouts = tempfile::tempdir().unwrap();
+    let layout = layouts.path().join("busybox");
+    busybox_image(&layout, "v1", "unused");
+    let image = format!("oci:{}:v1", layout.display());
+    let with_command = manifest(&image) + "      command: [\"/bin/echo\", \"from-command\"]\n";
+    dev.apply(&with_command);
+    let r = dev
+        .invoke(&[("X-Clrk-TaskAgent", "default/boxed")], "")
+        .await;
+    assert_eq!(r.text(), "from-command\n");
+
+    for (image, expect) in [
+        (format!("oci:{}:nope", layout.display()), "v1"),
+        (
+            format!("oci:{}/missing", layouts.path().display()),
+            "missing",
+        ),
+        (
+            "registry.example/agent:1".to_string(),
+            "registry.example/agent:1",
+        ),
+    ] {
+        let out = dev.try_apply(&manifest(&image).replace("boxed", "broken"));
+        assert!(!out.status.success(), "{image} accepted");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("spec.template.spec.image") && err.contains(expect),
+            "{image}: {err}"
+        );
+    }
+    let r = dev
+        .invoke(&[("X-Clrk-TaskAgent", "default/broken")], "")
+        .await;
+    assert_eq!(r.status, 404);
+}
