@@ -161,10 +161,11 @@ fn absolutize_image(resource: &mut clrk_api::Resource, cwd: &Path) {
         clrk_api::Resource::DaemonAgent(d) => &mut d.spec.template.spec.image,
         _ => return,
     };
-    if let Some(dir) = image.strip_prefix("oci:") {
-        if !dir.is_empty() && !dir.starts_with('/') {
-            *image = format!("oci:{}", cwd.join(dir).display());
-        }
+    if let Some(dir) = image.strip_prefix("oci:")
+        && !dir.is_empty()
+        && !dir.starts_with('/')
+    {
+        *image = format!("oci:{}", cwd.join(dir).display());
     }
 }
 

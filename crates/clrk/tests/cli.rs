@@ -154,6 +154,12 @@ async fn run_task_exit_codes_logs_invocations_and_delete() {
     let out = dev.clrk(&["agents", "run-task", "slow", "--timeout", "1s"]);
     assert_eq!(out.status.code(), Some(124), "{}", text(&out.stderr));
 
+    // A timeout after output was streamed is still a timeout.
+    dev.apply(&sh_agent("talker", "echo talking; sleep 1000", ""));
+    let out = dev.clrk(&["agents", "run-task", "talker", "--timeout", "1s"]);
+    assert_eq!(out.status.code(), Some(124), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "talking\n");
+
     let out = dev.clrk(&["agents", "run-task", "missing"]);
     assert_eq!(out.status.code(), Some(77), "{}", text(&out.stderr));
 

@@ -70,10 +70,7 @@ pub async fn run(args: RunTaskArgs, session: &Session) -> anyhow::Result<()> {
     let status = response.status();
     if status == StatusCode::OK {
         let trailers = stream_to_stdout(response.into_body(), &task).await?;
-        return match exit_code(&trailers) {
-            Some(code) if code != 0 => Err(CliError::AgentExited { code }.into()),
-            _ => Ok(()),
-        };
+        return streamed_outcome(&trailers);
     }
     let headers = response.headers().clone();
     let body = Limited::new(response.into_body(), ERROR_BODY_LIMIT)
@@ -202,6 +199,35 @@ pub fn exit_code(headers: &HeaderMap) -> Option<i32> {
         .trim()
         .parse()
         .ok()
+}
+
+/// After streamed output the trailer tells how the run ended: a number is the exit code,
+/// `timeout` means the execution hit its timeout, `failed` that clrk stopped it.
+///
+/// ```
+/// let mut trailers = http::HeaderMap::new();
+/// trailers.insert("x-clrk-exit-code", "timeout".parse().unwrap());
+/// let err = clrk::commands::run_task::streamed_outcome(&trailers).unwrap_err();
+/// assert_eq!(clrk::error::exit_code_for(&err), 124);
+/// ```
+pub fn streamed_outcome(trailers: &HeaderMap) -> anyhow::Result<()> {
+    let value = trailers
+        .get(EXIT_CODE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
+    match (value, exit_code(trailers)) {
+        (_, Some(code)) if code != 0 => Err(CliError::AgentExited { code }.into()),
+        (Some("timeout"), _) => Err(CliError::TimedOut {
+            message: "execution timed out after part of its output was sent".into(),
+        }
+        .into()),
+        (Some("failed"), _) => Err(CliError::Api {
+            status: 200,
+            message: "the execution was stopped by clrk after part of its output was sent; see clrk agents invocations".into(),
+        }
+        .into()),
+        _ => Ok(()),
+    }
 }
 
 /// The error for a response other than 200, carrying run-task's exit code.
