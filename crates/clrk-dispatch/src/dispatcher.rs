@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::envelope::Trigger;
+use crate::envelope::{RequestData, Trigger};
 use crate::error::DispatchError;
 use crate::launch::Launch;
 use crate::logs::{LogBus, LogSource};
@@ -37,12 +37,7 @@ pub struct Invocation {
     pub execution_id: String,
     /// `X-Clrk-Trigger`, recorded as the execution's trigger and used as `subject`.
     pub trigger: Option<String>,
-    pub method: String,
-    pub path: String,
-    pub query: String,
-    pub content_type: Option<String>,
-    pub body: Bytes,
-    pub overrides: Vec<(String, String)>,
+    pub request: RequestData,
     /// A caller-requested cap, never longer than `spec.timeout`.
     pub timeout: Option<Duration>,
 }
@@ -169,12 +164,7 @@ impl Dispatcher {
             name: inv.name.clone(),
             revision: revision.name.clone(),
             subject: inv.trigger.clone(),
-            method: inv.method.clone(),
-            path: inv.path.clone(),
-            query: inv.query.clone(),
-            content_type: inv.content_type.clone(),
-            body: inv.body.clone(),
-            overrides: inv.overrides.clone(),
+            request: inv.request,
             time: Utc::now(),
         };
         let mut envelope = serde_json::to_vec(&trigger.envelope()?)

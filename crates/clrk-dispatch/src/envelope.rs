@@ -13,6 +13,18 @@ pub const INVOKE_TYPE: &str = "dev.apoxy.clrk.taskagent.invoke";
 /// `type` of a response wrapped for `Accept: application/cloudevents+json`.
 pub const RESPONSE_TYPE: &str = "dev.apoxy.clrk.taskagent.response";
 
+/// The HTTP request behind a trigger, as far as the envelope needs it.
+#[derive(Debug, Clone, Default)]
+pub struct RequestData {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub content_type: Option<String>,
+    pub body: Bytes,
+    /// `ce-<attr>` request headers, lower-cased attribute names without the prefix.
+    pub overrides: Vec<(String, String)>,
+}
+
 /// Everything about one trigger that ends up in the envelope.
 #[derive(Debug, Clone)]
 pub struct Trigger {
@@ -24,13 +36,7 @@ pub struct Trigger {
     pub revision: String,
     /// `X-Clrk-Trigger`; `subject` is omitted when `None`.
     pub subject: Option<String>,
-    pub method: String,
-    pub path: String,
-    pub query: String,
-    pub content_type: Option<String>,
-    pub body: Bytes,
-    /// `ce-<attr>` request headers, lower-cased attribute names without the prefix.
-    pub overrides: Vec<(String, String)>,
+    pub request: RequestData,
     pub time: DateTime<Utc>,
 }
 
@@ -45,11 +51,16 @@ impl Trigger {
     ///
     /// ```
     /// # use clrk_dispatch::envelope::Trigger;
+    /// # use clrk_dispatch::envelope::RequestData;
     /// let t = Trigger {
     ///     execution_id: "e1".into(), namespace: "default".into(), name: "wc".into(),
-    ///     revision: "wc-00001".into(), subject: Some("http".into()), method: "POST".into(),
-    ///     path: "/".into(), query: String::new(), content_type: Some("application/json".into()),
-    ///     body: bytes::Bytes::from_static(br#"{"text":"hi"}"#), overrides: vec![],
+    ///     revision: "wc-00001".into(), subject: Some("http".into()),
+    ///     request: RequestData {
+    ///         method: "POST".into(), path: "/".into(),
+    ///         content_type: Some("application/json".into()),
+    ///         body: bytes::Bytes::from_static(br#"{"text":"hi"}"#),
+    ///         ..RequestData::default()
+    ///     },
     ///     time: chrono::Utc::now(),
     /// };
     /// let env = t.envelope().unwrap();
@@ -57,35 +68,36 @@ impl Trigger {
     /// assert_eq!(env["source"], "clrk://default/wc");
     /// ```
     pub fn envelope(&self) -> Result<serde_json::Value, DispatchError> {
+        let request = &self.request;
         let mut builder = EventBuilderV10::new()
             .id(self.execution_id.clone())
             .source(self.source())
             .ty(INVOKE_TYPE)
             .time(self.time)
             .extension("clrkrevision", self.revision.clone())
-            .extension("httpmethod", self.method.clone())
-            .extension("httpurl", self.path.clone())
-            .extension("httpquery", self.query.clone());
+            .extension("httpmethod", request.method.clone())
+            .extension("httpurl", request.path.clone())
+            .extension("httpquery", request.query.clone());
         if let Some(subject) = &self.subject {
             builder = builder.subject(subject.clone());
         }
         let mut event = builder
             .build()
             .map_err(|e| DispatchError::Internal(format!("building the envelope: {e}")))?;
-        let content_type = self.content_type.clone();
-        match (&content_type, self.body.is_empty()) {
+        let content_type = request.content_type.clone();
+        match (&content_type, request.body.is_empty()) {
             (_, true) => {
                 event.set_datacontenttype(content_type.clone());
             }
             (Some(ct), false) => {
-                let data = body_data(ct, &self.body)?;
+                let data = body_data(ct, &request.body)?;
                 event.set_data(ct.clone(), data);
             }
             (None, false) => {
-                event.set_data_unchecked(Data::Binary(self.body.to_vec()));
+                event.set_data_unchecked(Data::Binary(request.body.to_vec()));
             }
         }
-        apply_overrides(&mut event, &self.overrides)?;
+        apply_overrides(&mut event, &request.overrides)?;
         serde_json::to_value(&event)
             .map_err(|e| DispatchError::Internal(format!("encoding the envelope: {e}")))
     }
@@ -211,12 +223,14 @@ mod tests {
             name: "word-count".into(),
             revision: "word-count-00001".into(),
             subject: Some("http".into()),
-            method: "POST".into(),
-            path: "/hook".into(),
-            query: "x=1".into(),
-            content_type: ct.map(String::from),
-            body: Bytes::from_static(body),
-            overrides: vec![],
+            request: RequestData {
+                method: "POST".into(),
+                path: "/hook".into(),
+                query: "x=1".into(),
+                content_type: ct.map(String::from),
+                body: Bytes::from_static(body),
+                overrides: vec![],
+            },
             time: Utc::now(),
         }
     }
@@ -289,7 +303,7 @@ mod tests {
     #[test]
     fn ce_headers_override_attributes_but_not_the_id() {
         let mut t = trigger(None, b"");
-        t.overrides = vec![
+        t.request.overrides = vec![
             ("type".into(), "com.example.push".into()),
             ("id".into(), "other".into()),
             ("tenant".into(), "acme".into()),

@@ -12,7 +12,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use http_body::Frame;
 
 use crate::dispatcher::{Dispatcher, ExecEvent, Invocation, Outcome, Started};
-use crate::envelope::{self, response_event};
+use crate::envelope::{self, RequestData, response_event};
 use crate::error::DispatchError;
 
 /// Largest request body accepted (SPEC §4).
@@ -88,12 +88,14 @@ async fn run(
         trigger: header_str(headers, TRIGGER_HEADER)?
             .filter(|t| !t.is_empty())
             .map(String::from),
-        method: parts.method.to_string(),
-        path: parts.uri.path().to_string(),
-        query: parts.uri.query().unwrap_or_default().to_string(),
-        content_type: header_str(headers, header::CONTENT_TYPE.as_str())?.map(String::from),
-        body,
-        overrides: ce_overrides(headers)?,
+        request: RequestData {
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_string(),
+            query: parts.uri.query().unwrap_or_default().to_string(),
+            content_type: header_str(headers, header::CONTENT_TYPE.as_str())?.map(String::from),
+            body,
+            overrides: ce_overrides(headers)?,
+        },
         timeout,
     };
     let started = dispatcher.invoke(invocation).await?;

@@ -27,7 +27,10 @@ pub async fn run(args: DevArgs, session: &Session) -> anyhow::Result<()> {
         log_to_terminal: true,
     };
     tracing::info!(data_dir = %options.data_dir.display(), ingress = %options.ingress_addr, api = %options.api_addr, "starting clrk dev");
-    clrk_server::dev::run(options).await?;
+    // The server's messages already carry their causes; a chain would repeat them.
+    clrk_server::dev::run(options)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())
 }
 
