@@ -208,10 +208,7 @@ impl Dispatcher {
             timeout,
             cancel,
         };
-        tokio::spawn(async move {
-            run.run(tx).await;
-            drop(slot);
-        });
+        tokio::spawn(run.run(tx, slot));
         Ok(Started {
             execution_id: inv.execution_id,
             revision: revision.name,
@@ -348,10 +345,13 @@ struct Run {
 }
 
 impl Run {
-    async fn run(self, tx: mpsc::Sender<ExecEvent>) {
+    async fn run(self, tx: mpsc::Sender<ExecEvent>, slot: Slot) {
         let started = tokio::time::Instant::now();
         let (outcome, sandbox) = self.execute(&tx, started + self.timeout).await;
         self.record(&outcome);
+        // The execution is over for the caller: a next request must not be refused while this
+        // sandbox is being deleted.
+        drop(slot);
         tracing::info!(execution = %self.execution_id, agent = %self.agent, outcome = ?outcome,
             elapsed_ms = started.elapsed().as_millis() as u64, "execution finished");
         let _ = tx.send(ExecEvent::Finished(outcome)).await;

@@ -265,6 +265,13 @@ async fn a_hundred_mib_of_stdout_is_streamed_without_buffering() {
 #[tokio::test(flavor = "multi_thread")]
 async fn max_concurrent_rejects_with_429_and_deleting_stops_the_agent() {
     let dev = Dev::start();
+    // One at a time is not "one ever": sequential calls all run.
+    dev.apply(&sh_agent("one", "echo ok", "  maxConcurrent: 1"));
+    for _ in 0..3 {
+        let r = dev.invoke(&[("X-Clrk-TaskAgent", "default/one")], "").await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+
     dev.apply(&sh_agent("single", "sleep 1000", "  maxConcurrent: 1"));
     let ingress = dev.ingress.clone();
     let first = tokio::spawn(async move {
