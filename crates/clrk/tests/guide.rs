@@ -5,17 +5,16 @@ mod common;
 
 use common::*;
 
-/// The shipped host manifest, pointed at this checkout's agent.py.
+/// The shipped host manifest, verbatim: it runs the agent.py that scripts/setup.sh installs.
 fn host_manifest() -> String {
-    let shipped =
-        std::fs::read_to_string(repo_path("examples/word-count/taskagent-host.yaml")).unwrap();
-    let agent = repo_path("examples/word-count/agent.py")
-        .canonicalize()
-        .unwrap();
-    shipped.replace(
-        "/usr/local/share/clrk/examples/word-count/agent.py",
-        agent.to_str().unwrap(),
-    )
+    let installed = "/usr/local/share/clrk/examples/word-count/agent.py";
+    let shipped = std::fs::read(repo_path("examples/word-count/agent.py")).unwrap();
+    assert_eq!(
+        std::fs::read(installed).ok(),
+        Some(shipped),
+        "{installed} is missing or stale: run scripts/setup.sh"
+    );
+    std::fs::read_to_string(repo_path("examples/word-count/taskagent-host.yaml")).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -32,9 +32,11 @@ pub struct Dev {
 impl Dev {
     /// Starts `clrk dev` on free ports and waits until it answers.
     pub fn start() -> Dev {
+        // Not under /tmp: `host:` sandboxes get a private /tmp, so a CLRK_DIR there would look
+        // masked whether or not clrk masks it.
         let dir = tempfile::Builder::new()
             .prefix("clrk-e2e-")
-            .tempdir()
+            .tempdir_in("/var/tmp")
             .expect("tempdir");
         let mut dev = Dev {
             dir,
