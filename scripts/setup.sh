@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in runsc runc python3 busybox-static ca-certificates curl gcc pkg-config iproute2; do
+for pkg in runsc runc python3 busybox-static ca-certificates curl gcc pkg-config iproute2 nftables docker-registry skopeo apache2-utils; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then

@@ -41,10 +41,12 @@ pub(crate) enum Masked {
 }
 
 /// Writes `<bundles>/<id>/config.json` (and the empty file masks use); returns the bundle dir.
+/// `netns` is the network namespace to join; without one the sandbox gets a fresh, empty one.
 pub(crate) fn write(
     spec: &SandboxSpec,
     kind: RuntimeKind,
     bundles: &Path,
+    netns: Option<&Path>,
 ) -> Result<PathBuf, SandboxError> {
     let dir = bundles.join(&spec.id);
     std::fs::create_dir_all(bundles).map_err(SandboxError::io(bundles))?;
@@ -66,7 +68,7 @@ pub(crate) fn write(
         .iter()
         .map(|p| classify(&rootfs, p))
         .collect();
-    let config = config(spec, kind, &rootfs, &masked, &empty);
+    let config = config(spec, kind, &rootfs, &masked, &empty, netns);
     let path = dir.join("config.json");
     let text = serde_json::to_vec_pretty(&config).expect("a JSON value always serializes");
     std::fs::write(&path, text).map_err(SandboxError::io(&path))?;
@@ -90,8 +92,13 @@ pub(crate) fn config(
     rootfs: &Path,
     masked: &[Masked],
     empty_file: &Path,
+    netns: Option<&Path>,
 ) -> Value {
     let caps: Vec<&str> = CAPABILITIES.to_vec();
+    let network = match netns {
+        Some(path) => json!({ "type": "network", "path": path }),
+        None => json!({ "type": "network" }),
+    };
     json!({
         "ociVersion": "1.0.2",
         "process": {
@@ -117,7 +124,7 @@ pub(crate) fn config(
         "linux": {
             "namespaces": [
                 { "type": "pid" }, { "type": "ipc" }, { "type": "uts" },
-                { "type": "mount" }, { "type": "network" },
+                { "type": "mount" }, network,
             ],
             "resources": resources(spec),
             // Relative, so both runtimes nest it under their own (clrk's) cgroup: the
@@ -230,6 +237,7 @@ mod tests {
             Path::new("/"),
             &[],
             Path::new("/e"),
+            None,
         );
         let p = &c["process"];
         assert_eq!(p["args"], json!(["sh", "-c", "true"]));
@@ -247,13 +255,27 @@ mod tests {
         let mut s = spec();
         s.memory_bytes = 256 << 20;
         s.cpu_millis = 500;
-        let c = config(&s, RuntimeKind::Runsc, Path::new("/"), &[], Path::new("/e"));
+        let c = config(
+            &s,
+            RuntimeKind::Runsc,
+            Path::new("/"),
+            &[],
+            Path::new("/e"),
+            None,
+        );
         assert_eq!(c["linux"]["resources"]["memory"]["limit"], 256u64 << 20);
         assert_eq!(c["linux"]["resources"]["cpu"]["quota"], 50_000);
         assert_eq!(c["linux"]["resources"]["cpu"]["period"], 100_000);
         s.memory_bytes = 0;
         s.cpu_millis = 0;
-        let c = config(&s, RuntimeKind::Runsc, Path::new("/"), &[], Path::new("/e"));
+        let c = config(
+            &s,
+            RuntimeKind::Runsc,
+            Path::new("/"),
+            &[],
+            Path::new("/e"),
+            None,
+        );
         assert!(c["linux"]["resources"].get("memory").is_none());
         assert!(c["linux"]["resources"].get("cpu").is_none());
     }
@@ -272,6 +294,7 @@ mod tests {
             Path::new("/"),
             &[],
             Path::new("/e"),
+            None,
         );
         assert_eq!(c["root"], json!({ "path": "/", "readonly": false }));
         let c = config(
@@ -280,6 +303,7 @@ mod tests {
             Path::new("/r"),
             &[],
             Path::new("/e"),
+            None,
         );
         assert_eq!(c["root"], json!({ "path": "/r", "readonly": true }));
     }
@@ -292,6 +316,7 @@ mod tests {
             Path::new("/r"),
             &[],
             Path::new("/e"),
+            None,
         );
         let ns: Vec<&str> = c["linux"]["namespaces"]
             .as_array()
@@ -309,6 +334,24 @@ mod tests {
     }
 
     #[test]
+    fn a_sandbox_network_joins_its_namespace() {
+        let c = config(
+            &spec(),
+            RuntimeKind::Runsc,
+            Path::new("/"),
+            &[],
+            Path::new("/e"),
+            Some(Path::new("/var/run/netns/clrk-x")),
+        );
+        let ns = c["linux"]["namespaces"].as_array().unwrap();
+        assert_eq!(
+            ns[4],
+            json!({ "type": "network", "path": "/var/run/netns/clrk-x" })
+        );
+        assert!(ns[..4].iter().all(|n| n.get("path").is_none()));
+    }
+
+    #[test]
     fn masks_files_first_and_directories_last() {
         let masked = [
             Masked::Dir("/data".into()),
@@ -321,6 +364,7 @@ mod tests {
             Path::new("/"),
             &masked,
             Path::new("/b/empty"),
+            None,
         );
         let d = destinations(&c);
         assert_eq!(d.first(), Some(&"/keys/k"));
@@ -338,6 +382,7 @@ mod tests {
             Path::new("/r"),
             &masked,
             Path::new("/e"),
+            None,
         );
         assert!(!destinations(&c).contains(&"/later"));
     }

@@ -1,9 +1,10 @@
 //! The runtime's command line: one place that knows the flags of `runsc` and `runc`.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use crate::{RuntimeKind, SandboxError};
+use crate::{Network, RuntimeKind, SandboxError};
 
 /// Signal numbers as both runtimes accept them on `kill`.
 pub(crate) const SIGTERM: &str = "15";
@@ -23,19 +24,38 @@ pub(crate) struct RuntimeCli {
 impl RuntimeCli {
     /// The binary with the global flags every subcommand needs.
     pub(crate) fn std_command(&self) -> std::process::Command {
+        self.command(Network::None)
+    }
+
+    /// The binary with the global flags, for a sandbox with `network`.
+    fn command(&self, network: Network) -> std::process::Command {
         let mut cmd = std::process::Command::new(&self.binary);
         cmd.arg("--root").arg(&self.root);
         if self.kind == RuntimeKind::Runsc {
-            // No network for now: a loopback-only stack. The root overlay keeps the rootfs
+            // `none` is a loopback-only stack; `sandbox` is gVisor's netstack on the interfaces
+            // of the OCI config's network namespace. The root overlay keeps the rootfs
             // (possibly the host's) unchanged; writes go to sandbox memory, charged to its cgroup.
-            cmd.args(["--network=none", "--overlay2=root:memory"]);
+            cmd.arg(match network {
+                Network::None => "--network=none",
+                Network::Metadata => "--network=sandbox",
+            });
+            cmd.arg("--overlay2=root:memory");
         }
         cmd
     }
 
     /// `run` of the bundle in `bundle`, with the container pid written to the bundle's pid file.
-    pub(crate) fn run_command(&self, id: &str, bundle: &Path) -> tokio::process::Command {
-        let mut cmd = self.std_command();
+    pub(crate) fn run_command(
+        &self,
+        id: &str,
+        bundle: &Path,
+        network: Network,
+    ) -> tokio::process::Command {
+        let mut cmd = self.command(network);
+        if self.kind == RuntimeKind::Runsc && network != Network::None {
+            // SAFETY: the hook only makes raw syscalls, as required between fork and exec.
+            unsafe { cmd.pre_exec(crate::mount_ns::hide_proc_sys_net) };
+        }
         cmd.arg("run")
             .arg("--bundle")
             .arg(bundle)

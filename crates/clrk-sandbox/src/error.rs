@@ -93,6 +93,40 @@ pub enum SandboxError {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// `ip` or `nft` could not be executed at all.
+    #[error(
+        "cannot run `{tool}` to set up a sandbox network: {source}; install iproute2 and nftables (Debian packages `iproute2`, `nftables`; scripts/setup.sh does)"
+    )]
+    NetworkToolExec {
+        /// The tool.
+        tool: &'static str,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// `ip` or `nft` refused a step of a sandbox's network setup or teardown.
+    #[error(
+        "`{tool} {command}` failed ({status}): {stderr}; sandbox networks need root and a kernel with network namespaces, veth, IPv6 and nf_tables"
+    )]
+    NetworkTool {
+        /// The tool.
+        tool: &'static str,
+        /// Its arguments (and the batch it read on stdin).
+        command: String,
+        /// How it exited.
+        status: std::process::ExitStatus,
+        /// What it printed on stderr.
+        stderr: String,
+    },
+    /// Every sandbox address (and so every veth name) is taken.
+    #[error(
+        "no free network slot for sandbox {id}: all {slots} sandbox addresses are in use; stop sandboxes, or call remove_all at startup to clear leftovers"
+    )]
+    AddressPoolExhausted {
+        /// The sandbox that could not get one.
+        id: String,
+        /// Size of the pool.
+        slots: u32,
+    },
 }
 
 impl SandboxError {

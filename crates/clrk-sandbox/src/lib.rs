@@ -2,18 +2,26 @@
 //! runtimes. It writes a bundle from a [`SandboxSpec`], starts the container with piped stdio,
 //! waits for it, stops it (SIGTERM, grace, SIGKILL, delete) and cleans up after a crash.
 //!
+//! A sandbox asking for [`Network::Metadata`] gets its own network namespace and veth, whose
+//! host end carries the metadata addresses, behind host firewall rules.
+//!
 //! It must not decide what runs or with which environment (the caller builds args and env),
-//! must not give a sandbox network access (only loopback for now), and must not leave a
-//! container or bundle anywhere but under the runtime's state dir, where `remove_all` finds it.
+//! must not let a sandbox reach anything but the metadata addresses on its veth's host end,
+//! and must not leave a container, bundle or network anywhere `remove_all` cannot find it.
 
 mod bundle;
 mod cli;
 mod error;
+mod firewall;
+mod host_tool;
+mod mount_ns;
+mod network;
 mod runtime;
 mod sandbox;
 mod spec;
 
 pub use error::SandboxError;
+pub use network::{METADATA_V4, METADATA_V6, SandboxAddresses};
 pub use runtime::{Runtime, RuntimeConfig, RuntimeKind};
 pub use sandbox::Sandbox;
-pub use spec::SandboxSpec;
+pub use spec::{Network, SandboxSpec};

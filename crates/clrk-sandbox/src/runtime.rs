@@ -8,10 +8,13 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
 use tokio::process::Child;
+use tokio::sync::OnceCell;
 
 use crate::cli::RuntimeCli;
+use crate::host_tool::blocking;
+use crate::network::{NetworkScope, SandboxNetwork};
 use crate::spec::validate_id;
-use crate::{Sandbox, SandboxError, SandboxSpec, bundle};
+use crate::{Network, Sandbox, SandboxError, SandboxSpec, bundle, firewall};
 
 /// A loaded machine can take seconds to boot a sandbox; past this the runtime is stuck.
 const START_DEADLINE: Duration = Duration::from_secs(60);
@@ -77,12 +80,17 @@ impl RuntimeConfig {
 #[derive(Debug, Clone)]
 pub struct Runtime {
     cli: Arc<RuntimeCli>,
+    network: Arc<NetworkScope>,
+    /// Set once the host firewall is in place: checked on the first networked sandbox.
+    firewall: Arc<OnceCell<()>>,
 }
 
 impl Runtime {
     /// A driver for `cfg`; nothing is touched on disk until it is used.
     pub fn new(cfg: RuntimeConfig) -> Runtime {
         Runtime {
+            network: Arc::new(NetworkScope::new(&cfg.state_dir)),
+            firewall: Arc::new(OnceCell::new()),
             cli: Arc::new(RuntimeCli {
                 kind: cfg.kind,
                 binary: cfg.binary,
@@ -117,8 +125,31 @@ impl Runtime {
             });
         }
         self.cli.ensure_root()?;
-        let bundle = bundle::write(spec, self.cli.kind, &self.cli.bundles)?;
-        let mut cmd = self.cli.run_command(&spec.id, &bundle);
+        let netns = match spec.network {
+            Network::None => None,
+            Network::Metadata => {
+                self.firewall
+                    .get_or_try_init(|| blocking(firewall::ensure))
+                    .await?;
+                Some(self.network.netns_path(&spec.id))
+            }
+        };
+        // The bundle dir claims the id, so it comes before the network named after it.
+        let bundle = bundle::write(spec, self.cli.kind, &self.cli.bundles, netns.as_deref())?;
+        let network = match spec.network {
+            Network::None => None,
+            Network::Metadata => {
+                let (scope, id) = (Arc::clone(&self.network), spec.id.clone());
+                match blocking(move || scope.create(&id)).await {
+                    Ok(network) => Some(network),
+                    Err(e) => {
+                        self.cli.remove_bundle(&spec.id)?;
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        let mut cmd = self.cli.run_command(&spec.id, &bundle, spec.network);
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -128,6 +159,7 @@ impl Runtime {
         let mut child = match cmd.spawn() {
             Ok(child) => child,
             Err(source) => {
+                destroy_network(&spec.id, network).await;
                 self.cli.remove_bundle(&spec.id)?;
                 return Err(SandboxError::Exec {
                     binary: self.cli.binary.clone(),
@@ -143,6 +175,7 @@ impl Runtime {
                     child,
                     Arc::clone(&self.cli),
                     exit,
+                    network,
                 ))
             }
             Err(e) => {
@@ -152,6 +185,7 @@ impl Runtime {
                 if let Err(error) = self.cli.delete(&spec.id).await {
                     tracing::warn!(id = %spec.id, %error, "could not delete failed sandbox");
                 }
+                destroy_network(&spec.id, network).await;
                 self.cli.remove_bundle(&spec.id)?;
                 Err(e)
             }
@@ -202,8 +236,9 @@ impl Runtime {
         self.cli.list().await
     }
 
-    /// Crash recovery at server start: force-deletes every container under the state dir and
-    /// removes leftover bundle dirs; returns the ids removed, sorted.
+    /// Crash recovery at server start: force-deletes every container under the state dir,
+    /// removes leftover bundle dirs and this runtime's sandbox networks (namespaces, veths,
+    /// firewall elements); returns the ids removed, sorted.
     ///
     /// ```no_run
     /// # async fn f(runtime: clrk_sandbox::Runtime) -> Result<(), clrk_sandbox::SandboxError> {
@@ -236,10 +271,22 @@ impl Runtime {
                 }
             }
         }
+        let scope = Arc::clone(&self.network);
+        removed.extend(blocking(move || scope.remove_leftovers()).await?);
         if !removed.is_empty() {
             tracing::info!(count = removed.len(), ids = ?removed, "removed leftover sandboxes");
         }
         Ok(removed.into_iter().collect())
+    }
+}
+
+/// Undoes the network of a sandbox that failed to start; the start error is what the caller
+/// sees, so a failure here is only logged.
+async fn destroy_network(id: &str, network: Option<SandboxNetwork>) {
+    if let Some(network) = network
+        && let Err(error) = blocking(move || network.destroy()).await
+    {
+        tracing::warn!(id, %error, "could not remove the network of a failed sandbox");
     }
 }
 

@@ -9,6 +9,8 @@ use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
 
 use crate::SandboxError;
 use crate::cli::{RuntimeCli, SIGKILL, SIGTERM};
+use crate::host_tool::blocking;
+use crate::network::{SandboxAddresses, SandboxNetwork};
 
 /// Once the container is deleted its runtime process exits at once; past this it is stuck.
 const REAP_DEADLINE: Duration = Duration::from_secs(30);
@@ -23,18 +25,42 @@ pub struct Sandbox {
     child: Child,
     cli: Arc<RuntimeCli>,
     exit: Option<i32>,
+    /// Its network, until removed.
+    network: Option<SandboxNetwork>,
     removed: bool,
 }
 
 impl Sandbox {
-    pub(crate) fn new(id: String, child: Child, cli: Arc<RuntimeCli>, exit: Option<i32>) -> Self {
+    pub(crate) fn new(
+        id: String,
+        child: Child,
+        cli: Arc<RuntimeCli>,
+        exit: Option<i32>,
+        network: Option<SandboxNetwork>,
+    ) -> Self {
         Sandbox {
             id,
             child,
             cli,
             exit,
+            network,
             removed: false,
         }
+    }
+
+    /// The sandbox's own addresses with [`Network::Metadata`](crate::Network::Metadata): every
+    /// connection it makes to the metadata addresses comes from one of them, so they identify
+    /// it. `None` without a network, and once removed.
+    ///
+    /// ```no_run
+    /// # fn f(sandbox: &clrk_sandbox::Sandbox, peer: std::net::IpAddr) {
+    /// if sandbox.addresses().is_some_and(|a| a.contains(peer)) {
+    ///     // the connection from `peer` is this sandbox's
+    /// }
+    /// # }
+    /// ```
+    pub fn addresses(&self) -> Option<SandboxAddresses> {
+        self.network.as_ref().map(|n| n.addresses)
     }
 
     /// The container process's stdin; `None` once taken. Drop it to send EOF.
@@ -101,8 +127,8 @@ impl Sandbox {
         self.remove().await
     }
 
-    /// Deletes the container and its bundle, typically after a normal exit. A container still
-    /// running is killed. Idempotent.
+    /// Deletes the container, its network and its bundle, typically after a normal exit. A
+    /// container still running is killed. Idempotent.
     pub async fn remove(&mut self) -> Result<(), SandboxError> {
         if self.removed {
             return Ok(());
@@ -119,6 +145,10 @@ impl Sandbox {
                 let _ = self.child.start_kill();
                 self.wait().await?;
             }
+        }
+        if let Some(network) = self.network.clone() {
+            blocking(move || network.destroy()).await?;
+            self.network = None;
         }
         self.cli.remove_bundle(&self.id)?;
         self.removed = true;
@@ -140,12 +170,15 @@ impl Drop for Sandbox {
             return;
         }
         tracing::warn!(id = %self.id, "sandbox dropped without stop or remove, force-deleting it");
-        let (cli, id) = (Arc::clone(&self.cli), self.id.clone());
+        let (cli, id, network) = (Arc::clone(&self.cli), self.id.clone(), self.network.take());
         // Drop cannot await; a plain thread works with or without a tokio runtime.
         std::thread::spawn(move || {
             let deleted = cli.std_command().args(["delete", "--force", &id]).output();
             if let Err(error) = deleted {
                 tracing::warn!(id, %error, "could not force-delete dropped sandbox");
+            }
+            if let Some(Err(error)) = network.map(|n| n.destroy()) {
+                tracing::warn!(id, %error, "could not remove network of dropped sandbox");
             }
             if let Err(error) = cli.remove_bundle(&id) {
                 tracing::warn!(id, %error, "could not remove bundle of dropped sandbox");

@@ -36,10 +36,25 @@ pub struct SandboxSpec {
     pub cpu_millis: u64,
     /// Hostname inside the sandbox.
     pub hostname: String,
+    /// What the sandbox can reach over the network.
+    pub network: Network,
+}
+
+/// A sandbox's network.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Network {
+    /// Loopback only: nothing outside the sandbox is reachable.
+    #[default]
+    None,
+    /// Its own network namespace with one veth whose host end carries the metadata addresses
+    /// `169.254.169.254` and `fd00:ec2::254`; the host firewall drops everything else it sends.
+    /// The sandbox's own addresses are [`Sandbox::addresses`](crate::Sandbox::addresses).
+    Metadata,
 }
 
 impl SandboxSpec {
-    /// A spec with the defaults of a TaskAgent (1 CPU, 512 MiB, cwd `/`, uid 0, no env).
+    /// A spec with the defaults of a TaskAgent (1 CPU, 512 MiB, cwd `/`, uid 0, no env, no
+    /// network).
     ///
     /// ```
     /// let spec = clrk_sandbox::SandboxSpec::new("clrk-1", "/", vec!["true".into()]);
@@ -59,6 +74,7 @@ impl SandboxSpec {
             memory_bytes: 512 << 20,
             cpu_millis: 1000,
             hostname: "sandbox".into(),
+            network: Network::None,
         }
     }
 }
