@@ -61,20 +61,30 @@ fn remove_stale(parent: &Path, prefix: &str) -> Result<(), ImageError> {
     Ok(())
 }
 
-/// An exclusive `flock` on a lock file, released when dropped (the file is closed).
-struct LockGuard {
+/// A `flock` on a lock file, released when dropped (the file is closed).
+pub(crate) struct LockGuard {
     _file: File,
 }
 
 impl LockGuard {
-    fn acquire(path: &Path) -> Result<Self, ImageError> {
+    /// Takes the lock exclusively.
+    pub(crate) fn acquire(path: &Path) -> Result<Self, ImageError> {
+        Self::lock(path, FlockOperation::LockExclusive)
+    }
+
+    /// Takes the lock shared: many holders at once, none while someone holds it exclusively.
+    pub(crate) fn acquire_shared(path: &Path) -> Result<Self, ImageError> {
+        Self::lock(path, FlockOperation::LockShared)
+    }
+
+    fn lock(path: &Path, operation: FlockOperation) -> Result<Self, ImageError> {
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(path)
             .map_err(ImageError::io("open lock file", path))?;
-        rustix::fs::flock(&file, FlockOperation::LockExclusive).map_err(|e| ImageError::Io {
+        rustix::fs::flock(&file, operation).map_err(|e| ImageError::Io {
             action: "lock",
             path: path.to_owned(),
             source: io::Error::from(e),

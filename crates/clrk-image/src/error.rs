@@ -18,33 +18,108 @@ pub enum ImageError {
         reason: String,
     },
 
-    /// A bare registry reference such as `python:3.12`; registry pulls are not implemented yet.
+    /// The registry could not be reached at all (down, wrong address, TLS failure).
     #[error(
-        "image reference {reference:?} names a registry image, and pulling from registries is not \
-         supported yet: copy it into an OCI image layout (for example `skopeo copy \
-         docker://{reference} oci:DIR:TAG`) and use oci:DIR:TAG, or use host: for local development"
+        "could not reach registry {registry} for image {reference}: {reason}; check that the \
+         registry runs at that address (a plain-HTTP registry must be listed as an insecure \
+         registry)"
     )]
-    RegistryNotSupported {
-        /// The registry reference as given.
+    RegistryUnreachable {
+        /// The registry host.
+        registry: String,
+        /// The image reference.
         reference: String,
+        /// The underlying error, with its causes.
+        reason: String,
     },
 
-    /// A known transport that is not implemented yet (`oci-archive:`, `docker-archive:`).
+    /// The registry refused access with the credentials clrk had (or without any).
     #[error(
-        "image reference {reference:?} uses the {transport}: transport, which is not supported \
-         yet: convert it with `skopeo copy {reference} oci:DIR:TAG` and use oci:DIR:TAG"
+        "registry {registry} refused access to {reference}: {credentials}; log in with `docker \
+         login {registry}` (or `clrk registry login {registry}`) and retry"
     )]
-    TransportNotSupported {
-        /// The reference as given.
+    RegistryAccessDenied {
+        /// The registry host.
+        registry: String,
+        /// The image reference.
         reference: String,
-        /// The transport name, without the colon.
-        transport: String,
+        /// Which credentials were tried and where they came from.
+        credentials: String,
+    },
+
+    /// The registry does not have the repository, tag or digest.
+    #[error("image {reference} was not found: {reason}; check the name and tag, or push the image")]
+    ImageNotFound {
+        /// The image reference.
+        reference: String,
+        /// What the registry said was missing.
+        reason: String,
+    },
+
+    /// The registry answered with an error that is none of the above.
+    #[error("registry request for image {reference} failed: {reason}")]
+    RegistryFailed {
+        /// The image reference.
+        reference: String,
+        /// The error, with its causes.
+        reason: String,
+    },
+
+    /// The docker credentials file exists but cannot be used.
+    #[error(
+        "docker credentials file {} is not usable: {reason}; fix or remove it",
+        path.display()
+    )]
+    CredentialsUnreadable {
+        /// The `config.json` path.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A file given as an image archive is not one.
+    #[error(
+        "{} is not an image archive ({reason}): pass the output of `docker save` or a tarred OCI \
+         image layout (`skopeo copy SOURCE oci-archive:FILE`)",
+        file.display()
+    )]
+    NotAnArchive {
+        /// The archive file.
+        file: PathBuf,
+        /// What is missing or malformed.
+        reason: String,
+    },
+
+    /// An archive holds no image of the requested name, or several where one was expected.
+    #[error(
+        "archive {} has no single image named {wanted:?}; images present: {}; name one of them",
+        file.display(),
+        list_or_none(available)
+    )]
+    ArchiveImageNotFound {
+        /// The archive file.
+        file: PathBuf,
+        /// The name asked for (`""` when none was given but several images are present).
+        wanted: String,
+        /// The names the archive holds.
+        available: Vec<String>,
+    },
+
+    /// `import` of an archive whose image carries no name, without a name given.
+    #[error(
+        "archive {} holds an image without a name: import it with a name (--name REF)",
+        file.display()
+    )]
+    ImportNameRequired {
+        /// The archive file.
+        file: PathBuf,
     },
 
     /// A `transport:` prefix that clrk does not know.
     #[error(
         "image reference {reference:?} uses unknown transport {transport:?}: the supported \
-         transports are host: and oci:DIR[:TAG] (registry references come later)"
+         transports are host:, oci:DIR[:TAG], oci-archive:FILE[:TAG], \
+         docker-archive:FILE[:NAME:TAG] and docker://REF (or a bare registry reference)"
     )]
     UnknownTransport {
         /// The reference as given.

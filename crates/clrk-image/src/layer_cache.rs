@@ -60,6 +60,11 @@ impl LayerCache {
         LayerCache { root, locks }
     }
 
+    /// Whether the layer `digest` is unpacked already.
+    pub(crate) fn contains(&self, digest: &BlobDigest) -> bool {
+        digest.path_under(&self.root).is_dir()
+    }
+
     /// Returns the unpacked directory of the layer `descriptor` of `layout`, unpacking and
     /// verifying the blob first if it is not cached yet.
     pub(crate) fn ensure(

@@ -1,21 +1,31 @@
 //! clrk-image: image references, resolution, the layer cache and root filesystems (SPEC §6).
 //!
 //! It turns an `image:` string into a pinned [`ResolvedImage`] and a [`Rootfs`] directory a
-//! sandbox can use. It must not run anything, touch sandboxes or the network, or write outside
-//! its store directory; its API is synchronous (async callers use `spawn_blocking`).
+//! sandbox can use. It must not run anything, touch sandboxes, or write outside its store
+//! directory; the only network it uses is registries' distribution API. Its API is synchronous
+//! and must not be called on an async runtime's worker thread (use `spawn_blocking`).
 //!
-//! Transports today: `host:` and `oci:DIR[:TAG]`. Registry pulls and archive transports are
-//! meant to slot in as further modules next to `layout` feeding the same layer cache.
+//! Transports: `host:`, `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`,
+//! `docker-archive:FILE[:NAME:TAG]` and bare registry references (imported images first, then
+//! the registry). All but `host:` feed the same content-addressed blobs and layer cache.
 
+mod archive;
 mod atomic;
 mod config;
+mod credentials;
 mod digest;
 mod error;
 mod extract;
+mod import;
+mod inventory;
 mod layer_cache;
 mod layout;
+mod local;
 mod platform;
+mod progress;
+mod pull;
 mod reference;
+mod registry;
 mod rootfs;
 mod store;
 mod whiteout;
@@ -25,5 +35,7 @@ pub mod testing;
 
 pub use config::ImageConfig;
 pub use error::ImageError;
-pub use reference::ImageRef;
-pub use store::{ImageStore, ResolvedImage, Rootfs};
+pub use inventory::{LocalImage, PruneReport};
+pub use progress::Progress;
+pub use reference::{ImageRef, RegistryRef};
+pub use store::{ImageStore, ResolvedImage, Rootfs, StoreOptions};

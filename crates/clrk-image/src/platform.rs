@@ -1,6 +1,6 @@
 //! Choosing the manifest built for the platform clrk runs on.
 
-use oci_spec::image::{Arch, Descriptor, Os, Platform};
+use oci_spec::image::{Arch, Descriptor, ImageConfiguration, Os, Platform};
 
 use crate::error::ImageError;
 
@@ -12,6 +12,25 @@ pub(crate) fn running() -> String {
 /// Whether an `os`/`architecture` pair is the running platform.
 pub(crate) fn is_running(os: &Os, architecture: &Arch) -> bool {
     *os == Os::default() && *architecture == Arch::default()
+}
+
+/// Fails unless the image config says it is built for the running platform.
+pub(crate) fn check_config(
+    configuration: &ImageConfiguration,
+    reference: &str,
+) -> Result<(), ImageError> {
+    if is_running(configuration.os(), configuration.architecture()) {
+        return Ok(());
+    }
+    Err(ImageError::PlatformNotFound {
+        reference: reference.to_owned(),
+        wanted: running(),
+        available: vec![describe(
+            configuration.os(),
+            configuration.architecture(),
+            configuration.variant().as_deref(),
+        )],
+    })
 }
 
 /// `os/arch[/variant]`.

@@ -6,8 +6,8 @@ use std::str::FromStr;
 
 use crate::error::ImageError;
 
-/// Transports that exist in skopeo's syntax but are not implemented yet.
-const PLANNED_TRANSPORTS: &[&str] = &["oci-archive", "docker-archive"];
+/// The tag a registry reference means when it names neither a tag nor a digest.
+const DEFAULT_TAG: &str = "latest";
 
 /// Where an image comes from (SPEC §6).
 ///
@@ -34,6 +34,136 @@ pub enum ImageRef {
         /// The tag, if given.
         tag: Option<String>,
     },
+    /// `oci-archive:FILE[:TAG]`: a tar of an OCI image layout.
+    OciArchive {
+        /// The archive file, as written.
+        file: PathBuf,
+        /// The tag (`org.opencontainers.image.ref.name`), if given.
+        tag: Option<String>,
+    },
+    /// `docker-archive:FILE[:NAME:TAG]`: `docker save` output.
+    DockerArchive {
+        /// The archive file, as written.
+        file: PathBuf,
+        /// The image to pick when the archive holds several (one of its `RepoTags`).
+        name: Option<String>,
+    },
+    /// A bare registry reference (`registry/name:tag`, `name@sha256:…`), normalised the way
+    /// docker does. Resolved from the local store (images loaded with `ImageStore::import`)
+    /// before the registry is asked.
+    Registry(RegistryRef),
+}
+
+/// A normalised registry reference: `python:3.12` is `docker.io/library/python:3.12`, `busybox`
+/// is `docker.io/library/busybox:latest`.
+///
+/// ```
+/// use clrk_image::ImageRef;
+/// let r: ImageRef = "python:3.12".parse().unwrap();
+/// assert_eq!(r.to_string(), "docker.io/library/python:3.12");
+/// let ImageRef::Registry(r) = r else { unreachable!() };
+/// assert_eq!((r.registry(), r.repository(), r.tag()), ("docker.io", "library/python", Some("3.12")));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryRef {
+    registry: String,
+    repository: String,
+    tag: Option<String>,
+    digest: Option<String>,
+}
+
+impl RegistryRef {
+    /// The registry host (with port), e.g. `docker.io` or `127.0.0.1:5000`.
+    pub fn registry(&self) -> &str {
+        &self.registry
+    }
+
+    /// The repository path inside the registry, e.g. `library/python`.
+    pub fn repository(&self) -> &str {
+        &self.repository
+    }
+
+    /// The tag; `latest` when the reference named neither a tag nor a digest.
+    pub fn tag(&self) -> Option<&str> {
+        self.tag.as_deref()
+    }
+
+    /// The pinned digest (`sha256:…`), if the reference has one.
+    pub fn digest(&self) -> Option<&str> {
+        self.digest.as_deref()
+    }
+
+    /// The same repository pinned to `digest` (no tag).
+    pub(crate) fn at_digest(&self, digest: &str) -> RegistryRef {
+        RegistryRef {
+            registry: self.registry.clone(),
+            repository: self.repository.clone(),
+            tag: None,
+            digest: Some(digest.to_owned()),
+        }
+    }
+
+    /// Parses and normalises a registry reference, or says why it is not one.
+    pub(crate) fn parse(s: &str) -> Result<RegistryRef, ImageError> {
+        let invalid = |reason: String| ImageError::InvalidReference {
+            reference: s.to_owned(),
+            reason,
+        };
+        if !is_registry_reference(s) {
+            return Err(invalid(
+                "it is not a registry reference of the form [registry/]name[:tag][@digest]"
+                    .to_owned(),
+            ));
+        }
+        let parsed: oci_client::Reference = s
+            .parse()
+            .map_err(|e: oci_client::ParseError| invalid(e.to_string()))?;
+        let tag = match (parsed.tag(), parsed.digest()) {
+            (None, None) => Some(DEFAULT_TAG.to_owned()),
+            (tag, _) => tag.map(str::to_owned),
+        };
+        Ok(RegistryRef {
+            registry: parsed.registry().to_owned(),
+            repository: parsed.repository().to_owned(),
+            tag,
+            digest: parsed.digest().map(str::to_owned),
+        })
+    }
+
+    /// The reference in the form the registry client takes.
+    pub(crate) fn to_client(&self) -> oci_client::Reference {
+        match (&self.tag, &self.digest) {
+            (Some(tag), Some(digest)) => oci_client::Reference::with_tag_and_digest(
+                self.registry.clone(),
+                self.repository.clone(),
+                tag.clone(),
+                digest.clone(),
+            ),
+            (_, Some(digest)) => oci_client::Reference::with_digest(
+                self.registry.clone(),
+                self.repository.clone(),
+                digest.clone(),
+            ),
+            (tag, None) => oci_client::Reference::with_tag(
+                self.registry.clone(),
+                self.repository.clone(),
+                tag.clone().unwrap_or_else(|| DEFAULT_TAG.to_owned()),
+            ),
+        }
+    }
+}
+
+impl fmt::Display for RegistryRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.registry, self.repository)?;
+        if let Some(tag) = &self.tag {
+            write!(f, ":{tag}")?;
+        }
+        if let Some(digest) = &self.digest {
+            write!(f, "@{digest}")?;
+        }
+        Ok(())
+    }
 }
 
 impl ImageRef {
@@ -59,6 +189,21 @@ impl fmt::Display for ImageRef {
             } => {
                 write!(f, "oci:{}:{tag}", dir.display())
             }
+            ImageRef::OciArchive { file, tag: None } => {
+                write!(f, "oci-archive:{}", file.display())
+            }
+            ImageRef::OciArchive {
+                file,
+                tag: Some(tag),
+            } => write!(f, "oci-archive:{}:{tag}", file.display()),
+            ImageRef::DockerArchive { file, name: None } => {
+                write!(f, "docker-archive:{}", file.display())
+            }
+            ImageRef::DockerArchive {
+                file,
+                name: Some(name),
+            } => write!(f, "docker-archive:{}:{name}", file.display()),
+            ImageRef::Registry(r) => r.fmt(f),
         }
     }
 }
@@ -85,44 +230,66 @@ impl FromStr for ImageRef {
         if let Some(rest) = s.strip_prefix("oci:") {
             return parse_oci(s, rest);
         }
-        if let Some((prefix, rest)) = s.split_once(':')
-            && !prefix.contains('/')
-        {
-            if PLANNED_TRANSPORTS.contains(&prefix) {
-                return Err(ImageError::TransportNotSupported {
-                    reference: s.to_owned(),
-                    transport: prefix.to_owned(),
-                });
-            }
-            if prefix == "docker"
-                && let Some(remote) = rest.strip_prefix("//")
-            {
-                return Err(ImageError::RegistryNotSupported {
-                    reference: remote.to_owned(),
-                });
-            }
-            if !is_registry_reference(s) {
-                return Err(ImageError::UnknownTransport {
-                    reference: s.to_owned(),
-                    transport: prefix.to_owned(),
-                });
-            }
+        if let Some(rest) = s.strip_prefix("oci-archive:") {
+            let (file, tag) = split_tag(s, rest, "oci-archive:FILE or oci-archive:FILE:TAG")?;
+            return Ok(ImageRef::OciArchive { file, tag });
         }
-        if is_registry_reference(s) {
-            return Err(ImageError::RegistryNotSupported {
+        if let Some(rest) = s.strip_prefix("docker-archive:") {
+            return parse_docker_archive(s, rest);
+        }
+        if let Some(remote) = s.strip_prefix("docker://") {
+            return Ok(ImageRef::Registry(RegistryRef::parse(remote)?));
+        }
+        if let Some((prefix, _)) = s.split_once(':')
+            && !prefix.contains('/')
+            && !is_registry_reference(s)
+        {
+            return Err(ImageError::UnknownTransport {
                 reference: s.to_owned(),
+                transport: prefix.to_owned(),
             });
         }
+        if is_registry_reference(s) {
+            return Ok(ImageRef::Registry(RegistryRef::parse(s)?));
+        }
         Err(invalid(
-            "it is neither a registry reference (name[:tag][@digest]) nor transport:location; \
-             use host: or oci:DIR[:TAG]",
+            "it is neither a registry reference ([registry/]name[:tag][@digest]) nor \
+             transport:location; use host:, oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE",
         ))
     }
 }
 
-/// Parses the part after `oci:`. Like skopeo, the tag is what follows the last colon, unless
-/// that part contains a slash (then the colon belongs to the directory).
+/// `docker-archive:FILE[:NAME[:TAG]]`: like skopeo, the file ends at the first colon.
+fn parse_docker_archive(reference: &str, rest: &str) -> Result<ImageRef, ImageError> {
+    let (file, name) = match rest.split_once(':') {
+        Some((file, name)) => (file, Some(name)),
+        None => (rest, None),
+    };
+    if file.is_empty() || name == Some("") {
+        return Err(ImageError::InvalidReference {
+            reference: reference.to_owned(),
+            reason: "write docker-archive:FILE or docker-archive:FILE:NAME:TAG".to_owned(),
+        });
+    }
+    Ok(ImageRef::DockerArchive {
+        file: PathBuf::from(file),
+        name: name.map(str::to_owned),
+    })
+}
+
+/// Parses the part after `oci:`.
 fn parse_oci(reference: &str, rest: &str) -> Result<ImageRef, ImageError> {
+    let (dir, tag) = split_tag(reference, rest, "oci:DIR or oci:DIR:TAG")?;
+    Ok(ImageRef::OciLayout { dir, tag })
+}
+
+/// Splits `PATH[:TAG]`. Like skopeo, the tag is what follows the last colon, unless that part
+/// contains a slash (then the colon belongs to the path).
+fn split_tag(
+    reference: &str,
+    rest: &str,
+    forms: &str,
+) -> Result<(PathBuf, Option<String>), ImageError> {
     let (dir, tag) = match rest.rsplit_once(':') {
         Some((dir, tag)) if !tag.contains('/') => (dir, Some(tag)),
         _ => (rest, None),
@@ -130,7 +297,7 @@ fn parse_oci(reference: &str, rest: &str) -> Result<ImageRef, ImageError> {
     if dir.is_empty() {
         return Err(ImageError::InvalidReference {
             reference: reference.to_owned(),
-            reason: "the directory is missing; write oci:DIR or oci:DIR:TAG".to_owned(),
+            reason: format!("the path is missing; write {forms}"),
         });
     }
     if tag == Some("") {
@@ -140,10 +307,7 @@ fn parse_oci(reference: &str, rest: &str) -> Result<ImageRef, ImageError> {
                 .to_owned(),
         });
     }
-    Ok(ImageRef::OciLayout {
-        dir: PathBuf::from(dir),
-        tag: tag.map(str::to_owned),
-    })
+    Ok((PathBuf::from(dir), tag.map(str::to_owned)))
 }
 
 /// Whether `s` has the shape of a registry reference: `[domain/]path[:tag][@digest]`,
@@ -298,33 +462,63 @@ mod tests {
     }
 
     #[test]
-    fn registry_references_are_not_supported_yet() {
-        for s in [
-            "python:3.12",
-            "busybox",
-            "registry.example.com/team/app:1.0",
-            "localhost:5000/app",
-            "ghcr.io/a/b@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+    fn registry_references_are_normalised_like_docker() {
+        for (given, normalised) in [
+            ("python:3.12", "docker.io/library/python:3.12"),
+            ("busybox", "docker.io/library/busybox:latest"),
+            ("team/app", "docker.io/team/app:latest"),
+            (
+                "registry.example.com/team/app:1.0",
+                "registry.example.com/team/app:1.0",
+            ),
+            ("localhost:5000/app", "localhost:5000/app:latest"),
+            ("127.0.0.1:5000/a/b:v2", "127.0.0.1:5000/a/b:v2"),
+            ("docker://python:3.12", "docker.io/library/python:3.12"),
         ] {
-            let err = parse(s).unwrap_err();
-            assert!(
-                matches!(err, ImageError::RegistryNotSupported { .. }),
-                "{s}: {err}"
-            );
-            assert!(err.to_string().contains("oci:DIR"), "{err}");
+            let r = parse(given).unwrap();
+            assert!(matches!(r, ImageRef::Registry(_)), "{given}");
+            assert_eq!(r.to_string(), normalised, "{given}");
         }
-        let err = parse("docker://python:3.12").unwrap_err();
-        assert!(
-            matches!(&err, ImageError::RegistryNotSupported { reference } if reference == "python:3.12")
-        );
+        let hex = "0123456789abcdef".repeat(4);
+        let ImageRef::Registry(r) = parse(&format!("ghcr.io/a/b@sha256:{hex}")).unwrap() else {
+            panic!("not a registry reference")
+        };
+        assert_eq!(r.tag(), None);
+        assert_eq!(r.digest(), Some(format!("sha256:{hex}").as_str()));
+        assert_eq!(r.to_string(), format!("ghcr.io/a/b@sha256:{hex}"));
     }
 
     #[test]
-    fn planned_and_unknown_transports() {
-        let err = parse("docker-archive:/tmp/img.tar").unwrap_err();
-        assert!(
-            matches!(&err, ImageError::TransportNotSupported { transport, .. } if transport == "docker-archive")
+    fn archive_transports() {
+        assert_eq!(
+            parse("oci-archive:/tmp/img.tar:v1").unwrap(),
+            ImageRef::OciArchive {
+                file: "/tmp/img.tar".into(),
+                tag: Some("v1".into())
+            }
         );
+        assert_eq!(
+            parse("docker-archive:/tmp/img.tar:app:1.0").unwrap(),
+            ImageRef::DockerArchive {
+                file: "/tmp/img.tar".into(),
+                name: Some("app:1.0".into())
+            }
+        );
+        for s in [
+            "oci-archive:/tmp/img.tar",
+            "docker-archive:/tmp/img.tar",
+            "docker-archive:rel.tar:app:1.0",
+        ] {
+            assert_eq!(parse(s).unwrap().to_string(), s);
+        }
+        assert!(matches!(
+            parse("docker-archive:"),
+            Err(ImageError::InvalidReference { .. })
+        ));
+    }
+
+    #[test]
+    fn unknown_transports() {
         let err = parse("foo:/some/path").unwrap_err();
         assert!(
             matches!(&err, ImageError::UnknownTransport { transport, .. } if transport == "foo")

@@ -1,5 +1,8 @@
 //! Shared fixtures: small busybox images written with `clrk_image::testing`.
 
+// Each test crate uses a different subset of these.
+#![allow(dead_code)]
+
 use std::path::Path;
 
 use clrk_image::testing::{LayerBuilder, OciLayoutBuilder};
