@@ -78,6 +78,16 @@ pub enum ManifestError {
         /// What is wrong with it and what would be accepted.
         reason: String,
     },
+    /// `spec.schedule` or `spec.timeZone` of a TaskAgent cannot be read.
+    #[error("{field}: \"{input}\" is not valid: {reason}")]
+    InvalidSchedule {
+        /// `spec.schedule` or `spec.timeZone`.
+        field: &'static str,
+        /// The text that was given.
+        input: String,
+        /// What is wrong with it and what is allowed.
+        reason: String,
+    },
     /// A kind name that clrk does not know.
     #[error("unknown kind \"{input}\" (expected TaskAgent, DaemonAgent or WorkerPool)")]
     UnknownKind {

@@ -15,6 +15,7 @@ mod meta;
 mod parse;
 mod quantity;
 mod resource;
+mod schedule;
 mod task_agent;
 mod validate;
 mod worker_pool;
@@ -28,6 +29,7 @@ pub use meta::{DEFAULT_NAMESPACE, ObjectMeta, validate_name};
 pub use parse::{Document, parse_manifests, parse_value};
 pub use quantity::{Cpu, Memory, Resources};
 pub use resource::Resource;
+pub use schedule::Schedule;
 pub use task_agent::{ConcurrencyPolicy, Delivery, DeliveryMode, TaskAgent, TaskAgentSpec};
 pub use worker_pool::{DEFAULT_POOL, RuntimeName, WorkerPool, WorkerPoolSpec};
 

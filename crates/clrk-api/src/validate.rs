@@ -4,9 +4,11 @@
 use crate::container::{ContainerSpec, EgressRef};
 use crate::daemon_agent::DaemonAgentSpec;
 use crate::duration::{GoDuration, zero_message};
+use crate::error::ManifestError;
 use crate::field_error::FieldError;
 use crate::meta::{ObjectMeta, validate_name};
 use crate::resource::Resource;
+use crate::schedule::Schedule;
 use crate::task_agent::TaskAgentSpec;
 
 /// Checks a decoded resource; returns its warnings, or the first fault.
@@ -31,22 +33,21 @@ fn task_agent(spec: &TaskAgentSpec, warnings: &mut Vec<String>) -> Result<(), Fi
     container("spec.template.spec", &spec.template.spec, warnings)?;
     positive("spec.timeout", spec.timeout)?;
     positive("spec.warmPoolIdleTTL", spec.warm_pool_idle_ttl)?;
-    if spec
-        .schedule
-        .as_deref()
-        .is_some_and(|s| s.trim().is_empty())
-    {
-        return Err(FieldError::new(
-            "spec.schedule",
-            "must not be empty: use a cron expression like \"*/5 * * * *\", @hourly or \
-             @every 5m, or leave the field out",
-        ));
-    }
     if spec.time_zone.trim().is_empty() {
         return Err(FieldError::new(
             "spec.timeZone",
             "must not be empty: use an IANA zone name like UTC or Europe/Paris",
         ));
+    }
+    if let Some(expression) = &spec.schedule {
+        if expression.trim().is_empty() {
+            return Err(FieldError::new(
+                "spec.schedule",
+                "must not be empty: use a cron expression like \"*/5 * * * *\", @hourly or \
+                 @every 5m, or leave the field out",
+            ));
+        }
+        Schedule::parse(expression, &spec.time_zone).map_err(schedule_error)?;
     }
     egress_refs(&spec.egress_refs)
 }
@@ -132,6 +133,18 @@ fn egress_refs(refs: &[EgressRef]) -> Result<(), FieldError> {
         name(&format!("spec.egressRefs[{i}].gatewayRef"), &r.gateway_ref)?;
     }
     Ok(())
+}
+
+/// `Schedule::parse` names its field; keep that path and the rest as the message.
+fn schedule_error(err: ManifestError) -> FieldError {
+    match err {
+        ManifestError::InvalidSchedule {
+            field,
+            input,
+            reason,
+        } => FieldError::new(field, format!("\"{input}\" is not valid: {reason}")),
+        other => FieldError::new("spec.schedule", other.to_string()),
+    }
 }
 
 fn name(path: &str, value: &str) -> Result<(), FieldError> {

@@ -327,6 +327,14 @@ fn other_field_rules() {
         ),
         ("  schedule: \"  \"\n", "spec.schedule: must not be empty"),
         (
+            "  schedule: \"61 * * * *\"\n",
+            "spec.schedule: \"61 * * * *\" is not valid",
+        ),
+        (
+            "  schedule: \"@every 5m\"\n  timeZone: Mars/Olympus\n",
+            "spec.timeZone: \"Mars/Olympus\" is not valid: not a known IANA time zone",
+        ),
+        (
             "  maxConcurrent: -1\n",
             "spec.maxConcurrent: invalid value: integer `-1`, expected a whole number",
         ),

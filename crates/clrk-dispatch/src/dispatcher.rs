@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::Utc;
-use clrk_api::{DeliveryMode, Resource, RuntimeName, TaskAgent};
-use clrk_image::{ImageRef, ImageStore};
+use clrk_api::{DeliveryMode, Resource, RuntimeName};
+use clrk_image::ImageStore;
 use clrk_sandbox::{Runtime, Sandbox};
 use clrk_store::{ExecutionEnd, ExecutionStatus, NewExecution, Revision, RevisionState, Store};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::envelope::{RequestData, Trigger};
 use crate::error::DispatchError;
-use crate::launch::Launch;
+use crate::launch;
 use crate::logs::{LogBus, LogSource};
 use crate::revision::RevisionShape;
 
@@ -155,7 +155,7 @@ impl Dispatcher {
         if shape.delivery_mode() == DeliveryMode::Metadata {
             return Err(DispatchError::UnsupportedDelivery("Metadata".into()));
         }
-        let runtime = self.runtime_for(&task)?;
+        let runtime = self.runtime_for(&inv.namespace, &inv.name, &task.spec.worker_pool_ref)?;
         let slot = self.acquire(&inv, task.spec.max_concurrent)?;
 
         let trigger = Trigger {
@@ -249,8 +249,37 @@ impl Dispatcher {
         stopped
     }
 
-    fn runtime_for(&self, task: &TaskAgent) -> Result<Runtime, DispatchError> {
-        let pool_name = &task.spec.worker_pool_ref;
+    /// Starts a sandbox running `shape` on the runtime of worker pool `pool`, for a caller
+    /// that supervises the process itself (the daemon supervisor). The caller owns the
+    /// sandbox: it must stop or remove it. Errors say why, for users.
+    pub async fn start_sandbox(
+        &self,
+        namespace: &str,
+        name: &str,
+        pool: &str,
+        shape: &RevisionShape,
+        sandbox_id: String,
+    ) -> Result<Sandbox, String> {
+        let runtime = self
+            .runtime_for(namespace, name, pool)
+            .map_err(|e| e.to_string())?;
+        launch::start_sandbox(
+            &self.inner.images,
+            &runtime,
+            shape,
+            sandbox_id,
+            &self.inner.config.masked_paths,
+        )
+        .await
+    }
+
+    /// The runtime of the agent's worker pool (`runsc` unless the pool says `runc`).
+    fn runtime_for(
+        &self,
+        namespace: &str,
+        name: &str,
+        pool_name: &str,
+    ) -> Result<Runtime, DispatchError> {
         let runtime = match self.inner.store.get_pool(pool_name)? {
             Some(pool) => serde_json::from_value::<clrk_api::WorkerPoolSpec>(
                 pool.spec.get("spec").cloned().unwrap_or(pool.spec.clone()),
@@ -260,8 +289,8 @@ impl Dispatcher {
             None if pool_name == "default" => RuntimeName::default(),
             None => {
                 return Err(DispatchError::NotReady {
-                    namespace: task.metadata.namespace.clone(),
-                    name: task.metadata.name.clone(),
+                    namespace: namespace.to_string(),
+                    name: name.to_string(),
                     reason: format!(
                         "worker pool {pool_name:?} does not exist: apply a WorkerPool named {pool_name}"
                     ),
@@ -452,29 +481,14 @@ impl Run {
 
     async fn start(&self) -> Result<Sandbox, String> {
         let inner = &self.dispatcher.inner;
-        let images = inner.images.clone();
-        let image = self.shape.image.clone();
-        let reference: ImageRef = image
-            .reference
-            .parse()
-            .map_err(|e| format!("image {}: {e}", image.reference))?;
-        let rootfs = tokio::task::spawn_blocking(move || images.prepare(&image, &reference))
-            .await
-            .map_err(|e| format!("preparing the image: {e}"))?
-            .map_err(|e| format!("preparing the image: {e}"))?;
-        let launch = Launch {
-            sandbox_id: sandbox_id(&self.execution_id),
-            container: &self.shape.template.spec,
-            resources: &self.shape.resources,
-            image: &self.shape.image.config,
-            rootfs: &rootfs,
-            masked_paths: &inner.config.masked_paths,
-        };
-        let spec = launch.spec()?;
-        self.runtime
-            .spawn(&spec)
-            .await
-            .map_err(|e| format!("the sandbox did not start: {e}"))
+        launch::start_sandbox(
+            &inner.images,
+            &self.runtime,
+            &self.shape,
+            sandbox_id(&self.execution_id),
+            &inner.config.masked_paths,
+        )
+        .await
     }
 
     async fn stop(&self, sandbox: &mut Sandbox) {
@@ -540,7 +554,7 @@ async fn forward_stdout(
 }
 
 /// Sandbox ids are derived from the execution id but always runtime-safe and unique.
-fn sandbox_id(execution_id: &str) -> String {
+pub fn sandbox_id(execution_id: &str) -> String {
     let safe: String = execution_id
         .chars()
         .map(|c| {

@@ -2,10 +2,13 @@
 //! working directory and limits.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clrk_api::{ContainerSpec, Resources};
-use clrk_image::{ImageConfig, Rootfs};
-use clrk_sandbox::SandboxSpec;
+use clrk_image::{ImageConfig, ImageRef, ImageStore, Rootfs};
+use clrk_sandbox::{Runtime, Sandbox, SandboxSpec};
+
+use crate::revision::RevisionShape;
 
 /// Base URL of the sandbox-local metadata service.
 pub const METADATA_URL: &str = "http://169.254.169.254/v1";
@@ -121,8 +124,44 @@ impl Launch<'_> {
             memory_bytes: self.resources.memory.bytes(),
             cpu_millis: self.resources.cpu.millis(),
             hostname: "clrk".to_string(),
+            network: clrk_sandbox::Network::None,
         })
     }
+}
+
+/// Prepares the revision's root filesystem and starts its sandbox `sandbox_id` on
+/// `runtime`, stdio piped. Shared by TaskAgent executions and daemon runs. Errors say why,
+/// for users.
+pub async fn start_sandbox(
+    images: &Arc<ImageStore>,
+    runtime: &Runtime,
+    shape: &RevisionShape,
+    sandbox_id: String,
+    masked_paths: &[PathBuf],
+) -> Result<Sandbox, String> {
+    let image = shape.image.clone();
+    let reference: ImageRef = image
+        .reference
+        .parse()
+        .map_err(|e| format!("image {}: {e}", image.reference))?;
+    let images = Arc::clone(images);
+    let rootfs = tokio::task::spawn_blocking(move || images.prepare(&image, &reference))
+        .await
+        .map_err(|e| format!("preparing the image: {e}"))?
+        .map_err(|e| format!("preparing the image: {e}"))?;
+    let launch = Launch {
+        sandbox_id,
+        container: &shape.template.spec,
+        resources: &shape.resources,
+        image: &shape.image.config,
+        rootfs: &rootfs,
+        masked_paths,
+    };
+    let spec = launch.spec()?;
+    runtime
+        .spawn(&spec)
+        .await
+        .map_err(|e| format!("the sandbox did not start: {e}"))
 }
 
 #[cfg(test)]

@@ -15,6 +15,8 @@ use clrk_store::Store;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
+use crate::cron::Cron;
+use crate::daemons::Supervisor;
 use crate::error::ServerError;
 use crate::state::AppState;
 
@@ -55,15 +57,22 @@ pub async fn run(opts: DevOptions) -> Result<(), ServerError> {
 pub struct Running {
     pub endpoints: Endpoints,
     dispatcher: Dispatcher,
+    cron: Cron,
+    daemons: Supervisor,
     endpoints_file: PathBuf,
     _lock: std::fs::File,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
-    /// Stops executions (sandboxes deleted), the listeners, and removes `dev.json`.
+    /// Stops cron, daemons and executions (sandboxes deleted), the listeners, and removes
+    /// `dev.json`.
     pub async fn stop(self) {
-        self.dispatcher.shutdown(Duration::from_secs(15)).await;
+        self.cron.shutdown();
+        tokio::join!(
+            self.daemons.shutdown(Duration::from_secs(15)),
+            self.dispatcher.shutdown(Duration::from_secs(15))
+        );
         for task in &self.tasks {
             task.abort();
         }
@@ -102,10 +111,16 @@ pub async fn start(opts: DevOptions) -> Result<Running, ServerError> {
         logs.clone(),
         DispatcherConfig { masked_paths },
     );
+    // Recovery deleted every sandbox left behind, so the supervisor starts from nothing
+    // running and cannot duplicate a daemon.
+    let daemons = Supervisor::start(store.clone(), dispatcher.clone());
+    let cron = Cron::start(store.clone(), dispatcher.clone());
     let state = AppState {
         store,
         images,
         dispatcher: dispatcher.clone(),
+        cron: cron.clone(),
+        daemons: daemons.clone(),
         allow_host_rootfs: opts.allow_host_rootfs,
     };
 
@@ -123,6 +138,7 @@ pub async fn start(opts: DevOptions) -> Result<Running, ServerError> {
             );
         }
     }
+    state.agents_changed();
 
     let ingress = bind(opts.ingress_addr).await?;
     let api = bind(opts.api_addr).await?;
@@ -152,6 +168,8 @@ pub async fn start(opts: DevOptions) -> Result<Running, ServerError> {
     Ok(Running {
         endpoints,
         dispatcher,
+        cron,
+        daemons,
         endpoints_file,
         _lock: lock,
         tasks,

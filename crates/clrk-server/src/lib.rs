@@ -1,11 +1,14 @@
 //! clrk-server: wires the parts into a running server: the control API, manifest apply,
-//! crash recovery at start, and `clrk dev` (API + ingress + embedded worker in one process).
+//! crash recovery at start, cron, the daemon supervisor, and `clrk dev` (API + ingress +
+//! embedded worker in one process).
 //!
 //! It must not run sandboxes or build envelopes itself (that is clrk-dispatch) and must not
 //! print for humans beyond `clrk dev`'s terminal (that is the CLI).
 
 pub mod api;
 pub mod apply;
+pub mod cron;
+pub mod daemons;
 pub mod dev;
 pub mod error;
 pub mod recovery;

@@ -1,6 +1,6 @@
 //! The JSON shapes the control API returns.
 
-use clrk_store::{Agent, Execution, LogLine, RevisionState};
+use clrk_store::{Agent, DaemonState, Execution, LogLine, RevisionState};
 use serde_json::{Value, json};
 
 use crate::state::AppState;
@@ -18,6 +18,24 @@ pub fn agent(state: &AppState, agent: &Agent) -> Result<Value, clrk_store::Store
         .executions(&agent.namespace, &agent.name, 1)?
         .first()
         .map(execution);
+    let mut status = json!({
+        "latestRevision": agent.latest_revision.as_ref().map(|r| r.name.clone()),
+        "readyRevision": ready,
+        "warm": 0,
+        "active": state.dispatcher.active(&agent.namespace, &agent.name),
+        "lastRun": last_run,
+    });
+    if agent.spec.pointer("/spec/schedule").is_some() {
+        let times = state.store.schedule_times(&agent.namespace, &agent.name)?;
+        status["lastScheduleTime"] = json!(times.last_schedule_time.map(|t| t.to_rfc3339()));
+        status["nextScheduleTime"] = json!(times.next_schedule_time.map(|t| t.to_rfc3339()));
+    }
+    if agent.kind == "DaemonAgent" {
+        let daemon = state.store.daemon_state(&agent.namespace, &agent.name)?;
+        for (key, value) in daemon_status(daemon.as_ref()) {
+            status[key] = value;
+        }
+    }
     Ok(json!({
         "kind": agent.kind,
         "namespace": agent.namespace,
@@ -25,13 +43,7 @@ pub fn agent(state: &AppState, agent: &Agent) -> Result<Value, clrk_store::Store
         "spec": agent.spec.get("spec").cloned().unwrap_or(Value::Null),
         "createdAt": agent.created_at.to_rfc3339(),
         "updatedAt": agent.updated_at.to_rfc3339(),
-        "status": {
-            "latestRevision": agent.latest_revision.as_ref().map(|r| r.name.clone()),
-            "readyRevision": ready,
-            "warm": 0,
-            "active": state.dispatcher.active(&agent.namespace, &agent.name),
-            "lastRun": last_run,
-        },
+        "status": status,
         "revisions": revisions.iter().map(|r| json!({
             "name": r.name,
             "image": r.image_ref,
@@ -41,6 +53,29 @@ pub fn agent(state: &AppState, agent: &Agent) -> Result<Value, clrk_store::Store
             "createdAt": r.created_at.to_rfc3339(),
         })).collect::<Vec<_>>(),
     }))
+}
+
+/// A daemon's supervision fields; `Pending` with no restarts before the supervisor got to it.
+fn daemon_status(state: Option<&DaemonState>) -> Vec<(&'static str, Value)> {
+    let Some(d) = state else {
+        return vec![("phase", json!("Pending")), ("restartCount", json!(0))];
+    };
+    vec![
+        ("phase", json!(d.phase.to_string())),
+        ("restartCount", json!(d.restart_count)),
+        ("upSince", json!(d.up_since.map(|t| t.to_rfc3339()))),
+        ("runId", json!(d.run_id)),
+        ("lastExitCode", json!(d.last_exit_code)),
+        ("reason", json!(d.reason)),
+        (
+            "restartDelaySeconds",
+            json!(d.restart_delay_ms.map(|ms| ms as f64 / 1000.0)),
+        ),
+        (
+            "nextRestartTime",
+            json!(d.next_restart_at.map(|t| t.to_rfc3339())),
+        ),
+    ]
 }
 
 /// One execution record.

@@ -1,4 +1,5 @@
-//! clrk-store: durable state for clrk (agents, revisions, executions, logs, worker pools)
+//! clrk-store: durable state for clrk (agents, revisions, executions, logs, worker pools,
+//! cron times, daemon state)
 //! in one SQLite file in WAL mode, with versioned migrations (SPEC §3 Revisions, §11).
 //!
 //! It must not interpret manifests: specs and sandbox shapes arrive as `serde_json::Value`
@@ -7,6 +8,7 @@
 //! the millisecond, so a `DateTime` read back may lack the sub-millisecond part written.
 
 mod agent;
+mod daemon;
 mod enum_column;
 mod error;
 mod execution;
@@ -15,13 +17,16 @@ mod logs;
 mod migrations;
 mod pool;
 mod revision;
+mod schedule;
 mod store;
 mod time;
 
 pub use agent::{Agent, AgentApply, ApplyOutcome};
+pub use daemon::{DaemonPhase, DaemonState};
 pub use error::StoreError;
 pub use execution::{Execution, ExecutionEnd, ExecutionStatus, NewExecution};
 pub use logs::{LogLine, LogQuery, NewLogLine};
 pub use pool::Pool;
 pub use revision::{Revision, RevisionState};
+pub use schedule::ScheduleTimes;
 pub use store::Store;

@@ -5,8 +5,9 @@
 use rusqlite_migration::{M, Migrations};
 
 /// Every migration, oldest first.
-const MIGRATIONS: &[M<'static>] = &[M::up(
-    r#"
+const MIGRATIONS: &[M<'static>] = &[
+    M::up(
+        r#"
 CREATE TABLE agents (
     id          INTEGER PRIMARY KEY,
     namespace   TEXT    NOT NULL,
@@ -68,7 +69,33 @@ CREATE TABLE pools (
     updated_at  INTEGER NOT NULL
 ) STRICT;
 "#,
-)];
+    ),
+    // Cron times of scheduled TaskAgents and the supervision state of DaemonAgents; both go
+    // with their agent.
+    M::up(
+        r#"
+CREATE TABLE schedules (
+    agent_id            INTEGER PRIMARY KEY REFERENCES agents(id) ON DELETE CASCADE,
+    last_schedule_time  INTEGER,
+    next_schedule_time  INTEGER
+) STRICT;
+
+CREATE TABLE daemons (
+    agent_id          INTEGER PRIMARY KEY REFERENCES agents(id) ON DELETE CASCADE,
+    revision          TEXT    NOT NULL,
+    phase             TEXT    NOT NULL,
+    restart_count     INTEGER NOT NULL,
+    up_since          INTEGER,
+    run_id            TEXT,
+    last_exit_code    INTEGER,
+    reason            TEXT,
+    restart_delay_ms  INTEGER,
+    next_restart_at   INTEGER,
+    updated_at        INTEGER NOT NULL
+) STRICT;
+"#,
+    ),
+];
 
 /// The migration runner over [`MIGRATIONS`].
 pub(crate) fn migrations() -> Migrations<'static> {

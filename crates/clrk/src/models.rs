@@ -96,6 +96,12 @@ pub struct AgentStatus {
     /// DaemonAgent phase, when the server reports one.
     pub phase: Option<String>,
     pub restart_count: Option<u64>,
+    /// When the daemon's current process started.
+    pub up_since: Option<String>,
+    /// Why the daemon is stopped or backing off.
+    pub reason: Option<String>,
+    /// The back-off before the daemon's pending restart.
+    pub restart_delay_seconds: Option<f64>,
     pub last_schedule_time: Option<String>,
     pub next_schedule_time: Option<String>,
 }

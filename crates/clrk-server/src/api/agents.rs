@@ -12,7 +12,10 @@ pub async fn apply(
     State(state): State<AppState>,
     Json(request): Json<ApplyRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let results = apply::apply(&state, request).await?;
+    let results = apply::apply(&state, request).await;
+    // Even a failed request may have applied its first documents.
+    state.agents_changed();
+    let results = results?;
     Ok(Json(serde_json::json!({ "results": results })))
 }
 
@@ -54,6 +57,7 @@ pub async fn delete(
         .ok_or_else(|| not_found(&namespace, &name))?;
     state.store.delete_agent(&namespace, &name)?;
     let stopped = state.dispatcher.stop_agent(&namespace, &name);
+    state.agents_changed();
     tracing::info!(%namespace, %name, stopped, "agent deleted");
     Ok(Json(serde_json::json!({
         "deleted": { "kind": agent.kind, "namespace": namespace, "name": name }

@@ -10,7 +10,7 @@ use crate::commands::Session;
 use crate::commands::agents::list::last_run;
 use crate::commands::agents::spec_field;
 use crate::models::{Agent, AgentStatus};
-use crate::output::{self, Table, ago, or_dash};
+use crate::output::{self, Table, age_of, ago, or_dash};
 
 /// Prints one agent as a summary for people, or the server's object as JSON or YAML.
 pub async fn run(args: GetArgs, session: &Session) -> anyhow::Result<()> {
@@ -48,8 +48,12 @@ pub fn describe(agent: &Agent, now: DateTime<Utc>) -> String {
         fields.push(("Next schedule", or_dash(status.next_schedule_time.as_ref())));
     }
     if let Some(phase) = &status.phase {
-        let restarts = status.restart_count.unwrap_or(0);
-        fields.push(("Phase", format!("{phase} ({restarts} restarts)")));
+        fields.push(("Phase", daemon_phase(phase, status)));
+        fields.push(("Restarts", status.restart_count.unwrap_or(0).to_string()));
+        fields.push(("Uptime", age_of(status.up_since.as_deref(), now)));
+        if let Some(reason) = &status.reason {
+            fields.push(("Reason", reason.clone()));
+        }
     }
     fields.extend([
         ("Latest revision", or_dash(status.latest_revision.as_ref())),
@@ -95,6 +99,14 @@ pub fn describe(agent: &Agent, now: DateTime<Utc>) -> String {
         let _ = writeln!(text, "  {line}");
     }
     text
+}
+
+/// `CrashLoopBackOff (restart in 4s)` while backing off, else the phase.
+fn daemon_phase(phase: &str, status: &AgentStatus) -> String {
+    match status.restart_delay_seconds {
+        Some(delay) if phase == "CrashLoopBackOff" => format!("{phase} (back-off {delay}s)"),
+        _ => phase.to_string(),
+    }
 }
 
 fn last_run_with_id(status: &AgentStatus, now: DateTime<Utc>) -> String {
@@ -148,5 +160,43 @@ mod tests {
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");
         }
         assert!(!text.contains("Phase"), "{text}");
+    }
+
+    #[test]
+    fn daemon_summary_shows_phase_restarts_and_uptime() {
+        let agent: Agent = serde_json::from_str(
+            r#"{"kind": "DaemonAgent", "namespace": "default", "name": "echo-bot",
+                "spec": {"template": {"spec": {"image": "host:"}}},
+                "status": {"phase": "Running", "restartCount": 2,
+                           "upSince": "2026-01-01T11:55:00Z", "lastRun": null},
+                "revisions": []}"#,
+        )
+        .unwrap();
+        let now = DateTime::parse_from_rfc3339("2026-01-01T12:00:00Z")
+            .unwrap()
+            .to_utc();
+        let text = describe(&agent, now);
+        for expected in [
+            "Phase:           Running\n",
+            "Restarts:        2\n",
+            "Uptime:          5m\n",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+
+        let backing_off: Agent = serde_json::from_str(
+            r#"{"kind": "DaemonAgent", "namespace": "default", "name": "echo-bot",
+                "status": {"phase": "CrashLoopBackOff", "restartCount": 3, "upSince": null,
+                           "restartDelaySeconds": 8.0, "reason": "exited with code 1"}}"#,
+        )
+        .unwrap();
+        let text = describe(&backing_off, now);
+        for expected in [
+            "Phase:           CrashLoopBackOff (back-off 8s)\n",
+            "Uptime:          -\n",
+            "Reason:          exited with code 1\n",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
     }
 }

@@ -1,0 +1,354 @@
+//! One daemon on one revision: start its process, feed its output to the logs, and restart
+//! it per its policy until it is told to stop.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use clrk_api::{DaemonAgentSpec, Resource};
+use clrk_dispatch::logs::LogSource;
+use clrk_dispatch::{Dispatcher, RevisionShape, STOP_GRACE};
+use clrk_sandbox::Sandbox;
+use clrk_store::{
+    DaemonPhase, DaemonState, ExecutionEnd, ExecutionStatus, NewExecution, Revision, Store,
+    StoreError,
+};
+use tokio_util::sync::CancellationToken;
+
+use super::policy::{AfterExit, BACKOFF_RESET_AFTER, after_exit, backoff};
+
+/// The trigger recorded on every daemon run.
+pub const DAEMON_TRIGGER: &str = "daemon";
+/// How long the log pumps may take to reach EOF once the process is gone.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+
+/// The supervision of one daemon on one revision.
+pub(crate) struct Daemon {
+    pub store: Store,
+    pub dispatcher: Dispatcher,
+    pub namespace: String,
+    pub name: String,
+    pub revision: Revision,
+    /// Cancelled when the agent is deleted, replaced by a new revision, or clrk stops.
+    pub cancel: CancellationToken,
+    /// Cancelled only when clrk stops, to tell that apart in the records.
+    pub shutdown: CancellationToken,
+}
+
+/// How one process ended.
+enum End {
+    Exited(i32),
+    /// Stopped at `maxLifetimeSeconds`; it exited with this code.
+    Lifetime(i32),
+    /// Stopped by clrk (delete, new revision, shutdown).
+    Cancelled,
+    /// Never started, or lost.
+    Failed(String),
+}
+
+impl Daemon {
+    /// Runs the daemon until its policy says it stays down or it is cancelled. `previous`,
+    /// the supervision this one replaces, is waited for first, so two processes of one
+    /// daemon never overlap.
+    pub async fn supervise(self, previous: Option<tokio::task::JoinHandle<()>>) {
+        if let Some(previous) = previous {
+            let _ = previous.await;
+        }
+        if self.cancel.is_cancelled() {
+            return;
+        }
+        let shape = match RevisionShape::from_revision(&self.revision) {
+            Ok(shape) => shape,
+            Err(error) => {
+                tracing::error!(%error, revision = %self.revision.name, "daemon revision unreadable");
+                return;
+            }
+        };
+        let mut state = self.initial_state();
+        let mut short_runs = 0u32;
+        loop {
+            let Some(spec) = self.spec() else { return };
+            let run_id = uuid::Uuid::new_v4().to_string();
+            state.phase = DaemonPhase::Pending;
+            state.run_id = Some(run_id.clone());
+            state.up_since = None;
+            state.restart_delay_ms = None;
+            state.next_restart_at = None;
+            self.save(&state);
+            let started_at = Utc::now();
+            let end = self.run_once(&spec, &shape, &run_id, &mut state).await;
+            let ran_for = (Utc::now() - started_at).to_std().unwrap_or_default();
+            let exit_code = match &end {
+                End::Cancelled => return,
+                End::Exited(code) | End::Lifetime(code) => *code,
+                End::Failed(_) => -1,
+            };
+            state.up_since = None;
+            state.last_exit_code = (exit_code >= 0).then_some(exit_code);
+            let decision = match &end {
+                End::Failed(reason) => match after_exit(
+                    spec.restart_policy,
+                    1,
+                    state.restart_count,
+                    spec.max_restarts,
+                ) {
+                    AfterExit::Restart => AfterExit::Restart,
+                    AfterExit::Stop(_) => AfterExit::Stop(reason.clone()),
+                },
+                _ => after_exit(
+                    spec.restart_policy,
+                    exit_code,
+                    state.restart_count,
+                    spec.max_restarts,
+                ),
+            };
+            if let AfterExit::Stop(reason) = decision {
+                tracing::info!(namespace = %self.namespace, daemon = %self.name, %reason, "daemon stopped");
+                state.phase = DaemonPhase::Stopped;
+                state.reason = Some(reason);
+                self.save(&state);
+                return;
+            }
+            if ran_for >= BACKOFF_RESET_AFTER {
+                short_runs = 0;
+            }
+            let delay = backoff(short_runs);
+            short_runs = short_runs.saturating_add(1);
+            state.phase = if ran_for >= BACKOFF_RESET_AFTER {
+                DaemonPhase::Pending
+            } else {
+                DaemonPhase::CrashLoopBackOff
+            };
+            state.reason = Some(match &end {
+                End::Failed(reason) => reason.clone(),
+                End::Lifetime(code) => format!(
+                    "stopped after maxLifetimeSeconds ({}s), exited with code {code}",
+                    spec.max_lifetime_seconds
+                ),
+                _ => format!("exited with code {exit_code}"),
+            });
+            state.restart_delay_ms = Some(delay.as_millis() as u64);
+            state.next_restart_at = chrono::Duration::from_std(delay)
+                .ok()
+                .map(|d| Utc::now() + d);
+            self.save(&state);
+            tracing::info!(namespace = %self.namespace, daemon = %self.name, exit_code,
+                delay_ms = delay.as_millis() as u64, restarts = state.restart_count, "daemon restarting");
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = self.cancel.cancelled() => return,
+            }
+            state.restart_count = state.restart_count.saturating_add(1);
+        }
+    }
+
+    /// The stored state when it belongs to this revision (restarts carry over a server
+    /// restart), else a fresh one.
+    fn initial_state(&self) -> DaemonState {
+        let fresh = DaemonState {
+            revision: self.revision.name.clone(),
+            phase: DaemonPhase::Pending,
+            restart_count: 0,
+            up_since: None,
+            run_id: None,
+            last_exit_code: None,
+            reason: None,
+            restart_delay_ms: None,
+            next_restart_at: None,
+        };
+        match self.store.daemon_state(&self.namespace, &self.name) {
+            Ok(Some(state)) if state.revision == self.revision.name => state,
+            Ok(_) => fresh,
+            Err(error) => {
+                tracing::warn!(%error, daemon = %self.name, "reading daemon state");
+                fresh
+            }
+        }
+    }
+
+    /// The current spec, read at every start so restart settings apply without a new
+    /// revision; `None` once the agent is gone or no longer on this revision.
+    fn spec(&self) -> Option<DaemonAgentSpec> {
+        let agent = self.store.get_agent(&self.namespace, &self.name).ok()??;
+        if agent.latest_revision.as_ref()?.name != self.revision.name {
+            return None;
+        }
+        match Resource::from_stored(&agent.spec).ok()? {
+            Resource::DaemonAgent(daemon) => Some(daemon.spec),
+            _ => None,
+        }
+    }
+
+    fn save(&self, state: &DaemonState) {
+        match self
+            .store
+            .set_daemon_state(&self.namespace, &self.name, state)
+        {
+            Ok(()) | Err(StoreError::AgentNotFound { .. }) => {}
+            Err(error) => {
+                tracing::error!(%error, daemon = %self.name, "could not record daemon state")
+            }
+        }
+    }
+
+    /// Starts one process, records it as an execution, and waits for its end.
+    async fn run_once(
+        &self,
+        spec: &DaemonAgentSpec,
+        shape: &RevisionShape,
+        run_id: &str,
+        state: &mut DaemonState,
+    ) -> End {
+        let record = NewExecution {
+            id: run_id.to_string(),
+            namespace: self.namespace.clone(),
+            agent: self.name.clone(),
+            revision: self.revision.name.clone(),
+            trigger: DAEMON_TRIGGER.to_string(),
+            started_at: Utc::now(),
+        };
+        if let Err(error) = self.store.start_execution(&record) {
+            // The agent was deleted meanwhile; the next spec read ends the loop.
+            tracing::debug!(%error, daemon = %self.name, "daemon run not recorded");
+            return End::Failed(format!("could not record the run: {error}"));
+        }
+        let sandbox = self
+            .dispatcher
+            .start_sandbox(
+                &self.namespace,
+                &self.name,
+                &spec.worker_pool_ref,
+                shape,
+                clrk_dispatch::dispatcher::sandbox_id(run_id),
+            )
+            .await;
+        let end = match sandbox {
+            Err(reason) => End::Failed(reason),
+            Ok(sandbox) => {
+                state.phase = DaemonPhase::Running;
+                state.up_since = Some(Utc::now());
+                state.reason = None;
+                self.save(state);
+                tracing::info!(namespace = %self.namespace, daemon = %self.name, run = run_id,
+                    restarts = state.restart_count, "daemon running");
+                self.watch(sandbox, spec.max_lifetime_seconds, run_id).await
+            }
+        };
+        self.record(run_id, &end);
+        end
+    }
+
+    /// Feeds the process's output to the logs and waits for it to exit, its lifetime to
+    /// run out, or a stop.
+    async fn watch(&self, mut sandbox: Sandbox, max_lifetime_seconds: u64, run_id: &str) -> End {
+        // No stdin for daemons: EOF at once.
+        drop(sandbox.take_stdin());
+        let mut pumps = Vec::new();
+        for (stream, reader) in [
+            ("stdout", sandbox.take_stdout().map(box_reader)),
+            ("stderr", sandbox.take_stderr().map(box_reader)),
+        ] {
+            let Some(reader) = reader else { continue };
+            let logs = self.dispatcher.logs().clone();
+            let source = LogSource {
+                namespace: self.namespace.clone(),
+                agent: self.name.clone(),
+                execution_id: run_id.to_string(),
+                stream,
+            };
+            pumps.push(tokio::spawn(async move { logs.pump(reader, source).await }));
+        }
+        let lifetime = async {
+            match max_lifetime_seconds {
+                0 => std::future::pending().await,
+                secs => tokio::time::sleep(Duration::from_secs(secs)).await,
+            }
+        };
+        enum Why {
+            Exited(Result<i32, String>),
+            Lifetime,
+            Cancelled,
+        }
+        let why = tokio::select! {
+            code = sandbox.wait() => Why::Exited(code.map_err(|e| e.to_string())),
+            _ = lifetime => Why::Lifetime,
+            _ = self.cancel.cancelled() => Why::Cancelled,
+        };
+        let end = match why {
+            Why::Exited(Ok(code)) => End::Exited(code),
+            Why::Exited(Err(reason)) => {
+                self.stop(&mut sandbox).await;
+                End::Failed(format!("lost track of the sandbox: {reason}"))
+            }
+            Why::Lifetime => {
+                self.stop(&mut sandbox).await;
+                match sandbox.wait().await {
+                    Ok(code) => End::Lifetime(code),
+                    Err(error) => End::Failed(format!("lost track of the sandbox: {error}")),
+                }
+            }
+            Why::Cancelled => {
+                self.stop(&mut sandbox).await;
+                End::Cancelled
+            }
+        };
+        for pump in pumps {
+            let _ = tokio::time::timeout(DRAIN_DEADLINE, pump).await;
+        }
+        if let Err(error) = sandbox.remove().await {
+            tracing::warn!(%error, sandbox = %sandbox.id, "could not delete sandbox");
+        }
+        end
+    }
+
+    /// SIGTERM, [`STOP_GRACE`], SIGKILL, delete.
+    async fn stop(&self, sandbox: &mut Sandbox) {
+        if let Err(error) = sandbox.stop(STOP_GRACE).await {
+            tracing::error!(%error, sandbox = %sandbox.id, "could not stop sandbox");
+        }
+    }
+
+    fn record(&self, run_id: &str, end: &End) {
+        let (status, exit_code, reason) = match end {
+            End::Exited(0) => (ExecutionStatus::Succeeded, Some(0), None),
+            End::Exited(code) => (
+                ExecutionStatus::Failed,
+                Some(*code),
+                Some(format!("daemon exited with code {code}")),
+            ),
+            End::Lifetime(code) => (
+                ExecutionStatus::Succeeded,
+                Some(*code),
+                Some("stopped at maxLifetimeSeconds".to_string()),
+            ),
+            End::Cancelled if self.shutdown.is_cancelled() => (
+                ExecutionStatus::Failed,
+                None,
+                Some("stopped: clrk is shutting down".to_string()),
+            ),
+            End::Cancelled => (
+                ExecutionStatus::Failed,
+                None,
+                Some("stopped: the agent was deleted or a new revision replaced it".to_string()),
+            ),
+            End::Failed(reason) => (ExecutionStatus::Failed, None, Some(reason.clone())),
+        };
+        let end = ExecutionEnd {
+            status,
+            exit_code,
+            reason,
+            ended_at: Utc::now(),
+        };
+        match self.store.finish_execution(run_id, &end) {
+            Ok(()) | Err(StoreError::ExecutionNotFound(_)) => {}
+            Err(error) => {
+                tracing::error!(%error, run = run_id, "could not record the end of a daemon run")
+            }
+        }
+    }
+}
+
+fn box_reader(
+    reader: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+) -> Box<dyn tokio::io::AsyncRead + Unpin + Send> {
+    Box::new(reader)
+}
