@@ -26,6 +26,6 @@ if [ "$rust_minor" -lt 85 ]; then
   exit 1
 fi
 
-# The host-rootfs example refers to its agent by this absolute path.
+# The host-rootfs examples refer to their agents by this absolute path.
 install -d /usr/local/share/clrk/examples
-cp -r examples/word-count /usr/local/share/clrk/examples/
+cp -r examples/. /usr/local/share/clrk/examples/

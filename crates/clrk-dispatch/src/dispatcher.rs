@@ -2,6 +2,7 @@
 //! revision, runs it in a fresh sandbox and reports its stdout and outcome as events.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -11,7 +12,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use clrk_api::{DeliveryMode, Resource, RuntimeName};
 use clrk_image::ImageStore;
-use clrk_sandbox::{Runtime, Sandbox};
+use clrk_sandbox::{Network, Runtime, Sandbox};
 use clrk_store::{ExecutionEnd, ExecutionStatus, NewExecution, Revision, RevisionState, Store};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::{Notify, mpsc};
@@ -21,6 +22,7 @@ use crate::envelope::{RequestData, Trigger};
 use crate::error::DispatchError;
 use crate::launch;
 use crate::logs::{LogBus, LogSource};
+use crate::metadata::{AgentResponse, MetadataService};
 use crate::revision::RevisionShape;
 
 /// SIGTERM-to-SIGKILL grace when an execution is stopped (SPEC §4).
@@ -46,6 +48,8 @@ pub struct Invocation {
 #[derive(Debug)]
 pub enum ExecEvent {
     Stdout(Bytes),
+    /// Metadata mode: what the agent posted to `/v1/response`.
+    Response(AgentResponse),
     Finished(Outcome),
 }
 
@@ -57,6 +61,8 @@ pub enum Outcome {
     TimedOut(Duration),
     /// It never ran or was stopped by clrk (sandbox failure, shutdown).
     Failed(String),
+    /// Metadata mode: it exited 0 without posting a response.
+    NoResponse,
 }
 
 /// An execution that has been accepted; its events arrive on `events`.
@@ -92,6 +98,7 @@ struct Inner {
     live: Mutex<HashMap<String, (String, String, CancellationToken)>>,
     shutdown: CancellationToken,
     drained: Notify,
+    metadata: MetadataService,
 }
 
 impl Dispatcher {
@@ -115,8 +122,15 @@ impl Dispatcher {
                 live: Mutex::new(HashMap::new()),
                 shutdown: CancellationToken::new(),
                 drained: Notify::new(),
+                metadata: MetadataService::default(),
             }),
         }
+    }
+
+    /// The metadata service Metadata-mode executions are registered with; the server serves
+    /// its router on the metadata addresses.
+    pub fn metadata(&self) -> &MetadataService {
+        &self.inner.metadata
     }
 
     /// The log bus executions write to.
@@ -152,9 +166,6 @@ impl Dispatcher {
         };
         let revision = ready_revision(&inv, agent.latest_revision)?;
         let shape = RevisionShape::from_revision(&revision)?;
-        if shape.delivery_mode() == DeliveryMode::Metadata {
-            return Err(DispatchError::UnsupportedDelivery("Metadata".into()));
-        }
         let runtime = self.runtime_for(&inv.namespace, &inv.name, &task.spec.worker_pool_ref)?;
         let slot = self.acquire(&inv, task.spec.max_concurrent)?;
 
@@ -167,9 +178,7 @@ impl Dispatcher {
             request: inv.request,
             time: Utc::now(),
         };
-        let mut envelope = serde_json::to_vec(&trigger.envelope()?)
-            .map_err(|e| DispatchError::Internal(e.to_string()))?;
-        envelope.push(b'\n');
+        let envelope = trigger.envelope()?;
 
         self.inner
             .store
@@ -202,6 +211,7 @@ impl Dispatcher {
             execution_id: inv.execution_id.clone(),
             namespace: inv.namespace.clone(),
             agent: inv.name.clone(),
+            mode: shape.delivery_mode(),
             shape,
             runtime,
             envelope,
@@ -269,6 +279,7 @@ impl Dispatcher {
             shape,
             sandbox_id,
             &self.inner.config.masked_paths,
+            Network::None,
         )
         .await
     }
@@ -368,7 +379,8 @@ struct Run {
     agent: String,
     shape: RevisionShape,
     runtime: Runtime,
-    envelope: Vec<u8>,
+    mode: DeliveryMode,
+    envelope: serde_json::Value,
     timeout: Duration,
     cancel: CancellationToken,
 }
@@ -409,26 +421,45 @@ impl Run {
             Ok(sandbox) => sandbox,
             Err(reason) => return (Outcome::Failed(reason), None),
         };
+        let metadata = self.mode == DeliveryMode::Metadata;
         let stdin = sandbox.take_stdin();
-        let envelope = self.envelope.clone();
+        let envelope = self.stdin_envelope();
         tokio::spawn(async move {
-            if let Some(mut stdin) = stdin {
-                // An agent that exits without reading its input closes the pipe: not an error.
+            // Metadata mode closes stdin at once; an agent that exits without reading its
+            // input closes the pipe: not an error.
+            if let (Some(mut stdin), Some(envelope)) = (stdin, envelope) {
                 let _ = stdin.write_all(&envelope).await;
                 let _ = stdin.shutdown().await;
             }
         });
-        let stderr = sandbox.take_stderr().map(|stderr| {
-            let logs = self.dispatcher.inner.logs.clone();
-            let source = LogSource {
-                namespace: self.namespace.clone(),
-                agent: self.agent.clone(),
-                execution_id: self.execution_id.clone(),
-                stream: "stderr",
-            };
-            tokio::spawn(async move { logs.pump(stderr, source).await })
-        });
-        let stdout = sandbox.take_stdout();
+        let mut pumps = Vec::new();
+        if let Some(stderr) = sandbox.take_stderr() {
+            pumps.push(self.pump_logs(stderr, "stderr"));
+        }
+        let mut stdout = sandbox.take_stdout();
+        if metadata && let Some(out) = stdout.take() {
+            pumps.push(self.pump_logs(out, "stdout"));
+        }
+        let (registration, responder) = match (metadata, sandbox.addresses()) {
+            (true, Some(addresses)) => {
+                let (registration, answer) = self.dispatcher.inner.metadata.register(
+                    &[IpAddr::V4(addresses.v4), IpAddr::V6(addresses.v6)],
+                    self.envelope.clone(),
+                );
+                let tx = tx.clone();
+                let responder = tokio::spawn(async move {
+                    match answer.await {
+                        Ok(response) => {
+                            let _ = tx.send(ExecEvent::Response(response)).await;
+                            true
+                        }
+                        Err(_) => false,
+                    }
+                });
+                (Some(registration), Some(responder))
+            }
+            _ => (None, None),
+        };
 
         enum End {
             Exited(i32),
@@ -469,26 +500,69 @@ impl Run {
                 Outcome::Failed(format!("lost track of the sandbox: {reason}"))
             }
         };
-        if let Some(stderr) = stderr {
-            // stderr reaches EOF once every process of the sandbox is gone.
-            let _ = tokio::time::timeout(Duration::from_secs(5), stderr).await;
+        for pump in pumps {
+            // Output reaches EOF once every process of the sandbox is gone.
+            let _ = tokio::time::timeout(Duration::from_secs(5), pump).await;
         }
+        // Once unregistered the responder learns whether an answer came.
+        drop(registration);
+        let responded = match responder {
+            Some(responder) => responder.await.unwrap_or(false),
+            None => !metadata,
+        };
+        let outcome = match outcome {
+            Outcome::Exited(0) if !responded => Outcome::NoResponse,
+            other => other,
+        };
         match outcome {
-            Outcome::Exited(_) => (outcome, Some(sandbox)),
+            Outcome::Exited(_) | Outcome::NoResponse => (outcome, Some(sandbox)),
             _ => (outcome, None),
         }
     }
 
     async fn start(&self) -> Result<Sandbox, String> {
         let inner = &self.dispatcher.inner;
+        // Only Metadata-mode agents need a network today: the others stay at
+        // `--network=none`, which is both safer and faster to start.
+        let network = match self.mode {
+            DeliveryMode::Metadata => Network::Metadata,
+            _ => Network::None,
+        };
         launch::start_sandbox(
             &inner.images,
             &self.runtime,
             &self.shape,
             sandbox_id(&self.execution_id),
             &inner.config.masked_paths,
+            network,
         )
         .await
+    }
+
+    /// The envelope for stdin, newline-terminated; `None` in Metadata mode.
+    fn stdin_envelope(&self) -> Option<Vec<u8>> {
+        if self.mode == DeliveryMode::Metadata {
+            return None;
+        }
+        let mut bytes = serde_json::to_vec(&self.envelope).expect("an envelope serialises");
+        bytes.push(b'\n');
+        Some(bytes)
+    }
+
+    /// Copies one of the sandbox's output streams into the execution's logs.
+    fn pump_logs(
+        &self,
+        stream: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+        name: &'static str,
+    ) -> tokio::task::JoinHandle<()> {
+        let logs = self.dispatcher.inner.logs.clone();
+        let source = LogSource {
+            namespace: self.namespace.clone(),
+            agent: self.agent.clone(),
+            execution_id: self.execution_id.clone(),
+            stream: name,
+        };
+        tokio::spawn(async move { logs.pump(stream, source).await })
     }
 
     async fn stop(&self, sandbox: &mut Sandbox) {
@@ -514,6 +588,11 @@ impl Run {
                 )),
             ),
             Outcome::Failed(reason) => (ExecutionStatus::Failed, None, Some(reason.clone())),
+            Outcome::NoResponse => (
+                ExecutionStatus::Failed,
+                Some(0),
+                Some("exited 0 without posting a response to $CLRK_METADATA_URL/response".into()),
+            ),
         };
         let end = ExecutionEnd {
             status,

@@ -29,8 +29,6 @@ pub enum DispatchError {
     },
     #[error("execution id {0} was already used: send a new X-Clrk-Execution-ID")]
     DuplicateExecution(String),
-    #[error("delivery mode {0} is not supported by this version of clrk; use Stdin")]
-    UnsupportedDelivery(String),
     #[error("clrk is shutting down; retry against the restarted server")]
     ShuttingDown,
     #[error("store: {0}")]
@@ -53,7 +51,6 @@ impl DispatchError {
             }
             DispatchError::TooManyExecutions { .. } => StatusCode::TOO_MANY_REQUESTS,
             DispatchError::DuplicateExecution(_) => StatusCode::CONFLICT,
-            DispatchError::UnsupportedDelivery(_) => StatusCode::NOT_IMPLEMENTED,
             DispatchError::Store(_) | DispatchError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

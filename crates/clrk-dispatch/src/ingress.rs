@@ -14,6 +14,7 @@ use http_body::Frame;
 use crate::dispatcher::{Dispatcher, ExecEvent, Invocation, Outcome, Started};
 use crate::envelope::{self, RequestData, response_event};
 use crate::error::DispatchError;
+use crate::metadata::AgentResponse;
 
 /// Largest request body accepted (SPEC §4).
 pub const MAX_BODY: usize = 32 * 1024 * 1024;
@@ -114,14 +115,18 @@ async fn streamed_response(mut started: Started) -> Response {
     match first {
         Some(ExecEvent::Stdout(chunk)) => {
             let rest = futures::stream::unfold(started.events, |mut events| async move {
-                match events.recv().await? {
-                    ExecEvent::Stdout(bytes) => {
-                        Some((Ok::<_, Infallible>(Frame::data(bytes)), events))
-                    }
-                    ExecEvent::Finished(outcome) => {
-                        let mut trailers = HeaderMap::new();
-                        trailers.insert(EXIT_CODE_HEADER, exit_code_value(&outcome));
-                        Some((Ok(Frame::trailers(trailers)), events))
+                loop {
+                    match events.recv().await? {
+                        ExecEvent::Stdout(bytes) => {
+                            return Some((Ok::<_, Infallible>(Frame::data(bytes)), events));
+                        }
+                        // Only Metadata-mode agents answer this way, and they stream nothing.
+                        ExecEvent::Response(_) => continue,
+                        ExecEvent::Finished(outcome) => {
+                            let mut trailers = HeaderMap::new();
+                            trailers.insert(EXIT_CODE_HEADER, exit_code_value(&outcome));
+                            return Some((Ok(Frame::trailers(trailers)), events));
+                        }
                     }
                 }
             });
@@ -141,6 +146,7 @@ async fn streamed_response(mut started: Started) -> Response {
             );
             with_id(response, &id)
         }
+        Some(ExecEvent::Response(answer)) => answered_response(answer, &id),
         Some(ExecEvent::Finished(outcome)) => finished_response(&outcome, Bytes::new(), &id),
         None => finished_response(
             &Outcome::Failed("the execution ended without a result".into()),
@@ -166,6 +172,7 @@ async fn wrapped_response(mut started: Started) -> Response {
                 }
                 stdout.extend_from_slice(&bytes);
             }
+            ExecEvent::Response(answer) => stdout = answer.body.to_vec(),
             ExecEvent::Finished(end) => {
                 outcome = end;
                 break;
@@ -183,6 +190,19 @@ async fn wrapped_response(mut started: Started) -> Response {
         HeaderValue::from_static(CLOUDEVENTS_JSON),
     );
     with_id(response, &id)
+}
+
+/// Metadata mode: the agent's posted body, with its own Content-Type.
+fn answered_response(answer: AgentResponse, id: &str) -> Response {
+    let content_type = answer
+        .content_type
+        .and_then(|ct| HeaderValue::from_str(&ct).ok())
+        .unwrap_or_else(|| HeaderValue::from_static("application/octet-stream"));
+    let mut response = (StatusCode::OK, answer.body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, content_type);
+    with_id(response, id)
 }
 
 fn finished_response(outcome: &Outcome, body: Bytes, id: &str) -> Response {
@@ -216,6 +236,11 @@ fn finished_response(outcome: &Outcome, body: Bytes, id: &str) -> Response {
         Outcome::Failed(reason) => {
             (StatusCode::INTERNAL_SERVER_ERROR, format!("{reason}\n")).into_response()
         }
+        Outcome::NoResponse => (
+            StatusCode::BAD_GATEWAY,
+            "the agent exited 0 without posting a response to $CLRK_METADATA_URL/response\n",
+        )
+            .into_response(),
     };
     response.headers_mut().remove(header::CONTENT_LENGTH);
     with_id(response, id)
@@ -226,6 +251,7 @@ fn exit_code_value(outcome: &Outcome) -> HeaderValue {
         Outcome::Exited(code) => HeaderValue::from(*code),
         Outcome::TimedOut(_) => HeaderValue::from_static("timeout"),
         Outcome::Failed(_) => HeaderValue::from_static("failed"),
+        Outcome::NoResponse => HeaderValue::from(0),
     }
 }
 

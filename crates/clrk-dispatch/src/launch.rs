@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use clrk_api::{ContainerSpec, Resources};
 use clrk_image::{ImageConfig, ImageRef, ImageStore, Rootfs};
-use clrk_sandbox::{Runtime, Sandbox, SandboxSpec};
+use clrk_sandbox::{Network, Runtime, Sandbox, SandboxSpec};
 
 use crate::revision::RevisionShape;
 
@@ -91,6 +91,7 @@ pub struct Launch<'a> {
     pub rootfs: &'a Rootfs,
     /// Host paths hidden inside host-rootfs sandboxes (data dir, `$CLRK_DIR`).
     pub masked_paths: &'a [PathBuf],
+    pub network: Network,
 }
 
 impl Launch<'_> {
@@ -124,7 +125,7 @@ impl Launch<'_> {
             memory_bytes: self.resources.memory.bytes(),
             cpu_millis: self.resources.cpu.millis(),
             hostname: "clrk".to_string(),
-            network: clrk_sandbox::Network::None,
+            network: self.network,
         })
     }
 }
@@ -138,6 +139,7 @@ pub async fn start_sandbox(
     shape: &RevisionShape,
     sandbox_id: String,
     masked_paths: &[PathBuf],
+    network: Network,
 ) -> Result<Sandbox, String> {
     let image = shape.image.clone();
     let reference: ImageRef = image
@@ -156,6 +158,7 @@ pub async fn start_sandbox(
         image: &shape.image.config,
         rootfs: &rootfs,
         masked_paths,
+        network,
     };
     let spec = launch.spec()?;
     runtime

@@ -11,6 +11,7 @@ pub mod error;
 pub mod ingress;
 pub mod launch;
 pub mod logs;
+pub mod metadata;
 pub mod revision;
 
 pub use dispatcher::{Dispatcher, DispatcherConfig, ExecEvent, Invocation, Outcome, STOP_GRACE};

@@ -9,7 +9,7 @@
 
 use crate::SandboxError;
 use crate::host_tool::{self, NFT};
-use crate::network::{METADATA_V4, METADATA_V6, SandboxAddresses, VETH_PREFIX};
+use crate::network::{METADATA_PORT, METADATA_V4, METADATA_V6, SandboxAddresses, VETH_PREFIX};
 
 /// The table, in the `inet` family so one set of chains covers IPv4 and IPv6.
 pub(crate) const TABLE: &str = "inet clrk";
@@ -17,6 +17,8 @@ pub(crate) const TABLE: &str = "inet clrk";
 const SET_V4: &str = "sandbox_v4";
 /// Set of (host veth name, sandbox IPv6 address) pairs.
 const SET_V6: &str = "sandbox_v6";
+/// Map of host veth name → port of the clrk process whose sandbox it is.
+const PORT_MAP: &str = "metadata_port";
 
 /// The whole table as one `nft -f` transaction. Declaring existing objects is a no-op and the
 /// chains are flushed before their rules are added, so applying it again (another clrk
@@ -27,13 +29,18 @@ fn ruleset() -> String {
         "table {TABLE} {{
   set {SET_V4} {{ type ifname . ipv4_addr; }}
   set {SET_V6} {{ type ifname . ipv6_addr; }}
+  map {PORT_MAP} {{ type ifname : inet_service; }}
+  chain prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}
   chain input {{ type filter hook input priority filter - 10; policy accept; }}
   chain forward {{ type filter hook forward priority filter - 10; policy accept; }}
   chain sandbox_in {{ }}
 }}
+flush chain {TABLE} prerouting
 flush chain {TABLE} input
 flush chain {TABLE} forward
 flush chain {TABLE} sandbox_in
+add rule {TABLE} prerouting iifname {veths} ip daddr {METADATA_V4} tcp dport {METADATA_PORT} redirect to : iifname map @{PORT_MAP}
+add rule {TABLE} prerouting iifname {veths} ip6 daddr {METADATA_V6} tcp dport {METADATA_PORT} redirect to : iifname map @{PORT_MAP}
 add rule {TABLE} input iifname {veths} jump sandbox_in
 add rule {TABLE} forward iifname {veths} drop
 add rule {TABLE} forward oifname {veths} drop
@@ -58,6 +65,14 @@ fn elements(verb: &str, veth: &str, addrs: SandboxAddresses) -> String {
     )
 }
 
+/// The `nft` command pointing `veth`'s metadata connections at `port`.
+fn port_element(verb: &str, veth: &str, port: Option<u16>) -> String {
+    match port {
+        Some(port) => format!("{verb} element {TABLE} {PORT_MAP} {{ \"{veth}\" : {port} }}\n"),
+        None => format!("{verb} element {TABLE} {PORT_MAP} {{ \"{veth}\" }}\n"),
+    }
+}
+
 /// Creates or refreshes the table; idempotent, safe while sandboxes run.
 pub(crate) fn ensure() -> Result<(), SandboxError> {
     host_tool::run(NFT, &["-f", "-"], Some(&ruleset()))?;
@@ -65,9 +80,15 @@ pub(crate) fn ensure() -> Result<(), SandboxError> {
     Ok(())
 }
 
-/// Lets packets from `veth` with source `addrs` through to the metadata addresses.
-pub(crate) fn allow(veth: &str, addrs: SandboxAddresses) -> Result<(), SandboxError> {
-    host_tool::run(NFT, &["-f", "-"], Some(&elements("add", veth, addrs))).map(drop)
+/// Lets packets from `veth` with source `addrs` through to the metadata addresses, with
+/// port 80 redirected to `metadata_port`.
+pub(crate) fn allow(
+    veth: &str,
+    addrs: SandboxAddresses,
+    metadata_port: u16,
+) -> Result<(), SandboxError> {
+    let batch = elements("add", veth, addrs) + &port_element("add", veth, Some(metadata_port));
+    host_tool::run(NFT, &["-f", "-"], Some(&batch)).map(drop)
 }
 
 /// Removes what [`allow`] added; elements already gone are fine (they go in one transaction,
@@ -76,7 +97,7 @@ pub(crate) fn revoke(veth: &str, addrs: SandboxAddresses) -> Result<(), SandboxE
     host_tool::run_tolerating(
         NFT,
         &["-f", "-"],
-        Some(&elements("delete", veth, addrs)),
+        Some(&(elements("delete", veth, addrs) + &port_element("delete", veth, None))),
         &["No such file or directory"],
     )
     .map(drop)
@@ -109,7 +130,7 @@ mod tests {
     #[test]
     fn reapplying_flushes_the_chains_but_never_the_sets() {
         let rules = ruleset();
-        assert_eq!(rules.matches("flush chain").count(), 3);
+        assert_eq!(rules.matches("flush chain").count(), 4);
         assert!(!rules.contains("flush set") && !rules.contains("delete"));
     }
 

@@ -29,6 +29,8 @@ use crate::host_tool::{self, IP};
 pub const METADATA_V4: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
 /// The metadata service's IPv6 address, on the host end of every sandbox's veth.
 pub const METADATA_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
+/// The port `CLRK_METADATA_URL` implies; redirected per sandbox to its clrk's service.
+pub const METADATA_PORT: u16 = 80;
 /// Name prefix of every host veth end clrk creates; the firewall matches on it.
 pub(crate) const VETH_PREFIX: &str = "clrk";
 /// Where `ip netns` keeps named namespaces.
@@ -114,16 +116,19 @@ fn first_slot(id: &str) -> u32 {
 pub(crate) struct NetworkScope {
     /// `clrk-<tag>-`, the start of each of this runtime's namespace names.
     prefix: String,
+    /// Where connections to the metadata service's port 80 are redirected.
+    metadata_port: u16,
 }
 
 impl NetworkScope {
     /// The scope of the runtime whose state lives in `state_dir`.
-    pub(crate) fn new(state_dir: &Path) -> NetworkScope {
+    pub(crate) fn new(state_dir: &Path, metadata_port: u16) -> NetworkScope {
         let dir = std::path::absolute(state_dir).unwrap_or_else(|_| state_dir.to_owned());
         let digest = Sha256::digest(dir.as_os_str().as_encoded_bytes());
         let tag: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
         NetworkScope {
             prefix: format!("clrk-{tag}-"),
+            metadata_port,
         }
     }
 
@@ -155,7 +160,7 @@ impl NetworkScope {
             veth: veth_name(slot),
             addresses: slot_addresses(slot),
         };
-        if let Err(e) = network.configure() {
+        if let Err(e) = network.configure(self.metadata_port) {
             if let Err(error) = network.destroy() {
                 tracing::warn!(id, %error, "could not undo a failed network setup");
             }
@@ -230,7 +235,7 @@ pub(crate) struct SandboxNetwork {
 
 impl SandboxNetwork {
     /// Addresses, routes and firewall elements on both ends of a fresh veth pair.
-    fn configure(&self) -> Result<(), SandboxError> {
+    fn configure(&self, metadata_port: u16) -> Result<(), SandboxError> {
         let (veth, netns) = (&self.veth, &self.netns);
         let SandboxAddresses { v4, v6 } = self.addresses;
         // The alias first: from here on, recovery can find the veth.
@@ -254,7 +259,7 @@ route add {METADATA_V6}/128 dev {PEER}
 "
         );
         host_tool::run(IP, &["-n", netns, "-batch", "-"], Some(&inside))?;
-        firewall::allow(veth, self.addresses)
+        firewall::allow(veth, self.addresses, metadata_port)
     }
 
     /// Removes the firewall elements, the veth pair and the namespace; whatever is already
@@ -363,12 +368,12 @@ mod tests {
 
     #[test]
     fn namespaces_are_named_per_runtime() {
-        let a = NetworkScope::new(Path::new("/var/lib/clrk/sandboxes/runsc"));
-        let b = NetworkScope::new(Path::new("/var/lib/clrk/sandboxes/runc"));
+        let a = NetworkScope::new(Path::new("/var/lib/clrk/sandboxes/runsc"), METADATA_PORT);
+        let b = NetworkScope::new(Path::new("/var/lib/clrk/sandboxes/runc"), METADATA_PORT);
         assert_ne!(a.prefix, b.prefix);
         assert_eq!(
             a.prefix,
-            NetworkScope::new(Path::new("/var/lib/clrk/sandboxes/runsc")).prefix
+            NetworkScope::new(Path::new("/var/lib/clrk/sandboxes/runsc"), METADATA_PORT).prefix
         );
         let path = a.netns_path("clrk-1");
         assert!(path.starts_with(NETNS_DIR));

@@ -57,6 +57,10 @@ pub struct RuntimeConfig {
     /// `<data-dir>/sandboxes`: the runtime's `--root` (`state/`) and the bundles (`bundles/<id>/`).
     /// Owned by one `Runtime`: give runsc and runc different dirs.
     pub state_dir: PathBuf,
+    /// Host port of this clrk's metadata service: a networked sandbox's connections to
+    /// port 80 of the metadata addresses are redirected to it, so several clrk processes on
+    /// one host each serve their own sandboxes.
+    pub metadata_port: u16,
 }
 
 impl RuntimeConfig {
@@ -72,6 +76,7 @@ impl RuntimeConfig {
             kind,
             binary: kind.default_binary().into(),
             state_dir: state_dir.into(),
+            metadata_port: crate::network::METADATA_PORT,
         }
     }
 }
@@ -89,7 +94,7 @@ impl Runtime {
     /// A driver for `cfg`; nothing is touched on disk until it is used.
     pub fn new(cfg: RuntimeConfig) -> Runtime {
         Runtime {
-            network: Arc::new(NetworkScope::new(&cfg.state_dir)),
+            network: Arc::new(NetworkScope::new(&cfg.state_dir, cfg.metadata_port)),
             firewall: Arc::new(OnceCell::new()),
             cli: Arc::new(RuntimeCli {
                 kind: cfg.kind,

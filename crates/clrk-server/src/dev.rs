@@ -89,15 +89,22 @@ pub async fn start(opts: DevOptions) -> Result<Running, ServerError> {
 
     let store = Store::open(&data_dir.join("clrk.db"))?;
     let images = Arc::new(ImageStore::open(&data_dir.join("images"))?);
+    let (metadata_listeners, metadata_port) = crate::metadata_listener::bind().map_err(|e| {
+        ServerError::Internal(format!(
+            "cannot listen on the metadata addresses 169.254.169.254 and fd00:ec2::254: {e}"
+        ))
+    })?;
     let runsc = Runtime::new(RuntimeConfig {
         kind: RuntimeKind::Runsc,
         binary: "runsc".into(),
         state_dir: data_dir.join("sandboxes"),
+        metadata_port,
     });
     let runc = Runtime::new(RuntimeConfig {
         kind: RuntimeKind::Runc,
         binary: "runc".into(),
         state_dir: data_dir.join("sandboxes-runc"),
+        metadata_port,
     });
     crate::recovery::recover(&store, &[&runsc, &runc]).await?;
 
@@ -155,6 +162,16 @@ pub async fn start(opts: DevOptions) -> Result<Running, ServerError> {
     tasks.push(tokio::spawn(serve(ingress, ingress_app)));
     let api_app = crate::api::router(state, endpoints.token.clone());
     tasks.push(tokio::spawn(serve(api, api_app)));
+    for listener in metadata_listeners {
+        let app = dispatcher.metadata().router();
+        tasks.push(tokio::spawn(async move {
+            // The service knows a sandbox by the source address of its connection.
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
+            if let Err(error) = axum::serve(listener, app).await {
+                tracing::error!(%error, "metadata listener stopped");
+            }
+        }));
+    }
     if opts.log_to_terminal {
         tasks.push(tokio::spawn(print_logs(logs)));
     }

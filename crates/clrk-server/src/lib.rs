@@ -11,6 +11,7 @@ pub mod cron;
 pub mod daemons;
 pub mod dev;
 pub mod error;
+pub mod metadata_listener;
 pub mod recovery;
 pub mod state;
 pub mod views;
