@@ -96,6 +96,8 @@ struct Inner {
     active: Mutex<HashMap<(String, String), u32>>,
     /// Executions in flight: id → (namespace, agent, how to stop it).
     live: Mutex<HashMap<String, (String, String, CancellationToken)>>,
+    /// Why an execution was stopped, recorded as its failure reason.
+    stop_reasons: Mutex<HashMap<String, String>>,
     shutdown: CancellationToken,
     drained: Notify,
     metadata: MetadataService,
@@ -120,6 +122,7 @@ impl Dispatcher {
                 config,
                 active: Mutex::new(HashMap::new()),
                 live: Mutex::new(HashMap::new()),
+                stop_reasons: Mutex::new(HashMap::new()),
                 shutdown: CancellationToken::new(),
                 drained: Notify::new(),
                 metadata: MetadataService::default(),
@@ -245,13 +248,16 @@ impl Dispatcher {
         }
     }
 
-    /// Stops every execution of an agent (its sandboxes are stopped and deleted); used when
-    /// the agent is deleted. Returns how many were stopped.
-    pub fn stop_agent(&self, namespace: &str, name: &str) -> usize {
+    /// Stops every execution of an agent (its sandboxes are stopped and deleted), each
+    /// recorded as failed with `reason` (e.g. "stopped: the agent was deleted"). Returns how
+    /// many were stopped.
+    pub fn stop_agent(&self, namespace: &str, name: &str, reason: &str) -> usize {
         let live = self.inner.live.lock().expect("live map");
+        let mut reasons = self.inner.stop_reasons.lock().expect("stop reasons");
         let mut stopped = 0;
-        for (ns, agent, cancel) in live.values() {
+        for (id, (ns, agent, cancel)) in live.iter() {
             if ns == namespace && agent == name {
+                reasons.insert(id.clone(), reason.to_string());
                 cancel.cancel();
                 stopped += 1;
             }
@@ -407,6 +413,12 @@ impl Run {
             .lock()
             .expect("live map")
             .remove(&self.execution_id);
+        // A stop that came too late to matter leaves its reason behind.
+        inner
+            .stop_reasons
+            .lock()
+            .expect("stop reasons")
+            .remove(&self.execution_id);
         inner.drained.notify_waiters();
     }
 
@@ -488,12 +500,14 @@ impl Run {
             }
             End::Cancelled => {
                 self.stop(&mut sandbox).await;
-                let why = if self.dispatcher.inner.shutdown.is_cancelled() {
-                    "stopped: clrk is shutting down"
-                } else {
-                    "stopped: the agent was deleted"
-                };
-                Outcome::Failed(why.into())
+                let reason = self
+                    .dispatcher
+                    .inner
+                    .stop_reasons
+                    .lock()
+                    .expect("stop reasons")
+                    .remove(&self.execution_id);
+                Outcome::Failed(reason.unwrap_or_else(|| "stopped: clrk is shutting down".into()))
             }
             End::Broken(reason) => {
                 self.stop(&mut sandbox).await;

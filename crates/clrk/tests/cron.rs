@@ -181,3 +181,26 @@ async fn bad_schedule_or_zone_fails_apply_naming_the_field() {
         "nothing was applied"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replace_stops_the_running_run_and_says_why() {
+    let dev = Dev::start();
+    dev.apply(&sh_agent(
+        "replacer",
+        "sleep 1000",
+        "  schedule: \"@every 2s\"\n  concurrencyPolicy: Replace",
+    ));
+    let replaced = dev.wait_for("a run replaced by the next tick", || {
+        let runs = futures::executor::block_on(dev.invocations("replacer"));
+        runs.into_iter().find(|r| r["status"] == "Failed")
+    });
+    let reason = replaced["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("Replace"), "{replaced}");
+    // Never two at once: the replaced run is over before its successor starts.
+    let running = futures::executor::block_on(dev.invocations("replacer"))
+        .into_iter()
+        .filter(|r| r["status"] == "Running")
+        .count();
+    assert!(running <= 1, "{running} runs at once");
+    dev.clrk(&["agents", "delete", "replacer"]);
+}

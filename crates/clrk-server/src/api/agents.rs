@@ -56,7 +56,9 @@ pub async fn delete(
         .get_agent(&namespace, &name)?
         .ok_or_else(|| not_found(&namespace, &name))?;
     state.store.delete_agent(&namespace, &name)?;
-    let stopped = state.dispatcher.stop_agent(&namespace, &name);
+    let stopped = state
+        .dispatcher
+        .stop_agent(&namespace, &name, "stopped: the agent was deleted");
     state.agents_changed();
     tracing::info!(%namespace, %name, stopped, "agent deleted");
     Ok(Json(serde_json::json!({
