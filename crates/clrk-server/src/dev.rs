@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clrk_dispatch::{Dispatcher, DispatcherConfig, LogBus};
-use clrk_image::ImageStore;
+use clrk_image::{ImageStore, StoreOptions};
 use clrk_sandbox::{Runtime, RuntimeConfig, RuntimeKind};
 use clrk_store::Store;
 use serde::{Deserialize, Serialize};
@@ -32,6 +32,8 @@ pub struct DevOptions {
     /// Applied at start (`-f FILE`), with the file each came from.
     pub manifests: Vec<(String, Vec<clrk_api::Document>)>,
     pub allow_host_rootfs: bool,
+    /// Registries pulled from over plain HTTP (`--insecure-registry`).
+    pub insecure_registries: Vec<String>,
     /// Print every agent log line to stdout.
     pub log_to_terminal: bool,
 }
@@ -88,7 +90,13 @@ pub async fn start(opts: DevOptions) -> Result<Running, ServerError> {
     let lock = lock_data_dir(data_dir)?;
 
     let store = Store::open(&data_dir.join("clrk.db"))?;
-    let images = Arc::new(ImageStore::open(&data_dir.join("images"))?);
+    let images = Arc::new(ImageStore::open_with(
+        &data_dir.join("images"),
+        StoreOptions {
+            insecure_registries: opts.insecure_registries.clone(),
+            docker_config: None,
+        },
+    )?);
     let (metadata_listeners, metadata_port) = crate::metadata_listener::bind().map_err(|e| {
         ServerError::Internal(format!(
             "cannot listen on the metadata addresses 169.254.169.254 and fd00:ec2::254: {e}"

@@ -95,6 +95,11 @@ pub struct DevArgs {
     /// Manifest file or directory to apply at start (repeatable).
     #[arg(short = 'f', long = "filename", value_name = "FILE")]
     pub files: Vec<PathBuf>,
+
+    /// A registry (`HOST` or `HOST:PORT`) to pull from over plain HTTP instead of HTTPS;
+    /// repeatable. For a registry on this machine, e.g. --insecure-registry localhost:5000.
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
 }
 
 /// Manifest files to read: `-f FILE...` with optional recursion.

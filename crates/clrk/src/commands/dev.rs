@@ -24,6 +24,7 @@ pub async fn run(args: DevArgs, session: &Session) -> anyhow::Result<()> {
         api_addr: args.api,
         manifests: by_source(documents),
         allow_host_rootfs: true,
+        insecure_registries: args.insecure_registries,
         log_to_terminal: true,
     };
     tracing::info!(data_dir = %options.data_dir.display(), ingress = %options.ingress_addr, api = %options.api_addr, "starting clrk dev");

@@ -32,6 +32,11 @@ pub struct Dev {
 impl Dev {
     /// Starts `clrk dev` on free ports and waits until it answers.
     pub fn start() -> Dev {
+        Dev::start_with(&[])
+    }
+
+    /// Starts `clrk dev` with extra arguments.
+    pub fn start_with(extra: &[&str]) -> Dev {
         // Not under /tmp: `host:` sandboxes get a private /tmp, so a CLRK_DIR there would look
         // masked whether or not clrk masks it.
         let dir = tempfile::Builder::new()
@@ -45,7 +50,7 @@ impl Dev {
             api: String::new(),
             token: String::new(),
         };
-        dev.spawn(&[]);
+        dev.spawn(extra);
         dev
     }
 
