@@ -11,20 +11,7 @@ use serde_json::Value;
 
 /// A DaemonAgent running a shell script from the host root filesystem.
 fn sh_daemon(name: &str, script: &str, extra_spec: &str) -> String {
-    let script = serde_json::to_string(script).unwrap();
-    format!(
-        r#"apiVersion: clrk.apoxy.dev/v1alpha1
-kind: DaemonAgent
-metadata:
-  name: {name}
-spec:
-{extra_spec}
-  template:
-    spec:
-      image: "host:"
-      command: ["/bin/sh", "-c", {script}]
-"#
-    )
+    sh_manifest("DaemonAgent", name, script, extra_spec)
 }
 
 /// `clrk agents get NAME -o json`'s status.

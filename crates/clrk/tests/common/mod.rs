@@ -382,10 +382,16 @@ pub fn uuid_like() -> String {
 
 /// A TaskAgent running a shell script from the host root filesystem.
 pub fn sh_agent(name: &str, script: &str, extra_spec: &str) -> String {
+    sh_manifest("TaskAgent", name, script, extra_spec)
+}
+
+/// An agent of `kind` running a shell script from the host root filesystem; `extra_spec`
+/// holds more `spec` lines, indented by two spaces.
+pub fn sh_manifest(kind: &str, name: &str, script: &str, extra_spec: &str) -> String {
     let script = serde_json::to_string(script).unwrap();
     format!(
         r#"apiVersion: clrk.apoxy.dev/v1alpha1
-kind: TaskAgent
+kind: {kind}
 metadata:
   name: {name}
 spec:
