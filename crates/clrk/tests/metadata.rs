@@ -66,9 +66,13 @@ async fn the_metadata_example_answers_through_the_ingress() {
         r.json(),
         serde_json::json!({"word_count": 4, "envelope_id": "meta-1"})
     );
-    // stdout went to the logs, tagged with the execution.
-    let logs = dev.clrk(&["agents", "logs", "metadata-bot"]);
-    let logs = text(&logs.stdout);
+    // stdout went to the logs, tagged with the execution (printed after the answer was
+    // posted, so it may land a moment after the caller's response).
+    let logs = eventually("the agent's stdout in the logs", || async {
+        let logs = text(&dev.clrk(&["agents", "logs", "metadata-bot"]).stdout);
+        logs.contains("answered").then_some(logs)
+    })
+    .await;
     assert!(
         logs.contains("meta-1") && logs.contains("answered meta-1"),
         "{logs}"
@@ -109,9 +113,13 @@ print(json.dumps(report), file=sys.stderr, flush=True)
     assert_eq!(seen["ct"], "text/plain");
     assert_eq!(seen["body"], "some words");
     assert_eq!(seen["put"], 405);
-    // The first answer is taken, a second refused; the agent logged what it got.
-    let logs = dev.clrk(&["agents", "logs", "binary"]);
-    let logs = text(&logs.stdout);
+    // The first answer is taken, a second refused; the agent logs what it got, after the
+    // caller already has its answer, so wait for the line.
+    let logs = eventually("the agent's report in the logs", || async {
+        let logs = text(&dev.clrk(&["agents", "logs", "binary"]).stdout);
+        logs.contains("again").then_some(logs)
+    })
+    .await;
     assert!(
         logs.contains("\"first\": 204") && logs.contains("\"again\": 409"),
         "{logs}"
