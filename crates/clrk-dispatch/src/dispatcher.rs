@@ -25,6 +25,10 @@ use crate::logs::{LogBus, LogSource};
 use crate::metadata::{AgentResponse, MetadataService};
 use crate::revision::RevisionShape;
 
+/// Why a Metadata-mode execution that exited 0 without answering failed (and what its
+/// caller's 502 says).
+pub const NO_RESPONSE: &str =
+    "the agent exited 0 without posting a response to $CLRK_METADATA_URL/response";
 /// SIGTERM-to-SIGKILL grace when an execution is stopped (SPEC §4).
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
 const STDOUT_CHUNK: usize = 64 * 1024;
@@ -602,11 +606,7 @@ impl Run {
                 )),
             ),
             Outcome::Failed(reason) => (ExecutionStatus::Failed, None, Some(reason.clone())),
-            Outcome::NoResponse => (
-                ExecutionStatus::Failed,
-                Some(0),
-                Some("exited 0 without posting a response to $CLRK_METADATA_URL/response".into()),
-            ),
+            Outcome::NoResponse => (ExecutionStatus::Failed, Some(0), Some(NO_RESPONSE.into())),
         };
         let end = ExecutionEnd {
             status,

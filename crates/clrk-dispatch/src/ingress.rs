@@ -11,7 +11,7 @@ use futures::StreamExt as _;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use http_body::Frame;
 
-use crate::dispatcher::{Dispatcher, ExecEvent, Invocation, Outcome, Started};
+use crate::dispatcher::{Dispatcher, ExecEvent, Invocation, NO_RESPONSE, Outcome, Started};
 use crate::envelope::{self, RequestData, response_event};
 use crate::error::DispatchError;
 use crate::metadata::AgentResponse;
@@ -236,11 +236,9 @@ fn finished_response(outcome: &Outcome, body: Bytes, id: &str) -> Response {
         Outcome::Failed(reason) => {
             (StatusCode::INTERNAL_SERVER_ERROR, format!("{reason}\n")).into_response()
         }
-        Outcome::NoResponse => (
-            StatusCode::BAD_GATEWAY,
-            "the agent exited 0 without posting a response to $CLRK_METADATA_URL/response\n",
-        )
-            .into_response(),
+        Outcome::NoResponse => {
+            (StatusCode::BAD_GATEWAY, format!("{NO_RESPONSE}\n")).into_response()
+        }
     };
     response.headers_mut().remove(header::CONTENT_LENGTH);
     with_id(response, id)

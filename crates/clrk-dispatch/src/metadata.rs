@@ -89,21 +89,15 @@ impl MetadataService {
             .with_state(self.clone())
     }
 
+    /// The execution of the sandbox at `peer`; an IPv4 peer may arrive mapped into IPv6 on
+    /// a dual-stack socket.
     fn find(&self, peer: SocketAddr) -> Option<Arc<Live>> {
-        let address = canonical(peer.ip());
+        let address = peer.ip().to_canonical();
         self.live
             .lock()
             .expect("metadata registry")
             .get(&address)
             .cloned()
-    }
-}
-
-/// An IPv4 peer may arrive mapped into IPv6 on a dual-stack socket.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-        v4 => v4,
     }
 }
 
@@ -237,8 +231,19 @@ mod tests {
 
     #[test]
     fn an_ipv4_peer_mapped_into_ipv6_is_the_same_sandbox() {
-        let mapped: IpAddr = "::ffff:169.254.1.2".parse().unwrap();
-        assert_eq!(canonical(mapped), "169.254.1.2".parse::<IpAddr>().unwrap());
+        let service = MetadataService::default();
+        let (_registration, _answer) =
+            service.register(&["169.254.1.2".parse().unwrap()], serde_json::json!({}));
+        assert!(
+            service
+                .find("[::ffff:169.254.1.2]:4000".parse().unwrap())
+                .is_some()
+        );
+        assert!(
+            service
+                .find("[::ffff:169.254.1.3]:4000".parse().unwrap())
+                .is_none()
+        );
     }
 
     #[tokio::test]

@@ -7,6 +7,7 @@ use super::ApiError;
 use crate::apply::{self, ApplyRequest};
 use crate::state::AppState;
 use crate::views;
+use clrk_store::Agent;
 
 pub async fn apply(
     State(state): State<AppState>,
@@ -40,10 +41,7 @@ pub async fn get(
     State(state): State<AppState>,
     Path((namespace, name)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let agent = state
-        .store
-        .get_agent(&namespace, &name)?
-        .ok_or_else(|| not_found(&namespace, &name))?;
+    let agent = find(&state, &namespace, &name)?;
     Ok(Json(views::agent(&state, &agent)?))
 }
 
@@ -51,10 +49,7 @@ pub async fn delete(
     State(state): State<AppState>,
     Path((namespace, name)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let agent = state
-        .store
-        .get_agent(&namespace, &name)?
-        .ok_or_else(|| not_found(&namespace, &name))?;
+    let agent = find(&state, &namespace, &name)?;
     state.store.delete_agent(&namespace, &name)?;
     let stopped = state
         .dispatcher
@@ -76,9 +71,7 @@ pub async fn invocations(
     Path((namespace, name)): Path<(String, String)>,
     Query(q): Query<InvocationsQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    if state.store.get_agent(&namespace, &name)?.is_none() {
-        return Err(not_found(&namespace, &name));
-    }
+    find(&state, &namespace, &name)?;
     let executions = state
         .store
         .executions(&namespace, &name, q.limit.unwrap_or(20).min(1000))?;
@@ -86,7 +79,15 @@ pub async fn invocations(
     Ok(Json(serde_json::json!({ "items": items })))
 }
 
-pub fn not_found(namespace: &str, name: &str) -> ApiError {
+/// The stored agent, or the 404 every agent route answers when there is none.
+pub fn find(state: &AppState, namespace: &str, name: &str) -> Result<Agent, ApiError> {
+    state
+        .store
+        .get_agent(namespace, name)?
+        .ok_or_else(|| not_found(namespace, name))
+}
+
+fn not_found(namespace: &str, name: &str) -> ApiError {
     ApiError(
         StatusCode::NOT_FOUND,
         format!("agent {namespace}/{name} not found: see clrk agents list -A"),

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use tokio::sync::broadcast;
 
 use super::ApiError;
-use super::agents::not_found;
+use super::agents::find;
 use crate::state::AppState;
 use crate::views;
 
@@ -27,9 +27,7 @@ pub async fn logs(
     Path((namespace, name)): Path<(String, String)>,
     Query(q): Query<LogsQuery>,
 ) -> Result<Response, ApiError> {
-    if state.store.get_agent(&namespace, &name)?.is_none() {
-        return Err(not_found(&namespace, &name));
-    }
+    find(&state, &namespace, &name)?;
     // Subscribe before reading the backlog so no line falls between the two.
     let events = state.dispatcher.logs().subscribe();
     let backlog = state.store.logs(
