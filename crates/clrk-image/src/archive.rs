@@ -61,6 +61,18 @@ pub(crate) fn stage(
     kind: ArchiveKind,
     scratch: &Path,
 ) -> Result<StagedArchive, ImageError> {
+    let input = File::open(file).map_err(ImageError::io("open image archive", file))?;
+    stage_from(io::BufReader::new(input), file, kind, scratch)
+}
+
+/// Unpacks the archive read from `input` (named `file` in errors) into a new directory under
+/// `scratch` as an OCI layout: an upload is staged as it arrives, never written whole first.
+pub(crate) fn stage_from(
+    input: impl Read,
+    file: &Path,
+    kind: ArchiveKind,
+    scratch: &Path,
+) -> Result<StagedArchive, ImageError> {
     let not_archive = |reason: String| ImageError::NotAnArchive {
         file: file.to_owned(),
         reason,
@@ -70,12 +82,7 @@ pub(crate) fn stage(
         dir: scratch.join(format!("archive-{}", uuid::Uuid::new_v4().simple())),
     };
     fs::create_dir(&staged.dir).map_err(ImageError::io("create directory", &staged.dir))?;
-    let input = File::open(file).map_err(ImageError::io("open image archive", file))?;
-    match extract::unpack(
-        io::BufReader::new(input),
-        &staged.dir,
-        &file.display().to_string(),
-    ) {
+    match extract::unpack(input, &staged.dir, &file.display().to_string()) {
         Ok(()) => {}
         Err(ImageError::LayerUnreadable { source, .. }) => {
             return Err(not_archive(format!(

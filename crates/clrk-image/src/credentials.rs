@@ -76,11 +76,10 @@ pub(crate) fn lookup(path: Option<&Path>, registry: &str) -> Result<Credentials,
         Err(e) => return Err(unusable(e.to_string())),
     };
     let config: ConfigFile = serde_json::from_slice(&bytes).map_err(|e| unusable(e.to_string()))?;
-    let wanted = canonical_host(registry);
     let Some((key, entry)) = config
         .auths
         .iter()
-        .find(|(key, _)| canonical_host(key) == wanted)
+        .find(|(key, _)| same_registry(key, registry))
     else {
         return Ok(anonymous(format!(
             "no credentials were sent ({} has none for {registry})",
@@ -109,6 +108,19 @@ pub(crate) fn lookup(path: Option<&Path>, registry: &str) -> Result<Credentials,
         ),
         auth: RegistryAuth::Basic(username, password),
     })
+}
+
+/// The `auths` key docker writes for `registry`: Docker Hub's historical URL, else the host.
+pub(crate) fn config_key(registry: &str) -> String {
+    match canonical_host(registry).as_str() {
+        DOCKER_HUB_KEY => "https://index.docker.io/v1/".to_owned(),
+        host => host.to_owned(),
+    }
+}
+
+/// Whether the `auths` key `key` is a spelling of `registry`.
+pub(crate) fn same_registry(key: &str, registry: &str) -> bool {
+    canonical_host(key) == canonical_host(registry)
 }
 
 /// `https://Index.Docker.IO/v1/` → `index.docker.io`; Docker Hub's aliases map to one name.

@@ -65,6 +65,15 @@ pub enum ImageError {
         reason: String,
     },
 
+    /// `clrk registry login` could not confirm the credentials.
+    #[error("login to registry {registry} failed: {reason}")]
+    LoginFailed {
+        /// The registry host.
+        registry: String,
+        /// Why, in the registry's or the network's words.
+        reason: String,
+    },
+
     /// The docker credentials file exists but cannot be used.
     #[error(
         "docker credentials file {} is not usable: {reason}; fix or remove it",

@@ -2,6 +2,7 @@
 //! `docker-archive:`).
 
 use std::fs;
+use std::io;
 use std::path::Path;
 
 use oci_spec::image::ANNOTATION_REF_NAME;
@@ -26,8 +27,29 @@ impl ImageStore {
     /// assert_eq!(imported[0].reference, "docker.io/library/app:1.0");
     /// ```
     pub fn import(&self, file: &Path, name: Option<&str>) -> Result<Vec<LocalImage>, ImageError> {
+        let input = fs::File::open(file).map_err(ImageError::io("open image archive", file))?;
+        self.import_from(io::BufReader::new(input), file, name)
+    }
+
+    /// [`import`](Self::import) of an archive read from `input`, e.g. an upload; `file` names
+    /// it in errors.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = clrk_image::ImageStore::open(dir.path()).unwrap();
+    /// let err = store
+    ///     .import_from(&b"not a tar file"[..], std::path::Path::new("upload.tar"), None)
+    ///     .unwrap_err();
+    /// assert!(err.to_string().contains("upload.tar"), "{err}");
+    /// ```
+    pub fn import_from(
+        &self,
+        input: impl io::Read,
+        file: &Path,
+        name: Option<&str>,
+    ) -> Result<Vec<LocalImage>, ImageError> {
         let _in_use = self.use_lock()?;
-        let staged = archive::stage(file, ArchiveKind::Either, &self.root.join("tmp"))?;
+        let staged = archive::stage_from(input, file, ArchiveKind::Either, &self.root.join("tmp"))?;
         let layout = OciLayout::open(&staged.dir)?;
         let choices: Vec<(String, Option<String>)> = match name {
             Some(name) => vec![(RegistryRef::parse(name)?.to_string(), None)],
