@@ -1,10 +1,14 @@
 //! Applying manifests: validate every document, resolve and prepare images, then create or
 //! update agents and their revisions (SPEC §3).
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use clrk_api::{Document, Kind, Resource};
 use clrk_dispatch::RevisionShape;
 use clrk_dispatch::launch::command_line;
-use clrk_image::{ImageRef, ResolvedImage};
+use clrk_image::{ImageRef, Progress, ResolvedImage};
 use clrk_store::{AgentApply, ApplyOutcome};
 use serde::{Deserialize, Serialize};
 
@@ -37,11 +41,30 @@ pub struct ApplyResult {
     pub warnings: Vec<String>,
 }
 
+/// How far one layer of an image being pulled at apply has come, as the CLI draws it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PullProgress {
+    /// The image as the manifest names it.
+    pub image: String,
+    pub layer: String,
+    pub done: u64,
+    pub total: u64,
+    /// Already in the layer cache: nothing was downloaded.
+    pub cached: bool,
+}
+
+/// Where apply reports pulls; `None` when nobody watches.
+pub type ProgressSink = Option<tokio::sync::mpsc::UnboundedSender<PullProgress>>;
+
+/// A layer's download is reported at most this often (and always when it completes).
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Validates every document first (nothing is applied if one is invalid), then applies them
-/// in order.
+/// in order, reporting image pulls to `progress`.
 pub async fn apply(
     state: &AppState,
     request: ApplyRequest,
+    progress: &ProgressSink,
 ) -> Result<Vec<ApplyResult>, ServerError> {
     let mut documents = Vec::with_capacity(request.documents.len());
     for doc in &request.documents {
@@ -51,7 +74,7 @@ pub async fn apply(
     }
     let mut images = Vec::with_capacity(documents.len());
     for (source, doc) in &documents {
-        images.push(resolve_image(state, source, doc).await?);
+        images.push(resolve_image(state, source, doc, progress).await?);
     }
     let mut results = Vec::with_capacity(documents.len());
     for ((_, doc), image) in documents.into_iter().zip(images) {
@@ -76,7 +99,7 @@ pub async fn apply_documents(
             })
             .collect(),
     };
-    apply(state, request).await
+    apply(state, request, &None).await
 }
 
 fn container(resource: &Resource) -> Option<&clrk_api::ContainerSpec> {
@@ -93,6 +116,7 @@ async fn resolve_image(
     state: &AppState,
     source: &str,
     doc: &Document,
+    progress: &ProgressSink,
 ) -> Result<Option<ResolvedImage>, ServerError> {
     let Some(container) = container(&doc.resource) else {
         return Ok(None);
@@ -114,9 +138,10 @@ async fn resolve_image(
     }
     let images = state.images.clone();
     let r = reference.clone();
+    let report = reporter(container.image.clone(), progress.clone());
     let resolved = tokio::task::spawn_blocking(move || {
         let resolved = images.resolve(&r)?;
-        images.prepare(&resolved, &r)?;
+        images.prepare_with_progress(&resolved, &r, &report)?;
         Ok::<_, clrk_image::ImageError>(resolved)
     })
     .await
@@ -129,6 +154,31 @@ async fn resolve_image(
         )));
     }
     Ok(Some(resolved))
+}
+
+/// Turns the image store's per-layer progress into [`PullProgress`] events, at most one per
+/// layer every [`PROGRESS_INTERVAL`] while it downloads.
+fn reporter(image: String, sink: ProgressSink) -> impl Fn(Progress) + Send + 'static {
+    let last_sent: Mutex<HashMap<String, Instant>> = Mutex::default();
+    move |p: Progress| {
+        let Some(sink) = &sink else { return };
+        if p.done < p.total {
+            let mut last_sent = last_sent.lock().expect("progress lock");
+            let now = Instant::now();
+            match last_sent.get(&p.layer) {
+                Some(at) if now.duration_since(*at) < PROGRESS_INTERVAL => return,
+                _ => last_sent.insert(p.layer.clone(), now),
+            };
+        }
+        // The receiver is gone when the client disconnected; the pull goes on regardless.
+        let _ = sink.send(PullProgress {
+            image: image.clone(),
+            layer: p.layer,
+            done: p.done,
+            total: p.total,
+            cached: p.cached,
+        });
+    }
 }
 
 fn apply_one(

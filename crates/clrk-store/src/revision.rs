@@ -122,6 +122,23 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Every stored revision's image digest with the revision's namespace and name, by
+    /// digest: what `clrk images list` shows as users and `clrk images prune` keeps.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = clrk_store::Store::open(&dir.path().join("clrk.db")).unwrap();
+    /// assert!(store.revision_images().unwrap().is_empty());
+    /// ```
+    pub fn revision_images(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT image_digest, namespace, name FROM revisions ORDER BY image_digest, namespace, name",
+        )?;
+        let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Sets a revision's state, e.g. `Failed` with the image-pull error as `reason`.
     ///
     /// Revision names are unique per namespace, hence `namespace`.

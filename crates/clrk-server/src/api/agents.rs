@@ -1,7 +1,12 @@
 use axum::Json;
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::header::{ACCEPT, CONTENT_TYPE};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt as _;
 use serde::Deserialize;
+use serde_json::json;
 
 use super::ApiError;
 use crate::apply::{self, ApplyRequest};
@@ -9,15 +14,59 @@ use crate::state::AppState;
 use crate::views;
 use clrk_store::Agent;
 
+/// The media type of a streamed apply: one JSON object per line, `{"progress": …}` while
+/// images are pulled, then `{"results": […]}` or `{"error": …, "status": N}`.
+pub const NDJSON: &str = "application/x-ndjson";
+
 pub async fn apply(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Json(request): Json<ApplyRequest>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let results = apply::apply(&state, request).await;
+) -> Response {
+    let streamed = headers
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains(NDJSON));
+    if !streamed {
+        return match apply_and_notify(&state, request, None).await {
+            Ok(results) => Json(json!({ "results": results })).into_response(),
+            Err(e) => e.into_response(),
+        };
+    }
+    let (progress, events) = tokio::sync::mpsc::unbounded_channel();
+    let (done, outcome) = tokio::sync::oneshot::channel();
+    // The apply finishes even if the client goes away: it is all or nothing either way.
+    tokio::spawn(async move {
+        let line = match apply_and_notify(&state, request, Some(progress)).await {
+            Ok(results) => json!({ "results": results }),
+            Err(ApiError(status, error)) => json!({ "error": error, "status": status.as_u16() }),
+        };
+        let _ = done.send(line);
+    });
+    let progress = futures::stream::unfold(events, |mut events| async move {
+        let event = events.recv().await?;
+        Some((json!({ "progress": event }), events))
+    });
+    let last = futures::stream::once(async move {
+        outcome.await.unwrap_or_else(
+            |_| json!({ "error": "the server stopped before the apply finished", "status": 500 }),
+        )
+    });
+    let lines = progress
+        .chain(last)
+        .map(|line| Ok::<_, std::convert::Infallible>(format!("{line}\n")));
+    ([(CONTENT_TYPE, NDJSON)], Body::from_stream(lines)).into_response()
+}
+
+async fn apply_and_notify(
+    state: &AppState,
+    request: ApplyRequest,
+    progress: Option<tokio::sync::mpsc::UnboundedSender<apply::PullProgress>>,
+) -> Result<Vec<apply::ApplyResult>, ApiError> {
+    let results = apply::apply(state, request, &progress).await;
     // Even a failed request may have applied its first documents.
     state.agents_changed();
-    let results = results?;
-    Ok(Json(serde_json::json!({ "results": results })))
+    Ok(results?)
 }
 
 #[derive(Deserialize)]

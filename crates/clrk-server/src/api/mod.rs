@@ -2,6 +2,7 @@
 
 mod agents;
 mod auth;
+mod images;
 mod logs;
 mod pools;
 
@@ -28,6 +29,9 @@ pub fn router(state: AppState, token: String) -> Router {
             get(agents::invocations),
         )
         .route("/v1/agents/{namespace}/{name}/logs", get(logs::logs))
+        .route("/v1/images", get(images::list))
+        .route("/v1/images/import", post(images::import))
+        .route("/v1/images/prune", post(images::prune))
         .route("/v1/pools", get(pools::list))
         .route("/v1/pools/{name}", delete(pools::delete))
         .layer(axum::middleware::from_fn_with_state(
@@ -38,7 +42,7 @@ pub fn router(state: AppState, token: String) -> Router {
 }
 
 /// Errors as `{"error": "..."}` with the status that fits.
-pub struct ApiError(StatusCode, String);
+pub struct ApiError(pub StatusCode, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
