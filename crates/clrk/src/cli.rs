@@ -70,6 +70,12 @@ pub enum Command {
     /// Inspect worker pools.
     #[command(subcommand)]
     Pools(PoolsCommand),
+    /// List, import and prune the server's images.
+    #[command(subcommand)]
+    Images(ImagesCommand),
+    /// Store registry credentials where clrk (and docker, skopeo) read them.
+    #[command(subcommand)]
+    Registry(RegistryCommand),
 }
 
 /// `clrk dev`.
@@ -492,4 +498,87 @@ mod tests {
         );
         assert_eq!(parse_header("a=").unwrap(), ("a".into(), String::new()));
     }
+}
+
+/// `clrk images ...`.
+#[derive(Debug, Subcommand)]
+pub enum ImagesCommand {
+    /// List the images the server holds and the revisions that use them.
+    #[command(after_help = "\
+Example:
+  clrk images list
+  REFERENCE                          DIGEST          SIZE      IMPORTED   USED-BY
+  localhost:5000/word-count:latest   sha256:3f2a…    52.4 MB   no         default/word-count-00001")]
+    List(ImagesListArgs),
+
+    /// Load a `docker save` tarball or an OCI archive into the server's image store.
+    #[command(after_help = "\
+Then a manifest can use the image by its name, with no registry:
+  docker save my-agent:1.0 -o agent.tar      # on a machine with docker
+  clrk images import agent.tar
+  clrk images import oci-image.tar --name my-agent:1.0
+  # image: my-agent:1.0 in a manifest now resolves to the imported image")]
+    Import(ImportArgs),
+
+    /// Delete images (and their cached layers) that no revision uses; imported images stay.
+    #[command(after_help = "\
+Example:
+  clrk images prune
+  pruned 2 images: 14 blobs, 9 layers, 2 root filesystems")]
+    Prune,
+}
+
+/// `clrk images list`.
+#[derive(Debug, Args)]
+pub struct ImagesListArgs {
+    /// Output format (default: a table).
+    #[arg(short, long, value_enum)]
+    pub output: Option<ObjectFormat>,
+}
+
+/// `clrk images import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The archive: `docker save` output or a tarred OCI image layout.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Name to import the image under (required when the archive names no image), e.g.
+    /// my-agent:1.0 or registry.example.com/team/agent:2.
+    #[arg(long, value_name = "REF")]
+    pub name: Option<String>,
+}
+
+/// `clrk registry ...`.
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// Check credentials against a registry and store them in docker's config.json.
+    #[command(after_help = "\
+The credentials go to $DOCKER_CONFIG/config.json (else ~/.docker/config.json), mode 0600,
+where the clrk server, docker and skopeo read them. The server reads them at each pull.
+
+Example:
+  clrk registry login registry.example.com -u ci-bot --password-stdin < token.txt
+  clrk registry login localhost:5000 -u dev --insecure     # a plain-HTTP registry")]
+    Login(LoginArgs),
+}
+
+/// `clrk registry login`.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Registry host, with a port if not 443 (e.g. ghcr.io, localhost:5000).
+    #[arg(value_name = "HOST")]
+    pub registry: String,
+
+    /// User name.
+    #[arg(short, long)]
+    pub username: String,
+
+    /// Read the password (or token) from stdin instead of prompting.
+    #[arg(long)]
+    pub password_stdin: bool,
+
+    /// Talk to the registry over plain HTTP (for a registry in --insecure-registry).
+    #[arg(long)]
+    pub insecure: bool,
 }

@@ -6,6 +6,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode, Uri};
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -25,11 +26,23 @@ const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
+const JSON: &str = "application/json";
+
 /// How long to wait for a TCP connection; a loopback server answers in far less.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A request body: a whole buffer, or a stream such as an uploaded file.
+pub type RequestBody = BoxBody<Bytes, std::io::Error>;
+
 /// The plain-HTTP client every command uses (the server listens on loopback without TLS).
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+pub type HttpClient = Client<HttpConnector, RequestBody>;
+
+/// A request body holding `bytes`.
+pub fn full(bytes: impl Into<Bytes>) -> RequestBody {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
 
 /// A new HTTP client.
 pub fn http_client() -> HttpClient {
@@ -75,7 +88,7 @@ pub fn parse_base(url: &str) -> Result<Uri, CliError> {
 pub async fn send(
     http: &HttpClient,
     base: &str,
-    request: Request<Full<Bytes>>,
+    request: Request<RequestBody>,
 ) -> anyhow::Result<Response<Incoming>> {
     let target = request.uri().to_string();
     http.request(request).await.map_err(|e| {
@@ -157,16 +170,48 @@ impl ApiClient {
         segments: &[&str],
         body: &B,
     ) -> anyhow::Result<T> {
-        let body = Bytes::from(serde_json::to_vec(body)?);
-        let response = self.send(Method::POST, segments, &[], body).await?;
+        let body = full(serde_json::to_vec(body)?);
+        let response = self
+            .send(Method::POST, segments, &[], JSON, Some((JSON, body)))
+            .await?;
+        read_json(response).await
+    }
+
+    /// `POST` a JSON body asking for an answer of type `accept` (e.g. a stream of lines),
+    /// returned unread.
+    pub async fn post_for<B: Serialize>(
+        &self,
+        segments: &[&str],
+        body: &B,
+        accept: &str,
+    ) -> anyhow::Result<Response<Incoming>> {
+        let body = full(serde_json::to_vec(body)?);
+        self.send(Method::POST, segments, &[], accept, Some((JSON, body)))
+            .await
+    }
+
+    /// `POST` a streamed body (e.g. a file) as `application/octet-stream` and read a JSON answer.
+    pub async fn upload<T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+        body: RequestBody,
+    ) -> anyhow::Result<T> {
+        let response = self
+            .send(
+                Method::POST,
+                segments,
+                query,
+                JSON,
+                Some(("application/octet-stream", body)),
+            )
+            .await?;
         read_json(response).await
     }
 
     /// `DELETE` and read a JSON answer.
     pub async fn delete<T: DeserializeOwned>(&self, segments: &[&str]) -> anyhow::Result<T> {
-        let response = self
-            .send(Method::DELETE, segments, &[], Bytes::new())
-            .await?;
+        let response = self.send(Method::DELETE, segments, &[], JSON, None).await?;
         read_json(response).await
     }
 
@@ -177,29 +222,35 @@ impl ApiClient {
         segments: &[&str],
         query: &[(&str, String)],
     ) -> anyhow::Result<Response<Incoming>> {
-        self.send(method, segments, query, Bytes::new()).await
+        self.send(method, segments, query, JSON, None).await
     }
 
+    /// Sends a request asking for `accept`, with a body of the given content type if any.
     async fn send(
         &self,
         method: Method,
         segments: &[&str],
         query: &[(&str, String)],
-        body: Bytes,
+        accept: &str,
+        body: Option<(&str, RequestBody)>,
     ) -> anyhow::Result<Response<Incoming>> {
         let url = join_url(&self.base, segments, query);
         let mut request = Request::builder()
             .method(method.clone())
             .uri(&url)
-            .header(ACCEPT, "application/json");
-        if !body.is_empty() {
-            request = request.header(CONTENT_TYPE, "application/json");
-        }
+            .header(ACCEPT, accept);
+        let body = match body {
+            Some((content_type, body)) => {
+                request = request.header(CONTENT_TYPE, content_type);
+                body
+            }
+            None => full(Bytes::new()),
+        };
         if let Some(token) = &self.token {
             request = request.header(AUTHORIZATION, format!("Bearer {token}"));
         }
         let request = request
-            .body(Full::new(body))
+            .body(body)
             .with_context(|| format!("cannot build a request for {url}"))?;
         tracing::debug!(%method, %url, "control API request");
         let response = send(&self.http, &self.base, request).await?;
@@ -237,6 +288,33 @@ impl ApiClient {
             message,
         }
     }
+}
+
+/// Reads a body of one JSON value per line, handing each to `on_line` as it arrives.
+pub async fn read_json_lines<T: DeserializeOwned>(
+    response: Response<Incoming>,
+    mut on_line: impl FnMut(T) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut body = response.into_body();
+    let mut pending: Vec<u8> = Vec::new();
+    let broken = "the clrk server closed the connection before its answer was complete";
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.context(broken)?.into_data() else {
+            continue;
+        };
+        pending.extend_from_slice(&data);
+        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let value = serde_json::from_slice(&line).context(
+                "the clrk server's answer is not what this clrk expects: check that the CLI and server versions match",
+            )?;
+            on_line(value)?;
+        }
+    }
+    Ok(())
 }
 
 async fn read_json<T: DeserializeOwned>(response: Response<Incoming>) -> anyhow::Result<T> {

@@ -13,5 +13,6 @@ pub mod error;
 pub mod manifests;
 pub mod models;
 pub mod output;
+pub mod pull_progress;
 
 pub use error::CliError;

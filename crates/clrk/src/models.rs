@@ -23,13 +23,6 @@ pub struct ApplyRequest {
     pub documents: Vec<ApplyDocument>,
 }
 
-/// Answer of `POST /v1/apply`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ApplyResponse {
-    /// One result per document, in request order.
-    pub results: Vec<ApplyResult>,
-}
-
 /// What applying one document did.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ApplyResult {
@@ -43,6 +36,29 @@ pub struct ApplyResult {
     pub revision: Option<String>,
     #[serde(default)]
     pub warnings: Vec<String>,
+}
+
+/// One line of a streamed apply (`Accept: application/x-ndjson`): a pull's progress, the
+/// results, or the error that stopped it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ApplyEvent {
+    Progress { progress: PullProgress },
+    Done { results: Vec<ApplyResult> },
+    Failed { error: String, status: u16 },
+}
+
+/// How far one layer of an image being pulled has come.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PullProgress {
+    /// The image as the manifest names it.
+    pub image: String,
+    /// The layer's digest.
+    pub layer: String,
+    pub done: u64,
+    pub total: u64,
+    /// Already in the server's cache.
+    pub cached: bool,
 }
 
 /// Answer of the delete endpoints.
@@ -160,4 +176,16 @@ impl Pool {
             _ => 0,
         }
     }
+}
+
+/// An image the server holds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalImage {
+    pub reference: String,
+    pub digest: String,
+    pub size: u64,
+    pub imported: bool,
+    #[serde(default)]
+    pub used_by: Vec<String>,
 }

@@ -162,3 +162,108 @@ async fn command_overrides_the_entrypoint_and_bad_images_fail_at_apply() {
         .await;
     assert_eq!(r.status, 404);
 }
+
+/// Tars the OCI layout `layout` into `file`, as `skopeo copy … oci-archive:` would.
+fn oci_archive(layout: &Path, file: &Path) {
+    let status = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(layout)
+        .arg("-cf")
+        .arg(file)
+        .arg(".")
+        .status()
+        .expect("tar");
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn imported_archive_runs_by_name_and_images_list_and_prune_show_it() {
+    let dev = Dev::start();
+    let build = tempfile::tempdir().unwrap();
+    busybox_image(&build.path().join("layout"), "v1", "imported");
+    let archive = build.path().join("agent.tar");
+    oci_archive(&build.path().join("layout"), &archive);
+
+    // An archive that is not an image is refused, naming the file, and nothing is listed.
+    let garbage = build.path().join("garbage.tar");
+    std::fs::write(&garbage, b"this is not a tar file").unwrap();
+    let out = dev.clrk(&["images", "import", garbage.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("garbage.tar"), "{err}");
+    let out = dev.clrk(&["images", "list", "-o", "json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed["items"], serde_json::json!([]), "{listed}");
+
+    // An OCI archive names no image: --name is required, and then the name resolves.
+    let out = dev.clrk(&["images", "import", archive.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--name"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = dev.clrk(&[
+        "images",
+        "import",
+        archive.to_str().unwrap(),
+        "--name",
+        "team/agent:1.0",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("imported docker.io/team/agent:1.0 (sha256:"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    assert_eq!(
+        dev.apply(&manifest("team/agent:1.0")).trim(),
+        "taskagent/boxed created"
+    );
+    let r = dev
+        .invoke(&[("X-Clrk-TaskAgent", "default/boxed")], "")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().starts_with("imported\n/work\n"), "{}", r.text());
+
+    let out = dev.clrk(&["images", "list"]);
+    let table = text(&out.stdout);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("docker.io/team/agent:1.0"))
+        .unwrap_or_else(|| panic!("imported image not listed:\n{table}"));
+    assert!(
+        row.contains(" yes ") && row.contains("default/boxed-00001"),
+        "{table}"
+    );
+
+    // Prune keeps what revisions use and what was imported; an image only a deleted agent
+    // used goes.
+    let layout_agent = build.path().join("other");
+    busybox_image(&layout_agent, "v1", "other");
+    let other = format!("oci:{}:v1", layout_agent.display());
+    dev.apply(&manifest(&other).replace("name: boxed", "name: other"));
+    let out = dev.clrk(&["agents", "delete", "other"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = dev.clrk(&["images", "prune"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("pruned 1 image: "),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = dev.clrk(&["images", "list", "-o", "json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let references: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["reference"].as_str().unwrap())
+        .collect();
+    assert_eq!(references, ["docker.io/team/agent:1.0"], "{listed}");
+    let r = dev
+        .invoke(&[("X-Clrk-TaskAgent", "default/boxed")], "")
+        .await;
+    assert_eq!(r.status, 200, "the imported image still runs: {}", r.text());
+}

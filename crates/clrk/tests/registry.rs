@@ -130,3 +130,116 @@ async fn registry_faults_fail_apply_with_a_clear_error() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registry_login_checks_and_stores_what_pulls_then_use() {
+    let registry = registry::Registry::start_with_auth();
+    let docker = tempfile::tempdir().unwrap();
+    let docker_dir = docker.path().to_str().unwrap();
+    let dev = Dev::start_with_env(
+        &["--insecure-registry", &registry.host],
+        &[("DOCKER_CONFIG", docker_dir)],
+    );
+    let build = tempfile::tempdir().unwrap();
+    image(&build.path().join("v1"), "private", 0);
+    registry.push(&build.path().join("v1"), "latest", "private", "1");
+    let manifest = format!(
+        "apiVersion: clrk.apoxy.dev/v1alpha1\nkind: TaskAgent\nmetadata:\n  name: private\nspec:\n  template:\n    spec:\n      image: {}/private:1\n",
+        registry.host
+    );
+
+    // Without credentials the pull is refused, and the error says how to log in.
+    let out = dev.try_apply(&manifest);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("clrk registry login"), "{err}");
+
+    // Wrong credentials are refused by the registry and nothing is stored.
+    let config = docker.path().join("config.json");
+    let login = |password: &str| {
+        dev.clrk_with_stdin(
+            &[
+                "registry",
+                "login",
+                &registry.host,
+                "-u",
+                registry::USER,
+                "--password-stdin",
+                "--insecure",
+            ],
+            Some(format!("{password}\n").as_bytes()),
+        )
+    };
+    let out = login("wrong");
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&registry.host) && err.contains("refused"),
+        "{err}"
+    );
+    assert!(!config.exists(), "refused credentials were stored");
+
+    let out = login(registry::PASSWORD);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(config.to_str().unwrap()));
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&config).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the credentials file is private");
+
+    // The server reads the stored credentials at the next pull.
+    assert_eq!(dev.apply(&manifest).trim(), "taskagent/private created");
+    let r = dev
+        .invoke(&[("X-Clrk-TaskAgent", "default/private")], "")
+        .await;
+    assert_eq!(r.text(), "private\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_shows_pull_progress_on_a_terminal_and_a_summary_off_it() {
+    let registry = registry::Registry::start();
+    let dev = Dev::start_with(&["--insecure-registry", &registry.host]);
+    let build = tempfile::tempdir().unwrap();
+    image(&build.path().join("v1"), "v1", 0);
+    registry.push(&build.path().join("v1"), "latest", "shown", "1");
+    image(&build.path().join("v2"), "v2", 0);
+    registry.push(&build.path().join("v2"), "latest", "shown", "2");
+    let manifest = |tag: &str| {
+        format!(
+            "apiVersion: clrk.apoxy.dev/v1alpha1\nkind: TaskAgent\nmetadata:\n  name: shown\nspec:\n  template:\n    spec:\n      image: {}/shown:{tag}\n",
+            registry.host
+        )
+    };
+
+    // Off a terminal: stdout stays the outcome line, stderr gets one summary per image.
+    let out = dev.try_apply(&manifest("1"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "taskagent/shown created");
+    let summary = format!("pulled {}/shown:1: 1 layer, ", registry.host);
+    assert!(
+        text(&out.stderr).lines().any(|l| l.starts_with(&summary)),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // On a terminal (script(1) gives the CLI a pseudo-terminal): bars, then the summary.
+    let file = dev.clrk_dir().join("shown-2.yaml");
+    std::fs::write(&file, manifest("2")).unwrap();
+    let command = format!("{} apply -f {}", clrk_bin(), file.display());
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("CLRK_DIR", dev.clrk_dir())
+        .output()
+        .expect("script (bsdutils)");
+    let screen = text(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    assert!(
+        screen.contains(&format!("{}/shown:2 ", registry.host)) && screen.contains("cached [="),
+        "no progress bar on the terminal:\n{screen}"
+    );
+    assert!(
+        screen.contains(&format!("pulled {}/shown:2: 1 layer", registry.host))
+            && screen.contains("(1 cached)")
+            && screen.contains("taskagent/shown configured (revision shown-00002)"),
+        "{screen}"
+    );
+}

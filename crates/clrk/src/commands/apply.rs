@@ -1,20 +1,49 @@
 //! `clrk apply`: parse locally, then create or update through the control API.
 
 use crate::cli::ApplyArgs;
+use crate::client;
 use crate::commands::Session;
+use crate::error::CliError;
 use crate::manifests;
-use crate::models::{ApplyRequest, ApplyResponse, ApplyResult};
+use crate::models::{ApplyEvent, ApplyRequest, ApplyResult};
 use crate::output;
+use crate::pull_progress::PullDisplay;
 
-/// Parses every file first (nothing is applied if one is invalid), then applies them all.
+/// Asks the server to stream the apply: pull progress, then the results.
+const NDJSON: &str = "application/x-ndjson";
+
+/// Parses every file first (nothing is applied if one is invalid), then applies them all,
+/// showing image pulls as the server reports them.
 pub async fn run(args: ApplyArgs, session: &Session) -> anyhow::Result<()> {
     let documents = manifests::load(&args.input.files, args.input.recursive)?;
     let api = session.api()?;
     let request = ApplyRequest {
         documents: documents.iter().map(|d| d.to_apply()).collect(),
     };
-    let response: ApplyResponse = api.post(&["v1", "apply"], &request).await?;
-    for (i, result) in response.results.iter().enumerate() {
+    let response = api.post_for(&["v1", "apply"], &request, NDJSON).await?;
+    let mut pulls = PullDisplay::new();
+    let mut outcome = None;
+    client::read_json_lines(response, |event: ApplyEvent| {
+        match event {
+            ApplyEvent::Progress { progress } => pulls.update(&progress),
+            ApplyEvent::Done { results } => outcome = Some(Ok(results)),
+            ApplyEvent::Failed { error, status } => {
+                outcome = Some(Err(CliError::Api {
+                    status,
+                    message: error,
+                }))
+            }
+        }
+        Ok(())
+    })
+    .await?;
+    for line in pulls.finish() {
+        eprintln!("{line}");
+    }
+    let results = outcome.ok_or_else(|| {
+        anyhow::anyhow!("the clrk server ended the apply without saying how it went: check its log, then apply again")
+    })??;
+    for (i, result) in results.iter().enumerate() {
         // The server may repeat warnings the local parse already printed.
         let printed = documents
             .get(i)

@@ -4,12 +4,16 @@ pub mod agents;
 pub mod apply;
 pub mod delete;
 pub mod dev;
+pub mod images;
 pub mod pools;
+pub mod registry;
 pub mod run_task;
 
 use std::path::PathBuf;
 
-use crate::cli::{AgentsCommand, Cli, Command, GlobalArgs, PoolsCommand};
+use crate::cli::{
+    AgentsCommand, Cli, Command, GlobalArgs, ImagesCommand, PoolsCommand, RegistryCommand,
+};
 use crate::client::ApiClient;
 use crate::discovery::{self, Endpoints};
 
@@ -53,5 +57,11 @@ pub async fn run(cli: Cli, clrk_dir: PathBuf) -> anyhow::Result<()> {
             AgentsCommand::RunTask(args) => run_task::run(args, &session).await,
         },
         Command::Pools(PoolsCommand::List) => pools::list(&session).await,
+        Command::Images(command) => match command {
+            ImagesCommand::List(args) => images::list(args, &session).await,
+            ImagesCommand::Import(args) => images::import(args, &session).await,
+            ImagesCommand::Prune => images::prune(&session).await,
+        },
+        Command::Registry(RegistryCommand::Login(args)) => registry::login(args).await,
     }
 }

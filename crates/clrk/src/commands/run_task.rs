@@ -6,12 +6,12 @@ use anyhow::{Context, anyhow};
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, RETRY_AFTER, TE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use tokio::io::AsyncWriteExt;
 
 use crate::cli::RunTaskArgs;
-use crate::client::{self, error_message, http_client, parse_base};
+use crate::client::{self, RequestBody, error_message, http_client, parse_base};
 use crate::commands::Session;
 use crate::error::CliError;
 
@@ -116,7 +116,7 @@ pub fn read_input(spec: &str, mut stdin: impl Read) -> anyhow::Result<Bytes> {
 /// let request = build_request("http://127.0.0.1:18080", &task).unwrap();
 /// assert_eq!(request.headers()["x-clrk-taskagent"], "default/word-count");
 /// ```
-pub fn build_request(ingress: &str, task: &TaskRequest) -> anyhow::Result<Request<Full<Bytes>>> {
+pub fn build_request(ingress: &str, task: &TaskRequest) -> anyhow::Result<Request<RequestBody>> {
     let mut headers = HeaderMap::new();
     let target = format!("{}/{}", task.namespace, task.name);
     headers.insert(
@@ -151,7 +151,7 @@ pub fn build_request(ingress: &str, task: &TaskRequest) -> anyhow::Result<Reques
     let mut request = Request::builder()
         .method(Method::POST)
         .uri(format!("{}/", ingress.trim_end_matches('/')))
-        .body(Full::new(task.input.clone().unwrap_or_default()))
+        .body(client::full(task.input.clone().unwrap_or_default()))
         .with_context(|| format!("'{ingress}' is not a valid ingress URL"))?;
     *request.headers_mut() = headers;
     Ok(request)

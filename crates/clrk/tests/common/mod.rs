@@ -27,6 +27,8 @@ pub struct Dev {
     pub ingress: String,
     pub api: String,
     pub token: String,
+    /// Extra environment for the server and every CLI run (e.g. `DOCKER_CONFIG`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Dev {
@@ -37,6 +39,11 @@ impl Dev {
 
     /// Starts `clrk dev` with extra arguments.
     pub fn start_with(extra: &[&str]) -> Dev {
+        Dev::start_with_env(extra, &[])
+    }
+
+    /// Starts `clrk dev` with extra arguments and environment (also given to CLI runs).
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Dev {
         // Not under /tmp: `host:` sandboxes get a private /tmp, so a CLRK_DIR there would look
         // masked whether or not clrk masks it.
         let dir = tempfile::Builder::new()
@@ -49,6 +56,10 @@ impl Dev {
             ingress: String::new(),
             api: String::new(),
             token: String::new(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         dev.spawn(extra);
         dev
@@ -75,6 +86,7 @@ impl Dev {
             .args(["dev", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0"])
             .args(extra)
             .env("CLRK_DIR", self.clrk_dir())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -154,6 +166,7 @@ impl Dev {
         }
         cmd.args(args)
             .env("CLRK_DIR", self.clrk_dir())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env_remove("CLRK_SERVER")
             .env_remove("CLRK_TOKEN")
             .stdin(if stdin.is_some() {
