@@ -105,6 +105,9 @@ struct Inner {
     shutdown: CancellationToken,
     drained: Notify,
     metadata: MetadataService,
+    /// Agents whose image an apply is pulling before their first revision exists: (namespace,
+    /// name) → image. Invocations of them get 503, not 404.
+    pulls: Mutex<HashMap<(String, String), String>>,
 }
 
 impl Dispatcher {
@@ -130,6 +133,7 @@ impl Dispatcher {
                 shutdown: CancellationToken::new(),
                 drained: Notify::new(),
                 metadata: MetadataService::default(),
+                pulls: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -154,14 +158,40 @@ impl Dispatcher {
             .unwrap_or(0)
     }
 
+    /// Records that an apply is pulling `image` for this agent until the returned guard is
+    /// dropped, so an invocation of an agent not stored yet is told to wait (503), not that
+    /// it does not exist.
+    pub fn pulling(&self, namespace: &str, name: &str, image: &str) -> PullGuard {
+        let key = (namespace.to_string(), name.to_string());
+        self.inner
+            .pulls
+            .lock()
+            .expect("pulls map")
+            .insert(key.clone(), image.to_string());
+        PullGuard {
+            dispatcher: self.clone(),
+            key,
+        }
+    }
+
     /// Accepts an invocation and starts its execution in the background.
     pub async fn invoke(&self, inv: Invocation) -> Result<Started, DispatchError> {
         if self.inner.shutdown.is_cancelled() {
             return Err(DispatchError::ShuttingDown);
         }
-        let not_found = || DispatchError::AgentNotFound {
-            namespace: inv.namespace.clone(),
-            name: inv.name.clone(),
+        let not_found = || {
+            let key = (inv.namespace.clone(), inv.name.clone());
+            match self.inner.pulls.lock().expect("pulls map").get(&key) {
+                Some(image) => DispatchError::NotReady {
+                    namespace: inv.namespace.clone(),
+                    name: inv.name.clone(),
+                    reason: format!("its image {image} is being pulled; retry shortly"),
+                },
+                None => DispatchError::AgentNotFound {
+                    namespace: inv.namespace.clone(),
+                    name: inv.name.clone(),
+                },
+            }
         };
         let agent = self
             .inner
@@ -361,6 +391,19 @@ fn ready_revision(inv: &Invocation, latest: Option<Revision>) -> Result<Revision
                 .map(|r| format!(": {r}"))
                 .unwrap_or_default()
         ))),
+    }
+}
+
+/// An image pull in progress for an agent, forgotten when dropped.
+pub struct PullGuard {
+    dispatcher: Dispatcher,
+    key: (String, String),
+}
+
+impl Drop for PullGuard {
+    fn drop(&mut self) {
+        let mut pulls = self.dispatcher.inner.pulls.lock().expect("pulls map");
+        pulls.remove(&self.key);
     }
 }
 

@@ -73,7 +73,17 @@ pub async fn apply(
         documents.push((doc.source.clone(), parsed));
     }
     let mut images = Vec::with_capacity(documents.len());
+    // Held until the revisions are stored: meanwhile a new agent answers 503, not 404.
+    let mut pulls = Vec::new();
     for (source, doc) in &documents {
+        if let Some(container) = container(&doc.resource) {
+            let meta = doc.resource.metadata();
+            pulls.push(
+                state
+                    .dispatcher
+                    .pulling(&meta.namespace, &meta.name, &container.image),
+            );
+        }
         images.push(resolve_image(state, source, doc, progress).await?);
     }
     let mut results = Vec::with_capacity(documents.len());

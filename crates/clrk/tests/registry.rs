@@ -243,3 +243,53 @@ async fn apply_shows_pull_progress_on_a_terminal_and_a_summary_off_it() {
         "{screen}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_agent_answers_503_while_its_image_is_pulled() {
+    // A "registry" that accepts connections and never answers holds the pull open.
+    let stalled = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = stalled.local_addr().unwrap().to_string();
+    let dev = Dev::start_with(&["--insecure-registry", &host]);
+    let file = dev.clrk_dir().join("slow.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "apiVersion: clrk.apoxy.dev/v1alpha1\nkind: TaskAgent\nmetadata:\n  name: slow\nspec:\n  template:\n    spec:\n      image: {host}/slow:1\n"
+        ),
+    )
+    .unwrap();
+    let apply = std::process::Command::new(clrk_bin())
+        .args(["apply", "-f", file.to_str().unwrap()])
+        .env("CLRK_DIR", dev.clrk_dir())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    let r = eventually("503 while the image is pulled", || async {
+        let r = dev
+            .invoke(&[("X-Clrk-TaskAgent", "default/slow")], "")
+            .await;
+        (r.status == 503).then_some(r)
+    })
+    .await;
+    assert!(
+        r.text().contains(&format!("{host}/slow:1 is being pulled")),
+        "{}",
+        r.text()
+    );
+
+    // The registry goes away: the apply fails, and the agent is unknown again.
+    drop(stalled);
+    let out = apply.wait_with_output().unwrap();
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("spec.template.spec.image"),
+        "{}",
+        text(&out.stderr)
+    );
+    let r = dev
+        .invoke(&[("X-Clrk-TaskAgent", "default/slow")], "")
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text());
+}
