@@ -108,6 +108,11 @@ impl Launch<'_> {
             .or_else(|| self.image.working_dir.clone())
             .filter(|d| !d.is_empty())
             .unwrap_or_else(|| "/".to_string());
+        // The image's `User` applies whether or not `command` is set, as in docker.
+        let (uid, gid) = match &self.image.user {
+            Some(user) => self.rootfs.user_ids(user).map_err(|e| e.to_string())?,
+            None => (0, 0),
+        };
         Ok(SandboxSpec {
             id: self.sandbox_id.clone(),
             rootfs: self.rootfs.path.clone(),
@@ -120,8 +125,8 @@ impl Launch<'_> {
             args,
             env: environment(self.container),
             cwd,
-            uid: 0,
-            gid: 0,
+            uid,
+            gid,
             memory_bytes: self.resources.memory.bytes(),
             cpu_millis: self.resources.cpu.millis(),
             hostname: "clrk".to_string(),

@@ -65,6 +65,15 @@ pub enum ImageError {
         reason: String,
     },
 
+    /// The image config's `User` cannot be turned into ids.
+    #[error("the image's User {user:?} cannot be used: {reason}")]
+    BadUser {
+        /// The `User` value.
+        user: String,
+        /// Why.
+        reason: String,
+    },
+
     /// `clrk registry login` could not confirm the credentials.
     #[error("login to registry {registry} failed: {reason}")]
     LoginFailed {

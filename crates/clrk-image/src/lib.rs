@@ -29,6 +29,7 @@ mod reference;
 mod registry;
 mod rootfs;
 mod store;
+mod user;
 mod whiteout;
 
 #[cfg(feature = "testing")]

@@ -151,7 +151,10 @@ async fn resolve_image(
     let report = reporter(container.image.clone(), progress.clone());
     let resolved = tokio::task::spawn_blocking(move || {
         let resolved = images.resolve(&r)?;
-        images.prepare_with_progress(&resolved, &r, &report)?;
+        let rootfs = images.prepare_with_progress(&resolved, &r, &report)?;
+        if let Some(user) = &resolved.config.user {
+            rootfs.user_ids(user)?;
+        }
         Ok::<_, clrk_image::ImageError>(resolved)
     })
     .await

@@ -267,3 +267,62 @@ async fn imported_archive_runs_by_name_and_images_list_and_prune_show_it() {
         .await;
     assert_eq!(r.status, 200, "the imported image still runs: {}", r.text());
 }
+
+/// A busybox image running as `user`, whose entrypoint prints the ids it runs with.
+fn user_image(dir: &Path, user: &str) {
+    let layer = LayerBuilder::new()
+        .add_dir("bin", 0o755)
+        .add_host_file("bin/busybox", "/bin/busybox")
+        .unwrap()
+        .add_symlink("bin/sh", "busybox")
+        .add_symlink("bin/id", "busybox")
+        .add_dir("etc", 0o755)
+        .add_file(
+            "etc/passwd",
+            "root:x:0:0:root:/root:/bin/sh\nagent:x:1000:1001::/:/bin/sh\n",
+            0o644,
+        )
+        .add_file("etc/group", "root:x:0:\nstaff:x:50:agent\n", 0o644);
+    OciLayoutBuilder::new()
+        .add_layer(layer)
+        .set_entrypoint(["/bin/sh", "-c", "echo $(id -u):$(id -g)"])
+        .set_user(user)
+        .write(dir, Some("v1"))
+        .expect("write OCI layout");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_image_user_is_honoured_and_an_unknown_one_fails_apply() {
+    let dev = Dev::start();
+    let layouts = tempfile::tempdir().unwrap();
+    for (user, expected) in [
+        ("agent", "1000:1001"),
+        ("agent:staff", "1000:50"),
+        ("4242:7", "4242:7"),
+    ] {
+        let layout = layouts.path().join(user.replace(':', "-"));
+        user_image(&layout, user);
+        let image = format!("oci:{}:v1", layout.display());
+        dev.apply(&manifest(&image));
+        let r = dev
+            .invoke(&[("X-Clrk-TaskAgent", "default/boxed")], "")
+            .await;
+        assert_eq!(
+            (r.status, r.text()),
+            (200, format!("{expected}\n")),
+            "User {user}"
+        );
+    }
+
+    let layout = layouts.path().join("nobody");
+    user_image(&layout, "nobody");
+    let out = dev.try_apply(&manifest(&format!("oci:{}:v1", layout.display())));
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("spec.template.spec.image")
+            && err.contains("\"nobody\"")
+            && err.contains("/etc/passwd"),
+        "{err}"
+    );
+}
