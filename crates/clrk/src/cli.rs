@@ -103,8 +103,14 @@ pub struct DevArgs {
     pub files: Vec<PathBuf>,
 
     /// A registry (`HOST` or `HOST:PORT`) to pull from over plain HTTP instead of HTTPS;
-    /// repeatable. For a registry on this machine, e.g. --insecure-registry localhost:5000.
-    #[arg(long = "insecure-registry", value_name = "HOST")]
+    /// repeatable, or a comma-separated list in CLRK_INSECURE_REGISTRIES. For a registry on
+    /// this machine, e.g. --insecure-registry localhost:5000.
+    #[arg(
+        long = "insecure-registry",
+        value_name = "HOST",
+        env = "CLRK_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
     pub insecure_registries: Vec<String>,
 }
 

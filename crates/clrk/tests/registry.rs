@@ -136,9 +136,16 @@ async fn registry_login_checks_and_stores_what_pulls_then_use() {
     let registry = registry::Registry::start_with_auth();
     let docker = tempfile::tempdir().unwrap();
     let docker_dir = docker.path().to_str().unwrap();
+    // The insecure registry comes from the environment here, as a service file would set it.
     let dev = Dev::start_with_env(
-        &["--insecure-registry", &registry.host],
-        &[("DOCKER_CONFIG", docker_dir)],
+        &[],
+        &[
+            ("DOCKER_CONFIG", docker_dir),
+            (
+                "CLRK_INSECURE_REGISTRIES",
+                &format!("example.invalid,{}", registry.host),
+            ),
+        ],
     );
     let build = tempfile::tempdir().unwrap();
     image(&build.path().join("v1"), "private", 0);
