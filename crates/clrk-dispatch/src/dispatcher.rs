@@ -10,12 +10,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::Utc;
-use clrk_api::{DeliveryMode, Resource, RuntimeName};
+use clrk_api::{DeliveryMode, Resource, RuntimeName, WorkerPoolSpec};
 use clrk_image::ImageStore;
 use clrk_sandbox::{Network, Runtime, Sandbox};
-use clrk_store::{ExecutionEnd, ExecutionStatus, NewExecution, Revision, RevisionState, Store};
+use clrk_store::{
+    ExecutionEnd, ExecutionStatus, NewExecution, Revision, RevisionState, Start, Store,
+};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::envelope::{RequestData, Trigger};
@@ -24,6 +26,8 @@ use crate::launch;
 use crate::logs::{LogBus, LogSource};
 use crate::metadata::{AgentResponse, MetadataService};
 use crate::revision::RevisionShape;
+use crate::warm_pool::{Generation, WarmPools};
+use crate::worker_capacity::{QUEUE_WAIT, Refused, WorkerCapacity};
 
 /// Why a Metadata-mode execution that exited 0 without answering failed (and what its
 /// caller's 502 says).
@@ -87,24 +91,26 @@ pub struct DispatcherConfig {
 /// Runs executions. Cloning shares the same dispatcher.
 #[derive(Clone)]
 pub struct Dispatcher {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    store: Store,
-    images: Arc<ImageStore>,
+pub(crate) struct Inner {
+    pub(crate) store: Store,
+    pub(crate) images: Arc<ImageStore>,
     runsc: Runtime,
     runc: Runtime,
     logs: LogBus,
-    config: DispatcherConfig,
+    pub(crate) config: DispatcherConfig,
     active: Mutex<HashMap<(String, String), u32>>,
     /// Executions in flight: id → (namespace, agent, how to stop it).
     live: Mutex<HashMap<String, (String, String, CancellationToken)>>,
     /// Why an execution was stopped, recorded as its failure reason.
     stop_reasons: Mutex<HashMap<String, String>>,
-    shutdown: CancellationToken,
+    pub(crate) shutdown: CancellationToken,
     drained: Notify,
     metadata: MetadataService,
+    pub(crate) warm: WarmPools,
+    capacity: WorkerCapacity,
     /// Agents whose image an apply is pulling before their first revision exists: (namespace,
     /// name) → image. Invocations of them get 503, not 404.
     pulls: Mutex<HashMap<(String, String), String>>,
@@ -134,6 +140,8 @@ impl Dispatcher {
                 drained: Notify::new(),
                 metadata: MetadataService::default(),
                 pulls: Mutex::new(HashMap::new()),
+                warm: WarmPools::new(),
+                capacity: WorkerCapacity::default(),
             }),
         }
     }
@@ -156,6 +164,22 @@ impl Dispatcher {
             .get(&(namespace.to_string(), name.to_string()))
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Sandboxes of this agent ready in its warm pool.
+    pub fn warm(&self, namespace: &str, name: &str) -> u32 {
+        self.inner.warm.ready_count(namespace, name)
+    }
+
+    /// Of worker pool `pool`'s `maxExecutionsPerWorker`: executions holding a slot, and
+    /// invocations waiting for one.
+    pub fn pool_usage(&self, pool: &str) -> (u32, usize) {
+        self.inner.capacity.usage(pool)
+    }
+
+    /// Tells the warm pools that stored agents changed (applied, deleted).
+    pub fn agents_changed(&self) {
+        self.inner.warm.reconcile_soon();
     }
 
     /// Records that an apply is pulling `image` for this agent until the returned guard is
@@ -203,8 +227,40 @@ impl Dispatcher {
         };
         let revision = ready_revision(&inv, agent.latest_revision)?;
         let shape = RevisionShape::from_revision(&revision)?;
-        let runtime = self.runtime_for(&inv.namespace, &inv.name, &task.spec.worker_pool_ref)?;
-        let slot = self.acquire(&inv, task.spec.max_concurrent)?;
+        let pool_name = &task.spec.worker_pool_ref;
+        let (runtime, pool) = self.pool_for(&inv.namespace, &inv.name, pool_name)?;
+        let mut slot = self.acquire(&inv, task.spec.max_concurrent)?;
+        slot.worker = self
+            .inner
+            .capacity
+            .admit(pool_name, pool.max_executions_per_worker, QUEUE_WAIT)
+            .await
+            .map_err(|refused| {
+                let (limit, why) = match refused {
+                    Refused::QueueFull { limit, queue } => {
+                        (limit, format!("its queue of {queue} is full"))
+                    }
+                    Refused::Waited { limit } => (
+                        limit,
+                        format!("no slot freed within {}s", QUEUE_WAIT.as_secs()),
+                    ),
+                };
+                DispatchError::WorkerBusy {
+                    pool: pool_name.clone(),
+                    limit,
+                    why,
+                }
+            })?;
+        let warm = match shape.delivery_mode() {
+            DeliveryMode::Stdin => self.inner.warm.take(
+                &(inv.namespace.clone(), inv.name.clone()),
+                &Generation {
+                    revision: revision.name.clone(),
+                    runtime: format!("{:?}", runtime.kind()),
+                },
+            ),
+            _ => None,
+        };
 
         let trigger = Trigger {
             execution_id: inv.execution_id.clone(),
@@ -226,6 +282,11 @@ impl Dispatcher {
                 revision: revision.name.clone(),
                 trigger: inv.trigger.clone().unwrap_or_else(|| "http".to_string()),
                 started_at: trigger.time,
+                start: if warm.is_some() {
+                    Start::Warm
+                } else {
+                    Start::Cold
+                },
             })
             .map_err(|e| match e {
                 clrk_store::StoreError::DuplicateExecution(id) => {
@@ -255,7 +316,7 @@ impl Dispatcher {
             timeout,
             cancel,
         };
-        tokio::spawn(run.run(tx, slot));
+        tokio::spawn(run.run(tx, slot, warm));
         Ok(Started {
             execution_id: inv.execution_id,
             revision: revision.name,
@@ -272,10 +333,13 @@ impl Dispatcher {
             loop {
                 let notified = self.inner.drained.notified();
                 if self.inner.live.lock().expect("live map").is_empty() {
-                    return;
+                    break;
                 }
                 notified.await;
             }
+            // The warm pools drain once their loop sees the shutdown.
+            self.inner.warm.tasks.close();
+            self.inner.warm.tasks.wait().await;
         };
         if tokio::time::timeout(deadline, wait).await.is_err() {
             tracing::warn!("some executions were still stopping at shutdown");
@@ -325,19 +389,28 @@ impl Dispatcher {
     }
 
     /// The runtime of the agent's worker pool (`runsc` unless the pool says `runc`).
-    fn runtime_for(
+    pub(crate) fn runtime_for(
         &self,
         namespace: &str,
         name: &str,
         pool_name: &str,
     ) -> Result<Runtime, DispatchError> {
-        let runtime = match self.inner.store.get_pool(pool_name)? {
-            Some(pool) => serde_json::from_value::<clrk_api::WorkerPoolSpec>(
+        Ok(self.pool_for(namespace, name, pool_name)?.0)
+    }
+
+    /// The agent's worker pool and its runtime.
+    fn pool_for(
+        &self,
+        namespace: &str,
+        name: &str,
+        pool_name: &str,
+    ) -> Result<(Runtime, WorkerPoolSpec), DispatchError> {
+        let pool = match self.inner.store.get_pool(pool_name)? {
+            Some(pool) => serde_json::from_value::<WorkerPoolSpec>(
                 pool.spec.get("spec").cloned().unwrap_or(pool.spec.clone()),
             )
-            .map(|p| p.runtime)
             .unwrap_or_default(),
-            None if pool_name == "default" => RuntimeName::default(),
+            None if pool_name == "default" => WorkerPoolSpec::default(),
             None => {
                 return Err(DispatchError::NotReady {
                     namespace: namespace.to_string(),
@@ -348,10 +421,11 @@ impl Dispatcher {
                 });
             }
         };
-        Ok(match runtime {
+        let runtime = match pool.runtime {
             RuntimeName::Runc => self.inner.runc.clone(),
             _ => self.inner.runsc.clone(),
-        })
+        };
+        Ok((runtime, pool))
     }
 
     fn acquire(&self, inv: &Invocation, limit: u32) -> Result<Slot, DispatchError> {
@@ -369,6 +443,7 @@ impl Dispatcher {
         Ok(Slot {
             dispatcher: self.clone(),
             key,
+            worker: None,
         })
     }
 }
@@ -407,10 +482,12 @@ impl Drop for PullGuard {
     }
 }
 
-/// One unit of an agent's `maxConcurrent`, released when the execution ends.
+/// One unit of an agent's `maxConcurrent` and of its worker pool's
+/// `maxExecutionsPerWorker`, released when the execution ends.
 struct Slot {
     dispatcher: Dispatcher,
     key: (String, String),
+    worker: Option<OwnedSemaphorePermit>,
 }
 
 impl Drop for Slot {
@@ -439,9 +516,10 @@ struct Run {
 }
 
 impl Run {
-    async fn run(self, tx: mpsc::Sender<ExecEvent>, slot: Slot) {
+    /// Runs the execution in `warm` (a sandbox taken from the pool) or a new sandbox.
+    async fn run(self, tx: mpsc::Sender<ExecEvent>, slot: Slot, warm: Option<Sandbox>) {
         let started = tokio::time::Instant::now();
-        let (outcome, sandbox) = self.execute(&tx, started + self.timeout).await;
+        let (outcome, sandbox) = self.execute(&tx, started + self.timeout, warm).await;
         self.record(&outcome);
         // The execution is over for the caller: a next request must not be refused while this
         // sandbox is being deleted.
@@ -475,10 +553,14 @@ impl Run {
         &self,
         tx: &mpsc::Sender<ExecEvent>,
         deadline: tokio::time::Instant,
+        warm: Option<Sandbox>,
     ) -> (Outcome, Option<Sandbox>) {
-        let mut sandbox = match self.start().await {
-            Ok(sandbox) => sandbox,
-            Err(reason) => return (Outcome::Failed(reason), None),
+        let mut sandbox = match warm {
+            Some(sandbox) => sandbox,
+            None => match self.start().await {
+                Ok(sandbox) => sandbox,
+                Err(reason) => return (Outcome::Failed(reason), None),
+            },
         };
         let metadata = self.mode == DeliveryMode::Metadata;
         let stdin = sandbox.take_stdin();

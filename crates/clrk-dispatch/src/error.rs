@@ -27,6 +27,14 @@ pub enum DispatchError {
         name: String,
         limit: u32,
     },
+    #[error(
+        "worker pool {pool} is at its limit of {limit} executions at once and {why}; retry shortly"
+    )]
+    WorkerBusy {
+        pool: String,
+        limit: u32,
+        why: String,
+    },
     #[error("execution id {0} was already used: send a new X-Clrk-Execution-ID")]
     DuplicateExecution(String),
     #[error("clrk is shutting down; retry against the restarted server")]
@@ -49,7 +57,9 @@ impl DispatchError {
             DispatchError::NotReady { .. } | DispatchError::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            DispatchError::TooManyExecutions { .. } => StatusCode::TOO_MANY_REQUESTS,
+            DispatchError::TooManyExecutions { .. } | DispatchError::WorkerBusy { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             DispatchError::DuplicateExecution(_) => StatusCode::CONFLICT,
             DispatchError::Store(_) | DispatchError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR

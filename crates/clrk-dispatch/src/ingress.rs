@@ -255,7 +255,10 @@ fn exit_code_value(outcome: &Outcome) -> HeaderValue {
 
 fn error_response(error: &DispatchError, id: Option<&str>) -> Response {
     let mut response = (error.status(), format!("{error}\n")).into_response();
-    if let DispatchError::TooManyExecutions { .. } | DispatchError::NotReady { .. } = error {
+    if let DispatchError::TooManyExecutions { .. }
+    | DispatchError::WorkerBusy { .. }
+    | DispatchError::NotReady { .. } = error
+    {
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

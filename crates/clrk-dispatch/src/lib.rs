@@ -13,6 +13,8 @@ pub mod launch;
 pub mod logs;
 pub mod metadata;
 pub mod revision;
+mod warm_pool;
+mod worker_capacity;
 
 pub use dispatcher::{Dispatcher, DispatcherConfig, ExecEvent, Invocation, Outcome, STOP_GRACE};
 pub use error::DispatchError;

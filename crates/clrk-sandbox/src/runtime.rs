@@ -236,6 +236,11 @@ impl Runtime {
         }
     }
 
+    /// Which OCI runtime this is.
+    pub fn kind(&self) -> RuntimeKind {
+        self.cli.kind
+    }
+
     /// Ids of the containers that exist under this runtime's state dir.
     pub async fn list(&self) -> Result<Vec<String>, SandboxError> {
         self.cli.list().await

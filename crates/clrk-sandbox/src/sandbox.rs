@@ -105,6 +105,23 @@ impl Sandbox {
         Ok(code)
     }
 
+    /// Whether the container's process has exited, without waiting: a sandbox kept ready whose
+    /// agent was killed from outside is no longer usable.
+    pub fn has_exited(&mut self) -> bool {
+        if self.exit.is_some() {
+            return true;
+        }
+        match self.child.try_wait() {
+            Ok(Some(status)) => {
+                self.exit = Some(exit_code(status));
+                true
+            }
+            Ok(None) => false,
+            // Not waitable is as good as gone.
+            Err(_) => true,
+        }
+    }
+
     /// Stops everything in the sandbox: SIGTERM to all its processes, up to `grace` for the
     /// container to exit, then SIGKILL; then deletes the container and its bundle. Idempotent.
     ///
@@ -132,6 +149,11 @@ impl Sandbox {
     pub async fn remove(&mut self) -> Result<(), SandboxError> {
         if self.removed {
             return Ok(());
+        }
+        if !self.has_exited() {
+            // runsc's `delete --force` can hang on a container whose process still runs
+            // (e.g. one blocked reading stdin): kill it first.
+            self.signal_all(SIGKILL).await;
         }
         self.cli.delete(&self.id).await?;
         if self.exit.is_none() {

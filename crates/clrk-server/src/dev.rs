@@ -128,6 +128,7 @@ pub async fn start(opts: DevOptions) -> Result<Running, ServerError> {
     );
     // Recovery deleted every sandbox left behind, so the supervisor starts from nothing
     // running and cannot duplicate a daemon.
+    dispatcher.start_warm_pools();
     let daemons = Supervisor::start(store.clone(), dispatcher.clone());
     let cron = Cron::start(store.clone(), dispatcher.clone());
     let state = AppState {

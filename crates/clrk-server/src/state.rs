@@ -24,9 +24,10 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Tells cron and the daemon supervisor that stored agents changed.
+    /// Tells cron, the daemon supervisor and the warm pools that stored agents changed.
     pub fn agents_changed(&self) {
         self.cron.reconcile_soon();
         self.daemons.reconcile_soon();
+        self.dispatcher.agents_changed();
     }
 }

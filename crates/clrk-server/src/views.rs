@@ -21,7 +21,7 @@ pub fn agent(state: &AppState, agent: &Agent) -> Result<Value, clrk_store::Store
     let mut status = json!({
         "latestRevision": agent.latest_revision.as_ref().map(|r| r.name.clone()),
         "readyRevision": ready,
-        "warm": 0,
+        "warm": state.dispatcher.warm(&agent.namespace, &agent.name),
         "active": state.dispatcher.active(&agent.namespace, &agent.name),
         "lastRun": last_run,
     });
@@ -92,6 +92,7 @@ pub fn execution(e: &Execution) -> Value {
         "startedAt": e.started_at.to_rfc3339(),
         "endedAt": e.ended_at.map(|t| t.to_rfc3339()),
         "durationMs": e.duration_ms,
+        "start": e.start.to_string(),
     })
 }
 
@@ -106,21 +107,30 @@ pub fn log_line(l: &LogLine) -> Value {
     })
 }
 
-/// Worker pools, with the implicit `default` pool first when it was never applied.
+/// Worker pools, with the implicit `default` pool first when it was never applied, and how
+/// much of their `maxExecutionsPerWorker` is in use on this worker.
 pub fn pools(state: &AppState) -> Result<Vec<Value>, clrk_store::StoreError> {
     let mut out = Vec::new();
     let pools = state.store.list_pools()?;
+    let usage = |name: &str| {
+        let (running, queued) = state.dispatcher.pool_usage(name);
+        (json!(running), json!(queued))
+    };
     if !pools.iter().any(|p| p.name == "default") {
-        out.push(json!({ "name": "default", "runtime": "runsc", "maxExecutionsPerWorker": 0, "workers": 1, "capacity": 0 }));
+        let (running, queued) = usage("default");
+        out.push(json!({ "name": "default", "runtime": "runsc", "maxExecutionsPerWorker": 0, "workers": 1, "capacity": 0, "running": running, "queued": queued }));
     }
     for p in pools {
         let spec = p.spec.get("spec").cloned().unwrap_or(Value::Null);
+        let (running, queued) = usage(&p.name);
         out.push(json!({
             "name": p.name,
             "runtime": spec.get("runtime").cloned().unwrap_or(json!("runsc")),
             "maxExecutionsPerWorker": spec.get("maxExecutionsPerWorker").cloned().unwrap_or(json!(0)),
             "workers": 1,
             "capacity": spec.get("maxExecutionsPerWorker").cloned().unwrap_or(json!(0)),
+            "running": running,
+            "queued": queued,
         }));
     }
     Ok(out)

@@ -55,6 +55,43 @@ impl FromStr for ExecutionStatus {
     }
 }
 
+/// How an execution's sandbox came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Start {
+    /// Started for this execution.
+    #[default]
+    Cold,
+    /// Taken ready from the agent's warm pool.
+    Warm,
+}
+
+impl Start {
+    fn as_str(self) -> &'static str {
+        match self {
+            Start::Cold => "cold",
+            Start::Warm => "warm",
+        }
+    }
+}
+
+impl fmt::Display for Start {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Start {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "cold" => Ok(Start::Cold),
+            "warm" => Ok(Start::Warm),
+            other => Err(format!("unknown start {other:?}; expected cold or warm")),
+        }
+    }
+}
+
 /// An execution about to run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewExecution {
@@ -70,6 +107,8 @@ pub struct NewExecution {
     pub trigger: String,
     /// When it started.
     pub started_at: DateTime<Utc>,
+    /// Cold or warm.
+    pub start: Start,
 }
 
 /// How an execution ended.
@@ -110,10 +149,12 @@ pub struct Execution {
     pub ended_at: Option<DateTime<Utc>>,
     /// `ended_at - started_at`; `None` while running.
     pub duration_ms: Option<i64>,
+    /// Cold or warm.
+    pub start: Start,
 }
 
 const SELECT: &str = "SELECT e.id, a.namespace, a.name, r.name, e.trigger, e.status, e.exit_code, \
-     e.reason, e.started_at, e.ended_at \
+     e.reason, e.started_at, e.ended_at, e.start \
      FROM executions e JOIN agents a ON a.id = e.agent_id JOIN revisions r ON r.id = e.revision_id";
 
 fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Execution> {
@@ -131,6 +172,7 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Execution> {
         started_at,
         ended_at,
         duration_ms: ended_at.map(|end| (end - started_at).num_milliseconds()),
+        start: enum_column::column(row, 10)?,
     })
 }
 
@@ -144,6 +186,7 @@ impl Store {
     /// let e = clrk_store::NewExecution {
     ///     id: "ev-1".into(), namespace: "default".into(), agent: "echo".into(),
     ///     revision: "echo-00001".into(), trigger: "http".into(), started_at: chrono::Utc::now(),
+    ///     start: clrk_store::Start::Cold,
     /// };
     /// // No agent `echo` has been applied yet.
     /// assert!(store.start_execution(&e).is_err());
@@ -174,15 +217,16 @@ impl Store {
                 return Err(StoreError::DuplicateExecution(e.id.clone()));
             }
             tx.execute(
-                "INSERT INTO executions (id, agent_id, revision_id, trigger, status, started_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO executions (id, agent_id, revision_id, trigger, status, started_at, start) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
                     e.id,
                     agent,
                     revision,
                     e.trigger,
                     ExecutionStatus::Running.as_str(),
-                    time::to_millis(e.started_at)
+                    time::to_millis(e.started_at),
+                    e.start.as_str()
                 ],
             )?;
             Ok(())

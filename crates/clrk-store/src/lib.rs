@@ -24,7 +24,7 @@ mod time;
 pub use agent::{Agent, AgentApply, ApplyOutcome};
 pub use daemon::{DaemonPhase, DaemonState};
 pub use error::StoreError;
-pub use execution::{Execution, ExecutionEnd, ExecutionStatus, NewExecution};
+pub use execution::{Execution, ExecutionEnd, ExecutionStatus, NewExecution, Start};
 pub use logs::{LogLine, LogQuery, NewLogLine};
 pub use pool::Pool;
 pub use revision::{Revision, RevisionState};

@@ -95,6 +95,8 @@ CREATE TABLE daemons (
 ) STRICT;
 "#,
     ),
+    // Whether an execution took a warm sandbox from its agent's pool or started its own.
+    M::up("ALTER TABLE executions ADD COLUMN start TEXT NOT NULL DEFAULT 'cold';"),
 ];
 
 /// The migration runner over [`MIGRATIONS`].

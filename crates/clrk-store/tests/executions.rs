@@ -206,3 +206,19 @@ fn clones_share_one_database_across_threads() {
         100
     );
 }
+
+#[test]
+fn an_execution_records_whether_it_started_warm() {
+    let (_dir, store) = temp_store();
+    store.apply_agent(&echo_agent("echo")).unwrap();
+    store.start_execution(&execution("cold-1", "echo")).unwrap();
+    store
+        .start_execution(&NewExecution {
+            start: clrk_store::Start::Warm,
+            ..execution("warm-1", "echo")
+        })
+        .unwrap();
+    let start = |id| store.get_execution(id).unwrap().unwrap().start;
+    assert_eq!(start("cold-1"), clrk_store::Start::Cold);
+    assert_eq!(start("warm-1"), clrk_store::Start::Warm);
+}

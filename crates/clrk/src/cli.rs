@@ -339,8 +339,11 @@ pub enum PoolsCommand {
     #[command(after_help = "\
 Example:
   clrk pools list
-  NAME      RUNTIME   MAX-EXECUTIONS   WORKERS
-  default   runsc     10               1")]
+  NAME      RUNTIME   MAX-EXECUTIONS   RUNNING   QUEUED   WORKERS
+  default   runsc     10               3         0        1
+
+MAX-EXECUTIONS is spec.maxExecutionsPerWorker (- when unlimited); an invocation over it waits
+in a queue of 4 per slot for up to 30 s, then gets 429.")]
     List,
 }
 

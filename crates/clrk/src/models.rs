@@ -144,6 +144,8 @@ pub struct Execution {
     pub started_at: Option<String>,
     pub ended_at: Option<String>,
     pub duration_ms: Option<u64>,
+    /// `cold` or `warm`.
+    pub start: Option<String>,
 }
 
 /// One line of `GET .../logs`.
@@ -165,6 +167,12 @@ pub struct Pool {
     /// A count, or the list of workers; the CLI shows how many.
     #[serde(default)]
     pub workers: Value,
+    /// Executions holding a slot of `maxExecutionsPerWorker`.
+    #[serde(default)]
+    pub running: u64,
+    /// Invocations waiting for a slot.
+    #[serde(default)]
+    pub queued: u64,
 }
 
 impl Pool {

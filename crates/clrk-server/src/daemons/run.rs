@@ -205,6 +205,7 @@ impl Daemon {
             revision: self.revision.name.clone(),
             trigger: DAEMON_TRIGGER.to_string(),
             started_at: Utc::now(),
+            start: clrk_store::Start::Cold,
         };
         if let Err(error) = self.store.start_execution(&record) {
             // The agent was deleted meanwhile; the next spec read ends the loop.

@@ -45,5 +45,6 @@ pub fn execution(id: &str, agent: &str) -> NewExecution {
         revision: format!("{agent}-00001"),
         trigger: "http".into(),
         started_at: Utc::now(),
+        start: clrk_store::Start::Cold,
     }
 }

@@ -13,12 +13,21 @@ pub async fn list(session: &Session) -> anyhow::Result<()> {
 
 /// The `pools list` table.
 pub fn pools_table(pools: &[Pool]) -> Table {
-    let mut table = Table::new(["NAME", "RUNTIME", "MAX-EXECUTIONS", "WORKERS"]);
+    let mut table = Table::new([
+        "NAME",
+        "RUNTIME",
+        "MAX-EXECUTIONS",
+        "RUNNING",
+        "QUEUED",
+        "WORKERS",
+    ]);
     for pool in pools {
         table.row([
             pool.name.clone(),
             pool.runtime.clone(),
             or_dash(pool.max_executions_per_worker),
+            pool.running.to_string(),
+            pool.queued.to_string(),
             pool.worker_count().to_string(),
         ]);
     }
@@ -33,16 +42,16 @@ mod tests {
     fn pools_render_with_counts() {
         let pools: List<Pool> = serde_json::from_str(
             r#"{"items": [
-                {"name": "default", "runtime": "runsc", "maxExecutionsPerWorker": 10, "workers": 1, "capacity": 10},
+                {"name": "default", "runtime": "runsc", "maxExecutionsPerWorker": 10, "workers": 1, "capacity": 10, "running": 3, "queued": 2},
                 {"name": "gpu", "runtime": "runc", "maxExecutionsPerWorker": null, "workers": [{"id": "a"}, {"id": "b"}]}
             ]}"#,
         )
         .unwrap();
         assert_eq!(
             pools_table(&pools.items).render(),
-            "NAME      RUNTIME   MAX-EXECUTIONS   WORKERS\n\
-             default   runsc     10               1\n\
-             gpu       runc      -                2\n"
+            "NAME      RUNTIME   MAX-EXECUTIONS   RUNNING   QUEUED   WORKERS\n\
+             default   runsc     10               3         2        1\n\
+             gpu       runc      -                0         0        2\n"
         );
     }
 }

@@ -41,7 +41,9 @@ pub async fn run(args: InvocationsArgs, session: &Session) -> anyhow::Result<()>
 
 /// The `agents invocations` table as of `now`.
 pub fn invocations_table(executions: &[Execution], now: DateTime<Utc>) -> Table {
-    let mut table = Table::new(["ID", "TRIGGER", "STATUS", "EXIT", "DURATION", "STARTED"]);
+    let mut table = Table::new([
+        "ID", "TRIGGER", "STATUS", "EXIT", "DURATION", "START", "STARTED",
+    ]);
     for execution in executions {
         table.row([
             execution.id.clone(),
@@ -51,6 +53,7 @@ pub fn invocations_table(executions: &[Execution], now: DateTime<Utc>) -> Table 
             execution
                 .duration_ms
                 .map_or_else(|| "-".to_string(), format_millis),
+            or_dash(execution.start.as_ref()),
             ago(execution.started_at.as_deref(), now),
         ]);
     }
@@ -67,10 +70,10 @@ mod tests {
             r#"{"items": [
               {"id": "9f1c", "namespace": "default", "agent": "a", "revision": "a-00001", "trigger": "cli",
                "status": "Succeeded", "exitCode": 0, "reason": null,
-               "startedAt": "2026-01-01T11:59:00Z", "endedAt": "2026-01-01T11:59:01Z", "durationMs": 1250},
+               "startedAt": "2026-01-01T11:59:00Z", "endedAt": "2026-01-01T11:59:01Z", "durationMs": 1250, "start": "warm"},
               {"id": "77aa", "namespace": "default", "agent": "a", "revision": "a-00001", "trigger": "http",
                "status": "Running", "exitCode": null, "reason": null,
-               "startedAt": "2026-01-01T11:59:58Z", "endedAt": null, "durationMs": null}
+               "startedAt": "2026-01-01T11:59:58Z", "endedAt": null, "durationMs": null, "start": "cold"}
             ]}"#,
         )
         .unwrap();
@@ -79,9 +82,9 @@ mod tests {
             .to_utc();
         assert_eq!(
             invocations_table(&executions.items, now).render(),
-            "ID     TRIGGER   STATUS      EXIT   DURATION   STARTED\n\
-             9f1c   cli       Succeeded   0      1.2s       60s ago\n\
-             77aa   http      Running     -      -          2s ago\n"
+            "ID     TRIGGER   STATUS      EXIT   DURATION   START   STARTED\n\
+             9f1c   cli       Succeeded   0      1.2s       warm    60s ago\n\
+             77aa   http      Running     -      -          cold    2s ago\n"
         );
     }
 }

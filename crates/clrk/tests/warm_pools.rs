@@ -1,0 +1,177 @@
+//! Warm pools with the real runtime: filled to `warmPoolSize` with agents already running,
+//! taken once each and refilled, recycled after `warmPoolIdleTTL`, drained by a new revision,
+//! healed when a warm sandbox is killed from outside, and emptied on delete and shutdown.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+
+/// Prints when its process started (host clock, in ns), then echoes its input.
+const STAMP_THEN_CAT: &str = "echo started=$(date +%s%N); cat";
+
+async fn warm_count(dev: &Dev, name: &str) -> u64 {
+    let agent = dev
+        .api_get(&format!("/v1/agents/default/{name}"))
+        .await
+        .json();
+    agent["status"]["warm"].as_u64().unwrap_or(0)
+}
+
+async fn wait_warm(dev: &Dev, name: &str, want: u64) {
+    eventually(&format!("{want} warm sandboxes of {name}"), || async {
+        (warm_count(dev, name).await == want).then_some(())
+    })
+    .await;
+}
+
+fn sandboxes(dev: &Dev) -> BTreeSet<String> {
+    dev.runsc_list().into_iter().collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn warm_sandboxes_are_started_ahead_used_once_and_refilled() {
+    let dev = Dev::start();
+    dev.apply(&sh_agent("warm", STAMP_THEN_CAT, "  warmPoolSize: 2"));
+    wait_warm(&dev, "warm", 2).await;
+    let before = sandboxes(&dev);
+    assert_eq!(before.len(), 2, "{before:?}");
+
+    let sent = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let r = dev
+        .invoke(&[("X-Clrk-TaskAgent", "default/warm")], "hello")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let answer = r.text();
+    let (stamp, rest) = answer.split_once('\n').unwrap();
+    let started: u128 = stamp.strip_prefix("started=").unwrap().parse().unwrap();
+    assert!(
+        started < sent,
+        "the agent process started before the request was sent ({started} < {sent})"
+    );
+    assert!(rest.contains("\"data_base64\""), "{rest}");
+
+    let runs = dev.invocations("warm").await;
+    assert_eq!(runs[0]["start"], "warm", "{runs:?}");
+    // Used once: the sandbox that served is gone, and the pool is back to two others.
+    wait_warm(&dev, "warm", 2).await;
+    let after = dev.wait_for("the served sandbox to be deleted", || {
+        let now = sandboxes(&dev);
+        (now.len() == 2).then_some(now)
+    });
+    assert_eq!(
+        before.intersection(&after).count(),
+        1,
+        "one sandbox was used, one kept: {before:?} → {after:?}"
+    );
+
+    // Two requests at once take both; a third, with the pool still refilling, may start cold.
+    let (a, b) = tokio::join!(
+        dev.invoke(&[("X-Clrk-TaskAgent", "default/warm")], "a"),
+        dev.invoke(&[("X-Clrk-TaskAgent", "default/warm")], "b"),
+    );
+    assert_eq!((a.status, b.status), (200, 200));
+    let runs = dev.invocations("warm").await;
+    assert!(
+        runs[..2].iter().all(|r| r["start"] == "warm"),
+        "both took a warm sandbox: {runs:?}"
+    );
+    let out = dev.clrk(&["agents", "invocations", "warm"]);
+    assert!(
+        text_has_column(&text(&out.stdout), "START", "warm"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // Deleting the agent removes its warm sandboxes.
+    let out = dev.clrk(&["agents", "delete", "warm"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    dev.wait_for("no sandbox after delete", || {
+        dev.runsc_list().is_empty().then_some(())
+    });
+}
+
+fn text_has_column(table: &str, header: &str, value: &str) -> bool {
+    let mut lines = table.lines();
+    let Some(head) = lines.next() else {
+        return false;
+    };
+    let Some(at) = head.find(header) else {
+        return false;
+    };
+    lines.any(|l| l.get(at..).is_some_and(|cell| cell.starts_with(value)))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_sandboxes_are_recycled_and_a_new_revision_drains_the_pool() {
+    let mut dev = Dev::start();
+    let manifest = |greeting: &str| {
+        sh_agent(
+            "ttl",
+            &format!("echo {greeting}; cat >/dev/null"),
+            "  warmPoolSize: 1\n  warmPoolIdleTTL: 2s",
+        )
+    };
+    dev.apply(&manifest("v1"));
+    wait_warm(&dev, "ttl", 1).await;
+    let first = sandboxes(&dev);
+
+    // Past the idle TTL the sandbox is replaced by a fresh one.
+    dev.wait_for("the idle sandbox to be recycled", || {
+        let now = sandboxes(&dev);
+        (now.len() == 1 && now.is_disjoint(&first)).then_some(())
+    });
+
+    // A new revision drains the old pool; the next request runs the new code, warm.
+    let drained = sandboxes(&dev);
+    dev.apply(&manifest("v2"));
+    dev.wait_for("the old revision's sandbox to be drained", || {
+        let now = sandboxes(&dev);
+        (now.len() == 1 && now.is_disjoint(&drained)).then_some(())
+    });
+    wait_warm(&dev, "ttl", 1).await;
+    let r = dev
+        .invoke(&[("X-Clrk-TaskAgent", "default/ttl")], "x")
+        .await;
+    assert_eq!(r.text(), "v2\n");
+    let runs = dev.invocations("ttl").await;
+    assert_eq!(
+        (runs[0]["revision"].as_str(), runs[0]["start"].as_str()),
+        (Some("ttl-00002"), Some("warm"))
+    );
+
+    // A clean stop deletes the warm sandboxes too.
+    wait_warm(&dev, "ttl", 1).await;
+    assert!(dev.stop().success(), "{}", dev.server_log());
+    assert_eq!(dev.runsc_list(), Vec::<String>::new());
+    assert_eq!(dev.sandbox_processes(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_warm_sandbox_killed_from_outside_is_replaced() {
+    let dev = Dev::start();
+    dev.apply(&sh_agent("healed", "cat", "  warmPoolSize: 1"));
+    wait_warm(&dev, "healed", 1).await;
+    let victim = sandboxes(&dev).into_iter().next().unwrap();
+
+    // Kill every host process of that sandbox (runsc's sandbox, gofer and run processes).
+    let status = std::process::Command::new("pkill")
+        .args(["-9", "-f", &victim])
+        .status()
+        .unwrap();
+    assert!(status.success(), "no process of {victim} found");
+
+    let r = dev
+        .invoke(&[("X-Clrk-TaskAgent", "default/healed")], "still here")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("\"c3RpbGwgaGVyZQ==\""), "{}", r.text());
+    dev.wait_for("the killed sandbox to be discarded and replaced", || {
+        let now = sandboxes(&dev);
+        (now.len() == 1 && !now.contains(&victim)).then_some(())
+    });
+}
