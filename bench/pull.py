@@ -16,8 +16,6 @@ Usage: sudo python3 bench/pull.py [-n 5] [--mb 50]
 """
 
 import argparse
-import gzip
-import hashlib
 import io
 import json
 import os
@@ -30,20 +28,14 @@ import tarfile
 import tempfile
 import time
 
+import oci_layout
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLRK = os.path.join(REPO, "target", "release", "clrk")
 
 
-def blob(layout, data):
-    digest = hashlib.sha256(data).hexdigest()
-    path = os.path.join(layout, "blobs", "sha256", digest)
-    with open(path, "wb") as f:
-        f.write(data)
-    return {"digest": "sha256:" + digest, "size": len(data)}
-
-
 def layer(files):
-    """A gzipped tar layer of (path, bytes, mode) entries, deterministic."""
+    """An uncompressed tar layer of (path, bytes, mode) entries, deterministic."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w") as tar:
         for path, data, mode in files:
@@ -55,39 +47,12 @@ def layer(files):
 
 def build_image(layout, mb, tags):
     """An OCI layout holding one image per tag: same layers, configs differing by tag."""
-    os.makedirs(os.path.join(layout, "blobs", "sha256"), exist_ok=True)
-    with open(os.path.join(layout, "oci-layout"), "w") as f:
-        json.dump({"imageLayoutVersion": "1.0.0"}, f)
     busybox = open("/bin/busybox", "rb").read()
     base = layer([("bin/busybox", busybox, 0o755)])
     data = layer([("data/blob", os.urandom(mb * 1_000_000), 0o644)])
-    layers, diff_ids = [], []
-    for raw in (base, data):
-        diff_ids.append("sha256:" + hashlib.sha256(raw).hexdigest())
-        desc = blob(layout, gzip.compress(raw, compresslevel=1))
-        desc["mediaType"] = "application/vnd.oci.image.layer.v1.tar+gzip"
-        layers.append(desc)
-    manifests = []
-    for tag in tags:
-        config = {
-            "architecture": "amd64", "os": "linux",
-            "config": {"Entrypoint": ["/bin/busybox", "echo", tag]},
-            "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        }
-        cdesc = blob(layout, json.dumps(config).encode())
-        cdesc["mediaType"] = "application/vnd.oci.image.config.v1+json"
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": cdesc, "layers": layers,
-        }
-        mdesc = blob(layout, json.dumps(manifest).encode())
-        mdesc["mediaType"] = manifest["mediaType"]
-        mdesc["annotations"] = {"org.opencontainers.image.ref.name": tag}
-        manifests.append(mdesc)
-    with open(os.path.join(layout, "index.json"), "w") as f:
-        json.dump({"schemaVersion": 2, "manifests": manifests}, f)
-    return sum(l["size"] for l in layers)
+    return oci_layout.write_layout(layout, {
+        tag: ([base, data], ["/bin/busybox", "echo", tag], []) for tag in tags
+    })
 
 
 def free_port():

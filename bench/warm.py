@@ -29,8 +29,6 @@ Usage: sudo python3 bench/warm.py [-n 30] [--quick] [--skip-runc] [--skip-webhoo
 """
 
 import argparse
-import gzip
-import hashlib
 import http.client
 import io
 import json
@@ -46,6 +44,8 @@ import tarfile
 import tempfile
 import threading
 import time
+
+import oci_layout
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 AGENT_PY = os.path.join(REPO, "examples", "word-count", "agent.py")
@@ -219,38 +219,12 @@ def python_tree(work):
     return tree
 
 
-def blob(layout, data):
-    digest = hashlib.sha256(data).hexdigest()
-    with open(os.path.join(layout, "blobs", "sha256", digest), "wb") as f:
-        f.write(data)
-    return {"digest": "sha256:" + digest, "size": len(data)}
-
-
-def write_layout(layout, images):
+def write_images(layout, images):
     """An OCI layout with one single-layer image per tag; images: {tag: (Tree, entrypoint)}."""
-    os.makedirs(os.path.join(layout, "blobs", "sha256"), exist_ok=True)
-    with open(os.path.join(layout, "oci-layout"), "w") as f:
-        json.dump({"imageLayoutVersion": "1.0.0"}, f)
-    manifests = []
-    for tag, (tree, entrypoint) in images.items():
-        raw = tree.tar()
-        ldesc = blob(layout, gzip.compress(raw, compresslevel=1))
-        ldesc["mediaType"] = "application/vnd.oci.image.layer.v1.tar+gzip"
-        config = {
-            "architecture": "amd64", "os": "linux",
-            "config": {"Entrypoint": entrypoint, "Env": ["PATH=" + SANDBOX_PATH]},
-            "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(raw).hexdigest()]},
-        }
-        cdesc = blob(layout, json.dumps(config).encode())
-        cdesc["mediaType"] = "application/vnd.oci.image.config.v1+json"
-        manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                    "config": cdesc, "layers": [ldesc]}
-        mdesc = blob(layout, json.dumps(manifest).encode())
-        mdesc["mediaType"] = manifest["mediaType"]
-        mdesc["annotations"] = {"org.opencontainers.image.ref.name": tag}
-        manifests.append(mdesc)
-    with open(os.path.join(layout, "index.json"), "w") as f:
-        json.dump({"schemaVersion": 2, "manifests": manifests}, f)
+    oci_layout.write_layout(layout, {
+        tag: ([tree.tar()], entrypoint, ["PATH=" + SANDBOX_PATH])
+        for tag, (tree, entrypoint) in images.items()
+    })
 
 
 # ---------------------------------------------------------------- raw runtime baselines
@@ -703,7 +677,7 @@ class Bench:
             except (BenchError, OSError) as e:
                 self.notes.append("word-count under runc not measured: no python rootfs (%s)" % e)
             layout = os.path.join(self.work, "layout")
-            write_layout(layout, {k: (trees[k], entry[k]) for k in trees})
+            write_images(layout, {k: (trees[k], entry[k]) for k in trees})
             for key, tree in trees.items():
                 rootfs = os.path.join(self.work, "rootfs-" + key)
                 tree.unpack(rootfs)
