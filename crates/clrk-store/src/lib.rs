@@ -18,6 +18,7 @@ mod migrations;
 mod pool;
 mod revision;
 mod schedule;
+mod secret;
 mod store;
 mod time;
 
@@ -29,4 +30,5 @@ pub use logs::{LogLine, LogQuery, NewLogLine};
 pub use pool::Pool;
 pub use revision::{Revision, RevisionState};
 pub use schedule::ScheduleTimes;
+pub use secret::SecretInfo;
 pub use store::Store;

@@ -97,6 +97,27 @@ CREATE TABLE daemons (
     ),
     // Whether an execution took a warm sandbox from its agent's pool or started its own.
     M::up("ALTER TABLE executions ADD COLUMN start TEXT NOT NULL DEFAULT 'cold';"),
+    // Secrets for the egress proxy: values only ever read by name and key.
+    M::up(
+        r#"
+CREATE TABLE secrets (
+    namespace   TEXT    NOT NULL,
+    name        TEXT    NOT NULL,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (namespace, name)
+) STRICT;
+
+CREATE TABLE secret_values (
+    namespace  TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    value      BLOB NOT NULL,
+    PRIMARY KEY (namespace, name, key),
+    FOREIGN KEY (namespace, name) REFERENCES secrets (namespace, name) ON DELETE CASCADE
+) STRICT;
+"#,
+    ),
 ];
 
 /// The migration runner over [`MIGRATIONS`].

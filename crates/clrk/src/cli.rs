@@ -76,6 +76,9 @@ pub enum Command {
     /// Store registry credentials where clrk (and docker, skopeo) read them.
     #[command(subcommand)]
     Registry(RegistryCommand),
+    /// Set, list and delete secrets (values go in, never come out).
+    #[command(subcommand)]
+    Secret(SecretCommand),
 }
 
 /// `clrk dev`.
@@ -590,4 +593,83 @@ pub struct LoginArgs {
     /// Talk to the registry over plain HTTP (for a registry in --insecure-registry).
     #[arg(long)]
     pub insecure: bool,
+}
+
+/// `clrk secret ...`.
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Create or replace a secret with the given keys (all its old keys are dropped).
+    #[command(after_help = "\
+Values are sent to the server and stored in its database (mode 0600); no command or API call
+returns them, and no sandbox can read them: the egress proxy injects them into requests.
+
+Example:
+  clrk secret set anthropic --from-env token=ANTHROPIC_API_KEY
+  clrk secret set github --from-file token=./gh-token.txt --from-literal user=ci-bot
+  secret/github created (keys: token, user)")]
+    Set(SecretSetArgs),
+
+    /// List secrets with their keys (never their values).
+    #[command(after_help = "\
+Example:
+  clrk secret list
+  NAMESPACE   NAME        KEYS          UPDATED
+  default     anthropic   token         2m ago")]
+    List(SecretListArgs),
+
+    /// Delete a secret.
+    #[command(after_help = "\
+Example:
+  clrk secret delete github")]
+    Delete(SecretNameArgs),
+}
+
+/// `clrk secret set`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).multiple(true)))]
+pub struct SecretSetArgs {
+    /// Secret name (a DNS-1123 label, e.g. anthropic).
+    pub name: String,
+
+    #[command(flatten)]
+    pub namespace: NamespaceArg,
+
+    /// KEY=VALUE taken literally (repeatable). Beware: it lands in your shell history.
+    #[arg(long = "from-literal", value_name = "KEY=VALUE", group = "source")]
+    pub literals: Vec<String>,
+
+    /// KEY=PATH: the value is the file's content (repeatable).
+    #[arg(long = "from-file", value_name = "KEY=PATH", group = "source")]
+    pub files: Vec<String>,
+
+    /// KEY=VAR: the value is environment variable VAR of this shell (repeatable).
+    #[arg(long = "from-env", value_name = "KEY=VAR", group = "source")]
+    pub envs: Vec<String>,
+}
+
+/// `clrk secret list`.
+#[derive(Debug, Args)]
+pub struct SecretListArgs {
+    /// Only secrets in this namespace.
+    #[arg(
+        short,
+        long,
+        default_value = "default",
+        conflicts_with = "all_namespaces"
+    )]
+    pub namespace: String,
+
+    /// Secrets of every namespace.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+}
+
+/// A secret command that takes only a name.
+#[derive(Debug, Args)]
+pub struct SecretNameArgs {
+    /// Secret name.
+    pub name: String,
+
+    #[command(flatten)]
+    pub namespace: NamespaceArg,
 }

@@ -177,6 +177,19 @@ impl ApiClient {
         read_json(response).await
     }
 
+    /// `PUT` a JSON body and read a JSON answer.
+    pub async fn put<B: Serialize, T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        body: &B,
+    ) -> anyhow::Result<T> {
+        let body = full(serde_json::to_vec(body)?);
+        let response = self
+            .send(Method::PUT, segments, &[], JSON, Some((JSON, body)))
+            .await?;
+        read_json(response).await
+    }
+
     /// `POST` a JSON body asking for an answer of type `accept` (e.g. a stream of lines),
     /// returned unread.
     pub async fn post_for<B: Serialize>(

@@ -5,6 +5,7 @@ mod auth;
 mod images;
 mod logs;
 mod pools;
+mod secrets;
 
 use axum::Json;
 use axum::Router;
@@ -32,6 +33,11 @@ pub fn router(state: AppState, token: String) -> Router {
         .route("/v1/images", get(images::list))
         .route("/v1/images/import", post(images::import))
         .route("/v1/images/prune", post(images::prune))
+        .route("/v1/secrets", get(secrets::list))
+        .route(
+            "/v1/secrets/{namespace}/{name}",
+            axum::routing::put(secrets::set).delete(secrets::delete),
+        )
         .route("/v1/pools", get(pools::list))
         .route("/v1/pools/{name}", delete(pools::delete))
         .layer(axum::middleware::from_fn_with_state(

@@ -8,11 +8,13 @@ pub mod images;
 pub mod pools;
 pub mod registry;
 pub mod run_task;
+pub mod secret;
 
 use std::path::PathBuf;
 
 use crate::cli::{
     AgentsCommand, Cli, Command, GlobalArgs, ImagesCommand, PoolsCommand, RegistryCommand,
+    SecretCommand,
 };
 use crate::client::ApiClient;
 use crate::discovery::{self, Endpoints};
@@ -63,5 +65,10 @@ pub async fn run(cli: Cli, clrk_dir: PathBuf) -> anyhow::Result<()> {
             ImagesCommand::Prune => images::prune(&session).await,
         },
         Command::Registry(RegistryCommand::Login(args)) => registry::login(args).await,
+        Command::Secret(command) => match command {
+            SecretCommand::Set(args) => secret::set(args, &session).await,
+            SecretCommand::List(args) => secret::list(args, &session).await,
+            SecretCommand::Delete(args) => secret::delete(args, &session).await,
+        },
     }
 }

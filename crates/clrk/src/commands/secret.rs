@@ -1,0 +1,136 @@
+//! `clrk secret set|list|delete`.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context as _, bail};
+use base64::Engine as _;
+use chrono::Utc;
+use serde::Deserialize;
+
+use crate::cli::{SecretListArgs, SecretNameArgs, SecretSetArgs};
+use crate::commands::Session;
+use crate::models::{DeleteResponse, List};
+use crate::output::{self, Table, ago};
+
+/// The largest file `--from-file` reads; the server refuses more anyway.
+const MAX_FILE: u64 = 1024 * 1024;
+
+/// Splits `KEY=REST` from a `--from-*` flag.
+fn split<'a>(flag: &str, arg: &'a str) -> anyhow::Result<(&'a str, &'a str)> {
+    match arg.split_once('=') {
+        Some((key, rest)) if !key.is_empty() => Ok((key, rest)),
+        _ => bail!("{flag} {arg:?}: expected KEY=… (e.g. {flag} token=…)"),
+    }
+}
+
+/// Reads every `--from-*` value on this machine, then sends them base64-encoded.
+pub async fn set(args: SecretSetArgs, session: &Session) -> anyhow::Result<()> {
+    let mut data: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut add = |key: &str, value: Vec<u8>| -> anyhow::Result<()> {
+        if data.insert(key.to_string(), value).is_some() {
+            bail!("key {key:?} is given twice");
+        }
+        Ok(())
+    };
+    for arg in &args.literals {
+        let (key, value) = split("--from-literal", arg)?;
+        add(key, value.as_bytes().to_vec())?;
+    }
+    for arg in &args.files {
+        let (key, path) = split("--from-file", arg)?;
+        let size = std::fs::metadata(path)
+            .with_context(|| format!("--from-file {key}: cannot read {path}"))?
+            .len();
+        if size > MAX_FILE {
+            bail!("--from-file {key}: {path} holds {size} bytes; a secret is at most {MAX_FILE}");
+        }
+        let value = std::fs::read(path)
+            .with_context(|| format!("--from-file {key}: cannot read {path}"))?;
+        add(key, value)?;
+    }
+    for arg in &args.envs {
+        let (key, var) = split("--from-env", arg)?;
+        let value = std::env::var_os(var)
+            .with_context(|| format!("--from-env {key}: environment variable {var} is not set"))?;
+        add(
+            key,
+            std::os::unix::ffi::OsStrExt::as_bytes(value.as_os_str()).to_vec(),
+        )?;
+    }
+    let encoded: BTreeMap<&String, String> = data
+        .iter()
+        .map(|(k, v)| (k, base64::engine::general_purpose::STANDARD.encode(v)))
+        .collect();
+
+    #[derive(Deserialize)]
+    struct Answer {
+        outcome: String,
+        secret: Keys,
+    }
+    #[derive(Deserialize)]
+    struct Keys {
+        keys: Vec<String>,
+    }
+    let path = [
+        "v1",
+        "secrets",
+        args.namespace.namespace.as_str(),
+        args.name.as_str(),
+    ];
+    let answer: Answer = session
+        .api()?
+        .put(&path, &serde_json::json!({ "data": encoded }))
+        .await?;
+    output::print(&format!(
+        "secret/{} {} (keys: {})\n",
+        args.name,
+        answer.outcome,
+        answer.secret.keys.join(", ")
+    ))?;
+    Ok(())
+}
+
+/// One secret as the API lists it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Secret {
+    pub namespace: String,
+    pub name: String,
+    pub keys: Vec<String>,
+    pub updated_at: Option<String>,
+}
+
+pub async fn list(args: SecretListArgs, session: &Session) -> anyhow::Result<()> {
+    let query = match args.all_namespaces {
+        true => Vec::new(),
+        false => vec![("namespace", args.namespace.clone())],
+    };
+    let secrets: List<Secret> = session.api()?.get(&["v1", "secrets"], &query).await?;
+    if secrets.items.is_empty() {
+        eprintln!("no secrets yet: clrk secret set NAME --from-literal KEY=VALUE");
+        return Ok(());
+    }
+    let now = Utc::now();
+    let mut table = Table::new(["NAMESPACE", "NAME", "KEYS", "UPDATED"]);
+    for s in &secrets.items {
+        table.row([
+            s.namespace.clone(),
+            s.name.clone(),
+            s.keys.join(","),
+            ago(s.updated_at.as_deref(), now),
+        ]);
+    }
+    Ok(output::print(&table.render())?)
+}
+
+pub async fn delete(args: SecretNameArgs, session: &Session) -> anyhow::Result<()> {
+    let path = [
+        "v1",
+        "secrets",
+        args.namespace.namespace.as_str(),
+        args.name.as_str(),
+    ];
+    let answer: DeleteResponse = session.api()?.delete(&path).await?;
+    output::print(&format!("secret/{} deleted\n", answer.deleted.name))?;
+    Ok(())
+}
