@@ -276,12 +276,31 @@ fn commands_without_a_server_say_how_to_start_one() {
 
 #[test]
 fn help_teaches_with_examples() {
-    for args in [
-        vec!["--help"],
-        vec!["apply", "--help"],
-        vec!["agents", "run-task", "--help"],
-        vec!["dev", "--help"],
-    ] {
+    // Every command a user can run: the top level and each leaf of the command tree.
+    fn leaves(cmd: &clap::Command, path: Vec<String>, out: &mut Vec<Vec<String>>) {
+        let subs: Vec<_> = cmd
+            .get_subcommands()
+            .filter(|c| c.get_name() != "help")
+            .collect();
+        if subs.is_empty() {
+            out.push(path);
+            return;
+        }
+        for sub in subs {
+            let mut next = path.clone();
+            next.push(sub.get_name().to_string());
+            leaves(sub, next, out);
+        }
+    }
+    let mut commands = vec![Vec::new()];
+    leaves(
+        &<clrk::cli::Cli as clap::CommandFactory>::command(),
+        Vec::new(),
+        &mut commands,
+    );
+    assert!(commands.len() > 15, "{commands:?}");
+    for mut args in commands {
+        args.push("--help".into());
         let out = std::process::Command::new(clrk_bin())
             .args(&args)
             .output()
