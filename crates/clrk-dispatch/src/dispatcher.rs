@@ -20,6 +20,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::agent_cache::{AgentCache, ResolvedAgent};
 use crate::envelope::{RequestData, Trigger};
 use crate::error::DispatchError;
 use crate::launch;
@@ -110,6 +111,7 @@ pub(crate) struct Inner {
     drained: Notify,
     metadata: MetadataService,
     pub(crate) warm: WarmPools,
+    agents: AgentCache,
     capacity: WorkerCapacity,
     /// Agents whose image an apply is pulling before their first revision exists: (namespace,
     /// name) → image. Invocations of them get 503, not 404.
@@ -141,6 +143,7 @@ impl Dispatcher {
                 metadata: MetadataService::default(),
                 pulls: Mutex::new(HashMap::new()),
                 warm: WarmPools::new(),
+                agents: AgentCache::default(),
                 capacity: WorkerCapacity::default(),
             }),
         }
@@ -177,8 +180,10 @@ impl Dispatcher {
         self.inner.capacity.usage(pool)
     }
 
-    /// Tells the warm pools that stored agents changed (applied, deleted).
+    /// Tells the dispatcher that stored agents, revisions or worker pools changed (applied,
+    /// deleted): invocations read them afresh, and warm pools reconcile.
     pub fn agents_changed(&self) {
+        self.inner.agents.clear();
         self.inner.warm.reconcile_soon();
     }
 
@@ -217,19 +222,37 @@ impl Dispatcher {
                 },
             }
         };
-        let agent = self
-            .inner
-            .store
-            .get_agent(&inv.namespace, &inv.name)?
-            .ok_or_else(not_found)?;
-        let Ok(Resource::TaskAgent(task)) = Resource::from_stored(&agent.spec) else {
-            return Err(not_found());
+        let key = (inv.namespace.clone(), inv.name.clone());
+        let agent = match self.inner.agents.get(&key) {
+            Ok(agent) => agent,
+            Err(generation) => {
+                let agent = self
+                    .inner
+                    .store
+                    .get_agent(&inv.namespace, &inv.name)?
+                    .ok_or_else(not_found)?;
+                let Ok(Resource::TaskAgent(task)) = Resource::from_stored(&agent.spec) else {
+                    return Err(not_found());
+                };
+                let revision = ready_revision(&inv, agent.latest_revision)?;
+                let shape = RevisionShape::from_revision(&revision)?;
+                let (runtime, pool) =
+                    self.pool_for(&inv.namespace, &inv.name, &task.spec.worker_pool_ref)?;
+                let resolved = Arc::new(ResolvedAgent {
+                    spec: task.spec,
+                    revision,
+                    shape,
+                    runtime,
+                    pool,
+                });
+                self.inner.agents.put(key, generation, resolved.clone());
+                resolved
+            }
         };
-        let revision = ready_revision(&inv, agent.latest_revision)?;
-        let shape = RevisionShape::from_revision(&revision)?;
-        let pool_name = &task.spec.worker_pool_ref;
-        let (runtime, pool) = self.pool_for(&inv.namespace, &inv.name, pool_name)?;
-        let mut slot = self.acquire(&inv, task.spec.max_concurrent)?;
+        let (task, revision, pool) = (&agent.spec, &agent.revision, &agent.pool);
+        let (shape, runtime) = (agent.shape.clone(), agent.runtime.clone());
+        let pool_name = &task.worker_pool_ref;
+        let mut slot = self.acquire(&inv, task.max_concurrent)?;
         slot.worker = self
             .inner
             .capacity
@@ -295,7 +318,7 @@ impl Dispatcher {
                 other => DispatchError::Store(other),
             })?;
 
-        let spec_timeout = task.spec.timeout.0;
+        let spec_timeout = task.timeout.0;
         let timeout = inv.timeout.map_or(spec_timeout, |t| t.min(spec_timeout));
         let cancel = self.inner.shutdown.child_token();
         self.inner.live.lock().expect("live map").insert(
@@ -319,7 +342,7 @@ impl Dispatcher {
         tokio::spawn(run.run(tx, slot, warm));
         Ok(Started {
             execution_id: inv.execution_id,
-            revision: revision.name,
+            revision: revision.name.clone(),
             source: trigger.source(),
             events: rx,
         })

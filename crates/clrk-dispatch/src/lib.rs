@@ -5,6 +5,7 @@
 //! It must not parse manifests or talk to the control API: it reads agents and revisions
 //! from the store that the server fills.
 
+mod agent_cache;
 pub mod dispatcher;
 pub mod envelope;
 pub mod error;

@@ -36,9 +36,8 @@ async fn a_runc_pool_runs_agents_on_the_host_kernel_cold_and_warm() {
     let layouts = tempfile::tempdir().unwrap();
     kernel_image(layouts.path());
     let image = format!("oci:{}:v1", layouts.path().display());
-    dev.apply(
-        "apiVersion: clrk.apoxy.dev/v1alpha1\nkind: WorkerPool\nmetadata:\n  name: fast\nspec:\n  runtime: runc\n",
-    );
+    let pool_manifest = "apiVersion: clrk.apoxy.dev/v1alpha1\nkind: WorkerPool\nmetadata:\n  name: fast\nspec:\n  runtime: runc\n";
+    dev.apply(pool_manifest);
     dev.apply(&agent("gvisor", &image, ""));
     dev.apply(&agent("native", &image, "  workerPoolRef: fast\n"));
     dev.apply(&agent(
@@ -79,4 +78,19 @@ async fn a_runc_pool_runs_agents_on_the_host_kernel_cold_and_warm() {
     assert_eq!(first_line(&r), host_kernel.trim());
     let runs = dev.invocations("native-warm").await;
     assert_eq!(runs[0]["start"], "warm", "{runs:?}");
+
+    // Once the pool is deleted, its agents are not ready (and no runtime is remembered).
+    let file = dev.clrk_dir().join("pool.yaml");
+    std::fs::write(&file, pool_manifest).unwrap();
+    let out = dev.clrk(&["delete", "-f", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let r = dev
+        .invoke(&[("X-Clrk-TaskAgent", "default/native")], "")
+        .await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(
+        r.text().contains("worker pool \"fast\" does not exist"),
+        "{}",
+        r.text()
+    );
 }

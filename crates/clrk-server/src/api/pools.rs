@@ -26,6 +26,8 @@ pub async fn delete(
             format!("workerpool {name} not found"),
         ));
     }
+    // Its agents now find no pool (503) rather than a remembered one.
+    state.agents_changed();
     Ok(Json(
         serde_json::json!({ "deleted": { "kind": "WorkerPool", "namespace": "default", "name": name } }),
     ))
