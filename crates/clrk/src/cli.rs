@@ -232,10 +232,10 @@ Example:
     RunTask(RunTaskArgs),
 }
 
-/// `clrk agents list`.
-#[derive(Debug, Args)]
-pub struct ListArgs {
-    /// Only agents in this namespace.
+/// `-n NS` or `-A`: which namespaces a list covers.
+#[derive(Debug, Clone, Args)]
+pub struct NamespaceScope {
+    /// Only this namespace.
     #[arg(
         short,
         long,
@@ -244,9 +244,26 @@ pub struct ListArgs {
     )]
     pub namespace: String,
 
-    /// Agents of every namespace.
+    /// Every namespace.
     #[arg(short = 'A', long)]
     pub all_namespaces: bool,
+}
+
+impl NamespaceScope {
+    /// The list endpoints' query: `namespace=NS`, or nothing for all namespaces.
+    pub fn query(&self) -> Vec<(&'static str, String)> {
+        match self.all_namespaces {
+            true => Vec::new(),
+            false => vec![("namespace", self.namespace.clone())],
+        }
+    }
+}
+
+/// `clrk agents list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub scope: NamespaceScope,
 
     /// Output format (default: a table).
     #[arg(short, long, value_enum)]
@@ -379,137 +396,6 @@ pub fn parse_header(raw: &str) -> Result<(String, String), String> {
 
 fn parse_timeout(raw: &str) -> Result<String, String> {
     crate::duration::validate(raw).map(|()| raw.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(std::iter::once("clrk").chain(args.iter().copied()))
-    }
-
-    #[test]
-    fn definitions_are_consistent() {
-        use clap::CommandFactory;
-        Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn apply_takes_several_files_and_the_guides_local_flag() {
-        let cli = parse(&["apply", "-f", "a.yaml", "-f", "dir", "-R", "--local"]).unwrap();
-        let Command::Apply(args) = cli.command else {
-            panic!("expected apply, got {:?}", cli.command)
-        };
-        assert_eq!(
-            args.input.files,
-            [PathBuf::from("a.yaml"), PathBuf::from("dir")]
-        );
-        assert!(args.input.recursive);
-        assert!(args.local);
-    }
-
-    #[test]
-    fn apply_without_files_is_refused() {
-        assert!(parse(&["apply"]).is_err());
-    }
-
-    #[test]
-    fn run_task_collects_input_headers_and_timeout() {
-        let cli = parse(&[
-            "agents",
-            "run-task",
-            "word-count",
-            "-n",
-            "team",
-            "-i",
-            "@event.json",
-            "-H",
-            "x-request-id=abc",
-            "-H",
-            "X-Extra: a=b",
-            "--timeout",
-            "1m30s",
-        ])
-        .unwrap();
-        let Command::Agents(AgentsCommand::RunTask(args)) = cli.command else {
-            panic!("expected run-task, got {:?}", cli.command)
-        };
-        assert_eq!(args.name, "word-count");
-        assert_eq!(args.namespace.namespace, "team");
-        assert_eq!(args.input.as_deref(), Some("@event.json"));
-        assert_eq!(
-            args.headers,
-            [
-                ("x-request-id".to_string(), "abc".to_string()),
-                ("X-Extra".to_string(), "a=b".to_string())
-            ]
-        );
-        assert_eq!(args.timeout.as_deref(), Some("1m30s"));
-    }
-
-    #[test]
-    fn run_task_refuses_a_malformed_timeout() {
-        let err = parse(&["agents", "run-task", "x", "--timeout", "soon"]).unwrap_err();
-        assert!(err.to_string().contains("soon"), "{err}");
-    }
-
-    #[test]
-    fn list_namespace_and_all_namespaces_conflict() {
-        assert!(parse(&["agents", "list", "-n", "a", "-A"]).is_err());
-        let cli = parse(&["agents", "list", "-A", "-o", "wide"]).unwrap();
-        let Command::Agents(AgentsCommand::List(args)) = cli.command else {
-            panic!("expected list")
-        };
-        assert!(args.all_namespaces);
-        assert_eq!(args.output, Some(ListFormat::Wide));
-    }
-
-    #[test]
-    fn get_accepts_only_json_or_yaml() {
-        assert!(parse(&["agents", "get", "x", "-o", "wide"]).is_err());
-        assert!(parse(&["agents", "get", "x", "-o", "yaml"]).is_ok());
-    }
-
-    #[test]
-    fn dev_has_documented_defaults() {
-        let Command::Dev(args) = parse(&["dev"]).unwrap().command else {
-            panic!("expected dev")
-        };
-        assert_eq!(args.listen, "127.0.0.1:18080".parse().unwrap());
-        assert_eq!(args.api, "127.0.0.1:17070".parse().unwrap());
-        assert!(args.data_dir.is_none());
-        assert!(args.files.is_empty());
-    }
-
-    #[test]
-    fn global_flags_work_after_the_subcommand() {
-        let cli = parse(&[
-            "agents",
-            "list",
-            "--server",
-            "http://h:1",
-            "--token",
-            "t",
-            "-v",
-        ])
-        .unwrap();
-        assert_eq!(cli.global.server.as_deref(), Some("http://h:1"));
-        assert_eq!(cli.global.token.as_deref(), Some("t"));
-        assert!(cli.global.verbose);
-    }
-
-    #[test]
-    fn header_parsing_explains_mistakes() {
-        assert!(parse_header("novalue").unwrap_err().contains("NAME=VALUE"));
-        assert!(parse_header("=v").unwrap_err().contains("no name"));
-        assert!(
-            parse_header("bad name=v")
-                .unwrap_err()
-                .contains("not a valid HTTP header name")
-        );
-        assert_eq!(parse_header("a=").unwrap(), ("a".into(), String::new()));
-    }
 }
 
 /// `clrk images ...`.
@@ -650,18 +536,8 @@ pub struct SecretSetArgs {
 /// `clrk secret list`.
 #[derive(Debug, Args)]
 pub struct SecretListArgs {
-    /// Only secrets in this namespace.
-    #[arg(
-        short,
-        long,
-        default_value = "default",
-        conflicts_with = "all_namespaces"
-    )]
-    pub namespace: String,
-
-    /// Secrets of every namespace.
-    #[arg(short = 'A', long)]
-    pub all_namespaces: bool,
+    #[command(flatten)]
+    pub scope: NamespaceScope,
 }
 
 /// A secret command that takes only a name.
@@ -672,4 +548,136 @@ pub struct SecretNameArgs {
 
     #[command(flatten)]
     pub namespace: NamespaceArg,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("clrk").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn definitions_are_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn apply_takes_several_files_and_the_guides_local_flag() {
+        let cli = parse(&["apply", "-f", "a.yaml", "-f", "dir", "-R", "--local"]).unwrap();
+        let Command::Apply(args) = cli.command else {
+            panic!("expected apply, got {:?}", cli.command)
+        };
+        assert_eq!(
+            args.input.files,
+            [PathBuf::from("a.yaml"), PathBuf::from("dir")]
+        );
+        assert!(args.input.recursive);
+        assert!(args.local);
+    }
+
+    #[test]
+    fn apply_without_files_is_refused() {
+        assert!(parse(&["apply"]).is_err());
+    }
+
+    #[test]
+    fn run_task_collects_input_headers_and_timeout() {
+        let cli = parse(&[
+            "agents",
+            "run-task",
+            "word-count",
+            "-n",
+            "team",
+            "-i",
+            "@event.json",
+            "-H",
+            "x-request-id=abc",
+            "-H",
+            "X-Extra: a=b",
+            "--timeout",
+            "1m30s",
+        ])
+        .unwrap();
+        let Command::Agents(AgentsCommand::RunTask(args)) = cli.command else {
+            panic!("expected run-task, got {:?}", cli.command)
+        };
+        assert_eq!(args.name, "word-count");
+        assert_eq!(args.namespace.namespace, "team");
+        assert_eq!(args.input.as_deref(), Some("@event.json"));
+        assert_eq!(
+            args.headers,
+            [
+                ("x-request-id".to_string(), "abc".to_string()),
+                ("X-Extra".to_string(), "a=b".to_string())
+            ]
+        );
+        assert_eq!(args.timeout.as_deref(), Some("1m30s"));
+    }
+
+    #[test]
+    fn run_task_refuses_a_malformed_timeout() {
+        let err = parse(&["agents", "run-task", "x", "--timeout", "soon"]).unwrap_err();
+        assert!(err.to_string().contains("soon"), "{err}");
+    }
+
+    #[test]
+    fn list_namespace_and_all_namespaces_conflict() {
+        assert!(parse(&["agents", "list", "-n", "a", "-A"]).is_err());
+        let cli = parse(&["agents", "list", "-A", "-o", "wide"]).unwrap();
+        let Command::Agents(AgentsCommand::List(args)) = cli.command else {
+            panic!("expected list")
+        };
+        assert!(args.scope.all_namespaces);
+        assert!(parse(&["secret", "list", "-n", "a", "-A"]).is_err());
+        assert_eq!(args.output, Some(ListFormat::Wide));
+    }
+
+    #[test]
+    fn get_accepts_only_json_or_yaml() {
+        assert!(parse(&["agents", "get", "x", "-o", "wide"]).is_err());
+        assert!(parse(&["agents", "get", "x", "-o", "yaml"]).is_ok());
+    }
+
+    #[test]
+    fn dev_has_documented_defaults() {
+        let Command::Dev(args) = parse(&["dev"]).unwrap().command else {
+            panic!("expected dev")
+        };
+        assert_eq!(args.listen, "127.0.0.1:18080".parse().unwrap());
+        assert_eq!(args.api, "127.0.0.1:17070".parse().unwrap());
+        assert!(args.data_dir.is_none());
+        assert!(args.files.is_empty());
+    }
+
+    #[test]
+    fn global_flags_work_after_the_subcommand() {
+        let cli = parse(&[
+            "agents",
+            "list",
+            "--server",
+            "http://h:1",
+            "--token",
+            "t",
+            "-v",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.server.as_deref(), Some("http://h:1"));
+        assert_eq!(cli.global.token.as_deref(), Some("t"));
+        assert!(cli.global.verbose);
+    }
+
+    #[test]
+    fn header_parsing_explains_mistakes() {
+        assert!(parse_header("novalue").unwrap_err().contains("NAME=VALUE"));
+        assert!(parse_header("=v").unwrap_err().contains("no name"));
+        assert!(
+            parse_header("bad name=v")
+                .unwrap_err()
+                .contains("not a valid HTTP header name")
+        );
+        assert_eq!(parse_header("a=").unwrap(), ("a".into(), String::new()));
+    }
 }

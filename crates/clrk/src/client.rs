@@ -170,11 +170,7 @@ impl ApiClient {
         segments: &[&str],
         body: &B,
     ) -> anyhow::Result<T> {
-        let body = full(serde_json::to_vec(body)?);
-        let response = self
-            .send(Method::POST, segments, &[], JSON, Some((JSON, body)))
-            .await?;
-        read_json(response).await
+        self.send_json(Method::POST, segments, body).await
     }
 
     /// `PUT` a JSON body and read a JSON answer.
@@ -183,9 +179,18 @@ impl ApiClient {
         segments: &[&str],
         body: &B,
     ) -> anyhow::Result<T> {
+        self.send_json(Method::PUT, segments, body).await
+    }
+
+    async fn send_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        segments: &[&str],
+        body: &B,
+    ) -> anyhow::Result<T> {
         let body = full(serde_json::to_vec(body)?);
         let response = self
-            .send(Method::PUT, segments, &[], JSON, Some((JSON, body)))
+            .send(method, segments, &[], JSON, Some((JSON, body)))
             .await?;
         read_json(response).await
     }

@@ -101,10 +101,7 @@ pub struct Secret {
 }
 
 pub async fn list(args: SecretListArgs, session: &Session) -> anyhow::Result<()> {
-    let query = match args.all_namespaces {
-        true => Vec::new(),
-        false => vec![("namespace", args.namespace.clone())],
-    };
+    let query = args.scope.query();
     let secrets: List<Secret> = session.api()?.get(&["v1", "secrets"], &query).await?;
     if secrets.items.is_empty() {
         eprintln!("no secrets yet: clrk secret set NAME --from-literal KEY=VALUE");

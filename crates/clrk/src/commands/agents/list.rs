@@ -11,26 +11,25 @@ use crate::output::{self, Table, age_of, ago, or_dash};
 
 /// Prints the agents of one namespace (or all) as a table, JSON or YAML.
 pub async fn run(args: ListArgs, session: &Session) -> anyhow::Result<()> {
-    let query = if args.all_namespaces {
-        Vec::new()
-    } else {
-        vec![("namespace", args.namespace.clone())]
-    };
-    let answer: Value = session.api()?.get(&["v1", "agents"], &query).await?;
+    let scope = &args.scope;
+    let answer: Value = session
+        .api()?
+        .get(&["v1", "agents"], &scope.query())
+        .await?;
     match args.output {
         Some(ListFormat::Json) => output::print_json(&answer),
         Some(ListFormat::Yaml) => output::print_yaml(&answer),
         format => {
             let agents: List<Agent> = serde_json::from_value(answer)?;
             if agents.items.is_empty() {
-                match args.all_namespaces {
+                match scope.all_namespaces {
                     true => eprintln!("no agents found"),
-                    false => eprintln!("no agents found in namespace {}", args.namespace),
+                    false => eprintln!("no agents found in namespace {}", scope.namespace),
                 }
                 return Ok(());
             }
             let wide = format == Some(ListFormat::Wide);
-            let table = agents_table(&agents.items, args.all_namespaces, wide, Utc::now());
+            let table = agents_table(&agents.items, scope.all_namespaces, wide, Utc::now());
             Ok(output::print(&table.render())?)
         }
     }
