@@ -203,6 +203,13 @@ pub async fn start(opts: DevOptions) -> Result<Running, ServerError> {
 }
 
 async fn serve(listener: TcpListener, app: axum::Router) {
+    use axum::serve::ListenerExt as _;
+    // Output is streamed in small writes as the agent makes them: none may wait for an ACK.
+    let listener = listener.tap_io(|stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY");
+        }
+    });
     if let Err(error) = axum::serve(listener, app).await {
         tracing::error!(%error, "listener stopped");
     }
