@@ -8,7 +8,11 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --no-fail-fast --profile ci "$@"
+  status=0
+  cargo nextest run --workspace --no-fail-fast --profile ci "$@" || status=$?
+  # nextest does not run doc examples; they are tests too.
+  cargo test --workspace --doc --no-fail-fast || status=$?
+  exit "$status"
 else
   cargo test --workspace --no-fail-fast "$@"
 fi
