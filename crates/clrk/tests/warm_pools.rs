@@ -164,6 +164,16 @@ async fn a_warm_sandbox_killed_from_outside_is_replaced() {
         .status()
         .unwrap();
     assert!(status.success(), "no process of {victim} found");
+    // SIGKILL takes effect asynchronously; a request sent while the runtime's process is still
+    // dying could take the sandbox (that window is not what this test is about).
+    dev.wait_for("the killed sandbox's processes to be gone", || {
+        let alive = std::process::Command::new("pgrep")
+            .args(["-f", &victim])
+            .status()
+            .unwrap()
+            .success();
+        (!alive).then_some(())
+    });
 
     let r = dev
         .invoke(&[("X-Clrk-TaskAgent", "default/healed")], "still here")
