@@ -277,10 +277,7 @@ impl Dispatcher {
         let warm = match shape.delivery_mode() {
             DeliveryMode::Stdin => self.inner.warm.take(
                 &(inv.namespace.clone(), inv.name.clone()),
-                &Generation {
-                    revision: revision.name.clone(),
-                    runtime: format!("{:?}", runtime.kind()),
-                },
+                &Generation::of(&revision.name, &runtime),
             ),
             _ => None,
         };

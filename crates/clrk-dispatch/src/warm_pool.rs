@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use clrk_api::{DeliveryMode, Resource};
-use clrk_sandbox::{Network, Runtime, Sandbox};
+use clrk_sandbox::{Network, Runtime, RuntimeKind, Sandbox};
 use clrk_store::RevisionState;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::task::TaskTracker;
@@ -36,7 +36,16 @@ type AgentKey = (String, String);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Generation {
     pub(crate) revision: String,
-    pub(crate) runtime: String,
+    pub(crate) runtime: RuntimeKind,
+}
+
+impl Generation {
+    pub(crate) fn of(revision: &str, runtime: &Runtime) -> Self {
+        Generation {
+            revision: revision.to_string(),
+            runtime: runtime.kind(),
+        }
+    }
 }
 
 struct Ready {
@@ -290,10 +299,7 @@ impl Dispatcher {
             desired.insert(
                 (agent.namespace.clone(), agent.name.clone()),
                 Desired {
-                    generation: Generation {
-                        revision: revision.name.clone(),
-                        runtime: format!("{:?}", runtime.kind()),
-                    },
+                    generation: Generation::of(&revision.name, &runtime),
                     shape,
                     runtime,
                     size: spec.warm_pool_size as usize,

@@ -69,9 +69,10 @@ async fn apply_and_notify(
     Ok(results?)
 }
 
+/// `?namespace=NS` of the list routes; all namespaces without it.
 #[derive(Deserialize)]
 pub struct ListQuery {
-    namespace: Option<String>,
+    pub namespace: Option<String>,
 }
 
 pub async fn list(

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ApiError;
+use super::agents::ListQuery;
 use crate::state::AppState;
 
 /// A secret's values are at most this large in all, so that nobody stores a file by mistake.
@@ -62,11 +63,6 @@ pub async fn set(
         "secret": { "namespace": namespace, "name": name, "keys": data.keys().collect::<Vec<_>>() },
         "outcome": if created { "created" } else { "configured" },
     })))
-}
-
-#[derive(Deserialize)]
-pub struct ListQuery {
-    namespace: Option<String>,
 }
 
 pub async fn list(
