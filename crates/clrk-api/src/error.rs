@@ -2,6 +2,8 @@
 
 use thiserror::Error;
 
+use crate::kind::Kind;
+
 /// Why a manifest, or one of its values, was rejected.
 ///
 /// Every message names the file, the document and the field at fault, and says what is
@@ -89,7 +91,7 @@ pub enum ManifestError {
         reason: String,
     },
     /// A kind name that clrk does not know.
-    #[error("unknown kind \"{input}\" (expected TaskAgent, DaemonAgent or WorkerPool)")]
+    #[error("unknown kind \"{input}\" (expected {})", Kind::expected())]
     UnknownKind {
         /// The text that was given.
         input: String,

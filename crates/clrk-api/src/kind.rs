@@ -21,11 +21,27 @@ pub enum Kind {
     DaemonAgent,
     /// A pool of workers that run sandboxes.
     WorkerPool,
+    /// Where agents' outbound traffic goes through.
+    EgressGateway,
+    /// Destinations a gateway lets through.
+    EgressL4Route,
+    /// A header a gateway sets from a secret.
+    CredentialInjectionPolicy,
+    /// LLM provider traffic a gateway meters and budgets.
+    AIProviderRoute,
 }
 
 impl Kind {
     /// Every kind, in the order they are documented.
-    pub const ALL: [Kind; 3] = [Kind::TaskAgent, Kind::DaemonAgent, Kind::WorkerPool];
+    pub const ALL: [Kind; 7] = [
+        Kind::TaskAgent,
+        Kind::DaemonAgent,
+        Kind::WorkerPool,
+        Kind::EgressGateway,
+        Kind::EgressL4Route,
+        Kind::CredentialInjectionPolicy,
+        Kind::AIProviderRoute,
+    ];
 
     /// The name as written in `kind:`.
     pub fn as_str(&self) -> &'static str {
@@ -33,6 +49,10 @@ impl Kind {
             Kind::TaskAgent => "TaskAgent",
             Kind::DaemonAgent => "DaemonAgent",
             Kind::WorkerPool => "WorkerPool",
+            Kind::EgressGateway => "EgressGateway",
+            Kind::EgressL4Route => "EgressL4Route",
+            Kind::CredentialInjectionPolicy => "CredentialInjectionPolicy",
+            Kind::AIProviderRoute => "AIProviderRoute",
         }
     }
 
@@ -42,7 +62,29 @@ impl Kind {
             Kind::TaskAgent => "taskagent",
             Kind::DaemonAgent => "daemonagent",
             Kind::WorkerPool => "workerpool",
+            Kind::EgressGateway => "egressgateway",
+            Kind::EgressL4Route => "egressl4route",
+            Kind::CredentialInjectionPolicy => "credentialinjectionpolicy",
+            Kind::AIProviderRoute => "aiproviderroute",
         }
+    }
+
+    /// Whether objects of this kind configure the egress gateway.
+    pub fn is_egress(&self) -> bool {
+        matches!(
+            self,
+            Kind::EgressGateway
+                | Kind::EgressL4Route
+                | Kind::CredentialInjectionPolicy
+                | Kind::AIProviderRoute
+        )
+    }
+
+    /// The kinds, as a message lists them.
+    pub fn expected() -> String {
+        let names: Vec<&str> = Kind::ALL.iter().map(Kind::as_str).collect();
+        let (last, rest) = names.split_last().expect("there are kinds");
+        format!("{} or {last}", rest.join(", "))
     }
 }
 
@@ -83,7 +125,8 @@ mod tests {
         let err = "Foo".parse::<Kind>().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown kind \"Foo\" (expected TaskAgent, DaemonAgent or WorkerPool)"
+            "unknown kind \"Foo\" (expected TaskAgent, DaemonAgent, WorkerPool, EgressGateway, \
+             EgressL4Route, CredentialInjectionPolicy or AIProviderRoute)"
         );
     }
 }

@@ -1,4 +1,4 @@
-//! clrk's manifest kinds (TaskAgent, DaemonAgent, WorkerPool): their fields, defaults
+//! clrk's manifest kinds (TaskAgent, DaemonAgent, WorkerPool and the egress kinds): their fields, defaults
 //! (SPEC §3) and validation, and the parsing of YAML or JSON manifest files into them.
 //!
 //! This crate is pure: it does no I/O, spawns nothing, and has no async code. Callers read
@@ -8,6 +8,8 @@
 mod container;
 mod daemon_agent;
 mod duration;
+mod egress;
+mod egress_validate;
 mod error;
 mod field_error;
 mod kind;
@@ -23,7 +25,15 @@ mod worker_pool;
 pub use container::{ContainerSpec, EgressRef, EnvVar, Template};
 pub use daemon_agent::{DaemonAgent, DaemonAgentSpec, RestartPolicy};
 pub use duration::GoDuration;
+pub use egress::{
+    AIProviderRoute, AIProviderRouteSpec, AiProvider, CredentialInjectionPolicy,
+    CredentialInjectionPolicySpec, CredentialTarget, DefaultPolicy, EgressGateway,
+    EgressGatewaySpec, EgressL4Route, EgressL4RouteSpec, EgressRule, FilterType, GatewayTls, Otlp,
+    ParentRef, ProviderMatch, RouteFilter, SecretRef, TlsMode, TokenBudget, UpstreamTls,
+    hostname_matches, parse_cidr,
+};
 pub use error::ManifestError;
+pub use ipnet::IpNet;
 pub use kind::Kind;
 pub use meta::{DEFAULT_NAMESPACE, ObjectMeta, validate_name};
 pub use parse::{Document, parse_manifests, parse_value};

@@ -91,6 +91,12 @@ pub fn parse_value(source: &str, index: usize, value: &Value) -> Result<Document
         Kind::TaskAgent => Resource::TaskAgent(decode_body(&body).map_err(at)?),
         Kind::DaemonAgent => Resource::DaemonAgent(decode_body(&body).map_err(at)?),
         Kind::WorkerPool => Resource::WorkerPool(decode_body(&body).map_err(at)?),
+        Kind::EgressGateway => Resource::EgressGateway(decode_body(&body).map_err(at)?),
+        Kind::EgressL4Route => Resource::EgressL4Route(decode_body(&body).map_err(at)?),
+        Kind::CredentialInjectionPolicy => {
+            Resource::CredentialInjectionPolicy(decode_body(&body).map_err(at)?)
+        }
+        Kind::AIProviderRoute => Resource::AIProviderRoute(decode_body(&body).map_err(at)?),
     };
     let warnings = validate(&resource).map_err(at)?;
     Ok(Document {
@@ -121,8 +127,9 @@ fn header(fields: &Map<String, Value>) -> Result<Kind, FieldError> {
         FieldError::new(
             "kind",
             format!(
-                "unknown kind {} (expected TaskAgent, DaemonAgent or WorkerPool)",
-                fields["kind"]
+                "unknown kind {} (expected {})",
+                fields["kind"],
+                Kind::expected()
             ),
         )
     })?;

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use crate::API_VERSION;
 use crate::container::{EgressRef, Template};
 use crate::daemon_agent::DaemonAgent;
+use crate::egress::{AIProviderRoute, CredentialInjectionPolicy, EgressGateway, EgressL4Route};
 use crate::error::ManifestError;
 use crate::kind::Kind;
 use crate::meta::ObjectMeta;
@@ -26,6 +27,14 @@ pub enum Resource {
     DaemonAgent(DaemonAgent),
     /// A WorkerPool.
     WorkerPool(WorkerPool),
+    /// An EgressGateway.
+    EgressGateway(EgressGateway),
+    /// An EgressL4Route.
+    EgressL4Route(EgressL4Route),
+    /// A CredentialInjectionPolicy.
+    CredentialInjectionPolicy(CredentialInjectionPolicy),
+    /// An AIProviderRoute.
+    AIProviderRoute(AIProviderRoute),
 }
 
 impl Resource {
@@ -35,6 +44,10 @@ impl Resource {
             Resource::TaskAgent(_) => Kind::TaskAgent,
             Resource::DaemonAgent(_) => Kind::DaemonAgent,
             Resource::WorkerPool(_) => Kind::WorkerPool,
+            Resource::EgressGateway(_) => Kind::EgressGateway,
+            Resource::EgressL4Route(_) => Kind::EgressL4Route,
+            Resource::CredentialInjectionPolicy(_) => Kind::CredentialInjectionPolicy,
+            Resource::AIProviderRoute(_) => Kind::AIProviderRoute,
         }
     }
 
@@ -44,6 +57,10 @@ impl Resource {
             Resource::TaskAgent(r) => &r.metadata,
             Resource::DaemonAgent(r) => &r.metadata,
             Resource::WorkerPool(r) => &r.metadata,
+            Resource::EgressGateway(r) => &r.metadata,
+            Resource::EgressL4Route(r) => &r.metadata,
+            Resource::CredentialInjectionPolicy(r) => &r.metadata,
+            Resource::AIProviderRoute(r) => &r.metadata,
         }
     }
 
@@ -51,7 +68,7 @@ impl Resource {
     /// revision is due exactly when this value changes (or the image digest does).
     ///
     /// TaskAgent: template, resources, delivery, egressRefs. DaemonAgent: template,
-    /// resources, egressRefs (restart settings do not shape the sandbox). WorkerPool: `None`.
+    /// resources, egressRefs (restart settings do not shape the sandbox). Other kinds: `None`.
     /// Resources appear as `cpuMillis`/`memoryBytes`, so `1` and `1000m` shape alike.
     ///
     /// ```
@@ -76,7 +93,7 @@ impl Resource {
                     &spec.egress_refs,
                 ))
             }
-            Resource::WorkerPool(_) => None,
+            _ => None,
         }
     }
 
@@ -95,6 +112,10 @@ impl Resource {
             Resource::TaskAgent(r) => (to_json(&r.metadata), to_json(&r.spec)),
             Resource::DaemonAgent(r) => (to_json(&r.metadata), to_json(&r.spec)),
             Resource::WorkerPool(r) => (to_json(&r.metadata), to_json(&r.spec)),
+            Resource::EgressGateway(r) => (to_json(&r.metadata), to_json(&r.spec)),
+            Resource::EgressL4Route(r) => (to_json(&r.metadata), to_json(&r.spec)),
+            Resource::CredentialInjectionPolicy(r) => (to_json(&r.metadata), to_json(&r.spec)),
+            Resource::AIProviderRoute(r) => (to_json(&r.metadata), to_json(&r.spec)),
         };
         json!({
             "apiVersion": API_VERSION,

@@ -4,6 +4,7 @@
 use crate::container::{ContainerSpec, EgressRef};
 use crate::daemon_agent::DaemonAgentSpec;
 use crate::duration::{GoDuration, zero_message};
+use crate::egress_validate;
 use crate::error::ManifestError;
 use crate::field_error::FieldError;
 use crate::meta::{ObjectMeta, validate_name};
@@ -19,6 +20,10 @@ pub(crate) fn validate(resource: &Resource) -> Result<Vec<String>, FieldError> {
         Resource::TaskAgent(agent) => task_agent(&agent.spec, &mut warnings)?,
         Resource::DaemonAgent(agent) => daemon_agent(&agent.spec, &mut warnings)?,
         Resource::WorkerPool(_) => {}
+        Resource::EgressGateway(g) => egress_validate::gateway(&g.spec)?,
+        Resource::EgressL4Route(r) => egress_validate::l4_route(&r.spec)?,
+        Resource::CredentialInjectionPolicy(p) => egress_validate::credential_policy(&p.spec)?,
+        Resource::AIProviderRoute(r) => egress_validate::ai_route(&r.spec)?,
     }
     Ok(warnings)
 }
@@ -147,11 +152,11 @@ fn schedule_error(err: ManifestError) -> FieldError {
     }
 }
 
-fn name(path: &str, value: &str) -> Result<(), FieldError> {
+pub(crate) fn name(path: &str, value: &str) -> Result<(), FieldError> {
     validate_name(value).map_err(|message| FieldError::new(path, message))
 }
 
-fn positive(path: &str, d: GoDuration) -> Result<(), FieldError> {
+pub(crate) fn positive(path: &str, d: GoDuration) -> Result<(), FieldError> {
     if d.is_zero() {
         return Err(FieldError::new(path, zero_message(d)));
     }

@@ -237,7 +237,7 @@ fn unknown_kind_and_wrong_api_version() {
     let text = WORD_COUNT.replace("kind: TaskAgent", "kind: Foo");
     assert_eq!(
         error("a.yaml", &text),
-        "a.yaml: document 1: kind: unknown kind \"Foo\" (expected TaskAgent, DaemonAgent or WorkerPool)"
+        "a.yaml: document 1: kind: unknown kind \"Foo\" (expected TaskAgent, DaemonAgent, WorkerPool, EgressGateway, EgressL4Route, CredentialInjectionPolicy or AIProviderRoute)"
     );
     let text = WORD_COUNT.replace("clrk.apoxy.dev/v1alpha1", "v1");
     assert_eq!(

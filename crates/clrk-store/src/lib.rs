@@ -1,5 +1,5 @@
 //! clrk-store: durable state for clrk (agents, revisions, executions, logs, worker pools,
-//! cron times, daemon state)
+//! cron times, daemon state, secrets, egress configuration, records and token counts)
 //! in one SQLite file in WAL mode, with versioned migrations (SPEC §3 Revisions, §11).
 //!
 //! It must not interpret manifests: specs and sandbox shapes arrive as `serde_json::Value`
@@ -9,6 +9,8 @@
 
 mod agent;
 mod daemon;
+mod egress_object;
+mod egress_record;
 mod enum_column;
 mod error;
 mod execution;
@@ -24,6 +26,8 @@ mod time;
 
 pub use agent::{Agent, AgentApply, ApplyOutcome};
 pub use daemon::{DaemonPhase, DaemonState};
+pub use egress_object::EgressObject;
+pub use egress_record::EgressRecord;
 pub use error::StoreError;
 pub use execution::{Execution, ExecutionEnd, ExecutionStatus, NewExecution, Start};
 pub use logs::{LogLine, LogQuery, NewLogLine};

@@ -118,6 +118,56 @@ CREATE TABLE secret_values (
 ) STRICT;
 "#,
     ),
+    // The egress gateway: its configuration objects, what went through it, and the tokens
+    // each agent spent per day (budgets survive restarts).
+    M::up(
+        r#"
+CREATE TABLE egress_objects (
+    namespace   TEXT    NOT NULL,
+    kind        TEXT    NOT NULL,
+    name        TEXT    NOT NULL,
+    spec        TEXT    NOT NULL,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (namespace, kind, name)
+) STRICT;
+
+CREATE TABLE egress_records (
+    id                 INTEGER PRIMARY KEY,
+    namespace          TEXT    NOT NULL,
+    agent              TEXT    NOT NULL,
+    revision           TEXT    NOT NULL,
+    execution_id       TEXT,
+    started_at         INTEGER NOT NULL,
+    duration_ms        INTEGER NOT NULL,
+    protocol           TEXT    NOT NULL,
+    destination_name   TEXT,
+    destination_addr   TEXT    NOT NULL,
+    method             TEXT,
+    path               TEXT,
+    status             INTEGER,
+    request_bytes      INTEGER NOT NULL,
+    response_bytes     INTEGER NOT NULL,
+    allowed            INTEGER NOT NULL,
+    reason             TEXT    NOT NULL,
+    injected_header    TEXT,
+    provider           TEXT,
+    model              TEXT,
+    input_tokens       INTEGER,
+    output_tokens      INTEGER
+) STRICT;
+CREATE INDEX egress_records_by_agent ON egress_records (namespace, agent, id);
+CREATE INDEX egress_records_by_execution ON egress_records (execution_id);
+
+CREATE TABLE token_usage (
+    namespace  TEXT    NOT NULL,
+    agent      TEXT    NOT NULL,
+    day        TEXT    NOT NULL,
+    tokens     INTEGER NOT NULL,
+    PRIMARY KEY (namespace, agent, day)
+) STRICT;
+"#,
+    ),
 ];
 
 /// The migration runner over [`MIGRATIONS`].
