@@ -11,6 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono::Utc;
 use clrk_api::{DeliveryMode, Resource, RuntimeName, WorkerPoolSpec};
+use clrk_egress::{Egress, Registration, SandboxIdentity};
 use clrk_image::ImageStore;
 use clrk_sandbox::{Network, Runtime, Sandbox};
 use clrk_store::{
@@ -23,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::agent_cache::{AgentCache, ResolvedAgent};
 use crate::envelope::{RequestData, Trigger};
 use crate::error::DispatchError;
-use crate::launch;
+use crate::launch::{self, EgressLaunch};
 use crate::logs::{LogBus, LogSource};
 use crate::metadata::{AgentResponse, MetadataService};
 use crate::revision::RevisionShape;
@@ -83,10 +84,12 @@ pub struct Started {
 }
 
 /// Settings of the dispatcher.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DispatcherConfig {
     /// Host paths masked inside host-rootfs sandboxes.
     pub masked_paths: Vec<PathBuf>,
+    /// The egress gateway agents with `egressRefs` go through; without one they reach nothing.
+    pub egress: Option<Egress>,
 }
 
 /// Runs executions. Cloning shares the same dispatcher.
@@ -323,8 +326,13 @@ impl Dispatcher {
             (inv.namespace.clone(), inv.name.clone(), cancel.clone()),
         );
 
+        // A warm sandbox learns whose execution it now serves.
+        if let Some(registration) = warm.as_ref().and_then(|s| s.attachment::<Registration>()) {
+            registration.identity().set_execution(&inv.execution_id);
+        }
         let (tx, rx) = mpsc::channel(STDOUT_QUEUE);
         let run = Run {
+            revision: revision.name.clone(),
             dispatcher: self.clone(),
             execution_id: inv.execution_id.clone(),
             namespace: inv.namespace.clone(),
@@ -386,26 +394,46 @@ impl Dispatcher {
     /// Starts a sandbox running `shape` on the runtime of worker pool `pool`, for a caller
     /// that supervises the process itself (the daemon supervisor). The caller owns the
     /// sandbox: it must stop or remove it. Errors say why, for users.
+    #[allow(clippy::too_many_arguments)]
     pub async fn start_sandbox(
         &self,
         namespace: &str,
         name: &str,
         pool: &str,
+        revision: &str,
         shape: &RevisionShape,
-        sandbox_id: String,
+        run_id: &str,
     ) -> Result<Sandbox, String> {
         let runtime = self
             .runtime_for(namespace, name, pool)
             .map_err(|e| e.to_string())?;
+        let identity = SandboxIdentity::new(
+            "DaemonAgent",
+            namespace,
+            name,
+            revision,
+            launch::gateways(shape),
+            Some(run_id.to_owned()),
+        );
         launch::start_sandbox(
             &self.inner.images,
             &runtime,
             shape,
-            sandbox_id,
+            sandbox_id(run_id),
             &self.inner.config.masked_paths,
             Network::None,
+            self.egress_launch(identity),
         )
         .await
+    }
+
+    /// The egress side of a launch, when this dispatcher has a gateway.
+    pub(crate) fn egress_launch(&self, identity: SandboxIdentity) -> Option<EgressLaunch<'_>> {
+        self.inner
+            .config
+            .egress
+            .as_ref()
+            .map(|egress| EgressLaunch { egress, identity })
     }
 
     /// The runtime of the agent's worker pool (`runsc` unless the pool says `runc`).
@@ -525,6 +553,7 @@ impl Drop for Slot {
 struct Run {
     dispatcher: Dispatcher,
     execution_id: String,
+    revision: String,
     namespace: String,
     agent: String,
     shape: RevisionShape,
@@ -685,12 +714,20 @@ impl Run {
 
     async fn start(&self) -> Result<Sandbox, String> {
         let inner = &self.dispatcher.inner;
-        // Only Metadata-mode agents need a network today: the others stay at
-        // `--network=none`, which is both safer and faster to start.
+        // Only Metadata-mode agents and agents with egress need a network: the others stay
+        // at `--network=none`, which is both safer and faster to start.
         let network = match self.mode {
             DeliveryMode::Metadata => Network::Metadata,
             _ => Network::None,
         };
+        let identity = SandboxIdentity::new(
+            "TaskAgent",
+            &self.namespace,
+            &self.agent,
+            &self.revision,
+            launch::gateways(&self.shape),
+            Some(self.execution_id.clone()),
+        );
         launch::start_sandbox(
             &inner.images,
             &self.runtime,
@@ -698,6 +735,7 @@ impl Run {
             sandbox_id(&self.execution_id),
             &inner.config.masked_paths,
             network,
+            self.dispatcher.egress_launch(identity),
         )
         .await
     }

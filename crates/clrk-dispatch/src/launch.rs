@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clrk_api::{ContainerSpec, Resources};
+use clrk_egress::{Egress, SandboxIdentity};
 use clrk_image::{ImageConfig, ImageRef, ImageStore, Rootfs};
-use clrk_sandbox::{Network, Runtime, Sandbox, SandboxSpec};
+use clrk_sandbox::{Network, Runtime, Sandbox, SandboxFile, SandboxSpec};
 
 use crate::revision::RevisionShape;
 
@@ -92,6 +93,8 @@ pub struct Launch<'a> {
     /// Host paths hidden inside host-rootfs sandboxes (data dir, `$CLRK_DIR`).
     pub masked_paths: &'a [PathBuf],
     pub network: Network,
+    /// Files laid over the root filesystem (resolver, trust bundles).
+    pub files: Vec<SandboxFile>,
 }
 
 impl Launch<'_> {
@@ -131,13 +134,23 @@ impl Launch<'_> {
             cpu_millis: self.resources.cpu.millis(),
             hostname: "clrk".to_string(),
             network: self.network,
+            files: self.files.clone(),
         })
     }
 }
 
+/// Who a sandbox is to the egress gateway, when its agent has `egressRefs`.
+pub struct EgressLaunch<'a> {
+    pub egress: &'a Egress,
+    pub identity: SandboxIdentity,
+}
+
 /// Prepares the revision's root filesystem and starts its sandbox `sandbox_id` on
-/// `runtime`, stdio piped. Shared by TaskAgent executions and daemon runs. Errors say why,
-/// for users.
+/// `runtime`, stdio piped. Shared by TaskAgent executions, warm pools and daemon runs.
+///
+/// With `egress` and an agent that names gateways, the sandbox gets an egress network, clrk's
+/// resolver and the gateways' CA, and is registered with the gateway for as long as it
+/// lives. An agent without `egressRefs` reaches nothing. Errors say why, for users.
 pub async fn start_sandbox(
     images: &Arc<ImageStore>,
     runtime: &Runtime,
@@ -145,7 +158,14 @@ pub async fn start_sandbox(
     sandbox_id: String,
     masked_paths: &[PathBuf],
     network: Network,
+    egress: Option<EgressLaunch<'_>>,
 ) -> Result<Sandbox, String> {
+    let egress = egress.filter(|_| !shape.egress_refs.is_empty());
+    let network = if egress.is_some() {
+        Network::Egress
+    } else {
+        network
+    };
     let image = shape.image.clone();
     let reference: ImageRef = image
         .reference
@@ -156,6 +176,13 @@ pub async fn start_sandbox(
         .await
         .map_err(|e| format!("preparing the image: {e}"))?
         .map_err(|e| format!("preparing the image: {e}"))?;
+    let files = match &egress {
+        Some(e) => e
+            .egress
+            .sandbox_files(&e.identity.namespace, &e.identity.gateways, &rootfs.path)
+            .map_err(|e| format!("preparing the sandbox's egress: {e}"))?,
+        None => Vec::new(),
+    };
     let launch = Launch {
         sandbox_id,
         container: &shape.template.spec,
@@ -164,12 +191,28 @@ pub async fn start_sandbox(
         rootfs: &rootfs,
         masked_paths,
         network,
+        files,
     };
     let spec = launch.spec()?;
-    runtime
+    let mut sandbox = runtime
         .spawn(&spec)
         .await
-        .map_err(|e| format!("the sandbox did not start: {e}"))
+        .map_err(|e| format!("the sandbox did not start: {e}"))?;
+    if let Some(EgressLaunch { egress, identity }) = egress
+        && let Some(addresses) = sandbox.addresses()
+    {
+        sandbox.attach(egress.register(addresses, identity));
+    }
+    Ok(sandbox)
+}
+
+/// The gateway names of `shape`'s `egressRefs`.
+pub fn gateways(shape: &RevisionShape) -> Vec<String> {
+    shape
+        .egress_refs
+        .iter()
+        .map(|r| r.gateway_ref.clone())
+        .collect()
 }
 
 #[cfg(test)]

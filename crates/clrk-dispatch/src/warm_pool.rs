@@ -22,6 +22,7 @@ use tokio_util::task::TaskTracker;
 use crate::dispatcher::{Dispatcher, sandbox_id};
 use crate::launch;
 use crate::revision::RevisionShape;
+use clrk_egress::SandboxIdentity;
 
 /// How often pools are checked even when nothing calls for it (dead sandboxes, new agents).
 const RECHECK: Duration = Duration::from_secs(2);
@@ -225,6 +226,14 @@ impl Dispatcher {
                     sandbox_id(&format!("warm-{}", key.1)),
                     &self.inner.config.masked_paths,
                     Network::None,
+                    self.egress_launch(SandboxIdentity::new(
+                        "TaskAgent",
+                        &key.0,
+                        &key.1,
+                        &want.generation.revision,
+                        launch::gateways(&want.shape),
+                        None,
+                    )),
                 )
                 .await,
             ),

@@ -68,11 +68,58 @@ pub(crate) fn write(
         .iter()
         .map(|p| classify(&rootfs, p))
         .collect();
-    let config = config(spec, kind, &rootfs, &masked, &empty, netns);
+    let files = place_files(spec, &rootfs, &dir)?;
+    let mut config = config(spec, kind, &rootfs, &masked, &empty, netns);
+    if let Some(mounts) = config["mounts"].as_array_mut() {
+        let at = mounts.len() - masked_dir_mounts(kind, &masked);
+        for (i, (destination, source)) in files.into_iter().enumerate() {
+            mounts.insert(
+                at + i,
+                json!({
+                    "destination": destination, "type": "bind", "source": source,
+                    "options": ["rbind", "ro", "nosuid", "nodev", "noexec"],
+                }),
+            );
+        }
+    }
     let path = dir.join("config.json");
     let text = serde_json::to_vec_pretty(&config).expect("a JSON value always serializes");
     std::fs::write(&path, text).map_err(SandboxError::io(&path))?;
     Ok(dir)
+}
+
+/// Writes each of `spec.files` into the bundle; returns (destination, source) pairs for those
+/// whose parent directory exists on `rootfs` (a mount point cannot be made in a missing one).
+fn place_files(
+    spec: &SandboxSpec,
+    rootfs: &Path,
+    bundle: &Path,
+) -> Result<Vec<(PathBuf, PathBuf)>, SandboxError> {
+    let mut placed = Vec::new();
+    for (i, file) in spec.files.iter().enumerate() {
+        let parent = file.path.parent().unwrap_or(Path::new("/"));
+        if !matches!(classify(rootfs, parent), Masked::Dir(_)) {
+            tracing::debug!(id = %spec.id, path = %file.path.display(), "no parent directory for a sandbox file; left out");
+            continue;
+        }
+        let source = bundle.join(format!("file-{i}"));
+        std::fs::write(&source, &file.contents).map_err(SandboxError::io(&source))?;
+        placed.push((file.path.clone(), source));
+    }
+    Ok(placed)
+}
+
+/// How many mounts at the end of [`mounts`] are masked directories (files go before them).
+fn masked_dir_mounts(kind: RuntimeKind, masked: &[Masked]) -> usize {
+    masked
+        .iter()
+        .filter(|m| {
+            matches!(
+                (m, kind),
+                (Masked::Dir(_), _) | (Masked::Missing(_), RuntimeKind::Runsc)
+            )
+        })
+        .count()
 }
 
 /// Looks at `path` as it is on `rootfs` (symlinks followed, as the runtime will).

@@ -37,7 +37,7 @@ impl RuntimeCli {
             // (possibly the host's) unchanged; writes go to sandbox memory, charged to its cgroup.
             cmd.arg(match network {
                 Network::None => "--network=none",
-                Network::Metadata => "--network=sandbox",
+                Network::Metadata | Network::Egress => "--network=sandbox",
             });
             cmd.arg("--overlay2=root:memory");
         }

@@ -127,6 +127,14 @@ pub enum SandboxError {
         /// Size of the pool.
         slots: u32,
     },
+    /// An egress sandbox was asked of a runtime configured without egress ports.
+    #[error(
+        "sandbox {id}: egress needs clrk's egress proxy, and this runtime was configured without one"
+    )]
+    NoEgressProxy {
+        /// The sandbox at fault.
+        id: String,
+    },
 }
 
 impl SandboxError {

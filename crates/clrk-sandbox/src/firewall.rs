@@ -2,14 +2,22 @@
 //!
 //! The rules are the same for every sandbox and every clrk process on the host: they match
 //! host veth ends by their name prefix, and a packet from one passes only if its interface and
-//! source address are a pair clrk registered (a set element per sandbox) and it goes to a
-//! metadata address (TCP, or UDP port 53). Forwarding from and to sandbox veths is dropped.
+//! source address are a pair clrk registered (a set element per sandbox) and it was redirected
+//! by one of the rules below to a clrk listener (so no other service of the host that listens
+//! on all addresses is reachable on the metadata address). Forwarding from and to sandbox veths is dropped.
 //! So a sandbox reaches the host's metadata services and nothing else, and the source address
 //! of what it sends is the one clrk gave it.
+//!
+//! An egress sandbox also has elements in the egress maps: its TCP connections to any other
+//! IPv4 address are redirected to its clrk's egress proxy, and its DNS questions (UDP port 53,
+//! to any address) to its clrk's resolver. Both arrive at the metadata address, so the input
+//! rules above let them in; without an element the redirect does not apply and the packet is
+//! dropped on the forward hook.
 
 use crate::SandboxError;
 use crate::host_tool::{self, NFT};
 use crate::network::{METADATA_PORT, METADATA_V4, METADATA_V6, SandboxAddresses, VETH_PREFIX};
+use crate::runtime::EgressPorts;
 
 /// The table, in the `inet` family so one set of chains covers IPv4 and IPv6.
 pub(crate) const TABLE: &str = "inet clrk";
@@ -19,6 +27,10 @@ const SET_V4: &str = "sandbox_v4";
 const SET_V6: &str = "sandbox_v6";
 /// Map of host veth name → port of the clrk process whose sandbox it is.
 const PORT_MAP: &str = "metadata_port";
+/// Map of host veth name → egress proxy port, for egress sandboxes.
+const EGRESS_MAP: &str = "egress_port";
+/// Map of host veth name → DNS resolver port, for egress sandboxes.
+const DNS_MAP: &str = "dns_port";
 
 /// The whole table as one `nft -f` transaction. Declaring existing objects is a no-op and the
 /// chains are flushed before their rules are added, so applying it again (another clrk
@@ -30,6 +42,8 @@ fn ruleset() -> String {
   set {SET_V4} {{ type ifname . ipv4_addr; }}
   set {SET_V6} {{ type ifname . ipv6_addr; }}
   map {PORT_MAP} {{ type ifname : inet_service; }}
+  map {EGRESS_MAP} {{ type ifname : inet_service; }}
+  map {DNS_MAP} {{ type ifname : inet_service; }}
   chain prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}
   chain input {{ type filter hook input priority filter - 10; policy accept; }}
   chain forward {{ type filter hook forward priority filter - 10; policy accept; }}
@@ -41,16 +55,16 @@ flush chain {TABLE} forward
 flush chain {TABLE} sandbox_in
 add rule {TABLE} prerouting iifname {veths} ip daddr {METADATA_V4} tcp dport {METADATA_PORT} redirect to : iifname map @{PORT_MAP}
 add rule {TABLE} prerouting iifname {veths} ip6 daddr {METADATA_V6} tcp dport {METADATA_PORT} redirect to : iifname map @{PORT_MAP}
+add rule {TABLE} prerouting iifname {veths} udp dport 53 redirect to : iifname map @{DNS_MAP}
+add rule {TABLE} prerouting iifname {veths} ip daddr != {METADATA_V4} meta l4proto tcp redirect to : iifname map @{EGRESS_MAP}
 add rule {TABLE} input iifname {veths} jump sandbox_in
 add rule {TABLE} forward iifname {veths} drop
 add rule {TABLE} forward oifname {veths} drop
 add rule {TABLE} sandbox_in icmpv6 type {{ nd-neighbor-solicit, nd-neighbor-advert }} ip6 hoplimit 255 accept
 add rule {TABLE} sandbox_in iifname . ip saddr != @{SET_V4} drop
 add rule {TABLE} sandbox_in iifname . ip6 saddr != @{SET_V6} drop
-add rule {TABLE} sandbox_in ip daddr {METADATA_V4} meta l4proto tcp accept
-add rule {TABLE} sandbox_in ip daddr {METADATA_V4} udp dport 53 accept
-add rule {TABLE} sandbox_in ip6 daddr {METADATA_V6} meta l4proto tcp accept
-add rule {TABLE} sandbox_in ip6 daddr {METADATA_V6} udp dport 53 accept
+add rule {TABLE} sandbox_in ip daddr {METADATA_V4} ct status dnat accept
+add rule {TABLE} sandbox_in ip6 daddr {METADATA_V6} ct status dnat accept
 add rule {TABLE} sandbox_in drop
 "
     )
@@ -80,20 +94,47 @@ pub(crate) fn ensure() -> Result<(), SandboxError> {
     Ok(())
 }
 
+/// The `nft` commands adding or deleting `veth`'s egress redirects.
+fn egress_elements(verb: &str, veth: &str, ports: Option<EgressPorts>) -> String {
+    match ports {
+        Some(EgressPorts { proxy, dns }) => format!(
+            "{verb} element {TABLE} {EGRESS_MAP} {{ \"{veth}\" : {proxy} }}\n\
+             {verb} element {TABLE} {DNS_MAP} {{ \"{veth}\" : {dns} }}\n"
+        ),
+        None => format!(
+            "{verb} element {TABLE} {EGRESS_MAP} {{ \"{veth}\" }}\n\
+             {verb} element {TABLE} {DNS_MAP} {{ \"{veth}\" }}\n"
+        ),
+    }
+}
+
 /// Lets packets from `veth` with source `addrs` through to the metadata addresses, with
-/// port 80 redirected to `metadata_port`.
+/// port 80 redirected to `metadata_port`, and with `egress` the redirects to the egress proxy
+/// and resolver, all in one transaction.
 pub(crate) fn allow(
     veth: &str,
     addrs: SandboxAddresses,
     metadata_port: u16,
+    egress: Option<EgressPorts>,
 ) -> Result<(), SandboxError> {
-    let batch = elements("add", veth, addrs) + &port_element("add", veth, Some(metadata_port));
+    let mut batch = elements("add", veth, addrs) + &port_element("add", veth, Some(metadata_port));
+    if egress.is_some() {
+        batch += &egress_elements("add", veth, egress);
+    }
     host_tool::run(NFT, &["-f", "-"], Some(&batch)).map(drop)
 }
 
 /// Removes what [`allow`] added; elements already gone are fine (they go in one transaction,
 /// so either both exist or neither).
 pub(crate) fn revoke(veth: &str, addrs: SandboxAddresses) -> Result<(), SandboxError> {
+    // Apart, because most sandboxes have no egress elements and a missing element fails the
+    // whole transaction it is in.
+    host_tool::run_tolerating(
+        NFT,
+        &["-f", "-"],
+        Some(&egress_elements("delete", veth, None)),
+        &["No such file or directory"],
+    )?;
     host_tool::run_tolerating(
         NFT,
         &["-f", "-"],
@@ -118,13 +159,15 @@ mod tests {
         assert!(rules.contains("iifname \"clrk*\" jump sandbox_in"));
         let anti_spoof =
             pos("ip saddr != @sandbox_v4 drop").max(pos("ip6 saddr != @sandbox_v6 drop"));
-        let first_accept = pos("ip daddr 169.254.169.254 meta l4proto tcp accept");
+        let first_accept = pos("ip daddr 169.254.169.254 ct status dnat accept");
         assert!(anti_spoof < first_accept);
         // Neighbour discovery is the one exception: IPv6 needs it before any address works,
         // and hop limit 255 keeps it on the link.
         assert!(pos("nd-neighbor-solicit") < anti_spoof);
         assert!(rules.trim_end().ends_with("sandbox_in drop"));
-        assert!(rules.contains("ip6 daddr fd00:ec2::254 udp dport 53 accept"));
+        assert!(rules.contains("ip6 daddr fd00:ec2::254 ct status dnat accept"));
+        // Only redirected traffic is let in: nothing accepts by port.
+        assert!(!rules.contains("dport 53 accept") && !rules.contains("l4proto tcp accept"));
     }
 
     #[test]

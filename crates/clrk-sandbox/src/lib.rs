@@ -3,10 +3,11 @@
 //! waits for it, stops it (SIGTERM, grace, SIGKILL, delete) and cleans up after a crash.
 //!
 //! A sandbox asking for [`Network::Metadata`] gets its own network namespace and veth, whose
-//! host end carries the metadata addresses, behind host firewall rules.
+//! host end carries the metadata addresses, behind host firewall rules; one asking for
+//! [`Network::Egress`] also has its TCP and DNS redirected to clrk's egress proxy and resolver.
 //!
 //! It must not decide what runs or with which environment (the caller builds args and env),
-//! must not let a sandbox reach anything but the metadata addresses on its veth's host end,
+//! must not let a sandbox reach anything but clrk's own listeners on its veth's host end,
 //! and must not leave a container, bundle or network anywhere `remove_all` cannot find it.
 
 mod bundle;
@@ -22,6 +23,6 @@ mod spec;
 
 pub use error::SandboxError;
 pub use network::{METADATA_V4, METADATA_V6, SandboxAddresses};
-pub use runtime::{Runtime, RuntimeConfig, RuntimeKind};
+pub use runtime::{EgressPorts, Runtime, RuntimeConfig, RuntimeKind};
 pub use sandbox::Sandbox;
-pub use spec::{Network, SandboxSpec};
+pub use spec::{Network, SandboxFile, SandboxSpec};

@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 use crate::SandboxError;
 use crate::firewall;
 use crate::host_tool::{self, IP};
+use crate::runtime::EgressPorts;
 
 /// The metadata service's IPv4 address, on the host end of every sandbox's veth.
 pub const METADATA_V4: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
@@ -118,18 +119,30 @@ pub(crate) struct NetworkScope {
     prefix: String,
     /// Where connections to the metadata service's port 80 are redirected.
     metadata_port: u16,
+    /// Where an egress sandbox's other TCP connections and DNS questions are redirected.
+    egress_ports: Option<EgressPorts>,
 }
 
 impl NetworkScope {
     /// The scope of the runtime whose state lives in `state_dir`.
-    pub(crate) fn new(state_dir: &Path, metadata_port: u16) -> NetworkScope {
+    pub(crate) fn new(
+        state_dir: &Path,
+        metadata_port: u16,
+        egress_ports: Option<EgressPorts>,
+    ) -> NetworkScope {
         let dir = std::path::absolute(state_dir).unwrap_or_else(|_| state_dir.to_owned());
         let digest = Sha256::digest(dir.as_os_str().as_encoded_bytes());
         let tag: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
         NetworkScope {
             prefix: format!("clrk-{tag}-"),
             metadata_port,
+            egress_ports,
         }
+    }
+
+    /// Whether this scope can give sandboxes egress.
+    pub(crate) fn serves_egress(&self) -> bool {
+        self.egress_ports.is_some()
     }
 
     fn netns_name(&self, id: &str) -> String {
@@ -141,9 +154,17 @@ impl NetworkScope {
         Path::new(NETNS_DIR).join(self.netns_name(id))
     }
 
-    /// Creates sandbox `id`'s namespace, veth pair, addresses, routes and firewall elements.
+    /// Creates sandbox `id`'s namespace, veth pair, addresses, routes and firewall elements;
+    /// with `egress`, a default route to the host end and the redirects to the egress proxy.
     /// On failure nothing of it is left.
-    pub(crate) fn create(&self, id: &str) -> Result<SandboxNetwork, SandboxError> {
+    pub(crate) fn create(&self, id: &str, egress: bool) -> Result<SandboxNetwork, SandboxError> {
+        let egress_ports = match (egress, self.egress_ports) {
+            (false, _) => None,
+            (true, Some(ports)) => Some(ports),
+            (true, None) => {
+                return Err(SandboxError::NoEgressProxy { id: id.to_owned() });
+            }
+        };
         let netns = self.netns_name(id);
         host_tool::run(IP, &["netns", "add", &netns], None)?;
         let slot = match claim_slot(id, &netns) {
@@ -160,7 +181,7 @@ impl NetworkScope {
             veth: veth_name(slot),
             addresses: slot_addresses(slot),
         };
-        if let Err(e) = network.configure(self.metadata_port) {
+        if let Err(e) = network.configure(self.metadata_port, egress_ports) {
             if let Err(error) = network.destroy() {
                 tracing::warn!(id, %error, "could not undo a failed network setup");
             }
@@ -235,7 +256,11 @@ pub(crate) struct SandboxNetwork {
 
 impl SandboxNetwork {
     /// Addresses, routes and firewall elements on both ends of a fresh veth pair.
-    fn configure(&self, metadata_port: u16) -> Result<(), SandboxError> {
+    fn configure(
+        &self,
+        metadata_port: u16,
+        egress: Option<EgressPorts>,
+    ) -> Result<(), SandboxError> {
         let (veth, netns) = (&self.veth, &self.netns);
         let SandboxAddresses { v4, v6 } = self.addresses;
         // The alias first: from here on, recovery can find the veth.
@@ -258,8 +283,17 @@ route add {METADATA_V4}/32 dev {PEER} src {v4}
 route add {METADATA_V6}/128 dev {PEER}
 "
         );
-        host_tool::run(IP, &["-n", netns, "-batch", "-"], Some(&inside))?;
-        firewall::allow(veth, self.addresses, metadata_port)
+        // Egress is IPv4 only: an IPv6 destination has no route, so clients fail over at once.
+        let default_route = match egress {
+            Some(_) => format!("route add default via {METADATA_V4} dev {PEER} onlink src {v4}\n"),
+            None => String::new(),
+        };
+        host_tool::run(
+            IP,
+            &["-n", netns, "-batch", "-"],
+            Some(&(inside + &default_route)),
+        )?;
+        firewall::allow(veth, self.addresses, metadata_port, egress)
     }
 
     /// Removes the firewall elements, the veth pair and the namespace; whatever is already
@@ -368,12 +402,25 @@ mod tests {
 
     #[test]
     fn namespaces_are_named_per_runtime() {
-        let a = NetworkScope::new(Path::new("/var/lib/clrk/sandboxes/runsc"), METADATA_PORT);
-        let b = NetworkScope::new(Path::new("/var/lib/clrk/sandboxes/runc"), METADATA_PORT);
+        let a = NetworkScope::new(
+            Path::new("/var/lib/clrk/sandboxes/runsc"),
+            METADATA_PORT,
+            None,
+        );
+        let b = NetworkScope::new(
+            Path::new("/var/lib/clrk/sandboxes/runc"),
+            METADATA_PORT,
+            None,
+        );
         assert_ne!(a.prefix, b.prefix);
         assert_eq!(
             a.prefix,
-            NetworkScope::new(Path::new("/var/lib/clrk/sandboxes/runsc"), METADATA_PORT).prefix
+            NetworkScope::new(
+                Path::new("/var/lib/clrk/sandboxes/runsc"),
+                METADATA_PORT,
+                None
+            )
+            .prefix
         );
         let path = a.netns_path("clrk-1");
         assert!(path.starts_with(NETNS_DIR));

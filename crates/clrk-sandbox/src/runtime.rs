@@ -61,6 +61,18 @@ pub struct RuntimeConfig {
     /// port 80 of the metadata addresses are redirected to it, so several clrk processes on
     /// one host each serve their own sandboxes.
     pub metadata_port: u16,
+    /// Host ports of this clrk's egress proxy (TCP) and DNS resolver (UDP); an
+    /// [`Network::Egress`] sandbox needs both.
+    pub egress_ports: Option<EgressPorts>,
+}
+
+/// Where an egress sandbox's traffic is redirected on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EgressPorts {
+    /// The egress proxy's TCP port.
+    pub proxy: u16,
+    /// The DNS resolver's UDP port.
+    pub dns: u16,
 }
 
 impl RuntimeConfig {
@@ -77,6 +89,7 @@ impl RuntimeConfig {
             binary: kind.default_binary().into(),
             state_dir: state_dir.into(),
             metadata_port: crate::network::METADATA_PORT,
+            egress_ports: None,
         }
     }
 }
@@ -94,7 +107,11 @@ impl Runtime {
     /// A driver for `cfg`; nothing is touched on disk until it is used.
     pub fn new(cfg: RuntimeConfig) -> Runtime {
         Runtime {
-            network: Arc::new(NetworkScope::new(&cfg.state_dir, cfg.metadata_port)),
+            network: Arc::new(NetworkScope::new(
+                &cfg.state_dir,
+                cfg.metadata_port,
+                cfg.egress_ports,
+            )),
             firewall: Arc::new(OnceCell::new()),
             cli: Arc::new(RuntimeCli {
                 kind: cfg.kind,
@@ -130,9 +147,14 @@ impl Runtime {
             });
         }
         self.cli.ensure_root()?;
+        if spec.network == Network::Egress && !self.network.serves_egress() {
+            return Err(SandboxError::NoEgressProxy {
+                id: spec.id.clone(),
+            });
+        }
         let netns = match spec.network {
             Network::None => None,
-            Network::Metadata => {
+            Network::Metadata | Network::Egress => {
                 self.firewall
                     .get_or_try_init(|| blocking(firewall::ensure))
                     .await?;
@@ -143,9 +165,9 @@ impl Runtime {
         let bundle = bundle::write(spec, self.cli.kind, &self.cli.bundles, netns.as_deref())?;
         let network = match spec.network {
             Network::None => None,
-            Network::Metadata => {
+            mode @ (Network::Metadata | Network::Egress) => {
                 let (scope, id) = (Arc::clone(&self.network), spec.id.clone());
-                match blocking(move || scope.create(&id)).await {
+                match blocking(move || scope.create(&id, mode == Network::Egress)).await {
                     Ok(network) => Some(network),
                     Err(e) => {
                         self.cli.remove_bundle(&spec.id)?;

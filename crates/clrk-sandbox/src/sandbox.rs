@@ -28,6 +28,8 @@ pub struct Sandbox {
     /// Its network, until removed.
     network: Option<SandboxNetwork>,
     removed: bool,
+    /// What lives as long as the sandbox (its egress registration, say).
+    attachments: Vec<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Sandbox {
@@ -44,6 +46,7 @@ impl Sandbox {
             cli,
             exit,
             network,
+            attachments: Vec::new(),
             removed: false,
         }
     }
@@ -61,6 +64,16 @@ impl Sandbox {
     /// ```
     pub fn addresses(&self) -> Option<SandboxAddresses> {
         self.network.as_ref().map(|n| n.addresses)
+    }
+
+    /// Keeps `value` until the sandbox is dropped.
+    pub fn attach<T: std::any::Any + Send + Sync>(&mut self, value: T) {
+        self.attachments.push(Box::new(value));
+    }
+
+    /// The first attachment of type `T`.
+    pub fn attachment<T: std::any::Any>(&self) -> Option<&T> {
+        self.attachments.iter().find_map(|a| a.downcast_ref::<T>())
     }
 
     /// The container process's stdin; `None` once taken. Drop it to send EOF.

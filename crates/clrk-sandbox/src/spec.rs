@@ -38,6 +38,18 @@ pub struct SandboxSpec {
     pub hostname: String,
     /// What the sandbox can reach over the network.
     pub network: Network,
+    /// Files laid over the root filesystem, read-only (a trust bundle, `resolv.conf`). A file
+    /// whose parent directory the root filesystem lacks is left out.
+    pub files: Vec<SandboxFile>,
+}
+
+/// A file clrk places in a sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxFile {
+    /// Absolute path inside the sandbox.
+    pub path: PathBuf,
+    /// What it holds.
+    pub contents: Vec<u8>,
 }
 
 /// A sandbox's network.
@@ -50,6 +62,17 @@ pub enum Network {
     /// `169.254.169.254` and `fd00:ec2::254`; the host firewall drops everything else it sends.
     /// The sandbox's own addresses are [`Sandbox::addresses`](crate::Sandbox::addresses).
     Metadata,
+    /// [`Network::Metadata`] plus egress: every TCP connection to another address is
+    /// redirected to clrk's egress proxy and every DNS question to clrk's resolver, which
+    /// decide what leaves. The sandbox routes everything to the host end.
+    Egress,
+}
+
+impl Network {
+    /// Whether the sandbox gets its own namespace and veth.
+    pub fn is_networked(&self) -> bool {
+        !matches!(self, Network::None)
+    }
 }
 
 impl SandboxSpec {
@@ -75,6 +98,7 @@ impl SandboxSpec {
             cpu_millis: 1000,
             hostname: "sandbox".into(),
             network: Network::None,
+            files: Vec::new(),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Applying manifests: validate every document, resolve and prepare images, then create or
-//! update agents and their revisions (SPEC §3).
+//! update agents and their revisions (SPEC §3), worker pools and egress objects (SPEC §9).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -207,6 +207,12 @@ fn apply_one(
                 .store
                 .apply_pool(&meta.namespace, &meta.name, &doc.resource.to_stored())?
         }
+        (kind, _) if kind.is_egress() => state.store.apply_egress_object(
+            &meta.namespace,
+            kind.as_str(),
+            &meta.name,
+            &doc.resource.to_stored(),
+        )?,
         (_, Some(image)) => {
             let shape = RevisionShape::of(&doc.resource, image.clone())
                 .ok_or_else(|| ServerError::Internal(format!("{kind} has no revisions")))?;

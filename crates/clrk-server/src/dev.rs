@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clrk_dispatch::{Dispatcher, DispatcherConfig, LogBus};
+use clrk_egress::{Egress, EgressSettings};
 use clrk_image::{ImageStore, StoreOptions};
 use clrk_sandbox::{Runtime, RuntimeConfig, RuntimeKind};
 use clrk_store::Store;
@@ -36,6 +37,8 @@ pub struct DevOptions {
     pub insecure_registries: Vec<String>,
     /// Print every agent log line to stdout.
     pub log_to_terminal: bool,
+    /// Where agents' allowed DNS questions go; default the host's first nameserver.
+    pub dns_upstream: Option<SocketAddr>,
 }
 
 /// What `dev.json` holds: how the other commands find this server.
@@ -102,17 +105,34 @@ pub async fn start(opts: DevOptions) -> Result<Running, ServerError> {
             "cannot listen on the metadata addresses 169.254.169.254 and fd00:ec2::254: {e}"
         ))
     })?;
+    let egress = Egress::new(
+        store.clone(),
+        EgressSettings {
+            ca_dir: data_dir.join("egress"),
+            dns_upstream: dns_upstream(&opts)?,
+        },
+    );
+    let egress_listeners = egress.bind().map_err(|e| {
+        ServerError::Internal(format!(
+            "cannot listen for sandbox egress on 169.254.169.254: {e}"
+        ))
+    })?;
+    let egress_ports = egress_listeners
+        .ports()
+        .map_err(|e| ServerError::Internal(format!("egress listeners: {e}")))?;
     let runsc = Runtime::new(RuntimeConfig {
         kind: RuntimeKind::Runsc,
         binary: "runsc".into(),
         state_dir: data_dir.join("sandboxes"),
         metadata_port,
+        egress_ports: Some(egress_ports),
     });
     let runc = Runtime::new(RuntimeConfig {
         kind: RuntimeKind::Runc,
         binary: "runc".into(),
         state_dir: data_dir.join("sandboxes-runc"),
         metadata_port,
+        egress_ports: Some(egress_ports),
     });
     crate::recovery::recover(&store, &[&runsc, &runc]).await?;
 
@@ -124,7 +144,10 @@ pub async fn start(opts: DevOptions) -> Result<Running, ServerError> {
         runsc,
         runc,
         logs.clone(),
-        DispatcherConfig { masked_paths },
+        DispatcherConfig {
+            masked_paths,
+            egress: Some(egress.clone()),
+        },
     );
     // Recovery deleted every sandbox left behind, so the supervisor starts from nothing
     // running and cannot duplicate a daemon.
@@ -181,6 +204,10 @@ pub async fn start(opts: DevOptions) -> Result<Running, ServerError> {
             }
         }));
     }
+    tasks.push(tokio::spawn(egress.serve(
+        egress_listeners,
+        tokio_util::sync::CancellationToken::new(),
+    )));
     if opts.log_to_terminal {
         tasks.push(tokio::spawn(print_logs(logs)));
     }
@@ -252,6 +279,19 @@ async fn print_logs(logs: LogBus) {
 
 /// The data dir and `$CLRK_DIR` hold the store, every agent's logs and the API token: a
 /// sandbox on the host's root filesystem must never see them.
+/// The resolver agents' allowed questions go to: `--dns-upstream`, else the host's.
+fn dns_upstream(opts: &DevOptions) -> Result<SocketAddr, ServerError> {
+    if let Some(addr) = opts.dns_upstream {
+        return Ok(addr);
+    }
+    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    clrk_egress::dns::nameserver_from_resolv_conf(&text).ok_or_else(|| {
+        ServerError::Internal(
+            "no nameserver in /etc/resolv.conf for agents' DNS: pass --dns-upstream ADDR:53".into(),
+        )
+    })
+}
+
 fn masked_paths(opts: &DevOptions) -> Vec<PathBuf> {
     let mut paths = Vec::new();
     for dir in [&opts.clrk_dir, &opts.data_dir] {

@@ -1,6 +1,8 @@
 //! The JSON shapes the control API returns.
 
-use clrk_store::{Agent, DaemonState, Execution, LogLine, RevisionState};
+use clrk_store::{
+    Agent, DaemonState, EgressObject, EgressRecord, Execution, LogLine, RevisionState,
+};
 use serde_json::{Value, json};
 
 use crate::state::AppState;
@@ -36,6 +38,11 @@ pub fn agent(state: &AppState, agent: &Agent) -> Result<Value, clrk_store::Store
             status[key] = value;
         }
     }
+    // Daily budgets count UTC days, so "today" is the UTC date.
+    let today = chrono::Utc::now().date_naive();
+    let tokens_today = state
+        .store
+        .tokens_on(&agent.namespace, &agent.name, today)?;
     Ok(json!({
         "kind": agent.kind,
         "namespace": agent.namespace,
@@ -44,6 +51,7 @@ pub fn agent(state: &AppState, agent: &Agent) -> Result<Value, clrk_store::Store
         "createdAt": agent.created_at.to_rfc3339(),
         "updatedAt": agent.updated_at.to_rfc3339(),
         "status": status,
+        "tokenUsage": { "today": tokens_today, "day": today.to_string() },
         "revisions": revisions.iter().map(|r| json!({
             "name": r.name,
             "image": r.image_ref,
@@ -96,6 +104,54 @@ pub fn execution(e: &Execution) -> Value {
     })
 }
 
+/// One egress transaction.
+pub fn egress_record(r: &EgressRecord) -> Value {
+    json!({
+        "namespace": r.namespace,
+        "agent": r.agent,
+        "revision": r.revision,
+        "executionId": r.execution_id,
+        "startedAt": r.started_at.to_rfc3339(),
+        "durationMs": r.duration_ms,
+        "protocol": r.protocol,
+        "destinationName": r.destination_name,
+        "destinationAddr": r.destination_addr,
+        "method": r.method,
+        "path": r.path,
+        "status": r.status,
+        "requestBytes": r.request_bytes,
+        "responseBytes": r.response_bytes,
+        "allowed": r.allowed,
+        "reason": r.reason,
+        "injectedHeader": r.injected_header,
+        "provider": r.provider,
+        "model": r.model,
+        "inputTokens": r.input_tokens,
+        "outputTokens": r.output_tokens,
+    })
+}
+
+/// Shown instead of a value the API never returns.
+pub const REDACTED: &str = "<redacted>";
+
+/// One egress object, its manifest redacted: `spec.otlp.headers` may hold API keys.
+pub fn egress_object(o: &EgressObject) -> Value {
+    let mut manifest = o.spec.clone();
+    if let Some(Value::Object(headers)) = manifest.pointer_mut("/spec/otlp/headers") {
+        for value in headers.values_mut() {
+            *value = json!(REDACTED);
+        }
+    }
+    json!({
+        "kind": o.kind,
+        "namespace": o.namespace,
+        "name": o.name,
+        "manifest": manifest,
+        "createdAt": o.created_at.to_rfc3339(),
+        "updatedAt": o.updated_at.to_rfc3339(),
+    })
+}
+
 /// One log line.
 pub fn log_line(l: &LogLine) -> Value {
     json!({
@@ -134,4 +190,40 @@ pub fn pools(state: &AppState) -> Result<Vec<Value>, clrk_store::StoreError> {
         }));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn otlp_header_values_are_redacted_and_the_rest_kept() {
+        let now = chrono::Utc::now();
+        let object = EgressObject {
+            namespace: "default".into(),
+            kind: "EgressGateway".into(),
+            name: "main".into(),
+            spec: json!({"kind": "EgressGateway", "spec": {
+                "defaultPolicy": "deny-all",
+                "otlp": {"endpoint": "http://collector:4318", "headers": {"x-key": "secret-value"}},
+            }}),
+            created_at: now,
+            updated_at: now,
+        };
+        let view = egress_object(&object);
+        assert_eq!(
+            view["manifest"]["spec"]["otlp"]["headers"]["x-key"],
+            REDACTED
+        );
+        assert_eq!(
+            view["manifest"]["spec"]["otlp"]["endpoint"],
+            "http://collector:4318"
+        );
+        assert_eq!(view["manifest"]["spec"]["defaultPolicy"], "deny-all");
+        assert!(!view.to_string().contains("secret-value"));
+        assert_eq!(
+            object.spec["spec"]["otlp"]["headers"]["x-key"],
+            "secret-value"
+        );
+    }
 }

@@ -79,6 +79,9 @@ pub enum Command {
     /// Set, list and delete secrets (values go in, never come out).
     #[command(subcommand)]
     Secret(SecretCommand),
+    /// Inspect egress gateways, routes and policies (create them with apply).
+    #[command(subcommand)]
+    Egress(EgressCommand),
 }
 
 /// `clrk dev`.
@@ -115,6 +118,11 @@ pub struct DevArgs {
         value_delimiter = ','
     )]
     pub insecure_registries: Vec<String>,
+
+    /// The DNS server agents' questions are forwarded to, once their egress gateway allows
+    /// the name [default: the first nameserver of /etc/resolv.conf].
+    #[arg(long, value_name = "ADDR", env = "CLRK_DNS_UPSTREAM")]
+    pub dns_upstream: Option<SocketAddr>,
 }
 
 /// Manifest files to read: `-f FILE...` with optional recursion.
@@ -230,6 +238,19 @@ Example:
   clrk agents run-task word-count -i '{\"text\":\"hello world\"}'
   clrk agents run-task word-count -i @event.json -H x-request-id=abc --timeout 30s")]
     RunTask(RunTaskArgs),
+
+    /// List an agent's recent egress transactions, newest first.
+    #[command(after_help = "\
+One row per HTTP request, TLS or TCP connection, or refused DNS question that went through
+the agent's egress gateway, newest first. Columns: TIME, EXECUTION (the first 8 characters of
+its id), VERDICT (allowed or denied), DESTINATION (name and address), REQUEST (method and
+path, or the protocol), STATUS, BYTES (sent/received), TOKENS (input/output, for LLM calls),
+REASON (the rule that allowed it, or why it was refused).
+
+Example:
+  clrk agents egress summarize --limit 20
+  clrk agents egress summarize -o json")]
+    Egress(AgentEgressArgs),
 }
 
 /// `-n NS` or `-A`: which namespaces a list covers.
@@ -323,6 +344,24 @@ pub struct InvocationsArgs {
 
     /// How many recent executions to show.
     #[arg(long, default_value_t = 20, value_name = "N")]
+    pub limit: u32,
+
+    /// Output format (default: a table).
+    #[arg(short, long, value_enum)]
+    pub output: Option<ObjectFormat>,
+}
+
+/// `clrk agents egress`.
+#[derive(Debug, Args)]
+pub struct AgentEgressArgs {
+    /// Agent name.
+    pub name: String,
+
+    #[command(flatten)]
+    pub namespace: NamespaceArg,
+
+    /// How many recent transactions to show (at most 1000).
+    #[arg(long, default_value_t = 50, value_name = "N")]
     pub limit: u32,
 
     /// Output format (default: a table).
@@ -550,6 +589,58 @@ pub struct SecretNameArgs {
     pub namespace: NamespaceArg,
 }
 
+/// `clrk egress ...`.
+#[derive(Debug, Subcommand)]
+pub enum EgressCommand {
+    /// List egress gateways, routes, credential policies and AI provider routes.
+    #[command(after_help = "\
+Example:
+  clrk egress list
+  KIND                        NAME        SUMMARY                                             AGE
+  AIProviderRoute             llm         anthropic @ llm.test, budget 1000/execution         2m
+  CredentialInjectionPolicy   anthropic   x-api-key ← secret anthropic/token for llm.test     2m
+  EgressGateway               main        deny-all, Terminate, otlp → http://collector:4318   2m
+  EgressL4Route               github      *.github.com port 443; 10.0.0.0/8 any port          2m")]
+    List(EgressListArgs),
+
+    /// Print one egress object's manifest (OTLP header values are shown as <redacted>).
+    #[command(after_help = "\
+KIND is EgressGateway, EgressL4Route, CredentialInjectionPolicy or AIProviderRoute, in
+either case.
+
+Example:
+  clrk egress get egressgateway/main
+  clrk egress get AIProviderRoute/llm -n team -o json")]
+    Get(EgressGetArgs),
+}
+
+/// `clrk egress list`.
+#[derive(Debug, Args)]
+pub struct EgressListArgs {
+    #[command(flatten)]
+    pub scope: NamespaceScope,
+
+    /// Output format (default: a table).
+    #[arg(short, long, value_enum)]
+    pub output: Option<ObjectFormat>,
+}
+
+/// `clrk egress get`.
+#[derive(Debug, Args)]
+pub struct EgressGetArgs {
+    /// The object as KIND/NAME, e.g. egressgateway/main.
+    #[arg(value_name = "KIND/NAME")]
+    pub object: String,
+
+    /// Namespace of the object.
+    #[arg(short, long, default_value = "default")]
+    pub namespace: String,
+
+    /// Output format [default: yaml].
+    #[arg(short, long, value_enum)]
+    pub output: Option<ObjectFormat>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -639,6 +730,30 @@ mod tests {
     fn get_accepts_only_json_or_yaml() {
         assert!(parse(&["agents", "get", "x", "-o", "wide"]).is_err());
         assert!(parse(&["agents", "get", "x", "-o", "yaml"]).is_ok());
+    }
+
+    #[test]
+    fn egress_commands_take_scope_limit_and_format() {
+        let cli = parse(&["egress", "list", "-A", "-o", "json"]).unwrap();
+        let Command::Egress(EgressCommand::List(args)) = cli.command else {
+            panic!("expected egress list, got {:?}", cli.command)
+        };
+        assert!(args.scope.all_namespaces);
+        assert_eq!(args.output, Some(ObjectFormat::Json));
+        let cli = parse(&["egress", "get", "egressgateway/main", "-n", "team"]).unwrap();
+        let Command::Egress(EgressCommand::Get(args)) = cli.command else {
+            panic!("expected egress get, got {:?}", cli.command)
+        };
+        assert_eq!(
+            (args.object.as_str(), args.namespace.as_str()),
+            ("egressgateway/main", "team")
+        );
+        let cli = parse(&["agents", "egress", "a", "--limit", "5"]).unwrap();
+        let Command::Agents(AgentsCommand::Egress(args)) = cli.command else {
+            panic!("expected agents egress, got {:?}", cli.command)
+        };
+        assert_eq!((args.name.as_str(), args.limit), ("a", 5));
+        assert!(parse(&["egress", "list", "-o", "wide"]).is_err());
     }
 
     #[test]

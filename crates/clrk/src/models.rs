@@ -96,6 +96,17 @@ pub struct Agent {
     pub status: AgentStatus,
     #[serde(default)]
     pub revisions: Vec<Revision>,
+    /// Tokens spent through the egress gateway today; absent from older servers.
+    pub token_usage: Option<TokenUsage>,
+}
+
+/// An agent's LLM tokens (input plus output) on one UTC day.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenUsage {
+    pub today: u64,
+    /// `YYYY-MM-DD`, UTC.
+    pub day: String,
 }
 
 /// Live state of an agent.
@@ -196,4 +207,44 @@ pub struct LocalImage {
     pub imported: bool,
     #[serde(default)]
     pub used_by: Vec<String>,
+}
+
+/// An egress gateway, route or policy, its manifest with secrets redacted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EgressObject {
+    /// `EgressGateway`, `EgressL4Route`, `CredentialInjectionPolicy` or `AIProviderRoute`.
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    /// The manifest as applied, defaults filled in.
+    pub manifest: Value,
+    pub created_at: Option<String>,
+}
+
+/// One transaction through an agent's egress gateway.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EgressRecord {
+    pub execution_id: Option<String>,
+    pub started_at: Option<String>,
+    /// `http`, `https`, `tls`, `tcp` or `dns`.
+    pub protocol: String,
+    /// The name the agent asked for (Host, SNI or DNS question).
+    pub destination_name: Option<String>,
+    /// `address:port`.
+    pub destination_addr: String,
+    pub method: Option<String>,
+    pub path: Option<String>,
+    pub status: Option<u16>,
+    #[serde(default)]
+    pub request_bytes: u64,
+    #[serde(default)]
+    pub response_bytes: u64,
+    pub allowed: bool,
+    /// Which rule allowed it, or why it was refused.
+    #[serde(default)]
+    pub reason: String,
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
 }

@@ -1,7 +1,9 @@
-//! The control API (HTTP/JSON, bearer token): apply, agents, logs, invocations, pools.
+//! The control API (HTTP/JSON, bearer token): apply, agents, logs, invocations, pools, secrets,
+//! egress objects and egress records.
 
 mod agents;
 mod auth;
+mod egress;
 mod images;
 mod logs;
 mod pools;
@@ -30,6 +32,12 @@ pub fn router(state: AppState, token: String) -> Router {
             get(agents::invocations),
         )
         .route("/v1/agents/{namespace}/{name}/logs", get(logs::logs))
+        .route("/v1/agents/{namespace}/{name}/egress", get(egress::records))
+        .route("/v1/egress", get(egress::list))
+        .route(
+            "/v1/egress/{namespace}/{kind}/{name}",
+            get(egress::get).delete(egress::delete),
+        )
         .route("/v1/images", get(images::list))
         .route("/v1/images/import", post(images::import))
         .route("/v1/images/prune", post(images::prune))

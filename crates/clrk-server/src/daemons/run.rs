@@ -218,8 +218,9 @@ impl Daemon {
                 &self.namespace,
                 &self.name,
                 &spec.worker_pool_ref,
+                &self.revision.name,
                 shape,
-                clrk_dispatch::dispatcher::sandbox_id(run_id),
+                run_id,
             )
             .await;
         let end = match sandbox {

@@ -1,6 +1,6 @@
 //! `clrk delete -f FILE`: delete the resources a manifest names.
 
-use anyhow::bail;
+use clrk_api::Kind;
 
 use crate::cli::DeleteArgs;
 use crate::client::ApiClient;
@@ -16,15 +16,18 @@ pub async fn run(args: DeleteArgs, session: &Session) -> anyhow::Result<()> {
     for document in &documents {
         let resource = &document.document.resource;
         let meta = resource.metadata();
-        let kind = resource.kind().to_string();
-        let path: Vec<&str> = match kind.as_str() {
-            "TaskAgent" | "DaemonAgent" => vec!["v1", "agents", &meta.namespace, &meta.name],
-            "WorkerPool" => vec!["v1", "pools", &meta.name],
-            _ => bail!(
-                "{} in {}: deleting a {kind} is not supported yet; remove it from the file and retry",
-                document.display_name(),
-                document.source
-            ),
+        let kind = resource.kind();
+        let path: Vec<&str> = match kind {
+            Kind::TaskAgent | Kind::DaemonAgent => {
+                vec!["v1", "agents", &meta.namespace, &meta.name]
+            }
+            Kind::WorkerPool => vec!["v1", "pools", &meta.name],
+            Kind::EgressGateway
+            | Kind::EgressL4Route
+            | Kind::CredentialInjectionPolicy
+            | Kind::AIProviderRoute => {
+                vec!["v1", "egress", &meta.namespace, kind.as_str(), &meta.name]
+            }
         };
         delete(&api, &path).await?;
     }

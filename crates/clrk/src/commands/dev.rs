@@ -26,6 +26,7 @@ pub async fn run(args: DevArgs, session: &Session) -> anyhow::Result<()> {
         allow_host_rootfs: true,
         insecure_registries: args.insecure_registries,
         log_to_terminal: true,
+        dns_upstream: args.dns_upstream,
     };
     tracing::info!(data_dir = %options.data_dir.display(), ingress = %options.ingress_addr, api = %options.api_addr, "starting clrk dev");
     // The server's messages already carry their causes; a chain would repeat them.

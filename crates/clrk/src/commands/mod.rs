@@ -4,6 +4,7 @@ pub mod agents;
 pub mod apply;
 pub mod delete;
 pub mod dev;
+pub mod egress;
 pub mod images;
 pub mod pools;
 pub mod registry;
@@ -13,8 +14,8 @@ pub mod secret;
 use std::path::PathBuf;
 
 use crate::cli::{
-    AgentsCommand, Cli, Command, GlobalArgs, ImagesCommand, PoolsCommand, RegistryCommand,
-    SecretCommand,
+    AgentsCommand, Cli, Command, EgressCommand, GlobalArgs, ImagesCommand, PoolsCommand,
+    RegistryCommand, SecretCommand,
 };
 use crate::client::ApiClient;
 use crate::discovery::{self, Endpoints};
@@ -57,6 +58,7 @@ pub async fn run(cli: Cli, clrk_dir: PathBuf) -> anyhow::Result<()> {
             AgentsCommand::Logs(args) => agents::logs::run(args, &session).await,
             AgentsCommand::Invocations(args) => agents::invocations::run(args, &session).await,
             AgentsCommand::RunTask(args) => run_task::run(args, &session).await,
+            AgentsCommand::Egress(args) => agents::egress::run(args, &session).await,
         },
         Command::Pools(PoolsCommand::List) => pools::list(&session).await,
         Command::Images(command) => match command {
@@ -69,6 +71,10 @@ pub async fn run(cli: Cli, clrk_dir: PathBuf) -> anyhow::Result<()> {
             SecretCommand::Set(args) => secret::set(args, &session).await,
             SecretCommand::List(args) => secret::list(args, &session).await,
             SecretCommand::Delete(args) => secret::delete(args, &session).await,
+        },
+        Command::Egress(command) => match command {
+            EgressCommand::List(args) => egress::list(args, &session).await,
+            EgressCommand::Get(args) => egress::get(args, &session).await,
         },
     }
 }

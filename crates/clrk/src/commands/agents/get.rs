@@ -62,6 +62,9 @@ pub fn describe(agent: &Agent, now: DateTime<Utc>) -> String {
         ("Active", status.active.to_string()),
         ("Last run", last_run_with_id(status, now)),
     ]);
+    if let Some(usage) = &agent.token_usage {
+        fields.push(("Tokens today", usage.today.to_string()));
+    }
     let width = fields
         .iter()
         .map(|(label, _)| label.len())
@@ -135,7 +138,8 @@ mod tests {
                    "state": "Ready", "reason": null, "createdAt": "2026-01-01T11:00:00Z"},
                   {"name": "word-count-00002", "image": "oci:/img", "imageDigest": null,
                    "state": "Failed", "reason": "image not found", "createdAt": "2026-01-01T11:55:00Z"}
-                ]}"#,
+                ],
+                "tokenUsage": {"today": 1468, "day": "2026-01-01"}}"#,
         )
         .unwrap();
         let now = DateTime::parse_from_rfc3339("2026-01-01T12:00:00Z")
@@ -153,6 +157,7 @@ mod tests {
             "Ready revision:  word-count-00001\n",
             "Active:          1\n",
             "Last run:        -\n",
+            "Tokens today:    1468\n",
             "Revisions:\n  NAME               IMAGE-DIGEST   STATE                      CREATED\n",
             "  word-count-00001   sha256:aa      Ready                      60m ago\n",
             "  word-count-00002   -              Failed (image not found)   5m ago\n",
@@ -160,6 +165,11 @@ mod tests {
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");
         }
         assert!(!text.contains("Phase"), "{text}");
+        let without_usage = Agent {
+            token_usage: None,
+            ..agent
+        };
+        assert!(!describe(&without_usage, now).contains("Tokens"));
     }
 
     #[test]

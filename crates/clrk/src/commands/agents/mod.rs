@@ -1,6 +1,7 @@
 //! `clrk agents ...`: one module per subcommand.
 
 pub mod delete;
+pub mod egress;
 pub mod get;
 pub mod invocations;
 pub mod list;

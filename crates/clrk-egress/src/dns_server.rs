@@ -1,0 +1,127 @@
+//! The resolver egress sandboxes use: their DNS questions (redirected from any address to
+//! this socket) are answered only for names their gateways allow, by the host's resolver;
+//! the answers are remembered so hostname rules apply to the addresses agents then dial.
+//! Every other question gets NXDOMAIN and a denied record.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+
+use crate::dns::{self, DnsQuestion};
+use crate::policy;
+use crate::registry::SandboxIdentity;
+use crate::service::{Egress, sandbox_key};
+use crate::transaction::Transaction;
+
+/// How long the host's resolver has to answer.
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(4);
+/// Largest DNS message over UDP.
+const MAX_PACKET: usize = 4096;
+
+pub(crate) async fn serve(egress: Egress, socket: UdpSocket, shutdown: CancellationToken) {
+    let socket = Arc::new(socket);
+    let mut buf = vec![0u8; MAX_PACKET];
+    loop {
+        let (n, peer) = tokio::select! {
+            received = socket.recv_from(&mut buf) => match received {
+                Ok(pair) => pair,
+                Err(error) => {
+                    tracing::debug!(%error, "egress resolver receive failed");
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        let Some(identity) = egress.inner.registry.lookup(peer.ip()) else {
+            continue;
+        };
+        let query = buf[..n].to_vec();
+        let (egress, socket) = (egress.clone(), Arc::clone(&socket));
+        tokio::spawn(async move {
+            if let Some(answer) = answer(&egress, &identity, peer, &query).await
+                && let Err(error) = socket.send_to(&answer, peer).await
+            {
+                tracing::debug!(%error, %peer, "egress resolver reply failed");
+            }
+        });
+    }
+}
+
+async fn answer(
+    egress: &Egress,
+    identity: &Arc<SandboxIdentity>,
+    peer: SocketAddr,
+    query: &[u8],
+) -> Option<Vec<u8>> {
+    let question = match dns::parse_query(query) {
+        Ok(q) => q,
+        Err(error) => {
+            tracing::debug!(%error, %peer, "malformed DNS question ignored");
+            return None;
+        }
+    };
+    let config = egress.config_for(identity).await;
+    let by_name = policy::name_allowed(&config, &question.name);
+    let upstream = egress.inner.settings.dns_upstream;
+    if by_name.is_none() && !any_address_rule(&config) {
+        deny(
+            egress,
+            identity,
+            &question,
+            "no route of the agent's egress gateways names it",
+        );
+        return dns::refuse(query).ok();
+    }
+    let response = match dns::forward(upstream, query, UPSTREAM_TIMEOUT).await {
+        Ok(r) => r,
+        Err(error) => {
+            tracing::warn!(%error, name = %question.name, "DNS upstream failed");
+            return dns::server_failure(query).ok();
+        }
+    };
+    let addresses = dns::addresses(&response);
+    if by_name.is_none()
+        && !addresses
+            .iter()
+            .any(|(ip, _)| policy::address_allowed(&config, *ip))
+    {
+        deny(
+            egress,
+            identity,
+            &question,
+            "no route of the agent's egress gateways names it or its addresses",
+        );
+        return dns::refuse(query).ok();
+    }
+    let key = sandbox_key(peer.ip());
+    for (ip, ttl) in addresses {
+        egress.inner.names.insert(&key, &question.name, ip, ttl);
+    }
+    Some(response)
+}
+
+fn any_address_rule(config: &crate::config::EgressConfig) -> bool {
+    config.routes.iter().any(|r| {
+        r.spec
+            .rules
+            .iter()
+            .any(|rule| !rule.destination_cidrs.is_empty())
+    })
+}
+
+fn deny(egress: &Egress, identity: &Arc<SandboxIdentity>, question: &DnsQuestion, why: &str) {
+    let mut tx = Transaction::begin(
+        &egress.inner.store,
+        &egress.inner.ledger,
+        identity,
+        "dns",
+        format!("{}", egress.inner.settings.dns_upstream),
+        None,
+    );
+    tx.record.destination_name = Some(question.name.clone());
+    tx.record.method = Some(format!("{}", question.record_type));
+    tx.deny(format!("DNS question for {} refused: {why}", question.name));
+}

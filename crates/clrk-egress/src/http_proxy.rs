@@ -1,0 +1,532 @@
+//! HTTP through the gateway: each request an agent sends (in the clear or inside terminated
+//! TLS) is checked, gets its credentials and trace context, and is forwarded to the original
+//! destination on a fresh upstream connection; the response streams back metered.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body::{Body, Frame};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+use crate::config::EgressConfig;
+use crate::policy::{self, Verdict};
+use crate::proxy::CONNECT_TIMEOUT;
+use crate::registry::SandboxIdentity;
+use crate::service::Egress;
+use crate::trace_context::TraceContext;
+use crate::transaction::Transaction;
+use crate::usage::{UsageMeter, request_model};
+
+/// Largest request body read whole to find the model of a provider call.
+const MAX_PROVIDER_REQUEST: usize = 32 * 1024 * 1024;
+const TRACEPARENT: &str = "traceparent";
+
+type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+/// One agent connection and what was decided about it.
+pub(crate) struct Connection {
+    egress: Egress,
+    identity: Arc<SandboxIdentity>,
+    config: EgressConfig,
+    destination: SocketAddr,
+    /// Names the sandbox resolved to the destination through clrk.
+    names: Vec<String>,
+    verdict: Verdict,
+    /// `Some` inside terminated TLS: the SNI the agent sent.
+    tls: Option<Option<String>>,
+}
+
+impl Connection {
+    pub(crate) fn new(
+        egress: &Egress,
+        identity: &Arc<SandboxIdentity>,
+        config: EgressConfig,
+        destination: SocketAddr,
+        names: Vec<String>,
+        verdict: Verdict,
+        tls: Option<Option<String>>,
+    ) -> Connection {
+        Connection {
+            egress: egress.clone(),
+            identity: Arc::clone(identity),
+            config,
+            destination,
+            names,
+            verdict,
+            tls,
+        }
+    }
+}
+
+/// Serves HTTP/1.1 requests on `io` until the agent closes it.
+pub(crate) async fn serve<S>(conn: Connection, io: S)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = Arc::new(conn);
+    let service = hyper::service::service_fn(move |request| {
+        let conn = Arc::clone(&conn);
+        async move { Ok::<_, std::convert::Infallible>(handle(&conn, request).await) }
+    });
+    if let Err(error) = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(io), service)
+        .await
+    {
+        tracing::debug!(%error, "egress HTTP connection ended with an error");
+    }
+}
+
+async fn handle(conn: &Connection, mut request: Request<Incoming>) -> Response<ProxyBody> {
+    let protocol = if conn.tls.is_some() { "https" } else { "http" };
+    let gateway = conn.config.primary();
+    let mut tx = Transaction::begin(
+        &conn.egress.inner.store,
+        &conn.egress.inner.ledger,
+        &conn.identity,
+        protocol,
+        conn.destination.to_string(),
+        conn.egress.exporter(gateway),
+    );
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|h| strip_port(h).to_ascii_lowercase());
+    let name = match &conn.tls {
+        Some(sni) => sni.clone().or(host),
+        None => host,
+    };
+    tx.record.destination_name = name.clone();
+    tx.record.method = Some(request.method().to_string());
+    tx.record.path = Some(
+        request
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_else(|| "/".into()),
+    );
+    // Trace context: continue the agent's trace if it sent one; upstream sees this span.
+    let inbound = request
+        .headers()
+        .get(TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceContext::parse);
+    if let Some(parent) = inbound {
+        tx.trace = parent.child();
+        tx.parent_span = Some(parent.span_id);
+    }
+    if !conn.verdict.allowed {
+        tx.deny(conn.verdict.reason.clone());
+        return refuse(&mut tx, StatusCode::FORBIDDEN, &conn.verdict.reason);
+    }
+    tx.allow(conn.verdict.reason.clone());
+    // The name used for credentials and budgets must be one the destination really has.
+    let trusted_name = name
+        .as_ref()
+        .filter(|n| conn.names.iter().any(|known| known == *n))
+        .cloned()
+        .or_else(|| conn.names.first().cloned());
+    if let Some(name) = &trusted_name {
+        if let Some((_, provider)) = policy::provider_route(&conn.config, name) {
+            tx.provider = Some(provider.as_str());
+        }
+        if let Some(response) = check_budgets(conn, &mut tx, name).await {
+            return response;
+        }
+        if let Some(response) = inject_credentials(conn, &mut tx, name, request.headers_mut()).await
+        {
+            return response;
+        }
+    }
+    if let Ok(value) = HeaderValue::from_str(&tx.trace.header_value()) {
+        request.headers_mut().insert(TRACEPARENT, value);
+    }
+    let (mut parts, body) = request.into_parts();
+    let request_bytes = Arc::new(AtomicU64::new(0));
+    let body: ProxyBody = if tx.provider.is_some() {
+        // Usage can only be read from a body the provider did not compress.
+        parts.headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
+        match Limited::collect(body).await {
+            Ok(bytes) => {
+                tx.record.model = request_model(&bytes);
+                request_bytes.store(bytes.len() as u64, Ordering::Relaxed);
+                Full::new(bytes).map_err(|never| match never {}).boxed()
+            }
+            Err(reason) => return refuse(&mut tx, StatusCode::PAYLOAD_TOO_LARGE, &reason),
+        }
+    } else {
+        Counted::new(body, Arc::clone(&request_bytes)).boxed()
+    };
+    let upstream_request = Request::from_parts(parts, body);
+    let timeout = gateway
+        .map(|g| g.spec.request_timeout.0)
+        .unwrap_or(std::time::Duration::from_secs(300));
+    let sent = tokio::time::timeout(timeout, send(conn, name.as_deref(), upstream_request)).await;
+    tx.record.request_bytes = request_bytes.load(Ordering::Relaxed);
+    let response = match sent {
+        Ok(Ok(response)) => response,
+        Ok(Err(reason)) => {
+            tx.record.reason = format!("{}; {reason}", tx.record.reason);
+            return refuse(&mut tx, StatusCode::BAD_GATEWAY, &reason);
+        }
+        Err(_) => {
+            let reason = format!(
+                "no response within the gateway's requestTimeout ({})",
+                clrk_api::GoDuration(timeout)
+            );
+            tx.record.reason = format!("{}; {reason}", tx.record.reason);
+            return refuse(&mut tx, StatusCode::GATEWAY_TIMEOUT, &reason);
+        }
+    };
+    tx.record.status = Some(response.status().as_u16());
+    let meter = tx.provider.and_then(|_| {
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        trusted_name
+            .as_deref()
+            .and_then(|n| policy::provider_route(&conn.config, n))
+            .map(|(_, provider)| UsageMeter::new(provider, content_type))
+    });
+    let (parts, body) = response.into_parts();
+    Response::from_parts(
+        parts,
+        Metered {
+            inner: body,
+            meter,
+            tx: Some(tx),
+        }
+        .boxed(),
+    )
+}
+
+/// Refuses with `status` and a one-line reason the agent can read.
+fn refuse(tx: &mut Transaction, status: StatusCode, reason: &str) -> Response<ProxyBody> {
+    let body = format!("clrk egress: {reason}\n");
+    tx.record.status = Some(status.as_u16());
+    tx.record.response_bytes = body.len() as u64;
+    tx.finish();
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .header("x-clrk-egress", "refused")
+        .body(
+            Full::new(Bytes::from(body))
+                .map_err(|never| match never {})
+                .boxed(),
+        )
+        .expect("a static response is valid")
+}
+
+async fn check_budgets(
+    conn: &Connection,
+    tx: &mut Transaction,
+    name: &str,
+) -> Option<Response<ProxyBody>> {
+    let budgets = policy::budgets(&conn.config, name);
+    if budgets.is_empty() {
+        return None;
+    }
+    let store = conn.egress.inner.store.clone();
+    let execution = tx.record.execution_id.clone();
+    let (namespace, agent) = (tx.record.namespace.clone(), tx.record.agent.clone());
+    let day = tx.record.started_at.date_naive();
+    let used = tokio::task::spawn_blocking(move || {
+        let per_execution = match &execution {
+            Some(id) => store.execution_tokens(id)?,
+            None => 0,
+        };
+        Ok::<_, clrk_store::StoreError>((per_execution, store.tokens_on(&namespace, &agent, day)?))
+    })
+    .await;
+    let (pending_execution, pending_day) = conn.egress.inner.ledger.pending(&tx.ledger_keys());
+    let (per_execution, today) = match used {
+        Ok(Ok((e, d))) => (e + pending_execution, d + pending_day),
+        other => {
+            tracing::error!(?other, "token counts unreadable");
+            let reason = "token budget unknown: the gateway could not read its counts";
+            tx.deny(reason);
+            return Some(refuse(tx, StatusCode::SERVICE_UNAVAILABLE, reason));
+        }
+    };
+    for (route, budget) in budgets {
+        let over = match (budget.max_tokens_per_execution, budget.max_tokens_per_day) {
+            (Some(max), _) if per_execution >= max => Some(format!(
+                "token budget exceeded: aiproviderroute {route} allows {max} tokens per execution and this execution used {per_execution}"
+            )),
+            (_, Some(max)) if today >= max => Some(format!(
+                "token budget exceeded: aiproviderroute {route} allows {max} tokens per day and agent {} used {today} today (UTC)",
+                tx.record.agent
+            )),
+            _ => None,
+        };
+        if let Some(reason) = over {
+            tx.deny(reason.clone());
+            return Some(refuse(tx, StatusCode::TOO_MANY_REQUESTS, &reason));
+        }
+    }
+    None
+}
+
+async fn inject_credentials(
+    conn: &Connection,
+    tx: &mut Transaction,
+    name: &str,
+    headers: &mut http::HeaderMap,
+) -> Option<Response<ProxyBody>> {
+    let credentials = policy::credentials(&conn.config, name);
+    let mut injected = Vec::new();
+    for credential in credentials {
+        let store = conn.egress.inner.store.clone();
+        let c = credential.clone();
+        let value = tokio::task::spawn_blocking(move || {
+            store.secret_value(&c.namespace, &c.secret, &c.key)
+        })
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten();
+        let Some(value) = value else {
+            let reason = format!(
+                "credentialinjectionpolicy {} needs key {} of secret {}/{}, which does not exist: set it with clrk secret set {} --from-literal {}=…",
+                credential.policy,
+                credential.key,
+                credential.namespace,
+                credential.secret,
+                credential.secret,
+                credential.key
+            );
+            tx.record.reason = format!("{}; {reason}", tx.record.reason);
+            return Some(refuse(tx, StatusCode::BAD_GATEWAY, &reason));
+        };
+        let mut full = credential.prefix.clone().into_bytes();
+        full.extend_from_slice(&value);
+        let (Ok(header_name), Ok(mut header_value)) = (
+            HeaderName::from_bytes(credential.header.as_bytes()),
+            HeaderValue::from_bytes(&full),
+        ) else {
+            let reason = format!(
+                "credentialinjectionpolicy {}: the secret's value cannot be sent in a header",
+                credential.policy
+            );
+            tx.record.reason = format!("{}; {reason}", tx.record.reason);
+            return Some(refuse(tx, StatusCode::BAD_GATEWAY, &reason));
+        };
+        header_value.set_sensitive(true);
+        let replaced = headers.insert(header_name, header_value).is_some();
+        injected.push(if replaced {
+            format!("{} (replaced the agent's)", credential.header)
+        } else {
+            credential.header.clone()
+        });
+    }
+    if !injected.is_empty() {
+        tx.record.injected_header = Some(injected.join(", "));
+    }
+    None
+}
+
+/// Sends `request` to the original destination over a new connection (TLS when the agent's
+/// was), verifying the server as `name`.
+async fn send(
+    conn: &Connection,
+    name: Option<&str>,
+    request: Request<ProxyBody>,
+) -> Result<Response<Incoming>, String> {
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(conn.destination))
+        .await
+        .map_err(|_| format!("connecting to {} timed out", conn.destination))?
+        .map_err(|e| format!("connecting to {} failed: {e}", conn.destination))?;
+    let _ = tcp.set_nodelay(true);
+    if conn.tls.is_none() {
+        return exchange(tcp, request).await;
+    }
+    let config = conn
+        .egress
+        .upstream_tls(conn.config.primary())
+        .map_err(|e| format!("upstream TLS is not configured: {e}"))?;
+    let server_name = match name {
+        Some(n) => rustls::pki_types::ServerName::try_from(n.to_owned())
+            .map_err(|_| format!("{n} is not a valid TLS server name"))?,
+        None => rustls::pki_types::ServerName::IpAddress(conn.destination.ip().into()),
+    };
+    let shown = name
+        .map(str::to_owned)
+        .unwrap_or_else(|| conn.destination.ip().to_string());
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(server_name, tcp)
+        .await
+        .map_err(|e| format!("upstream TLS with {shown} failed: {e}"))?;
+    exchange(tls, request).await
+}
+
+async fn exchange<S>(io: S, request: Request<ProxyBody>) -> Result<Response<Incoming>, String>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| format!("upstream HTTP failed: {e}"))?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "upstream connection ended with an error");
+        }
+    });
+    sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("upstream HTTP failed: {e}"))
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host;
+    }
+    host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
+}
+
+/// Reads a request body whole, up to [`MAX_PROVIDER_REQUEST`].
+struct Limited;
+
+impl Limited {
+    async fn collect(body: Incoming) -> Result<Bytes, String> {
+        http_body_util::Limited::new(body, MAX_PROVIDER_REQUEST)
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .map_err(|e| format!("the request body could not be read: {e}"))
+    }
+}
+
+/// A request body that counts what passes.
+struct Counted {
+    inner: Incoming,
+    count: Arc<AtomicU64>,
+}
+
+impl Counted {
+    fn new(inner: Incoming, count: Arc<AtomicU64>) -> Counted {
+        Counted { inner, count }
+    }
+}
+
+impl Body for Counted {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.count.fetch_add(data.len() as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A response body that counts and meters what passes, and finishes the transaction at its
+/// end (or when the agent stops reading).
+struct Metered {
+    inner: Incoming,
+    meter: Option<UsageMeter>,
+    tx: Option<Transaction>,
+}
+
+impl Metered {
+    fn end(&mut self) {
+        if let Some(mut tx) = self.tx.take() {
+            if let Some(meter) = self.meter.take() {
+                tx.usage = meter.finish();
+            }
+            tx.finish();
+        }
+    }
+}
+
+impl Body for Metered {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let this = &mut *self;
+                    if let Some(tx) = &mut this.tx {
+                        tx.record.response_bytes += data.len() as u64;
+                    }
+                    if let Some(meter) = &mut this.meter {
+                        meter.feed(data);
+                    }
+                }
+            }
+            Poll::Ready(None) => self.end(),
+            Poll::Ready(Some(Err(error))) => {
+                if let Some(tx) = &mut self.tx {
+                    tx.record.reason =
+                        format!("{}; upstream body failed: {error}", tx.record.reason);
+                }
+                self.end();
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Metered {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_headers_lose_their_port() {
+        assert_eq!(strip_port("llm.test:8443"), "llm.test");
+        assert_eq!(strip_port("llm.test"), "llm.test");
+        assert_eq!(strip_port("[::1]:80"), "[::1]:80");
+    }
+}

@@ -1,0 +1,302 @@
+//! The transparent proxy: every TCP connection an egress sandbox opens arrives here, its
+//! original destination read back from the redirect (`SO_ORIGINAL_DST`).
+//!
+//! The first bytes say what it is: a TLS ClientHello (its SNI is recorded; with
+//! `tls.mode: Terminate` the proxy answers with a certificate from the gateway's CA and serves
+//! the HTTP inside), plain HTTP (served as such), or anything else (relayed as bytes once
+//! allowed). A refused HTTP or terminated-TLS request gets a 403 saying why; any other refused
+//! connection is closed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clrk_api::TlsMode;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::EgressConfig;
+use crate::http_proxy::{self, Connection};
+use crate::policy::{self, Verdict};
+use crate::registry::SandboxIdentity;
+use crate::service::Egress;
+use crate::transaction::Transaction;
+
+/// How long a client may stay silent before the connection counts as a protocol where the
+/// server speaks first (SSH, SMTP…).
+const SNIFF_WINDOW: Duration = Duration::from_millis(500);
+/// Most bytes looked at to find a ClientHello or a request line.
+const SNIFF_BYTES: usize = 16 * 1024;
+/// Longest wait for an upstream TCP connection.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a connection's first bytes say it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Sniffed {
+    Tls { sni: Option<String> },
+    Http,
+    Other,
+}
+
+pub(crate) async fn serve(egress: Egress, listener: TcpListener, shutdown: CancellationToken) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    tracing::warn!(%error, "egress proxy accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        let egress = egress.clone();
+        tokio::spawn(async move { handle(egress, stream, peer).await });
+    }
+}
+
+async fn handle(egress: Egress, stream: TcpStream, peer: SocketAddr) {
+    let Some(identity) = egress.inner.registry.lookup(peer.ip()) else {
+        tracing::warn!(%peer, "egress connection from an unknown sandbox closed");
+        return;
+    };
+    let destination = match rustix::net::sockopt::ip_original_dst(&stream) {
+        Ok(d) => SocketAddr::V4(d),
+        Err(error) => {
+            tracing::warn!(%peer, %error, "egress connection without an original destination");
+            return;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let config = egress.config_for(&identity).await;
+    let names = egress.names_for(peer.ip(), destination.ip());
+    let verdict = policy::decide(&config, destination, &names, &egress.inner.host);
+    let sniffed = sniff(&stream).await;
+    let terminate = config
+        .primary()
+        .is_some_and(|g| g.spec.tls.mode == TlsMode::Terminate);
+    match sniffed {
+        Sniffed::Http => {
+            let conn = Connection::new(
+                &egress,
+                &identity,
+                config,
+                destination,
+                names,
+                verdict,
+                None,
+            );
+            http_proxy::serve(conn, stream).await;
+        }
+        Sniffed::Tls { sni } if terminate => {
+            let gateway = config
+                .primary()
+                .cloned()
+                .expect("terminate implies a gateway");
+            let ca = match egress.ca(&gateway) {
+                Ok(ca) => ca,
+                Err(error) => {
+                    tracing::error!(%error, gateway = %gateway.metadata.name, "gateway CA unavailable");
+                    return;
+                }
+            };
+            let fallback = destination.ip().to_string();
+            let acceptor = tokio_rustls::TlsAcceptor::from(ca.server_config_for(&fallback));
+            let tls = match acceptor.accept(stream).await {
+                Ok(tls) => tls,
+                Err(error) => {
+                    let mut tx = begin(&egress, &identity, &config, "tls", destination);
+                    tx.record.destination_name = sni;
+                    tx.deny(format!(
+                        "the agent's TLS handshake with the gateway failed: {error}"
+                    ));
+                    return;
+                }
+            };
+            let conn = Connection::new(
+                &egress,
+                &identity,
+                config,
+                destination,
+                names,
+                verdict,
+                Some(sni),
+            );
+            http_proxy::serve(conn, tls).await;
+        }
+        Sniffed::Tls { sni } => {
+            relay(
+                &egress,
+                &identity,
+                &config,
+                stream,
+                destination,
+                "tls",
+                sni,
+                verdict,
+            )
+            .await
+        }
+        Sniffed::Other => {
+            relay(
+                &egress,
+                &identity,
+                &config,
+                stream,
+                destination,
+                "tcp",
+                None,
+                verdict,
+            )
+            .await
+        }
+    }
+}
+
+fn begin(
+    egress: &Egress,
+    identity: &Arc<SandboxIdentity>,
+    config: &EgressConfig,
+    protocol: &str,
+    destination: SocketAddr,
+) -> Transaction {
+    Transaction::begin(
+        &egress.inner.store,
+        &egress.inner.ledger,
+        identity,
+        protocol,
+        destination.to_string(),
+        egress.exporter(config.primary()),
+    )
+}
+
+/// Relays bytes both ways once allowed; records the connection.
+#[allow(clippy::too_many_arguments)]
+async fn relay(
+    egress: &Egress,
+    identity: &Arc<SandboxIdentity>,
+    config: &EgressConfig,
+    mut stream: TcpStream,
+    destination: SocketAddr,
+    protocol: &str,
+    sni: Option<String>,
+    verdict: Verdict,
+) {
+    let mut tx = begin(egress, identity, config, protocol, destination);
+    tx.record.destination_name = sni.or_else(|| {
+        egress
+            .names_for(identity_peer(&stream), destination.ip())
+            .into_iter()
+            .next()
+    });
+    if !verdict.allowed {
+        tx.deny(verdict.reason);
+        return;
+    }
+    tx.allow(verdict.reason);
+    let mut upstream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(destination))
+        .await
+    {
+        Ok(Ok(s)) => s,
+        Ok(Err(error)) => {
+            tx.record.reason = format!("{}; connecting upstream failed: {error}", tx.record.reason);
+            return;
+        }
+        Err(_) => {
+            tx.record.reason = format!("{}; connecting upstream timed out", tx.record.reason);
+            return;
+        }
+    };
+    let _ = upstream.set_nodelay(true);
+    match tokio::io::copy_bidirectional(&mut stream, &mut upstream).await {
+        Ok((to_upstream, to_agent)) => {
+            tx.record.request_bytes = to_upstream;
+            tx.record.response_bytes = to_agent;
+        }
+        Err(error) => {
+            tracing::debug!(%error, "egress relay ended with an error");
+        }
+    }
+    let _ = stream.shutdown().await;
+}
+
+fn identity_peer(stream: &TcpStream) -> std::net::IpAddr {
+    stream
+        .peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+}
+
+/// Looks at the first bytes without consuming them.
+async fn sniff(stream: &TcpStream) -> Sniffed {
+    let mut buf = vec![0u8; SNIFF_BYTES];
+    let deadline = tokio::time::Instant::now() + SNIFF_WINDOW;
+    let mut seen = 0;
+    loop {
+        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(_)) | Err(_) => return Sniffed::Other,
+        };
+        if n == 0 {
+            return Sniffed::Other;
+        }
+        if n > seen {
+            seen = n;
+            match classify(&buf[..n]) {
+                Some(found) => return found,
+                None if n == buf.len() => return Sniffed::Other,
+                None => {}
+            }
+        }
+        // A ClientHello split over segments: wait for the rest.
+        if tokio::time::Instant::now() >= deadline {
+            return Sniffed::Other;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// `None` while more bytes are needed to tell.
+fn classify(bytes: &[u8]) -> Option<Sniffed> {
+    if bytes[0] == 0x16 {
+        let mut acceptor = rustls::server::Acceptor::default();
+        let mut reader = bytes;
+        if acceptor.read_tls(&mut reader).is_err() {
+            return Some(Sniffed::Other);
+        }
+        return match acceptor.accept() {
+            Ok(Some(accepted)) => Some(Sniffed::Tls {
+                sni: accepted.client_hello().server_name().map(str::to_owned),
+            }),
+            Ok(None) => None,
+            Err(_) => Some(Sniffed::Other),
+        };
+    }
+    let method_len = bytes.iter().take_while(|b| b.is_ascii_uppercase()).count();
+    match bytes.get(method_len) {
+        Some(b' ') if (3..=7).contains(&method_len) => Some(Sniffed::Http),
+        None if method_len == bytes.len() && method_len < 8 => None,
+        _ => Some(Sniffed::Other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_bytes_tell_http_from_other_protocols() {
+        assert_eq!(classify(b"GET / HTTP/1.1\r\n"), Some(Sniffed::Http));
+        assert_eq!(
+            classify(b"POST /v1/messages HTTP/1.1\r\n"),
+            Some(Sniffed::Http)
+        );
+        assert_eq!(classify(b"PO"), None);
+        assert_eq!(classify(b"SSH-2.0-OpenSSH_9.2\r\n"), Some(Sniffed::Other));
+        assert_eq!(classify(b"\x00\x01binary"), Some(Sniffed::Other));
+        // A TLS record header without the rest of the ClientHello: wait for more.
+        assert_eq!(classify(&[0x16, 0x03, 0x01, 0x00, 0x40, 0x01]), None);
+    }
+}

@@ -1,0 +1,219 @@
+//! One transaction through the gateway, from its first byte to its record and span.
+//!
+//! A [`Transaction`] is filled in as the exchange goes and finished exactly once: when the
+//! response body ends, or when whatever carries it is dropped (the agent hung up). Finishing
+//! stores the record, adds the tokens to the agent's day, and exports a span when the
+//! gateway has an OTLP endpoint.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use chrono::Utc;
+use clrk_store::{EgressRecord, Store};
+
+use crate::ledger::{LedgerKeys, TokenLedger};
+use crate::otlp::{AttributeValue, OtlpExporter, Span};
+use crate::registry::SandboxIdentity;
+use crate::trace_context::TraceContext;
+use crate::usage::TokenUsage;
+
+/// What the gateway learned about one exchange.
+pub struct Transaction {
+    pub record: EgressRecord,
+    pub identity: Arc<SandboxIdentity>,
+    /// The provider (`gen_ai.system`) when a provider route covers the destination.
+    pub provider: Option<&'static str>,
+    pub usage: Option<TokenUsage>,
+    pub trace: TraceContext,
+    pub parent_span: Option<[u8; 8]>,
+    started: Instant,
+    wall_start: SystemTime,
+    exporter: Option<OtlpExporter>,
+    store: Store,
+    ledger: Arc<TokenLedger>,
+    finished: bool,
+}
+
+impl Transaction {
+    /// Starts the record of an exchange of `identity`'s with `destination_addr`.
+    pub fn begin(
+        store: &Store,
+        ledger: &Arc<TokenLedger>,
+        identity: &Arc<SandboxIdentity>,
+        protocol: &str,
+        destination_addr: String,
+        exporter: Option<OtlpExporter>,
+    ) -> Transaction {
+        let record = EgressRecord {
+            namespace: identity.namespace.clone(),
+            agent: identity.agent.clone(),
+            revision: identity.revision.clone(),
+            execution_id: identity.execution(),
+            started_at: Utc::now(),
+            protocol: protocol.to_owned(),
+            destination_addr,
+            ..EgressRecord::default()
+        };
+        Transaction {
+            record,
+            identity: Arc::clone(identity),
+            provider: None,
+            usage: None,
+            trace: TraceContext::new_root(),
+            parent_span: None,
+            started: Instant::now(),
+            wall_start: SystemTime::now(),
+            exporter,
+            store: store.clone(),
+            ledger: Arc::clone(ledger),
+            finished: false,
+        }
+    }
+
+    /// Marks it refused with `reason`.
+    pub fn deny(&mut self, reason: impl Into<String>) {
+        self.record.allowed = false;
+        self.record.reason = reason.into();
+    }
+
+    /// Marks it allowed by `reason`.
+    pub fn allow(&mut self, reason: impl Into<String>) {
+        self.record.allowed = true;
+        self.record.reason = reason.into();
+    }
+
+    /// Stores the record (and tokens) and exports the span; later calls do nothing.
+    pub fn finish(&mut self) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
+        self.record.duration_ms = self.started.elapsed().as_millis() as u64;
+        if let Some(usage) = &self.usage {
+            self.record.input_tokens = Some(usage.input_tokens);
+            self.record.output_tokens = Some(usage.output_tokens);
+            if self.record.model.is_none() {
+                self.record.model = usage.model.clone();
+            }
+        }
+        self.record.provider = self.provider.map(str::to_owned);
+        if let Some(exporter) = &self.exporter {
+            exporter.export(self.span());
+        }
+        let record = std::mem::take(&mut self.record);
+        let tokens = self.usage.as_ref().map(|u| u.total()).unwrap_or(0);
+        let store = self.store.clone();
+        let day = record.started_at.date_naive();
+        let keys = self.ledger_keys();
+        let ledger = Arc::clone(&self.ledger);
+        ledger.add(&keys, tokens);
+        let work = move || {
+            if tokens > 0
+                && let Err(error) = store.add_tokens(&record.namespace, &record.agent, day, tokens)
+            {
+                tracing::error!(%error, agent = %record.agent, "could not count tokens");
+            }
+            if let Err(error) = store.insert_egress_record(&record) {
+                tracing::error!(%error, agent = %record.agent, "could not record an egress transaction");
+            }
+            ledger.settle(&keys, tokens);
+            tracing::info!(
+                agent = %record.agent, execution = ?record.execution_id, protocol = %record.protocol,
+                destination = %record.destination_addr, name = ?record.destination_name,
+                status = ?record.status, allowed = record.allowed, reason = %record.reason,
+                "egress"
+            );
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => drop(handle.spawn_blocking(work)),
+            Err(_) => work(),
+        }
+    }
+
+    fn span(&self) -> Span {
+        let r = &self.record;
+        let mut attributes: Vec<(String, AttributeValue)> = Vec::new();
+        let mut text =
+            |k: &str, v: &str| attributes.push((k.into(), AttributeValue::String(v.into())));
+        text("agent.kind", &self.identity.kind);
+        text("agent.namespace", &r.namespace);
+        text("agent.name", &r.agent);
+        text("agent.revision", &r.revision);
+        if let Some(id) = &r.execution_id {
+            text("invocation.id", id);
+        }
+        text(
+            "clrk.dst.name",
+            r.destination_name.as_deref().unwrap_or(&r.destination_addr),
+        );
+        text("clrk.dst.address", &r.destination_addr);
+        text("clrk.protocol", &r.protocol);
+        text("clrk.verdict", if r.allowed { "allowed" } else { "denied" });
+        text("clrk.reason", &r.reason);
+        if let Some(m) = &r.method {
+            text("http.request.method", m);
+        }
+        if let Some(p) = &r.path {
+            text("url.path", p);
+        }
+        if let Some(h) = &r.injected_header {
+            text("clrk.credential.header", h);
+        }
+        if let Some(p) = self.provider {
+            text("gen_ai.system", p);
+        }
+        if let Some(m) = r
+            .model
+            .as_deref()
+            .or(self.usage.as_ref().and_then(|u| u.model.as_deref()))
+        {
+            text("gen_ai.request.model", m);
+        }
+        let int = |k: &str, v: u64| (k.to_owned(), AttributeValue::Int(v as i64));
+        attributes.push(int("clrk.req.bytes", r.request_bytes));
+        attributes.push(int("clrk.resp.bytes", r.response_bytes));
+        attributes.push(int("clrk.duration_ms", r.duration_ms));
+        if let Some(s) = r.status {
+            attributes.push(int("http.response.status_code", s.into()));
+        }
+        if let Some(u) = &self.usage {
+            attributes.push(int("gen_ai.usage.input_tokens", u.input_tokens));
+            attributes.push(int("gen_ai.usage.output_tokens", u.output_tokens));
+        }
+        let name = match (&r.method, &r.destination_name) {
+            (Some(m), Some(n)) => format!("{m} {n}"),
+            (Some(m), None) => format!("{m} {}", r.destination_addr),
+            (None, n) => format!(
+                "{} {}",
+                r.protocol,
+                n.as_deref().unwrap_or(&r.destination_addr)
+            ),
+        };
+        let failed = !r.allowed || r.status.is_some_and(|s| s >= 500);
+        Span {
+            context: self.trace,
+            parent_span_id: self.parent_span,
+            name,
+            kind_client: true,
+            start: self.wall_start,
+            end: self.wall_start + self.started.elapsed(),
+            attributes,
+            error: failed.then(|| r.reason.clone()),
+        }
+    }
+
+    /// The budgets it counts against.
+    pub(crate) fn ledger_keys(&self) -> LedgerKeys {
+        LedgerKeys::new(
+            &self.record.namespace,
+            &self.record.agent,
+            self.record.execution_id.as_deref(),
+            self.record.started_at.date_naive(),
+        )
+    }
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}

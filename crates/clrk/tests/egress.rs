@@ -1,0 +1,691 @@
+//! The egress gateway end to end (SPEC §9): an agent in a real gVisor sandbox calls an
+//! HTTPS "LLM" through the gateway with a placeholder key. The upstream runs in a network
+//! namespace this test creates (the worker's own addresses are never reachable from a
+//! sandbox), names come from a DNS server the test runs, and spans go to an OTLP receiver
+//! the test runs.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use common::{Dev, eventually, repo_path};
+use hickory_proto::op::{Message, MessageType, ResponseCode};
+use hickory_proto::rr::{RData, Record, RecordType, rdata::A};
+use http_body_util::{BodyExt, Full};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as OtlpValue;
+use prost::Message as _;
+use serde_json::{Value, json};
+
+const SECRET: &str = "sk-ant-real-7f3a9c1e";
+const PLACEHOLDER: &str = "clrk-injected-by-proxy";
+
+/// The agent: makes the calls its event lists and reports what it got, and whether the
+/// secret appears in its environment or files.
+const AGENT: &str = r#"
+import json, os, sys, urllib.request, urllib.error
+data = json.load(sys.stdin).get("data", {})
+out = []
+for call in data.get("calls", []):
+    body = json.dumps(call["body"]).encode() if "body" in call else None
+    req = urllib.request.Request(call["url"], data=body, method=call.get("method", "GET"), headers=call.get("headers", {}))
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            out.append({"status": r.status, "body": r.read().decode()})
+    except urllib.error.HTTPError as e:
+        out.append({"status": e.code, "body": e.read().decode()})
+    except Exception as e:
+        out.append({"status": 0, "error": repr(e)})
+found = []
+secret = data.get("search")
+if secret:
+    found += ["env " + k for k, v in os.environ.items() if secret in v]
+    for root in ["/etc", "/tmp"] + data.get("dirs", []):
+        for d, _, files in os.walk(root):
+            for f in files:
+                if not os.path.isfile(os.path.join(d, f)):
+                    continue
+                try:
+                    with open(os.path.join(d, f), "rb") as fh:
+                        if secret.encode() in fh.read(1 << 20):
+                            found.append(os.path.join(d, f))
+                except Exception:
+                    pass
+print(json.dumps({"results": out, "found": found}), flush=True)
+"#;
+
+/// A network namespace holding the upstream, joined to the host by a veth pair.
+struct Upstream {
+    netns: String,
+    host_veth: String,
+    /// The host's end: an address of this worker.
+    host_ip: Ipv4Addr,
+    /// The upstream's address.
+    ip: Ipv4Addr,
+    servers: Vec<Child>,
+    ca_pem: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Upstream {
+    fn start() -> Upstream {
+        let n = (std::process::id() % 200 + 20) as u8;
+        let netns = format!("clrkt-up-{n}");
+        // Not "clrk…": that prefix is how the firewall knows sandbox veths.
+        let host_veth = format!("egtup{n}");
+        let (host_ip, ip) = (Ipv4Addr::new(10, 251, n, 1), Ipv4Addr::new(10, 251, n, 2));
+        let _ = Command::new("ip").args(["netns", "del", &netns]).status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &host_veth])
+            .status();
+        sh(&format!(
+            "ip netns add {netns} && ip link add {host_veth} type veth peer name eth0 netns {netns} && \
+             ip addr add {host_ip}/30 dev {host_veth} && ip link set {host_veth} up && \
+             ip -n {netns} addr add {ip}/30 dev eth0 && ip -n {netns} link set eth0 up && \
+             ip -n {netns} link set lo up"
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        // The upstream's own CA, which the gateway is told to trust; and a server whose
+        // certificate nobody trusts.
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "egress test upstream CA");
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["llm.test".to_string()])
+            .unwrap()
+            .signed_by(&leaf_key, &issuer)
+            .unwrap();
+        let bad_key = rcgen::KeyPair::generate().unwrap();
+        let bad = rcgen::CertificateParams::new(vec!["bad.test".to_string()])
+            .unwrap()
+            .self_signed(&bad_key)
+            .unwrap();
+        let write = |name: &str, text: String| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path.to_string_lossy().into_owned()
+        };
+        let good = (
+            write("llm.crt", leaf.pem()),
+            write("llm.key", leaf_key.serialize_pem()),
+        );
+        let untrusted = (
+            write("bad.crt", bad.pem()),
+            write("bad.key", bad_key.serialize_pem()),
+        );
+        let script = repo_path("crates/clrk/tests/fixtures/llm_upstream.py");
+        let mut servers = Vec::new();
+        for (port, (cert, key)) in [(443, good), (8443, untrusted)] {
+            let mut child = Command::new("ip")
+                .args(["netns", "exec", &netns, "python3"])
+                .arg(&script)
+                .args([&ip.to_string(), &port.to_string(), &cert, &key])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut line = String::new();
+            std::io::BufRead::read_line(
+                &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+                &mut line,
+            )
+            .unwrap();
+            assert_eq!(
+                line.trim(),
+                "ready",
+                "upstream on port {port} did not start"
+            );
+            servers.push(child);
+        }
+        Upstream {
+            netns,
+            host_veth,
+            host_ip,
+            ip,
+            servers,
+            ca_pem: ca_cert.pem(),
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        for s in &mut self.servers {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_veth])
+            .status();
+    }
+}
+
+fn sh(script: &str) {
+    let status = Command::new("sh").args(["-c", script]).status().unwrap();
+    assert!(status.success(), "{script}");
+}
+
+/// A DNS server for the test's names: `*.test` names it knows point at the upstream, the
+/// rest do not exist.
+async fn dns_server(upstream: Ipv4Addr) -> SocketAddr {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
+                return;
+            };
+            let Ok(query) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let mut answer = Message::response(query.metadata.id, query.metadata.op_code);
+            answer.metadata.recursion_available = true;
+            answer.metadata.recursion_desired = query.metadata.recursion_desired;
+            answer.add_queries(query.queries.clone());
+            let q = &query.queries[0];
+            let name = q.name().to_ascii().trim_end_matches('.').to_string();
+            let known = ["llm.test", "bad.test", "denied.test"].contains(&name.as_str());
+            if !known {
+                answer.metadata.response_code = ResponseCode::NXDomain;
+            } else if q.query_type() == RecordType::A {
+                answer.add_answer(Record::from_rdata(
+                    q.name().clone(),
+                    60,
+                    RData::A(A(upstream)),
+                ));
+            }
+            answer.metadata.message_type = MessageType::Response;
+            let _ = socket.send_to(&answer.to_vec().unwrap(), peer).await;
+        }
+    });
+    addr
+}
+
+/// One span as the receiver decoded it.
+#[derive(Debug, Clone)]
+struct ReceivedSpan {
+    trace_id: String,
+    parent_span_id: String,
+    attributes: HashMap<String, String>,
+    header: Option<String>,
+}
+
+/// An OTLP/HTTP receiver: decodes every `/v1/traces` export.
+async fn otlp_receiver() -> (SocketAddr, Arc<Mutex<Vec<ReceivedSpan>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let spans: Arc<Mutex<Vec<ReceivedSpan>>> = Arc::default();
+    let sink = Arc::clone(&spans);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let sink = Arc::clone(&sink);
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let sink = Arc::clone(&sink);
+                        async move {
+                            let header = req
+                                .headers()
+                                .get("x-otlp-key")
+                                .map(|v| v.to_str().unwrap().to_string());
+                            assert_eq!(req.uri().path(), "/v1/traces");
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let export = ExportTraceServiceRequest::decode(body).unwrap();
+                            let mut sink = sink.lock().unwrap();
+                            for span in export
+                                .resource_spans
+                                .iter()
+                                .flat_map(|r| &r.scope_spans)
+                                .flat_map(|s| &s.spans)
+                            {
+                                let attributes = span
+                                    .attributes
+                                    .iter()
+                                    .map(|kv| {
+                                        let v =
+                                            match kv.value.as_ref().and_then(|v| v.value.clone()) {
+                                                Some(OtlpValue::StringValue(s)) => s,
+                                                Some(OtlpValue::IntValue(i)) => i.to_string(),
+                                                Some(OtlpValue::BoolValue(b)) => b.to_string(),
+                                                other => format!("{other:?}"),
+                                            };
+                                        (kv.key.clone(), v)
+                                    })
+                                    .collect();
+                                sink.push(ReceivedSpan {
+                                    trace_id: hex(&span.trace_id),
+                                    parent_span_id: hex(&span.parent_span_id),
+                                    attributes,
+                                    header: header.clone(),
+                                });
+                            }
+                            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                                Bytes::new(),
+                            )))
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, spans)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn indent(text: &str, by: usize) -> String {
+    text.lines()
+        .map(|l| format!("{}{l}\n", " ".repeat(by)))
+        .collect()
+}
+
+fn manifests(ca_pem: &str, otlp: SocketAddr) -> String {
+    let agent = serde_json::to_string(AGENT).unwrap();
+    format!(
+        r#"apiVersion: clrk.apoxy.dev/v1alpha1
+kind: EgressGateway
+metadata: {{name: main}}
+spec:
+  upstreamTLS:
+    additionalTrustBundle: |
+{bundle}  otlp:
+    endpoint: http://{otlp}
+    headers: {{x-otlp-key: otlp-key-123}}
+---
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: EgressL4Route
+metadata: {{name: untrusted}}
+spec:
+  parentRefs: [{{name: main}}]
+  rules: [{{destinationHostnames: [bad.test], ports: [8443]}}]
+---
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: AIProviderRoute
+metadata: {{name: llm}}
+spec:
+  parentRefs: [{{name: main}}]
+  matches: [{{provider: anthropic, hostnames: [llm.test]}}]
+  filters:
+    - type: TokenBudget
+      tokenBudget: {{maxTokensPerExecution: 30, maxTokensPerDay: 120}}
+---
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: CredentialInjectionPolicy
+metadata: {{name: anthropic-key}}
+spec:
+  parentRefs: [{{name: main}}]
+  destinationHostnames: [llm.test]
+  secretRef: {{name: anthropic}}
+  headerName: x-api-key
+---
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: EgressGateway
+metadata: {{name: open}}
+spec:
+  defaultPolicy: allow-all
+  upstreamTLS:
+    additionalTrustBundle: |
+{bundle}
+---
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: TaskAgent
+metadata: {{name: caller}}
+spec:
+  timeout: 90s
+  egressRefs: [{{gatewayRef: main}}]
+  template:
+    spec:
+      image: "host:"
+      command: ["python3", "-c", {agent}]
+      env: [{{name: ANTHROPIC_API_KEY, value: {PLACEHOLDER}}}]
+---
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: TaskAgent
+metadata: {{name: roamer}}
+spec:
+  timeout: 90s
+  egressRefs: [{{gatewayRef: open}}]
+  template:
+    spec:
+      image: "host:"
+      command: ["python3", "-c", {agent}]
+---
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: TaskAgent
+metadata: {{name: isolated}}
+spec:
+  timeout: 90s
+  template:
+    spec:
+      image: "host:"
+      command: ["python3", "-c", {agent}]
+"#,
+        bundle = indent(ca_pem, 6),
+    )
+}
+
+/// Invokes `agent` with `data`; returns the agent's report.
+async fn call(dev: &Dev, agent: &str, data: Value) -> (String, Value) {
+    let response = dev
+        .invoke(
+            &[
+                ("X-Clrk-TaskAgent", &format!("default/{agent}")),
+                ("content-type", "application/json"),
+            ],
+            data.to_string(),
+        )
+        .await;
+    if response.status != 200 {
+        let logs = dev.clrk(&["agents", "logs", agent]);
+        panic!(
+            "{agent}: {} {}\nagent logs:\n{}\nserver log:\n{}",
+            response.status,
+            response.text(),
+            common::text(&logs.stdout),
+            dev.server_log()
+        );
+    }
+    let report: Value = serde_json::from_str(response.text().trim()).unwrap();
+    let execution = dev.invocations(agent).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (execution, report)
+}
+
+fn message(stream: bool) -> Value {
+    json!({
+        "method": "POST",
+        "url": "https://llm.test/v1/messages",
+        "headers": {
+            "content-type": "application/json",
+            "x-api-key": PLACEHOLDER,
+            "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        },
+        "body": {"model": "claude-test", "max_tokens": 10, "stream": stream,
+                 "messages": [{"role": "user", "content": "hi"}]},
+    })
+}
+
+async fn records(dev: &Dev, agent: &str) -> Vec<Value> {
+    let r = dev
+        .api_get(&format!("/v1/agents/default/{agent}/egress?limit=100"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["items"].as_array().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hidden_credentials_budgets_records_and_spans() {
+    let upstream = Upstream::start();
+    let dns = dns_server(upstream.ip).await;
+    let (otlp, spans) = otlp_receiver().await;
+    let mut dev = Dev::start_with(&["--dns-upstream", &dns.to_string()]);
+    let out = dev.clrk(&[
+        "secret",
+        "set",
+        "anthropic",
+        "--from-literal",
+        &format!("token={SECRET}"),
+    ]);
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    let applied = dev.apply(&manifests(&upstream.ca_pem, otlp));
+    assert!(
+        applied.contains("credentialinjectionpolicy/anthropic-key created"),
+        "{applied}"
+    );
+
+    // The guide's story: the placeholder goes in, the real key reaches the provider, the
+    // agent never holds it; JSON and streamed usage are both counted.
+    let data = json!({
+        "calls": [message(false), message(true), message(false)],
+        "search": SECRET,
+        "dirs": [dev.clrk_dir().to_string_lossy(), dev.data_dir().to_string_lossy()],
+    });
+    let (first, report) = call(&dev, "caller", data).await;
+    let results = report["results"].as_array().unwrap();
+    assert_eq!(results[0]["status"], 200, "{report}");
+    let seen: Value = serde_json::from_str(results[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        seen["headers"]["x-api-key"], SECRET,
+        "the upstream must get the real key"
+    );
+    let traceparent = seen["headers"]["traceparent"].as_str().unwrap();
+    assert!(
+        traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{traceparent}"
+    );
+    assert!(
+        !traceparent.contains("00f067aa0ba902b7"),
+        "the gateway's own span is the parent upstream"
+    );
+    assert_eq!(results[1]["status"], 200, "{report}");
+    assert!(
+        results[1]["body"]
+            .as_str()
+            .unwrap()
+            .contains("message_delta")
+    );
+    // 25 + 25 tokens used, over the per-execution budget of 30: refused by the gateway.
+    assert_eq!(results[2]["status"], 429, "{report}");
+    let refusal = results[2]["body"].as_str().unwrap();
+    assert!(
+        refusal.contains("aiproviderroute llm allows 30 tokens per execution"),
+        "{refusal}"
+    );
+    assert_eq!(
+        report["found"],
+        json!([]),
+        "the secret is visible in the sandbox: {report}"
+    );
+
+    let recorded = records(&dev, "caller").await;
+    let mine: Vec<&Value> = recorded
+        .iter()
+        .filter(|r| r["executionId"] == first.as_str())
+        .collect();
+    assert_eq!(mine.len(), 3, "{recorded:#?}");
+    let ok = mine
+        .iter()
+        .find(|r| r["status"] == 200 && r["outputTokens"] == 15)
+        .unwrap();
+    assert_eq!(ok["inputTokens"], 10);
+    assert_eq!(ok["destinationName"], "llm.test");
+    assert_eq!(ok["allowed"], true);
+    assert_eq!(ok["model"], "claude-test");
+    assert!(
+        ok["injectedHeader"]
+            .as_str()
+            .unwrap()
+            .starts_with("x-api-key"),
+        "{ok}"
+    );
+    assert!(!serde_json::to_string(&recorded).unwrap().contains(SECRET));
+    let refused = mine.iter().find(|r| r["status"] == 429).unwrap();
+    assert_eq!(refused["allowed"], false);
+
+    // The span carries the execution and the usage, continuing the agent's trace.
+    let span = eventually("the span at the OTLP receiver", || async {
+        spans
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|s| {
+                s.attributes.get("invocation.id").map(String::as_str) == Some(first.as_str())
+                    && s.attributes
+                        .get("gen_ai.usage.output_tokens")
+                        .map(String::as_str)
+                        == Some("15")
+            })
+            .cloned()
+    })
+    .await;
+    assert_eq!(span.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(span.parent_span_id, "00f067aa0ba902b7");
+    assert_eq!(span.header.as_deref(), Some("otlp-key-123"));
+    for (key, value) in [
+        ("agent.kind", "TaskAgent"),
+        ("agent.namespace", "default"),
+        ("agent.name", "caller"),
+        ("clrk.dst.name", "llm.test"),
+        ("gen_ai.system", "anthropic"),
+        ("gen_ai.request.model", "claude-test"),
+        ("gen_ai.usage.input_tokens", "10"),
+    ] {
+        assert_eq!(
+            span.attributes.get(key).map(String::as_str),
+            Some(value),
+            "{key}: {span:?}"
+        );
+    }
+    assert!(span.attributes["agent.revision"].starts_with("caller-"));
+    for key in ["clrk.req.bytes", "clrk.resp.bytes", "clrk.duration_ms"] {
+        assert!(span.attributes.contains_key(key), "{key}: {span:?}");
+    }
+
+    // Refusals, each recorded with its reason: a name no route names (DNS), the upstream's
+    // address dialled directly, a port the route does not list, an untrusted certificate.
+    let ip = upstream.ip;
+    let data = json!({"calls": [
+        {"url": "https://denied.test/"},
+        {"url": format!("https://{ip}/")},
+        {"url": "http://llm.test:8080/"},
+        {"url": "https://bad.test:8443/"},
+    ]});
+    let (second, report) = call(&dev, "caller", data).await;
+    let results = report["results"].as_array().unwrap();
+    assert_eq!(
+        results[0]["status"], 0,
+        "denied.test must not resolve: {report}"
+    );
+    assert_eq!(results[1]["status"], 403, "{report}");
+    assert!(
+        results[1]["body"]
+            .as_str()
+            .unwrap()
+            .contains("no route of egressgateway main allows")
+    );
+    assert_ne!(results[2]["status"], 200, "{report}");
+    assert_eq!(results[3]["status"], 502, "{report}");
+    let recorded = records(&dev, "caller").await;
+    let of_second: Vec<&Value> = recorded
+        .iter()
+        .filter(|r| r["executionId"] == second.as_str())
+        .collect();
+    let reasons = serde_json::to_string(&of_second).unwrap();
+    assert!(
+        of_second.iter().any(|r| r["protocol"] == "dns"
+            && r["destinationName"] == "denied.test"
+            && r["allowed"] == false),
+        "{reasons}"
+    );
+    assert!(
+        of_second
+            .iter()
+            .any(|r| r["destinationAddr"] == format!("{ip}:443") && r["allowed"] == false),
+        "{reasons}"
+    );
+    assert!(
+        of_second
+            .iter()
+            .any(|r| r["destinationAddr"] == format!("{ip}:8080") && r["allowed"] == false),
+        "{reasons}"
+    );
+    let bad = of_second
+        .iter()
+        .find(|r| r["destinationName"] == "bad.test")
+        .expect(&reasons);
+    assert!(
+        bad["reason"]
+            .as_str()
+            .unwrap()
+            .contains("upstream TLS with bad.test failed"),
+        "{bad}"
+    );
+
+    // Allow-all still refuses the worker itself; no gateway means nothing leaves at all.
+    let host = upstream.host_ip;
+    let data = json!({"calls": [{"url": "https://llm.test/v1/plain"}, {"url": format!("http://{host}:{}/", dev.api.rsplit(':').next().unwrap())}]});
+    let (_, report) = call(&dev, "roamer", data).await;
+    let results = report["results"].as_array().unwrap();
+    assert_eq!(results[0]["status"], 200, "{report}");
+    let seen: Value = serde_json::from_str(results[0]["body"].as_str().unwrap()).unwrap();
+    assert!(
+        seen["headers"].get("x-api-key").is_none(),
+        "no policy on gateway open: {seen}"
+    );
+    assert_eq!(results[1]["status"], 403, "{report}");
+    assert!(
+        results[1]["body"]
+            .as_str()
+            .unwrap()
+            .contains("address of this worker"),
+        "{report}"
+    );
+    let (_, report) = call(
+        &dev,
+        "isolated",
+        json!({"calls": [{"url": "https://llm.test/"}, {"url": format!("http://{ip}/")}]}),
+    )
+    .await;
+    for result in report["results"].as_array().unwrap() {
+        assert_eq!(
+            result["status"], 0,
+            "an agent without egressRefs reached out: {report}"
+        );
+    }
+
+    // Daily budget of 120: the first execution used 50; 50 more, then 25 more reach 125,
+    // after which the day is over budget, also after a restart.
+    let (_, report) = call(
+        &dev,
+        "caller",
+        json!({"calls": [message(false), message(false)]}),
+    )
+    .await;
+    let results = report["results"].as_array().unwrap();
+    assert_eq!(results[0]["status"], 200, "{report}");
+    assert_eq!(results[1]["status"], 200, "{report}");
+    let (_, report) = call(&dev, "caller", json!({"calls": [message(false)]})).await;
+    assert_eq!(report["results"][0]["status"], 200, "{report}");
+    let (_, report) = call(&dev, "caller", json!({"calls": [message(false)]})).await;
+    let refusal = &report["results"][0];
+    assert_eq!(refusal["status"], 429, "{report}");
+    assert!(
+        refusal["body"]
+            .as_str()
+            .unwrap()
+            .contains("allows 120 tokens per day"),
+        "{report}"
+    );
+    dev.stop();
+    dev.spawn(&["--dns-upstream", &dns.to_string()]);
+    let (_, report) = call(&dev, "caller", json!({"calls": [message(false)]})).await;
+    assert_eq!(
+        report["results"][0]["status"], 429,
+        "the day's count was lost in a restart: {report}"
+    );
+    let get = dev.clrk(&["agents", "get", "caller", "-o", "json"]);
+    let get: Value = serde_json::from_slice(&get.stdout).unwrap();
+    assert_eq!(get["tokenUsage"]["today"], 125, "{get}");
+}
