@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use clrk_sandbox::{Network, RuntimeKind, Sandbox, SandboxAddresses, SandboxSpec};
+use clrk_sandbox::{
+    Network, Runtime, RuntimeConfig, RuntimeKind, Sandbox, SandboxAddresses, SandboxSpec,
+};
 use common::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
@@ -186,9 +188,12 @@ fn veth_of(sandbox: &Sandbox) -> String {
 #[tokio::test]
 async fn a_runsc_sandbox_reaches_the_metadata_addresses_and_nothing_else() {
     let dir = temp_dir();
-    let rt = runtime(RuntimeKind::Runsc, dir.path());
     let server = host_server().await;
     let port = server.tcp_port.to_string();
+    // Port 80 of the metadata addresses is redirected to this host server.
+    let mut config = RuntimeConfig::new(RuntimeKind::Runsc, dir.path().join("sandboxes"));
+    config.metadata_port = server.tcp_port;
+    let rt = Runtime::new(config);
 
     // A neighbour that listens, so reaching it would show.
     let neighbour_spec = with_network(host_spec(
@@ -203,6 +208,9 @@ async fn a_runsc_sandbox_reaches_the_metadata_addresses_and_nothing_else() {
     let host = host_ip();
     let mut args = vec!["python3".to_owned(), "-c".into(), PROBE.into()];
     for target in [
+        "tcp 169.254.169.254 80".to_string(),
+        "tcp fd00:ec2::254 80".to_string(),
+        // Only redirected connections get in: the same listener on its own port does not.
         format!("tcp 169.254.169.254 {port}"),
         format!("tcp fd00:ec2::254 {port}"),
         format!("tcp {host} {port}"),
@@ -241,8 +249,10 @@ async fn a_runsc_sandbox_reaches_the_metadata_addresses_and_nothing_else() {
     assert_eq!(code, 0, "stderr: {err}");
     let udp = server.udp_port;
     let expected = format!(
-        "tcp 169.254.169.254 {port} {v4}\n\
-         tcp fd00:ec2::254 {port} {v6}\n\
+        "tcp 169.254.169.254 80 {v4}\n\
+         tcp fd00:ec2::254 80 {v6}\n\
+         tcp 169.254.169.254 {port} failed\n\
+         tcp fd00:ec2::254 {port} failed\n\
          tcp {host} {port} failed\n\
          tcp 127.0.0.1 {port} failed\n\
          tcp {n4} 8080 failed\n\
@@ -291,9 +301,12 @@ async fn the_firewall_drops_spoofed_and_off_limits_packets() {
     let dir = temp_dir();
     let rootfs = dir.path().join("rootfs");
     busybox_rootfs(&rootfs);
-    let rt = runtime(RuntimeKind::Runc, dir.path());
     let server = host_server().await;
     let port = server.tcp_port.to_string();
+    // Port 80 of the metadata addresses is redirected to this host server.
+    let mut config = RuntimeConfig::new(RuntimeKind::Runc, dir.path().join("sandboxes"));
+    config.metadata_port = server.tcp_port;
+    let rt = Runtime::new(config);
 
     let mut spec = SandboxSpec::new(
         id("net-runc"),
@@ -301,7 +314,7 @@ async fn the_firewall_drops_spoofed_and_off_limits_packets() {
         vec![
             "sh".into(),
             "-c".into(),
-            format!("nc 169.254.169.254 {port} </dev/null; echo done; exec sleep 1000"),
+            "nc 169.254.169.254 80 </dev/null; echo done; exec sleep 1000".to_string(),
         ],
     );
     spec.env = vec!["PATH=/bin".into()];
@@ -353,10 +366,11 @@ async fn the_firewall_drops_spoofed_and_off_limits_packets() {
         let (v4, v6) = (addrs.v4, addrs.v6);
         move || {
             probe(&[
+                format!("tcp-from {v4} 169.254.169.254 80"),
+                format!("tcp-from {v6} fd00:ec2::254 80"),
+                format!("tcp-from 169.254.200.1 169.254.169.254 80"),
+                format!("tcp-from fd00:ec2::dead fd00:ec2::254 80"),
                 format!("tcp-from {v4} 169.254.169.254 {port}"),
-                format!("tcp-from {v6} fd00:ec2::254 {port}"),
-                format!("tcp-from 169.254.200.1 169.254.169.254 {port}"),
-                format!("tcp-from fd00:ec2::dead fd00:ec2::254 {port}"),
                 format!("tcp-from {v4} {host} {port}"),
                 format!("udp 169.254.169.254 {udp}"),
             ])
@@ -368,10 +382,11 @@ async fn the_firewall_drops_spoofed_and_off_limits_packets() {
     assert_eq!(
         out,
         format!(
-            "tcp-from 169.254.169.254 {port} {v4}\n\
-             tcp-from fd00:ec2::254 {port} {v6}\n\
+            "tcp-from 169.254.169.254 80 {v4}\n\
+             tcp-from fd00:ec2::254 80 {v6}\n\
+             tcp-from 169.254.169.254 80 failed\n\
+             tcp-from fd00:ec2::254 80 failed\n\
              tcp-from 169.254.169.254 {port} failed\n\
-             tcp-from fd00:ec2::254 {port} failed\n\
              tcp-from {host} {port} failed\n\
              udp 169.254.169.254 {udp} failed\n",
             host = host_ip(),
