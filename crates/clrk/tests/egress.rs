@@ -343,6 +343,8 @@ kind: EgressGateway
 metadata: {{name: open}}
 spec:
   defaultPolicy: allow-all
+  # Nothing listens there: exports fail and are retried, agents must not notice.
+  otlp: {{endpoint: "http://127.0.0.1:1"}}
   upstreamTLS:
     additionalTrustBundle: |
 {bundle}
@@ -358,6 +360,18 @@ spec:
       image: "host:"
       command: ["python3", "-c", {agent}]
       env: [{{name: ANTHROPIC_API_KEY, value: {PLACEHOLDER}}}]
+---
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: TaskAgent
+metadata: {{name: warm-caller}}
+spec:
+  timeout: 90s
+  warmPoolSize: 1
+  egressRefs: [{{gatewayRef: main}}]
+  template:
+    spec:
+      image: "host:"
+      command: ["python3", "-c", {agent}]
 ---
 apiVersion: clrk.apoxy.dev/v1alpha1
 kind: TaskAgent
@@ -654,6 +668,20 @@ async fn hidden_credentials_budgets_records_and_spans() {
             "an agent without egressRefs reached out: {report}"
         );
     }
+
+    // A warm sandbox, started before its execution existed, is attributed to the execution
+    // that takes it.
+    eventually("a warm sandbox of warm-caller", || async {
+        let r = dev.api_get("/v1/agents/default/warm-caller").await;
+        (r.json()["status"]["warm"].as_u64() == Some(1)).then_some(())
+    })
+    .await;
+    let (warm, report) = call(&dev, "warm-caller", json!({"calls": [{"url": "https://llm.test/v1/plain"}]})).await;
+    assert_eq!(report["results"][0]["status"], 200, "{report}");
+    assert_eq!(dev.invocations("warm-caller").await[0]["start"], "warm");
+    let recorded = records(&dev, "warm-caller").await;
+    assert_eq!(recorded[0]["executionId"], warm.as_str(), "{recorded:#?}");
+    assert!(recorded[0]["injectedHeader"].as_str().unwrap().starts_with("x-api-key"));
 
     // Daily budget of 120: the first execution used 50; 50 more, then 25 more reach 125,
     // after which the day is over budget, also after a restart.
