@@ -68,6 +68,8 @@ struct Upstream {
     ip: Ipv4Addr,
     servers: Vec<Child>,
     ca_pem: String,
+    /// The upstream CA's file, readable from `host:` sandboxes.
+    ca_file: String,
     _dir: tempfile::TempDir,
 }
 
@@ -88,7 +90,8 @@ impl Upstream {
              ip -n {netns} addr add {ip}/30 dev eth0 && ip -n {netns} link set eth0 up && \
              ip -n {netns} link set lo up"
         ));
-        let dir = tempfile::tempdir().unwrap();
+        // Not under /tmp: a `host:` sandbox has its own /tmp, and one agent reads the CA.
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
         // The upstream's own CA, which the gateway is told to trust; and a server whose
         // certificate nobody trusts.
         let ca_key = rcgen::KeyPair::generate().unwrap();
@@ -145,7 +148,9 @@ impl Upstream {
             );
             servers.push(child);
         }
+        let ca_file = write("ca.crt", ca_cert.pem());
         Upstream {
+            ca_file,
             netns,
             host_veth,
             host_ip,
@@ -299,7 +304,7 @@ fn indent(text: &str, by: usize) -> String {
         .collect()
 }
 
-fn manifests(ca_pem: &str, otlp: SocketAddr) -> String {
+fn manifests(ca_pem: &str, ca_file: &str, otlp: SocketAddr) -> String {
     let agent = serde_json::to_string(AGENT).unwrap();
     format!(
         r#"apiVersion: clrk.apoxy.dev/v1alpha1
@@ -372,6 +377,30 @@ spec:
     spec:
       image: "host:"
       command: ["python3", "-c", {agent}]
+---
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: EgressGateway
+metadata: {{name: pass}}
+spec: {{tls: {{mode: Passthrough}}}}
+---
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: EgressL4Route
+metadata: {{name: pass-llm}}
+spec:
+  parentRefs: [{{name: pass}}]
+  rules: [{{destinationHostnames: [llm.test], ports: [443]}}]
+---
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: TaskAgent
+metadata: {{name: passer}}
+spec:
+  timeout: 90s
+  egressRefs: [{{gatewayRef: pass}}]
+  template:
+    spec:
+      image: "host:"
+      command: ["python3", "-c", {agent}]
+      env: [{{name: SSL_CERT_FILE, value: "{ca_file}"}}]
 ---
 apiVersion: clrk.apoxy.dev/v1alpha1
 kind: TaskAgent
@@ -463,7 +492,7 @@ async fn hidden_credentials_budgets_records_and_spans() {
         &format!("token={SECRET}"),
     ]);
     assert!(out.status.success(), "{}", common::text(&out.stderr));
-    let applied = dev.apply(&manifests(&upstream.ca_pem, otlp));
+    let applied = dev.apply(&manifests(&upstream.ca_pem, &upstream.ca_file, otlp));
     assert!(
         applied.contains("credentialinjectionpolicy/anthropic-key created"),
         "{applied}"
@@ -669,6 +698,37 @@ async fn hidden_credentials_budgets_records_and_spans() {
         );
     }
 
+    // Passthrough: the agent's TLS goes to the upstream untouched (it trusts the upstream's
+    // CA itself), only the server name is checked and recorded.
+    let (_, report) = call(&dev, "passer", json!({"calls": [{"url": "https://llm.test/v1/plain", "headers": {"x-api-key": PLACEHOLDER}}]})).await;
+    assert_eq!(report["results"][0]["status"], 200, "{report}");
+    let seen: Value = serde_json::from_str(report["results"][0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        seen["headers"]["x-api-key"], PLACEHOLDER,
+        "nothing is injected through passthrough"
+    );
+    let recorded = records(&dev, "passer").await;
+    assert_eq!(
+        (
+            recorded[0]["protocol"].as_str(),
+            recorded[0]["destinationName"].as_str()
+        ),
+        (Some("tls"), Some("llm.test")),
+        "{recorded:#?}"
+    );
+    assert_eq!(recorded[0]["allowed"], true);
+
+    // The CLI shows the same records.
+    let out = dev.clrk(&["agents", "egress", "caller"]);
+    let table = common::text(&out.stdout);
+    assert!(
+        out.status.success()
+            && table.contains("denied")
+            && table.contains("llm.test")
+            && table.contains("10/15"),
+        "{table}"
+    );
+
     // A warm sandbox, started before its execution existed, is attributed to the execution
     // that takes it.
     eventually("a warm sandbox of warm-caller", || async {
@@ -676,12 +736,22 @@ async fn hidden_credentials_budgets_records_and_spans() {
         (r.json()["status"]["warm"].as_u64() == Some(1)).then_some(())
     })
     .await;
-    let (warm, report) = call(&dev, "warm-caller", json!({"calls": [{"url": "https://llm.test/v1/plain"}]})).await;
+    let (warm, report) = call(
+        &dev,
+        "warm-caller",
+        json!({"calls": [{"url": "https://llm.test/v1/plain"}]}),
+    )
+    .await;
     assert_eq!(report["results"][0]["status"], 200, "{report}");
     assert_eq!(dev.invocations("warm-caller").await[0]["start"], "warm");
     let recorded = records(&dev, "warm-caller").await;
     assert_eq!(recorded[0]["executionId"], warm.as_str(), "{recorded:#?}");
-    assert!(recorded[0]["injectedHeader"].as_str().unwrap().starts_with("x-api-key"));
+    assert!(
+        recorded[0]["injectedHeader"]
+            .as_str()
+            .unwrap()
+            .starts_with("x-api-key")
+    );
 
     // Daily budget of 120: the first execution used 50; 50 more, then 25 more reach 125,
     // after which the day is over budget, also after a restart.
