@@ -131,12 +131,13 @@ async fn handle(conn: &Connection, mut request: Request<Incoming>) -> Response<P
         return refuse(&mut tx, StatusCode::FORBIDDEN, &conn.verdict.reason);
     }
     tx.allow(conn.verdict.reason.clone());
-    // The name used for credentials and budgets must be one the destination really has.
+    // Credentials and budgets go by the name the agent asked for, and only when the sandbox
+    // resolved that name to this very address through clrk: the upstream is then verified as
+    // that name, so a secret never leaves for a server that is not the policy's host.
     let trusted_name = name
         .as_ref()
         .filter(|n| conn.names.iter().any(|known| known == *n))
-        .cloned()
-        .or_else(|| conn.names.first().cloned());
+        .cloned();
     if let Some(name) = &trusted_name {
         if let Some((_, provider)) = policy::provider_route(&conn.config, name) {
             tx.provider = Some(provider.as_str());

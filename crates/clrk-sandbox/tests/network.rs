@@ -368,8 +368,8 @@ async fn the_firewall_drops_spoofed_and_off_limits_packets() {
             probe(&[
                 format!("tcp-from {v4} 169.254.169.254 80"),
                 format!("tcp-from {v6} fd00:ec2::254 80"),
-                format!("tcp-from 169.254.200.1 169.254.169.254 80"),
-                format!("tcp-from fd00:ec2::dead fd00:ec2::254 80"),
+                "tcp-from 169.254.200.1 169.254.169.254 80".to_string(),
+                "tcp-from fd00:ec2::dead fd00:ec2::254 80".to_string(),
                 format!("tcp-from {v4} 169.254.169.254 {port}"),
                 format!("tcp-from {v4} {host} {port}"),
                 format!("udp 169.254.169.254 {udp}"),
