@@ -52,6 +52,7 @@ def run(ip, n, keepalive, cafile=None, headers=None):
         t = time.perf_counter()
         if conn is None or not keepalive:
             raw = socket.create_connection((ip, 443), timeout=30)
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn = http.client.HTTPSConnection("llm.test", 443, context=ctx, timeout=30)
             conn.sock = ctx.wrap_socket(raw, server_hostname="llm.test")
         conn.request("POST", "/v1/messages", body=BODY, headers=headers or {"content-type": "application/json"})

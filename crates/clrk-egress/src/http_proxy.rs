@@ -17,22 +17,21 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 
 use crate::config::EgressConfig;
 use crate::policy::{self, Verdict};
-use crate::proxy::CONNECT_TIMEOUT;
 use crate::registry::SandboxIdentity;
 use crate::service::Egress;
 use crate::trace_context::TraceContext;
 use crate::transaction::Transaction;
+use crate::upstream::Target;
 use crate::usage::{UsageMeter, request_model};
 
 /// Largest request body read whole to find the model of a provider call.
 const MAX_PROVIDER_REQUEST: usize = 32 * 1024 * 1024;
 const TRACEPARENT: &str = "traceparent";
 
-type ProxyBody = BoxBody<Bytes, hyper::Error>;
+pub(crate) type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
 /// One agent connection and what was decided about it.
 pub(crate) struct Connection {
@@ -154,6 +153,7 @@ async fn handle(conn: &Connection, mut request: Request<Incoming>) -> Response<P
         request.headers_mut().insert(TRACEPARENT, value);
     }
     let (mut parts, body) = request.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
     let request_bytes = Arc::new(AtomicU64::new(0));
     let body: ProxyBody = if tx.provider.is_some() {
         // Usage can only be read from a body the provider did not compress.
@@ -176,7 +176,15 @@ async fn handle(conn: &Connection, mut request: Request<Incoming>) -> Response<P
     let timeout = gateway
         .map(|g| g.spec.request_timeout.0)
         .unwrap_or(std::time::Duration::from_secs(300));
-    let sent = tokio::time::timeout(timeout, send(conn, name.as_deref(), upstream_request)).await;
+    let target = match upstream_target(conn, name.as_deref()) {
+        Ok(t) => t,
+        Err(reason) => {
+            tx.record.reason = format!("{}; {reason}", tx.record.reason);
+            return refuse(&mut tx, StatusCode::BAD_GATEWAY, &reason);
+        }
+    };
+    let pool = &conn.egress.inner.upstream_pool;
+    let sent = tokio::time::timeout(timeout, pool.send(&target, upstream_request)).await;
     tx.record.request_bytes = request_bytes.load(Ordering::Relaxed);
     let response = match sent {
         Ok(Ok(response)) => response,
@@ -204,7 +212,8 @@ async fn handle(conn: &Connection, mut request: Request<Incoming>) -> Response<P
             .and_then(|n| policy::provider_route(&conn.config, n))
             .map(|(_, provider)| UsageMeter::new(provider, content_type))
     });
-    let (parts, body) = response.into_parts();
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
     Response::from_parts(
         parts,
         Metered {
@@ -342,56 +351,56 @@ async fn inject_credentials(
     None
 }
 
-/// Sends `request` to the original destination over a new connection (TLS when the agent's
-/// was), verifying the server as `name`.
-async fn send(
-    conn: &Connection,
-    name: Option<&str>,
-    request: Request<ProxyBody>,
-) -> Result<Response<Incoming>, String> {
-    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(conn.destination))
-        .await
-        .map_err(|_| format!("connecting to {} timed out", conn.destination))?
-        .map_err(|e| format!("connecting to {} failed: {e}", conn.destination))?;
-    let _ = tcp.set_nodelay(true);
-    if conn.tls.is_none() {
-        return exchange(tcp, request).await;
-    }
-    let config = conn
-        .egress
-        .upstream_tls(conn.config.primary())
-        .map_err(|e| format!("upstream TLS is not configured: {e}"))?;
-    let server_name = match name {
-        Some(n) => rustls::pki_types::ServerName::try_from(n.to_owned())
-            .map_err(|_| format!("{n} is not a valid TLS server name"))?,
-        None => rustls::pki_types::ServerName::IpAddress(conn.destination.ip().into()),
+/// Where the request goes: the original destination, over TLS when the agent's was,
+/// verified as `name` (or the address when the agent gave none).
+fn upstream_target(conn: &Connection, name: Option<&str>) -> Result<Target, String> {
+    let tls = match conn.tls {
+        None => None,
+        Some(_) => {
+            let config = conn
+                .egress
+                .upstream_tls(conn.config.primary())
+                .map_err(|e| format!("upstream TLS is not configured: {e}"))?;
+            let server_name = match name {
+                Some(n) => rustls::pki_types::ServerName::try_from(n.to_owned())
+                    .map_err(|_| format!("{n} is not a valid TLS server name"))?,
+                None => rustls::pki_types::ServerName::IpAddress(conn.destination.ip().into()),
+            };
+            Some((config, server_name))
+        }
     };
-    let shown = name
-        .map(str::to_owned)
-        .unwrap_or_else(|| conn.destination.ip().to_string());
-    let tls = tokio_rustls::TlsConnector::from(config)
-        .connect(server_name, tcp)
-        .await
-        .map_err(|e| format!("upstream TLS with {shown} failed: {e}"))?;
-    exchange(tls, request).await
+    Ok(Target {
+        address: conn.destination,
+        tls,
+    })
 }
 
-async fn exchange<S>(io: S, request: Request<ProxyBody>) -> Result<Response<Incoming>, String>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| format!("upstream HTTP failed: {e}"))?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::debug!(%error, "upstream connection ended with an error");
-        }
-    });
-    sender
-        .send_request(request)
-        .await
-        .map_err(|e| format!("upstream HTTP failed: {e}"))
+/// Removes the headers that describe one connection (RFC 9110 §7.6.1), which a proxy must
+/// not forward: the agent's `Connection: close` would otherwise close the gateway's upstream
+/// connection, which it keeps for the next request.
+fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        HeaderName::from_static("keep-alive"),
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+    ] {
+        headers.remove(name);
+    }
 }
 
 fn strip_port(host: &str) -> &str {
@@ -523,6 +532,21 @@ impl Drop for Metered {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_headers_are_not_forwarded() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close, x-hop"));
+        headers.insert("x-hop", HeaderValue::from_static("1"));
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        headers.insert("x-api-key", HeaderValue::from_static("k"));
+        strip_hop_by_hop(&mut headers);
+        let names: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-api-key"]);
+    }
 
     #[test]
     fn host_headers_lose_their_port() {

@@ -21,6 +21,7 @@ mod registry;
 mod service;
 mod trace_context;
 mod transaction;
+mod upstream;
 mod upstream_tls;
 mod usage;
 

@@ -29,7 +29,7 @@ const SNIFF_WINDOW: Duration = Duration::from_millis(500);
 /// Most bytes looked at to find a ClientHello or a request line.
 const SNIFF_BYTES: usize = 16 * 1024;
 /// Longest wait for an upstream TCP connection.
-pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a connection's first bytes say it is.
 #[derive(Debug, Clone, PartialEq, Eq)]

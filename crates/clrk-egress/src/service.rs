@@ -22,6 +22,7 @@ use crate::dns::NameCache;
 use crate::ledger::TokenLedger;
 use crate::otlp::OtlpExporter;
 use crate::registry::{Registration, SandboxIdentity, SandboxRegistry};
+use crate::upstream::UpstreamPool;
 
 /// Where a sandbox's TLS clients look for trusted CAs: every one gets the gateway's CA.
 pub const TRUST_BUNDLE_PATHS: [&str; 3] = [
@@ -70,6 +71,7 @@ pub(crate) struct Inner {
     pub(crate) names: NameCache<IpAddr>,
     pub(crate) host: HostAddresses,
     pub(crate) ledger: Arc<TokenLedger>,
+    pub(crate) upstream_pool: UpstreamPool,
     cas: Mutex<HashMap<(String, String), Arc<GatewayCa>>>,
     upstream: Mutex<HashMap<Option<String>, Arc<ClientConfig>>>,
     exporters: Mutex<HashMap<String, OtlpExporter>>,
@@ -86,6 +88,7 @@ impl Egress {
                 names: NameCache::new(),
                 host: HostAddresses::new(),
                 ledger: Arc::default(),
+                upstream_pool: UpstreamPool::default(),
                 cas: Mutex::default(),
                 upstream: Mutex::default(),
                 exporters: Mutex::default(),

@@ -668,7 +668,11 @@ async fn hidden_credentials_budgets_records_and_spans() {
 
     // Allow-all still refuses the worker itself; no gateway means nothing leaves at all.
     let host = upstream.host_ip;
-    let data = json!({"calls": [{"url": "https://llm.test/v1/plain"}, {"url": format!("http://{host}:{}/", dev.api.rsplit(':').next().unwrap())}]});
+    let data = json!({"calls": [
+        {"url": "https://llm.test/v1/plain"},
+        {"url": format!("http://{host}:{}/", dev.api.rsplit(':').next().unwrap())},
+        {"url": "https://llm.test/v1/plain"},
+    ]});
     let (_, report) = call(&dev, "roamer", data).await;
     let results = report["results"].as_array().unwrap();
     assert_eq!(results[0]["status"], 200, "{report}");
@@ -684,6 +688,12 @@ async fn hidden_credentials_budgets_records_and_spans() {
             .unwrap()
             .contains("address of this worker"),
         "{report}"
+    );
+    // The gateway kept its upstream connection for the next request to the same server.
+    let again: Value = serde_json::from_str(results[2]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        again["peer"], seen["peer"],
+        "a new upstream connection per request"
     );
     let (_, report) = call(
         &dev,
