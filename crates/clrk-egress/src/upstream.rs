@@ -61,10 +61,13 @@ struct Key {
     tls: Option<(usize, String)>,
 }
 
+/// A kept connection and when it was last handed back.
+type Idle = (SendRequest<ProxyBody>, Instant);
+
 /// Idle upstream connections by server.
 #[derive(Default)]
 pub(crate) struct UpstreamPool {
-    idle: Mutex<HashMap<Key, Vec<(SendRequest<ProxyBody>, Instant)>>>,
+    idle: Mutex<HashMap<Key, Vec<Idle>>>,
 }
 
 impl UpstreamPool {
