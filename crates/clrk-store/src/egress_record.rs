@@ -6,6 +6,9 @@ use rusqlite::{OptionalExtension, params};
 
 use crate::{Store, StoreError, time};
 
+/// Transactions kept per agent: the oldest go as new ones are recorded.
+pub const EGRESS_RECORDS_PER_AGENT: usize = 10_000;
+
 /// One transaction through the egress gateway.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EgressRecord {
@@ -54,6 +57,15 @@ impl Store {
     /// assert_eq!(store.execution_tokens("e1").unwrap(), 7);
     /// ```
     pub fn insert_egress_record(&self, r: &EgressRecord) -> Result<i64, StoreError> {
+        self.insert_egress_record_keeping(r, EGRESS_RECORDS_PER_AGENT)
+    }
+
+    /// [`Store::insert_egress_record`], keeping the newest `keep` records of the agent.
+    fn insert_egress_record_keeping(
+        &self,
+        r: &EgressRecord,
+        keep: usize,
+    ) -> Result<i64, StoreError> {
         self.write(|tx| {
             tx.execute(
                 "INSERT INTO egress_records (namespace, agent, revision, execution_id, started_at, \
@@ -85,7 +97,14 @@ impl Store {
                     r.output_tokens.map(|t| t as i64),
                 ],
             )?;
-            Ok(tx.last_insert_rowid())
+            let id = tx.last_insert_rowid();
+            tx.execute(
+                "DELETE FROM egress_records WHERE namespace = ?1 AND agent = ?2 AND id < \
+                 (SELECT id FROM egress_records WHERE namespace = ?1 AND agent = ?2 \
+                  ORDER BY id DESC LIMIT 1 OFFSET ?3)",
+                params![r.namespace, r.agent, keep.saturating_sub(1) as i64],
+            )?;
+            Ok(id)
         })
     }
 
@@ -189,5 +208,41 @@ impl Store {
             )
             .optional()?;
         Ok(total.unwrap_or(0) as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_newest_records_of_an_agent_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("clrk.db")).unwrap();
+        let record = |agent: &str, path: &str| EgressRecord {
+            namespace: "default".into(),
+            agent: agent.into(),
+            path: Some(path.into()),
+            ..EgressRecord::default()
+        };
+        store
+            .insert_egress_record_keeping(&record("other", "/x"), 3)
+            .unwrap();
+        for i in 0..5 {
+            store
+                .insert_egress_record_keeping(&record("a", &format!("/{i}")), 3)
+                .unwrap();
+        }
+        let kept: Vec<String> = store
+            .egress_records("default", "a", 10)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.path.unwrap())
+            .collect();
+        assert_eq!(kept, ["/4", "/3", "/2"]);
+        assert_eq!(
+            store.egress_records("default", "other", 10).unwrap().len(),
+            1
+        );
     }
 }

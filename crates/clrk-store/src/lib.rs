@@ -27,7 +27,7 @@ mod time;
 pub use agent::{Agent, AgentApply, ApplyOutcome};
 pub use daemon::{DaemonPhase, DaemonState};
 pub use egress_object::EgressObject;
-pub use egress_record::EgressRecord;
+pub use egress_record::{EGRESS_RECORDS_PER_AGENT, EgressRecord};
 pub use error::StoreError;
 pub use execution::{Execution, ExecutionEnd, ExecutionStatus, NewExecution, Start};
 pub use logs::{LogLine, LogQuery, NewLogLine};

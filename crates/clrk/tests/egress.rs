@@ -58,6 +58,13 @@ if secret:
 print(json.dumps({"results": out, "found": found}), flush=True)
 "#;
 
+/// A daemon that calls the upstream once, then idles.
+const DAEMON: &str = r#"
+import time, urllib.request
+urllib.request.urlopen("https://llm.test/v1/plain", timeout=30).read()
+time.sleep(1000)
+"#;
+
 /// A network namespace holding the upstream, joined to the host by a veth pair.
 struct Upstream {
     netns: String,
@@ -403,6 +410,16 @@ spec:
       env: [{{name: SSL_CERT_FILE, value: "{ca_file}"}}]
 ---
 apiVersion: clrk.apoxy.dev/v1alpha1
+kind: DaemonAgent
+metadata: {{name: watcher}}
+spec:
+  egressRefs: [{{gatewayRef: main}}]
+  template:
+    spec:
+      image: "host:"
+      command: ["python3", "-c", {daemon}]
+---
+apiVersion: clrk.apoxy.dev/v1alpha1
 kind: TaskAgent
 metadata: {{name: roamer}}
 spec:
@@ -424,6 +441,7 @@ spec:
       command: ["python3", "-c", {agent}]
 "#,
         bundle = indent(ca_pem, 6),
+        daemon = serde_json::to_string(DAEMON).unwrap(),
     )
 }
 
@@ -666,6 +684,30 @@ async fn hidden_credentials_budgets_records_and_spans() {
         "{bad}"
     );
 
+    // A daemon's calls belong to its run and are exported as a DaemonAgent's. (Done before
+    // the reuse check below, so that no other call shares the gateway's upstream connection.)
+    let recorded = eventually("the daemon's call", || async {
+        let r = records(&dev, "watcher").await;
+        (!r.is_empty()).then_some(r)
+    })
+    .await;
+    assert_eq!(recorded[0]["status"], 200, "{recorded:#?}");
+    let run = dev.invocations("watcher").await[0]["id"].clone();
+    assert_eq!(recorded[0]["executionId"], run);
+    eventually("the daemon's span", || async {
+        spans
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|s| {
+                s.attributes.get("agent.name").map(String::as_str) == Some("watcher")
+                    && s.attributes.get("agent.kind").map(String::as_str) == Some("DaemonAgent")
+                    && s.attributes.get("invocation.id").map(String::as_str) == run.as_str()
+            })
+            .then_some(())
+    })
+    .await;
+
     // Allow-all still refuses the worker itself; no gateway means nothing leaves at all.
     let host = upstream.host_ip;
     let data = json!({"calls": [
@@ -689,7 +731,7 @@ async fn hidden_credentials_budgets_records_and_spans() {
             .contains("address of this worker"),
         "{report}"
     );
-    // The gateway kept its upstream connection for the next request to the same server.
+    // The gateway kept an upstream connection for the next request to the same server.
     let again: Value = serde_json::from_str(results[2]["body"].as_str().unwrap()).unwrap();
     assert_eq!(
         again["peer"], seen["peer"],
