@@ -41,6 +41,12 @@ for call in data.get("calls", []):
     except Exception as e:
         out.append({"status": 0, "error": repr(e)})
 found = []
+for path in data.get("unreadable", []):
+    try:
+        with open(path, "rb") as fh:
+            found.append("readable " + path)
+    except OSError:
+        pass
 secret = data.get("search")
 if secret:
     found += ["env " + k for k, v in os.environ.items() if secret in v]
@@ -522,8 +528,15 @@ async fn hidden_credentials_budgets_records_and_spans() {
         "calls": [message(false), message(true), message(false)],
         "search": SECRET,
         "dirs": [dev.clrk_dir().to_string_lossy(), dev.data_dir().to_string_lossy()],
+        "unreadable": [dev.data_dir().join("egress/default/main/ca.key").to_string_lossy()],
     });
     let (first, report) = call(&dev, "caller", data).await;
+    let ca_key = dev.data_dir().join("egress/default/main/ca.key");
+    assert!(
+        ca_key.exists(),
+        "the gateway CA's key is at {}",
+        ca_key.display()
+    );
     let results = report["results"].as_array().unwrap();
     assert_eq!(results[0]["status"], 200, "{report}");
     let seen: Value = serde_json::from_str(results[0]["body"].as_str().unwrap()).unwrap();
