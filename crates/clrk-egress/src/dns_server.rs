@@ -75,6 +75,10 @@ async fn answer(
         );
         return dns::refuse(query).ok();
     }
+    let Some(upstream) = upstream else {
+        tracing::warn!(name = %question.name, "no DNS server to forward an agent's question to: start clrk with --dns-upstream");
+        return dns::server_failure(query).ok();
+    };
     let response = match dns::forward(upstream, query, UPSTREAM_TIMEOUT).await {
         Ok(r) => r,
         Err(error) => {
@@ -118,7 +122,12 @@ fn deny(egress: &Egress, identity: &Arc<SandboxIdentity>, question: &DnsQuestion
         &egress.inner.ledger,
         identity,
         "dns",
-        format!("{}", egress.inner.settings.dns_upstream),
+        egress
+            .inner
+            .settings
+            .dns_upstream
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "clrk resolver".into()),
         None,
     );
     tx.record.destination_name = Some(question.name.clone());

@@ -127,30 +127,19 @@ async fn handle(egress: Egress, stream: TcpStream, peer: SocketAddr) {
             http_proxy::serve(conn, tls).await;
         }
         Sniffed::Tls { sni } => {
+            let tx = begin(&egress, &identity, &config, "tls", destination);
             relay(
-                &egress,
-                &identity,
-                &config,
+                tx,
                 stream,
                 destination,
-                "tls",
-                sni,
+                sni.or(names.into_iter().next()),
                 verdict,
             )
             .await
         }
         Sniffed::Other => {
-            relay(
-                &egress,
-                &identity,
-                &config,
-                stream,
-                destination,
-                "tcp",
-                None,
-                verdict,
-            )
-            .await
+            let tx = begin(&egress, &identity, &config, "tcp", destination);
+            relay(tx, stream, destination, names.into_iter().next(), verdict).await
         }
     }
 }
@@ -172,25 +161,15 @@ fn begin(
     )
 }
 
-/// Relays bytes both ways once allowed; records the connection.
-#[allow(clippy::too_many_arguments)]
+/// Relays bytes both ways once allowed; records the connection in `tx` as going to `name`.
 async fn relay(
-    egress: &Egress,
-    identity: &Arc<SandboxIdentity>,
-    config: &EgressConfig,
+    mut tx: Transaction,
     mut stream: TcpStream,
     destination: SocketAddr,
-    protocol: &str,
-    sni: Option<String>,
+    name: Option<String>,
     verdict: Verdict,
 ) {
-    let mut tx = begin(egress, identity, config, protocol, destination);
-    tx.record.destination_name = sni.or_else(|| {
-        egress
-            .names_for(identity_peer(&stream), destination.ip())
-            .into_iter()
-            .next()
-    });
+    tx.record.destination_name = name;
     if !verdict.allowed {
         tx.deny(verdict.reason);
         return;
@@ -220,13 +199,6 @@ async fn relay(
         }
     }
     let _ = stream.shutdown().await;
-}
-
-fn identity_peer(stream: &TcpStream) -> std::net::IpAddr {
-    stream
-        .peer_addr()
-        .map(|a| a.ip())
-        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
 }
 
 /// Looks at the first bytes without consuming them.

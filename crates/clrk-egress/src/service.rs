@@ -37,8 +37,9 @@ pub struct EgressSettings {
     /// Where gateway CAs are kept (`<dir>/<namespace>/<gateway>/ca.{crt,key}`); inside
     /// clrk's data dir, which every sandbox has masked.
     pub ca_dir: PathBuf,
-    /// The resolver sandboxes' DNS questions are forwarded to.
-    pub dns_upstream: SocketAddr,
+    /// The resolver sandboxes' allowed DNS questions are forwarded to; without one they get
+    /// SERVFAIL (agents can still reach allowed addresses by `destinationCIDRs`).
+    pub dns_upstream: Option<SocketAddr>,
 }
 
 /// The proxy and resolver listeners, bound before any sandbox exists.

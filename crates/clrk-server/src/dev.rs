@@ -109,7 +109,7 @@ pub async fn start(opts: DevOptions) -> Result<Running, ServerError> {
         store.clone(),
         EgressSettings {
             ca_dir: data_dir.join("egress"),
-            dns_upstream: dns_upstream(&opts)?,
+            dns_upstream: dns_upstream(&opts),
         },
     );
     let egress_listeners = egress.bind().map_err(|e| {
@@ -279,17 +279,20 @@ async fn print_logs(logs: LogBus) {
 
 /// The data dir and `$CLRK_DIR` hold the store, every agent's logs and the API token: a
 /// sandbox on the host's root filesystem must never see them.
-/// The resolver agents' allowed questions go to: `--dns-upstream`, else the host's.
-fn dns_upstream(opts: &DevOptions) -> Result<SocketAddr, ServerError> {
+/// The resolver agents' allowed questions go to: `--dns-upstream`, else the host's first
+/// nameserver. None (with a warning) when there is neither: agents then resolve nothing.
+fn dns_upstream(opts: &DevOptions) -> Option<SocketAddr> {
     if let Some(addr) = opts.dns_upstream {
-        return Ok(addr);
+        return Some(addr);
     }
     let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    clrk_egress::dns::nameserver_from_resolv_conf(&text).ok_or_else(|| {
-        ServerError::Internal(
-            "no nameserver in /etc/resolv.conf for agents' DNS: pass --dns-upstream ADDR:53".into(),
-        )
-    })
+    let found = clrk_egress::dns::nameserver_from_resolv_conf(&text);
+    if found.is_none() {
+        tracing::warn!(
+            "no nameserver in /etc/resolv.conf: agents' DNS questions will fail; pass --dns-upstream ADDR:53"
+        );
+    }
+    found
 }
 
 fn masked_paths(opts: &DevOptions) -> Vec<PathBuf> {
