@@ -52,16 +52,27 @@ pub(crate) async fn serve(egress: Egress, listener: TcpListener, shutdown: Cance
             },
             _ = shutdown.cancelled() => return,
         };
+        let Some(identity) = egress.inner.registry.lookup(peer.ip()) else {
+            tracing::warn!(%peer, "egress connection from an unknown sandbox closed");
+            continue;
+        };
         let egress = egress.clone();
-        tokio::spawn(async move { handle(egress, stream, peer).await });
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = handle(egress, Arc::clone(&identity), stream, peer) => {}
+                // Dropping the connection's future closes both of its sockets.
+                _ = identity.gone() => {}
+            }
+        });
     }
 }
 
-async fn handle(egress: Egress, stream: TcpStream, peer: SocketAddr) {
-    let Some(identity) = egress.inner.registry.lookup(peer.ip()) else {
-        tracing::warn!(%peer, "egress connection from an unknown sandbox closed");
-        return;
-    };
+async fn handle(
+    egress: Egress,
+    identity: Arc<SandboxIdentity>,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
     let destination = match rustix::net::sockopt::ip_original_dst(&stream) {
         Ok(d) => SocketAddr::V4(d),
         Err(error) => {

@@ -8,6 +8,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, RwLock};
 
+use tokio_util::sync::CancellationToken;
+
 /// Who is behind a sandbox address.
 #[derive(Debug)]
 pub struct SandboxIdentity {
@@ -21,6 +23,9 @@ pub struct SandboxIdentity {
     pub gateways: Vec<String>,
     /// The execution (or daemon run) it serves now; a warm sandbox gets one when taken.
     execution: Mutex<Option<String>>,
+    /// Cancelled when the sandbox goes: its connections through the gateway are closed then,
+    /// whatever became of the sandbox's end.
+    gone: CancellationToken,
 }
 
 impl SandboxIdentity {
@@ -40,7 +45,13 @@ impl SandboxIdentity {
             revision: revision.to_owned(),
             gateways,
             execution: Mutex::new(execution),
+            gone: CancellationToken::new(),
         }
+    }
+
+    /// Resolves once the sandbox is gone.
+    pub async fn gone(&self) {
+        self.gone.cancelled().await
     }
 
     /// The execution it serves now.
@@ -77,6 +88,7 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
+        self.identity.gone.cancel();
         let mut map = self.registry.by_address.write().expect("registry lock");
         for address in &self.addresses {
             if map

@@ -64,12 +64,24 @@ if secret:
 print(json.dumps({"results": out, "found": found}), flush=True)
 "#;
 
-/// A daemon that calls the upstream once, then idles.
+/// A daemon that calls the upstream once and idles with the connection open.
 const DAEMON: &str = r#"
-import time, urllib.request
-urllib.request.urlopen("https://llm.test/v1/plain", timeout=30).read()
+import http.client, time
+conn = http.client.HTTPSConnection("llm.test", timeout=30)
+conn.request("GET", "/v1/plain")
+conn.getresponse().read()
 time.sleep(1000)
 "#;
+
+/// Established TCP connections to clrk's listeners on the metadata address (the gateway's
+/// among them) on this host.
+fn gateway_connections() -> usize {
+    let out = Command::new("ss")
+        .args(["-Htn", "state", "established", "src", "169.254.169.254"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
 
 /// A network namespace holding the upstream, joined to the host by a veth pair.
 struct Upstream {
@@ -718,6 +730,18 @@ async fn hidden_credentials_budgets_records_and_spans() {
                     && s.attributes.get("invocation.id").map(String::as_str) == run.as_str()
             })
             .then_some(())
+    })
+    .await;
+
+    // The daemon's connection stays open while it runs, and is gone with its sandbox.
+    assert!(
+        gateway_connections() >= 1,
+        "the daemon's connection is open"
+    );
+    let out = dev.clrk(&["agents", "delete", "watcher"]);
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    eventually("the daemon's gateway connection closed", || async {
+        (gateway_connections() == 0).then_some(())
     })
     .await;
 
