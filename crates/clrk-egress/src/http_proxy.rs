@@ -80,6 +80,7 @@ where
     });
     if let Err(error) = hyper::server::conn::http1::Builder::new()
         .serve_connection(TokioIo::new(io), service)
+        .with_upgrades()
         .await
     {
         tracing::debug!(%error, "egress HTTP connection ended with an error");
@@ -151,6 +152,9 @@ async fn handle(conn: &Connection, mut request: Request<Incoming>) -> Response<P
     }
     if let Ok(value) = HeaderValue::from_str(&tx.trace.header_value()) {
         request.headers_mut().insert(TRACEPARENT, value);
+    }
+    if is_upgrade(request.headers()) {
+        return upgrade(conn, tx, name.as_deref(), request).await;
     }
     let (mut parts, body) = request.into_parts();
     strip_hop_by_hop(&mut parts.headers);
@@ -373,6 +377,115 @@ fn upstream_target(conn: &Connection, name: Option<&str>) -> Result<Target, Stri
         address: conn.destination,
         tls,
     })
+}
+
+/// Whether the agent asks to switch protocols (a WebSocket, say).
+fn is_upgrade(headers: &http::HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// A protocol switch: the request goes upstream on a connection of its own with its
+/// `Connection`/`Upgrade` headers; once the server agrees (101), bytes are relayed both ways
+/// until either side closes, and the transaction is recorded then.
+async fn upgrade(
+    conn: &Connection,
+    mut tx: Transaction,
+    name: Option<&str>,
+    mut request: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let agent_side = hyper::upgrade::on(&mut request);
+    let (mut parts, body) = request.into_parts();
+    let (connection, upgrade_to) = (
+        parts.headers.get(header::CONNECTION).cloned(),
+        parts.headers.get(header::UPGRADE).cloned(),
+    );
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.extend(
+        [
+            (header::CONNECTION, connection),
+            (header::UPGRADE, upgrade_to),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v?))),
+    );
+    let upstream_request = Request::from_parts(parts, Counted::new(body, Arc::default()).boxed());
+    let target = match upstream_target(conn, name) {
+        Ok(t) => t,
+        Err(reason) => {
+            tx.record.reason = format!("{}; {reason}", tx.record.reason);
+            return refuse(&mut tx, StatusCode::BAD_GATEWAY, &reason);
+        }
+    };
+    let mut response = match crate::upstream::send_upgrade(&target, upstream_request).await {
+        Ok(r) => r,
+        Err(reason) => {
+            tx.record.reason = format!("{}; {reason}", tx.record.reason);
+            return refuse(&mut tx, StatusCode::BAD_GATEWAY, &reason);
+        }
+    };
+    tx.record.status = Some(response.status().as_u16());
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        let (parts, body) = response.into_parts();
+        let metered = Metered {
+            inner: body,
+            meter: None,
+            tx: Some(tx),
+        };
+        return Response::from_parts(parts, metered.boxed());
+    }
+    let upstream_side = hyper::upgrade::on(&mut response);
+    tokio::spawn(async move {
+        match tokio::try_join!(agent_side, upstream_side) {
+            Ok((agent, upstream)) => {
+                let (agent_read, agent_write) = tokio::io::split(TokioIo::new(agent));
+                let (upstream_read, upstream_write) = tokio::io::split(TokioIo::new(upstream));
+                let (sent, received) = tokio::join!(
+                    pump(agent_read, upstream_write),
+                    pump(upstream_read, agent_write)
+                );
+                tx.record.request_bytes = sent;
+                tx.record.response_bytes = received;
+            }
+            Err(error) => {
+                tx.record.reason = format!("{}; upgrade failed: {error}", tx.record.reason)
+            }
+        }
+        tx.finish();
+    });
+    let (parts, _) = response.into_parts();
+    Response::from_parts(
+        parts,
+        http_body_util::Empty::new()
+            .map_err(|never| match never {})
+            .boxed(),
+    )
+}
+
+/// Copies `from` to `to` until either ends, then closes `to`; returns the bytes copied. An
+/// abrupt end (a TLS peer leaving without close_notify, say) is an end like any other.
+async fn pump(mut from: impl AsyncRead + Unpin, mut to: impl AsyncWrite + Unpin) -> u64 {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut copied = 0;
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+                copied += n as u64;
+            }
+        }
+    }
+    let _ = to.shutdown().await;
+    copied
 }
 
 /// Removes the headers that describe one connection (RFC 9110 §7.6.1), which a proxy must

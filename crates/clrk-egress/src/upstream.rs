@@ -125,8 +125,25 @@ impl UpstreamPool {
     }
 }
 
+/// Sends a protocol switch request to `target` on a connection of its own, never pooled:
+/// once switched it belongs to the relay.
+pub(crate) async fn send_upgrade(
+    target: &Target,
+    request: Request<ProxyBody>,
+) -> Result<Response<Incoming>, String> {
+    let mut sender = connect_with(target, true).await?;
+    sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("upstream HTTP failed: {e}"))
+}
+
 /// A new connection to `target`, TLS verified as its name.
 async fn connect(target: &Target) -> Result<SendRequest<ProxyBody>, String> {
+    connect_with(target, false).await
+}
+
+async fn connect_with(target: &Target, upgrades: bool) -> Result<SendRequest<ProxyBody>, String> {
     let address = target.address;
     let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address))
         .await
@@ -134,18 +151,18 @@ async fn connect(target: &Target) -> Result<SendRequest<ProxyBody>, String> {
         .map_err(|e| format!("connecting to {address} failed: {e}"))?;
     let _ = tcp.set_nodelay(true);
     match &target.tls {
-        None => handshake(tcp).await,
+        None => handshake(tcp, upgrades).await,
         Some((config, name)) => {
             let tls = tokio_rustls::TlsConnector::from(Arc::clone(config))
                 .connect(name.clone(), tcp)
                 .await
                 .map_err(|e| format!("upstream TLS with {} failed: {e}", target.shown()))?;
-            handshake(tls).await
+            handshake(tls, upgrades).await
         }
     }
 }
 
-async fn handshake<S>(io: S) -> Result<SendRequest<ProxyBody>, String>
+async fn handshake<S>(io: S, upgrades: bool) -> Result<SendRequest<ProxyBody>, String>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -153,7 +170,12 @@ where
         .await
         .map_err(|e| format!("upstream HTTP failed: {e}"))?;
     tokio::spawn(async move {
-        if let Err(error) = connection.await {
+        let ended = if upgrades {
+            connection.with_upgrades().await
+        } else {
+            connection.await
+        };
+        if let Err(error) = ended {
             tracing::debug!(%error, "upstream connection ended with an error");
         }
     });

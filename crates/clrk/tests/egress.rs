@@ -31,6 +31,19 @@ import json, os, sys, urllib.request, urllib.error
 data = json.load(sys.stdin).get("data", {})
 out = []
 for call in data.get("calls", []):
+    if "upgrade" in call:
+        # A protocol switch by hand: urllib has none.
+        import socket, ssl
+        raw = socket.create_connection((call["upgrade"], 443), timeout=30)
+        tls = ssl.create_default_context().wrap_socket(raw, server_hostname=call["upgrade"])
+        tls.sendall(f"GET /ws HTTP/1.1\r\nHost: {call['upgrade']}\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n".encode())
+        reader = tls.makefile("rb")
+        status = int(reader.readline().split()[1])
+        while reader.readline() not in (b"\r\n", b""):
+            pass
+        tls.sendall(call["send"].encode() + b"\n")
+        out.append({"status": status, "body": reader.readline().decode()})
+        continue
     body = json.dumps(call["body"]).encode() if "body" in call else None
     req = urllib.request.Request(call["url"], data=body, method=call.get("method", "GET"), headers=call.get("headers", {}))
     try:
@@ -768,6 +781,25 @@ async fn hidden_credentials_budgets_records_and_spans() {
             .contains("address of this worker"),
         "{report}"
     );
+    // A protocol switch (a WebSocket, say) goes through and is relayed both ways.
+    let (_, report) = call(
+        &dev,
+        "roamer",
+        json!({"calls": [{"upgrade": "llm.test", "send": "hello"}]}),
+    )
+    .await;
+    assert_eq!(report["results"][0]["status"], 101, "{report}");
+    assert_eq!(report["results"][0]["body"], "HELLO\n", "{report}");
+    let upgraded = eventually("the upgrade's record", || async {
+        records(&dev, "roamer")
+            .await
+            .into_iter()
+            .find(|r| r["status"] == 101)
+    })
+    .await;
+    assert_eq!(upgraded["requestBytes"], 6, "{upgraded}");
+    assert_eq!(upgraded["responseBytes"], 6, "{upgraded}");
+
     // The gateway kept an upstream connection for the next request to the same server.
     let again: Value = serde_json::from_str(results[2]["body"].as_str().unwrap()).unwrap();
     assert_eq!(
