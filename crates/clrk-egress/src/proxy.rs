@@ -34,7 +34,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// What a connection's first bytes say it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Sniffed {
-    Tls { sni: Option<String> },
+    Tls {
+        sni: Option<String>,
+        /// Whether the client can speak HTTP/1.1 inside: it offers `http/1.1` by ALPN, or
+        /// offers nothing and goes to port 443. Anything else (h2-only gRPC, IMAPS…) is
+        /// relayed untouched even when the gateway terminates TLS.
+        http: bool,
+    },
     Http,
     Other,
 }
@@ -84,7 +90,7 @@ async fn handle(
     let config = egress.config_for(&identity).await;
     let names = egress.names_for(peer.ip(), destination.ip());
     let verdict = policy::decide(&config, destination, &names, &egress.inner.host);
-    let sniffed = sniff(&stream).await;
+    let sniffed = sniff(&stream, destination.port()).await;
     let terminate = config
         .primary()
         .is_some_and(|g| g.spec.tls.mode == TlsMode::Terminate);
@@ -101,7 +107,7 @@ async fn handle(
             );
             http_proxy::serve(conn, stream).await;
         }
-        Sniffed::Tls { sni } if terminate => {
+        Sniffed::Tls { sni, http: true } if terminate => {
             let gateway = config
                 .primary()
                 .cloned()
@@ -137,7 +143,7 @@ async fn handle(
             );
             http_proxy::serve(conn, tls).await;
         }
-        Sniffed::Tls { sni } => {
+        Sniffed::Tls { sni, .. } => {
             let tx = begin(&egress, &identity, &config, "tls", destination);
             relay(
                 tx,
@@ -213,7 +219,7 @@ async fn relay(
 }
 
 /// Looks at the first bytes without consuming them.
-async fn sniff(stream: &TcpStream) -> Sniffed {
+async fn sniff(stream: &TcpStream, port: u16) -> Sniffed {
     let mut buf = vec![0u8; SNIFF_BYTES];
     let deadline = tokio::time::Instant::now() + SNIFF_WINDOW;
     let mut seen = 0;
@@ -227,7 +233,7 @@ async fn sniff(stream: &TcpStream) -> Sniffed {
         }
         if n > seen {
             seen = n;
-            match classify(&buf[..n]) {
+            match classify(&buf[..n], port) {
                 Some(found) => return found,
                 None if n == buf.len() => return Sniffed::Other,
                 None => {}
@@ -242,7 +248,7 @@ async fn sniff(stream: &TcpStream) -> Sniffed {
 }
 
 /// `None` while more bytes are needed to tell.
-fn classify(bytes: &[u8]) -> Option<Sniffed> {
+fn classify(bytes: &[u8], port: u16) -> Option<Sniffed> {
     if bytes[0] == 0x16 {
         let mut acceptor = rustls::server::Acceptor::default();
         let mut reader = bytes;
@@ -250,9 +256,17 @@ fn classify(bytes: &[u8]) -> Option<Sniffed> {
             return Some(Sniffed::Other);
         }
         return match acceptor.accept() {
-            Ok(Some(accepted)) => Some(Sniffed::Tls {
-                sni: accepted.client_hello().server_name().map(str::to_owned),
-            }),
+            Ok(Some(accepted)) => {
+                let hello = accepted.client_hello();
+                let http = match hello.alpn() {
+                    Some(mut offered) => offered.any(|p| p == b"http/1.1"),
+                    None => port == 443,
+                };
+                Some(Sniffed::Tls {
+                    sni: hello.server_name().map(str::to_owned),
+                    http,
+                })
+            }
             Ok(None) => None,
             Err(_) => Some(Sniffed::Other),
         };
@@ -271,15 +285,62 @@ mod tests {
 
     #[test]
     fn first_bytes_tell_http_from_other_protocols() {
-        assert_eq!(classify(b"GET / HTTP/1.1\r\n"), Some(Sniffed::Http));
+        assert_eq!(classify(b"GET / HTTP/1.1\r\n", 80), Some(Sniffed::Http));
         assert_eq!(
-            classify(b"POST /v1/messages HTTP/1.1\r\n"),
+            classify(b"POST /v1/messages HTTP/1.1\r\n", 8080),
             Some(Sniffed::Http)
         );
-        assert_eq!(classify(b"PO"), None);
-        assert_eq!(classify(b"SSH-2.0-OpenSSH_9.2\r\n"), Some(Sniffed::Other));
-        assert_eq!(classify(b"\x00\x01binary"), Some(Sniffed::Other));
+        assert_eq!(classify(b"PO", 80), None);
+        assert_eq!(
+            classify(b"SSH-2.0-OpenSSH_9.2\r\n", 22),
+            Some(Sniffed::Other)
+        );
+        assert_eq!(classify(b"\x00\x01binary", 5432), Some(Sniffed::Other));
         // A TLS record header without the rest of the ClientHello: wait for more.
-        assert_eq!(classify(&[0x16, 0x03, 0x01, 0x00, 0x40, 0x01]), None);
+        assert_eq!(classify(&[0x16, 0x03, 0x01, 0x00, 0x40, 0x01], 443), None);
+    }
+
+    /// The ClientHello a rustls client offering `alpn` sends to `name`.
+    fn client_hello(name: &str, alpn: &[&[u8]]) -> Vec<u8> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        let name = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
+        let mut client = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        let mut bytes = Vec::new();
+        client.write_tls(&mut bytes).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn tls_is_terminated_only_for_clients_that_speak_http_1_1() {
+        let tls = |alpn: &[&[u8]], port| classify(&client_hello("llm.test", alpn), port);
+        let sni = Some("llm.test".to_owned());
+        assert_eq!(
+            tls(&[b"h2", b"http/1.1"], 443),
+            Some(Sniffed::Tls {
+                sni: sni.clone(),
+                http: true
+            })
+        );
+        assert_eq!(
+            tls(&[b"h2"], 443),
+            Some(Sniffed::Tls {
+                sni: sni.clone(),
+                http: false
+            })
+        );
+        assert_eq!(
+            tls(&[], 443),
+            Some(Sniffed::Tls {
+                sni: sni.clone(),
+                http: true
+            })
+        );
+        assert_eq!(tls(&[], 993), Some(Sniffed::Tls { sni, http: false }));
     }
 }
