@@ -113,7 +113,10 @@ struct Upstream {
 
 impl Upstream {
     fn start() -> Upstream {
-        let n = (std::process::id() % 200 + 20) as u8;
+        // Unique per process and per test in it (tests of one binary may share a process).
+        static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let k = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = ((std::process::id() + 101 * k) % 200 + 20) as u8;
         let netns = format!("clrkt-up-{n}");
         // Not "clrk…": that prefix is how the firewall knows sandbox veths.
         let host_veth = format!("egtup{n}");
@@ -141,10 +144,14 @@ impl Upstream {
         let ca_cert = ca_params.self_signed(&ca_key).unwrap();
         let issuer = rcgen::Issuer::new(ca_params, ca_key);
         let leaf_key = rcgen::KeyPair::generate().unwrap();
-        let leaf = rcgen::CertificateParams::new(vec!["llm.test".to_string()])
-            .unwrap()
-            .signed_by(&leaf_key, &issuer)
-            .unwrap();
+        // It also stands in for Anthropic's API, for the shipped example.
+        let leaf = rcgen::CertificateParams::new(vec![
+            "llm.test".to_string(),
+            "api.anthropic.com".to_string(),
+        ])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
         let bad_key = rcgen::KeyPair::generate().unwrap();
         let bad = rcgen::CertificateParams::new(vec!["bad.test".to_string()])
             .unwrap()
@@ -240,7 +247,8 @@ async fn dns_server(upstream: Ipv4Addr) -> SocketAddr {
             answer.add_queries(query.queries.clone());
             let q = &query.queries[0];
             let name = q.name().to_ascii().trim_end_matches('.').to_string();
-            let known = ["llm.test", "bad.test", "denied.test"].contains(&name.as_str());
+            let known = ["llm.test", "bad.test", "denied.test", "api.anthropic.com"]
+                .contains(&name.as_str());
             if !known {
                 answer.metadata.response_code = ResponseCode::NXDomain;
             } else if q.query_type() == RecordType::A {
@@ -907,4 +915,64 @@ async fn hidden_credentials_budgets_records_and_spans() {
     let get = dev.clrk(&["agents", "get", "caller", "-o", "json"]);
     let get: Value = serde_json::from_slice(&get.stdout).unwrap();
     assert_eq!(get["tokenUsage"]["today"], 125, "{get}");
+}
+
+/// The shipped example, applied as a user would (plus the test upstream's CA): the agent with
+/// the placeholder key gets the provider's answer, the gateway having replaced the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_llm_example_answers_with_the_key_it_never_holds() {
+    let installed = "/usr/local/share/clrk/examples/llm-agent/agent.py";
+    assert_eq!(
+        std::fs::read(installed).ok(),
+        std::fs::read(repo_path("examples/llm-agent/agent.py")).ok(),
+        "{installed} is missing or stale: run scripts/setup.sh"
+    );
+    let upstream = Upstream::start();
+    let dns = dns_server(upstream.ip).await;
+    let dev = Dev::start_with(&["--dns-upstream", &dns.to_string()]);
+    let out = dev.clrk(&[
+        "secret",
+        "set",
+        "anthropic",
+        "--from-literal",
+        &format!("token={SECRET}"),
+    ]);
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    let egress = std::fs::read_to_string(repo_path("examples/llm-agent/egress.yaml")).unwrap();
+    let egress = egress.replacen(
+        "  defaultPolicy: deny-all\n",
+        &format!(
+            "  defaultPolicy: deny-all\n  upstreamTLS:\n    additionalTrustBundle: |\n{}",
+            indent(&upstream.ca_pem, 6)
+        ),
+        1,
+    );
+    dev.apply(&egress);
+    dev.apply(
+        &std::fs::read_to_string(repo_path("examples/llm-agent/taskagent-host.yaml")).unwrap(),
+    );
+    let response = dev
+        .invoke(
+            &[
+                ("X-Clrk-TaskAgent", "default/llm-agent"),
+                ("content-type", "application/json"),
+            ],
+            r#"{"prompt": "hi?"}"#,
+        )
+        .await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    let answer = response.json();
+    assert_eq!(answer["answer"], "hi", "{answer}");
+    assert_eq!(answer["usage"]["output_tokens"], 15, "{answer}");
+    let recorded = records(&dev, "llm-agent").await;
+    assert_eq!(
+        recorded[0]["destinationName"], "api.anthropic.com",
+        "{recorded:#?}"
+    );
+    assert_eq!(recorded[0]["provider"], "anthropic");
+    assert_eq!(
+        recorded[0]["injectedHeader"],
+        "x-api-key (replaced the agent's)"
+    );
+    assert_eq!(recorded[0]["inputTokens"], 10);
 }
