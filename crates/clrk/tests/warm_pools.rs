@@ -11,6 +11,18 @@ use common::*;
 /// Prints when its process started (host clock, in ns), then echoes its input.
 const STAMP_THEN_CAT: &str = "echo started=$(date +%s%N); cat";
 
+/// Whether `cat` runs in sandbox `id` (`runsc ps` lists the processes inside).
+fn runs_cat(dev: &Dev, id: &str) -> bool {
+    let root = dev.data_dir().join("sandboxes").join("state");
+    let out = std::process::Command::new("runsc")
+        .args(["--root", root.to_str().unwrap(), "ps", id])
+        .output()
+        .expect("runsc ps");
+    text(&out.stdout)
+        .lines()
+        .any(|l| l.trim_end().ends_with(" cat"))
+}
+
 async fn warm_count(dev: &Dev, name: &str) -> u64 {
     let agent = dev
         .api_get(&format!("/v1/agents/default/{name}"))
@@ -37,6 +49,11 @@ async fn warm_sandboxes_are_started_ahead_used_once_and_refilled() {
     wait_warm(&dev, "warm", 2).await;
     let before = sandboxes(&dev);
     assert_eq!(before.len(), 2, "{before:?}");
+    // Ready means the runtime has started the sandbox; on a loaded machine its shell may not
+    // have printed its stamp yet. Once `cat` runs in both, it has.
+    dev.wait_for("the warm agents to reach cat", || {
+        before.iter().all(|id| runs_cat(&dev, id)).then_some(())
+    });
 
     let sent = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
