@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::dns::{self, DnsQuestion};
 use crate::policy;
 use crate::registry::SandboxIdentity;
-use crate::service::{Egress, sandbox_key};
+use crate::service::Egress;
 use crate::transaction::Transaction;
 
 /// How long the host's resolver has to answer.
@@ -100,7 +100,7 @@ async fn answer(
         );
         return dns::refuse(query).ok();
     }
-    let key = sandbox_key(peer.ip());
+    let key = identity.names_key();
     for (ip, ttl) in addresses {
         egress.inner.names.insert(&key, &question.name, ip, ttl);
     }

@@ -79,8 +79,12 @@ async fn handle(
     stream: TcpStream,
     peer: SocketAddr,
 ) {
-    let destination = match rustix::net::sockopt::ip_original_dst(&stream) {
-        Ok(d) => SocketAddr::V4(d),
+    let original = match peer {
+        SocketAddr::V4(_) => rustix::net::sockopt::ip_original_dst(&stream).map(SocketAddr::V4),
+        SocketAddr::V6(_) => rustix::net::sockopt::ipv6_original_dst(&stream).map(SocketAddr::V6),
+    };
+    let destination = match original {
+        Ok(d) => d,
         Err(error) => {
             tracing::warn!(%peer, %error, "egress connection without an original destination");
             return;
@@ -88,7 +92,7 @@ async fn handle(
     };
     let _ = stream.set_nodelay(true);
     let config = egress.config_for(&identity).await;
-    let names = egress.names_for(peer.ip(), destination.ip());
+    let names = egress.names_for(&identity, destination.ip());
     let verdict = policy::decide(&config, destination, &names, &egress.inner.host);
     let sniffed = sniff(&stream, destination.port()).await;
     let terminate = config

@@ -23,6 +23,8 @@ pub struct SandboxIdentity {
     pub gateways: Vec<String>,
     /// The execution (or daemon run) it serves now; a warm sandbox gets one when taken.
     execution: Mutex<Option<String>>,
+    /// What the names it resolved are remembered by (its IPv4 address, set at registration).
+    names_key: std::sync::OnceLock<IpAddr>,
     /// Cancelled when the sandbox goes: its connections through the gateway are closed then,
     /// whatever became of the sandbox's end.
     gone: CancellationToken,
@@ -46,7 +48,20 @@ impl SandboxIdentity {
             gateways,
             execution: Mutex::new(execution),
             gone: CancellationToken::new(),
+            names_key: std::sync::OnceLock::new(),
         }
+    }
+
+    /// What the names this sandbox resolved are remembered by.
+    pub(crate) fn names_key(&self) -> IpAddr {
+        *self
+            .names_key
+            .get()
+            .unwrap_or(&IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+    }
+
+    pub(crate) fn set_names_key(&self, key: IpAddr) {
+        let _ = self.names_key.set(key);
     }
 
     /// Resolves once the sandbox is gone.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use clrk_api::{EgressGateway, TlsMode};
-use clrk_sandbox::{METADATA_V4, SandboxAddresses, SandboxFile};
+use clrk_sandbox::{METADATA_V4, METADATA_V6, SandboxAddresses, SandboxFile};
 use clrk_store::Store;
 use rustls::ClientConfig;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -44,16 +44,18 @@ pub struct EgressSettings {
 
 /// The proxy and resolver listeners, bound before any sandbox exists.
 pub struct EgressListeners {
-    pub(crate) tcp: TcpListener,
-    pub(crate) udp: UdpSocket,
+    /// The proxy on both metadata addresses, one port.
+    pub(crate) tcp: [TcpListener; 2],
+    /// The resolver on both metadata addresses, one port.
+    pub(crate) udp: [UdpSocket; 2],
 }
 
 impl EgressListeners {
     /// The host ports the firewall redirects egress sandboxes' traffic to.
     pub fn ports(&self) -> std::io::Result<clrk_sandbox::EgressPorts> {
         Ok(clrk_sandbox::EgressPorts {
-            proxy: self.tcp.local_addr()?.port(),
-            dns: self.udp.local_addr()?.port(),
+            proxy: self.tcp[0].local_addr()?.port(),
+            dns: self.udp[0].local_addr()?.port(),
         })
     }
 }
@@ -97,37 +99,44 @@ impl Egress {
         }
     }
 
-    /// Binds the proxy (TCP) and resolver (UDP) on the metadata address with `IP_FREEBIND`:
-    /// that address only exists on sandbox veths, so nothing else can reach them.
+    /// Binds the proxy (TCP) and resolver (UDP) on the metadata addresses (IPv4 and IPv6, one
+    /// port for both) with `IP_FREEBIND`: those addresses only exist on sandbox veths, so
+    /// nothing else can reach them.
     pub fn bind(&self) -> std::io::Result<EgressListeners> {
-        let addr = SocketAddr::new(IpAddr::V4(METADATA_V4), 0);
-        let tcp = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-        tcp.set_freebind_v4(true)?;
-        tcp.set_nonblocking(true)?;
-        tcp.bind(&addr.into())?;
-        tcp.listen(1024)?;
-        let udp = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-        udp.set_freebind_v4(true)?;
-        udp.set_nonblocking(true)?;
-        udp.bind(&addr.into())?;
+        let [tcp4, tcp6] = bind_pair(Type::STREAM, Protocol::TCP)?;
+        let [udp4, udp6] = bind_pair(Type::DGRAM, Protocol::UDP)?;
         Ok(EgressListeners {
-            tcp: TcpListener::from_std(tcp.into())?,
-            udp: UdpSocket::from_std(udp.into())?,
+            tcp: [
+                TcpListener::from_std(tcp4.into())?,
+                TcpListener::from_std(tcp6.into())?,
+            ],
+            udp: [
+                UdpSocket::from_std(udp4.into())?,
+                UdpSocket::from_std(udp6.into())?,
+            ],
         })
     }
 
-    /// Serves both listeners until `shutdown`.
+    /// Serves the listeners until `shutdown`.
     pub async fn serve(self, listeners: EgressListeners, shutdown: CancellationToken) {
-        let EgressListeners { tcp, udp } = listeners;
+        let EgressListeners {
+            tcp: [tcp4, tcp6],
+            udp: [udp4, udp6],
+        } = listeners;
         tokio::join!(
-            crate::proxy::serve(self.clone(), tcp, shutdown.clone()),
-            crate::dns_server::serve(self.clone(), udp, shutdown),
+            crate::proxy::serve(self.clone(), tcp4, shutdown.clone()),
+            crate::proxy::serve(self.clone(), tcp6, shutdown.clone()),
+            crate::dns_server::serve(self.clone(), udp4, shutdown.clone()),
+            crate::dns_server::serve(self.clone(), udp6, shutdown),
         );
     }
 
     /// Makes a sandbox known to the proxy and resolver until the registration is dropped.
     pub fn register(&self, addresses: SandboxAddresses, identity: SandboxIdentity) -> Registration {
-        self.inner.names.forget(&IpAddr::V4(addresses.v4));
+        // Names are remembered by the sandbox's IPv4 address whichever family asked or dials.
+        let key = IpAddr::V4(addresses.v4);
+        self.inner.names.forget(&key);
+        identity.set_names_key(key);
         self.inner.registry.register(
             &[IpAddr::V4(addresses.v4), IpAddr::V6(addresses.v6)],
             identity,
@@ -252,14 +261,47 @@ impl Egress {
     }
 
     /// The names `sandbox` resolved to `ip` through clrk's resolver.
-    pub(crate) fn names_for(&self, sandbox: IpAddr, ip: IpAddr) -> Vec<String> {
+    pub(crate) fn names_for(&self, sandbox: &SandboxIdentity, ip: IpAddr) -> Vec<String> {
         self.inner
             .names
-            .names_for(&sandbox_key(sandbox), ip.to_canonical())
+            .names_for(&sandbox.names_key(), ip.to_canonical())
     }
 }
 
-/// The sandbox IPv4 address a peer stands for.
-pub(crate) fn sandbox_key(peer: IpAddr) -> IpAddr {
-    peer.to_canonical()
+/// Attempts at finding a port free on both metadata addresses.
+const BIND_ATTEMPTS: usize = 16;
+
+/// Sockets of `ty` bound to one port on both metadata addresses, listening if streams.
+fn bind_pair(ty: Type, protocol: Protocol) -> std::io::Result<[Socket; 2]> {
+    let mut last_error = None;
+    for _ in 0..BIND_ATTEMPTS {
+        let v4 = bind_one(SocketAddr::new(IpAddr::V4(METADATA_V4), 0), ty, protocol)?;
+        let port = v4
+            .local_addr()?
+            .as_socket()
+            .map(|a| a.port())
+            .unwrap_or_default();
+        match bind_one(SocketAddr::new(IpAddr::V6(METADATA_V6), port), ty, protocol) {
+            Ok(v6) => return Ok([v4, v6]),
+            Err(error) => last_error = Some(error),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| std::io::Error::other("no port free on both addresses")))
+}
+
+fn bind_one(addr: SocketAddr, ty: Type, protocol: Protocol) -> std::io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), ty, Some(protocol))?;
+    match addr {
+        SocketAddr::V4(_) => socket.set_freebind_v4(true)?,
+        SocketAddr::V6(_) => {
+            socket.set_only_v6(true)?;
+            socket.set_freebind_v6(true)?;
+        }
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    if ty == Type::STREAM {
+        socket.listen(1024)?;
+    }
+    Ok(socket)
 }

@@ -9,7 +9,7 @@
 //! of what it sends is the one clrk gave it.
 //!
 //! An egress sandbox also has elements in the egress maps: its TCP connections to any other
-//! IPv4 address are redirected to its clrk's egress proxy, and its DNS questions (UDP port 53,
+//! address (IPv4 or IPv6) are redirected to its clrk's egress proxy, and its DNS questions (UDP port 53,
 //! to any address) to its clrk's resolver. Both arrive at the metadata address, so the input
 //! rules above let them in; without an element the redirect does not apply and the packet is
 //! dropped on the forward hook.
@@ -57,6 +57,7 @@ add rule {TABLE} prerouting iifname {veths} ip daddr {METADATA_V4} tcp dport {ME
 add rule {TABLE} prerouting iifname {veths} ip6 daddr {METADATA_V6} tcp dport {METADATA_PORT} redirect to : iifname map @{PORT_MAP}
 add rule {TABLE} prerouting iifname {veths} udp dport 53 redirect to : iifname map @{DNS_MAP}
 add rule {TABLE} prerouting iifname {veths} ip daddr != {METADATA_V4} meta l4proto tcp redirect to : iifname map @{EGRESS_MAP}
+add rule {TABLE} prerouting iifname {veths} ip6 daddr != {METADATA_V6} meta l4proto tcp redirect to : iifname map @{EGRESS_MAP}
 add rule {TABLE} input iifname {veths} jump sandbox_in
 add rule {TABLE} forward iifname {veths} drop
 add rule {TABLE} forward oifname {veths} drop

@@ -283,9 +283,11 @@ route add {METADATA_V4}/32 dev {PEER} src {v4}
 route add {METADATA_V6}/128 dev {PEER}
 "
         );
-        // Egress is IPv4 only: an IPv6 destination has no route, so clients fail over at once.
         let default_route = match egress {
-            Some(_) => format!("route add default via {METADATA_V4} dev {PEER} onlink src {v4}\n"),
+            Some(_) => format!(
+                "route add default via {METADATA_V4} dev {PEER} onlink src {v4}\n\
+                 route add ::/0 via {METADATA_V6} dev {PEER} onlink\n"
+            ),
             None => String::new(),
         };
         host_tool::run(

@@ -7,14 +7,15 @@
 mod common;
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use common::{Dev, eventually, repo_path};
 use hickory_proto::op::{Message, MessageType, ResponseCode};
-use hickory_proto::rr::{RData, Record, RecordType, rdata::A};
+use hickory_proto::rr::rdata::{A, AAAA};
+use hickory_proto::rr::{RData, Record, RecordType};
 use http_body_util::{BodyExt, Full};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as OtlpValue;
@@ -104,6 +105,8 @@ struct Upstream {
     host_ip: Ipv4Addr,
     /// The upstream's address.
     ip: Ipv4Addr,
+    /// Its IPv6 address, which `v6.test` names (and nothing else does).
+    ip6: Ipv6Addr,
     servers: Vec<Child>,
     ca_pem: String,
     /// The upstream CA's file, readable from `host:` sandboxes.
@@ -121,6 +124,7 @@ impl Upstream {
         // Not "clrk…": that prefix is how the firewall knows sandbox veths.
         let host_veth = format!("egtup{n}");
         let (host_ip, ip) = (Ipv4Addr::new(10, 251, n, 1), Ipv4Addr::new(10, 251, n, 2));
+        let ip6 = Ipv6Addr::new(0xfd11, n.into(), 0, 0, 0, 0, 0, 2);
         let _ = Command::new("ip").args(["netns", "del", &netns]).status();
         let _ = Command::new("ip")
             .args(["link", "del", &host_veth])
@@ -129,7 +133,9 @@ impl Upstream {
             "ip netns add {netns} && ip link add {host_veth} type veth peer name eth0 netns {netns} && \
              ip addr add {host_ip}/30 dev {host_veth} && ip link set {host_veth} up && \
              ip -n {netns} addr add {ip}/30 dev eth0 && ip -n {netns} link set eth0 up && \
-             ip -n {netns} link set lo up"
+             ip -n {netns} link set lo up && \
+             ip addr add fd11:{n:x}::1/64 dev {host_veth} nodad && \
+             ip -n {netns} addr add {ip6}/64 dev eth0 nodad"
         ));
         // Not under /tmp: a `host:` sandbox has its own /tmp, and one agent reads the CA.
         let dir = tempfile::tempdir_in("/var/tmp").unwrap();
@@ -148,6 +154,7 @@ impl Upstream {
         let leaf = rcgen::CertificateParams::new(vec![
             "llm.test".to_string(),
             "api.anthropic.com".to_string(),
+            "v6.test".to_string(),
         ])
         .unwrap()
         .signed_by(&leaf_key, &issuer)
@@ -172,11 +179,15 @@ impl Upstream {
         );
         let script = repo_path("crates/clrk/tests/fixtures/llm_upstream.py");
         let mut servers = Vec::new();
-        for (port, (cert, key)) in [(443, good), (8443, untrusted)] {
+        for (addr, port, (cert, key)) in [
+            (ip.to_string(), 443, good.clone()),
+            (ip.to_string(), 8443, untrusted),
+            (ip6.to_string(), 443, good),
+        ] {
             let mut child = Command::new("ip")
                 .args(["netns", "exec", &netns, "python3"])
                 .arg(&script)
-                .args([&ip.to_string(), &port.to_string(), &cert, &key])
+                .args([&addr, &port.to_string(), &cert, &key])
                 .stdout(Stdio::piped())
                 .spawn()
                 .unwrap();
@@ -200,6 +211,7 @@ impl Upstream {
             host_veth,
             host_ip,
             ip,
+            ip6,
             servers,
             ca_pem: ca_cert.pem(),
             _dir: dir,
@@ -229,7 +241,7 @@ fn sh(script: &str) {
 
 /// A DNS server for the test's names: `*.test` names it knows point at the upstream, the
 /// rest do not exist.
-async fn dns_server(upstream: Ipv4Addr) -> SocketAddr {
+async fn dns_server(upstream: Ipv4Addr, upstream6: Ipv6Addr) -> SocketAddr {
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let addr = socket.local_addr().unwrap();
     tokio::spawn(async move {
@@ -247,10 +259,24 @@ async fn dns_server(upstream: Ipv4Addr) -> SocketAddr {
             answer.add_queries(query.queries.clone());
             let q = &query.queries[0];
             let name = q.name().to_ascii().trim_end_matches('.').to_string();
-            let known = ["llm.test", "bad.test", "denied.test", "api.anthropic.com"]
-                .contains(&name.as_str());
+            let known = [
+                "llm.test",
+                "bad.test",
+                "denied.test",
+                "api.anthropic.com",
+                "v6.test",
+            ]
+            .contains(&name.as_str());
             if !known {
                 answer.metadata.response_code = ResponseCode::NXDomain;
+            } else if name == "v6.test" {
+                if q.query_type() == RecordType::AAAA {
+                    answer.add_answer(Record::from_rdata(
+                        q.name().clone(),
+                        60,
+                        RData::AAAA(AAAA(upstream6)),
+                    ));
+                }
             } else if q.query_type() == RecordType::A {
                 answer.add_answer(Record::from_rdata(
                     q.name().clone(),
@@ -538,7 +564,7 @@ async fn records(dev: &Dev, agent: &str) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hidden_credentials_budgets_records_and_spans() {
     let upstream = Upstream::start();
-    let dns = dns_server(upstream.ip).await;
+    let dns = dns_server(upstream.ip, upstream.ip6).await;
     let (otlp, spans) = otlp_receiver().await;
     let mut dev = Dev::start_with(&["--dns-upstream", &dns.to_string()]);
     let out = dev.clrk(&[
@@ -808,6 +834,25 @@ async fn hidden_credentials_budgets_records_and_spans() {
     assert_eq!(upgraded["requestBytes"], 6, "{upgraded}");
     assert_eq!(upgraded["responseBytes"], 6, "{upgraded}");
 
+    // IPv6: a name only an AAAA record gives is reached the same way, through the gateway.
+    let (_, report) = call(
+        &dev,
+        "roamer",
+        json!({"calls": [{"url": "https://v6.test/v1/plain"}]}),
+    )
+    .await;
+    assert_eq!(report["results"][0]["status"], 200, "{report}");
+    let recorded = records(&dev, "roamer").await;
+    let v6 = recorded
+        .iter()
+        .find(|r| r["destinationName"] == "v6.test")
+        .expect("a v6.test record");
+    assert_eq!(
+        v6["destinationAddr"],
+        format!("[{}]:443", upstream.ip6),
+        "{v6}"
+    );
+
     // The gateway kept an upstream connection for the next request to the same server.
     let again: Value = serde_json::from_str(results[2]["body"].as_str().unwrap()).unwrap();
     assert_eq!(
@@ -928,7 +973,7 @@ async fn the_llm_example_answers_with_the_key_it_never_holds() {
         "{installed} is missing or stale: run scripts/setup.sh"
     );
     let upstream = Upstream::start();
-    let dns = dns_server(upstream.ip).await;
+    let dns = dns_server(upstream.ip, upstream.ip6).await;
     let dev = Dev::start_with(&["--dns-upstream", &dns.to_string()]);
     let out = dev.clrk(&[
         "secret",
