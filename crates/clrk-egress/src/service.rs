@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use clrk_api::{EgressGateway, TlsMode};
-use clrk_sandbox::{METADATA_V4, METADATA_V6, SandboxAddresses, SandboxFile};
+use clrk_sandbox::{METADATA_V4, SandboxAddresses, SandboxFile, bind_metadata_pair};
 use clrk_store::Store;
 use rustls::ClientConfig;
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Protocol, Type};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
@@ -103,8 +103,8 @@ impl Egress {
     /// port for both) with `IP_FREEBIND`: those addresses only exist on sandbox veths, so
     /// nothing else can reach them.
     pub fn bind(&self) -> std::io::Result<EgressListeners> {
-        let [tcp4, tcp6] = bind_pair(Type::STREAM, Protocol::TCP)?;
-        let [udp4, udp6] = bind_pair(Type::DGRAM, Protocol::UDP)?;
+        let [tcp4, tcp6] = bind_metadata_pair(Type::STREAM, Protocol::TCP)?;
+        let [udp4, udp6] = bind_metadata_pair(Type::DGRAM, Protocol::UDP)?;
         Ok(EgressListeners {
             tcp: [
                 TcpListener::from_std(tcp4.into())?,
@@ -266,42 +266,4 @@ impl Egress {
             .names
             .names_for(&sandbox.names_key(), ip.to_canonical())
     }
-}
-
-/// Attempts at finding a port free on both metadata addresses.
-const BIND_ATTEMPTS: usize = 16;
-
-/// Sockets of `ty` bound to one port on both metadata addresses, listening if streams.
-fn bind_pair(ty: Type, protocol: Protocol) -> std::io::Result<[Socket; 2]> {
-    let mut last_error = None;
-    for _ in 0..BIND_ATTEMPTS {
-        let v4 = bind_one(SocketAddr::new(IpAddr::V4(METADATA_V4), 0), ty, protocol)?;
-        let port = v4
-            .local_addr()?
-            .as_socket()
-            .map(|a| a.port())
-            .unwrap_or_default();
-        match bind_one(SocketAddr::new(IpAddr::V6(METADATA_V6), port), ty, protocol) {
-            Ok(v6) => return Ok([v4, v6]),
-            Err(error) => last_error = Some(error),
-        }
-    }
-    Err(last_error.unwrap_or_else(|| std::io::Error::other("no port free on both addresses")))
-}
-
-fn bind_one(addr: SocketAddr, ty: Type, protocol: Protocol) -> std::io::Result<Socket> {
-    let socket = Socket::new(Domain::for_address(addr), ty, Some(protocol))?;
-    match addr {
-        SocketAddr::V4(_) => socket.set_freebind_v4(true)?,
-        SocketAddr::V6(_) => {
-            socket.set_only_v6(true)?;
-            socket.set_freebind_v6(true)?;
-        }
-    }
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    if ty == Type::STREAM {
-        socket.listen(1024)?;
-    }
-    Ok(socket)
 }

@@ -15,6 +15,7 @@ mod cli;
 mod error;
 mod firewall;
 mod host_tool;
+mod metadata_socket;
 mod mount_ns;
 mod network;
 mod runtime;
@@ -22,6 +23,7 @@ mod sandbox;
 mod spec;
 
 pub use error::SandboxError;
+pub use metadata_socket::bind_metadata_pair;
 pub use network::{METADATA_V4, METADATA_V6, SandboxAddresses};
 pub use runtime::{EgressPorts, Runtime, RuntimeConfig, RuntimeKind};
 pub use sandbox::Sandbox;
