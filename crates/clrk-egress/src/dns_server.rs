@@ -14,7 +14,6 @@ use crate::dns::{self, DnsQuestion};
 use crate::policy;
 use crate::registry::SandboxIdentity;
 use crate::service::Egress;
-use crate::transaction::Transaction;
 
 /// How long the host's resolver has to answer.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(4);
@@ -117,17 +116,11 @@ fn any_address_rule(config: &crate::config::EgressConfig) -> bool {
 }
 
 fn deny(egress: &Egress, identity: &Arc<SandboxIdentity>, question: &DnsQuestion, why: &str) {
-    let mut tx = Transaction::begin(
-        &egress.inner.store,
-        &egress.inner.ledger,
+    let upstream = egress.inner.settings.dns_upstream;
+    let mut tx = egress.begin(
         identity,
         "dns",
-        egress
-            .inner
-            .settings
-            .dns_upstream
-            .map(|a| a.to_string())
-            .unwrap_or_else(|| "clrk resolver".into()),
+        upstream.map_or_else(|| "clrk resolver".into(), |a| a.to_string()),
         None,
     );
     tx.record.destination_name = Some(question.name.clone());

@@ -90,13 +90,11 @@ where
 async fn handle(conn: &Connection, mut request: Request<Incoming>) -> Response<ProxyBody> {
     let protocol = if conn.tls.is_some() { "https" } else { "http" };
     let gateway = conn.config.primary();
-    let mut tx = Transaction::begin(
-        &conn.egress.inner.store,
-        &conn.egress.inner.ledger,
+    let mut tx = conn.egress.begin(
         &conn.identity,
         protocol,
         conn.destination.to_string(),
-        conn.egress.exporter(gateway),
+        gateway,
     );
     let host = request
         .headers()

@@ -16,7 +16,6 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::EgressConfig;
 use crate::http_proxy::{self, Connection};
 use crate::policy::{self, Verdict};
 use crate::registry::SandboxIdentity;
@@ -128,7 +127,8 @@ async fn handle(
             let tls = match acceptor.accept(stream).await {
                 Ok(tls) => tls,
                 Err(error) => {
-                    let mut tx = begin(&egress, &identity, &config, "tls", destination);
+                    let mut tx =
+                        egress.begin(&identity, "tls", destination.to_string(), config.primary());
                     tx.record.destination_name = sni;
                     tx.deny(format!(
                         "the agent's TLS handshake with the gateway failed: {error}"
@@ -148,7 +148,7 @@ async fn handle(
             http_proxy::serve(conn, tls).await;
         }
         Sniffed::Tls { sni, .. } => {
-            let tx = begin(&egress, &identity, &config, "tls", destination);
+            let tx = egress.begin(&identity, "tls", destination.to_string(), config.primary());
             relay(
                 tx,
                 stream,
@@ -159,27 +159,10 @@ async fn handle(
             .await
         }
         Sniffed::Other => {
-            let tx = begin(&egress, &identity, &config, "tcp", destination);
+            let tx = egress.begin(&identity, "tcp", destination.to_string(), config.primary());
             relay(tx, stream, destination, names.into_iter().next(), verdict).await
         }
     }
-}
-
-fn begin(
-    egress: &Egress,
-    identity: &Arc<SandboxIdentity>,
-    config: &EgressConfig,
-    protocol: &str,
-    destination: SocketAddr,
-) -> Transaction {
-    Transaction::begin(
-        &egress.inner.store,
-        &egress.inner.ledger,
-        identity,
-        protocol,
-        destination.to_string(),
-        egress.exporter(config.primary()),
-    )
 }
 
 /// Relays bytes both ways once allowed; records the connection in `tx` as going to `name`.

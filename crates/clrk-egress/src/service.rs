@@ -22,6 +22,7 @@ use crate::dns::NameCache;
 use crate::ledger::TokenLedger;
 use crate::otlp::OtlpExporter;
 use crate::registry::{Registration, SandboxIdentity, SandboxRegistry};
+use crate::transaction::Transaction;
 use crate::upstream::UpstreamPool;
 
 /// Where a sandbox's TLS clients look for trusted CAs: every one gets the gateway's CA.
@@ -218,6 +219,25 @@ impl Egress {
         let config = crate::upstream_tls::client_config(bundle.as_deref())?;
         configs.insert(bundle, Arc::clone(&config));
         Ok(config)
+    }
+
+    /// Starts the record of an exchange of `identity`'s with `destination`, exported as a
+    /// span when `gateway` has an OTLP endpoint.
+    pub(crate) fn begin(
+        &self,
+        identity: &Arc<SandboxIdentity>,
+        protocol: &str,
+        destination: String,
+        gateway: Option<&EgressGateway>,
+    ) -> Transaction {
+        Transaction::begin(
+            &self.inner.store,
+            &self.inner.ledger,
+            identity,
+            protocol,
+            destination,
+            self.exporter(gateway),
+        )
     }
 
     /// The exporter of `gateway`'s OTLP endpoint, if it has one.
