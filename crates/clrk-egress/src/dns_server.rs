@@ -65,7 +65,7 @@ async fn answer(
     let config = egress.config_for(identity).await;
     let by_name = policy::name_allowed(&config, &question.name);
     let upstream = egress.inner.settings.dns_upstream;
-    if by_name.is_none() && !any_address_rule(&config) {
+    if by_name.is_none() && !policy::has_address_rules(&config) {
         deny(
             egress,
             identity,
@@ -104,15 +104,6 @@ async fn answer(
         egress.inner.names.insert(&key, &question.name, ip, ttl);
     }
     Some(response)
-}
-
-fn any_address_rule(config: &crate::config::EgressConfig) -> bool {
-    config.routes.iter().any(|r| {
-        r.spec
-            .rules
-            .iter()
-            .any(|rule| !rule.destination_cidrs.is_empty())
-    })
 }
 
 fn deny(egress: &Egress, identity: &Arc<SandboxIdentity>, question: &DnsQuestion, why: &str) {

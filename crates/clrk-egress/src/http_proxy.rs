@@ -25,7 +25,7 @@ use crate::service::Egress;
 use crate::trace_context::TraceContext;
 use crate::transaction::Transaction;
 use crate::upstream::Target;
-use crate::usage::{UsageMeter, request_model};
+use crate::usage::{Provider, UsageMeter, request_model};
 
 /// Largest request body read whole to find the model of a provider call.
 const MAX_PROVIDER_REQUEST: usize = 32 * 1024 * 1024;
@@ -136,10 +136,12 @@ async fn handle(conn: &Connection, mut request: Request<Incoming>) -> Response<P
         .as_ref()
         .filter(|n| conn.names.iter().any(|known| known == *n))
         .cloned();
+    let provider = trusted_name
+        .as_deref()
+        .and_then(|n| policy::provider_route(&conn.config, n))
+        .map(|(_, provider)| provider);
+    tx.provider = provider.map(Provider::as_str);
     if let Some(name) = &trusted_name {
-        if let Some((_, provider)) = policy::provider_route(&conn.config, name) {
-            tx.provider = Some(provider.as_str());
-        }
         if let Some(response) = check_budgets(conn, &mut tx, name).await {
             return response;
         }
@@ -157,13 +159,13 @@ async fn handle(conn: &Connection, mut request: Request<Incoming>) -> Response<P
     let (mut parts, body) = request.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     let request_bytes = Arc::new(AtomicU64::new(0));
-    let body: ProxyBody = if tx.provider.is_some() {
+    let body: ProxyBody = if provider.is_some() {
         // Usage can only be read from a body the provider did not compress.
         parts.headers.insert(
             header::ACCEPT_ENCODING,
             HeaderValue::from_static("identity"),
         );
-        match Limited::collect(body).await {
+        match collect_limited(body).await {
             Ok(bytes) => {
                 tx.record.model = request_model(&bytes);
                 request_bytes.store(bytes.len() as u64, Ordering::Relaxed);
@@ -204,15 +206,12 @@ async fn handle(conn: &Connection, mut request: Request<Incoming>) -> Response<P
         }
     };
     tx.record.status = Some(response.status().as_u16());
-    let meter = tx.provider.and_then(|_| {
+    let meter = provider.map(|provider| {
         let content_type = response
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok());
-        trusted_name
-            .as_deref()
-            .and_then(|n| policy::provider_route(&conn.config, n))
-            .map(|(_, provider)| UsageMeter::new(provider, content_type))
+        UsageMeter::new(provider, content_type)
     });
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
@@ -522,16 +521,12 @@ fn strip_port(host: &str) -> &str {
 }
 
 /// Reads a request body whole, up to [`MAX_PROVIDER_REQUEST`].
-struct Limited;
-
-impl Limited {
-    async fn collect(body: Incoming) -> Result<Bytes, String> {
-        http_body_util::Limited::new(body, MAX_PROVIDER_REQUEST)
-            .collect()
-            .await
-            .map(|c| c.to_bytes())
-            .map_err(|e| format!("the request body could not be read: {e}"))
-    }
+async fn collect_limited(body: Incoming) -> Result<Bytes, String> {
+    http_body_util::Limited::new(body, MAX_PROVIDER_REQUEST)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|e| format!("the request body could not be read: {e}"))
 }
 
 /// A request body that counts what passes.

@@ -134,6 +134,17 @@ pub fn name_allowed(config: &EgressConfig, name: &str) -> Option<String> {
         .map(|g| format!("egressgateway {} allows all", g.metadata.name))
 }
 
+/// Whether any route has address-range rules (then a name no route names may still be
+/// resolved, for its answer to be checked against them).
+pub fn has_address_rules(config: &EgressConfig) -> bool {
+    config.routes.iter().any(|r| {
+        r.spec
+            .rules
+            .iter()
+            .any(|rule| !rule.destination_cidrs.is_empty())
+    })
+}
+
 /// Whether some address-range rule allows `ip` (on any port).
 pub fn address_allowed(config: &EgressConfig, ip: IpAddr) -> bool {
     config.routes.iter().any(|route| {
@@ -395,5 +406,7 @@ spec:
         assert!(name_allowed(&c, "x.pypi.test").is_some());
         assert!(name_allowed(&c, "evil.test").is_none());
         assert!(address_allowed(&c, "203.0.113.1".parse().unwrap()));
+        assert!(has_address_rules(&c));
+        assert!(!has_address_rules(&EgressConfig::default()));
     }
 }
