@@ -125,17 +125,23 @@ pub(crate) fn allow(
     host_tool::run(NFT, &["-f", "-"], Some(&batch)).map(drop)
 }
 
-/// Removes what [`allow`] added; elements already gone are fine (they go in one transaction,
-/// so either both exist or neither).
-pub(crate) fn revoke(veth: &str, addrs: SandboxAddresses) -> Result<(), SandboxError> {
-    // Apart, because most sandboxes have no egress elements and a missing element fails the
-    // whole transaction it is in.
-    host_tool::run_tolerating(
-        NFT,
-        &["-f", "-"],
-        Some(&egress_elements("delete", veth, None)),
-        &["No such file or directory"],
-    )?;
+/// Removes what [`allow`] added, with `egress` its egress redirects too; elements already
+/// gone are fine (they go in one transaction, so either all exist or none).
+pub(crate) fn revoke(
+    veth: &str,
+    addrs: SandboxAddresses,
+    egress: bool,
+) -> Result<(), SandboxError> {
+    // Apart, because a missing element fails the whole transaction it is in, and a sandbox
+    // found after a crash may or may not have had egress.
+    if egress {
+        host_tool::run_tolerating(
+            NFT,
+            &["-f", "-"],
+            Some(&egress_elements("delete", veth, None)),
+            &["No such file or directory"],
+        )?;
+    }
     host_tool::run_tolerating(
         NFT,
         &["-f", "-"],

@@ -180,6 +180,7 @@ impl NetworkScope {
             netns,
             veth: veth_name(slot),
             addresses: slot_addresses(slot),
+            egress: egress_ports.is_some(),
         };
         if let Err(e) = network.configure(self.metadata_port, egress_ports) {
             if let Err(error) = network.destroy() {
@@ -207,6 +208,8 @@ impl NetworkScope {
                 veth,
                 addresses: slot_addresses(slot),
                 netns,
+                // Whether it had egress is not known after a crash.
+                egress: true,
             }
             .destroy()?;
         }
@@ -252,6 +255,8 @@ pub(crate) struct SandboxNetwork {
     pub(crate) veth: String,
     /// The sandbox end's addresses.
     pub(crate) addresses: SandboxAddresses,
+    /// Whether it may have egress redirects to remove.
+    pub(crate) egress: bool,
 }
 
 impl SandboxNetwork {
@@ -303,7 +308,7 @@ route add {METADATA_V6}/128 dev {PEER}
     /// sandbox's: once it is gone its slot (name and addresses) may belong to another sandbox.
     pub(crate) fn destroy(&self) -> Result<(), SandboxError> {
         if alias_of(&self.veth).as_deref() == Some(self.netns.as_str()) {
-            firewall::revoke(&self.veth, self.addresses)?;
+            firewall::revoke(&self.veth, self.addresses, self.egress)?;
             host_tool::run_tolerating(
                 IP,
                 &["link", "del", &self.veth],
