@@ -1,12 +1,11 @@
 //! `clrk agents egress NAME`.
 
-use chrono::{DateTime, Utc};
-use serde_json::Value;
-
-use crate::cli::{AgentEgressArgs, ObjectFormat};
+use super::RecentList;
+use crate::cli::AgentEgressArgs;
 use crate::commands::Session;
-use crate::models::{EgressRecord, List};
-use crate::output::{self, Table, ago, or_dash};
+use crate::models::EgressRecord;
+use crate::output::{Table, ago, or_dash};
+use chrono::{DateTime, Utc};
 
 /// The REQUEST column is cut to this many characters.
 const REQUEST_WIDTH: usize = 40;
@@ -15,32 +14,16 @@ const EXECUTION_WIDTH: usize = 8;
 
 /// Prints an agent's recent egress transactions, newest first as the server orders them.
 pub async fn run(args: AgentEgressArgs, session: &Session) -> anyhow::Result<()> {
-    let path = [
-        "v1",
-        "agents",
-        args.namespace.namespace.as_str(),
-        args.name.as_str(),
-        "egress",
-    ];
-    let query = [("limit", args.limit.to_string())];
-    let answer: Value = session.api()?.get(&path, &query).await?;
-    match args.output {
-        Some(ObjectFormat::Json) => output::print_json(&answer),
-        Some(ObjectFormat::Yaml) => output::print_yaml(&answer),
-        None => {
-            let records: List<EgressRecord> = serde_json::from_value(answer)?;
-            if records.items.is_empty() {
-                eprintln!(
-                    "agent {}/{} has no egress transactions recorded",
-                    args.namespace.namespace, args.name
-                );
-                return Ok(());
-            }
-            Ok(output::print(
-                &egress_table(&records.items, Utc::now()).render(),
-            )?)
-        }
+    RecentList {
+        namespace: &args.namespace,
+        name: &args.name,
+        what: "egress",
+        limit: args.limit,
+        output: args.output,
+        empty: "has no egress transactions recorded",
     }
+    .print(session, egress_table)
+    .await
 }
 
 /// The `agents egress` table as of `now`.
@@ -114,6 +97,7 @@ fn truncate(text: &str, width: usize, ellipsis: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::List;
 
     #[test]
     fn records_render_one_per_row() {

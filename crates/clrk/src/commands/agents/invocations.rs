@@ -1,42 +1,25 @@
 //! `clrk agents invocations NAME`.
 
-use chrono::{DateTime, Utc};
-use serde_json::Value;
-
-use crate::cli::{InvocationsArgs, ObjectFormat};
+use super::RecentList;
+use crate::cli::InvocationsArgs;
 use crate::commands::Session;
 use crate::duration::format_millis;
-use crate::models::{Execution, List};
-use crate::output::{self, Table, ago, or_dash};
+use crate::models::Execution;
+use crate::output::{Table, ago, or_dash};
+use chrono::{DateTime, Utc};
 
 /// Prints an agent's recent executions, newest first as the server orders them.
 pub async fn run(args: InvocationsArgs, session: &Session) -> anyhow::Result<()> {
-    let path = [
-        "v1",
-        "agents",
-        args.namespace.namespace.as_str(),
-        args.name.as_str(),
-        "invocations",
-    ];
-    let query = [("limit", args.limit.to_string())];
-    let answer: Value = session.api()?.get(&path, &query).await?;
-    match args.output {
-        Some(ObjectFormat::Json) => output::print_json(&answer),
-        Some(ObjectFormat::Yaml) => output::print_yaml(&answer),
-        None => {
-            let executions: List<Execution> = serde_json::from_value(answer)?;
-            if executions.items.is_empty() {
-                eprintln!(
-                    "agent {}/{} has not run yet",
-                    args.namespace.namespace, args.name
-                );
-                return Ok(());
-            }
-            Ok(output::print(
-                &invocations_table(&executions.items, Utc::now()).render(),
-            )?)
-        }
+    RecentList {
+        namespace: &args.namespace,
+        name: &args.name,
+        what: "invocations",
+        limit: args.limit,
+        output: args.output,
+        empty: "has not run yet",
     }
+    .print(session, invocations_table)
+    .await
 }
 
 /// The `agents invocations` table as of `now`.
@@ -63,6 +46,7 @@ pub fn invocations_table(executions: &[Execution], now: DateTime<Utc>) -> Table 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::List;
 
     #[test]
     fn executions_render_one_per_row() {

@@ -7,7 +7,62 @@ pub mod invocations;
 pub mod list;
 pub mod logs;
 
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+use crate::cli::{NamespaceArg, ObjectFormat};
+use crate::commands::Session;
+use crate::models::List;
+use crate::output::{self, Table};
+
+/// One of an agent's recent-items lists (`invocations`, `egress`): what to fetch and how to
+/// show it.
+pub(crate) struct RecentList<'a> {
+    pub namespace: &'a NamespaceArg,
+    pub name: &'a str,
+    /// The path segment after the agent: `/v1/agents/NS/NAME/<what>`.
+    pub what: &'a str,
+    pub limit: u32,
+    pub output: Option<ObjectFormat>,
+    /// Printed to stderr, after `agent NS/NAME `, when there is nothing.
+    pub empty: &'a str,
+}
+
+impl RecentList<'_> {
+    /// Fetches the list and prints it: JSON or YAML as the server sent it, else the table
+    /// `table` makes of the items as of now.
+    pub(crate) async fn print<T: DeserializeOwned>(
+        self,
+        session: &Session,
+        table: impl FnOnce(&[T], DateTime<Utc>) -> Table,
+    ) -> anyhow::Result<()> {
+        let path = [
+            "v1",
+            "agents",
+            self.namespace.namespace.as_str(),
+            self.name,
+            self.what,
+        ];
+        let query = [("limit", self.limit.to_string())];
+        let answer: Value = session.api()?.get(&path, &query).await?;
+        match self.output {
+            Some(ObjectFormat::Json) => output::print_json(&answer),
+            Some(ObjectFormat::Yaml) => output::print_yaml(&answer),
+            None => {
+                let list: List<T> = serde_json::from_value(answer)?;
+                if list.items.is_empty() {
+                    eprintln!(
+                        "agent {}/{} {}",
+                        self.namespace.namespace, self.name, self.empty
+                    );
+                    return Ok(());
+                }
+                Ok(output::print(&table(&list.items, Utc::now()).render())?)
+            }
+        }
+    }
+}
 
 /// The text of a field of an agent's spec, e.g. `/template/spec/image`; `-` when unset.
 ///
