@@ -22,6 +22,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::agent_cache::{AgentCache, ResolvedAgent};
+use crate::body::{BodyBudget, BodyPermit};
 use crate::envelope::{RequestData, Trigger};
 use crate::error::DispatchError;
 use crate::launch::{self, EgressLaunch};
@@ -38,6 +39,9 @@ pub const NO_RESPONSE: &str =
 /// SIGTERM-to-SIGKILL grace when an execution is stopped (SPEC §4).
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
 const STDOUT_CHUNK: usize = 64 * 1024;
+/// Bytes of request bodies (and Metadata-mode answers) held in memory at once, all executions
+/// together; beyond it new bodies are refused with 503 until some are released.
+const BODY_BUDGET: usize = 256 * 1024 * 1024;
 /// Chunks buffered between the agent and a slow caller before the agent's writes block.
 const STDOUT_QUEUE: usize = 8;
 
@@ -119,6 +123,8 @@ pub(crate) struct Inner {
     /// Agents whose image an apply is pulling before their first revision exists: (namespace,
     /// name) → image. Invocations of them get 503, not 404.
     pulls: Mutex<HashMap<(String, String), String>>,
+    /// Request bodies held in memory at once (ingress requests and agents' responses).
+    bodies: BodyBudget,
 }
 
 impl Dispatcher {
@@ -130,6 +136,7 @@ impl Dispatcher {
         logs: LogBus,
         config: DispatcherConfig,
     ) -> Dispatcher {
+        let bodies = BodyBudget::new(BODY_BUDGET);
         Dispatcher {
             inner: Arc::new(Inner {
                 store,
@@ -143,11 +150,12 @@ impl Dispatcher {
                 stop_reasons: Mutex::new(HashMap::new()),
                 shutdown: CancellationToken::new(),
                 drained: Notify::new(),
-                metadata: MetadataService::default(),
+                metadata: MetadataService::new(bodies.clone()),
                 pulls: Mutex::new(HashMap::new()),
                 warm: WarmPools::new(),
                 agents: AgentCache::default(),
                 capacity: WorkerCapacity::default(),
+                bodies,
             }),
         }
     }
@@ -208,39 +216,50 @@ impl Dispatcher {
 
     /// Accepts an invocation and starts its execution in the background.
     pub async fn invoke(&self, inv: Invocation) -> Result<Started, DispatchError> {
+        self.admit(&inv.namespace, &inv.name).await?.start(inv)
+    }
+
+    /// Bodies held in memory by the ingress and the metadata service, all together.
+    pub fn body_budget(&self) -> &BodyBudget {
+        &self.inner.bodies
+    }
+
+    /// Finds the agent's ready revision and takes its places (`maxConcurrent`, the worker
+    /// pool's capacity, waiting in the pool's queue if need be). Nothing of the request is
+    /// needed yet: a request that cannot run is refused before its body is read.
+    pub async fn admit(&self, namespace: &str, name: &str) -> Result<Admission, DispatchError> {
         if self.inner.shutdown.is_cancelled() {
             return Err(DispatchError::ShuttingDown);
         }
         let not_found = || {
-            let key = (inv.namespace.clone(), inv.name.clone());
+            let key = (namespace.to_string(), name.to_string());
             match self.inner.pulls.lock().expect("pulls map").get(&key) {
                 Some(image) => DispatchError::NotReady {
-                    namespace: inv.namespace.clone(),
-                    name: inv.name.clone(),
+                    namespace: namespace.to_string(),
+                    name: name.to_string(),
                     reason: format!("its image {image} is being pulled; retry shortly"),
                 },
                 None => DispatchError::AgentNotFound {
-                    namespace: inv.namespace.clone(),
-                    name: inv.name.clone(),
+                    namespace: namespace.to_string(),
+                    name: name.to_string(),
                 },
             }
         };
-        let key = (inv.namespace.clone(), inv.name.clone());
+        let key = (namespace.to_string(), name.to_string());
         let agent = match self.inner.agents.get(&key) {
             Ok(agent) => agent,
             Err(generation) => {
                 let agent = self
                     .inner
                     .store
-                    .get_agent(&inv.namespace, &inv.name)?
+                    .get_agent(namespace, name)?
                     .ok_or_else(not_found)?;
                 let Ok(Resource::TaskAgent(task)) = Resource::from_stored(&agent.spec) else {
                     return Err(not_found());
                 };
-                let revision = ready_revision(&inv, agent.latest_revision)?;
+                let revision = ready_revision(namespace, name, agent.latest_revision)?;
                 let shape = RevisionShape::from_revision(&revision)?;
-                let (runtime, pool) =
-                    self.pool_for(&inv.namespace, &inv.name, &task.spec.worker_pool_ref)?;
+                let (runtime, pool) = self.pool_for(namespace, name, &task.spec.worker_pool_ref)?;
                 let resolved = Arc::new(ResolvedAgent {
                     spec: task.spec,
                     revision,
@@ -252,14 +271,12 @@ impl Dispatcher {
                 resolved
             }
         };
-        let (task, revision, pool) = (&agent.spec, &agent.revision, &agent.pool);
-        let (shape, runtime) = (agent.shape.clone(), agent.runtime.clone());
-        let pool_name = &task.worker_pool_ref;
-        let mut slot = self.acquire(&inv, task.max_concurrent)?;
+        let pool_name = &agent.spec.worker_pool_ref;
+        let mut slot = self.acquire(namespace, name, agent.spec.max_concurrent)?;
         slot.worker = self
             .inner
             .capacity
-            .admit(pool_name, pool.max_executions_per_worker, QUEUE_WAIT)
+            .admit(pool_name, agent.pool.max_executions_per_worker, QUEUE_WAIT)
             .await
             .map_err(|refused| {
                 let (limit, why) = match refused {
@@ -277,8 +294,42 @@ impl Dispatcher {
                     why,
                 }
             })?;
+        Ok(Admission {
+            dispatcher: self.clone(),
+            agent,
+            slot,
+        })
+    }
+}
+
+/// An invocation whose agent is known and whose places are held; [`Admission::start`] runs
+/// it. Dropping it gives the places back.
+pub struct Admission {
+    dispatcher: Dispatcher,
+    agent: Arc<ResolvedAgent>,
+    slot: Slot,
+}
+
+impl Admission {
+    /// Keeps the request body's share of [`Dispatcher::body_budget`] until the execution
+    /// ends: its envelope holds the body that long.
+    pub fn hold_body(&mut self, permit: BodyPermit) {
+        self.slot.body = Some(permit);
+    }
+
+    /// Starts the execution of `inv` (for the agent admitted) in the background.
+    pub fn start(self, inv: Invocation) -> Result<Started, DispatchError> {
+        let Admission {
+            dispatcher,
+            agent,
+            slot,
+        } = self;
+        debug_assert_eq!((inv.namespace.clone(), inv.name.clone()), slot.key);
+        let this = &dispatcher;
+        let (task, revision) = (&agent.spec, &agent.revision);
+        let (shape, runtime) = (agent.shape.clone(), agent.runtime.clone());
         let warm = match shape.delivery_mode() {
-            DeliveryMode::Stdin => self.inner.warm.take(
+            DeliveryMode::Stdin => this.inner.warm.take(
                 &(inv.namespace.clone(), inv.name.clone()),
                 &Generation::of(&revision.name, &runtime),
             ),
@@ -296,7 +347,7 @@ impl Dispatcher {
         };
         let envelope = trigger.envelope()?;
 
-        self.inner
+        this.inner
             .store
             .start_execution(&NewExecution {
                 id: inv.execution_id.clone(),
@@ -320,8 +371,8 @@ impl Dispatcher {
 
         let spec_timeout = task.timeout.0;
         let timeout = inv.timeout.map_or(spec_timeout, |t| t.min(spec_timeout));
-        let cancel = self.inner.shutdown.child_token();
-        self.inner.live.lock().expect("live map").insert(
+        let cancel = this.inner.shutdown.child_token();
+        this.inner.live.lock().expect("live map").insert(
             inv.execution_id.clone(),
             (inv.namespace.clone(), inv.name.clone(), cancel.clone()),
         );
@@ -333,7 +384,7 @@ impl Dispatcher {
         let (tx, rx) = mpsc::channel(STDOUT_QUEUE);
         let run = Run {
             revision: revision.name.clone(),
-            dispatcher: self.clone(),
+            dispatcher: this.clone(),
             execution_id: inv.execution_id.clone(),
             namespace: inv.namespace.clone(),
             agent: inv.name.clone(),
@@ -352,7 +403,9 @@ impl Dispatcher {
             events: rx,
         })
     }
+}
 
+impl Dispatcher {
     /// Stops every execution in flight (their sandboxes are stopped and deleted) and refuses
     /// new ones; returns when all are recorded or after `deadline`.
     pub async fn shutdown(&self, deadline: Duration) {
@@ -476,14 +529,14 @@ impl Dispatcher {
         Ok((runtime, pool))
     }
 
-    fn acquire(&self, inv: &Invocation, limit: u32) -> Result<Slot, DispatchError> {
-        let key = (inv.namespace.clone(), inv.name.clone());
+    fn acquire(&self, namespace: &str, name: &str, limit: u32) -> Result<Slot, DispatchError> {
+        let key = (namespace.to_string(), name.to_string());
         let mut active = self.inner.active.lock().expect("active map");
         let count = active.entry(key.clone()).or_insert(0);
         if limit > 0 && *count >= limit {
             return Err(DispatchError::TooManyExecutions {
-                namespace: inv.namespace.clone(),
-                name: inv.name.clone(),
+                namespace: namespace.to_string(),
+                name: name.to_string(),
                 limit,
             });
         }
@@ -492,14 +545,19 @@ impl Dispatcher {
             dispatcher: self.clone(),
             key,
             worker: None,
+            body: None,
         })
     }
 }
 
-fn ready_revision(inv: &Invocation, latest: Option<Revision>) -> Result<Revision, DispatchError> {
+fn ready_revision(
+    namespace: &str,
+    name: &str,
+    latest: Option<Revision>,
+) -> Result<Revision, DispatchError> {
     let not_ready = |reason: String| DispatchError::NotReady {
-        namespace: inv.namespace.clone(),
-        name: inv.name.clone(),
+        namespace: namespace.to_string(),
+        name: name.to_string(),
         reason,
     };
     let revision = latest.ok_or_else(|| not_ready("it has no revision yet".into()))?;
@@ -536,6 +594,8 @@ struct Slot {
     dispatcher: Dispatcher,
     key: (String, String),
     worker: Option<OwnedSemaphorePermit>,
+    /// The request body's share of the body budget.
+    body: Option<BodyPermit>,
 }
 
 impl Drop for Slot {

@@ -139,17 +139,21 @@ pub fn is_json(media_type: &str) -> bool {
     media_type == "application/json" || media_type.ends_with("+json")
 }
 
-/// `ce-<attr>` headers set or override attributes; `specversion` and `id` stay clrk's so the
-/// envelope id is always the execution id.
+/// Extensions clrk computes from the request and the revision: a caller cannot set them.
+const CLRK_EXTENSIONS: [&str; 4] = ["clrkrevision", "httpmethod", "httpurl", "httpquery"];
+
+/// `ce-<attr>` headers set `subject`, `time` and extensions of the caller's own. The
+/// attributes that say what the event is and where it comes from stay clrk's: `specversion`,
+/// `id` (always the execution id), `source` and `type` are ignored (a relayed binary-mode
+/// CloudEvent carries them all), and clrk's computed extensions are refused.
 fn apply_overrides(event: &mut Event, overrides: &[(String, String)]) -> Result<(), DispatchError> {
     for (attr, value) in overrides {
         match attr.as_str() {
-            "specversion" | "id" => {}
-            "source" => {
-                event.set_source(value.clone());
-            }
-            "type" => {
-                event.set_type(value.clone());
+            "specversion" | "id" | "source" | "type" => {}
+            computed if CLRK_EXTENSIONS.contains(&computed) => {
+                return Err(DispatchError::BadHeader(format!(
+                    "header ce-{attr} cannot be set: clrk sets {attr} from the request and the revision"
+                )));
             }
             "subject" => {
                 event.set_subject(Some(value.clone()));
@@ -301,17 +305,28 @@ mod tests {
     }
 
     #[test]
-    fn ce_headers_override_attributes_but_not_the_id() {
+    fn ce_headers_set_the_callers_attributes_but_not_clrks() {
         let mut t = trigger(None, b"");
         t.request.overrides = vec![
             ("type".into(), "com.example.push".into()),
+            ("source".into(), "https://evil.example".into()),
             ("id".into(), "other".into()),
+            ("subject".into(), "push".into()),
             ("tenant".into(), "acme".into()),
         ];
         let env = t.envelope().unwrap();
-        assert_eq!(env["type"], "com.example.push");
+        assert_eq!(env["type"], INVOKE_TYPE);
+        assert_eq!(env["source"], "clrk://default/word-count");
         assert_eq!(env["id"], "a1b2");
+        assert_eq!(env["subject"], "push");
         assert_eq!(env["tenant"], "acme");
+        for computed in CLRK_EXTENSIONS {
+            let mut t = trigger(None, b"");
+            t.request.overrides = vec![(computed.into(), "x".into())];
+            let err = t.envelope().unwrap_err();
+            assert_eq!(err.status(), http::StatusCode::BAD_REQUEST, "{computed}");
+            assert!(err.to_string().contains(computed), "{err}");
+        }
     }
 
     #[test]

@@ -1,5 +1,7 @@
 use http::StatusCode;
 
+use crate::body::BodyError;
+
 /// Why an invocation could not run; each variant maps to the status SPEC §4 documents.
 #[derive(Debug, thiserror::Error)]
 pub enum DispatchError {
@@ -7,8 +9,8 @@ pub enum DispatchError {
     BadHeader(String),
     #[error("{0}")]
     InvalidJsonBody(String),
-    #[error("request body is larger than the {limit_mib} MiB limit")]
-    BodyTooLarge { limit_mib: usize },
+    #[error(transparent)]
+    Body(#[from] crate::body::BodyError),
     #[error(
         "taskagent {namespace}/{name} not found: apply a manifest for it first (clrk apply -f FILE)"
     )]
@@ -52,7 +54,12 @@ impl DispatchError {
             DispatchError::BadHeader(_) | DispatchError::InvalidJsonBody(_) => {
                 StatusCode::BAD_REQUEST
             }
-            DispatchError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            DispatchError::Body(e) => match e {
+                BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                BodyError::Malformed(_) => StatusCode::BAD_REQUEST,
+                BodyError::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
+                BodyError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            },
             DispatchError::AgentNotFound { .. } => StatusCode::NOT_FOUND,
             DispatchError::NotReady { .. } | DispatchError::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE

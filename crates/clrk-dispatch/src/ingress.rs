@@ -11,6 +11,7 @@ use futures::StreamExt as _;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use http_body::Frame;
 
+use crate::body::{self, BodyError, BodyLimits};
 use crate::dispatcher::{Dispatcher, ExecEvent, Invocation, NO_RESPONSE, Outcome, Started};
 use crate::envelope::{self, RequestData, response_event};
 use crate::error::DispatchError;
@@ -18,6 +19,13 @@ use crate::metadata::AgentResponse;
 
 /// Largest request body accepted (SPEC §4).
 pub const MAX_BODY: usize = 32 * 1024 * 1024;
+/// How a request body must arrive: a client that stops sending for 10 s, or takes more than
+/// 2 minutes for the whole body, is answered 408.
+const BODY_LIMITS: BodyLimits = BodyLimits {
+    max: MAX_BODY,
+    idle: std::time::Duration::from_secs(10),
+    total: std::time::Duration::from_secs(120),
+};
 pub const TASK_AGENT_HEADER: &str = "x-clrk-taskagent";
 pub const TRIGGER_HEADER: &str = "x-clrk-trigger";
 pub const EXECUTION_ID_HEADER: &str = "x-clrk-execution-id";
@@ -71,35 +79,44 @@ async fn run(
         ),
         None => None,
     };
-    let too_large = DispatchError::BodyTooLarge {
-        limit_mib: MAX_BODY / (1024 * 1024),
+    let content_type = header_str(headers, header::CONTENT_TYPE.as_str())?.map(String::from);
+    let trigger = header_str(headers, TRIGGER_HEADER)?
+        .filter(|t| !t.is_empty())
+        .map(String::from);
+    let overrides = ce_overrides(headers)?;
+    let declared = match header_str(headers, header::CONTENT_LENGTH.as_str())? {
+        Some(text) => Some(text.parse::<u64>().map_err(|_| {
+            DispatchError::BadHeader(format!("header Content-Length: {text:?} is not a number"))
+        })?),
+        None => None,
     };
-    if let Some(length) = header_str(headers, header::CONTENT_LENGTH.as_str())?
-        && length.parse::<u64>().is_ok_and(|n| n > MAX_BODY as u64)
-    {
-        return Err(too_large);
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(BodyError::TooLarge {
+            limit_mib: MAX_BODY / (1024 * 1024),
+        }
+        .into());
     }
-    let body = axum::body::to_bytes(body, MAX_BODY)
-        .await
-        .map_err(|_| too_large)?;
+    // Routed and admitted before the body is read: a request that cannot run costs no memory.
+    let mut admission = dispatcher.admit(&namespace, &name).await?;
+    let held = body::read(body, declared, BODY_LIMITS, dispatcher.body_budget()).await?;
+    let (body, permit) = held.into_parts();
+    admission.hold_body(permit);
     let invocation = Invocation {
         namespace,
         name,
         execution_id: execution_id.to_string(),
-        trigger: header_str(headers, TRIGGER_HEADER)?
-            .filter(|t| !t.is_empty())
-            .map(String::from),
+        trigger,
         request: RequestData {
             method: parts.method.to_string(),
             path: parts.uri.path().to_string(),
             query: parts.uri.query().unwrap_or_default().to_string(),
-            content_type: header_str(headers, header::CONTENT_TYPE.as_str())?.map(String::from),
+            content_type,
             body,
-            overrides: ce_overrides(headers)?,
+            overrides,
         },
         timeout,
     };
-    let started = dispatcher.invoke(invocation).await?;
+    let started = admission.start(invocation)?;
     Ok(if wants_event {
         wrapped_response(started).await
     } else {
@@ -257,7 +274,8 @@ fn error_response(error: &DispatchError, id: Option<&str>) -> Response {
     let mut response = (error.status(), format!("{error}\n")).into_response();
     if let DispatchError::TooManyExecutions { .. }
     | DispatchError::WorkerBusy { .. }
-    | DispatchError::NotReady { .. } = error
+    | DispatchError::NotReady { .. }
+    | DispatchError::Body(BodyError::Busy { .. }) = error
     {
         response
             .headers_mut()

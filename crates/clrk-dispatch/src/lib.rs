@@ -6,6 +6,7 @@
 //! from the store that the server fills.
 
 mod agent_cache;
+pub mod body;
 pub mod dispatcher;
 pub mod envelope;
 pub mod error;
@@ -17,7 +18,9 @@ pub mod revision;
 mod warm_pool;
 mod worker_capacity;
 
-pub use dispatcher::{Dispatcher, DispatcherConfig, ExecEvent, Invocation, Outcome, STOP_GRACE};
+pub use dispatcher::{
+    Admission, Dispatcher, DispatcherConfig, ExecEvent, Invocation, Outcome, STOP_GRACE,
+};
 pub use error::DispatchError;
 pub use logs::{LogBus, LogEvent};
 pub use revision::RevisionShape;

@@ -18,8 +18,15 @@ use axum::routing::get;
 use base64::Engine as _;
 use tokio::sync::oneshot;
 
-/// Longest response an agent may post.
-const MAX_RESPONSE: usize = 32 * 1024 * 1024;
+use crate::body::{BodyBudget, BodyError, BodyLimits};
+
+/// How an agent's answer must arrive: at most 32 MiB, with no pause over 10 s, within a
+/// minute.
+const RESPONSE_LIMITS: BodyLimits = BodyLimits {
+    max: 32 * 1024 * 1024,
+    idle: std::time::Duration::from_secs(10),
+    total: std::time::Duration::from_secs(60),
+};
 const CLOUDEVENTS_JSON: &str = "application/cloudevents+json";
 
 /// What a Metadata-mode agent answered.
@@ -35,9 +42,11 @@ struct Live {
 }
 
 /// Executions visible to the metadata service, by sandbox address. Cloning shares it.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct MetadataService {
     live: Arc<Mutex<HashMap<IpAddr, Arc<Live>>>>,
+    /// Answers being received count against the dispatcher's body budget.
+    budget: BodyBudget,
 }
 
 /// Keeps an execution visible until dropped.
@@ -56,6 +65,14 @@ impl Drop for Registration {
 }
 
 impl MetadataService {
+    /// A service whose answers being received take their bytes from `budget`.
+    pub fn new(budget: BodyBudget) -> MetadataService {
+        MetadataService {
+            live: Arc::default(),
+            budget,
+        }
+    }
+
     /// Makes `envelope` the event of the sandbox at `addresses` (its IPv4 and IPv6 address);
     /// the receiver gets the agent's response, if it posts one, and fails once the
     /// registration is dropped without one.
@@ -183,29 +200,42 @@ async fn response(
     let Some(live) = service.find(peer) else {
         return no_execution();
     };
-    let Ok(body) = axum::body::to_bytes(body, MAX_RESPONSE).await else {
-        return (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "a response is at most {} MiB\n",
-                MAX_RESPONSE / (1024 * 1024)
-            ),
-        )
-            .into_response();
-    };
+    // The execution's one answer is claimed before its body is read: an agent posting many
+    // answers at once makes clrk read (and hold) only one.
     let Some(tx) = live.response.lock().expect("response slot").take() else {
         return (
             StatusCode::CONFLICT,
-            "this execution already has its response\n",
+            "this execution already has its response, or one is being received\n",
         )
             .into_response();
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let held = match crate::body::read(body, declared, RESPONSE_LIMITS, &service.budget).await {
+        Ok(held) => held,
+        Err(error) => {
+            // Not answered after all: the agent may try again.
+            *live.response.lock().expect("response slot") = Some(tx);
+            let status = match error {
+                BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                BodyError::Malformed(_) => StatusCode::BAD_REQUEST,
+                BodyError::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
+                BodyError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            return (status, format!("{error}\n")).into_response();
+        }
     };
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(String::from);
     // The caller may have gone away; the agent still did its part.
-    let _ = tx.send(AgentResponse { content_type, body });
+    let _ = tx.send(AgentResponse {
+        content_type,
+        body: held.into_parts().0,
+    });
     StatusCode::NO_CONTENT.into_response()
 }
 
@@ -231,7 +261,7 @@ mod tests {
 
     #[test]
     fn an_ipv4_peer_mapped_into_ipv6_is_the_same_sandbox() {
-        let service = MetadataService::default();
+        let service = MetadataService::new(BodyBudget::new(64 * 1024 * 1024));
         let (_registration, _answer) =
             service.register(&["169.254.1.2".parse().unwrap()], serde_json::json!({}));
         assert!(
@@ -248,7 +278,7 @@ mod tests {
 
     #[tokio::test]
     async fn only_the_registered_address_sees_its_execution_and_answers_once() {
-        let service = MetadataService::default();
+        let service = MetadataService::new(BodyBudget::new(64 * 1024 * 1024));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = service.router();

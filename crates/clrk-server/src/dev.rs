@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use crate::cron::Cron;
 use crate::daemons::Supervisor;
 use crate::error::ServerError;
+use crate::listener::{self, ConnectionLimits};
 use crate::state::AppState;
 
 /// How `clrk dev` runs.
@@ -39,6 +40,9 @@ pub struct DevOptions {
     pub log_to_terminal: bool,
     /// Where agents' allowed DNS questions go; default the host's first nameserver.
     pub dns_upstream: Option<SocketAddr>,
+    /// Connections the ingress holds open at once, in all and per client address.
+    pub ingress_connections: usize,
+    pub ingress_connections_per_client: usize,
 }
 
 /// What `dev.json` holds: how the other commands find this server.
@@ -88,6 +92,7 @@ impl Running {
 /// Starts everything and returns once both listeners accept connections.
 pub async fn start(opts: DevOptions) -> Result<Running, ServerError> {
     let data_dir = &opts.data_dir;
+    crate::fd_limit::raise();
     create_private_dir(data_dir)?;
     create_private_dir(&opts.clrk_dir)?;
     let lock = lock_data_dir(data_dir)?;
@@ -184,25 +189,36 @@ pub async fn start(opts: DevOptions) -> Result<Running, ServerError> {
     let endpoints = Endpoints {
         ingress: format!("http://{}", local_addr(&ingress)?),
         api: format!("http://{}", local_addr(&api)?),
-        token: new_token(),
+        token: new_token()?,
     };
     let endpoints_file = opts.clrk_dir.join("dev.json");
     write_endpoints(&endpoints_file, &endpoints)?;
 
     let mut tasks = Vec::new();
     let ingress_app = clrk_dispatch::ingress::router(dispatcher.clone());
-    tasks.push(tokio::spawn(serve(ingress, ingress_app)));
+    let ingress_limits = ConnectionLimits::ingress(
+        opts.ingress_connections,
+        opts.ingress_connections_per_client,
+    );
+    tasks.push(tokio::spawn(listener::serve(
+        ingress,
+        ingress_app,
+        ingress_limits,
+    )));
     let api_app = crate::api::router(state, endpoints.token.clone());
-    tasks.push(tokio::spawn(serve(api, api_app)));
-    for listener in metadata_listeners {
+    tasks.push(tokio::spawn(listener::serve(
+        api,
+        api_app,
+        ConnectionLimits::control_api(),
+    )));
+    for metadata in metadata_listeners {
+        // The service knows a sandbox by the source address of its connection.
         let app = dispatcher.metadata().router();
-        tasks.push(tokio::spawn(async move {
-            // The service knows a sandbox by the source address of its connection.
-            let app = app.into_make_service_with_connect_info::<SocketAddr>();
-            if let Err(error) = axum::serve(listener, app).await {
-                tracing::error!(%error, "metadata listener stopped");
-            }
-        }));
+        tasks.push(tokio::spawn(listener::serve(
+            metadata,
+            app,
+            ConnectionLimits::metadata(),
+        )));
     }
     tasks.push(tokio::spawn(egress.serve(
         egress_listeners,
@@ -227,19 +243,6 @@ pub async fn start(opts: DevOptions) -> Result<Running, ServerError> {
         _lock: lock,
         tasks,
     })
-}
-
-async fn serve(listener: TcpListener, app: axum::Router) {
-    use axum::serve::ListenerExt as _;
-    // Output is streamed in small writes as the agent makes them: none may wait for an ACK.
-    let listener = listener.tap_io(|stream| {
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, "could not set TCP_NODELAY");
-        }
-    });
-    if let Err(error) = axum::serve(listener, app).await {
-        tracing::error!(%error, "listener stopped");
-    }
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
@@ -336,13 +339,12 @@ fn lock_data_dir(dir: &Path) -> Result<std::fs::File, ServerError> {
     Ok(file)
 }
 
-/// A 256-bit random token from the OS generator.
-fn new_token() -> String {
-    format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    )
+/// A 256-bit random token from the OS generator, as 64 hex digits.
+fn new_token() -> Result<String, ServerError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| ServerError::Internal(format!("the OS random generator failed: {e}")))?;
+    Ok(hex::encode(bytes))
 }
 
 /// Written to a temporary file and renamed, mode 0600: readers never see half a file.
@@ -371,5 +373,25 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tokens_are_256_random_bits_in_hex() {
+        let tokens: Vec<String> = (0..64).map(|_| super::new_token().unwrap()).collect();
+        for token in &tokens {
+            assert_eq!(token.len(), 64);
+            assert!(token.bytes().all(|b| b.is_ascii_hexdigit()), "{token}");
+        }
+        // No fixed digits, as UUIDs would have (their version nibble).
+        for position in 0..64 {
+            let first = tokens[0].as_bytes()[position];
+            assert!(
+                tokens.iter().any(|t| t.as_bytes()[position] != first),
+                "digit {position} is the same in 64 tokens"
+            );
+        }
     }
 }

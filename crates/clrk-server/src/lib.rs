@@ -11,6 +11,8 @@ pub mod cron;
 pub mod daemons;
 pub mod dev;
 pub mod error;
+pub mod fd_limit;
+pub mod listener;
 pub mod metadata_listener;
 pub mod recovery;
 pub mod state;

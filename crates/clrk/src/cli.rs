@@ -123,6 +123,17 @@ pub struct DevArgs {
     /// the name [default: the first nameserver of /etc/resolv.conf].
     #[arg(long, value_name = "ADDR", env = "CLRK_DNS_UPSTREAM")]
     pub dns_upstream: Option<SocketAddr>,
+
+    /// Connections the ingress holds open at once; beyond it a new connection gets 503 and
+    /// is closed. Each takes a file descriptor: stay well below `ulimit -Hn`.
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    pub max_connections: usize,
+
+    /// Connections one client address may hold open on the ingress at once; beyond it its new
+    /// connections get 503 and are closed. Raise it when a load balancer or NAT puts many
+    /// clients behind one address.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub max_connections_per_client: usize,
 }
 
 /// Manifest files to read: `-f FILE...` with optional recursion.

@@ -255,6 +255,13 @@ async fn control_api_requires_the_token() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o077, 0, "dev.json mode {mode:o}");
+    // 32 random bytes as hex.
+    assert_eq!(dev.token.len(), 64, "{}", dev.token);
+    assert!(
+        dev.token.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{}",
+        dev.token
+    );
 }
 
 #[test]

@@ -24,6 +24,9 @@ async fn envelope_has_exactly_the_specified_attributes() {
             ("X-Clrk-Execution-ID", "exec-42"),
             ("Content-Type", "application/json"),
             ("ce-tenant", "acme"),
+            // What the event is and where it comes from stay clrk's.
+            ("ce-type", "com.example.forged"),
+            ("ce-source", "https://forged.example"),
         ],
         bytes::Bytes::from_static(br#"{"text":"hello"}"#),
     )
@@ -45,6 +48,18 @@ async fn envelope_has_exactly_the_specified_attributes() {
     assert_eq!(env["httpquery"], "x=1&y=two");
     assert_eq!(env["tenant"], "acme");
     let time = env["time"].as_str().unwrap();
+    // clrk's computed extensions cannot be set at all.
+    for computed in ["clrkrevision", "httpmethod", "httpurl", "httpquery"] {
+        let header = format!("ce-{computed}");
+        let r = dev
+            .invoke(
+                &[("X-Clrk-TaskAgent", "default/echo"), (&header, "forged")],
+                "",
+            )
+            .await;
+        assert_eq!(r.status, 400, "{header}: {}", r.text());
+        assert!(r.text().contains(&header), "{}", r.text());
+    }
     chrono::DateTime::parse_from_rfc3339(time).expect("RFC 3339 time");
     assert!(time.ends_with('Z'), "{time}");
 
