@@ -419,3 +419,74 @@ async fn a_malformed_chunked_body_is_a_bad_request() {
     assert!(answer.contains("malformed"), "{answer}");
     assert!(dev.invocations("echo").await.is_empty());
 }
+
+/// Posts 20 answers of 30 MiB at once, then reports what each got.
+const MANY_ANSWERS: &str = r#"
+import os, sys, threading, urllib.request, urllib.error
+url = os.environ["CLRK_METADATA_URL"] + "/response"
+body = b"a" * (30 * 1024 * 1024)
+statuses = []
+def post():
+    req = urllib.request.Request(url, data=body, method="POST")
+    try:
+        statuses.append(urllib.request.urlopen(req, timeout=60).status)
+    except urllib.error.HTTPError as e:
+        statuses.append(e.code)
+    except OSError as e:
+        statuses.append(str(e))
+threads = [threading.Thread(target=post) for _ in range(20)]
+for t in threads: t.start()
+for t in threads: t.join()
+print("statuses", sorted(map(str, statuses)), file=sys.stderr, flush=True)
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_posting_many_answers_at_once_makes_clrk_hold_one() {
+    let dev = Dev::start();
+    dev.apply(&metadata_agent("chatty", MANY_ANSWERS));
+    let pid = dev.pid();
+    let baseline = rss_mib(pid);
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(baseline));
+    let sampler = tokio::spawn({
+        let peak = peak.clone();
+        async move {
+            loop {
+                peak.fetch_max(rss_mib(pid), std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    });
+    let r = dev
+        .invoke(
+            &[
+                ("X-Clrk-TaskAgent", "default/chatty"),
+                ("X-Clrk-Execution-ID", "chatty-1"),
+            ],
+            "",
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.body.len(), 30 * 1024 * 1024);
+    let line = eventually("the agent to report its answers' statuses", || async {
+        let out = dev.clrk(&["agents", "logs", "chatty"]);
+        let logs = text(&out.stdout);
+        logs.lines()
+            .find(|l| l.contains("statuses"))
+            .map(str::to_string)
+    })
+    .await;
+    let logs = &line;
+    // One answer taken; the others refused (409) before their bodies were read, which an
+    // HTTP client still sending its body sees as a reset connection.
+    assert_eq!(line.matches("'204'").count(), 1, "{logs}");
+    assert_eq!(line.matches("'2").count(), 1, "{logs}");
+    sampler.abort();
+    let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!(
+        "clrk RSS: {baseline} MiB before, {peak} MiB at most while taking 20 answers of 30 MiB"
+    );
+    assert!(
+        peak < baseline + 200,
+        "20 concurrent answers took clrk from {baseline} to {peak} MiB"
+    );
+}
