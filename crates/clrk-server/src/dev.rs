@@ -80,7 +80,14 @@ impl Running {
             self.daemons.shutdown(Duration::from_secs(15)),
             self.dispatcher.shutdown(Duration::from_secs(15)),
             async {
-                let _ = self.cleanup.await;
+                if tokio::time::timeout(Duration::from_secs(15), self.cleanup)
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(
+                        "still deleting sandboxes left by a previous run at shutdown; the next start finishes it"
+                    );
+                }
             }
         );
         for task in &self.tasks {
