@@ -120,6 +120,20 @@ impl RuntimeCli {
             .collect())
     }
 
+    /// Ids of the bundle dirs; none when the bundles dir does not exist.
+    pub(crate) fn bundle_ids(&self) -> Result<Vec<String>, SandboxError> {
+        let entries = match std::fs::read_dir(&self.bundles) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            other => other.map_err(SandboxError::io(&self.bundles))?,
+        };
+        entries
+            .map(|e| {
+                e.map(|e| e.file_name().to_string_lossy().into_owned())
+                    .map_err(SandboxError::io(&self.bundles))
+            })
+            .collect()
+    }
+
     /// Removes bundle dir `id`; a missing one is fine.
     pub(crate) fn remove_bundle(&self, id: &str) -> Result<(), SandboxError> {
         let dir = self.bundles.join(id);

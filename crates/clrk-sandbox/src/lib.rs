@@ -8,13 +8,14 @@
 //!
 //! It must not decide what runs or with which environment (the caller builds args and env),
 //! must not let a sandbox reach anything but clrk's own listeners on its veth's host end,
-//! and must not leave a container, bundle or network anywhere `remove_all` cannot find it.
+//! and must not leave a container, bundle or network anywhere `Runtime::leftovers` cannot find it.
 
 mod bundle;
 mod cli;
 mod error;
 mod firewall;
 mod host_tool;
+mod leftovers;
 mod metadata_socket;
 mod mount_ns;
 mod network;
@@ -23,6 +24,7 @@ mod sandbox;
 mod spec;
 
 pub use error::SandboxError;
+pub use leftovers::Leftovers;
 pub use metadata_socket::bind_metadata_pair;
 pub use network::{METADATA_V4, METADATA_V6, SandboxAddresses};
 pub use runtime::{EgressPorts, Runtime, RuntimeConfig, RuntimeKind};

@@ -15,7 +15,7 @@
 //! runtimes' sandboxes alone. runsc moves the namespace's addresses into its own netstack and
 //! removes them from the kernel, so a namespace is never reused.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
@@ -192,10 +192,11 @@ impl NetworkScope {
         Ok(network)
     }
 
-    /// Crash recovery: deletes every veth, firewall element and namespace of this runtime's
-    /// sandboxes; returns their ids.
-    pub(crate) fn remove_leftovers(&self) -> Result<BTreeSet<String>, SandboxError> {
-        let mut ids = BTreeSet::new();
+    /// Crash recovery: this runtime's sandbox networks that exist now (veths with their
+    /// firewall elements, namespaces), by sandbox id. Only what is found here is removed later,
+    /// so sandboxes started meanwhile, whose names share the prefix, are left alone.
+    pub(crate) fn find_leftovers(&self) -> Result<BTreeMap<String, LeftoverNetwork>, SandboxError> {
+        let mut found: BTreeMap<String, LeftoverNetwork> = BTreeMap::new();
         for veth in dir_names(Path::new(SYS_NET))? {
             let (Some(slot), Some(netns)) = (slot_of(&veth), alias_of(&veth)) else {
                 continue;
@@ -203,23 +204,45 @@ impl NetworkScope {
             let Some(id) = netns.strip_prefix(&self.prefix) else {
                 continue;
             };
-            ids.insert(id.to_owned());
-            SandboxNetwork {
+            let leftover = found.entry(id.to_owned()).or_default();
+            leftover.netns = Some(netns.clone());
+            leftover.veths.push(SandboxNetwork {
                 veth,
                 addresses: slot_addresses(slot),
                 netns,
                 // Whether it had egress is not known after a crash.
                 egress: true,
-            }
-            .destroy()?;
+            });
         }
         for netns in dir_names(Path::new(NETNS_DIR))? {
-            if let Some(id) = netns.strip_prefix(&self.prefix) {
-                ids.insert(id.to_owned());
-                delete_netns(&netns)?;
+            if let Some(id) = netns.strip_prefix(&self.prefix).map(str::to_owned) {
+                found.entry(id).or_default().netns = Some(netns);
             }
         }
-        Ok(ids)
+        Ok(found)
+    }
+}
+
+/// What a previous run left of one sandbox's network.
+#[derive(Debug, Default)]
+pub(crate) struct LeftoverNetwork {
+    /// Its namespace's name.
+    netns: Option<String>,
+    /// Its host veth ends (one, unless a crash came mid-setup), each holding its slot until
+    /// deleted: no new sandbox gets that name or those addresses before.
+    veths: Vec<SandboxNetwork>,
+}
+
+impl LeftoverNetwork {
+    /// Deletes the firewall elements, veths and namespace; whatever is gone already is skipped.
+    pub(crate) fn remove(&self) -> Result<(), SandboxError> {
+        for veth in &self.veths {
+            veth.destroy()?;
+        }
+        match &self.netns {
+            Some(netns) => delete_netns(netns),
+            None => Ok(()),
+        }
     }
 }
 

@@ -1,6 +1,5 @@
 //! The runtime driver: starts sandboxes and finds the ones a crash left behind.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -12,6 +11,7 @@ use tokio::sync::OnceCell;
 
 use crate::cli::RuntimeCli;
 use crate::host_tool::blocking;
+use crate::leftovers::Leftovers;
 use crate::network::{NetworkScope, SandboxNetwork};
 use crate::spec::validate_id;
 use crate::{Network, Sandbox, SandboxError, SandboxSpec, bundle, firewall};
@@ -268,9 +268,16 @@ impl Runtime {
         self.cli.list().await
     }
 
-    /// Crash recovery at server start: force-deletes every container under the state dir,
-    /// removes leftover bundle dirs and this runtime's sandbox networks (namespaces, veths,
-    /// firewall elements); returns the ids removed, sorted.
+    /// Crash recovery at server start: finds every container, bundle dir and sandbox network
+    /// (namespace, veths, firewall elements) under this runtime's state dir, without removing
+    /// anything yet. Call it before this runtime starts a sandbox; new sandboxes may then start
+    /// while [`Leftovers::remove`] deletes what was found.
+    pub async fn leftovers(&self) -> Result<Leftovers, SandboxError> {
+        Leftovers::find(Arc::clone(&self.cli), Arc::clone(&self.network)).await
+    }
+
+    /// Crash recovery in one step: finds and removes every leftover (see
+    /// [`Runtime::leftovers`]); returns the ids removed, sorted.
     ///
     /// ```no_run
     /// # async fn f(runtime: clrk_sandbox::Runtime) -> Result<(), clrk_sandbox::SandboxError> {
@@ -280,35 +287,11 @@ impl Runtime {
     /// # Ok(()) }
     /// ```
     pub async fn remove_all(&self) -> Result<Vec<String>, SandboxError> {
-        let mut removed = BTreeSet::new();
-        for id in self.cli.list().await? {
-            self.cli.delete(&id).await?;
-            removed.insert(id);
-        }
-        let bundles = &self.cli.bundles;
-        match std::fs::read_dir(bundles) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(SandboxError::Io {
-                    path: bundles.clone(),
-                    source,
-                });
-            }
-            Ok(entries) => {
-                for entry in entries {
-                    let entry = entry.map_err(SandboxError::io(bundles))?;
-                    let id = entry.file_name().to_string_lossy().into_owned();
-                    self.cli.remove_bundle(&id)?;
-                    removed.insert(id);
-                }
-            }
-        }
-        let scope = Arc::clone(&self.network);
-        removed.extend(blocking(move || scope.remove_leftovers()).await?);
+        let removed = self.leftovers().await?.remove().await?;
         if !removed.is_empty() {
             tracing::info!(count = removed.len(), ids = ?removed, "removed leftover sandboxes");
         }
-        Ok(removed.into_iter().collect())
+        Ok(removed)
     }
 }
 

@@ -407,22 +407,7 @@ async fn remove_all_clears_the_network_of_a_sandbox_whose_driver_was_killed() {
     let addrs = sandbox.addresses().unwrap();
     let veth = veth_of(&sandbox);
 
-    // Simulate `kill -9` of clrk: the `runsc run` process dies, the sandbox keeps running.
-    let me = std::process::id().to_string();
-    let driver: Vec<u32> = host_processes_of(&spec.id)
-        .into_iter()
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .is_ok_and(|s| s.rsplit(')').next().unwrap().split_whitespace().nth(1) == Some(&me))
-        })
-        .collect();
-    assert_eq!(driver.len(), 1, "exactly one `runsc run` child of the test");
-    let status = std::process::Command::new("kill")
-        .args(["-9", &driver[0].to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    assert_eq!(sandbox.wait().await.unwrap(), 137);
+    kill_driver(&mut sandbox).await;
     assert_eq!(
         leftovers(&spec.id, &veth, addrs).len(),
         4,
@@ -438,6 +423,69 @@ async fn remove_all_clears_the_network_of_a_sandbox_whose_driver_was_killed() {
     .await;
     // The handle still cleans up quietly after recovery did the work.
     sandbox.remove().await.unwrap();
+}
+
+#[tokio::test]
+async fn removing_leftovers_leaves_a_sandbox_started_since_alone() {
+    let dir = temp_dir();
+    let rt = runtime(RuntimeKind::Runsc, dir.path());
+    let old = with_network(host_spec("net-old", "sleep 1000"));
+    let mut old_sandbox = rt.spawn(&old).await.unwrap();
+    let (old_veth, old_addrs) = (veth_of(&old_sandbox), old_sandbox.addresses().unwrap());
+    kill_driver(&mut old_sandbox).await;
+
+    // Found first; a new sandbox of the same runtime, whose names share the leftover's
+    // prefixes, starts before the leftover is deleted.
+    let found = rt.leftovers().await.unwrap();
+    assert_eq!(
+        found.ids().into_iter().collect::<Vec<_>>(),
+        [old.id.as_str()]
+    );
+    let new = with_network(host_spec("net-new", "sleep 1000"));
+    let mut new_sandbox = rt.spawn(&new).await.unwrap();
+    let (new_veth, new_addrs) = (veth_of(&new_sandbox), new_sandbox.addresses().unwrap());
+    assert_ne!(new_veth, old_veth, "a leftover's veth holds its slot");
+    assert_ne!(new_addrs, old_addrs);
+
+    assert_eq!(found.remove().await.unwrap(), [old.id.as_str()]);
+    assert_eq!(
+        leftovers(&old.id, &old_veth, old_addrs),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        leftovers(&new.id, &new_veth, new_addrs).len(),
+        4,
+        "the new sandbox's network is untouched"
+    );
+    assert_eq!(rt.list().await.unwrap(), [new.id.as_str()]);
+    assert!(!new_sandbox.has_exited());
+
+    new_sandbox.stop(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(
+        leftovers(&new.id, &new_veth, new_addrs),
+        Vec::<String>::new()
+    );
+    old_sandbox.remove().await.unwrap();
+}
+
+/// Simulates `kill -9` of clrk: the sandbox's `runsc run` process dies, the sandbox keeps
+/// running.
+async fn kill_driver(sandbox: &mut Sandbox) {
+    let me = std::process::id().to_string();
+    let driver: Vec<u32> = host_processes_of(&sandbox.id)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.rsplit(')').next().unwrap().split_whitespace().nth(1) == Some(&me))
+        })
+        .collect();
+    assert_eq!(driver.len(), 1, "exactly one `runsc run` child of the test");
+    let status = std::process::Command::new("kill")
+        .args(["-9", &driver[0].to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(sandbox.wait().await.unwrap(), 137);
 }
 
 #[tokio::test]

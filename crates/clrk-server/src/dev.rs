@@ -69,6 +69,8 @@ pub struct Running {
     cron: Cron,
     daemons: Supervisor,
     endpoints_file: PathBuf,
+    /// Deletes what a previous run left; a stop waits for it.
+    cleanup: tokio::task::JoinHandle<()>,
     _lock: std::fs::File,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -80,7 +82,17 @@ impl Running {
         self.cron.shutdown();
         tokio::join!(
             self.daemons.shutdown(Duration::from_secs(15)),
-            self.dispatcher.shutdown(Duration::from_secs(15))
+            self.dispatcher.shutdown(Duration::from_secs(15)),
+            async {
+                if tokio::time::timeout(Duration::from_secs(15), self.cleanup)
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(
+                        "still deleting sandboxes left by a previous run at shutdown; the next start finishes it"
+                    );
+                }
+            }
         );
         for task in &self.tasks {
             task.abort();
@@ -139,7 +151,12 @@ pub async fn start(opts: DevOptions) -> Result<Running, ServerError> {
         metadata_port,
         egress_ports: Some(egress_ports),
     });
-    crate::recovery::recover(&store, &[&runsc, &runc]).await?;
+    // Leftovers are deleted while the server starts and serves.
+    let cleanup = tokio::spawn(
+        crate::recovery::recover(&store, &[&runsc, &runc])
+            .await?
+            .run(),
+    );
 
     let logs = LogBus::new(store.clone());
     let masked_paths = masked_paths(&opts);
@@ -154,8 +171,8 @@ pub async fn start(opts: DevOptions) -> Result<Running, ServerError> {
             egress: Some(egress.clone()),
         },
     );
-    // Recovery deleted every sandbox left behind, so the supervisor starts from nothing
-    // running and cannot duplicate a daemon.
+    // Recovery killed every sandbox left behind (they are deleted in the background), so the
+    // supervisor starts from nothing running and cannot duplicate a daemon.
     dispatcher.start_warm_pools();
     let daemons = Supervisor::start(store.clone(), dispatcher.clone());
     let cron = Cron::start(store.clone(), dispatcher.clone());
@@ -240,6 +257,7 @@ pub async fn start(opts: DevOptions) -> Result<Running, ServerError> {
         cron,
         daemons,
         endpoints_file,
+        cleanup,
         _lock: lock,
         tasks,
     })
