@@ -176,7 +176,10 @@ async fn handle(conn: &Connection, mut request: Request<Incoming>) -> Response<P
                 tx.record.model = request_model(&bytes);
                 Full::new(bytes).map_err(|never| match never {}).boxed()
             }
-            Err(reason) => return refuse(&mut tx, StatusCode::PAYLOAD_TOO_LARGE, &reason),
+            Err((status, reason)) => {
+                tx.deny(reason.clone());
+                return refuse(&mut tx, status, &reason);
+            }
         }
     } else {
         Counted::new(body, Arc::clone(&request_bytes)).boxed()
@@ -564,13 +567,21 @@ fn strip_port(host: &str) -> &str {
     host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
 }
 
-/// Reads a request body whole, up to [`MAX_PROVIDER_REQUEST`].
-async fn collect_limited(body: Counted) -> Result<Bytes, String> {
+/// Reads a request body whole, up to [`MAX_PROVIDER_REQUEST`]; on failure, the status to
+/// answer (408 for a body too slow, 413 otherwise) and why.
+async fn collect_limited(body: Counted) -> Result<Bytes, (StatusCode, String)> {
     http_body_util::Limited::new(body, MAX_PROVIDER_REQUEST)
         .collect()
         .await
         .map(|c| c.to_bytes())
-        .map_err(|e| format!("the request body could not be read: {e}"))
+        .map_err(|e| {
+            let status = if e.downcast_ref::<SlowBody>().is_some() {
+                StatusCode::REQUEST_TIMEOUT
+            } else {
+                StatusCode::PAYLOAD_TOO_LARGE
+            };
+            (status, format!("the request body could not be read: {e}"))
+        })
 }
 
 /// A request body that counts what passes, and fails when it arrives slower than

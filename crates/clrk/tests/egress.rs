@@ -1492,3 +1492,112 @@ async fn limit_records(dev: &Dev) -> Vec<Value> {
         })
         .collect()
 }
+
+/// Three slow clients at once, each timed until the gateway closes on it: headers trickled a
+/// byte every 5 s, a kept-alive connection left idle, a provider request body trickled a
+/// byte every 5 s. Each reports the seconds until the gateway gave up (None if it never did
+/// within `limit`) and the status it answered, if any.
+const SLOW: &str = r#"
+import http.client, json, socket, ssl, sys, threading, time
+limit = json.load(sys.stdin)["data"]["limit"]
+report = {}
+
+def closed_within(sock, start, trickle):
+    sock.settimeout(5)
+    while time.time() - start < limit:
+        try:
+            if trickle:
+                sock.sendall(b"x")
+            if sock.recv(65536) == b"":
+                return round(time.time() - start)
+        except socket.timeout:
+            continue
+        except OSError:
+            return round(time.time() - start)
+    return None
+
+def headers():
+    sock = ssl.create_default_context().wrap_socket(
+        socket.create_connection(("llm.test", 443), timeout=30), server_hostname="llm.test")
+    sock.sendall(b"GET /v1/plain HTTP/1.1\r\nHost: llm.test\r\nX-Slow: ")
+    report["headers"] = {"after": closed_within(sock, time.time(), True)}
+
+def idle():
+    conn = http.client.HTTPSConnection("llm.test", timeout=30)
+    conn.request("GET", "/v1/plain")
+    conn.getresponse().read()
+    report["idle"] = {"after": closed_within(conn.sock, time.time(), False)}
+
+def body():
+    sock = ssl.create_default_context().wrap_socket(
+        socket.create_connection(("llm.test", 443), timeout=30), server_hostname="llm.test")
+    sock.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: llm.test\r\n"
+                 b"content-type: application/json\r\ncontent-length: 1000\r\n\r\n")
+    sock.settimeout(5)
+    start, after, status = time.time(), None, 0
+    while time.time() - start < limit:
+        try:
+            sock.sendall(b" ")
+            got = sock.recv(65536)
+        except socket.timeout:
+            continue
+        except OSError:
+            after = round(time.time() - start)
+            break
+        after = round(time.time() - start)
+        if got:
+            status = int(got.split(b" ", 2)[1])
+        break
+    report["body"] = {"after": after, "status": status}
+
+threads = [threading.Thread(target=f) for f in (headers, idle, body)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(json.dumps(report), flush=True)
+"#;
+
+/// A client trickling its headers or its body, or leaving a kept-alive connection idle, is cut
+/// off by the gateway instead of holding the connection (and clrk's descriptors) for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_clients_are_cut_off() {
+    let upstream = Upstream::start();
+    let dns = dns_server(upstream.ip, upstream.ip6).await;
+    let (otlp, _spans) = otlp_receiver().await;
+    let dev = Dev::start_with(&["--dns-upstream", &dns.to_string()]);
+    let out = dev.clrk(&[
+        "secret",
+        "set",
+        "anthropic",
+        "--from-literal",
+        &format!("token={SECRET}"),
+    ]);
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    dev.apply(&manifests(&upstream.ca_pem, &upstream.ca_file, otlp));
+    dev.apply(&format!(
+        r#"apiVersion: clrk.apoxy.dev/v1alpha1
+kind: TaskAgent
+metadata: {{name: slow}}
+spec:
+  timeout: 150s
+  egressRefs: [{{gatewayRef: main}}]
+  template:
+    spec:
+      image: "host:"
+      command: ["python3", "-c", {}]
+"#,
+        serde_json::to_string(SLOW).unwrap()
+    ));
+    let (_, report) = call(&dev, "slow", json!({"limit": 90})).await;
+    eprintln!("slow clients: {report}");
+    // The gateway gives 30 s; a loaded machine may add some.
+    for probe in ["headers", "idle", "body"] {
+        let after = report[probe]["after"].as_u64();
+        assert!(
+            after.is_some_and(|s| (25..=60).contains(&s)),
+            "{probe}: {report}"
+        );
+    }
+    assert_eq!(report["body"]["status"], 408, "{report}");
+}
