@@ -43,6 +43,9 @@ pub struct EgressGatewaySpec {
     /// Longest a proxied HTTP request may take; default `5m`.
     #[serde(default = "default_request_timeout")]
     pub request_timeout: GoDuration,
+    /// What the resolver does with names no route names.
+    #[serde(default, skip_serializing_if = "GatewayDns::is_default")]
+    pub dns: GatewayDns,
 }
 
 impl Default for EgressGatewaySpec {
@@ -53,7 +56,25 @@ impl Default for EgressGatewaySpec {
             upstream_tls: UpstreamTls::default(),
             otlp: None,
             request_timeout: default_request_timeout(),
+            dns: GatewayDns::default(),
         }
+    }
+}
+
+/// `spec.dns` of an EgressGateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GatewayDns {
+    /// Forward questions for names no route names to the upstream resolver, for their
+    /// answers to be checked against `destinationCIDRs`. Off by default: such a question
+    /// carries whatever the agent put in the name to whoever serves that domain.
+    #[serde(default)]
+    pub forward_all: bool,
+}
+
+impl GatewayDns {
+    fn is_default(&self) -> bool {
+        *self == GatewayDns::default()
     }
 }
 

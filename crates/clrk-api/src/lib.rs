@@ -28,9 +28,9 @@ pub use duration::GoDuration;
 pub use egress::{
     AIProviderRoute, AIProviderRouteSpec, AiProvider, CredentialInjectionPolicy,
     CredentialInjectionPolicySpec, CredentialTarget, DefaultPolicy, EgressGateway,
-    EgressGatewaySpec, EgressL4Route, EgressL4RouteSpec, EgressRule, FilterType, GatewayTls, Otlp,
-    ParentRef, ProviderMatch, RouteFilter, SecretRef, TlsMode, TokenBudget, UpstreamTls,
-    hostname_matches, parse_cidr,
+    EgressGatewaySpec, EgressL4Route, EgressL4RouteSpec, EgressRule, FilterType, GatewayDns,
+    GatewayTls, Otlp, ParentRef, ProviderMatch, RouteFilter, SecretRef, TlsMode, TokenBudget,
+    UpstreamTls, hostname_matches, parse_cidr,
 };
 pub use error::ManifestError;
 pub use ipnet::IpNet;

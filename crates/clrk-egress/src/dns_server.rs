@@ -11,6 +11,7 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
 use crate::dns::{self, DnsQuestion};
+use crate::limits::MAX_DNS_IN_FLIGHT_PER_SANDBOX;
 use crate::policy;
 use crate::registry::SandboxIdentity;
 use crate::service::Egress;
@@ -37,9 +38,20 @@ pub(crate) async fn serve(egress: Egress, socket: UdpSocket, shutdown: Cancellat
         let Some(identity) = egress.inner.registry.lookup(peer.ip()) else {
             continue;
         };
+        // A sandbox asking faster than answers come has its extra questions dropped; its
+        // resolver asks again.
+        let Some(slot) = identity
+            .limits
+            .dns_questions
+            .take(MAX_DNS_IN_FLIGHT_PER_SANDBOX)
+        else {
+            tracing::debug!(%peer, "DNS question dropped: too many in flight");
+            continue;
+        };
         let query = buf[..n].to_vec();
         let (egress, socket) = (egress.clone(), Arc::clone(&socket));
         tokio::spawn(async move {
+            let _slot = slot;
             if let Some(answer) = answer(&egress, &identity, peer, &query).await
                 && let Err(error) = socket.send_to(&answer, peer).await
             {
@@ -65,14 +77,22 @@ async fn answer(
     let config = egress.config_for(identity).await;
     let by_name = policy::name_allowed(&config, &question.name);
     let upstream = egress.inner.settings.dns_upstream;
-    if by_name.is_none() && !policy::has_address_rules(&config) {
-        deny(
-            egress,
-            identity,
-            &question,
-            "no route of the agent's egress gateways names it",
-        );
-        return dns::refuse(query).ok();
+    if by_name.is_none() {
+        // Forwarding the question would carry whatever the agent wrote in the name to the
+        // name's servers: only a gateway that opts in asks about names no route names.
+        let why = if !policy::has_address_rules(&config) {
+            Some("no route of the agent's egress gateways names it")
+        } else if !policy::forwards_all_names(&config) {
+            Some(
+                "no route of the agent's egress gateways names it, and none sets dns.forwardAll to have such names resolved for their destinationCIDRs",
+            )
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            deny(egress, identity, &question, why);
+            return dns::refuse(query).ok();
+        }
     }
     let Some(upstream) = upstream else {
         tracing::warn!(name = %question.name, "no DNS server to forward an agent's question to: start clrk with --dns-upstream");

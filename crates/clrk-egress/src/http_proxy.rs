@@ -15,10 +15,13 @@ use http_body::{Body, Frame};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::config::EgressConfig;
+use crate::limits::{
+    BODY_READ_GRACE, HEADER_READ_TIMEOUT, MIN_BODY_BYTES_PER_SECOND, RELAY_IDLE_TIMEOUT,
+};
 use crate::policy::{self, Verdict};
 use crate::registry::SandboxIdentity;
 use crate::service::Egress;
@@ -31,7 +34,18 @@ use crate::usage::{Provider, UsageMeter, request_model};
 const MAX_PROVIDER_REQUEST: usize = 32 * 1024 * 1024;
 const TRACEPARENT: &str = "traceparent";
 
-pub(crate) type ProxyBody = BoxBody<Bytes, hyper::Error>;
+/// Why a body failed: hyper's error, or the gateway's own (a body arriving too slowly).
+pub(crate) type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
+pub(crate) type ProxyBody = BoxBody<Bytes, BodyError>;
+
+/// A request body that arrived slower than the gateway accepts.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the request body arrived slower than {MIN_BODY_BYTES_PER_SECOND} bytes a second (after the first {}): cut off",
+    clrk_api::GoDuration(BODY_READ_GRACE)
+)]
+struct SlowBody;
 
 /// One agent connection and what was decided about it.
 pub(crate) struct Connection {
@@ -41,7 +55,6 @@ pub(crate) struct Connection {
     destination: SocketAddr,
     /// Names the sandbox resolved to the destination through clrk.
     names: Vec<String>,
-    verdict: Verdict,
     /// `Some` inside terminated TLS: the SNI the agent sent.
     tls: Option<Option<String>>,
 }
@@ -53,7 +66,6 @@ impl Connection {
         config: EgressConfig,
         destination: SocketAddr,
         names: Vec<String>,
-        verdict: Verdict,
         tls: Option<Option<String>>,
     ) -> Connection {
         Connection {
@@ -62,7 +74,6 @@ impl Connection {
             config,
             destination,
             names,
-            verdict,
             tls,
         }
     }
@@ -79,6 +90,8 @@ where
         async move { Ok::<_, std::convert::Infallible>(handle(&conn, request).await) }
     });
     if let Err(error) = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades()
         .await
@@ -96,15 +109,7 @@ async fn handle(conn: &Connection, mut request: Request<Incoming>) -> Response<P
         conn.destination.to_string(),
         gateway,
     );
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(|h| strip_port(h).to_ascii_lowercase());
-    let name = match &conn.tls {
-        Some(sni) => sni.clone().or(host),
-        None => host,
-    };
+    let (name, verdict) = request_verdict(conn, &request);
     tx.record.destination_name = name.clone();
     tx.record.method = Some(request.method().to_string());
     tx.record.path = Some(
@@ -124,14 +129,15 @@ async fn handle(conn: &Connection, mut request: Request<Incoming>) -> Response<P
         tx.trace = parent.child();
         tx.parent_span = Some(parent.span_id);
     }
-    if !conn.verdict.allowed {
-        tx.deny(conn.verdict.reason.clone());
-        return refuse(&mut tx, StatusCode::FORBIDDEN, &conn.verdict.reason);
+    if !verdict.allowed {
+        tx.deny(verdict.reason.clone());
+        return refuse(&mut tx, StatusCode::FORBIDDEN, &verdict.reason);
     }
-    tx.allow(conn.verdict.reason.clone());
-    // Credentials and budgets go by the name the agent asked for, and only when the sandbox
+    tx.allow(verdict.reason);
+    // Credentials and budgets go by the name the request is for, and only when the sandbox
     // resolved that name to this very address through clrk: the upstream is then verified as
-    // that name, so a secret never leaves for a server that is not the policy's host.
+    // that name (the TLS name, which the Host must equal), so a secret never leaves for a
+    // server, or a virtual host, that is not the policy's.
     let trusted_name = name
         .as_ref()
         .filter(|n| conn.names.iter().any(|known| known == *n))
@@ -165,13 +171,15 @@ async fn handle(conn: &Connection, mut request: Request<Incoming>) -> Response<P
             header::ACCEPT_ENCODING,
             HeaderValue::from_static("identity"),
         );
-        match collect_limited(body).await {
+        match collect_limited(Counted::new(body, Arc::clone(&request_bytes))).await {
             Ok(bytes) => {
                 tx.record.model = request_model(&bytes);
-                request_bytes.store(bytes.len() as u64, Ordering::Relaxed);
                 Full::new(bytes).map_err(|never| match never {}).boxed()
             }
-            Err(reason) => return refuse(&mut tx, StatusCode::PAYLOAD_TOO_LARGE, &reason),
+            Err((status, reason)) => {
+                tx.deny(reason.clone());
+                return refuse(&mut tx, status, &reason);
+            }
         }
     } else {
         Counted::new(body, Arc::clone(&request_bytes)).boxed()
@@ -224,6 +232,56 @@ async fn handle(conn: &Connection, mut request: Request<Incoming>) -> Response<P
         }
         .boxed(),
     )
+}
+
+/// The name a request is for and whether it may go. Inside terminated TLS that is the TLS
+/// name, which the upstream connection is verified as, and the request's `Host` (or
+/// absolute-form authority) must be the same name: a server that routes by `Host` would
+/// otherwise hand the request, and any credential in it, to another site. In the clear it is
+/// the `Host`. Either way the name must itself be allowed and resolved to the destination
+/// through clrk ([`policy::decide_claimed`]).
+fn request_verdict<B>(conn: &Connection, request: &Request<B>) -> (Option<String>, Verdict) {
+    let authority = request
+        .uri()
+        .authority()
+        .map(|a| policy::normal_name(strip_port(a.as_str())));
+    let header = request
+        .headers()
+        .get(header::HOST)
+        .map(|h| policy::normal_name(strip_port(&String::from_utf8_lossy(h.as_bytes()))));
+    let sni = conn.tls.clone().flatten().map(|n| policy::normal_name(&n));
+    let mismatch = match (&sni, &authority, &header) {
+        (_, Some(a), Some(h)) if a != h => Some(format!(
+            "the request's authority {a} does not match its Host {h}"
+        )),
+        (Some(sni), Some(host), _) | (Some(sni), None, Some(host)) if sni != host => Some(format!(
+            "Host {host} does not match TLS name {sni}: the gateway sends a request only to the name it verified upstream"
+        )),
+        _ => None,
+    };
+    let host = authority.or(header);
+    let name = sni.clone().or(host);
+    if let Some(reason) = mismatch {
+        return (
+            name,
+            Verdict {
+                allowed: false,
+                reason,
+            },
+        );
+    }
+    let claimed = name.as_deref().map(|name| policy::Claimed {
+        carrier: if sni.is_some() { "TLS name" } else { "Host" },
+        name,
+    });
+    let verdict = policy::decide_claimed(
+        &conn.config,
+        conn.destination,
+        &conn.names,
+        claimed,
+        &conn.egress.inner.host,
+    );
+    (name, verdict)
 }
 
 /// Refuses with `status` and a one-line reason the agent can read.
@@ -301,6 +359,16 @@ async fn inject_credentials(
     headers: &mut http::HeaderMap,
 ) -> Option<Response<ProxyBody>> {
     let credentials = policy::credentials(&conn.config, name);
+    // In the clear nothing proves which server gets the request: a credential goes only
+    // where the gateway verified the upstream's TLS name.
+    if let (Some(credential), None) = (credentials.first(), &conn.tls) {
+        let reason = format!(
+            "credentialinjectionpolicy {} covers {name}, whose credential is sent only over TLS the gateway verifies: call https://{name}",
+            credential.policy
+        );
+        tx.deny(reason.clone());
+        return Some(refuse(tx, StatusCode::FORBIDDEN, &reason));
+    }
     let mut injected = Vec::new();
     for credential in credentials {
         let store = conn.egress.inner.store.clone();
@@ -440,14 +508,14 @@ async fn upgrade(
     tokio::spawn(async move {
         match tokio::try_join!(agent_side, upstream_side) {
             Ok((agent, upstream)) => {
-                let (agent_read, agent_write) = tokio::io::split(TokioIo::new(agent));
-                let (upstream_read, upstream_write) = tokio::io::split(TokioIo::new(upstream));
-                let (sent, received) = tokio::join!(
-                    pump(agent_read, upstream_write),
-                    pump(upstream_read, agent_write)
-                );
-                tx.record.request_bytes = sent;
-                tx.record.response_bytes = received;
+                let relayed = crate::relay::both(
+                    TokioIo::new(agent),
+                    TokioIo::new(upstream),
+                    RELAY_IDLE_TIMEOUT,
+                )
+                .await;
+                tx.record.request_bytes = relayed.sent;
+                tx.record.response_bytes = relayed.received;
             }
             Err(error) => {
                 tx.record.reason = format!("{}; upgrade failed: {error}", tx.record.reason)
@@ -462,27 +530,6 @@ async fn upgrade(
             .map_err(|never| match never {})
             .boxed(),
     )
-}
-
-/// Copies `from` to `to` until either ends, then closes `to`; returns the bytes copied. An
-/// abrupt end (a TLS peer leaving without close_notify, say) is an end like any other.
-async fn pump(mut from: impl AsyncRead + Unpin, mut to: impl AsyncWrite + Unpin) -> u64 {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut copied = 0;
-    loop {
-        match from.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if to.write_all(&buf[..n]).await.is_err() {
-                    break;
-                }
-                copied += n as u64;
-            }
-        }
-    }
-    let _ = to.shutdown().await;
-    copied
 }
 
 /// Removes the headers that describe one connection (RFC 9110 §7.6.1), which a proxy must
@@ -520,42 +567,77 @@ fn strip_port(host: &str) -> &str {
     host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
 }
 
-/// Reads a request body whole, up to [`MAX_PROVIDER_REQUEST`].
-async fn collect_limited(body: Incoming) -> Result<Bytes, String> {
+/// Reads a request body whole, up to [`MAX_PROVIDER_REQUEST`]; on failure, the status to
+/// answer (408 for a body too slow, 413 otherwise) and why.
+async fn collect_limited(body: Counted) -> Result<Bytes, (StatusCode, String)> {
     http_body_util::Limited::new(body, MAX_PROVIDER_REQUEST)
         .collect()
         .await
         .map(|c| c.to_bytes())
-        .map_err(|e| format!("the request body could not be read: {e}"))
+        .map_err(|e| {
+            let status = if e.downcast_ref::<SlowBody>().is_some() {
+                StatusCode::REQUEST_TIMEOUT
+            } else {
+                StatusCode::PAYLOAD_TOO_LARGE
+            };
+            (status, format!("the request body could not be read: {e}"))
+        })
 }
 
-/// A request body that counts what passes.
+/// A request body that counts what passes, and fails when it arrives slower than
+/// [`MIN_BODY_BYTES_PER_SECOND`] after [`BODY_READ_GRACE`]: an agent trickling a body must not
+/// hold a connection (and an upstream one) for ever.
 struct Counted {
     inner: Incoming,
     count: Arc<AtomicU64>,
+    started: tokio::time::Instant,
+    /// Wakes the body when the bytes so far stop being enough.
+    deadline: Pin<Box<tokio::time::Sleep>>,
 }
 
 impl Counted {
     fn new(inner: Incoming, count: Arc<AtomicU64>) -> Counted {
-        Counted { inner, count }
+        let started = tokio::time::Instant::now();
+        Counted {
+            inner,
+            count,
+            started,
+            deadline: Box::pin(tokio::time::sleep_until(started + BODY_READ_GRACE)),
+        }
     }
 }
 
 impl Body for Counted {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            self.count.fetch_add(data.len() as u64, Ordering::Relaxed);
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.count.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => {
+                let received = self.count.load(Ordering::Relaxed);
+                let deadline = self.started
+                    + BODY_READ_GRACE
+                    + std::time::Duration::from_secs(received / MIN_BODY_BYTES_PER_SECOND);
+                if self.deadline.deadline() != deadline {
+                    self.deadline.as_mut().reset(deadline);
+                }
+                match self.deadline.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(SlowBody.into()))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -588,12 +670,12 @@ impl Metered {
 
 impl Body for Metered {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
@@ -617,7 +699,7 @@ impl Body for Metered {
             }
             Poll::Pending => {}
         }
-        polled
+        polled.map_err(Into::into)
     }
 
     fn is_end_stream(&self) -> bool {

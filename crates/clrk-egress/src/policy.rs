@@ -109,6 +109,52 @@ pub fn decide(
     ))
 }
 
+/// A name the agent sends with a connection or request, which the upstream will act on: the
+/// TLS server name (SNI) or the HTTP `Host` (or absolute-form authority).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claimed<'a> {
+    /// What carried it, for messages: `TLS name` or `Host`.
+    pub carrier: &'static str,
+    /// The name, lower case, without port or trailing dot.
+    pub name: &'a str,
+}
+
+/// Decides like [`decide`], but for the name the upstream will be given: the upstream serves
+/// whichever virtual host the agent names, so that name, not merely the address, must be
+/// allowed. A claimed name counts only when the sandbox resolved it to this very address
+/// through clrk; otherwise only what allows the bare address (`destinationCIDRs`, allow-all)
+/// can let the connection through. Without a claimed name (or with an IP literal), the names
+/// the sandbox resolved for the address decide, as for any other TCP connection.
+pub fn decide_claimed(
+    config: &EgressConfig,
+    destination: SocketAddr,
+    resolved: &[String],
+    claimed: Option<Claimed<'_>>,
+    host: &HostAddresses,
+) -> Verdict {
+    let Some(claimed) = claimed.filter(|c| c.name.parse::<IpAddr>().is_err()) else {
+        return decide(config, destination, resolved, host);
+    };
+    if resolved.iter().any(|r| r == claimed.name) {
+        return decide(config, destination, &[claimed.name.to_owned()], host);
+    }
+    let by_address = decide(config, destination, &[], host);
+    if by_address.allowed || forbidden_reason(destination.ip().to_canonical(), host).is_some() {
+        return by_address;
+    }
+    Verdict::deny(format!(
+        "{} {} was not resolved to {} through clrk's resolver: a name the agent only sends opens no destination",
+        claimed.carrier,
+        claimed.name,
+        destination.ip().to_canonical()
+    ))
+}
+
+/// `name` as names are compared: lower case, without a trailing dot.
+pub fn normal_name(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
 /// Whether a DNS question for `name` may be answered: some route or provider route names it,
 /// or a gateway allows all (an address-range rule is checked on the answer instead).
 pub fn name_allowed(config: &EgressConfig, name: &str) -> Option<String> {
@@ -143,6 +189,12 @@ pub fn has_address_rules(config: &EgressConfig) -> bool {
             .iter()
             .any(|rule| !rule.destination_cidrs.is_empty())
     })
+}
+
+/// Whether a gateway asks for names no route names to be resolved (`spec.dns.forwardAll`),
+/// for their answers to be checked against address-range rules.
+pub fn forwards_all_names(config: &EgressConfig) -> bool {
+    config.gateways.iter().any(|g| g.spec.dns.forward_all)
 }
 
 /// Whether some address-range rule allows `ip` (on any port).
@@ -344,6 +396,43 @@ spec:
             v.allowed && v.reason.contains("aiproviderroute llm"),
             "{v:?}"
         );
+    }
+
+    #[test]
+    fn a_name_sent_upstream_must_be_allowed_and_resolved_to_the_address() {
+        let c = config(MANIFESTS);
+        let host = HostAddresses::new();
+        let resolved = vec!["api.example.test".to_owned()];
+        let to = addr("198.51.100.7:443");
+        let claimed = |name| {
+            Some(Claimed {
+                carrier: "TLS name",
+                name,
+            })
+        };
+        let v = decide_claimed(&c, to, &resolved, claimed("api.example.test"), &host);
+        assert!(
+            v.allowed && v.reason.contains("allows api.example.test:443"),
+            "{v:?}"
+        );
+        // Another name sent to the same address opens nothing, allowed elsewhere or not.
+        for other in ["other.test", "llm.test"] {
+            let v = decide_claimed(&c, to, &resolved, claimed(other), &host);
+            assert!(!v.allowed, "{v:?}");
+            assert_eq!(
+                v.reason,
+                format!(
+                    "TLS name {other} was not resolved to 198.51.100.7 through clrk's resolver: a name the agent only sends opens no destination"
+                )
+            );
+        }
+        // An address range still allows its addresses whatever name is sent; no name, or an
+        // address, leaves the decision to the resolved names.
+        assert!(
+            decide_claimed(&c, addr("203.0.113.9:5432"), &[], claimed("x.test"), &host).allowed
+        );
+        assert!(decide_claimed(&c, to, &resolved, None, &host).allowed);
+        assert!(decide_claimed(&c, to, &resolved, claimed("198.51.100.7"), &host).allowed);
     }
 
     #[test]

@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clrk_api::TlsMode;
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::http_proxy::{self, Connection};
+use crate::limits::{MAX_CONNECTIONS_PER_SANDBOX, RELAY_IDLE_TIMEOUT};
 use crate::policy::{self, Verdict};
 use crate::registry::SandboxIdentity;
 use crate::service::Egress;
@@ -61,8 +61,19 @@ pub(crate) async fn serve(egress: Egress, listener: TcpListener, shutdown: Cance
             tracing::warn!(%peer, "egress connection from an unknown sandbox closed");
             continue;
         };
+        // Beyond its cap a sandbox's connection is closed at once, before it costs anything
+        // more than the moment its descriptor was open.
+        let Some(slot) = identity
+            .limits
+            .connections
+            .take(MAX_CONNECTIONS_PER_SANDBOX)
+        else {
+            refuse_over_limit(&egress, &identity, stream, peer);
+            continue;
+        };
         let egress = egress.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             tokio::select! {
                 _ = handle(egress, Arc::clone(&identity), stream, peer) => {}
                 // Dropping the connection's future closes both of its sockets.
@@ -72,17 +83,52 @@ pub(crate) async fn serve(egress: Egress, listener: TcpListener, shutdown: Cance
     }
 }
 
+/// Closes a connection over the sandbox's cap; records the refusals at most once a second.
+fn refuse_over_limit(
+    egress: &Egress,
+    identity: &Arc<SandboxIdentity>,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let destination = original_destination(&stream, peer).ok();
+    drop(stream);
+    let Some(refused) = identity.limits.refused.note() else {
+        return;
+    };
+    tracing::warn!(
+        namespace = %identity.namespace,
+        agent = %identity.agent,
+        refused,
+        "egress connection limit reached"
+    );
+    let (egress, identity) = (egress.clone(), Arc::clone(identity));
+    tokio::spawn(async move {
+        let config = egress.config_for(&identity).await;
+        let shown = destination.map_or_else(|| "unknown".to_owned(), |d| d.to_string());
+        let mut tx = egress.begin(&identity, "tcp", shown, config.primary());
+        tx.deny(format!(
+            "connection limit {MAX_CONNECTIONS_PER_SANDBOX} reached: {refused} connection(s) of this sandbox closed at once since the last such record; close connections the agent no longer uses"
+        ));
+        tx.finish();
+    });
+}
+
+/// Where the agent meant to go, read back from the redirect.
+fn original_destination(stream: &TcpStream, peer: SocketAddr) -> std::io::Result<SocketAddr> {
+    match peer {
+        SocketAddr::V4(_) => rustix::net::sockopt::ip_original_dst(stream).map(SocketAddr::V4),
+        SocketAddr::V6(_) => rustix::net::sockopt::ipv6_original_dst(stream).map(SocketAddr::V6),
+    }
+    .map_err(std::io::Error::from)
+}
+
 async fn handle(
     egress: Egress,
     identity: Arc<SandboxIdentity>,
     stream: TcpStream,
     peer: SocketAddr,
 ) {
-    let original = match peer {
-        SocketAddr::V4(_) => rustix::net::sockopt::ip_original_dst(&stream).map(SocketAddr::V4),
-        SocketAddr::V6(_) => rustix::net::sockopt::ipv6_original_dst(&stream).map(SocketAddr::V6),
-    };
-    let destination = match original {
+    let destination = match original_destination(&stream, peer) {
         Ok(d) => d,
         Err(error) => {
             tracing::warn!(%peer, %error, "egress connection without an original destination");
@@ -92,22 +138,13 @@ async fn handle(
     let _ = stream.set_nodelay(true);
     let config = egress.config_for(&identity).await;
     let names = egress.names_for(&identity, destination.ip());
-    let verdict = policy::decide(&config, destination, &names, &egress.inner.host);
     let sniffed = sniff(&stream, destination.port()).await;
     let terminate = config
         .primary()
         .is_some_and(|g| g.spec.tls.mode == TlsMode::Terminate);
     match sniffed {
         Sniffed::Http => {
-            let conn = Connection::new(
-                &egress,
-                &identity,
-                config,
-                destination,
-                names,
-                verdict,
-                None,
-            );
+            let conn = Connection::new(&egress, &identity, config, destination, names, None);
             http_proxy::serve(conn, stream).await;
         }
         Sniffed::Tls { sni, http: true } if terminate => {
@@ -136,18 +173,18 @@ async fn handle(
                     return;
                 }
             };
-            let conn = Connection::new(
-                &egress,
-                &identity,
-                config,
-                destination,
-                names,
-                verdict,
-                Some(sni),
-            );
+            let conn = Connection::new(&egress, &identity, config, destination, names, Some(sni));
             http_proxy::serve(conn, tls).await;
         }
         Sniffed::Tls { sni, .. } => {
+            // The upstream serves whichever name the agent sends: that name must be allowed.
+            let sni = sni.map(|n| policy::normal_name(&n));
+            let claimed = sni.as_deref().map(|name| policy::Claimed {
+                carrier: "TLS name",
+                name,
+            });
+            let verdict =
+                policy::decide_claimed(&config, destination, &names, claimed, &egress.inner.host);
             let tx = egress.begin(&identity, "tls", destination.to_string(), config.primary());
             relay(
                 tx,
@@ -159,6 +196,7 @@ async fn handle(
             .await
         }
         Sniffed::Other => {
+            let verdict = policy::decide(&config, destination, &names, &egress.inner.host);
             let tx = egress.begin(&identity, "tcp", destination.to_string(), config.primary());
             relay(tx, stream, destination, names.into_iter().next(), verdict).await
         }
@@ -168,7 +206,7 @@ async fn handle(
 /// Relays bytes both ways once allowed; records the connection in `tx` as going to `name`.
 async fn relay(
     mut tx: Transaction,
-    mut stream: TcpStream,
+    stream: TcpStream,
     destination: SocketAddr,
     name: Option<String>,
     verdict: Verdict,
@@ -179,7 +217,7 @@ async fn relay(
         return;
     }
     tx.allow(verdict.reason);
-    let mut upstream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(destination))
+    let upstream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(destination))
         .await
     {
         Ok(Ok(s)) => s,
@@ -193,16 +231,16 @@ async fn relay(
         }
     };
     let _ = upstream.set_nodelay(true);
-    match tokio::io::copy_bidirectional(&mut stream, &mut upstream).await {
-        Ok((to_upstream, to_agent)) => {
-            tx.record.request_bytes = to_upstream;
-            tx.record.response_bytes = to_agent;
-        }
-        Err(error) => {
-            tracing::debug!(%error, "egress relay ended with an error");
-        }
+    let relayed = crate::relay::both(stream, upstream, RELAY_IDLE_TIMEOUT).await;
+    tx.record.request_bytes = relayed.sent;
+    tx.record.response_bytes = relayed.received;
+    if relayed.idle {
+        tx.record.reason = format!(
+            "{}; closed after {} without a byte either way",
+            tx.record.reason,
+            clrk_api::GoDuration(RELAY_IDLE_TIMEOUT)
+        );
     }
-    let _ = stream.shutdown().await;
 }
 
 /// Looks at the first bytes without consuming them.

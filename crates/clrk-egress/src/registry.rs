@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::limits::SandboxLimits;
+
 /// Who is behind a sandbox address.
 #[derive(Debug)]
 pub struct SandboxIdentity {
@@ -28,6 +30,8 @@ pub struct SandboxIdentity {
     /// Cancelled when the sandbox goes: its connections through the gateway are closed then,
     /// whatever became of the sandbox's end.
     gone: CancellationToken,
+    /// What it holds of the gateway (connections, DNS questions), against the caps.
+    pub(crate) limits: SandboxLimits,
 }
 
 impl SandboxIdentity {
@@ -49,6 +53,7 @@ impl SandboxIdentity {
             execution: Mutex::new(execution),
             gone: CancellationToken::new(),
             names_key: std::sync::OnceLock::new(),
+            limits: SandboxLimits::default(),
         }
     }
 

