@@ -19,5 +19,5 @@ mod worker_capacity;
 
 pub use dispatcher::{Dispatcher, DispatcherConfig, ExecEvent, Invocation, Outcome, STOP_GRACE};
 pub use error::DispatchError;
-pub use logs::{LogBus, LogEvent};
+pub use logs::{ExecutionLog, LogBus, LogEvent, LogLimit};
 pub use revision::RevisionShape;
