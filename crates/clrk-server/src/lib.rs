@@ -14,6 +14,7 @@ pub mod error;
 pub mod metadata_listener;
 pub mod recovery;
 pub mod state;
+pub mod terminal;
 pub mod views;
 
 pub use error::ServerError;
