@@ -315,7 +315,12 @@ impl Drop for Inner {
                 }
             }
         }
+        let kept = budget.kept;
         drop(budget);
+        if kept == 0 {
+            // Nothing added: the agent's total did not grow.
+            return;
+        }
         // Deleting old executions' lines can take a while: not on an async worker.
         let log = self.expiry();
         match tokio::runtime::Handle::try_current() {

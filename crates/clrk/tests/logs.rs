@@ -215,3 +215,38 @@ async fn control_characters_reach_a_terminal_escaped() {
     let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(record["line"], "title\u{1b}]0;pwned\u{7} bell\r over");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_daemon_run_keeps_its_log_limit_across_stdout_and_stderr() {
+    let dev = Dev::start();
+    // 1,000 lines of 10 bytes on both streams, then the run ends at its lifetime.
+    let script = "yes 'daemon err' | head -n 500 >&2; yes 'daemon out' | head -n 500; sleep 600";
+    dev.apply(&sh_manifest(
+        "DaemonAgent",
+        "chatter",
+        script,
+        "  logLimit: 1Ki\n  restartPolicy: Never\n  maxLifetimeSeconds: 3",
+    ));
+    let marker_prefix = "[clrk] log limit 1Ki reached: ";
+    let records = eventually("the run's log limit marker", || async {
+        let records = http_logs(&dev, "chatter").await;
+        records
+            .iter()
+            .any(|r| line_of(r).starts_with(marker_prefix))
+            .then_some(records)
+    })
+    .await;
+    let (marker, lines) = records.split_last().unwrap();
+    let marker = line_of(marker);
+    assert!(marker.starts_with(marker_prefix), "{marker}");
+    let bytes: usize = lines.iter().map(|r| line_of(r).len()).sum();
+    assert!(bytes <= 1024, "{bytes} bytes kept");
+    // Every line is either kept or counted.
+    let dropped_lines: usize = marker
+        .split('(')
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no line count in {marker:?}"));
+    assert_eq!(lines.len() + dropped_lines, 1000, "{marker}");
+}
