@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::container::{EgressRef, Template};
 use crate::meta::ObjectMeta;
-use crate::quantity::Resources;
+use crate::quantity::{LogLimit, Resources};
 
 /// A DaemonAgent manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +40,9 @@ pub struct DaemonAgentSpec {
     /// Egress gateways that govern its traffic.
     #[serde(default)]
     pub egress_refs: Vec<EgressRef>,
+    /// Log text one run keeps; past it lines are counted and dropped. Default `1Mi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_limit: Option<LogLimit>,
 }
 
 /// `spec.restartPolicy` of a DaemonAgent.

@@ -37,7 +37,9 @@ pub use ipnet::IpNet;
 pub use kind::Kind;
 pub use meta::{DEFAULT_NAMESPACE, ObjectMeta, validate_name};
 pub use parse::{Document, parse_manifests, parse_value};
-pub use quantity::{Cpu, Memory, Resources};
+pub use quantity::{
+    Cpu, DEFAULT_LOG_LIMIT_BYTES, LogLimit, MAX_LOG_LIMIT_BYTES, Memory, Resources,
+};
 pub use resource::Resource;
 pub use schedule::Schedule;
 pub use task_agent::{ConcurrencyPolicy, Delivery, DeliveryMode, TaskAgent, TaskAgentSpec};

@@ -1,4 +1,5 @@
-//! Sandbox limits: cpu and memory quantities written as Kubernetes does (`500m`, `512Mi`).
+//! Sandbox and log limits: cpu, memory and byte quantities written as Kubernetes does
+//! (`500m`, `512Mi`).
 
 use std::fmt;
 use std::str::FromStr;
@@ -10,6 +11,14 @@ use crate::error::ManifestError;
 
 const CPU_HINT: &str = "use cores or millicores greater than 0, like 1, 0.5 or 500m";
 const MEMORY_HINT: &str = "use bytes or a unit, greater than 0, like 512Mi, 1Gi or 100M";
+const LOG_LIMIT_HINT: &str = "use bytes or a unit, greater than 0, like 1Mi, 512Ki or 4Mi";
+
+/// Log text an execution keeps when `spec.logLimit` is not set: 1 MiB.
+pub const DEFAULT_LOG_LIMIT_BYTES: u64 = 1 << 20;
+
+/// Log text an agent keeps over all its executions, oldest dropped first; also the largest
+/// `spec.logLimit`: 64 MiB.
+pub const MAX_LOG_LIMIT_BYTES: u64 = 64 << 20;
 
 /// Sandbox limits of an agent (`spec.resources`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,20 +131,60 @@ impl FromStr for Memory {
     type Err = ManifestError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let split = s
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(s.len());
-        let (number, suffix) = s.split_at(split);
-        let bytes = memory_unit(suffix)
-            .and_then(|scale| ceil_decimal(number, scale))
-            .and_then(|b| u64::try_from(b).ok())
-            .filter(|b| *b > 0)
-            .ok_or_else(|| refused(s, "memory", MEMORY_HINT))?;
         Ok(Memory {
             text: s.to_owned(),
-            bytes,
+            bytes: byte_quantity(s).ok_or_else(|| refused(s, "memory", MEMORY_HINT))?,
         })
     }
+}
+
+/// Bytes of log text one execution (or daemon run) keeps (`spec.logLimit`), greater than
+/// zero, kept as the user wrote it.
+///
+/// ```
+/// use clrk_api::LogLimit;
+/// assert_eq!("4Mi".parse::<LogLimit>().unwrap().bytes(), 4 << 20);
+/// assert!("4MB".parse::<LogLimit>().is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LogLimit {
+    text: String,
+    bytes: u64,
+}
+
+impl LogLimit {
+    /// Bytes, rounded up.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The text as written in the manifest.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl FromStr for LogLimit {
+    type Err = ManifestError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(LogLimit {
+            text: s.to_owned(),
+            bytes: byte_quantity(s).ok_or_else(|| refused(s, "byte", LOG_LIMIT_HINT))?,
+        })
+    }
+}
+
+/// Bytes of a quantity like `512Mi` or `100M`, rounded up; `None` unless greater than 0.
+fn byte_quantity(s: &str) -> Option<u64> {
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, suffix) = s.split_at(split);
+    memory_unit(suffix)
+        .and_then(|scale| ceil_decimal(number, scale))
+        .and_then(|b| u64::try_from(b).ok())
+        .filter(|b| *b > 0)
 }
 
 fn memory_unit(suffix: &str) -> Option<u128> {
@@ -247,6 +296,7 @@ macro_rules! quantity_serde {
 
 quantity_serde!(Cpu, "a cpu quantity like 1, 0.5 or 500m");
 quantity_serde!(Memory, "a memory quantity like 512Mi, 1Gi or 100M");
+quantity_serde!(LogLimit, "a byte quantity like 1Mi or 4Mi");
 
 #[cfg(test)]
 mod tests {

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::container::{EgressRef, Template};
 use crate::duration::GoDuration;
 use crate::meta::ObjectMeta;
-use crate::quantity::Resources;
+use crate::quantity::{LogLimit, Resources};
 
 /// A TaskAgent manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +59,9 @@ pub struct TaskAgentSpec {
     /// Egress gateways that govern its traffic.
     #[serde(default)]
     pub egress_refs: Vec<EgressRef>,
+    /// Log text one execution keeps; past it lines are counted and dropped. Default `1Mi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_limit: Option<LogLimit>,
 }
 
 /// `spec.delivery`.

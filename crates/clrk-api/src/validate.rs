@@ -1,5 +1,5 @@
-//! Rules serde cannot express: names, non-empty strings, positive durations, and the
-//! warning for `valueFrom.secretKeyRef`.
+//! Rules serde cannot express: names, non-empty strings, positive durations, the largest
+//! log limit, and the warning for `valueFrom.secretKeyRef`.
 
 use crate::container::{ContainerSpec, EgressRef};
 use crate::daemon_agent::DaemonAgentSpec;
@@ -8,6 +8,7 @@ use crate::egress_validate;
 use crate::error::ManifestError;
 use crate::field_error::FieldError;
 use crate::meta::{ObjectMeta, validate_name};
+use crate::quantity::{LogLimit, MAX_LOG_LIMIT_BYTES};
 use crate::resource::Resource;
 use crate::schedule::Schedule;
 use crate::task_agent::TaskAgentSpec;
@@ -54,13 +55,29 @@ fn task_agent(spec: &TaskAgentSpec, warnings: &mut Vec<String>) -> Result<(), Fi
         }
         Schedule::parse(expression, &spec.time_zone).map_err(schedule_error)?;
     }
+    log_limit(spec.log_limit.as_ref())?;
     egress_refs(&spec.egress_refs)
 }
 
 fn daemon_agent(spec: &DaemonAgentSpec, warnings: &mut Vec<String>) -> Result<(), FieldError> {
     name("spec.workerPoolRef", &spec.worker_pool_ref)?;
     container("spec.template.spec", &spec.template.spec, warnings)?;
+    log_limit(spec.log_limit.as_ref())?;
     egress_refs(&spec.egress_refs)
+}
+
+/// An agent keeps at most [`MAX_LOG_LIMIT_BYTES`] of logs in all, so one execution cannot
+/// be promised more.
+fn log_limit(limit: Option<&LogLimit>) -> Result<(), FieldError> {
+    match limit {
+        Some(limit) if limit.bytes() > MAX_LOG_LIMIT_BYTES => Err(FieldError::new(
+            "spec.logLimit",
+            format!(
+                "{limit} is more than the 64Mi of logs an agent keeps in all: use at most 64Mi"
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn container(

@@ -72,6 +72,32 @@ fn timeout_defaults_to_100s() {
 }
 
 #[test]
+fn log_limit_is_a_byte_quantity_left_out_by_default() {
+    let text = task_agent(&format!("metadata: {{name: a}}\n{MINIMAL_SPEC}"));
+    let Resource::TaskAgent(agent) = one("a.yaml", &text).resource else {
+        panic!("expected a TaskAgent");
+    };
+    assert_eq!(agent.spec.log_limit, None);
+    assert!(
+        serde_json::to_value(&agent.spec)
+            .unwrap()
+            .get("logLimit")
+            .is_none()
+    );
+    let text = task_agent(&format!(
+        "metadata: {{name: a}}\n{MINIMAL_SPEC}  logLimit: 4Mi\n"
+    ));
+    let Resource::TaskAgent(agent) = one("a.yaml", &text).resource else {
+        panic!("expected a TaskAgent");
+    };
+    assert_eq!(agent.spec.log_limit.unwrap().bytes(), 4 << 20);
+    let daemon = format!(
+        "apiVersion: clrk.apoxy.dev/v1alpha1\nkind: DaemonAgent\nmetadata: {{name: d}}\n{MINIMAL_SPEC}  logLimit: 100Mi\n"
+    );
+    assert!(error("d.yaml", &daemon).contains("spec.logLimit: 100Mi is more than the 64Mi"));
+}
+
+#[test]
 fn multi_document_yaml_keeps_order_and_skips_empty_documents() {
     let text = format!(
         "---\n{}---\n# nothing here\n---\n{}---\n{}",
@@ -345,6 +371,18 @@ fn other_field_rules() {
         (
             "  workerPoolRef: \"\"\n",
             "spec.workerPoolRef: \"\" is not a valid name",
+        ),
+        (
+            "  logLimit: 1MB\n",
+            "spec.logLimit: \"1MB\" is not a valid byte quantity: use bytes or a unit",
+        ),
+        (
+            "  logLimit: 0\n",
+            "spec.logLimit: \"0\" is not a valid byte quantity",
+        ),
+        (
+            "  logLimit: 65Mi\n",
+            "spec.logLimit: 65Mi is more than the 64Mi of logs an agent keeps in all",
         ),
     ];
     for (extra, expected) in cases {

@@ -26,7 +26,7 @@ use crate::body::{BodyBudget, BodyPermit};
 use crate::envelope::{RequestData, Trigger};
 use crate::error::DispatchError;
 use crate::launch::{self, EgressLaunch};
-use crate::logs::{LogBus, LogSource};
+use crate::logs::{ExecutionLog, LogBus, LogLimit};
 use crate::metadata::{AgentResponse, MetadataService};
 use crate::revision::RevisionShape;
 use crate::warm_pool::{Generation, WarmPools};
@@ -393,6 +393,7 @@ impl Admission {
             runtime,
             envelope,
             timeout,
+            log_limit: LogLimit::from_spec(task.log_limit.as_ref()),
             cancel,
         };
         tokio::spawn(run.run(tx, slot, warm));
@@ -621,6 +622,7 @@ struct Run {
     mode: DeliveryMode,
     envelope: serde_json::Value,
     timeout: Duration,
+    log_limit: LogLimit,
     cancel: CancellationToken,
 }
 
@@ -682,13 +684,15 @@ impl Run {
                 let _ = stdin.shutdown().await;
             }
         });
+        // Its streams share one limit; the marker is written once both have ended.
+        let log = self.log();
         let mut pumps = Vec::new();
         if let Some(stderr) = sandbox.take_stderr() {
-            pumps.push(self.pump_logs(stderr, "stderr"));
+            pumps.push(log.pump(stderr, "stderr"));
         }
         let mut stdout = sandbox.take_stdout();
         if metadata && let Some(out) = stdout.take() {
-            pumps.push(self.pump_logs(out, "stdout"));
+            pumps.push(log.pump(out, "stdout"));
         }
         let (registration, responder) = match (metadata, sandbox.addresses()) {
             (true, Some(addresses)) => {
@@ -756,6 +760,7 @@ impl Run {
             // Output reaches EOF once every process of the sandbox is gone.
             let _ = tokio::time::timeout(Duration::from_secs(5), pump).await;
         }
+        drop(log);
         // Once unregistered the responder learns whether an answer came.
         drop(registration);
         let responded = match responder {
@@ -810,20 +815,14 @@ impl Run {
         Some(bytes)
     }
 
-    /// Copies one of the sandbox's output streams into the execution's logs.
-    fn pump_logs(
-        &self,
-        stream: impl tokio::io::AsyncRead + Unpin + Send + 'static,
-        name: &'static str,
-    ) -> tokio::task::JoinHandle<()> {
-        let logs = self.dispatcher.inner.logs.clone();
-        let source = LogSource {
-            namespace: self.namespace.clone(),
-            agent: self.agent.clone(),
-            execution_id: self.execution_id.clone(),
-            stream: name,
-        };
-        tokio::spawn(async move { logs.pump(stream, source).await })
+    /// The execution's log, under the agent's `spec.logLimit`.
+    fn log(&self) -> ExecutionLog {
+        self.dispatcher.inner.logs.execution(
+            &self.namespace,
+            &self.agent,
+            &self.execution_id,
+            self.log_limit.clone(),
+        )
     }
 
     async fn stop(&self, sandbox: &mut Sandbox) {

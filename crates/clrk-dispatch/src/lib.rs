@@ -22,5 +22,5 @@ pub use dispatcher::{
     Admission, Dispatcher, DispatcherConfig, ExecEvent, Invocation, Outcome, STOP_GRACE,
 };
 pub use error::DispatchError;
-pub use logs::{LogBus, LogEvent};
+pub use logs::{ExecutionLog, LogBus, LogEvent, LogLimit};
 pub use revision::RevisionShape;

@@ -1,16 +1,37 @@
-//! Agent log lines: persisted in the store and broadcast to whoever follows them
-//! (`clrk dev`'s terminal, `clrk agents logs -f`).
+//! Agent log lines: persisted in the store within limits, and broadcast to whoever follows
+//! them (`clrk dev`'s terminal, `clrk agents logs -f`).
+//!
+//! An execution (or a daemon's run) keeps at most its log limit of text; past it lines are
+//! read, counted and dropped, so the agent never blocks on its output and the store does not
+//! grow, and one marker line says how much went. An agent keeps at most
+//! [`clrk_api::MAX_LOG_LIMIT_BYTES`] over all its executions: the oldest go first.
+
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::Utc;
 use clrk_store::{NewLogLine, Store};
-use futures::StreamExt as _;
-use tokio::io::AsyncRead;
+use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::sync::broadcast;
-use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
+use tokio::task::JoinHandle;
 
-/// Longest line kept; a longer one is replaced by a note so one runaway line cannot exhaust
-/// memory.
+/// Longest line kept; the rest of a longer one is read and dropped, so one runaway line
+/// cannot exhaust memory.
 const MAX_LINE: usize = 64 * 1024;
+
+/// Longest line sent on the bus. The bus keeps up to [`BUS_CAPACITY`] lines for its slowest
+/// follower, so this bounds its memory (16 MiB); followers that need whole lines read them
+/// from the store.
+const BUS_LINE: usize = 16 * 1024;
+
+/// Lines the bus holds for a follower that has not read them yet.
+const BUS_CAPACITY: usize = 1024;
+
+/// Bytes read from an output stream at a time: one store write per read at most.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Every this many bytes kept by one execution, its agent's total is checked, so a long
+/// daemon run cannot grow the agent's logs far past the cap before it ends.
+const EXPIRE_EVERY: u64 = 8 << 20;
 
 /// One line as it is broadcast.
 #[derive(Debug, Clone)]
@@ -29,18 +50,42 @@ pub struct LogBus {
     tx: broadcast::Sender<LogEvent>,
 }
 
-/// Who a stream of lines belongs to.
-#[derive(Debug, Clone)]
-pub struct LogSource {
-    pub namespace: String,
-    pub agent: String,
-    pub execution_id: String,
-    pub stream: &'static str,
+/// Bytes of log text one execution keeps, as the agent's `spec.logLimit` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLimit {
+    bytes: u64,
+    text: String,
+}
+
+impl LogLimit {
+    /// The limit of `spec.logLimit`, or the default (1Mi) when it is not set.
+    ///
+    /// ```
+    /// let limit = clrk_dispatch::LogLimit::from_spec(None);
+    /// assert_eq!(limit.bytes(), 1 << 20);
+    /// ```
+    pub fn from_spec(limit: Option<&clrk_api::LogLimit>) -> LogLimit {
+        match limit {
+            Some(limit) => LogLimit {
+                bytes: limit.bytes(),
+                text: limit.to_string(),
+            },
+            None => LogLimit {
+                bytes: clrk_api::DEFAULT_LOG_LIMIT_BYTES,
+                text: "1Mi".to_string(),
+            },
+        }
+    }
+
+    /// Bytes of text kept.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
 }
 
 impl LogBus {
     pub fn new(store: Store) -> LogBus {
-        let (tx, _) = broadcast::channel(4096);
+        let (tx, _) = broadcast::channel(BUS_CAPACITY);
         LogBus { store, tx }
     }
 
@@ -49,56 +94,401 @@ impl LogBus {
         self.tx.subscribe()
     }
 
-    /// Persists the lines (one transaction), then broadcasts them.
-    pub fn write(&self, source: &LogSource, lines: Vec<String>) {
+    /// The log of one execution or daemon run; its streams share `limit`. The marker line
+    /// (if anything was dropped) is written when the last clone and pump are gone.
+    pub fn execution(
+        &self,
+        namespace: &str,
+        agent: &str,
+        execution_id: &str,
+        limit: LogLimit,
+    ) -> ExecutionLog {
+        ExecutionLog {
+            inner: Arc::new(Inner {
+                bus: self.clone(),
+                namespace: namespace.to_string(),
+                agent: agent.to_string(),
+                execution_id: execution_id.to_string(),
+                limit,
+                budget: Mutex::new(Budget::default()),
+            }),
+        }
+    }
+
+    /// Persists the lines (one transaction, off the async workers), then broadcasts them.
+    async fn write(&self, log: &Inner, stream: &'static str, lines: Vec<String>) {
         let now = Utc::now();
         let rows: Vec<NewLogLine> = lines
-            .iter()
+            .into_iter()
             .map(|line| NewLogLine {
-                execution_id: source.execution_id.clone(),
-                namespace: source.namespace.clone(),
-                agent: source.agent.clone(),
-                stream: source.stream.to_string(),
+                execution_id: log.execution_id.clone(),
+                namespace: log.namespace.clone(),
+                agent: log.agent.clone(),
+                stream: stream.to_string(),
                 time: now,
-                line: line.clone(),
+                line,
             })
             .collect();
-        if let Err(error) = self.store.append_logs(&rows) {
-            tracing::error!(%error, execution = %source.execution_id, "could not persist log lines");
+        let store = self.store.clone();
+        let rows = match tokio::task::spawn_blocking(move || {
+            let result = store.append_logs(&rows);
+            (result, rows)
+        })
+        .await
+        {
+            Ok((Ok(()), rows)) => rows,
+            Ok((Err(error), _)) => {
+                tracing::error!(%error, execution = %log.execution_id, "could not persist log lines");
+                return;
+            }
+            Err(error) => {
+                tracing::error!(%error, execution = %log.execution_id, "could not persist log lines");
+                return;
+            }
+        };
+        self.broadcast(rows);
+    }
+
+    fn broadcast(&self, rows: Vec<NewLogLine>) {
+        if self.tx.receiver_count() == 0 {
+            return;
         }
-        for line in lines {
+        for row in rows {
+            let mut line = row.line;
+            if line.len() > BUS_LINE {
+                line.truncate(floor_char_boundary(&line, BUS_LINE));
+                line.push_str(
+                    " [clrk] cut here on the terminal: the whole line is in clrk agents logs",
+                );
+            }
             // No subscriber is fine: the lines are in the store.
             let _ = self.tx.send(LogEvent {
-                namespace: source.namespace.clone(),
-                agent: source.agent.clone(),
-                execution_id: source.execution_id.clone(),
-                stream: source.stream.to_string(),
+                namespace: row.namespace,
+                agent: row.agent,
+                execution_id: row.execution_id,
+                stream: row.stream,
                 line,
             });
         }
     }
+}
 
-    /// Reads `reader` line by line until EOF, writing lines in batches of what is available.
-    pub async fn pump<R: AsyncRead + Unpin>(&self, reader: R, source: LogSource) {
-        let lines = FramedRead::new(reader, LinesCodec::new_with_max_length(MAX_LINE));
-        let mut batches = lines.ready_chunks(256);
-        while let Some(batch) = batches.next().await {
-            let mut out = Vec::with_capacity(batch.len());
-            for item in batch {
-                match item {
-                    Ok(line) => out.push(line),
-                    Err(LinesCodecError::MaxLineLengthExceeded) => out.push(format!(
-                        "(a line longer than {} KiB was dropped)",
-                        MAX_LINE / 1024
-                    )),
-                    Err(LinesCodecError::Io(error)) => {
-                        tracing::warn!(%error, execution = %source.execution_id, "reading agent output");
-                        self.write(&source, out);
-                        return;
-                    }
+/// The log of one execution or daemon run. Cloning shares it.
+#[derive(Clone)]
+pub struct ExecutionLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    bus: LogBus,
+    namespace: String,
+    agent: String,
+    execution_id: String,
+    limit: LogLimit,
+    budget: Mutex<Budget>,
+}
+
+/// What an execution kept and dropped so far.
+#[derive(Debug, Default)]
+struct Budget {
+    kept: u64,
+    since_expiry: u64,
+    full: bool,
+    dropped_bytes: u64,
+    dropped_lines: u64,
+}
+
+impl Budget {
+    /// Keeps the lines that fit under `limit`; once one does not, drops it and every later
+    /// line, counting them. Returns the kept lines and whether the agent's total is due a check.
+    fn admit(&mut self, limit: u64, lines: Vec<String>) -> (Vec<String>, bool) {
+        let mut kept = Vec::with_capacity(lines.len());
+        for line in lines {
+            let len = line.len() as u64;
+            if !self.full && self.kept + len > limit {
+                self.full = true;
+            }
+            if self.full {
+                self.dropped_bytes += len;
+                self.dropped_lines += 1;
+                continue;
+            }
+            self.kept += len;
+            self.since_expiry += len;
+            kept.push(line);
+        }
+        let expire = self.since_expiry >= EXPIRE_EVERY;
+        if expire {
+            self.since_expiry = 0;
+        }
+        (kept, expire)
+    }
+
+    /// The line that ends an execution's log when something was dropped.
+    fn marker(&self, limit: &LogLimit) -> Option<String> {
+        self.full.then(|| {
+            format!(
+                "[clrk] log limit {} reached: {} more bytes ({} lines) dropped",
+                limit.text, self.dropped_bytes, self.dropped_lines
+            )
+        })
+    }
+}
+
+impl ExecutionLog {
+    /// Copies `reader` into the log line by line until EOF, in a task of its own.
+    pub fn pump<R: AsyncRead + Unpin + Send + 'static>(
+        &self,
+        reader: R,
+        stream: &'static str,
+    ) -> JoinHandle<()> {
+        let log = self.clone();
+        tokio::spawn(async move { log.copy(reader, stream).await })
+    }
+
+    async fn copy<R: AsyncRead + Unpin>(&self, mut reader: R, stream: &'static str) {
+        let mut lines = LineSplitter::new(MAX_LINE);
+        let mut chunk = vec![0u8; READ_CHUNK];
+        loop {
+            let n = match reader.read(&mut chunk).await {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(error) => {
+                    tracing::warn!(%error, execution = %self.inner.execution_id, "reading agent output");
+                    break;
+                }
+            };
+            let complete = lines.push(&chunk[..n]);
+            self.keep(stream, complete).await;
+        }
+        self.keep(stream, lines.finish().into_iter().collect())
+            .await;
+    }
+
+    async fn keep(&self, stream: &'static str, lines: Vec<String>) {
+        if lines.is_empty() {
+            return;
+        }
+        let inner = &self.inner;
+        let (kept, expire) = inner
+            .budget
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .admit(inner.limit.bytes, lines);
+        if !kept.is_empty() {
+            inner.bus.write(inner, stream, kept).await;
+        }
+        if expire {
+            let expiry = inner.expiry();
+            let _ = tokio::task::spawn_blocking(move || expiry.run()).await;
+        }
+    }
+}
+
+impl Inner {
+    fn expiry(&self) -> Expiry {
+        Expiry {
+            store: self.bus.store.clone(),
+            namespace: self.namespace.clone(),
+            agent: self.agent.clone(),
+        }
+    }
+}
+
+impl Drop for Inner {
+    /// Every stream has ended: the counts are final.
+    fn drop(&mut self) {
+        let budget = self.budget.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(marker) = budget.marker(&self.limit) {
+            let row = NewLogLine {
+                execution_id: self.execution_id.clone(),
+                namespace: self.namespace.clone(),
+                agent: self.agent.clone(),
+                stream: "stderr".to_string(),
+                time: Utc::now(),
+                line: marker,
+            };
+            match self.bus.store.append_logs(std::slice::from_ref(&row)) {
+                Ok(()) => self.bus.broadcast(vec![row]),
+                Err(error) => {
+                    tracing::error!(%error, execution = %self.execution_id, "could not persist the log limit marker")
                 }
             }
-            self.write(&source, out);
         }
+        let kept = budget.kept;
+        drop(budget);
+        if kept == 0 {
+            // Nothing added: the agent's total did not grow.
+            return;
+        }
+        // Deleting old executions' lines can take a while: not on an async worker.
+        let log = self.expiry();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(move || log.run())),
+            Err(_) => log.run(),
+        }
+    }
+}
+
+/// Holds an agent under its total, oldest executions first.
+struct Expiry {
+    store: Store,
+    namespace: String,
+    agent: String,
+}
+
+impl Expiry {
+    fn run(&self) {
+        if let Err(error) =
+            self.store
+                .expire_logs(&self.namespace, &self.agent, clrk_api::MAX_LOG_LIMIT_BYTES)
+        {
+            // The agent may have been deleted meanwhile, its logs with it.
+            tracing::debug!(%error, agent = %self.agent, "could not expire old log lines");
+        }
+    }
+}
+
+/// Splits bytes into lines whatever the chunk boundaries, keeping at most `max` bytes of each
+/// (the rest is read past and dropped, with a note on the line). Invalid UTF-8 is replaced.
+#[derive(Debug)]
+pub struct LineSplitter {
+    max: usize,
+    pending: Vec<u8>,
+    /// The current line was cut: its remaining bytes are dropped up to the newline.
+    cutting: bool,
+}
+
+impl LineSplitter {
+    pub fn new(max: usize) -> LineSplitter {
+        LineSplitter {
+            max,
+            pending: Vec::new(),
+            cutting: false,
+        }
+    }
+
+    /// Adds a chunk and returns the lines it completes, without their newlines.
+    ///
+    /// ```
+    /// let mut lines = clrk_dispatch::logs::LineSplitter::new(8);
+    /// assert!(lines.push(b"ab").is_empty());
+    /// assert_eq!(lines.push(b"c\nd\r\n"), ["abc", "d"]);
+    /// ```
+    pub fn push(&mut self, mut chunk: &[u8]) -> Vec<String> {
+        let mut out = Vec::new();
+        while !chunk.is_empty() {
+            let newline = chunk.iter().position(|&b| b == b'\n');
+            let (part, rest) = match newline {
+                Some(i) => (&chunk[..i], &chunk[i + 1..]),
+                None => (chunk, &[][..]),
+            };
+            if !self.cutting {
+                let room = self.max - self.pending.len();
+                if part.len() > room {
+                    self.pending.extend_from_slice(&part[..room]);
+                    out.push(self.take_line(true));
+                    self.cutting = true;
+                } else {
+                    self.pending.extend_from_slice(part);
+                }
+            }
+            if newline.is_some() {
+                if self.cutting {
+                    self.cutting = false;
+                } else {
+                    out.push(self.take_line(false));
+                }
+            }
+            chunk = rest;
+        }
+        out
+    }
+
+    /// The last line when the stream ended without a newline.
+    pub fn finish(mut self) -> Option<String> {
+        (!self.pending.is_empty() && !self.cutting).then(|| self.take_line(false))
+    }
+
+    fn take_line(&mut self, cut: bool) -> String {
+        if !cut && self.pending.last() == Some(&b'\r') {
+            self.pending.pop();
+        }
+        let mut line = String::from_utf8_lossy(&self.pending).into_owned();
+        self.pending.clear();
+        if cut {
+            line.push_str(&format!(
+                " [clrk] line cut at {} KiB: the rest was dropped",
+                self.max / 1024
+            ));
+        }
+        line
+    }
+}
+
+/// The largest index `<= at` on a char boundary of `s`.
+fn floor_char_boundary(s: &str, at: usize) -> usize {
+    (0..=at.min(s.len()))
+        .rev()
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_survive_any_chunking() {
+        let stream = b"one\ntwo\r\n\nthree";
+        for size in 1..stream.len() {
+            let mut lines = LineSplitter::new(64);
+            let mut out = Vec::new();
+            for chunk in stream.chunks(size) {
+                out.extend(lines.push(chunk));
+            }
+            out.extend(lines.finish());
+            assert_eq!(out, ["one", "two", "", "three"], "chunk size {size}");
+        }
+    }
+
+    #[test]
+    fn a_long_line_is_cut_and_the_next_one_is_whole() {
+        for size in [1, 3, 7, 1000, 10_000] {
+            let mut stream = vec![b'x'; 5000];
+            stream.extend_from_slice(b"\nnext\n");
+            let mut lines = LineSplitter::new(2048);
+            let mut out = Vec::new();
+            for chunk in stream.chunks(size) {
+                out.extend(lines.push(chunk));
+            }
+            assert!(lines.finish().is_none());
+            assert_eq!(out.len(), 2, "{out:?}");
+            let cut = format!("{} [clrk] line cut at 2 KiB", "x".repeat(2048));
+            assert!(out[0].starts_with(&cut), "{out:?}");
+            assert_eq!(out[1], "next");
+        }
+    }
+
+    #[test]
+    fn past_the_limit_lines_are_counted_and_dropped() {
+        let mut budget = Budget::default();
+        let lines = |n: usize| (0..n).map(|_| "0123456789".to_string()).collect::<Vec<_>>();
+        let (kept, _) = budget.admit(35, lines(3));
+        assert_eq!(kept.len(), 3);
+        let (kept, _) = budget.admit(35, lines(2));
+        assert!(kept.is_empty(), "the next line would pass the limit");
+        // A line that would still fit is dropped too: the log stops at the limit.
+        let (kept, _) = budget.admit(35, vec!["x".to_string()]);
+        assert!(kept.is_empty());
+        let limit = LogLimit {
+            bytes: 35,
+            text: "35".into(),
+        };
+        assert_eq!(
+            budget.marker(&limit).unwrap(),
+            "[clrk] log limit 35 reached: 21 more bytes (3 lines) dropped"
+        );
+        assert!(Budget::default().marker(&limit).is_none());
     }
 }

@@ -1,7 +1,7 @@
 //! `clrk dev`: control API, ingress and an embedded worker in one process, with the store
 //! under the data dir and every agent's log lines on the terminal.
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
@@ -275,17 +275,23 @@ fn local_addr(listener: &TcpListener) -> Result<SocketAddr, ServerError> {
         .map_err(|e| ServerError::Internal(format!("reading a listener's address: {e}")))
 }
 
-/// Prints `[namespace/agent execution-id] line` for every agent log line.
+/// Prints `[namespace/agent execution-id] line` for every agent log line, its control
+/// characters escaped on a terminal.
 async fn print_logs(logs: LogBus) {
     let mut events = logs.subscribe();
+    let terminal = std::io::stdout().is_terminal();
     loop {
         match events.recv().await {
             Ok(e) => {
+                let line = match terminal {
+                    true => crate::terminal::escape_controls(&e.line),
+                    false => e.line.as_str().into(),
+                };
                 let mut out = std::io::stdout().lock();
                 let _ = writeln!(
                     out,
-                    "[{}/{} {}] {}",
-                    e.namespace, e.agent, e.execution_id, e.line
+                    "[{}/{} {}] {line}",
+                    e.namespace, e.agent, e.execution_id
                 );
             }
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {

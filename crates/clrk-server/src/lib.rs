@@ -16,6 +16,7 @@ pub mod listener;
 pub mod metadata_listener;
 pub mod recovery;
 pub mod state;
+pub mod terminal;
 pub mod views;
 
 pub use error::ServerError;

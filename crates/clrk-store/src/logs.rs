@@ -1,4 +1,5 @@
-//! Log lines of executions, numbered by a store-wide, ever-increasing `seq`.
+//! Log lines of executions, numbered by a store-wide, ever-increasing `seq`, with the bytes
+//! each execution keeps so an agent's total can be held under a cap without scanning lines.
 
 use std::collections::HashMap;
 
@@ -49,6 +50,19 @@ pub struct LogQuery {
     pub after_seq: Option<i64>,
 }
 
+/// One page of an agent's log in ascending `seq`, for readers that must bound their memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogPage {
+    /// Only lines with `seq` greater than this; `None` from the first line.
+    pub after_seq: Option<i64>,
+    /// Only lines with `seq` up to this; `None` up to the newest.
+    pub up_to_seq: Option<i64>,
+    /// At most this many lines.
+    pub max_lines: usize,
+    /// Stop after the line that reaches this many bytes of text.
+    pub max_bytes: usize,
+}
+
 fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LogLine> {
     Ok(LogLine {
         seq: row.get(0)?,
@@ -57,6 +71,13 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LogLine> {
         time: time::column(row, 3)?,
         line: row.get(4)?,
     })
+}
+
+/// What one batch adds to an execution's entry in `log_sizes`.
+struct Added {
+    first_seq: i64,
+    last_seq: i64,
+    bytes: i64,
 }
 
 impl Store {
@@ -73,6 +94,7 @@ impl Store {
         }
         self.write(|tx| {
             let mut agents: HashMap<(&str, &str), i64> = HashMap::new();
+            let mut sizes: HashMap<(i64, &str), Added> = HashMap::new();
             let mut insert = tx.prepare_cached(
                 "INSERT INTO logs (agent_id, execution_id, stream, time, line) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
@@ -87,6 +109,28 @@ impl Store {
                     }
                 };
                 insert.execute(params![agent, l.execution_id, l.stream, time::to_millis(l.time), l.line])?;
+                let seq = tx.last_insert_rowid();
+                let bytes = i64::try_from(l.line.len()).unwrap_or(i64::MAX);
+                sizes
+                    .entry((agent, l.execution_id.as_str()))
+                    .and_modify(|a| {
+                        a.last_seq = seq;
+                        a.bytes = a.bytes.saturating_add(bytes);
+                    })
+                    .or_insert(Added {
+                        first_seq: seq,
+                        last_seq: seq,
+                        bytes,
+                    });
+            }
+            let mut size = tx.prepare_cached(
+                "INSERT INTO log_sizes (agent_id, execution_id, first_seq, last_seq, bytes) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (agent_id, execution_id) DO UPDATE SET \
+                 last_seq = excluded.last_seq, bytes = bytes + excluded.bytes",
+            )?;
+            for ((agent, execution), a) in &sizes {
+                size.execute(params![agent, execution, a.first_seq, a.last_seq, a.bytes])?;
             }
             Ok(())
         })?;
@@ -94,7 +138,8 @@ impl Store {
         Ok(())
     }
 
-    /// The agent's log lines in ascending `seq`, filtered by `q`.
+    /// The agent's log lines in ascending `seq`, filtered by `q`. Loads them all: readers of
+    /// logs an agent wrote use [`Store::log_page`].
     ///
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();
@@ -122,5 +167,154 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()?;
         lines.reverse();
         Ok(lines)
+    }
+
+    /// One page of the agent's log in ascending `seq`: at most `max_lines` lines, ending with
+    /// the line that reaches `max_bytes`. An empty page means there is nothing more (now).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = clrk_store::Store::open(&dir.path().join("clrk.db")).unwrap();
+    /// let page = clrk_store::LogPage { after_seq: None, up_to_seq: None, max_lines: 1000, max_bytes: 1 << 20 };
+    /// assert!(store.log_page("default", "missing", &page).is_err());
+    /// ```
+    pub fn log_page(
+        &self,
+        namespace: &str,
+        name: &str,
+        page: &LogPage,
+    ) -> Result<Vec<LogLine>, StoreError> {
+        let conn = self.conn();
+        let agent = agent_id(&conn, namespace, name)?;
+        let limit = i64::try_from(page.max_lines).unwrap_or(i64::MAX);
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, execution_id, stream, time, line FROM logs \
+             WHERE agent_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
+        )?;
+        let rows = stmt.query_map(
+            params![
+                agent,
+                page.after_seq.unwrap_or(i64::MIN),
+                page.up_to_seq.unwrap_or(i64::MAX),
+                limit
+            ],
+            from_row,
+        )?;
+        let mut lines = Vec::new();
+        let mut bytes = 0usize;
+        for line in rows {
+            let line = line?;
+            bytes = bytes.saturating_add(line.line.len());
+            lines.push(line);
+            if bytes >= page.max_bytes {
+                break;
+            }
+        }
+        Ok(lines)
+    }
+
+    /// The `after_seq` from which only the agent's last `tail` lines follow; `None` when it
+    /// has no more than `tail` lines.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = clrk_store::Store::open(&dir.path().join("clrk.db")).unwrap();
+    /// assert!(store.log_tail_start("default", "missing", 10).is_err());
+    /// ```
+    pub fn log_tail_start(
+        &self,
+        namespace: &str,
+        name: &str,
+        tail: usize,
+    ) -> Result<Option<i64>, StoreError> {
+        let conn = self.conn();
+        let agent = agent_id(&conn, namespace, name)?;
+        let offset = i64::try_from(tail).unwrap_or(i64::MAX);
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq FROM logs WHERE agent_id = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2",
+        )?;
+        Ok(stmt
+            .query_map(params![agent, offset], |row| row.get(0))?
+            .next()
+            .transpose()?)
+    }
+
+    /// The `seq` of the agent's newest line; `None` when it has none.
+    pub fn log_last_seq(&self, namespace: &str, name: &str) -> Result<Option<i64>, StoreError> {
+        self.log_tail_start(namespace, name, 0)
+    }
+
+    /// Bytes of log text the agent keeps, over all its executions.
+    pub fn log_bytes(&self, namespace: &str, name: &str) -> Result<u64, StoreError> {
+        let conn = self.conn();
+        let agent = agent_id(&conn, namespace, name)?;
+        let bytes: i64 = conn.query_row(
+            "SELECT COALESCE(SUM(bytes), 0) FROM log_sizes WHERE agent_id = ?1",
+            params![agent],
+            |row| row.get(0),
+        )?;
+        Ok(u64::try_from(bytes).unwrap_or(0))
+    }
+
+    /// Deletes the lines of the agent's oldest executions, whole executions at a time, until
+    /// it keeps at most `max_bytes` of log text; its newest execution is always kept. Returns
+    /// the bytes deleted. Reads one row per execution, never the lines themselves.
+    pub fn expire_logs(
+        &self,
+        namespace: &str,
+        name: &str,
+        max_bytes: u64,
+    ) -> Result<u64, StoreError> {
+        let deleted = self.write(|tx| {
+            let agent = agent_id(tx, namespace, name)?;
+            let mut executions = tx
+                .prepare_cached(
+                    "SELECT execution_id, first_seq, last_seq, bytes FROM log_sizes \
+                     WHERE agent_id = ?1 ORDER BY first_seq",
+                )?
+                .query_map(params![agent], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, i64>(2)?,
+                        row.get::<_, i64>(3)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            // Never the newest: it may still be writing, and it is within its own limit.
+            executions.pop();
+            let max = i64::try_from(max_bytes).unwrap_or(i64::MAX);
+            let mut total: i64 = tx.query_row(
+                "SELECT COALESCE(SUM(bytes), 0) FROM log_sizes WHERE agent_id = ?1",
+                params![agent],
+                |row| row.get(0),
+            )?;
+            let mut deleted = 0i64;
+            let mut lines = tx.prepare_cached(
+                "DELETE FROM logs WHERE agent_id = ?1 AND seq BETWEEN ?2 AND ?3 AND execution_id = ?4",
+            )?;
+            let mut size = tx.prepare_cached(
+                "DELETE FROM log_sizes WHERE agent_id = ?1 AND execution_id = ?2",
+            )?;
+            for (execution, first, last, bytes) in executions {
+                if total <= max {
+                    break;
+                }
+                lines.execute(params![agent, first, last, execution])?;
+                size.execute(params![agent, execution])?;
+                total -= bytes;
+                deleted += bytes;
+            }
+            Ok(deleted)
+        })?;
+        if deleted > 0 {
+            tracing::debug!(
+                namespace,
+                agent = name,
+                bytes = deleted,
+                "oldest log lines expired"
+            );
+        }
+        Ok(u64::try_from(deleted).unwrap_or(0))
     }
 }

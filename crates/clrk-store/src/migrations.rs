@@ -168,6 +168,24 @@ CREATE TABLE token_usage (
 ) STRICT;
 "#,
     ),
+    // Log bytes each execution keeps, so an agent's total is held under its cap (oldest
+    // executions deleted first) without reading its lines; filled from the lines already kept.
+    M::up(
+        r#"
+CREATE TABLE log_sizes (
+    agent_id      INTEGER NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+    execution_id  TEXT    NOT NULL,
+    first_seq     INTEGER NOT NULL,
+    last_seq      INTEGER NOT NULL,
+    bytes         INTEGER NOT NULL,
+    PRIMARY KEY (agent_id, execution_id)
+) STRICT;
+CREATE INDEX log_sizes_by_age ON log_sizes (agent_id, first_seq);
+INSERT INTO log_sizes (agent_id, execution_id, first_seq, last_seq, bytes)
+    SELECT agent_id, execution_id, MIN(seq), MAX(seq), SUM(length(CAST(line AS BLOB)))
+    FROM logs GROUP BY agent_id, execution_id;
+"#,
+    ),
 ];
 
 /// The migration runner over [`MIGRATIONS`].

@@ -3,7 +3,7 @@
 mod common;
 
 use chrono::Utc;
-use clrk_store::{LogQuery, NewLogLine, StoreError};
+use clrk_store::{LogPage, LogQuery, NewLogLine, StoreError};
 use common::{echo_agent, execution, temp_store};
 
 fn line(agent: &str, execution_id: &str, text: &str) -> NewLogLine {
@@ -119,5 +119,84 @@ fn batch_with_an_unknown_agent_stores_nothing() {
             .logs("default", "echo", &LogQuery::default())
             .unwrap()
             .is_empty()
+    );
+}
+
+#[test]
+fn pages_cover_the_log_once_in_order_bounded_by_lines_and_bytes() {
+    let (_dir, store) = temp_store();
+    store.apply_agent(&echo_agent("echo")).unwrap();
+    let batch: Vec<_> = (0..25)
+        .map(|i| line("echo", "ev-1", &format!("err {i:02}")))
+        .collect();
+    store.append_logs(&batch).unwrap();
+    let mut page = LogPage {
+        after_seq: None,
+        up_to_seq: None,
+        max_lines: 10,
+        max_bytes: 1 << 20,
+    };
+    let mut seen = Vec::new();
+    loop {
+        let lines = store.log_page("default", "echo", &page).unwrap();
+        let Some(last) = lines.last() else { break };
+        assert!(lines.len() <= 10);
+        page.after_seq = Some(last.seq);
+        seen.extend(lines.into_iter().map(|l| l.line));
+    }
+    assert_eq!(seen.len(), 25);
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+
+    // A page ends at the line that reaches max_bytes (6 bytes a line).
+    page.after_seq = None;
+    page.max_bytes = 13;
+    assert_eq!(store.log_page("default", "echo", &page).unwrap().len(), 3);
+
+    // tail and up_to_seq bound where a reader starts and stops.
+    let start = store.log_tail_start("default", "echo", 5).unwrap();
+    let last = store.log_last_seq("default", "echo").unwrap().unwrap();
+    page.max_bytes = 1 << 20;
+    page.after_seq = start;
+    page.up_to_seq = Some(last - 1);
+    let lines = store.log_page("default", "echo", &page).unwrap();
+    assert_eq!(texts(&lines), ["err 20", "err 21", "err 22", "err 23"]);
+    assert_eq!(store.log_tail_start("default", "echo", 25).unwrap(), None);
+}
+
+#[test]
+fn expiry_deletes_the_oldest_executions_until_the_agent_is_under_its_cap() {
+    let (_dir, store) = temp_store();
+    store.apply_agent(&echo_agent("echo")).unwrap();
+    store.apply_agent(&echo_agent("other")).unwrap();
+    let text = "x".repeat(100);
+    for execution in ["ev-1", "ev-2", "ev-3", "ev-4"] {
+        let batch: Vec<_> = (0..10).map(|_| line("echo", execution, &text)).collect();
+        store.append_logs(&batch).unwrap();
+        store
+            .append_logs(&[line("other", execution, &text)])
+            .unwrap();
+    }
+    assert_eq!(store.log_bytes("default", "echo").unwrap(), 4000);
+
+    // Under the cap: nothing goes.
+    assert_eq!(store.expire_logs("default", "echo", 4000).unwrap(), 0);
+    // 2,500 bytes allowed: the two oldest executions go, whole.
+    assert_eq!(store.expire_logs("default", "echo", 2500).unwrap(), 2000);
+    let left = store.logs("default", "echo", &LogQuery::default()).unwrap();
+    assert_eq!(left.len(), 20);
+    assert!(
+        left.iter()
+            .all(|l| l.execution_id == "ev-3" || l.execution_id == "ev-4")
+    );
+    assert_eq!(store.log_bytes("default", "echo").unwrap(), 2000);
+    // The newest execution is kept even over the cap; other agents are untouched.
+    assert_eq!(store.expire_logs("default", "echo", 1).unwrap(), 1000);
+    assert_eq!(store.log_bytes("default", "echo").unwrap(), 1000);
+    assert_eq!(
+        store
+            .logs("default", "other", &LogQuery::default())
+            .unwrap()
+            .len(),
+        4
     );
 }

@@ -342,6 +342,18 @@ pub struct LogsArgs {
     /// Start with only the last N lines.
     #[arg(long, value_name = "N")]
     pub tail: Option<u64>,
+
+    /// Output format (default: `<execution-id> <line>`, control characters escaped on a
+    /// terminal).
+    #[arg(short, long, value_enum)]
+    pub output: Option<LogFormat>,
+}
+
+/// Output formats for log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line, as the server sends it: the text unchanged.
+    Json,
 }
 
 /// `clrk agents invocations`.

@@ -1,4 +1,7 @@
 //! `GET /v1/agents/{ns}/{name}/logs`: newline-delimited JSON, optionally followed.
+//!
+//! The log is read from the store a page at a time and each page is written before the next
+//! is read, so a request holds one page in memory however long the log is.
 
 use std::convert::Infallible;
 
@@ -6,7 +9,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use clrk_store::{LogLine, LogQuery};
+use clrk_store::{LogLine, LogPage};
 use serde::Deserialize;
 use tokio::sync::broadcast;
 
@@ -14,6 +17,12 @@ use super::ApiError;
 use super::agents::find;
 use crate::state::AppState;
 use crate::views;
+
+/// Lines read from the store at a time.
+const PAGE_LINES: usize = 1000;
+
+/// A page ends early at the line that reaches this many bytes of text.
+const PAGE_BYTES: usize = 1 << 20;
 
 #[derive(Deserialize)]
 pub struct LogsQuery {
@@ -30,28 +39,31 @@ pub async fn logs(
     find(&state, &namespace, &name)?;
     // Subscribe before reading the backlog so no line falls between the two.
     let events = state.dispatcher.logs().subscribe();
-    let backlog = state.store.logs(
-        &namespace,
-        &name,
-        &LogQuery {
-            tail: q.tail,
-            after_seq: None,
-        },
-    )?;
-    let last_seq = backlog.last().map(|l| l.seq);
-    let first = futures::stream::once(async move { Ok::<_, Infallible>(ndjson(&backlog)) });
-    let body = if q.follow {
-        let follow = Follow {
-            state,
-            namespace,
-            name,
-            events,
-            last_seq,
-        };
-        Body::from_stream(futures::StreamExt::chain(first, follow.into_stream()))
-    } else {
-        Body::from_stream(first)
+    let after_seq = match q.tail {
+        Some(tail) => state.store.log_tail_start(&namespace, &name, tail)?,
+        None => None,
     };
+    // Without `follow` the answer ends at the newest line now, however fast the agent writes.
+    let up_to_seq = if q.follow {
+        None
+    } else {
+        Some(
+            state
+                .store
+                .log_last_seq(&namespace, &name)?
+                .unwrap_or(i64::MIN),
+        )
+    };
+    let pages = Pages {
+        state,
+        namespace,
+        name,
+        after_seq,
+        up_to_seq,
+        events: q.follow.then_some(events),
+        caught_up: false,
+    };
+    let body = Body::from_stream(pages.into_stream());
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
 }
 
@@ -64,41 +76,61 @@ fn ndjson(lines: &[LogLine]) -> Bytes {
     Bytes::from(out)
 }
 
-/// Follows an agent's log: wakes on every broadcast line of that agent, then reads what is
-/// new from the store, so lines are never lost or duplicated even if the bus lags.
-struct Follow {
+/// Reads an agent's log page by page. Once caught up it ends, or when following waits for a
+/// broadcast line of that agent and reads what is new from the store, so lines are never lost
+/// or duplicated even if the bus lags.
+struct Pages {
     state: AppState,
     namespace: String,
     name: String,
-    events: broadcast::Receiver<clrk_dispatch::LogEvent>,
-    last_seq: Option<i64>,
+    after_seq: Option<i64>,
+    up_to_seq: Option<i64>,
+    events: Option<broadcast::Receiver<clrk_dispatch::LogEvent>>,
+    caught_up: bool,
 }
 
-impl Follow {
+impl Pages {
     fn into_stream(self) -> impl futures::Stream<Item = Result<Bytes, Infallible>> {
-        futures::stream::unfold(self, |mut f| async move {
+        futures::stream::unfold(self, |mut p| async move {
             loop {
-                match f.events.recv().await {
-                    Ok(e) if e.namespace != f.namespace || e.agent != f.name => continue,
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => return None,
+                if p.caught_up {
+                    let events = p.events.as_mut()?;
+                    match events.recv().await {
+                        Ok(e) if e.namespace != p.namespace || e.agent != p.name => continue,
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    }
                 }
-                let query = LogQuery {
-                    tail: None,
-                    after_seq: f.last_seq.or(Some(0)),
-                };
-                let lines = match f.state.store.logs(&f.namespace, &f.name, &query) {
+                let lines = match p.next_page().await {
                     Ok(lines) => lines,
                     Err(error) => {
-                        tracing::warn!(%error, "following logs");
+                        tracing::warn!(%error, "reading logs");
                         return None;
                     }
                 };
+                p.caught_up = lines.len() < PAGE_LINES
+                    && lines.iter().map(|l| l.line.len()).sum::<usize>() < PAGE_BYTES;
                 if let Some(last) = lines.last() {
-                    f.last_seq = Some(last.seq);
-                    return Some((Ok(ndjson(&lines)), f));
+                    p.after_seq = Some(last.seq);
+                    return Some((Ok(ndjson(&lines)), p));
                 }
             }
         })
+    }
+
+    /// The next page after `after_seq`, read off the async workers.
+    async fn next_page(&self) -> Result<Vec<LogLine>, String> {
+        let store = self.state.store.clone();
+        let (namespace, name) = (self.namespace.clone(), self.name.clone());
+        let page = LogPage {
+            after_seq: self.after_seq,
+            up_to_seq: self.up_to_seq,
+            max_lines: PAGE_LINES,
+            max_bytes: PAGE_BYTES,
+        };
+        tokio::task::spawn_blocking(move || store.log_page(&namespace, &name, &page))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
     }
 }

@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use clrk_api::{DaemonAgentSpec, Resource};
-use clrk_dispatch::logs::LogSource;
-use clrk_dispatch::{Dispatcher, RevisionShape, STOP_GRACE};
+use clrk_dispatch::{Dispatcher, LogLimit, RevisionShape, STOP_GRACE};
 use clrk_sandbox::Sandbox;
 use clrk_store::{
     DaemonPhase, DaemonState, ExecutionEnd, ExecutionStatus, NewExecution, Revision, Store,
@@ -232,7 +231,7 @@ impl Daemon {
                 self.save(state);
                 tracing::info!(namespace = %self.namespace, daemon = %self.name, run = run_id,
                     restarts = state.restart_count, "daemon running");
-                self.watch(sandbox, spec.max_lifetime_seconds, run_id).await
+                self.watch(sandbox, spec, run_id).await
             }
         };
         self.record(run_id, &end);
@@ -241,26 +240,27 @@ impl Daemon {
 
     /// Feeds the process's output to the logs and waits for it to exit, its lifetime to
     /// run out, or a stop.
-    async fn watch(&self, mut sandbox: Sandbox, max_lifetime_seconds: u64, run_id: &str) -> End {
+    async fn watch(&self, mut sandbox: Sandbox, spec: &DaemonAgentSpec, run_id: &str) -> End {
         // No stdin for daemons: EOF at once.
         drop(sandbox.take_stdin());
+        // The run's streams share one limit; the marker is written once both have ended.
+        let log = self.dispatcher.logs().execution(
+            &self.namespace,
+            &self.name,
+            run_id,
+            LogLimit::from_spec(spec.log_limit.as_ref()),
+        );
         let mut pumps = Vec::new();
         for (stream, reader) in [
             ("stdout", sandbox.take_stdout().map(box_reader)),
             ("stderr", sandbox.take_stderr().map(box_reader)),
         ] {
             let Some(reader) = reader else { continue };
-            let logs = self.dispatcher.logs().clone();
-            let source = LogSource {
-                namespace: self.namespace.clone(),
-                agent: self.name.clone(),
-                execution_id: run_id.to_string(),
-                stream,
-            };
-            pumps.push(tokio::spawn(async move { logs.pump(reader, source).await }));
+            pumps.push(log.pump(reader, stream));
         }
+        drop(log);
         let lifetime = async {
-            match max_lifetime_seconds {
+            match spec.max_lifetime_seconds {
                 0 => std::future::pending().await,
                 secs => tokio::time::sleep(Duration::from_secs(secs)).await,
             }

@@ -1,13 +1,14 @@
 //! `clrk agents logs NAME`: print (and follow) an agent's log lines.
 
-use std::io::Write;
+use std::io::{IsTerminal as _, Write};
 
 use http::Method;
 use http_body_util::BodyExt;
 
-use crate::cli::LogsArgs;
+use crate::cli::{LogFormat, LogsArgs};
 use crate::commands::Session;
 use crate::models::LogLine;
+use clrk_server::terminal::escape_controls;
 
 /// Prints the agent's log lines as they arrive; with `-f` until the server ends or Ctrl-C.
 pub async fn run(args: LogsArgs, session: &Session) -> anyhow::Result<()> {
@@ -28,6 +29,10 @@ pub async fn run(args: LogsArgs, session: &Session) -> anyhow::Result<()> {
     let response = session.api()?.open(Method::GET, &path, &query).await?;
     let mut body = response.into_body();
     let mut lines = LineSplitter::default();
+    let print = Printer {
+        json: args.output == Some(LogFormat::Json),
+        terminal: std::io::stdout().is_terminal(),
+    };
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
     loop {
@@ -43,25 +48,42 @@ pub async fn run(args: LogsArgs, session: &Session) -> anyhow::Result<()> {
             )
         })?;
         if let Ok(data) = frame.into_data() {
-            print_lines(lines.push(&data))?;
+            print.lines(lines.push(&data))?;
         }
     }
-    print_lines(lines.finish())
+    print.lines(lines.finish())
 }
 
-fn print_lines(raw: Vec<Vec<u8>>) -> anyhow::Result<()> {
-    if raw.is_empty() {
-        return Ok(());
-    }
-    let mut stdout = std::io::stdout().lock();
-    for line in raw {
-        match serde_json::from_slice::<LogLine>(&line) {
-            Ok(parsed) => writeln!(stdout, "{}", format_line(&parsed))?,
-            Err(error) => tracing::warn!(%error, "skipping a log record the CLI cannot read"),
+/// How records are printed: as JSON, or formatted with the agent's control characters
+/// escaped when stdout is a terminal (an agent must not drive the operator's terminal).
+struct Printer {
+    json: bool,
+    terminal: bool,
+}
+
+impl Printer {
+    fn lines(&self, raw: Vec<Vec<u8>>) -> anyhow::Result<()> {
+        if raw.is_empty() {
+            return Ok(());
         }
+        let mut stdout = std::io::stdout().lock();
+        for line in raw {
+            if self.json {
+                stdout.write_all(&line)?;
+                stdout.write_all(b"\n")?;
+                continue;
+            }
+            match serde_json::from_slice::<LogLine>(&line) {
+                Ok(parsed) if self.terminal => {
+                    writeln!(stdout, "{}", escape_controls(&format_line(&parsed)))?
+                }
+                Ok(parsed) => writeln!(stdout, "{}", format_line(&parsed))?,
+                Err(error) => tracing::warn!(%error, "skipping a log record the CLI cannot read"),
+            }
+        }
+        stdout.flush()?;
+        Ok(())
     }
-    stdout.flush()?;
-    Ok(())
 }
 
 /// `<execution-id> <line>`, with the stream name for anything but stderr.
