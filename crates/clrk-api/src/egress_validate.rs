@@ -265,6 +265,30 @@ mod tests {
             "{HEAD}kind: EgressGateway\nmetadata: {{name: g}}\nspec: {{defaultPolicy: allow}}\n"
         ));
         assert!(gateway.contains("spec.defaultPolicy"), "{gateway}");
+        let gateway = error_of(&format!(
+            "{HEAD}kind: EgressGateway\nmetadata: {{name: g}}\nspec: {{dns: {{forwardAll: sometimes}}}}\n"
+        ));
+        assert!(gateway.contains("spec.dns.forwardAll"), "{gateway}");
+        let gateway = error_of(&format!(
+            "{HEAD}kind: EgressGateway\nmetadata: {{name: g}}\nspec: {{dns: {{forward: true}}}}\n"
+        ));
+        assert!(gateway.contains("spec.dns"), "{gateway}");
+    }
+
+    #[test]
+    fn forwarding_all_names_is_opt_in_and_kept() {
+        let parse = |spec: &str| {
+            parse_manifests(
+                "g.yaml",
+                &format!("{HEAD}kind: EgressGateway\nmetadata: {{name: g}}\n{spec}"),
+            )
+            .unwrap()[0]
+                .resource
+                .to_stored()
+        };
+        assert!(parse("").get("spec").unwrap().get("dns").is_none());
+        let stored = parse("spec: {dns: {forwardAll: true}}\n");
+        assert_eq!(stored["spec"]["dns"]["forwardAll"], true);
     }
 
     #[test]

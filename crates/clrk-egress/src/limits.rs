@@ -22,6 +22,9 @@ pub(crate) const MAX_DNS_IN_FLIGHT_PER_SANDBOX: usize = 64;
 /// number refused since the last: a flood of refusals must not become a flood of records.
 pub(crate) const REFUSAL_RECORD_EVERY: Duration = Duration::from_secs(1);
 
+/// Longest an agent's TLS handshake with a terminating gateway may take.
+pub(crate) const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Longest the gateway waits for a request's headers, from when it starts waiting for the
 /// request: a client trickling its headers is cut off, and so is a kept-alive connection
 /// left idle this long.

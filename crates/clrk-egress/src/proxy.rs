@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::http_proxy::{self, Connection};
-use crate::limits::{MAX_CONNECTIONS_PER_SANDBOX, RELAY_IDLE_TIMEOUT};
+use crate::limits::{MAX_CONNECTIONS_PER_SANDBOX, RELAY_IDLE_TIMEOUT, TLS_HANDSHAKE_TIMEOUT};
 use crate::policy::{self, Verdict};
 use crate::registry::SandboxIdentity;
 use crate::service::Egress;
@@ -161,20 +161,26 @@ async fn handle(
             };
             let fallback = destination.ip().to_string();
             let acceptor = tokio_rustls::TlsAcceptor::from(ca.server_config_for(&fallback));
-            let tls = match acceptor.accept(stream).await {
-                Ok(tls) => tls,
-                Err(error) => {
-                    let mut tx =
-                        egress.begin(&identity, "tls", destination.to_string(), config.primary());
-                    tx.record.destination_name = sni;
-                    tx.deny(format!(
-                        "the agent's TLS handshake with the gateway failed: {error}"
-                    ));
+            let accepted =
+                tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+            let failed = match accepted {
+                Ok(Ok(tls)) => {
+                    let conn =
+                        Connection::new(&egress, &identity, config, destination, names, Some(sni));
+                    http_proxy::serve(conn, tls).await;
                     return;
                 }
+                Ok(Err(error)) => {
+                    format!("the agent's TLS handshake with the gateway failed: {error}")
+                }
+                Err(_) => format!(
+                    "the agent's TLS handshake with the gateway did not finish within {}",
+                    clrk_api::GoDuration(TLS_HANDSHAKE_TIMEOUT)
+                ),
             };
-            let conn = Connection::new(&egress, &identity, config, destination, names, Some(sni));
-            http_proxy::serve(conn, tls).await;
+            let mut tx = egress.begin(&identity, "tls", destination.to_string(), config.primary());
+            tx.record.destination_name = sni;
+            tx.deny(failed);
         }
         Sniffed::Tls { sni, .. } => {
             // The upstream serves whichever name the agent sends: that name must be allowed.
