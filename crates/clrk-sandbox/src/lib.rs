@@ -20,6 +20,7 @@ mod mount_ns;
 mod network;
 mod runtime;
 mod sandbox;
+mod seccomp;
 mod spec;
 
 pub use error::SandboxError;
