@@ -14,6 +14,7 @@ mod bundle;
 mod cli;
 mod error;
 mod firewall;
+mod host_masks;
 mod host_tool;
 mod metadata_socket;
 mod mount_ns;
@@ -24,6 +25,7 @@ mod seccomp;
 mod spec;
 
 pub use error::SandboxError;
+pub use host_masks::{INSTANCES_DIR, InstanceRecord};
 pub use metadata_socket::bind_metadata_pair;
 pub use network::{METADATA_V4, METADATA_V6, SandboxAddresses};
 pub use runtime::{EgressPorts, Runtime, RuntimeConfig, RuntimeKind};
