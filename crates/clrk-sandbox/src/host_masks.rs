@@ -5,7 +5,8 @@
 //! its own server masks only its own.
 //!
 //! Each running instance records the paths it holds in a file under [`INSTANCES_DIR`]
-//! ([`InstanceRecord`]), removed when it stops; a record whose process is gone is ignored.
+//! ([`InstanceRecord`]), removed when it stops; a record whose process is gone (killed) is
+//! ignored, and removed when the next instance starts.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -55,6 +56,12 @@ fn register_in(dir: &Path, paths: &[PathBuf]) -> Result<InstanceRecord, SandboxE
         .mode(0o755)
         .create(dir)
         .map_err(SandboxError::io(dir))?;
+    for (record, _) in records_in(dir)
+        .into_iter()
+        .filter(|(_, paths)| paths.is_none())
+    {
+        let _ = std::fs::remove_file(record);
+    }
     let pid = std::process::id();
     let name = format!("{pid}-{}.json", SEQUENCE.fetch_add(1, Ordering::Relaxed));
     let path = dir.join(&name);
@@ -75,10 +82,19 @@ fn register_in(dir: &Path, paths: &[PathBuf]) -> Result<InstanceRecord, SandboxE
 
 /// The paths recorded by instances whose process still runs.
 fn recorded_in(dir: &Path) -> Vec<PathBuf> {
+    records_in(dir)
+        .into_iter()
+        .filter_map(|(_, paths)| paths)
+        .flatten()
+        .collect()
+}
+
+/// Each record's file, and its paths while its process runs (`None` once it is gone).
+fn records_in(dir: &Path) -> Vec<(PathBuf, Option<Vec<PathBuf>>)> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
-    let mut paths = Vec::new();
+    let mut records = Vec::new();
     for entry in entries.flatten().take(MAX_RECORDS) {
         let path = entry.path();
         if path.extension().is_none_or(|e| e != "json")
@@ -97,13 +113,11 @@ fn recorded_in(dir: &Path) -> Vec<PathBuf> {
         let alive = record["pid"]
             .as_u64()
             .is_some_and(|pid| Path::new("/proc").join(pid.to_string()).exists());
-        if !alive {
-            continue;
-        }
         let recorded = record["paths"].as_array().into_iter().flatten();
-        paths.extend(recorded.filter_map(|p| p.as_str()).map(PathBuf::from));
+        let paths = recorded.filter_map(|p| p.as_str()).map(PathBuf::from);
+        records.push((path, alive.then(|| paths.collect())));
     }
-    paths
+    records
 }
 
 /// `~/.clrk` and `~/.docker` of every account in `passwd` (the file's text) that has them.
@@ -175,6 +189,9 @@ mod tests {
         .unwrap();
         std::fs::write(dir.path().join("junk.json"), "not json").unwrap();
         assert!(recorded_in(dir.path()).is_empty());
+        // The next instance to start removes it.
+        let _record = register_in(dir.path(), &[]).unwrap();
+        assert!(!dir.path().join("99999999-0.json").exists());
     }
 
     #[test]
