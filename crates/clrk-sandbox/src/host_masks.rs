@@ -153,7 +153,8 @@ fn outermost(paths: Vec<PathBuf>) -> Vec<PathBuf> {
     paths.sort();
     paths.dedup();
     let mut kept: Vec<PathBuf> = Vec::new();
-    for path in paths {
+    // A record naming `/` (an instance with its data dir there) would hide everything.
+    for path in paths.into_iter().filter(|p| p.parent().is_some()) {
         // Sorted, so an ancestor comes right before its descendants.
         if !kept.last().is_some_and(|last| path.starts_with(last)) {
             kept.push(path);
@@ -218,6 +219,7 @@ mod tests {
             "/srv/x".into(),
             "/srv/xy".into(),
             "/srv/x".into(),
+            "/".into(),
         ]);
         assert_eq!(kept, [PathBuf::from("/srv/x"), PathBuf::from("/srv/xy")]);
     }
