@@ -12,6 +12,7 @@ use crate::quantity::{LogLimit, MAX_LOG_LIMIT_BYTES};
 use crate::resource::Resource;
 use crate::schedule::Schedule;
 use crate::task_agent::TaskAgentSpec;
+use crate::worker_pool::WorkerPoolSpec;
 
 /// Checks a decoded resource; returns its warnings, or the first fault.
 pub(crate) fn validate(resource: &Resource) -> Result<Vec<String>, FieldError> {
@@ -20,7 +21,7 @@ pub(crate) fn validate(resource: &Resource) -> Result<Vec<String>, FieldError> {
     match resource {
         Resource::TaskAgent(agent) => task_agent(&agent.spec, &mut warnings)?,
         Resource::DaemonAgent(agent) => daemon_agent(&agent.spec, &mut warnings)?,
-        Resource::WorkerPool(_) => {}
+        Resource::WorkerPool(pool) => worker_pool(&pool.spec)?,
         Resource::EgressGateway(g) => egress_validate::gateway(&g.spec)?,
         Resource::EgressL4Route(r) => egress_validate::l4_route(&r.spec)?,
         Resource::CredentialInjectionPolicy(p) => egress_validate::credential_policy(&p.spec)?,
@@ -57,6 +58,17 @@ fn task_agent(spec: &TaskAgentSpec, warnings: &mut Vec<String>) -> Result<(), Fi
     }
     log_limit(spec.log_limit.as_ref())?;
     egress_refs(&spec.egress_refs)
+}
+
+fn worker_pool(spec: &WorkerPoolSpec) -> Result<(), FieldError> {
+    if spec.pids_limit == Some(0) {
+        return Err(FieldError::new(
+            "spec.pidsLimit",
+            "must be at least 1: a sandbox needs a process to run its agent; leave the field \
+             out for the default of 512",
+        ));
+    }
+    Ok(())
 }
 
 fn daemon_agent(spec: &DaemonAgentSpec, warnings: &mut Vec<String>) -> Result<(), FieldError> {

@@ -6,6 +6,8 @@ use crate::meta::ObjectMeta;
 
 /// The pool every agent uses unless it names another; it always exists.
 pub const DEFAULT_POOL: &str = "default";
+/// Processes and threads one sandbox may have at once when its pool does not say.
+pub const DEFAULT_PIDS_LIMIT: u32 = 512;
 
 /// A WorkerPool manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +33,24 @@ pub struct WorkerPoolSpec {
     /// Workers wanted, where a deployment engine scales them; default 1.
     #[serde(default = "default_replicas")]
     pub replicas: u32,
+    /// Processes and threads each of the pool's sandboxes may have at once; at least 1.
+    /// Unset means [`DEFAULT_PIDS_LIMIT`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids_limit: Option<u32>,
+}
+
+impl WorkerPoolSpec {
+    /// `spec.pidsLimit`, or the default.
+    ///
+    /// ```
+    /// let mut spec = clrk_api::WorkerPoolSpec::default();
+    /// assert_eq!(spec.pids_limit(), 512);
+    /// spec.pids_limit = Some(64);
+    /// assert_eq!(spec.pids_limit(), 64);
+    /// ```
+    pub fn pids_limit(&self) -> u32 {
+        self.pids_limit.unwrap_or(DEFAULT_PIDS_LIMIT)
+    }
 }
 
 impl Default for WorkerPoolSpec {
@@ -39,6 +59,7 @@ impl Default for WorkerPoolSpec {
             runtime: RuntimeName::default(),
             max_executions_per_worker: 0,
             replicas: default_replicas(),
+            pids_limit: None,
         }
     }
 }

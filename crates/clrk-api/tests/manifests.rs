@@ -402,6 +402,32 @@ fn other_field_rules() {
 }
 
 #[test]
+fn pool_pids_limit_defaults_to_512_and_must_be_positive() {
+    let pool = |spec: &str| {
+        format!(
+            "apiVersion: clrk.apoxy.dev/v1alpha1\nkind: WorkerPool\nmetadata: {{name: p}}\n{spec}"
+        )
+    };
+    let Resource::WorkerPool(parsed) = one("p.yaml", &pool("")).resource else {
+        panic!("expected a WorkerPool");
+    };
+    assert_eq!(parsed.spec.pids_limit, None);
+    assert_eq!(parsed.spec.pids_limit(), 512);
+    let Resource::WorkerPool(parsed) = one("p.yaml", &pool("spec: {pidsLimit: 64}\n")).resource
+    else {
+        panic!("expected a WorkerPool");
+    };
+    assert_eq!(parsed.spec.pids_limit(), 64);
+    assert!(
+        error("p.yaml", &pool("spec: {pidsLimit: 0}\n"))
+            .starts_with("p.yaml: document 1: spec.pidsLimit: must be at least 1"),
+        "{}",
+        error("p.yaml", &pool("spec: {pidsLimit: 0}\n"))
+    );
+    assert!(error("p.yaml", &pool("spec: {pidsLimit: -3}\n")).contains("spec.pidsLimit"));
+}
+
+#[test]
 fn secret_key_ref_is_accepted_with_a_warning() {
     let text = WORD_COUNT.replace(
         "value: \"hi\"",

@@ -331,7 +331,7 @@ impl Admission {
         let warm = match shape.delivery_mode() {
             DeliveryMode::Stdin => this.inner.warm.take(
                 &(inv.namespace.clone(), inv.name.clone()),
-                &Generation::of(&revision.name, &runtime),
+                &Generation::of(&revision.name, &runtime, pool.pids_limit()),
             ),
             _ => None,
         };
@@ -391,6 +391,7 @@ impl Admission {
             mode: shape.delivery_mode(),
             shape,
             runtime,
+            pids_limit: pool.pids_limit(),
             envelope,
             timeout,
             log_limit: LogLimit::from_spec(task.log_limit.as_ref()),
@@ -458,8 +459,8 @@ impl Dispatcher {
         shape: &RevisionShape,
         run_id: &str,
     ) -> Result<Sandbox, String> {
-        let runtime = self
-            .runtime_for(namespace, name, pool)
+        let (runtime, pool) = self
+            .pool_for(namespace, name, pool)
             .map_err(|e| e.to_string())?;
         let identity = SandboxIdentity::new(
             "DaemonAgent",
@@ -472,6 +473,7 @@ impl Dispatcher {
         launch::start_sandbox(
             &self.inner.images,
             &runtime,
+            pool.pids_limit(),
             shape,
             sandbox_id(run_id),
             &self.inner.config.masked_paths,
@@ -490,18 +492,8 @@ impl Dispatcher {
             .map(|egress| EgressLaunch { egress, identity })
     }
 
-    /// The runtime of the agent's worker pool (`runsc` unless the pool says `runc`).
-    pub(crate) fn runtime_for(
-        &self,
-        namespace: &str,
-        name: &str,
-        pool_name: &str,
-    ) -> Result<Runtime, DispatchError> {
-        Ok(self.pool_for(namespace, name, pool_name)?.0)
-    }
-
-    /// The agent's worker pool and its runtime.
-    fn pool_for(
+    /// The agent's worker pool and its runtime (`runsc` unless the pool says `runc`).
+    pub(crate) fn pool_for(
         &self,
         namespace: &str,
         name: &str,
@@ -619,6 +611,7 @@ struct Run {
     agent: String,
     shape: RevisionShape,
     runtime: Runtime,
+    pids_limit: u32,
     mode: DeliveryMode,
     envelope: serde_json::Value,
     timeout: Duration,
@@ -796,6 +789,7 @@ impl Run {
         launch::start_sandbox(
             &inner.images,
             &self.runtime,
+            self.pids_limit,
             &self.shape,
             sandbox_id(&self.execution_id),
             &inner.config.masked_paths,

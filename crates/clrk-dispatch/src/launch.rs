@@ -7,7 +7,7 @@ use std::sync::Arc;
 use clrk_api::{ContainerSpec, Resources};
 use clrk_egress::{Egress, SandboxIdentity};
 use clrk_image::{ImageConfig, ImageRef, ImageStore, Rootfs};
-use clrk_sandbox::{Network, Runtime, Sandbox, SandboxFile, SandboxSpec};
+use clrk_sandbox::{Network, Runtime, RuntimeKind, Sandbox, SandboxFile, SandboxSpec};
 
 use crate::revision::RevisionShape;
 
@@ -15,6 +15,9 @@ use crate::revision::RevisionShape;
 pub const METADATA_URL: &str = "http://169.254.169.254/v1";
 /// Same, IPv6.
 pub const METADATA_URL_V6: &str = "http://[fd00:ec2::254]/v1";
+/// User and group of a runc agent whose image names no user or root: runc's processes are
+/// host processes, and host root is never an agent's.
+pub const RUNC_DEFAULT_ID: u32 = 65534;
 /// `PATH` every sandbox starts with.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// The trust bundle every CA variable points at.
@@ -95,6 +98,10 @@ pub struct Launch<'a> {
     pub network: Network,
     /// Files laid over the root filesystem (resolver, trust bundles).
     pub files: Vec<SandboxFile>,
+    /// The runtime that will run it.
+    pub runtime: RuntimeKind,
+    /// The worker pool's `pidsLimit`.
+    pub pids_limit: u32,
 }
 
 impl Launch<'_> {
@@ -116,6 +123,11 @@ impl Launch<'_> {
             Some(user) => self.rootfs.user_ids(user).map_err(|e| e.to_string())?,
             None => (0, 0),
         };
+        // Under gVisor root is the guest kernel's; under runc it would be the host's.
+        let (uid, gid) = match (self.runtime, uid) {
+            (RuntimeKind::Runc, 0) => (RUNC_DEFAULT_ID, RUNC_DEFAULT_ID),
+            _ => (uid, gid),
+        };
         Ok(SandboxSpec {
             id: self.sandbox_id.clone(),
             rootfs: self.rootfs.path.clone(),
@@ -132,6 +144,7 @@ impl Launch<'_> {
             gid,
             memory_bytes: self.resources.memory.bytes(),
             cpu_millis: self.resources.cpu.millis(),
+            pids_limit: self.pids_limit,
             hostname: "clrk".to_string(),
             network: self.network,
             files: self.files.clone(),
@@ -146,14 +159,16 @@ pub struct EgressLaunch<'a> {
 }
 
 /// Prepares the revision's root filesystem and starts its sandbox `sandbox_id` on
-/// `runtime`, stdio piped. Shared by TaskAgent executions, warm pools and daemon runs.
+/// `runtime` with at most `pids_limit` processes, stdio piped. Shared by TaskAgent executions, warm pools and daemon runs.
 ///
 /// With `egress` and an agent that names gateways, the sandbox gets an egress network, clrk's
 /// resolver and the gateways' CA, and is registered with the gateway for as long as it
 /// lives. An agent without `egressRefs` reaches nothing. Errors say why, for users.
+#[allow(clippy::too_many_arguments)]
 pub async fn start_sandbox(
     images: &Arc<ImageStore>,
     runtime: &Runtime,
+    pids_limit: u32,
     shape: &RevisionShape,
     sandbox_id: String,
     masked_paths: &[PathBuf],
@@ -192,6 +207,8 @@ pub async fn start_sandbox(
         masked_paths,
         network,
         files,
+        runtime: runtime.kind(),
+        pids_limit,
     };
     let spec = launch.spec()?;
     let mut sandbox = runtime

@@ -32,19 +32,21 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// (namespace, name).
 type AgentKey = (String, String);
 
-/// What a pool serves: the revision and the runtime of the agent's worker pool. A warm
-/// sandbox is only handed to an execution of the same generation.
+/// What a pool serves: the revision, and the runtime and process limit of the agent's worker
+/// pool. A warm sandbox is only handed to an execution of the same generation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Generation {
     pub(crate) revision: String,
     pub(crate) runtime: RuntimeKind,
+    pub(crate) pids_limit: u32,
 }
 
 impl Generation {
-    pub(crate) fn of(revision: &str, runtime: &Runtime) -> Self {
+    pub(crate) fn of(revision: &str, runtime: &Runtime, pids_limit: u32) -> Self {
         Generation {
             revision: revision.to_string(),
             runtime: runtime.kind(),
+            pids_limit,
         }
     }
 }
@@ -222,6 +224,7 @@ impl Dispatcher {
                 launch::start_sandbox(
                     &self.inner.images,
                     &want.runtime,
+                    want.generation.pids_limit,
                     &want.shape,
                     sandbox_id(&format!("warm-{}", key.1)),
                     &self.inner.config.masked_paths,
@@ -299,16 +302,16 @@ impl Dispatcher {
             {
                 continue;
             }
-            let (Ok(shape), Ok(runtime)) = (
+            let (Ok(shape), Ok((runtime, pool))) = (
                 RevisionShape::from_revision(&revision),
-                self.runtime_for(&agent.namespace, &agent.name, &spec.worker_pool_ref),
+                self.pool_for(&agent.namespace, &agent.name, &spec.worker_pool_ref),
             ) else {
                 continue;
             };
             desired.insert(
                 (agent.namespace.clone(), agent.name.clone()),
                 Desired {
-                    generation: Generation::of(&revision.name, &runtime),
+                    generation: Generation::of(&revision.name, &runtime, pool.pids_limit()),
                     shape,
                     runtime,
                     size: spec.warm_pool_size as usize,

@@ -42,3 +42,9 @@ pub use login::Login;
 pub use progress::Progress;
 pub use reference::{ImageRef, RegistryRef};
 pub use store::{ImageStore, ResolvedImage, Rootfs, StoreOptions};
+
+/// The registry credentials file clrk reads: `explicit`, else `$DOCKER_CONFIG/config.json`,
+/// else `~/.docker/config.json`; `None` without `HOME`.
+pub fn docker_config_path(explicit: Option<&std::path::Path>) -> Option<std::path::PathBuf> {
+    credentials::config_path(explicit)
+}

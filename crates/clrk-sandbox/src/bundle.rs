@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::{RuntimeKind, SandboxError, SandboxSpec};
+use crate::{RuntimeKind, SandboxError, SandboxSpec, seccomp};
 
 /// Empty file in the bundle, bind-mounted read-only over masked files.
 const EMPTY_FILE: &str = "empty";
@@ -16,8 +16,19 @@ const CPU_PERIOD_US: u64 = 100_000;
 /// The kernel refuses CFS quotas below 1 ms.
 const MIN_CPU_QUOTA_US: u64 = 1_000;
 
-/// Capabilities an agent's root may use: enough to own and write files in its image (package
-/// managers, chown of build output), nothing that touches devices, the network stack or the kernel.
+/// Host tasks a runsc sandbox may have per guest process it is allowed: gVisor's ptrace
+/// platform backs each guest process with several host threads (about 7.7 measured for
+/// sleeping processes), and the sentry needs its own ([`RUNSC_HOST_TASKS_BASE`]). The guest's
+/// own limit is `RLIMIT_NPROC`, which gVisor enforces with `EAGAIN`; the host cgroup limit only
+/// backstops a guest root that spreads its processes over several uids (the sandbox then
+/// dies when gVisor cannot make a thread).
+const RUNSC_HOST_TASKS_PER_PROCESS: u64 = 8;
+/// Host tasks of gVisor's sentry and gofer themselves.
+const RUNSC_HOST_TASKS_BASE: u64 = 128;
+
+/// Capabilities an agent's root may use under gVisor, whose root is not the host's: enough to
+/// own and write files in its image (package managers, chown of build output), nothing that
+/// touches devices, the network stack or the kernel. Under runc an agent has none.
 const CAPABILITIES: &[&str] = &[
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
@@ -141,12 +152,16 @@ pub(crate) fn config(
     empty_file: &Path,
     netns: Option<&Path>,
 ) -> Value {
-    let caps: Vec<&str> = CAPABILITIES.to_vec();
+    let caps: Vec<&str> = match kind {
+        RuntimeKind::Runsc => CAPABILITIES.to_vec(),
+        // runc's processes are host processes: no capability at all.
+        RuntimeKind::Runc => Vec::new(),
+    };
     let network = match netns {
         Some(path) => json!({ "type": "network", "path": path }),
         None => json!({ "type": "network" }),
     };
-    json!({
+    let mut config = json!({
         "ociVersion": "1.0.2",
         "process": {
             "terminal": false,
@@ -158,6 +173,7 @@ pub(crate) fn config(
             "capabilities": {
                 "bounding": caps, "effective": caps, "permitted": caps,
             },
+            "rlimits": rlimits(spec, kind),
         },
         "root": {
             "path": rootfs,
@@ -173,7 +189,7 @@ pub(crate) fn config(
                 { "type": "pid" }, { "type": "ipc" }, { "type": "uts" },
                 { "type": "mount" }, network,
             ],
-            "resources": resources(spec),
+            "resources": resources(spec, kind),
             // Relative, so both runtimes nest it under their own (clrk's) cgroup: the
             // server's limits and accounting cover its sandboxes.
             "cgroupsPath": format!("clrk/{}", spec.id),
@@ -186,7 +202,23 @@ pub(crate) fn config(
                 "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
             ],
         },
-    })
+    });
+    // gVisor answers the agent's system calls itself; under runc they reach the host kernel.
+    if kind == RuntimeKind::Runc {
+        config["linux"]["seccomp"] = seccomp::profile();
+    }
+    config
+}
+
+/// The guest's process limit under runsc (gVisor's kernel enforces `RLIMIT_NPROC`); runc
+/// uses the pids cgroup instead, since `RLIMIT_NPROC` counts a uid's processes host-wide.
+fn rlimits(spec: &SandboxSpec, kind: RuntimeKind) -> Value {
+    match kind {
+        RuntimeKind::Runsc if spec.pids_limit > 0 => json!([{
+            "type": "RLIMIT_NPROC", "hard": spec.pids_limit, "soft": spec.pids_limit,
+        }]),
+        _ => json!([]),
+    }
 }
 
 /// Mounts in the order the runtime applies them.
@@ -231,14 +263,22 @@ fn mounts(kind: RuntimeKind, masked: &[Masked], empty_file: &Path) -> Vec<Value>
     out
 }
 
-/// Memory and CPU limits; a zero in the spec means "no limit".
+/// Memory, CPU and process limits; a zero in the spec means "no limit".
 ///
 /// runsc's cgroupfs handling works on this project's hybrid (v1) hosts, so the limit is a plain
 /// cgroup limit rather than `--ignore-cgroups` plus `--total-memory`: gVisor sizes the guest's
 /// memory from it, and the host charges everything the sandbox uses (its overlay writes too) to
 /// that cgroup. Exceeding it OOM-kills the whole sandbox, which the caller sees as exit 137.
-fn resources(spec: &SandboxSpec) -> Value {
+fn resources(spec: &SandboxSpec, kind: RuntimeKind) -> Value {
     let mut r = json!({ "devices": [{ "allow": false, "access": "rwm" }] });
+    if spec.pids_limit > 0 {
+        let limit = u64::from(spec.pids_limit);
+        let limit = match kind {
+            RuntimeKind::Runc => limit,
+            RuntimeKind::Runsc => limit * RUNSC_HOST_TASKS_PER_PROCESS + RUNSC_HOST_TASKS_BASE,
+        };
+        r["pids"] = json!({ "limit": limit });
+    }
     if spec.memory_bytes > 0 {
         r["memory"] = json!({ "limit": spec.memory_bytes });
     }
@@ -325,6 +365,65 @@ mod tests {
         );
         assert!(c["linux"]["resources"].get("memory").is_none());
         assert!(c["linux"]["resources"].get("cpu").is_none());
+    }
+
+    #[test]
+    fn runc_gets_no_capabilities_a_seccomp_profile_and_a_pids_cgroup_limit() {
+        let mut s = spec();
+        s.pids_limit = 64;
+        let c = config(
+            &s,
+            RuntimeKind::Runc,
+            Path::new("/r"),
+            &[],
+            Path::new("/e"),
+            None,
+        );
+        let caps = &c["process"]["capabilities"];
+        for set in ["bounding", "effective", "permitted"] {
+            assert_eq!(caps[set], json!([]), "{set}");
+        }
+        assert_eq!(c["process"]["noNewPrivileges"], true);
+        assert_eq!(c["process"]["rlimits"], json!([]));
+        assert_eq!(c["linux"]["resources"]["pids"]["limit"], 64);
+        assert_eq!(c["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+    }
+
+    #[test]
+    fn runsc_limits_guest_processes_and_backstops_its_host_tasks() {
+        let mut s = spec();
+        s.pids_limit = 64;
+        let c = config(
+            &s,
+            RuntimeKind::Runsc,
+            Path::new("/"),
+            &[],
+            Path::new("/e"),
+            None,
+        );
+        assert_eq!(
+            c["process"]["rlimits"],
+            json!([{ "type": "RLIMIT_NPROC", "hard": 64, "soft": 64 }])
+        );
+        assert_eq!(c["linux"]["resources"]["pids"]["limit"], 64 * 8 + 128);
+        assert!(c["linux"].get("seccomp").is_none(), "gVisor filters itself");
+        assert!(
+            !c["process"]["capabilities"]["effective"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
+        s.pids_limit = 0;
+        let c = config(
+            &s,
+            RuntimeKind::Runsc,
+            Path::new("/"),
+            &[],
+            Path::new("/e"),
+            None,
+        );
+        assert!(c["linux"]["resources"].get("pids").is_none());
+        assert_eq!(c["process"]["rlimits"], json!([]));
     }
 
     #[test]

@@ -147,6 +147,17 @@ impl Runtime {
             });
         }
         self.cli.ensure_root()?;
+        // Read at each start: instances come and go.
+        let with_masks;
+        let spec = if spec.host_rootfs {
+            with_masks = SandboxSpec {
+                masked_paths: crate::host_masks::with_host_masks(&spec.masked_paths),
+                ..spec.clone()
+            };
+            &with_masks
+        } else {
+            spec
+        };
         if spec.network == Network::Egress && !self.network.serves_egress() {
             return Err(SandboxError::NoEgressProxy {
                 id: spec.id.clone(),

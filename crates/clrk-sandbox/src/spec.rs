@@ -34,6 +34,10 @@ pub struct SandboxSpec {
     pub memory_bytes: u64,
     /// CPU limit in thousandths of a CPU; 0 means none.
     pub cpu_millis: u64,
+    /// Processes and threads the agent may have at once; 0 means none. runc counts them in
+    /// the sandbox's pids cgroup; under runsc it is the guest's `RLIMIT_NPROC`, with a host
+    /// cgroup limit sized for gVisor's own tasks as a backstop.
+    pub pids_limit: u32,
     /// Hostname inside the sandbox.
     pub hostname: String,
     /// What the sandbox can reach over the network.
@@ -76,8 +80,8 @@ impl Network {
 }
 
 impl SandboxSpec {
-    /// A spec with the defaults of a TaskAgent (1 CPU, 512 MiB, cwd `/`, uid 0, no env, no
-    /// network).
+    /// A spec with the defaults of a TaskAgent (1 CPU, 512 MiB, 512 processes, cwd `/`, uid 0,
+    /// no env, no network).
     ///
     /// ```
     /// let spec = clrk_sandbox::SandboxSpec::new("clrk-1", "/", vec!["true".into()]);
@@ -96,6 +100,7 @@ impl SandboxSpec {
             gid: 0,
             memory_bytes: 512 << 20,
             cpu_millis: 1000,
+            pids_limit: 512,
             hostname: "sandbox".into(),
             network: Network::None,
             files: Vec::new(),

@@ -72,6 +72,8 @@ pub struct Running {
     /// Deletes what a previous run left; a stop waits for it.
     cleanup: tokio::task::JoinHandle<()>,
     _lock: std::fs::File,
+    /// This instance's paths in the host-wide record other instances' sandboxes mask.
+    _instance: Option<clrk_sandbox::InstanceRecord>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -160,6 +162,11 @@ pub async fn start(opts: DevOptions) -> Result<Running, ServerError> {
 
     let logs = LogBus::new(store.clone());
     let masked_paths = masked_paths(&opts);
+    let instance = clrk_sandbox::InstanceRecord::register(&masked_paths)
+        .inspect_err(|error| {
+            tracing::warn!(%error, "other clrk instances' host: sandboxes will not mask this one's dirs")
+        })
+        .ok();
     let dispatcher = Dispatcher::new(
         store.clone(),
         images.clone(),
@@ -259,6 +266,7 @@ pub async fn start(opts: DevOptions) -> Result<Running, ServerError> {
         endpoints_file,
         cleanup,
         _lock: lock,
+        _instance: instance,
         tasks,
     })
 }
@@ -322,9 +330,15 @@ fn dns_upstream(opts: &DevOptions) -> Option<SocketAddr> {
     found
 }
 
+/// What `host:` sandboxes hide: the data dir, `$CLRK_DIR`, and the dir of the docker
+/// `config.json` clrk pulls with (registry credentials).
 fn masked_paths(opts: &DevOptions) -> Vec<PathBuf> {
+    let docker = clrk_image::docker_config_path(None).and_then(|f| Some(f.parent()?.to_owned()));
     let mut paths = Vec::new();
-    for dir in [&opts.clrk_dir, &opts.data_dir] {
+    for dir in [Some(&opts.clrk_dir), Some(&opts.data_dir), docker.as_ref()]
+        .into_iter()
+        .flatten()
+    {
         let dir = dir.canonicalize().unwrap_or_else(|_| dir.clone());
         if !paths.iter().any(|p: &PathBuf| dir.starts_with(p)) {
             paths.push(dir);

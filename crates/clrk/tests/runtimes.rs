@@ -94,3 +94,174 @@ async fn a_runc_pool_runs_agents_on_the_host_kernel_cold_and_warm() {
         r.text()
     );
 }
+
+/// A busybox image that also holds the host's `perl` and the libraries it links, so an agent
+/// can make raw system calls (`syscall` is built into perl; no module is needed).
+fn syscall_image(dir: &Path) {
+    let mut layer = LayerBuilder::new()
+        .add_dir("bin", 0o755)
+        .add_host_file("bin/busybox", "/bin/busybox")
+        .unwrap()
+        .add_dir("proc", 0o755)
+        .add_dir("tmp", 0o1777)
+        .add_dir("usr", 0o755)
+        .add_dir("usr/bin", 0o755)
+        .add_host_file("usr/bin/perl", "/usr/bin/perl")
+        .unwrap();
+    for applet in ["sh", "cat", "grep", "id", "sleep", "kill"] {
+        layer = layer.add_symlink(&format!("bin/{applet}"), "busybox");
+    }
+    let mut dirs = std::collections::BTreeSet::new();
+    for lib in linked_libraries("/usr/bin/perl") {
+        let rel = lib.strip_prefix("/").unwrap();
+        for parent in rel
+            .ancestors()
+            .skip(1)
+            .filter(|p| !p.as_os_str().is_empty())
+        {
+            dirs.insert(parent.to_path_buf());
+        }
+        layer = layer
+            .add_host_file(rel.to_str().unwrap(), &lib)
+            .unwrap_or_else(|e| panic!("{}: {e}", lib.display()));
+    }
+    for dir in dirs.iter().filter(|d| !d.starts_with("usr")) {
+        layer = layer.add_dir(dir.to_str().unwrap(), 0o755);
+    }
+    OciLayoutBuilder::new()
+        .add_layer(layer)
+        .write(dir, Some("v1"))
+        .expect("write OCI layout");
+}
+
+/// The shared libraries (and loader) `binary` needs, as `ldd` prints them.
+fn linked_libraries(binary: &str) -> Vec<std::path::PathBuf> {
+    let out = std::process::Command::new("ldd")
+        .arg(binary)
+        .output()
+        .expect("ldd");
+    text(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let path = match line.split_once("=>") {
+                Some((_, right)) => right.trim(),
+                None => line.trim(),
+            };
+            let path = path.split_whitespace().next()?;
+            path.starts_with('/').then(|| path.into())
+        })
+        .collect()
+}
+
+/// A TaskAgent running `script` with the image's busybox shell on pool `pool`.
+fn script_agent(name: &str, image: &str, pool: &str, script: &str) -> String {
+    let script = serde_json::to_string(script).unwrap();
+    format!(
+        "apiVersion: clrk.apoxy.dev/v1alpha1\nkind: TaskAgent\nmetadata:\n  name: {name}\nspec:\n  workerPoolRef: {pool}\n  timeout: 90s\n  template:\n    spec:\n      image: \"{image}\"\n      command: [\"/bin/sh\", \"-c\", {script}]\n"
+    )
+}
+
+/// Prints `<name> <errno>` (or `<name> ok`) for system calls runc sandboxes must not reach.
+const SYSCALLS: &str = r#"perl -e '
+    sub try { my ($n, $nr, @a) = @_; my $r = syscall($nr, @a); print "$n ", ($r < 0 ? 0 + $! : "ok"), "\n" }
+    my $params = "\0" x 120;
+    try("io_uring_setup", 425, 1, $params);
+    try("keyctl", 250, 0, -3, 0);
+    my $attr = pack("LLQ", 1, 128, 0) . ("\0" x 112);
+    try("perf_event_open", 298, $attr, 0, -1, -1, 0);
+    try("unshare", 272, 0x10000000);
+'"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_runc_agent_runs_unprivileged_under_a_seccomp_profile() {
+    let dev = Dev::start();
+    let layouts = tempfile::tempdir().unwrap();
+    syscall_image(layouts.path());
+    let image = format!("oci:{}:v1", layouts.path().display());
+    dev.apply("apiVersion: clrk.apoxy.dev/v1alpha1\nkind: WorkerPool\nmetadata:\n  name: fast\nspec:\n  runtime: runc\n");
+    let script = format!("echo uid $(id -u); grep CapEff /proc/self/status; {SYSCALLS}");
+    dev.apply(&script_agent("probe", &image, "fast", &script));
+    let r = dev
+        .invoke(&[("X-Clrk-TaskAgent", "default/probe")], "")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let out = r.text();
+    let field = |name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {out}"))
+            .trim()
+            .to_string()
+    };
+    assert_ne!(field("uid"), "0", "runc agents are not host root: {out}");
+    assert_eq!(
+        field("CapEff:"),
+        "0000000000000000",
+        "no capabilities: {out}"
+    );
+    // EPERM from the profile, or ENOSYS where it says so.
+    for call in ["io_uring_setup", "keyctl", "perf_event_open", "unshare"] {
+        let errno = field(&format!("{call} "));
+        assert!(
+            errno == "1" || errno == "38",
+            "{call} returned {errno}, not EPERM or ENOSYS: {out}"
+        );
+    }
+}
+
+/// Starts up to `n` sleeping processes, then prints how many the sandbox's pid namespace
+/// holds. The forks run in a subshell, since a shell that cannot fork gives up; the count uses
+/// only builtins, since nothing more can be started at the limit.
+fn fork_script(n: u32) -> String {
+    format!(
+        "( i=0; while [ $i -lt {n} ]; do sleep 60 & i=$((i+1)); done ) 2>/dev/null; \
+         set -- /proc/[0-9]*; echo processes $#; kill -9 -1 2>/dev/null; wait"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pids_limit_bounds_the_processes_of_runc_and_runsc_agents() {
+    let dev = Dev::start();
+    let layouts = tempfile::tempdir().unwrap();
+    syscall_image(layouts.path());
+    let image = format!("oci:{}:v1", layouts.path().display());
+    dev.apply("apiVersion: clrk.apoxy.dev/v1alpha1\nkind: WorkerPool\nmetadata:\n  name: fast\nspec:\n  runtime: runc\n");
+    dev.apply("apiVersion: clrk.apoxy.dev/v1alpha1\nkind: WorkerPool\nmetadata:\n  name: small\nspec:\n  pidsLimit: 32\n");
+    dev.apply(&script_agent("bomb", &image, "fast", &fork_script(2000)));
+    // gVisor's ptrace platform uses several host tasks per guest process: a smaller bomb keeps
+    // the unlimited case (before the limit existed) from crowding the host.
+    dev.apply(&script_agent(
+        "small-bomb",
+        &image,
+        "small",
+        &fork_script(200),
+    ));
+
+    let processes = |r: &HttpResponse| -> u32 {
+        let out = r.text();
+        out.lines()
+            .find_map(|l| l.strip_prefix("processes "))
+            .unwrap_or_else(|| panic!("no count in {out:?}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let r = dev
+        .invoke(&[("X-Clrk-TaskAgent", "default/bomb")], "")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let n = processes(&r);
+    assert!(
+        (400..=512).contains(&n),
+        "runc: {n} processes, expected the default limit of 512 to stop the bomb"
+    );
+    let r = dev
+        .invoke(&[("X-Clrk-TaskAgent", "default/small-bomb")], "")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let n = processes(&r);
+    assert!(
+        (16..=32).contains(&n),
+        "runsc: {n} processes, expected the pool's limit of 32 to stop the bomb"
+    );
+}

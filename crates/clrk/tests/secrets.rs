@@ -99,3 +99,93 @@ fn base64_of(s: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(s)
 }
+
+/// A file in another user's home dir, removed (with the dirs the test made) when dropped.
+struct OtherUsersClrkDir(std::path::PathBuf);
+
+impl OtherUsersClrkDir {
+    /// `~/.clrk/dev.json` holding `token`, for the first account other than root whose home
+    /// dir (under /home or /var, not a system dir) exists and has no `.clrk` yet.
+    fn create(token: &str) -> OtherUsersClrkDir {
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+        let home = passwd
+            .lines()
+            .filter_map(|l| {
+                let fields: Vec<&str> = l.split(':').collect();
+                (fields.len() > 5 && fields[2] != "0").then(|| std::path::PathBuf::from(fields[5]))
+            })
+            .find(|home| {
+                (home.starts_with("/home") || home.starts_with("/var"))
+                    && home.is_dir()
+                    && !home.join(".clrk").exists()
+            })
+            .expect("an account with a home dir");
+        let dir = home.join(".clrk");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("dev.json"), format!("{{\"token\":\"{token}\"}}")).unwrap();
+        OtherUsersClrkDir(dir)
+    }
+}
+
+impl Drop for OtherUsersClrkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_agent_reads_no_clrk_instance_and_no_registry_credentials() {
+    // Not under /tmp: a `host:` sandbox has its own /tmp.
+    let docker = tempfile::Builder::new()
+        .prefix("clrk-e2e-docker-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    std::fs::write(
+        docker.path().join("config.json"),
+        r#"{"auths":{"registry.example":{"auth":"Y2xyazpkb2NrZXItc2VjcmV0"}}}"#,
+    )
+    .unwrap();
+    let other_user = OtherUsersClrkDir::create(VALUE);
+    let a = Dev::start_with_env(&[], &[("DOCKER_CONFIG", docker.path().to_str().unwrap())]);
+    let b = Dev::start();
+    let out = b.clrk(&[
+        "secret",
+        "set",
+        "llm",
+        "--from-literal",
+        &format!("token={VALUE}"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let files = [
+        b.clrk_dir().join("dev.json"),
+        b.data_dir().join("clrk.db"),
+        docker.path().join("config.json"),
+        other_user.0.join("dev.json"),
+        a.clrk_dir().join("dev.json"),
+        a.data_dir().join("clrk.db"),
+    ];
+    for file in &files {
+        assert!(
+            std::fs::metadata(file).is_ok_and(|m| m.len() > 0),
+            "{} exists on the host",
+            file.display()
+        );
+    }
+    let script: String = files
+        .iter()
+        .map(|f| {
+            format!(
+                "if [ -s '{f}' ]; then echo 'readable {f}'; else echo 'hidden {f}'; fi; ",
+                f = f.display()
+            )
+        })
+        .collect();
+    a.apply(&sh_agent("snoop", &script, ""));
+    let r = a.invoke(&[("X-Clrk-TaskAgent", "default/snoop")], "").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = r.text();
+    let readable: Vec<&str> = body.lines().filter(|l| !l.starts_with("hidden ")).collect();
+    assert!(readable.is_empty(), "a host: agent could read:\n{body}");
+    assert_eq!(body.lines().count(), files.len(), "{body}");
+}
