@@ -326,7 +326,7 @@ impl Admission {
         } = self;
         debug_assert_eq!((inv.namespace.clone(), inv.name.clone()), slot.key);
         let this = &dispatcher;
-        let (task, revision) = (&agent.spec, &agent.revision);
+        let (task, revision, pool) = (&agent.spec, &agent.revision, &agent.pool);
         let (shape, runtime) = (agent.shape.clone(), agent.runtime.clone());
         let warm = match shape.delivery_mode() {
             DeliveryMode::Stdin => this.inner.warm.take(

@@ -13,6 +13,11 @@ use std::time::{Duration, Instant};
 /// are closed as soon as they are accepted.
 pub(crate) const MAX_CONNECTIONS_PER_SANDBOX: usize = 256;
 
+/// Connections open through the proxy at once, all sandboxes together (two descriptors
+/// each): whatever several sandboxes do together, clrk keeps descriptors for its API, its
+/// ingress and new sandboxes. Well below the hard file-descriptor limit clrk raises itself to.
+pub(crate) const MAX_CONNECTIONS_TOTAL: usize = 4096;
+
 /// DNS questions of one sandbox being answered at once; each forwarded one holds a socket
 /// until the upstream resolver answers. Questions beyond it are dropped (the agent's
 /// resolver asks again).

@@ -16,7 +16,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::http_proxy::{self, Connection};
-use crate::limits::{MAX_CONNECTIONS_PER_SANDBOX, RELAY_IDLE_TIMEOUT, TLS_HANDSHAKE_TIMEOUT};
+use crate::limits::{
+    MAX_CONNECTIONS_PER_SANDBOX, MAX_CONNECTIONS_TOTAL, RELAY_IDLE_TIMEOUT, TLS_HANDSHAKE_TIMEOUT,
+};
 use crate::policy::{self, Verdict};
 use crate::registry::SandboxIdentity;
 use crate::service::Egress;
@@ -71,9 +73,16 @@ pub(crate) async fn serve(egress: Egress, listener: TcpListener, shutdown: Cance
             refuse_over_limit(&egress, &identity, stream, peer);
             continue;
         };
+        let Some(total) = egress.inner.connections.take(MAX_CONNECTIONS_TOTAL) else {
+            // Logged at most once a second per sandbox, like the sandbox's own cap.
+            if let Some(refused) = identity.limits.refused.note() {
+                tracing::warn!(%peer, refused, "egress proxy at its limit of {MAX_CONNECTIONS_TOTAL} connections in all: connections closed");
+            }
+            continue;
+        };
         let egress = egress.clone();
         tokio::spawn(async move {
-            let _slot = slot;
+            let _slots = (slot, total);
             tokio::select! {
                 _ = handle(egress, Arc::clone(&identity), stream, peer) => {}
                 // Dropping the connection's future closes both of its sockets.

@@ -20,6 +20,7 @@ use crate::config::EgressConfig;
 use crate::destination::HostAddresses;
 use crate::dns::NameCache;
 use crate::ledger::TokenLedger;
+use crate::limits::Slots;
 use crate::otlp::OtlpExporter;
 use crate::registry::{Registration, SandboxIdentity, SandboxRegistry};
 use crate::transaction::Transaction;
@@ -76,6 +77,8 @@ pub(crate) struct Inner {
     pub(crate) host: HostAddresses,
     pub(crate) ledger: Arc<TokenLedger>,
     pub(crate) upstream_pool: UpstreamPool,
+    /// Connections through the proxy, all sandboxes together.
+    pub(crate) connections: Slots,
     cas: Mutex<HashMap<(String, String), Arc<GatewayCa>>>,
     upstream: Mutex<HashMap<Option<String>, Arc<ClientConfig>>>,
     exporters: Mutex<HashMap<String, OtlpExporter>>,
@@ -93,6 +96,7 @@ impl Egress {
                 host: HostAddresses::new(),
                 ledger: Arc::default(),
                 upstream_pool: UpstreamPool::default(),
+                connections: Slots::default(),
                 cas: Mutex::default(),
                 upstream: Mutex::default(),
                 exporters: Mutex::default(),
