@@ -48,7 +48,9 @@ fn by_status(responses: &[HttpResponse]) -> BTreeMap<u16, usize> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_thousand_requests_against_max_concurrent_4_get_only_200_or_429() {
-    let dev = Dev::start();
+    // A thousand clients behind one address, as behind a load balancer: the per-client
+    // connection cap is raised, as the docs advise for that setup.
+    let dev = Dev::start_with(&["--max-connections-per-client", "1024"]);
     dev.apply(&sh_agent("limited", "cat", "  maxConcurrent: 4"));
     let r = dev
         .invoke(&[("X-Clrk-TaskAgent", "default/limited")], "warm-up")
