@@ -183,7 +183,10 @@ fn refusable(name: &str, value: &str) -> bool {
     match name {
         "time" => DateTime::parse_from_rfc3339(value).is_err(),
         "datacontenttype" | "dataschema" | "data" | "data_base64" => true,
-        "specversion" | "id" | "source" | "type" | "subject" => false,
+        // What clrk sets itself: a header for it may be ignored or refused.
+        "specversion" | "id" | "source" | "type" | "clrkrevision" | "httpmethod" | "httpurl"
+        | "httpquery" => true,
+        "subject" => false,
         _ => !name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()),
