@@ -267,7 +267,7 @@ fn check(t: &Trigger) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(config(3000))]
+    #![proptest_config(config(20000))]
 
     #[test]
     fn fuzz_envelope_is_an_error_or_a_cloudevent_that_round_trips(t in trigger()) {

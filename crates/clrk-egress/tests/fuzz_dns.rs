@@ -173,7 +173,7 @@ fn records() -> impl Strategy<Value = (Vec<Name>, Vec<(Name, RData)>)> {
 }
 
 proptest! {
-    #![proptest_config(config(2000))]
+    #![proptest_config(config(20000))]
 
     #[test]
     fn fuzz_dns_query_from_arbitrary_bytes(packet in prop::collection::vec(any::<u8>(), 0..600)) {
@@ -249,10 +249,11 @@ proptest! {
         }
         // Addresses held by the question's own name are always found.
         for (owner, data) in &records {
-            if *owner == names[0] && rcode == ResponseCode::NoError {
-                if let RData::A(a) = data {
-                    prop_assert!(found.contains(&(IpAddr::V4(a.0), 60)));
-                }
+            if *owner == names[0]
+                && rcode == ResponseCode::NoError
+                && let RData::A(a) = data
+            {
+                prop_assert!(found.contains(&(IpAddr::V4(a.0), 60)));
             }
         }
     }

@@ -296,7 +296,7 @@ fn anthropic() -> impl Strategy<Value = Generated> {
 }
 
 proptest! {
-    #![proptest_config(config(3000))]
+    #![proptest_config(config(30000))]
 
     /// Arbitrary bytes: no panic, and the chunking makes no difference.
     #[test]

@@ -78,7 +78,7 @@ fn alpn() -> impl Strategy<Value = Vec<Vec<u8>>> {
 }
 
 proptest! {
-    #![proptest_config(config(2000))]
+    #![proptest_config(config(4000))]
 
     #[test]
     fn fuzz_classify_arbitrary_bytes_is_split_independent(
