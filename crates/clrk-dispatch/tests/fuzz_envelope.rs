@@ -1,7 +1,8 @@
 //! Fuzzing the envelope builder with property tests: any method, path, query, content type,
 //! body and `ce-` headers a client can send give either a 400-class error that says what is
 //! wrong, or a CloudEvents 1.0 JSON envelope that reads back as an event and writes out the
-//! same, carries the body unchanged and keeps clrk's id.
+//! same, carries the body unchanged and keeps the attributes clrk computes (id, source, type,
+//! revision, method, URL, query).
 //!
 //! The number of cases per property is small enough for CI; `PROPTEST_CASES` raises it for a
 //! longer run (docs/security.md).
@@ -10,7 +11,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use clrk_dispatch::DispatchError;
-use clrk_dispatch::envelope::{RequestData, Trigger, is_json, media_type};
+use clrk_dispatch::envelope::{INVOKE_TYPE, RequestData, Trigger, is_json, media_type};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use serde_json::Value;
@@ -222,7 +223,19 @@ fn check(t: &Trigger) -> Result<(), TestCaseError> {
     // JSON media type, in any case and with any parameters, carries a JSON value): the
     // CloudEvents SDK's reader only knows lower-case types without parameters after `+json`.
     prop_assert_eq!(&envelope["specversion"], "1.0");
-    prop_assert_eq!(&envelope["id"], &Value::from(t.execution_id.clone()));
+    // What clrk computes stays clrk's, whatever `ce-` headers say.
+    let computed = [
+        ("id", t.execution_id.clone()),
+        ("source", t.source()),
+        ("type", INVOKE_TYPE.to_owned()),
+        ("clrkrevision", t.revision.clone()),
+        ("httpmethod", r.method.clone()),
+        ("httpurl", r.path.clone()),
+        ("httpquery", r.query.clone()),
+    ];
+    for (attribute, value) in computed {
+        prop_assert_eq!(&envelope[attribute], &Value::from(value), "{}", attribute);
+    }
     let attributes = without_data(envelope.clone());
     let event: cloudevents::Event = serde_json::from_value(attributes.clone()).map_err(|e| {
         TestCaseError::fail(format!("the envelope is not an event: {e}\n{envelope}"))
