@@ -7,6 +7,8 @@ if [ "$(id -u)" != 0 ]; then
   echo "test: the end-to-end tests start gVisor sandboxes and need root" >&2
   exit 1
 fi
+# The fuzz targets (property tests named fuzz_*, docs/security.md) run with the bounded case
+# counts their files set, about a minute in all; PROPTEST_CASES, when set, overrides them.
 if cargo nextest --version >/dev/null 2>&1; then
   status=0
   cargo nextest run --workspace --no-fail-fast --profile ci "$@" || status=$?

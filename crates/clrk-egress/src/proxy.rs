@@ -320,6 +320,9 @@ fn classify(bytes: &[u8], port: u16) -> Option<Sniffed> {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

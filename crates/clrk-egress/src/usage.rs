@@ -166,13 +166,18 @@ impl UsageMeter {
     /// meter.feed(br#"{"usage":{"prompt_tokens":1,"completion_tokens":2}}"#);
     /// assert_eq!(meter.finish().unwrap().total(), 3);
     /// ```
-    pub fn feed(&mut self, chunk: &[u8]) {
+    pub fn feed(&mut self, mut chunk: &[u8]) {
         if let Body::Undecided = self.body {
-            match chunk.iter().find(|b| !b.is_ascii_whitespace()) {
-                None => return,
-                Some(b'{') | Some(b'[') => self.body = Body::Json(JsonBody::default()),
-                Some(_) => self.body = Body::Sse(SseBody::default()),
-            }
+            // Blanks before the first character are skipped, whether or not they came in a
+            // chunk of their own.
+            let Some(start) = chunk.iter().position(|b| !b.is_ascii_whitespace()) else {
+                return;
+            };
+            chunk = &chunk[start..];
+            self.body = match chunk[0] {
+                b'{' | b'[' => Body::Json(JsonBody::default()),
+                _ => Body::Sse(SseBody::default()),
+            };
         }
         match &mut self.body {
             Body::Undecided => {}
@@ -235,6 +240,10 @@ impl SseBody {
     /// Splits `chunk` into lines (LF, CRLF or CR, as the SSE spec allows) and hands the data of
     /// each complete event to `on_event`.
     fn feed(&mut self, mut chunk: &[u8], on_event: &mut dyn FnMut(&[u8])) {
+        // An empty chunk must not end a `\r` line end before the `\n` that may follow it.
+        if chunk.is_empty() {
+            return;
+        }
         if self.after_cr && chunk.first() == Some(&b'\n') {
             chunk = &chunk[1..];
         }
