@@ -225,9 +225,16 @@ impl Dispatcher {
     }
 
     /// Finds the agent's ready revision and takes its places (`maxConcurrent`, the worker
-    /// pool's capacity, waiting in the pool's queue if need be). Nothing of the request is
-    /// needed yet: a request that cannot run is refused before its body is read.
+    /// pool's capacity, waiting in the pool's queue if need be).
     pub async fn admit(&self, namespace: &str, name: &str) -> Result<Admission, DispatchError> {
+        self.route(namespace, name)?.admit().await
+    }
+
+    /// Finds the agent's ready revision and checks, without taking it, that the agent has a
+    /// place under `maxConcurrent`. Nothing of the request is needed yet: a request that
+    /// cannot run (404, 503, 429) is refused before its body is read, and a slow body holds
+    /// no place while it arrives.
+    pub fn route(&self, namespace: &str, name: &str) -> Result<Route, DispatchError> {
         if self.inner.shutdown.is_cancelled() {
             return Err(DispatchError::ShuttingDown);
         }
@@ -267,13 +274,43 @@ impl Dispatcher {
                     runtime,
                     pool,
                 });
-                self.inner.agents.put(key, generation, resolved.clone());
+                self.inner
+                    .agents
+                    .put(key.clone(), generation, resolved.clone());
                 resolved
             }
         };
+        let limit = agent.spec.max_concurrent;
+        if limit > 0 && self.active(namespace, name) >= limit {
+            return Err(too_many(namespace, name, limit));
+        }
+        Ok(Route {
+            dispatcher: self.clone(),
+            key,
+            agent,
+        })
+    }
+}
+
+/// An agent found ready for an invocation; [`Route::admit`] takes its places.
+pub struct Route {
+    dispatcher: Dispatcher,
+    key: (String, String),
+    agent: Arc<ResolvedAgent>,
+}
+
+impl Route {
+    /// Takes a place under the agent's `maxConcurrent` (429 when none is left) and one of its
+    /// worker pool's (waiting in the pool's bounded queue, else 429).
+    pub async fn admit(self) -> Result<Admission, DispatchError> {
+        let Route {
+            dispatcher,
+            key: (namespace, name),
+            agent,
+        } = self;
         let pool_name = &agent.spec.worker_pool_ref;
-        let mut slot = self.acquire(namespace, name, agent.spec.max_concurrent)?;
-        slot.worker = self
+        let mut slot = dispatcher.acquire(&namespace, &name, agent.spec.max_concurrent)?;
+        slot.worker = dispatcher
             .inner
             .capacity
             .admit(pool_name, agent.pool.max_executions_per_worker, QUEUE_WAIT)
@@ -295,9 +332,10 @@ impl Dispatcher {
                 }
             })?;
         Ok(Admission {
-            dispatcher: self.clone(),
+            dispatcher,
             agent,
             slot,
+            body: None,
         })
     }
 }
@@ -308,13 +346,15 @@ pub struct Admission {
     dispatcher: Dispatcher,
     agent: Arc<ResolvedAgent>,
     slot: Slot,
+    body: Option<BodyPermit>,
 }
 
 impl Admission {
-    /// Keeps the request body's share of [`Dispatcher::body_budget`] until the execution
-    /// ends: its envelope holds the body that long.
+    /// Keeps the request body's share of [`Dispatcher::body_budget`] as long as its envelope
+    /// is held: until the agent has read it from stdin, or (Metadata mode, where the agent may
+    /// fetch it any time) until the execution ends.
     pub fn hold_body(&mut self, permit: BodyPermit) {
-        self.slot.body = Some(permit);
+        self.body = Some(permit);
     }
 
     /// Starts the execution of `inv` (for the agent admitted) in the background.
@@ -323,7 +363,11 @@ impl Admission {
             dispatcher,
             agent,
             slot,
+            body,
         } = self;
+        if dispatcher.inner.shutdown.is_cancelled() {
+            return Err(DispatchError::ShuttingDown);
+        }
         debug_assert_eq!((inv.namespace.clone(), inv.name.clone()), slot.key);
         let this = &dispatcher;
         let (task, revision, pool) = (&agent.spec, &agent.revision, &agent.pool);
@@ -382,6 +426,7 @@ impl Admission {
             registration.identity().set_execution(&inv.execution_id);
         }
         let (tx, rx) = mpsc::channel(STDOUT_QUEUE);
+        let shape_mode = shape.delivery_mode();
         let run = Run {
             revision: revision.name.clone(),
             dispatcher: this.clone(),
@@ -392,7 +437,7 @@ impl Admission {
             shape,
             runtime,
             pids_limit: pool.pids_limit(),
-            envelope,
+            envelope: Handover::new(shape_mode, envelope, body),
             timeout,
             log_limit: LogLimit::from_spec(task.log_limit.as_ref()),
             cancel,
@@ -527,19 +572,22 @@ impl Dispatcher {
         let mut active = self.inner.active.lock().expect("active map");
         let count = active.entry(key.clone()).or_insert(0);
         if limit > 0 && *count >= limit {
-            return Err(DispatchError::TooManyExecutions {
-                namespace: namespace.to_string(),
-                name: name.to_string(),
-                limit,
-            });
+            return Err(too_many(namespace, name, limit));
         }
         *count += 1;
         Ok(Slot {
             dispatcher: self.clone(),
             key,
             worker: None,
-            body: None,
         })
+    }
+}
+
+fn too_many(namespace: &str, name: &str, limit: u32) -> DispatchError {
+    DispatchError::TooManyExecutions {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        limit,
     }
 }
 
@@ -587,8 +635,6 @@ struct Slot {
     dispatcher: Dispatcher,
     key: (String, String),
     worker: Option<OwnedSemaphorePermit>,
-    /// The request body's share of the body budget.
-    body: Option<BodyPermit>,
 }
 
 impl Drop for Slot {
@@ -603,6 +649,52 @@ impl Drop for Slot {
     }
 }
 
+/// How an execution's envelope reaches its agent, with the request body's share of the body
+/// budget, released when the envelope is.
+enum Handover {
+    /// Stdin mode: the newline-terminated JSON, taken once by the writer, so it is freed as
+    /// soon as the agent has read it.
+    Stdin(Mutex<Option<(Vec<u8>, Option<BodyPermit>)>>),
+    /// Metadata mode: served on request until the execution ends.
+    Metadata {
+        envelope: serde_json::Value,
+        _body: Option<BodyPermit>,
+    },
+}
+
+impl Handover {
+    fn new(mode: DeliveryMode, envelope: serde_json::Value, body: Option<BodyPermit>) -> Handover {
+        match mode {
+            DeliveryMode::Metadata => Handover::Metadata {
+                envelope,
+                _body: body,
+            },
+            _ => {
+                let mut bytes = serde_json::to_vec(&envelope).expect("an envelope serialises");
+                bytes.push(b'\n');
+                Handover::Stdin(Mutex::new(Some((bytes, body))))
+            }
+        }
+    }
+
+    /// The stdin bytes, once; `None` in Metadata mode or when already taken.
+    fn take_stdin(&self) -> Option<(Vec<u8>, Option<BodyPermit>)> {
+        match self {
+            Handover::Stdin(bytes) => bytes.lock().expect("stdin envelope").take(),
+            Handover::Metadata { .. } => None,
+        }
+    }
+
+    /// The envelope the metadata service serves (`null` in Stdin mode, which has none).
+    fn metadata(&self) -> &serde_json::Value {
+        static NONE: serde_json::Value = serde_json::Value::Null;
+        match self {
+            Handover::Metadata { envelope, .. } => envelope,
+            Handover::Stdin(_) => &NONE,
+        }
+    }
+}
+
 struct Run {
     dispatcher: Dispatcher,
     execution_id: String,
@@ -613,7 +705,7 @@ struct Run {
     runtime: Runtime,
     pids_limit: u32,
     mode: DeliveryMode,
-    envelope: serde_json::Value,
+    envelope: Handover,
     timeout: Duration,
     log_limit: LogLimit,
     cancel: CancellationToken,
@@ -668,11 +760,12 @@ impl Run {
         };
         let metadata = self.mode == DeliveryMode::Metadata;
         let stdin = sandbox.take_stdin();
-        let envelope = self.stdin_envelope();
+        let envelope = self.envelope.take_stdin();
         tokio::spawn(async move {
             // Metadata mode closes stdin at once; an agent that exits without reading its
-            // input closes the pipe: not an error.
-            if let (Some(mut stdin), Some(envelope)) = (stdin, envelope) {
+            // input closes the pipe: not an error. The envelope and its body's share of the
+            // budget are released once written.
+            if let (Some(mut stdin), Some((envelope, _permit))) = (stdin, envelope) {
                 let _ = stdin.write_all(&envelope).await;
                 let _ = stdin.shutdown().await;
             }
@@ -691,7 +784,7 @@ impl Run {
             (true, Some(addresses)) => {
                 let (registration, answer) = self.dispatcher.inner.metadata.register(
                     &[IpAddr::V4(addresses.v4), IpAddr::V6(addresses.v6)],
-                    self.envelope.clone(),
+                    self.envelope.metadata().clone(),
                 );
                 let tx = tx.clone();
                 let responder = tokio::spawn(async move {
@@ -797,16 +890,6 @@ impl Run {
             self.dispatcher.egress_launch(identity),
         )
         .await
-    }
-
-    /// The envelope for stdin, newline-terminated; `None` in Metadata mode.
-    fn stdin_envelope(&self) -> Option<Vec<u8>> {
-        if self.mode == DeliveryMode::Metadata {
-            return None;
-        }
-        let mut bytes = serde_json::to_vec(&self.envelope).expect("an envelope serialises");
-        bytes.push(b'\n');
-        Some(bytes)
     }
 
     /// The execution's log, under the agent's `spec.logLimit`.

@@ -96,9 +96,11 @@ async fn run(
         }
         .into());
     }
-    // Routed and admitted before the body is read: a request that cannot run costs no memory.
-    let mut admission = dispatcher.admit(&namespace, &name).await?;
+    // Routed before the body is read: a request that cannot run (404, 503, 429) costs no
+    // memory. Its places are taken once the body is in, so a slow body holds none.
+    let route = dispatcher.route(&namespace, &name)?;
     let held = body::read(body, declared, BODY_LIMITS, dispatcher.body_budget()).await?;
+    let mut admission = route.admit().await?;
     let (body, permit) = held.into_parts();
     admission.hold_body(permit);
     let invocation = Invocation {

@@ -19,7 +19,7 @@ mod warm_pool;
 mod worker_capacity;
 
 pub use dispatcher::{
-    Admission, Dispatcher, DispatcherConfig, ExecEvent, Invocation, Outcome, STOP_GRACE,
+    Admission, Dispatcher, DispatcherConfig, ExecEvent, Invocation, Outcome, Route, STOP_GRACE,
 };
 pub use error::DispatchError;
 pub use logs::{ExecutionLog, LogBus, LogEvent, LogLimit};

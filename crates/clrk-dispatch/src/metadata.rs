@@ -18,7 +18,8 @@ use axum::routing::get;
 use base64::Engine as _;
 use tokio::sync::oneshot;
 
-use crate::body::{BodyBudget, BodyError, BodyLimits};
+use crate::body::{BodyBudget, BodyLimits};
+use crate::error::DispatchError;
 
 /// How an agent's answer must arrive: at most 32 MiB, with no pause over 10 s, within a
 /// minute.
@@ -37,7 +38,7 @@ pub struct AgentResponse {
 }
 
 struct Live {
-    envelope: serde_json::Value,
+    event: Event,
     response: Mutex<Option<oneshot::Sender<AgentResponse>>>,
 }
 
@@ -83,7 +84,7 @@ impl MetadataService {
     ) -> (Registration, oneshot::Receiver<AgentResponse>) {
         let (tx, rx) = oneshot::channel();
         let live = Arc::new(Live {
-            envelope,
+            event: Event::of(&envelope),
             response: Mutex::new(Some(tx)),
         });
         let mut map = self.live.lock().expect("metadata registry");
@@ -138,22 +139,42 @@ async fn event(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains(CLOUDEVENTS_JSON));
+    // Both forms were built once at registration: a request costs a reference, not a copy.
+    let event = &live.event;
     if structured {
         return (
             [(header::CONTENT_TYPE, CLOUDEVENTS_JSON)],
-            live.envelope.to_string(),
+            event.structured.clone(),
         )
             .into_response();
     }
-    binary(&live.envelope)
+    (StatusCode::OK, event.headers.clone(), event.body.clone()).into_response()
+}
+
+/// An execution's event in both of the forms the service answers with.
+struct Event {
+    structured: Bytes,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Event {
+    fn of(envelope: &serde_json::Value) -> Event {
+        let (headers, body) = binary(envelope);
+        Event {
+            structured: Bytes::from(envelope.to_string()),
+            headers,
+            body: Bytes::from(body),
+        }
+    }
 }
 
 /// Binary mode: attributes as `ce-*` headers, the data as the body with its content type.
-fn binary(envelope: &serde_json::Value) -> Response {
+fn binary(envelope: &serde_json::Value) -> (HeaderMap, Vec<u8>) {
     let mut headers = HeaderMap::new();
     let mut body = Vec::new();
     let Some(attributes) = envelope.as_object() else {
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        return (headers, body);
     };
     for (name, value) in attributes {
         match name.as_str() {
@@ -188,7 +209,36 @@ fn binary(envelope: &serde_json::Value) -> Response {
             }
         }
     }
-    (StatusCode::OK, headers, body).into_response()
+    (headers, body)
+}
+
+/// An execution's one answer, claimed while its body is received; given back when dropped
+/// unanswered (the body failed, or the agent hung up half way).
+struct Claim {
+    live: Arc<Live>,
+    tx: Option<oneshot::Sender<AgentResponse>>,
+}
+
+impl Claim {
+    fn take(live: &Arc<Live>) -> Option<Claim> {
+        let tx = live.response.lock().expect("response slot").take()?;
+        Some(Claim {
+            live: Arc::clone(live),
+            tx: Some(tx),
+        })
+    }
+
+    fn answer(&mut self) -> oneshot::Sender<AgentResponse> {
+        self.tx.take().expect("a claim is answered once")
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            *self.live.response.lock().expect("response slot") = Some(tx);
+        }
+    }
 }
 
 async fn response(
@@ -202,7 +252,7 @@ async fn response(
     };
     // The execution's one answer is claimed before its body is read: an agent posting many
     // answers at once makes clrk read (and hold) only one.
-    let Some(tx) = live.response.lock().expect("response slot").take() else {
+    let Some(mut claim) = Claim::take(&live) else {
         return (
             StatusCode::CONFLICT,
             "this execution already has its response, or one is being received\n",
@@ -215,16 +265,10 @@ async fn response(
         .and_then(|v| v.trim().parse::<u64>().ok());
     let held = match crate::body::read(body, declared, RESPONSE_LIMITS, &service.budget).await {
         Ok(held) => held,
+        // Not answered after all: the claim goes back and the agent may try again.
         Err(error) => {
-            // Not answered after all: the agent may try again.
-            *live.response.lock().expect("response slot") = Some(tx);
-            let status = match error {
-                BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-                BodyError::Malformed(_) => StatusCode::BAD_REQUEST,
-                BodyError::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
-                BodyError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            };
-            return (status, format!("{error}\n")).into_response();
+            let error = DispatchError::Body(error);
+            return (error.status(), format!("{error}\n")).into_response();
         }
     };
     let content_type = headers
@@ -232,7 +276,7 @@ async fn response(
         .and_then(|v| v.to_str().ok())
         .map(String::from);
     // The caller may have gone away; the agent still did its part.
-    let _ = tx.send(AgentResponse {
+    let _ = claim.answer().send(AgentResponse {
         content_type,
         body: held.into_parts().0,
     });
@@ -249,14 +293,29 @@ mod tests {
             "specversion": "1.0", "id": "e1", "type": "t", "source": "clrk://default/a",
             "datacontenttype": "application/json", "data": {"text": "hi"}, "clrkrevision": "a-00001",
         });
-        let r = binary(&envelope);
-        assert_eq!(r.status(), StatusCode::OK);
-        let h = r.headers();
+        let (h, body) = binary(&envelope);
+        assert_eq!(body, br#"{"text":"hi"}"#);
+        let h = &h;
         assert_eq!(h["ce-id"], "e1");
         assert_eq!(h["ce-specversion"], "1.0");
         assert_eq!(h["ce-clrkrevision"], "a-00001");
         assert_eq!(h["content-type"], "application/json");
         assert!(h.get("ce-data").is_none());
+    }
+
+    #[test]
+    fn a_claim_dropped_unanswered_gives_the_answer_back() {
+        let service = MetadataService::new(BodyBudget::new(1024));
+        let (_registration, _answer) =
+            service.register(&["169.254.1.2".parse().unwrap()], serde_json::json!({}));
+        let live = service.find("169.254.1.2:4000".parse().unwrap()).unwrap();
+        let claim = Claim::take(&live).unwrap();
+        assert!(Claim::take(&live).is_none(), "claimed twice");
+        drop(claim);
+        let mut again = Claim::take(&live).expect("given back");
+        drop(again.answer());
+        drop(again);
+        assert!(Claim::take(&live).is_none(), "answered, yet claimable");
     }
 
     #[test]

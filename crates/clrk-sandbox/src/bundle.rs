@@ -210,15 +210,24 @@ pub(crate) fn config(
     config
 }
 
-/// The guest's process limit under runsc (gVisor's kernel enforces `RLIMIT_NPROC`); runc
-/// uses the pids cgroup instead, since `RLIMIT_NPROC` counts a uid's processes host-wide.
+/// The agent's open-file limit: what a Linux process usually starts with, not the limit clrk
+/// raised for itself (programs that close every possible descriptor would crawl).
+const NOFILE_SOFT: u64 = 1024;
+const NOFILE_HARD: u64 = 524_288;
+
+/// The agent's open-file limit, and the guest's process limit under runsc (gVisor's kernel
+/// enforces `RLIMIT_NPROC`); runc uses the pids cgroup instead, since `RLIMIT_NPROC` counts a
+/// uid's processes host-wide.
 fn rlimits(spec: &SandboxSpec, kind: RuntimeKind) -> Value {
-    match kind {
-        RuntimeKind::Runsc if spec.pids_limit > 0 => json!([{
+    let mut limits = vec![json!({
+        "type": "RLIMIT_NOFILE", "hard": NOFILE_HARD, "soft": NOFILE_SOFT,
+    })];
+    if kind == RuntimeKind::Runsc && spec.pids_limit > 0 {
+        limits.push(json!({
             "type": "RLIMIT_NPROC", "hard": spec.pids_limit, "soft": spec.pids_limit,
-        }]),
-        _ => json!([]),
+        }));
     }
+    Value::Array(limits)
 }
 
 /// Mounts in the order the runtime applies them.
@@ -384,7 +393,10 @@ mod tests {
             assert_eq!(caps[set], json!([]), "{set}");
         }
         assert_eq!(c["process"]["noNewPrivileges"], true);
-        assert_eq!(c["process"]["rlimits"], json!([]));
+        assert_eq!(
+            c["process"]["rlimits"],
+            json!([{ "type": "RLIMIT_NOFILE", "hard": 524288, "soft": 1024 }])
+        );
         assert_eq!(c["linux"]["resources"]["pids"]["limit"], 64);
         assert_eq!(c["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
     }
@@ -403,7 +415,10 @@ mod tests {
         );
         assert_eq!(
             c["process"]["rlimits"],
-            json!([{ "type": "RLIMIT_NPROC", "hard": 64, "soft": 64 }])
+            json!([
+                { "type": "RLIMIT_NOFILE", "hard": 524288, "soft": 1024 },
+                { "type": "RLIMIT_NPROC", "hard": 64, "soft": 64 },
+            ])
         );
         assert_eq!(c["linux"]["resources"]["pids"]["limit"], 64 * 8 + 128);
         assert!(c["linux"].get("seccomp").is_none(), "gVisor filters itself");
@@ -423,7 +438,10 @@ mod tests {
             None,
         );
         assert!(c["linux"]["resources"].get("pids").is_none());
-        assert_eq!(c["process"]["rlimits"], json!([]));
+        assert_eq!(
+            c["process"]["rlimits"],
+            json!([{ "type": "RLIMIT_NOFILE", "hard": 524288, "soft": 1024 }])
+        );
     }
 
     #[test]

@@ -17,7 +17,6 @@
 use crate::SandboxError;
 use crate::host_tool::{self, NFT};
 use crate::network::{METADATA_PORT, METADATA_V4, METADATA_V6, SandboxAddresses, VETH_PREFIX};
-use crate::runtime::EgressPorts;
 
 /// The table, in the `inet` family so one set of chains covers IPv4 and IPv6.
 pub(crate) const TABLE: &str = "inet clrk";
@@ -93,6 +92,15 @@ pub(crate) fn ensure() -> Result<(), SandboxError> {
     host_tool::run(NFT, &["-f", "-"], Some(&ruleset()))?;
     tracing::debug!(table = TABLE, "sandbox firewall in place");
     Ok(())
+}
+
+/// Where an egress sandbox's traffic is redirected on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EgressPorts {
+    /// The egress proxy's TCP port.
+    pub proxy: u16,
+    /// The DNS resolver's UDP port.
+    pub dns: u16,
 }
 
 /// The `nft` commands adding or deleting `veth`'s egress redirects.

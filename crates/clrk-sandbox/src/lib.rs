@@ -26,10 +26,11 @@ mod seccomp;
 mod spec;
 
 pub use error::SandboxError;
+pub use firewall::EgressPorts;
 pub use host_masks::{INSTANCES_DIR, InstanceRecord};
 pub use leftovers::Leftovers;
 pub use metadata_socket::bind_metadata_pair;
 pub use network::{METADATA_V4, METADATA_V6, SandboxAddresses};
-pub use runtime::{EgressPorts, Runtime, RuntimeConfig, RuntimeKind};
+pub use runtime::{Runtime, RuntimeConfig, RuntimeKind};
 pub use sandbox::Sandbox;
 pub use spec::{Network, SandboxFile, SandboxSpec};

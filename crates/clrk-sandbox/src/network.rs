@@ -23,8 +23,8 @@ use sha2::{Digest, Sha256};
 
 use crate::SandboxError;
 use crate::firewall;
+use crate::firewall::EgressPorts;
 use crate::host_tool::{self, IP};
-use crate::runtime::EgressPorts;
 
 /// The metadata service's IPv4 address, on the host end of every sandbox's veth.
 pub const METADATA_V4: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);

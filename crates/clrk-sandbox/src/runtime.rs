@@ -10,6 +10,7 @@ use tokio::process::Child;
 use tokio::sync::OnceCell;
 
 use crate::cli::RuntimeCli;
+use crate::firewall::EgressPorts;
 use crate::host_tool::blocking;
 use crate::leftovers::Leftovers;
 use crate::network::{NetworkScope, SandboxNetwork};
@@ -64,15 +65,6 @@ pub struct RuntimeConfig {
     /// Host ports of this clrk's egress proxy (TCP) and DNS resolver (UDP); an
     /// [`Network::Egress`] sandbox needs both.
     pub egress_ports: Option<EgressPorts>,
-}
-
-/// Where an egress sandbox's traffic is redirected on the host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EgressPorts {
-    /// The egress proxy's TCP port.
-    pub proxy: u16,
-    /// The DNS resolver's UDP port.
-    pub dns: u16,
 }
 
 impl RuntimeConfig {

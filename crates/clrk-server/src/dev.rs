@@ -106,7 +106,7 @@ impl Running {
 /// Starts everything and returns once both listeners accept connections.
 pub async fn start(opts: DevOptions) -> Result<Running, ServerError> {
     let data_dir = &opts.data_dir;
-    crate::fd_limit::raise();
+    let fd_limit = crate::fd_limit::raise();
     create_private_dir(data_dir)?;
     create_private_dir(&opts.clrk_dir)?;
     let lock = lock_data_dir(data_dir)?;
@@ -221,7 +221,7 @@ pub async fn start(opts: DevOptions) -> Result<Running, ServerError> {
     let mut tasks = Vec::new();
     let ingress_app = clrk_dispatch::ingress::router(dispatcher.clone());
     let ingress_limits = ConnectionLimits::ingress(
-        opts.ingress_connections,
+        ingress_connections(opts.ingress_connections, fd_limit),
         opts.ingress_connections_per_client,
     );
     tasks.push(tokio::spawn(listener::serve(
@@ -281,6 +281,22 @@ fn local_addr(listener: &TcpListener) -> Result<SocketAddr, ServerError> {
     listener
         .local_addr()
         .map_err(|e| ServerError::Internal(format!("reading a listener's address: {e}")))
+}
+
+/// The ingress's connection cap: as asked, but at most a quarter of the descriptors the
+/// process may open, so that sandboxes, the store and the other listeners keep theirs.
+fn ingress_connections(asked: usize, fd_limit: Option<u64>) -> usize {
+    let Some(most) = fd_limit.map(|l| usize::try_from(l / 4).unwrap_or(usize::MAX)) else {
+        return asked;
+    };
+    if asked > most {
+        tracing::warn!(
+            asked,
+            used = most,
+            "--max-connections lowered to a quarter of the file-descriptor limit; raise `ulimit -Hn` to allow more"
+        );
+    }
+    asked.min(most)
 }
 
 /// Prints `[namespace/agent execution-id] line` for every agent log line, its control

@@ -37,6 +37,9 @@ pub struct ConnectionLimits {
     /// of the previous response ending; otherwise the connection is closed. This is both the
     /// header read timeout and the idle timeout of kept-alive connections.
     pub header_timeout: Duration,
+    /// Count IPv6 peers by their /64, which one client usually holds whole. Not on the
+    /// metadata service, whose sandboxes share one /64 and are told apart by address.
+    pub ipv6_by_prefix: bool,
 }
 
 impl ConnectionLimits {
@@ -47,6 +50,7 @@ impl ConnectionLimits {
             max_connections,
             max_per_peer,
             header_timeout: Duration::from_secs(20),
+            ipv6_by_prefix: true,
         }
     }
 
@@ -58,6 +62,7 @@ impl ConnectionLimits {
             max_connections: 512,
             max_per_peer: 128,
             header_timeout: Duration::from_secs(20),
+            ipv6_by_prefix: true,
         }
     }
 
@@ -68,6 +73,7 @@ impl ConnectionLimits {
             max_connections: usize::MAX,
             max_per_peer: 16,
             header_timeout: Duration::from_secs(10),
+            ipv6_by_prefix: false,
         }
     }
 }
@@ -162,7 +168,7 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ConnectionLimits)
                 continue;
             }
         };
-        match counts.admit(peer.ip().to_canonical()) {
+        match counts.admit(peer_key(peer.ip(), counts.limits.ipv6_by_prefix)) {
             Ok(admitted) => {
                 let builder = Arc::clone(&builder);
                 let app = app.clone();
@@ -203,6 +209,17 @@ async fn serve_connection(
     }
 }
 
+/// Whose connection this is, for the per-peer cap.
+fn peer_key(ip: IpAddr, ipv6_by_prefix: bool) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) if ipv6_by_prefix => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(prefix.into())
+        }
+        other => other,
+    }
+}
+
 /// Answers a refused connection without reading from it, if the socket takes the bytes now.
 fn refuse(stream: TcpStream, why: &str) {
     let body = format!("{why}; retry later\n");
@@ -224,6 +241,7 @@ mod tests {
                 max_connections: total,
                 max_per_peer: per_peer,
                 header_timeout: Duration::from_secs(1),
+                ipv6_by_prefix: true,
             },
             open: Mutex::default(),
             refused: AtomicU64::new(0),
@@ -243,6 +261,22 @@ mod tests {
         drop(first);
         let _again = counts.admit(a).unwrap();
         assert_eq!(counts.open.lock().unwrap().0, 3);
+    }
+
+    #[test]
+    fn ipv6_clients_count_by_their_64_and_mapped_ipv4_as_ipv4() {
+        let a = peer_key("2001:db8:1:2::5".parse().unwrap(), true);
+        let b = peer_key("2001:db8:1:2:ffff::9".parse().unwrap(), true);
+        assert_eq!(a, b);
+        assert_ne!(a, peer_key("2001:db8:1:3::5".parse().unwrap(), true));
+        assert_ne!(
+            peer_key("fd00:ec2::1:2".parse().unwrap(), false),
+            peer_key("fd00:ec2::1:3".parse().unwrap(), false)
+        );
+        assert_eq!(
+            peer_key("::ffff:10.0.0.1".parse().unwrap(), true),
+            "10.0.0.1".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]
