@@ -210,18 +210,24 @@ pub(crate) fn config(
     config
 }
 
-/// The agent's open-file limit: what a Linux process usually starts with, not the limit clrk
-/// raised for itself (programs that close every possible descriptor would crawl).
+/// The agent's open-file soft limit: what a Linux process usually starts with, not the limit
+/// clrk raised for itself (programs that close every possible descriptor would crawl). The
+/// hard limit stays clrk's own: without capabilities, runc's agent cannot be given more.
 const NOFILE_SOFT: u64 = 1024;
-const NOFILE_HARD: u64 = 524_288;
+
+/// `RLIMIT_NOFILE` as the agent gets it.
+fn nofile() -> Value {
+    let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .maximum
+        .unwrap_or(u64::from(u32::MAX));
+    json!({ "type": "RLIMIT_NOFILE", "hard": hard, "soft": NOFILE_SOFT.min(hard) })
+}
 
 /// The agent's open-file limit, and the guest's process limit under runsc (gVisor's kernel
 /// enforces `RLIMIT_NPROC`); runc uses the pids cgroup instead, since `RLIMIT_NPROC` counts a
 /// uid's processes host-wide.
 fn rlimits(spec: &SandboxSpec, kind: RuntimeKind) -> Value {
-    let mut limits = vec![json!({
-        "type": "RLIMIT_NOFILE", "hard": NOFILE_HARD, "soft": NOFILE_SOFT,
-    })];
+    let mut limits = vec![nofile()];
     if kind == RuntimeKind::Runsc && spec.pids_limit > 0 {
         limits.push(json!({
             "type": "RLIMIT_NPROC", "hard": spec.pids_limit, "soft": spec.pids_limit,
@@ -393,10 +399,7 @@ mod tests {
             assert_eq!(caps[set], json!([]), "{set}");
         }
         assert_eq!(c["process"]["noNewPrivileges"], true);
-        assert_eq!(
-            c["process"]["rlimits"],
-            json!([{ "type": "RLIMIT_NOFILE", "hard": 524288, "soft": 1024 }])
-        );
+        assert_eq!(c["process"]["rlimits"], json!([nofile()]));
         assert_eq!(c["linux"]["resources"]["pids"]["limit"], 64);
         assert_eq!(c["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
     }
@@ -416,7 +419,7 @@ mod tests {
         assert_eq!(
             c["process"]["rlimits"],
             json!([
-                { "type": "RLIMIT_NOFILE", "hard": 524288, "soft": 1024 },
+                nofile(),
                 { "type": "RLIMIT_NPROC", "hard": 64, "soft": 64 },
             ])
         );
@@ -438,10 +441,7 @@ mod tests {
             None,
         );
         assert!(c["linux"]["resources"].get("pids").is_none());
-        assert_eq!(
-            c["process"]["rlimits"],
-            json!([{ "type": "RLIMIT_NOFILE", "hard": 524288, "soft": 1024 }])
-        );
+        assert_eq!(c["process"]["rlimits"], json!([nofile()]));
     }
 
     #[test]

@@ -19,7 +19,7 @@ fn kernel_image(dir: &Path) {
         .add_dir("proc", 0o755);
     OciLayoutBuilder::new()
         .add_layer(layer)
-        .set_entrypoint(["/bin/sh", "-c", "cat /proc/version; cat"])
+        .set_entrypoint(["/bin/sh", "-c", "cat /proc/version; ulimit -n; cat"])
         .write(dir, Some("v1"))
         .expect("write OCI layout");
 }
@@ -66,6 +66,19 @@ async fn a_runc_pool_runs_agents_on_the_host_kernel_cold_and_warm() {
         host_kernel.trim(),
         "runsc is gVisor's kernel"
     );
+    // Under either runtime the agent starts with the usual 1024 open files, not the limit
+    // clrk raised for itself.
+    for agent in ["native", "gvisor"] {
+        let r = dev
+            .invoke(&[("X-Clrk-TaskAgent", &format!("default/{agent}"))], "")
+            .await;
+        assert_eq!(
+            r.text().lines().nth(1),
+            Some("1024"),
+            "{agent}: {}",
+            r.text()
+        );
+    }
 
     eventually("a warm runc sandbox", || async {
         let a = dev.api_get("/v1/agents/default/native-warm").await.json();
