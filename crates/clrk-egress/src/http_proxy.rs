@@ -244,12 +244,12 @@ fn request_verdict<B>(conn: &Connection, request: &Request<B>) -> (Option<String
     let authority = request
         .uri()
         .authority()
-        .map(|a| policy::normal_name(strip_port(a.as_str())));
+        .map(|a| clrk_api::normal_name(strip_port(a.as_str())));
     let header = request
         .headers()
         .get(header::HOST)
-        .map(|h| policy::normal_name(strip_port(&String::from_utf8_lossy(h.as_bytes()))));
-    let sni = conn.tls.clone().flatten().map(|n| policy::normal_name(&n));
+        .map(|h| clrk_api::normal_name(strip_port(&String::from_utf8_lossy(h.as_bytes()))));
+    let sni = conn.tls.clone().flatten().map(|n| clrk_api::normal_name(&n));
     let mismatch = match (&sni, &authority, &header) {
         (_, Some(a), Some(h)) if a != h => Some(format!(
             "the request's authority {a} does not match its Host {h}"

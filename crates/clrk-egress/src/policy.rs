@@ -150,11 +150,6 @@ pub fn decide_claimed(
     ))
 }
 
-/// `name` as names are compared: lower case, without a trailing dot.
-pub fn normal_name(name: &str) -> String {
-    name.trim_end_matches('.').to_ascii_lowercase()
-}
-
 /// Whether a DNS question for `name` may be answered: some route or provider route names it,
 /// or a gateway allows all (an address-range rule is checked on the answer instead).
 pub fn name_allowed(config: &EgressConfig, name: &str) -> Option<String> {

@@ -193,7 +193,7 @@ async fn handle(
         }
         Sniffed::Tls { sni, .. } => {
             // The upstream serves whichever name the agent sends: that name must be allowed.
-            let sni = sni.map(|n| policy::normal_name(&n));
+            let sni = sni.map(|n| clrk_api::normal_name(&n));
             let claimed = sni.as_deref().map(|name| policy::Claimed {
                 carrier: "TLS name",
                 name,
