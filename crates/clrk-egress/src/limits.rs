@@ -43,9 +43,11 @@ pub(crate) const BODY_READ_GRACE: Duration = Duration::from_secs(30);
 /// See [`BODY_READ_GRACE`].
 pub(crate) const MIN_BODY_BYTES_PER_SECOND: u64 = 1024;
 
-/// A relayed stream (TCP, passthrough TLS, a protocol switch) with no byte either way for
-/// this long is closed. Generous: a quiet database or SSH session is not a stalled one.
-pub(crate) const RELAY_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// A relayed stream (TCP, passthrough TLS, a protocol switch) silent both ways for an hour is
+/// closed. Generous on purpose: a daemon's pooled database connection or SSH session may be
+/// quiet for many minutes and is not a stalled one. What bounds how many can idle is the
+/// per-sandbox cap ([`MAX_CONNECTIONS_PER_SANDBOX`]), not this timeout.
+pub(crate) const RELAY_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// What one sandbox holds of the gateway, counted against the caps above.
 #[derive(Debug, Default)]
