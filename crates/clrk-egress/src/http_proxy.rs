@@ -119,6 +119,14 @@ async fn handle(conn: &Connection, mut request: Request<Incoming>) -> Response<P
             .map(|p| p.as_str().to_owned())
             .unwrap_or_else(|| "/".into()),
     );
+    // Servers differ on which of several `Host`s they route by; the gateway checks one, so
+    // a request with more is refused rather than forwarded with a name nobody checked.
+    let hosts = request.headers().get_all(header::HOST).iter().count();
+    if hosts > 1 {
+        let reason = format!("the request has {hosts} Host headers: send exactly one");
+        tx.deny(reason.clone());
+        return refuse(&mut tx, StatusCode::BAD_REQUEST, &reason);
+    }
     // Trace context: continue the agent's trace if it sent one; upstream sees this span.
     let inbound = request
         .headers()

@@ -1128,6 +1128,9 @@ async fn names_sent_upstream_are_the_allowed_ones() {
     dev.apply(&manifests(&upstream.ca_pem, &upstream.ca_file, otlp));
 
     // Terminated TLS (gateway main: llm.test is allowed and gets the key).
+    // A second `Host` after the allowed one: a server that reads the last would route to it.
+    let mut two_hosts = raw("llm.test", 443, Some("llm.test"), "llm.test", "/v1/plain");
+    two_hosts["raw"]["headers"]["host"] = json!("other.test");
     let (execution, report) = call(
         &dev,
         "caller",
@@ -1137,6 +1140,7 @@ async fn names_sent_upstream_are_the_allowed_ones() {
             raw("llm.test", 443, Some("api.anthropic.com"), "api.anthropic.com", "/v1/plain"),
             raw("llm.test", 80, None, "other.test", "/"),
             raw("llm.test", 80, None, "llm.test", "/"),
+            two_hosts,
         ]}),
     )
     .await;
@@ -1163,6 +1167,10 @@ async fn names_sent_upstream_are_the_allowed_ones() {
         &format!("Host other.test was not resolved to {}", upstream.ip),
     );
     refused(4, "only over TLS");
+    assert_eq!(results[5]["status"], 400, "call 5: {report}");
+    let body = results[5]["body"].as_str().unwrap();
+    assert!(body.contains("2 Host headers"), "call 5: {body}");
+    assert!(!body.contains(SECRET), "call 5: {body}");
 
     let recorded = records(&dev, "caller").await;
     let mine: Vec<&Value> = recorded
@@ -1185,6 +1193,7 @@ async fn names_sent_upstream_are_the_allowed_ones() {
         ("api.anthropic.com", "was not resolved"),
         ("other.test", "was not resolved"),
         ("llm.test", "only over TLS"),
+        ("llm.test", "2 Host headers"),
     ] {
         let r = find(name, why);
         assert_eq!(r["allowed"], false, "{r}");
