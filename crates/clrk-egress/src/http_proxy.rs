@@ -257,7 +257,11 @@ fn request_verdict<B>(conn: &Connection, request: &Request<B>) -> (Option<String
         .headers()
         .get(header::HOST)
         .map(|h| clrk_api::normal_name(strip_port(&String::from_utf8_lossy(h.as_bytes()))));
-    let sni = conn.tls.clone().flatten().map(|n| clrk_api::normal_name(&n));
+    let sni = conn
+        .tls
+        .clone()
+        .flatten()
+        .map(|n| clrk_api::normal_name(&n));
     let mismatch = match (&sni, &authority, &header) {
         (_, Some(a), Some(h)) if a != h => Some(format!(
             "the request's authority {a} does not match its Host {h}"
