@@ -20,10 +20,12 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::config::EgressConfig;
 use crate::limits::{
-    BODY_READ_GRACE, HEADER_READ_TIMEOUT, MIN_BODY_BYTES_PER_SECOND, RELAY_IDLE_TIMEOUT,
+    BODY_READ_GRACE, HEADER_READ_TIMEOUT, MAX_CONNECTIONS_PER_SANDBOX, MAX_CONNECTIONS_TOTAL,
+    MIN_BODY_BYTES_PER_SECOND, RELAY_IDLE_TIMEOUT, Slot,
 };
 use crate::policy::{self, Verdict};
 use crate::registry::SandboxIdentity;
+use crate::relay::Relayed;
 use crate::service::Egress;
 use crate::trace_context::TraceContext;
 use crate::transaction::Transaction;
@@ -469,13 +471,24 @@ fn is_upgrade(headers: &http::HeaderMap) -> bool {
 
 /// A protocol switch: the request goes upstream on a connection of its own with its
 /// `Connection`/`Upgrade` headers; once the server agrees (101), bytes are relayed both ways
-/// until either side closes, and the transaction is recorded then.
+/// until either side closes or the sandbox goes, and the transaction is recorded then.
+///
+/// The relay outlives the HTTP connection it came from (hyper hands the connection over and
+/// returns), so it takes slots of its own against the sandbox's and the gateway's connection
+/// caps: an agent switching protocols in a loop is held to the caps like any other.
 async fn upgrade(
     conn: &Connection,
     mut tx: Transaction,
     name: Option<&str>,
     mut request: Request<Incoming>,
 ) -> Response<ProxyBody> {
+    let slots = match upgrade_slots(conn) {
+        Ok(slots) => slots,
+        Err(reason) => {
+            tx.deny(reason.clone());
+            return refuse(&mut tx, StatusCode::SERVICE_UNAVAILABLE, &reason);
+        }
+    };
     let agent_side = hyper::upgrade::on(&mut request);
     let (mut parts, body) = request.into_parts();
     let (connection, upgrade_to) = (
@@ -517,17 +530,27 @@ async fn upgrade(
         return Response::from_parts(parts, metered.boxed());
     }
     let upstream_side = hyper::upgrade::on(&mut response);
+    let identity = Arc::clone(&conn.identity);
     tokio::spawn(async move {
         match tokio::try_join!(agent_side, upstream_side) {
             Ok((agent, upstream)) => {
-                let relayed = crate::relay::both(
+                let relayed = relay_upgraded(
                     TokioIo::new(agent),
                     TokioIo::new(upstream),
-                    RELAY_IDLE_TIMEOUT,
+                    &identity,
+                    slots,
                 )
                 .await;
-                tx.record.request_bytes = relayed.sent;
-                tx.record.response_bytes = relayed.received;
+                match relayed {
+                    Some(relayed) => {
+                        tx.record.request_bytes = relayed.sent;
+                        tx.record.response_bytes = relayed.received;
+                    }
+                    None => {
+                        tx.record.reason =
+                            format!("{}; closed: the sandbox is gone", tx.record.reason)
+                    }
+                }
             }
             Err(error) => {
                 tx.record.reason = format!("{}; upgrade failed: {error}", tx.record.reason)
@@ -542,6 +565,47 @@ async fn upgrade(
             .map_err(|never| match never {})
             .boxed(),
     )
+}
+
+/// A slot of the sandbox's and one of the gateway's, or why there is none.
+fn upgrade_slots(conn: &Connection) -> Result<(Slot, Slot), String> {
+    let mine = conn
+        .identity
+        .limits
+        .connections
+        .take(MAX_CONNECTIONS_PER_SANDBOX)
+        .ok_or_else(|| format!(
+            "connection limit {MAX_CONNECTIONS_PER_SANDBOX} reached: a protocol switch holds a connection of its own; close connections the agent no longer uses"
+        ))?;
+    let total = conn
+        .egress
+        .inner
+        .connections
+        .take(MAX_CONNECTIONS_TOTAL)
+        .ok_or_else(|| format!(
+            "gateway busy: {MAX_CONNECTIONS_TOTAL} connections open through it in all; try again later"
+        ))?;
+    Ok((mine, total))
+}
+
+/// Relays a switched protocol both ways until either side closes, it idles out, or the
+/// sandbox is gone (`None`): a relay never outlives its sandbox. It holds `slots` until then.
+async fn relay_upgraded<A, U>(
+    agent: A,
+    upstream: U,
+    identity: &SandboxIdentity,
+    slots: (Slot, Slot),
+) -> Option<Relayed>
+where
+    A: AsyncRead + AsyncWrite,
+    U: AsyncRead + AsyncWrite,
+{
+    let _slots = slots;
+    tokio::select! {
+        relayed = crate::relay::both(agent, upstream, RELAY_IDLE_TIMEOUT) => Some(relayed),
+        // Dropping the relay closes both of its ends.
+        _ = identity.gone() => None,
+    }
 }
 
 /// Removes the headers that describe one connection (RFC 9110 §7.6.1), which a proxy must
@@ -746,6 +810,47 @@ mod tests {
         strip_hop_by_hop(&mut headers);
         let names: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["x-api-key"]);
+    }
+
+    /// A switched protocol's relay holds a slot of its sandbox's and of the gateway's, and
+    /// ends, closing both ends and giving the slots back, when the sandbox goes.
+    #[tokio::test]
+    async fn an_upgraded_relay_holds_slots_and_ends_with_its_sandbox() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let registry = crate::registry::SandboxRegistry::default();
+        let registration = registry.register(
+            &["169.254.64.9".parse().unwrap()],
+            SandboxIdentity::new("DaemonAgent", "default", "a", "a-00001", vec![], None),
+        );
+        let identity = Arc::clone(registration.identity());
+        let total = crate::limits::Slots::default();
+        let slots = (
+            identity.limits.connections.take(1).unwrap(),
+            total.take(1).unwrap(),
+        );
+        let (agent, mut agent_peer) = tokio::io::duplex(64);
+        let (upstream, mut upstream_peer) = tokio::io::duplex(64);
+        let relay = tokio::spawn({
+            let identity = Arc::clone(&identity);
+            async move { relay_upgraded(agent, upstream, &identity, slots).await }
+        });
+        agent_peer.write_all(b"ping").await.unwrap();
+        let mut got = [0u8; 4];
+        upstream_peer.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"ping");
+        // At the cap while it runs: the relay's slots count.
+        assert!(identity.limits.connections.take(1).is_none());
+        assert!(total.take(1).is_none());
+        drop(registration);
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(10), relay)
+            .await
+            .expect("the relay outlived its sandbox")
+            .unwrap();
+        assert_eq!(ended, None);
+        assert_eq!(upstream_peer.read(&mut got).await.unwrap(), 0);
+        assert_eq!(agent_peer.read(&mut got).await.unwrap(), 0);
+        assert_eq!(identity.limits.connections.in_use(), 0);
+        assert_eq!(total.in_use(), 0);
     }
 
     #[test]

@@ -83,7 +83,7 @@ impl Slots {
     }
 
     #[cfg(test)]
-    fn in_use(&self) -> usize {
+    pub(crate) fn in_use(&self) -> usize {
         self.used.load(Ordering::Acquire)
     }
 }
