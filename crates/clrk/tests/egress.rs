@@ -1503,8 +1503,8 @@ async fn limit_records(dev: &Dev) -> Vec<Value> {
 }
 
 /// Three slow clients at once, each timed until the gateway closes on it: headers trickled a
-/// byte every 5 s, a kept-alive connection left idle, a provider request body trickled a
-/// byte every 5 s. Each reports the seconds until the gateway gave up (None if it never did
+/// byte every 5 s, a kept-alive connection left idle, a provider request body that stops
+/// after its first byte (a body trickled steadily is bounded by its total deadline instead). Each reports the seconds until the gateway gave up (None if it never did
 /// within `limit`) and the status it answered, if any.
 const SLOW: &str = r#"
 import http.client, json, socket, ssl, sys, threading, time
@@ -1544,9 +1544,9 @@ def body():
                  b"content-type: application/json\r\ncontent-length: 1000\r\n\r\n")
     sock.settimeout(5)
     start, after, status = time.time(), None, 0
+    sock.sendall(b" ")
     while time.time() - start < limit:
         try:
-            sock.sendall(b" ")
             got = sock.recv(65536)
         except socket.timeout:
             continue
@@ -1567,8 +1567,8 @@ for t in threads:
 print(json.dumps(report), flush=True)
 "#;
 
-/// A client trickling its headers or its body, or leaving a kept-alive connection idle, is cut
-/// off by the gateway instead of holding the connection (and clrk's descriptors) for ever.
+/// A client trickling its headers, stalling its body, or leaving a kept-alive connection idle,
+/// is cut off by the gateway instead of holding the connection (and clrk's descriptors) for ever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_and_idle_clients_are_cut_off() {
     let upstream = Upstream::start();
