@@ -322,6 +322,16 @@ pub struct TokenBudget {
     pub max_tokens_per_day: Option<u64>,
 }
 
+/// `name` as names are compared everywhere (routes, resolver, proxy): lower case, without a
+/// trailing dot.
+///
+/// ```
+/// assert_eq!(clrk_api::normal_name("LLM.Test."), "llm.test");
+/// ```
+pub fn normal_name(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
 /// Whether `name` matches `pattern`: equal ignoring case, or, for `*.suffix`, ending in
 /// `.suffix` with at least one label before it.
 ///
@@ -332,7 +342,7 @@ pub struct TokenBudget {
 /// assert!(hostname_matches("llm.test", "llm.test."));
 /// ```
 pub fn hostname_matches(pattern: &str, name: &str) -> bool {
-    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    let name = normal_name(name);
     let pattern = pattern.to_ascii_lowercase();
     match pattern.strip_prefix("*.") {
         Some(suffix) => name

@@ -30,7 +30,7 @@ pub use egress::{
     CredentialInjectionPolicySpec, CredentialTarget, DefaultPolicy, EgressGateway,
     EgressGatewaySpec, EgressL4Route, EgressL4RouteSpec, EgressRule, FilterType, GatewayDns,
     GatewayTls, Otlp, ParentRef, ProviderMatch, RouteFilter, SecretRef, TlsMode, TokenBudget,
-    UpstreamTls, hostname_matches, parse_cidr,
+    UpstreamTls, hostname_matches, normal_name, parse_cidr,
 };
 pub use error::ManifestError;
 pub use ipnet::IpNet;

@@ -322,7 +322,7 @@ impl<K: Hash + Eq + Clone> NameCache<K> {
     }
 
     fn insert_at(&self, key: &K, name: &str, ip: IpAddr, ttl: u32, now: Instant) {
-        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let name = clrk_api::normal_name(name);
         // A connection to ::ffff:a.b.c.d reaches a.b.c.d, so both spellings share entries.
         let ip = ip.to_canonical();
         let lifetime = Duration::from_secs(ttl.into()).clamp(MIN_LIFETIME, MAX_LIFETIME);

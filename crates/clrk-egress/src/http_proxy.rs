@@ -18,34 +18,27 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::body::IdleBody;
 use crate::config::EgressConfig;
 use crate::limits::{
-    BODY_READ_GRACE, HEADER_READ_TIMEOUT, MIN_BODY_BYTES_PER_SECOND, RELAY_IDLE_TIMEOUT,
+    BODY_IDLE_TIMEOUT, HEADER_READ_TIMEOUT, MAX_CONNECTIONS_PER_SANDBOX, MAX_CONNECTIONS_TOTAL,
+    RELAY_IDLE_TIMEOUT, Slot,
 };
 use crate::policy::{self, Verdict};
 use crate::registry::SandboxIdentity;
+use crate::relay::Relayed;
 use crate::service::Egress;
 use crate::trace_context::TraceContext;
 use crate::transaction::Transaction;
 use crate::upstream::Target;
 use crate::usage::{Provider, UsageMeter, request_model};
 
-/// Largest request body read whole to find the model of a provider call.
-const MAX_PROVIDER_REQUEST: usize = 32 * 1024 * 1024;
 const TRACEPARENT: &str = "traceparent";
 
 /// Why a body failed: hyper's error, or the gateway's own (a body arriving too slowly).
 pub(crate) type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 pub(crate) type ProxyBody = BoxBody<Bytes, BodyError>;
-
-/// A request body that arrived slower than the gateway accepts.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "the request body arrived slower than {MIN_BODY_BYTES_PER_SECOND} bytes a second (after the first {}): cut off",
-    clrk_api::GoDuration(BODY_READ_GRACE)
-)]
-struct SlowBody;
 
 /// One agent connection and what was decided about it.
 pub(crate) struct Connection {
@@ -119,6 +112,14 @@ async fn handle(conn: &Connection, mut request: Request<Incoming>) -> Response<P
             .map(|p| p.as_str().to_owned())
             .unwrap_or_else(|| "/".into()),
     );
+    // Servers differ on which of several `Host`s they route by; the gateway checks one, so
+    // a request with more is refused rather than forwarded with a name nobody checked.
+    let hosts = request.headers().get_all(header::HOST).iter().count();
+    if hosts > 1 {
+        let reason = format!("the request has {hosts} Host headers: send exactly one");
+        tx.deny(reason.clone());
+        return refuse(&mut tx, StatusCode::BAD_REQUEST, &reason);
+    }
     // Trace context: continue the agent's trace if it sent one; upstream sees this span.
     let inbound = request
         .headers()
@@ -165,20 +166,27 @@ async fn handle(conn: &Connection, mut request: Request<Incoming>) -> Response<P
     let (mut parts, body) = request.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     let request_bytes = Arc::new(AtomicU64::new(0));
+    // A provider call's body is held until it has gone upstream, with its share of the
+    // gateway's body budget.
+    let mut _held = None;
     let body: ProxyBody = if provider.is_some() {
         // Usage can only be read from a body the provider did not compress.
         parts.headers.insert(
             header::ACCEPT_ENCODING,
             HeaderValue::from_static("identity"),
         );
-        match collect_limited(Counted::new(body, Arc::clone(&request_bytes))).await {
-            Ok(bytes) => {
-                tx.record.model = request_model(&bytes);
+        let counted = Counted::new(body, Arc::clone(&request_bytes));
+        match crate::body::read(counted, &conn.egress.inner.body_budget).await {
+            Ok(held) => {
+                tx.record.model = request_model(&held.bytes);
+                let bytes = held.bytes.clone();
+                _held = Some(held);
                 Full::new(bytes).map_err(|never| match never {}).boxed()
             }
-            Err((status, reason)) => {
+            Err(error) => {
+                let reason = error.to_string();
                 tx.deny(reason.clone());
-                return refuse(&mut tx, status, &reason);
+                return refuse(&mut tx, error.status(), &reason);
             }
         }
     } else {
@@ -244,12 +252,16 @@ fn request_verdict<B>(conn: &Connection, request: &Request<B>) -> (Option<String
     let authority = request
         .uri()
         .authority()
-        .map(|a| policy::normal_name(strip_port(a.as_str())));
+        .map(|a| clrk_api::normal_name(strip_port(a.as_str())));
     let header = request
         .headers()
         .get(header::HOST)
-        .map(|h| policy::normal_name(strip_port(&String::from_utf8_lossy(h.as_bytes()))));
-    let sni = conn.tls.clone().flatten().map(|n| policy::normal_name(&n));
+        .map(|h| clrk_api::normal_name(strip_port(&String::from_utf8_lossy(h.as_bytes()))));
+    let sni = conn
+        .tls
+        .clone()
+        .flatten()
+        .map(|n| clrk_api::normal_name(&n));
     let mismatch = match (&sni, &authority, &header) {
         (_, Some(a), Some(h)) if a != h => Some(format!(
             "the request's authority {a} does not match its Host {h}"
@@ -457,13 +469,24 @@ fn is_upgrade(headers: &http::HeaderMap) -> bool {
 
 /// A protocol switch: the request goes upstream on a connection of its own with its
 /// `Connection`/`Upgrade` headers; once the server agrees (101), bytes are relayed both ways
-/// until either side closes, and the transaction is recorded then.
+/// until either side closes or the sandbox goes, and the transaction is recorded then.
+///
+/// The relay outlives the HTTP connection it came from (hyper hands the connection over and
+/// returns), so it takes slots of its own against the sandbox's and the gateway's connection
+/// caps: an agent switching protocols in a loop is held to the caps like any other.
 async fn upgrade(
     conn: &Connection,
     mut tx: Transaction,
     name: Option<&str>,
     mut request: Request<Incoming>,
 ) -> Response<ProxyBody> {
+    let slots = match upgrade_slots(conn) {
+        Ok(slots) => slots,
+        Err(reason) => {
+            tx.deny(reason.clone());
+            return refuse(&mut tx, StatusCode::SERVICE_UNAVAILABLE, &reason);
+        }
+    };
     let agent_side = hyper::upgrade::on(&mut request);
     let (mut parts, body) = request.into_parts();
     let (connection, upgrade_to) = (
@@ -505,17 +528,27 @@ async fn upgrade(
         return Response::from_parts(parts, metered.boxed());
     }
     let upstream_side = hyper::upgrade::on(&mut response);
+    let identity = Arc::clone(&conn.identity);
     tokio::spawn(async move {
         match tokio::try_join!(agent_side, upstream_side) {
             Ok((agent, upstream)) => {
-                let relayed = crate::relay::both(
+                let relayed = relay_upgraded(
                     TokioIo::new(agent),
                     TokioIo::new(upstream),
-                    RELAY_IDLE_TIMEOUT,
+                    &identity,
+                    slots,
                 )
                 .await;
-                tx.record.request_bytes = relayed.sent;
-                tx.record.response_bytes = relayed.received;
+                match relayed {
+                    Some(relayed) => {
+                        tx.record.request_bytes = relayed.sent;
+                        tx.record.response_bytes = relayed.received;
+                    }
+                    None => {
+                        tx.record.reason =
+                            format!("{}; closed: the sandbox is gone", tx.record.reason)
+                    }
+                }
             }
             Err(error) => {
                 tx.record.reason = format!("{}; upgrade failed: {error}", tx.record.reason)
@@ -530,6 +563,47 @@ async fn upgrade(
             .map_err(|never| match never {})
             .boxed(),
     )
+}
+
+/// A slot of the sandbox's and one of the gateway's, or why there is none.
+fn upgrade_slots(conn: &Connection) -> Result<(Slot, Slot), String> {
+    let mine = conn
+        .identity
+        .limits
+        .connections
+        .take(MAX_CONNECTIONS_PER_SANDBOX)
+        .ok_or_else(|| format!(
+            "connection limit {MAX_CONNECTIONS_PER_SANDBOX} reached: a protocol switch holds a connection of its own; close connections the agent no longer uses"
+        ))?;
+    let total = conn
+        .egress
+        .inner
+        .connections
+        .take(MAX_CONNECTIONS_TOTAL)
+        .ok_or_else(|| format!(
+            "gateway busy: {MAX_CONNECTIONS_TOTAL} connections open through it in all; try again later"
+        ))?;
+    Ok((mine, total))
+}
+
+/// Relays a switched protocol both ways until either side closes, it idles out, or the
+/// sandbox is gone (`None`): a relay never outlives its sandbox. It holds `slots` until then.
+async fn relay_upgraded<A, U>(
+    agent: A,
+    upstream: U,
+    identity: &SandboxIdentity,
+    slots: (Slot, Slot),
+) -> Option<Relayed>
+where
+    A: AsyncRead + AsyncWrite,
+    U: AsyncRead + AsyncWrite,
+{
+    let _slots = slots;
+    tokio::select! {
+        relayed = crate::relay::both(agent, upstream, RELAY_IDLE_TIMEOUT) => Some(relayed),
+        // Dropping the relay closes both of its ends.
+        _ = identity.gone() => None,
+    }
 }
 
 /// Removes the headers that describe one connection (RFC 9110 §7.6.1), which a proxy must
@@ -567,47 +641,31 @@ fn strip_port(host: &str) -> &str {
     host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
 }
 
-/// Reads a request body whole, up to [`MAX_PROVIDER_REQUEST`]; on failure, the status to
-/// answer (408 for a body too slow, 413 otherwise) and why.
-async fn collect_limited(body: Counted) -> Result<Bytes, (StatusCode, String)> {
-    http_body_util::Limited::new(body, MAX_PROVIDER_REQUEST)
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .map_err(|e| {
-            let status = if e.downcast_ref::<SlowBody>().is_some() {
-                StatusCode::REQUEST_TIMEOUT
-            } else {
-                StatusCode::PAYLOAD_TOO_LARGE
-            };
-            (status, format!("the request body could not be read: {e}"))
-        })
-}
-
-/// A request body that counts what passes, and fails when it arrives slower than
-/// [`MIN_BODY_BYTES_PER_SECOND`] after [`BODY_READ_GRACE`]: an agent trickling a body must not
-/// hold a connection (and an upstream one) for ever.
-struct Counted {
-    inner: Incoming,
+/// A request body that counts what passes, and fails when nothing arrives for
+/// [`BODY_IDLE_TIMEOUT`]: an agent that stops sending must not hold a connection (and an
+/// upstream one) for ever, while one sending slowly but steadily goes on.
+struct Counted<B = Incoming> {
+    inner: B,
     count: Arc<AtomicU64>,
-    started: tokio::time::Instant,
-    /// Wakes the body when the bytes so far stop being enough.
-    deadline: Pin<Box<tokio::time::Sleep>>,
+    /// When the body is cut off unless a piece arrives first.
+    idle: Pin<Box<tokio::time::Sleep>>,
 }
 
-impl Counted {
-    fn new(inner: Incoming, count: Arc<AtomicU64>) -> Counted {
-        let started = tokio::time::Instant::now();
+impl<B> Counted<B> {
+    fn new(inner: B, count: Arc<AtomicU64>) -> Counted<B> {
         Counted {
             inner,
             count,
-            started,
-            deadline: Box::pin(tokio::time::sleep_until(started + BODY_READ_GRACE)),
+            idle: Box::pin(tokio::time::sleep(BODY_IDLE_TIMEOUT)),
         }
     }
 }
 
-impl Body for Counted {
+impl<B> Body for Counted<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BodyError>,
+{
     type Data = Bytes;
     type Error = BodyError;
 
@@ -620,23 +678,16 @@ impl Body for Counted {
                 if let Some(data) = frame.data_ref() {
                     self.count.fetch_add(data.len() as u64, Ordering::Relaxed);
                 }
+                let next = tokio::time::Instant::now() + BODY_IDLE_TIMEOUT;
+                self.idle.as_mut().reset(next);
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error.into()))),
             Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => {
-                let received = self.count.load(Ordering::Relaxed);
-                let deadline = self.started
-                    + BODY_READ_GRACE
-                    + std::time::Duration::from_secs(received / MIN_BODY_BYTES_PER_SECOND);
-                if self.deadline.deadline() != deadline {
-                    self.deadline.as_mut().reset(deadline);
-                }
-                match self.deadline.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Some(Err(SlowBody.into()))),
-                    Poll::Pending => Poll::Pending,
-                }
-            }
+            Poll::Pending => match self.idle.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(IdleBody.into()))),
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 
@@ -734,6 +785,87 @@ mod tests {
         strip_hop_by_hop(&mut headers);
         let names: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["x-api-key"]);
+    }
+
+    /// A switched protocol's relay holds a slot of its sandbox's and of the gateway's, and
+    /// ends, closing both ends and giving the slots back, when the sandbox goes.
+    #[tokio::test]
+    async fn an_upgraded_relay_holds_slots_and_ends_with_its_sandbox() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let registry = crate::registry::SandboxRegistry::default();
+        let registration = registry.register(
+            &["169.254.64.9".parse().unwrap()],
+            SandboxIdentity::new("DaemonAgent", "default", "a", "a-00001", vec![], None),
+        );
+        let identity = Arc::clone(registration.identity());
+        let total = crate::limits::Slots::default();
+        let slots = (
+            identity.limits.connections.take(1).unwrap(),
+            total.take(1).unwrap(),
+        );
+        let (agent, mut agent_peer) = tokio::io::duplex(64);
+        let (upstream, mut upstream_peer) = tokio::io::duplex(64);
+        let relay = tokio::spawn({
+            let identity = Arc::clone(&identity);
+            async move { relay_upgraded(agent, upstream, &identity, slots).await }
+        });
+        agent_peer.write_all(b"ping").await.unwrap();
+        let mut got = [0u8; 4];
+        upstream_peer.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"ping");
+        // At the cap while it runs: the relay's slots count.
+        assert!(identity.limits.connections.take(1).is_none());
+        assert!(total.take(1).is_none());
+        drop(registration);
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(10), relay)
+            .await
+            .expect("the relay outlived its sandbox")
+            .unwrap();
+        assert_eq!(ended, None);
+        assert_eq!(upstream_peer.read(&mut got).await.unwrap(), 0);
+        assert_eq!(agent_peer.read(&mut got).await.unwrap(), 0);
+        assert_eq!(identity.limits.connections.in_use(), 0);
+        assert_eq!(total.in_use(), 0);
+    }
+
+    /// A body sent in `pieces`, each after `gap`, that stalls for ever after the last.
+    fn trickle(
+        pieces: usize,
+        gap: std::time::Duration,
+    ) -> impl Body<Data = Bytes, Error = BodyError> + Unpin {
+        use futures::StreamExt as _;
+        let stream = futures::stream::iter(0..pieces)
+            .then(move |_| async move {
+                tokio::time::sleep(gap).await;
+                Ok::<_, BodyError>(Frame::data(Bytes::from_static(&[b'x'; 100])))
+            })
+            .chain(futures::stream::pending());
+        http_body_util::StreamBody::new(Box::pin(stream))
+    }
+
+    /// Cut off after a silence, however much was sent before it; a slow upload that keeps
+    /// sending goes on however long it takes.
+    #[tokio::test(start_paused = true)]
+    async fn a_body_is_cut_off_when_it_stops_sending_not_when_it_is_slow() {
+        use std::time::Duration;
+        let count = Arc::new(AtomicU64::new(0));
+        let mut slow = Counted::new(trickle(12, Duration::from_secs(20)), Arc::clone(&count));
+        let started = tokio::time::Instant::now();
+        for _ in 0..12 {
+            let frame = slow
+                .frame()
+                .await
+                .unwrap()
+                .expect("a steady upload was cut off");
+            assert_eq!(frame.into_data().unwrap().len(), 100);
+        }
+        // 1,200 bytes in four minutes went through; then silence is cut off after 30 s.
+        let last = tokio::time::Instant::now();
+        assert_eq!(last - started, Duration::from_secs(240));
+        let error = slow.frame().await.unwrap().unwrap_err();
+        assert!(error.downcast_ref::<IdleBody>().is_some(), "{error}");
+        assert_eq!(last.elapsed(), BODY_IDLE_TIMEOUT);
+        assert_eq!(count.load(Ordering::Relaxed), 1200);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! never lets a secret or the gateway CA's key reach a sandbox: secrets are read from the
 //! store per request and only ever written into upstream request headers.
 
+mod body;
 mod ca;
 mod config;
 mod destination;

@@ -1,5 +1,6 @@
 //! The bounds the gateway puts on what one sandbox can make clrk hold: connections and DNS
-//! questions at once, and how long a silent or slow client keeps a connection. They are
+//! questions at once, request body memory, and how long a silent or slow client keeps a
+//! connection. They are
 //! together so they can be read, and changed, as one policy: whatever a sandbox does, clrk
 //! keeps descriptors and time for the other sandboxes and for its own API.
 
@@ -35,17 +36,29 @@ pub(crate) const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// left idle this long.
 pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A request body may take this long whatever its size; after that it must have kept up
-/// [`MIN_BODY_BYTES_PER_SECOND`] on average, or the request fails. Cuts off a client sending
-/// a byte every few seconds, never a real upload.
-pub(crate) const BODY_READ_GRACE: Duration = Duration::from_secs(30);
+/// A request body that sends nothing for this long is cut off (408): a stalled upload must
+/// not hold a connection, an upstream one and what it sent so far. A slow upload that keeps
+/// sending, however slowly, is not cut off by this; a streamed one is bounded by the
+/// gateway's `requestTimeout`, a buffered one by [`PROVIDER_BODY_TIMEOUT`].
+pub(crate) const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// See [`BODY_READ_GRACE`].
-pub(crate) const MIN_BODY_BYTES_PER_SECOND: u64 = 1024;
+/// Largest request body of a provider call, which the gateway reads whole to find the model.
+pub(crate) const MAX_PROVIDER_REQUEST: usize = 32 * 1024 * 1024;
 
-/// A relayed stream (TCP, passthrough TLS, a protocol switch) with no byte either way for
-/// this long is closed. Generous: a quiet database or SSH session is not a stalled one.
-pub(crate) const RELAY_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Longest a provider call's request body may take to arrive whole (408 after): it is held
+/// in memory while it arrives.
+pub(crate) const PROVIDER_BODY_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Bytes of provider request bodies the gateway holds at once, all sandboxes together. A body
+/// that would go beyond it is refused at once (503, retry shortly): whatever sandboxes send,
+/// the gateway holds at most this much of it.
+pub(crate) const PROVIDER_BODY_BUDGET: usize = 256 * 1024 * 1024;
+
+/// A relayed stream (TCP, passthrough TLS, a protocol switch) silent both ways for an hour is
+/// closed. Generous on purpose: a daemon's pooled database connection or SSH session may be
+/// quiet for many minutes and is not a stalled one. What bounds how many can idle is the
+/// per-sandbox cap ([`MAX_CONNECTIONS_PER_SANDBOX`]), not this timeout.
+pub(crate) const RELAY_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// What one sandbox holds of the gateway, counted against the caps above.
 #[derive(Debug, Default)]
@@ -81,7 +94,7 @@ impl Slots {
     }
 
     #[cfg(test)]
-    fn in_use(&self) -> usize {
+    pub(crate) fn in_use(&self) -> usize {
         self.used.load(Ordering::Acquire)
     }
 }

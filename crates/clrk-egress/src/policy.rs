@@ -109,6 +109,25 @@ pub fn decide(
     ))
 }
 
+/// Decides for a TLS connection whose server name is not a DNS name (an IP literal, a label
+/// starting with '-' or longer than 63 characters, other characters than letters, digits and
+/// '-'): no hostname rule can vouch for such a name, so only what allows the bare address
+/// (`destinationCIDRs`, allow-all) lets it through.
+pub fn decide_unreadable_name(
+    config: &EgressConfig,
+    destination: SocketAddr,
+    host: &HostAddresses,
+) -> Verdict {
+    let by_address = decide(config, destination, &[], host);
+    if by_address.allowed || forbidden_reason(destination.ip().to_canonical(), host).is_some() {
+        return by_address;
+    }
+    Verdict::deny(format!(
+        "the TLS name the agent sent is not a DNS name (an IP literal, a label starting with '-' or longer than 63 characters, or characters other than letters, digits and '-'): only a destinationCIDRs rule or allow-all opens {} for it; send the name the agent resolved",
+        destination.ip().to_canonical()
+    ))
+}
+
 /// A name the agent sends with a connection or request, which the upstream will act on: the
 /// TLS server name (SNI) or the HTTP `Host` (or absolute-form authority).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,11 +167,6 @@ pub fn decide_claimed(
         claimed.name,
         destination.ip().to_canonical()
     ))
-}
-
-/// `name` as names are compared: lower case, without a trailing dot.
-pub fn normal_name(name: &str) -> String {
-    name.trim_end_matches('.').to_ascii_lowercase()
 }
 
 /// Whether a DNS question for `name` may be answered: some route or provider route names it,
@@ -396,6 +410,16 @@ spec:
             v.allowed && v.reason.contains("aiproviderroute llm"),
             "{v:?}"
         );
+    }
+
+    #[test]
+    fn a_tls_name_that_is_not_a_dns_name_passes_only_an_address_rule() {
+        let c = config(MANIFESTS);
+        let host = HostAddresses::new();
+        let v = decide_unreadable_name(&c, addr("198.51.100.7:443"), &host);
+        assert!(!v.allowed && v.reason.contains("not a DNS name"), "{v:?}");
+        let v = decide_unreadable_name(&c, addr("203.0.113.9:443"), &host);
+        assert!(v.allowed && v.reason.contains("rules[1]"), "{v:?}");
     }
 
     #[test]

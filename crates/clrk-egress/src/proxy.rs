@@ -42,6 +42,10 @@ enum Sniffed {
         /// relayed untouched even when the gateway terminates TLS.
         http: bool,
     },
+    /// A ClientHello whose server name is not a DNS name (an IP literal, a label starting with
+    /// '-' or longer than 63 characters, other characters than letters, digits and '-'): the
+    /// upstream still gets it, but no hostname rule can vouch for it.
+    TlsUnreadableName,
     Http,
     Other,
 }
@@ -193,7 +197,7 @@ async fn handle(
         }
         Sniffed::Tls { sni, .. } => {
             // The upstream serves whichever name the agent sends: that name must be allowed.
-            let sni = sni.map(|n| policy::normal_name(&n));
+            let sni = sni.map(|n| clrk_api::normal_name(&n));
             let claimed = sni.as_deref().map(|name| policy::Claimed {
                 carrier: "TLS name",
                 name,
@@ -209,6 +213,11 @@ async fn handle(
                 verdict,
             )
             .await
+        }
+        Sniffed::TlsUnreadableName => {
+            let verdict = policy::decide_unreadable_name(&config, destination, &egress.inner.host);
+            let tx = egress.begin(&identity, "tls", destination.to_string(), config.primary());
+            relay(tx, stream, destination, None, verdict).await
         }
         Sniffed::Other => {
             let verdict = policy::decide(&config, destination, &names, &egress.inner.host);
@@ -298,6 +307,9 @@ fn classify(bytes: &[u8], port: u16) -> Option<Sniffed> {
         return match acceptor.accept() {
             Ok(Some(accepted)) => {
                 let hello = accepted.client_hello();
+                if hello.server_name().is_none() && hello::has_server_name(bytes) {
+                    return Some(Sniffed::TlsUnreadableName);
+                }
                 let http = match hello.alpn() {
                     Some(mut offered) => offered.any(|p| p == b"http/1.1"),
                     None => port == 443,
@@ -308,6 +320,8 @@ fn classify(bytes: &[u8], port: u16) -> Option<Sniffed> {
                 })
             }
             Ok(None) => None,
+            // rustls refuses some names outright; the upstream would still get them.
+            Err(_) if hello::has_server_name(bytes) => Some(Sniffed::TlsUnreadableName),
             Err(_) => Some(Sniffed::Other),
         };
     }
@@ -321,6 +335,7 @@ fn classify(bytes: &[u8], port: u16) -> Option<Sniffed> {
 
 #[cfg(test)]
 mod fuzz;
+mod hello;
 
 #[cfg(test)]
 mod tests {
@@ -385,5 +400,73 @@ mod tests {
             })
         );
         assert_eq!(tls(&[], 993), Some(Sniffed::Tls { sni, http: false }));
+    }
+
+    /// A server name rustls will not read is still a server name: it must not pass for a
+    /// hello without one, which the names the sandbox resolved would decide.
+    #[test]
+    fn a_server_name_that_is_not_a_dns_name_is_told_apart_from_none() {
+        let hello = client_hello("llm.test", &[b"http/1.1"]);
+        let at = hello.windows(8).position(|w| w == b"llm.test").unwrap();
+        for bad in [&b"-lm.test"[..], b"10.0.0.1", b"llm!test", b"llm test"] {
+            let mut crafted = hello.clone();
+            crafted[at..at + 8].copy_from_slice(bad);
+            assert_eq!(
+                classify(&crafted, 443),
+                Some(Sniffed::TlsUnreadableName),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        // A 64-character label: the extension grows, and so do the lengths around it.
+        let long = format!("{}.test", "a".repeat(64));
+        let mut crafted = client_hello("llm.test", &[b"http/1.1"]);
+        let grow = long.len() - "llm.test".len();
+        // Record, handshake, extensions block, extension, name list and name lengths.
+        let mut extensions = 5 + 4 + 2 + 32;
+        extensions += 1 + usize::from(crafted[extensions]);
+        extensions += 2 + usize::from(u16::from_be_bytes([
+            crafted[extensions],
+            crafted[extensions + 1],
+        ]));
+        extensions += 1 + usize::from(crafted[extensions]);
+        crafted.splice(at..at + 8, long.bytes());
+        for (offset, width) in [
+            (3, 2),
+            (6, 3),
+            (extensions, 2),
+            (at - 7, 2),
+            (at - 5, 2),
+            (at - 2, 2),
+        ] {
+            let field = &mut crafted[offset..offset + width];
+            let mut value = field.iter().fold(0usize, |v, b| v << 8 | usize::from(*b));
+            value += grow;
+            for (i, byte) in field.iter_mut().rev().enumerate() {
+                *byte = (value >> (8 * i)) as u8;
+            }
+        }
+        assert_eq!(classify(&crafted, 443), Some(Sniffed::TlsUnreadableName));
+        // Without the extension at all, a hello is just a hello with no name.
+        let no_name = {
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth();
+            let ip = rustls::pki_types::ServerName::try_from("192.0.2.1").unwrap();
+            let mut client = rustls::ClientConnection::new(Arc::new(config), ip).unwrap();
+            let mut bytes = Vec::new();
+            client.write_tls(&mut bytes).unwrap();
+            bytes
+        };
+        assert_eq!(
+            classify(&no_name, 443),
+            Some(Sniffed::Tls {
+                sni: None,
+                http: true
+            })
+        );
     }
 }

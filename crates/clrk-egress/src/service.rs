@@ -15,12 +15,13 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
 use crate::EgressError;
+use crate::body::BodyBudget;
 use crate::ca::GatewayCa;
 use crate::config::EgressConfig;
 use crate::destination::HostAddresses;
 use crate::dns::NameCache;
 use crate::ledger::TokenLedger;
-use crate::limits::Slots;
+use crate::limits::{PROVIDER_BODY_BUDGET, Slots};
 use crate::otlp::OtlpExporter;
 use crate::registry::{Registration, SandboxIdentity, SandboxRegistry};
 use crate::transaction::Transaction;
@@ -79,6 +80,8 @@ pub(crate) struct Inner {
     pub(crate) upstream_pool: UpstreamPool,
     /// Connections through the proxy, all sandboxes together.
     pub(crate) connections: Slots,
+    /// Bytes of provider request bodies held at once, all sandboxes together.
+    pub(crate) body_budget: BodyBudget,
     cas: Mutex<HashMap<(String, String), Arc<GatewayCa>>>,
     upstream: Mutex<HashMap<Option<String>, Arc<ClientConfig>>>,
     exporters: Mutex<HashMap<String, OtlpExporter>>,
@@ -97,6 +100,7 @@ impl Egress {
                 ledger: Arc::default(),
                 upstream_pool: UpstreamPool::default(),
                 connections: Slots::default(),
+                body_budget: BodyBudget::new(PROVIDER_BODY_BUDGET),
                 cas: Mutex::default(),
                 upstream: Mutex::default(),
                 exporters: Mutex::default(),

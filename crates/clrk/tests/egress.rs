@@ -1128,6 +1128,9 @@ async fn names_sent_upstream_are_the_allowed_ones() {
     dev.apply(&manifests(&upstream.ca_pem, &upstream.ca_file, otlp));
 
     // Terminated TLS (gateway main: llm.test is allowed and gets the key).
+    // A second `Host` after the allowed one: a server that reads the last would route to it.
+    let mut two_hosts = raw("llm.test", 443, Some("llm.test"), "llm.test", "/v1/plain");
+    two_hosts["raw"]["headers"]["host"] = json!("other.test");
     let (execution, report) = call(
         &dev,
         "caller",
@@ -1137,6 +1140,7 @@ async fn names_sent_upstream_are_the_allowed_ones() {
             raw("llm.test", 443, Some("api.anthropic.com"), "api.anthropic.com", "/v1/plain"),
             raw("llm.test", 80, None, "other.test", "/"),
             raw("llm.test", 80, None, "llm.test", "/"),
+            two_hosts,
         ]}),
     )
     .await;
@@ -1163,6 +1167,10 @@ async fn names_sent_upstream_are_the_allowed_ones() {
         &format!("Host other.test was not resolved to {}", upstream.ip),
     );
     refused(4, "only over TLS");
+    assert_eq!(results[5]["status"], 400, "call 5: {report}");
+    let body = results[5]["body"].as_str().unwrap();
+    assert!(body.contains("2 Host headers"), "call 5: {body}");
+    assert!(!body.contains(SECRET), "call 5: {body}");
 
     let recorded = records(&dev, "caller").await;
     let mine: Vec<&Value> = recorded
@@ -1185,6 +1193,7 @@ async fn names_sent_upstream_are_the_allowed_ones() {
         ("api.anthropic.com", "was not resolved"),
         ("other.test", "was not resolved"),
         ("llm.test", "only over TLS"),
+        ("llm.test", "2 Host headers"),
     ] {
         let r = find(name, why);
         assert_eq!(r["allowed"], false, "{r}");
@@ -1494,8 +1503,8 @@ async fn limit_records(dev: &Dev) -> Vec<Value> {
 }
 
 /// Three slow clients at once, each timed until the gateway closes on it: headers trickled a
-/// byte every 5 s, a kept-alive connection left idle, a provider request body trickled a
-/// byte every 5 s. Each reports the seconds until the gateway gave up (None if it never did
+/// byte every 5 s, a kept-alive connection left idle, a provider request body that stops
+/// after its first byte (a body trickled steadily is bounded by its total deadline instead). Each reports the seconds until the gateway gave up (None if it never did
 /// within `limit`) and the status it answered, if any.
 const SLOW: &str = r#"
 import http.client, json, socket, ssl, sys, threading, time
@@ -1535,9 +1544,9 @@ def body():
                  b"content-type: application/json\r\ncontent-length: 1000\r\n\r\n")
     sock.settimeout(5)
     start, after, status = time.time(), None, 0
+    sock.sendall(b" ")
     while time.time() - start < limit:
         try:
-            sock.sendall(b" ")
             got = sock.recv(65536)
         except socket.timeout:
             continue
@@ -1558,8 +1567,8 @@ for t in threads:
 print(json.dumps(report), flush=True)
 "#;
 
-/// A client trickling its headers or its body, or leaving a kept-alive connection idle, is cut
-/// off by the gateway instead of holding the connection (and clrk's descriptors) for ever.
+/// A client trickling its headers, stalling its body, or leaving a kept-alive connection idle,
+/// is cut off by the gateway instead of holding the connection (and clrk's descriptors) for ever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_and_idle_clients_are_cut_off() {
     let upstream = Upstream::start();
