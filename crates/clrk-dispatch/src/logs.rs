@@ -1,15 +1,16 @@
 //! Agent log lines: persisted in the store within limits, and broadcast to whoever follows
 //! them (`clrk dev`'s terminal, `clrk agents logs -f`).
 //!
-//! An execution (or a daemon's run) keeps at most its log limit of text; past it lines are
+//! An execution (or a daemon's run) keeps at most its log limit; past it lines are
 //! read, counted and dropped, so the agent never blocks on its output and the store does not
-//! grow, and one marker line says how much went. An agent keeps at most
+//! grow, and one marker line says how much went. Each line counts its text plus
+//! [`clrk_store::LOG_ROW_COST`], so empty lines fill the limit too. An agent keeps at most
 //! [`clrk_api::MAX_LOG_LIMIT_BYTES`] over all its executions: the oldest go first.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::Utc;
-use clrk_store::{NewLogLine, Store};
+use clrk_store::{NewLogLine, Store, log_line_cost};
 use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
@@ -50,7 +51,7 @@ pub struct LogBus {
     tx: broadcast::Sender<LogEvent>,
 }
 
-/// Bytes of log text one execution keeps, as the agent's `spec.logLimit` says.
+/// Bytes of log one execution keeps, as the agent's `spec.logLimit` says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogLimit {
     bytes: u64,
@@ -77,7 +78,7 @@ impl LogLimit {
         }
     }
 
-    /// Bytes of text kept.
+    /// Bytes kept, each line costing its text plus [`clrk_store::LOG_ROW_COST`].
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
@@ -204,17 +205,17 @@ impl Budget {
     fn admit(&mut self, limit: u64, lines: Vec<String>) -> (Vec<String>, bool) {
         let mut kept = Vec::with_capacity(lines.len());
         for line in lines {
-            let len = line.len() as u64;
-            if !self.full && self.kept + len > limit {
+            let cost = log_line_cost(&line);
+            if !self.full && self.kept + cost > limit {
                 self.full = true;
             }
             if self.full {
-                self.dropped_bytes += len;
+                self.dropped_bytes += line.len() as u64;
                 self.dropped_lines += 1;
                 continue;
             }
-            self.kept += len;
-            self.since_expiry += len;
+            self.kept += cost;
+            self.since_expiry += cost;
             kept.push(line);
         }
         let expire = self.since_expiry >= EXPIRE_EVERY;
@@ -439,6 +440,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn empty_lines_fill_the_limit_too() {
+        let mut budget = Budget::default();
+        let limit = 100 * clrk_store::LOG_ROW_COST;
+        let (kept, _) = budget.admit(limit, vec![String::new(); 65_536]);
+        assert_eq!(kept.len(), 100);
+        assert_eq!(budget.dropped_lines, 65_436);
+    }
+
+    #[test]
     fn lines_survive_any_chunking() {
         let stream = b"one\ntwo\r\n\nthree";
         for size in 1..stream.len() {
@@ -474,20 +484,21 @@ mod tests {
     fn past_the_limit_lines_are_counted_and_dropped() {
         let mut budget = Budget::default();
         let lines = |n: usize| (0..n).map(|_| "0123456789".to_string()).collect::<Vec<_>>();
-        let (kept, _) = budget.admit(35, lines(3));
+        // Each line costs 10 bytes of text and a row: 74.
+        let (kept, _) = budget.admit(230, lines(3));
         assert_eq!(kept.len(), 3);
-        let (kept, _) = budget.admit(35, lines(2));
+        let (kept, _) = budget.admit(230, lines(2));
         assert!(kept.is_empty(), "the next line would pass the limit");
         // A line that would still fit is dropped too: the log stops at the limit.
-        let (kept, _) = budget.admit(35, vec!["x".to_string()]);
+        let (kept, _) = budget.admit(230, vec!["x".to_string()]);
         assert!(kept.is_empty());
         let limit = LogLimit {
-            bytes: 35,
-            text: "35".into(),
+            bytes: 230,
+            text: "230".into(),
         };
         assert_eq!(
             budget.marker(&limit).unwrap(),
-            "[clrk] log limit 35 reached: 21 more bytes (3 lines) dropped"
+            "[clrk] log limit 230 reached: 21 more bytes (3 lines) dropped"
         );
         assert!(Budget::default().marker(&limit).is_none());
     }

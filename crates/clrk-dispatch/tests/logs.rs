@@ -46,11 +46,11 @@ async fn an_execution_keeps_its_limit_and_ends_with_the_marker() {
     stdout.await.unwrap();
     let lines = store.logs("default", "loud", &LogQuery::default()).unwrap();
     let (marker, kept) = lines.split_last().unwrap();
-    // 53 lines of 19 bytes fit in 1 KiB: both streams share it.
-    assert_eq!(kept.len(), 53);
+    // 12 lines of 19 bytes (83 with their rows) fit in 1 KiB: both streams share it.
+    assert_eq!(kept.len(), 12);
     assert_eq!(
         marker.line,
-        "[clrk] log limit 1Ki reached: 2793 more bytes (147 lines) dropped"
+        "[clrk] log limit 1Ki reached: 3572 more bytes (188 lines) dropped"
     );
 }
 
@@ -58,11 +58,12 @@ async fn an_execution_keeps_its_limit_and_ends_with_the_marker() {
 async fn an_agent_keeps_at_most_64_mib_dropping_its_oldest_executions() {
     let (_dir, store) = store_with_agent();
     let bus = LogBus::new(store.clone());
-    // 70 executions of 16 lines of 64 KiB (just under 1 MiB each).
+    // 70 executions of 16 lines of 64 KiB with their rows (just under 1 MiB each).
     let each = 16 * 65_535;
+    let text = 65_535 - clrk_store::LOG_ROW_COST as usize;
     for i in 0..70 {
         let log = bus.execution("default", "loud", &format!("ev-{i:02}"), limit("1Mi"));
-        log.pump(std::io::Cursor::new(output(16, 65_535)), "stderr")
+        log.pump(std::io::Cursor::new(output(16, text)), "stderr")
             .await
             .unwrap();
     }

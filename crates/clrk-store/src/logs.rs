@@ -1,5 +1,6 @@
 //! Log lines of executions, numbered by a store-wide, ever-increasing `seq`, with the bytes
 //! each execution keeps so an agent's total can be held under a cap without scanning lines.
+//! A line costs its text plus [`LOG_ROW_COST`], so empty and short lines count too.
 
 use std::collections::HashMap;
 
@@ -8,6 +9,21 @@ use rusqlite::params;
 
 use crate::agent::agent_id;
 use crate::{Store, StoreError, time};
+
+/// What a stored line costs besides its text: it approximates a row's overhead in the store
+/// (seq, ids, stream, time, index entry). Without it an empty line would cost nothing, and an
+/// agent printing empty lines would fill the store without ever reaching a log limit.
+pub const LOG_ROW_COST: u64 = 64;
+
+/// Bytes a line counts for against log limits: its text plus [`LOG_ROW_COST`].
+///
+/// ```
+/// assert_eq!(clrk_store::log_line_cost(""), clrk_store::LOG_ROW_COST);
+/// assert_eq!(clrk_store::log_line_cost("abc"), 3 + clrk_store::LOG_ROW_COST);
+/// ```
+pub fn log_line_cost(line: &str) -> u64 {
+    (line.len() as u64).saturating_add(LOG_ROW_COST)
+}
 
 /// A line to append.
 #[derive(Debug, Clone, PartialEq)]
@@ -110,7 +126,7 @@ impl Store {
                 };
                 insert.execute(params![agent, l.execution_id, l.stream, time::to_millis(l.time), l.line])?;
                 let seq = tx.last_insert_rowid();
-                let bytes = i64::try_from(l.line.len()).unwrap_or(i64::MAX);
+                let bytes = i64::try_from(log_line_cost(&l.line)).unwrap_or(i64::MAX);
                 sizes
                     .entry((agent, l.execution_id.as_str()))
                     .and_modify(|a| {
@@ -244,7 +260,8 @@ impl Store {
         self.log_tail_start(namespace, name, 0)
     }
 
-    /// Bytes of log text the agent keeps, over all its executions.
+    /// Bytes of log the agent keeps over all its executions, each line costing
+    /// [`log_line_cost`].
     pub fn log_bytes(&self, namespace: &str, name: &str) -> Result<u64, StoreError> {
         let conn = self.conn();
         let agent = agent_id(&conn, namespace, name)?;
@@ -257,7 +274,7 @@ impl Store {
     }
 
     /// Deletes the lines of the agent's oldest executions, whole executions at a time, until
-    /// it keeps at most `max_bytes` of log text; its newest execution is always kept. Returns
+    /// it keeps at most `max_bytes` of log (as [`log_line_cost`] counts); its newest execution is always kept. Returns
     /// the bytes deleted. Reads one row per execution, never the lines themselves.
     pub fn expire_logs(
         &self,

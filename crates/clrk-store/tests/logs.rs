@@ -168,7 +168,8 @@ fn expiry_deletes_the_oldest_executions_until_the_agent_is_under_its_cap() {
     let (_dir, store) = temp_store();
     store.apply_agent(&echo_agent("echo")).unwrap();
     store.apply_agent(&echo_agent("other")).unwrap();
-    let text = "x".repeat(100);
+    // 100 bytes a line: its text and the row.
+    let text = "x".repeat(100 - clrk_store::LOG_ROW_COST as usize);
     for execution in ["ev-1", "ev-2", "ev-3", "ev-4"] {
         let batch: Vec<_> = (0..10).map(|_| line("echo", execution, &text)).collect();
         store.append_logs(&batch).unwrap();

@@ -124,6 +124,51 @@ async fn a_flooding_agent_keeps_a_bounded_log_with_a_marker() {
     );
 }
 
+/// What a stored line costs against a log limit besides its text (`clrk_store::LOG_ROW_COST`).
+const ROW_COST: u64 = 64;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn empty_lines_count_against_the_log_limit() {
+    let dev = Dev::start();
+    // Empty lines as fast as `yes` can write them, for 3 s.
+    let script = r#"
+end=$(( $(date +%s) + 3 ))
+while [ "$(date +%s)" -lt "$end" ]; do
+  yes '' | head -n 500000 >&2
+done
+echo done
+"#;
+    dev.apply(&sh_agent("blank", script, ""));
+    let db_before = db_bytes(&dev);
+    let r = dev
+        .invoke(&[("X-Clrk-TaskAgent", "default/blank")], "")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    eventually("the execution recorded", || async {
+        let items = dev.invocations("blank").await;
+        (items.first()?["status"] == "Succeeded").then_some(())
+    })
+    .await;
+    let records = http_logs(&dev, "blank").await;
+    let db_added = db_bytes(&dev).saturating_sub(db_before);
+    let (marker, lines) = records.split_last().expect("some lines");
+    let marker = line_of(marker);
+    let cost: u64 = lines
+        .iter()
+        .map(|r| line_of(r).len() as u64 + ROW_COST)
+        .sum();
+    eprintln!(
+        "empty lines: {} rows kept costing {cost} bytes, clrk.db grew by {db_added} bytes",
+        lines.len()
+    );
+    assert!(
+        marker.starts_with("[clrk] log limit 1Mi reached: "),
+        "last line: {marker}"
+    );
+    assert!(cost <= MIB, "{} rows kept, {cost} bytes", lines.len());
+    assert!(db_added < 8 * MIB, "clrk.db grew by {db_added} bytes");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn fetching_a_large_log_keeps_clrk_memory_bounded() {
     let dev = Dev::start();
