@@ -93,3 +93,34 @@ async fn an_agent_keeps_at_most_64_mib_dropping_its_oldest_executions() {
         .unwrap();
     assert_eq!(first, format!("ev-{:02}", 70 - (64 << 20) / each));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_daemon_run_keeps_its_newest_lines_and_one_marker() {
+    let (_dir, store) = store_with_agent();
+    let bus = LogBus::new(store.clone());
+    let log = bus.daemon_run("default", "loud", "run-1", limit("4Ki"));
+    let numbered = |stream: &str| {
+        let text: String = (0..500).map(|i| format!("{stream} {i:04}\n")).collect();
+        std::io::Cursor::new(text.into_bytes())
+    };
+    let stderr = log.pump(numbered("err"), "stderr");
+    let stdout = log.pump(numbered("out"), "stdout");
+    drop(log);
+    stderr.await.unwrap();
+    stdout.await.unwrap();
+    let lines = store.logs("default", "loud", &LogQuery::default()).unwrap();
+    let texts: Vec<&str> = lines.iter().map(|l| l.line.as_str()).collect();
+    let cost: u64 = texts.iter().map(|l| clrk_store::log_line_cost(l)).sum();
+    assert!(cost <= 4096, "{cost} bytes kept: {texts:?}");
+    // The store's count of the run's bytes is what its lines cost.
+    assert_eq!(store.log_bytes("default", "loud").unwrap(), cost);
+    assert_eq!(
+        texts[0],
+        "[clrk] log limit 4Ki: older lines of this run are deleted as new ones arrive"
+    );
+    assert_eq!(texts.iter().filter(|l| l.starts_with("[clrk]")).count(), 1);
+    // Each stream comes in one read here: the stream read last keeps its newest lines.
+    assert!(texts.last().unwrap().ends_with(" 0499"), "{texts:?}");
+    assert!(!texts.iter().any(|l| l.ends_with(" 0000")), "{texts:?}");
+    assert!(texts.len() > 40, "{texts:?}");
+}
