@@ -1,15 +1,18 @@
 //! Agent log lines: persisted in the store within limits, and broadcast to whoever follows
 //! them (`clrk dev`'s terminal, `clrk agents logs -f`).
 //!
-//! An execution (or a daemon's run) keeps at most its log limit of text; past it lines are
+//! An execution (or a daemon's run) keeps at most its log limit; past it lines are
 //! read, counted and dropped, so the agent never blocks on its output and the store does not
-//! grow, and one marker line says how much went. An agent keeps at most
+//! grow, and one marker line says how much went. Each line counts its text plus
+//! [`clrk_store::LOG_ROW_COST`], so empty lines fill the limit too. A daemon's run instead
+//! keeps its newest lines: past the limit its oldest lines are deleted, every so many bytes,
+//! and one marker line says so. An agent keeps at most
 //! [`clrk_api::MAX_LOG_LIMIT_BYTES`] over all its executions: the oldest go first.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::Utc;
-use clrk_store::{NewLogLine, Store};
+use clrk_store::{NewLogLine, Store, log_line_cost};
 use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
@@ -50,7 +53,7 @@ pub struct LogBus {
     tx: broadcast::Sender<LogEvent>,
 }
 
-/// Bytes of log text one execution keeps, as the agent's `spec.logLimit` says.
+/// Bytes of log one execution keeps, as the agent's `spec.logLimit` says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogLimit {
     bytes: u64,
@@ -77,7 +80,7 @@ impl LogLimit {
         }
     }
 
-    /// Bytes of text kept.
+    /// Bytes kept, each line costing its text plus [`clrk_store::LOG_ROW_COST`].
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
@@ -94,14 +97,38 @@ impl LogBus {
         self.tx.subscribe()
     }
 
-    /// The log of one execution or daemon run; its streams share `limit`. The marker line
-    /// (if anything was dropped) is written when the last clone and pump are gone.
+    /// The log of one execution; its streams share `limit` and keep their first lines. The
+    /// marker line (if anything was dropped) is written when the last clone and pump are gone.
     pub fn execution(
         &self,
         namespace: &str,
         agent: &str,
         execution_id: &str,
         limit: LogLimit,
+    ) -> ExecutionLog {
+        self.log(namespace, agent, execution_id, limit, None)
+    }
+
+    /// The log of one daemon run; its streams share `limit` and keep their newest lines, so
+    /// a run up for weeks still shows what it does now.
+    pub fn daemon_run(
+        &self,
+        namespace: &str,
+        agent: &str,
+        run_id: &str,
+        limit: LogLimit,
+    ) -> ExecutionLog {
+        let rolling = Rolling::new(&limit);
+        self.log(namespace, agent, run_id, limit, Some(rolling))
+    }
+
+    fn log(
+        &self,
+        namespace: &str,
+        agent: &str,
+        execution_id: &str,
+        limit: LogLimit,
+        rolling: Option<Rolling>,
     ) -> ExecutionLog {
         ExecutionLog {
             inner: Arc::new(Inner {
@@ -111,23 +138,16 @@ impl LogBus {
                 execution_id: execution_id.to_string(),
                 limit,
                 budget: Mutex::new(Budget::default()),
+                rolling: rolling.map(tokio::sync::Mutex::new),
             }),
         }
     }
 
     /// Persists the lines (one transaction, off the async workers), then broadcasts them.
     async fn write(&self, log: &Inner, stream: &'static str, lines: Vec<String>) {
-        let now = Utc::now();
         let rows: Vec<NewLogLine> = lines
             .into_iter()
-            .map(|line| NewLogLine {
-                execution_id: log.execution_id.clone(),
-                namespace: log.namespace.clone(),
-                agent: log.agent.clone(),
-                stream: stream.to_string(),
-                time: now,
-                line,
-            })
+            .map(|line| log.row(stream, line))
             .collect();
         let store = self.store.clone();
         let rows = match tokio::task::spawn_blocking(move || {
@@ -186,6 +206,64 @@ struct Inner {
     execution_id: String,
     limit: LogLimit,
     budget: Mutex<Budget>,
+    /// Set for a daemon's run, which keeps its newest lines; held while a batch is written,
+    /// so its streams take turns and the bytes it keeps are known exactly.
+    rolling: Option<tokio::sync::Mutex<Rolling>>,
+}
+
+/// What a daemon's run keeps: its newest lines, within its limit with the marker.
+#[derive(Debug)]
+struct Rolling {
+    /// Bytes of the run's lines in the store.
+    stored: u64,
+    /// The marker line, written once when the first lines are deleted.
+    marker: String,
+    /// Its `seq` once written; trims keep it.
+    marker_seq: Option<i64>,
+    /// Bytes the lines may take once the marker is in: the limit less the marker.
+    room: u64,
+    /// Bytes under `room` a trim leaves free, so the next trim comes this many bytes later.
+    slack: u64,
+}
+
+impl Rolling {
+    fn new(limit: &LogLimit) -> Rolling {
+        let marker = format!(
+            "[clrk] log limit {}: older lines of this run are deleted as new ones arrive",
+            limit.text
+        );
+        let room = limit.bytes.saturating_sub(log_line_cost(&marker));
+        Rolling {
+            stored: 0,
+            marker,
+            marker_seq: None,
+            room,
+            slack: room / 8,
+        }
+    }
+
+    /// Before writing a batch: the bytes the run's older lines (the marker aside) may keep
+    /// so that the batch fits, or `None` when it fits as things are. Cuts the batch to its
+    /// newest lines when it alone would not fit.
+    fn make_room(&mut self, limit: u64, lines: &mut Vec<String>) -> Option<u64> {
+        let cost: u64 = lines.iter().map(|l| log_line_cost(l)).sum();
+        if self.stored + cost <= limit {
+            return None;
+        }
+        let most = self.room - self.slack;
+        let mut cost = 0u64;
+        let mut start = lines.len();
+        for (i, line) in lines.iter().enumerate().rev() {
+            let c = log_line_cost(line);
+            if cost + c > most {
+                break;
+            }
+            cost += c;
+            start = i;
+        }
+        lines.drain(..start);
+        Some(most - cost)
+    }
 }
 
 /// What an execution kept and dropped so far.
@@ -204,24 +282,36 @@ impl Budget {
     fn admit(&mut self, limit: u64, lines: Vec<String>) -> (Vec<String>, bool) {
         let mut kept = Vec::with_capacity(lines.len());
         for line in lines {
-            let len = line.len() as u64;
-            if !self.full && self.kept + len > limit {
+            let cost = log_line_cost(&line);
+            if !self.full && self.kept + cost > limit {
                 self.full = true;
             }
             if self.full {
-                self.dropped_bytes += len;
+                self.dropped_bytes += line.len() as u64;
                 self.dropped_lines += 1;
                 continue;
             }
-            self.kept += len;
-            self.since_expiry += len;
+            self.kept += cost;
+            self.since_expiry += cost;
             kept.push(line);
         }
+        (kept, self.expiry_due())
+    }
+
+    /// Counts `cost` bytes written by a daemon's run; returns whether the agent's total is
+    /// due a check.
+    fn count_kept(&mut self, cost: u64) -> bool {
+        self.kept += cost;
+        self.since_expiry += cost;
+        self.expiry_due()
+    }
+
+    fn expiry_due(&mut self) -> bool {
         let expire = self.since_expiry >= EXPIRE_EVERY;
         if expire {
             self.since_expiry = 0;
         }
-        (kept, expire)
+        expire
     }
 
     /// The line that ends an execution's log when something was dropped.
@@ -270,6 +360,10 @@ impl ExecutionLog {
             return;
         }
         let inner = &self.inner;
+        if let Some(rolling) = &inner.rolling {
+            let mut rolling = rolling.lock().await;
+            return self.keep_newest(&mut rolling, stream, lines).await;
+        }
         let (kept, expire) = inner
             .budget
             .lock()
@@ -285,7 +379,85 @@ impl ExecutionLog {
     }
 }
 
+impl ExecutionLog {
+    /// A daemon run's batch: deletes the run's oldest lines first if the batch would take it
+    /// past its limit, writing the marker the first time.
+    async fn keep_newest(
+        &self,
+        rolling: &mut Rolling,
+        stream: &'static str,
+        mut lines: Vec<String>,
+    ) {
+        let inner = &self.inner;
+        if let Some(max) = rolling.make_room(inner.limit.bytes, &mut lines) {
+            if rolling.marker_seq.is_none() {
+                let row = inner.row("stderr", rolling.marker.clone());
+                let store = inner.bus.store.clone();
+                match tokio::task::spawn_blocking(move || (store.append_log(&row), row)).await {
+                    Ok((Ok(seq), row)) => {
+                        rolling.marker_seq = Some(seq);
+                        rolling.stored += log_line_cost(&row.line);
+                        inner.bus.broadcast(vec![row]);
+                    }
+                    Ok((Err(error), _)) => {
+                        tracing::error!(%error, execution = %inner.execution_id, "could not persist the log limit marker");
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, execution = %inner.execution_id, "could not persist the log limit marker");
+                    }
+                }
+            }
+            let store = inner.bus.store.clone();
+            let (namespace, agent, run) = (
+                inner.namespace.clone(),
+                inner.agent.clone(),
+                inner.execution_id.clone(),
+            );
+            let keep = rolling.marker_seq;
+            let trimmed = tokio::task::spawn_blocking(move || {
+                store.trim_execution_logs(&namespace, &agent, &run, max, keep)
+            })
+            .await;
+            match trimmed {
+                Ok(Ok(deleted)) => rolling.stored = rolling.stored.saturating_sub(deleted),
+                Ok(Err(error)) => {
+                    tracing::error!(%error, execution = %inner.execution_id, "could not delete a run's oldest log lines");
+                }
+                Err(error) => {
+                    tracing::error!(%error, execution = %inner.execution_id, "could not delete a run's oldest log lines");
+                }
+            }
+        }
+        if lines.is_empty() {
+            return;
+        }
+        let cost: u64 = lines.iter().map(|l| log_line_cost(l)).sum();
+        rolling.stored += cost;
+        let expire = inner
+            .budget
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .count_kept(cost);
+        inner.bus.write(inner, stream, lines).await;
+        if expire {
+            let expiry = inner.expiry();
+            let _ = tokio::task::spawn_blocking(move || expiry.run()).await;
+        }
+    }
+}
+
 impl Inner {
+    fn row(&self, stream: &str, line: String) -> NewLogLine {
+        NewLogLine {
+            execution_id: self.execution_id.clone(),
+            namespace: self.namespace.clone(),
+            agent: self.agent.clone(),
+            stream: stream.to_string(),
+            time: Utc::now(),
+            line,
+        }
+    }
+
     fn expiry(&self) -> Expiry {
         Expiry {
             store: self.bus.store.clone(),
@@ -300,14 +472,7 @@ impl Drop for Inner {
     fn drop(&mut self) {
         let budget = self.budget.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(marker) = budget.marker(&self.limit) {
-            let row = NewLogLine {
-                execution_id: self.execution_id.clone(),
-                namespace: self.namespace.clone(),
-                agent: self.agent.clone(),
-                stream: "stderr".to_string(),
-                time: Utc::now(),
-                line: marker,
-            };
+            let row = self.row("stderr", marker);
             match self.bus.store.append_logs(std::slice::from_ref(&row)) {
                 Ok(()) => self.bus.broadcast(vec![row]),
                 Err(error) => {
@@ -439,6 +604,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn empty_lines_fill_the_limit_too() {
+        let mut budget = Budget::default();
+        let limit = 100 * clrk_store::LOG_ROW_COST;
+        let (kept, _) = budget.admit(limit, vec![String::new(); 65_536]);
+        assert_eq!(kept.len(), 100);
+        assert_eq!(budget.dropped_lines, 65_436);
+    }
+
+    #[test]
+    fn a_run_makes_room_for_its_newest_lines() {
+        let limit = LogLimit::from_spec(Some(&"4Ki".parse().unwrap()));
+        let mut rolling = Rolling::new(&limit);
+        let line = |i: usize| format!("{i:036}"); // 100 bytes with its row
+        let mut batch: Vec<String> = (0..40).map(line).collect();
+        assert_eq!(rolling.make_room(4096, &mut batch), None, "4,000 bytes fit");
+        rolling.stored = 4000;
+        // One more does not: the older lines make room for it and for the slack.
+        let mut batch = vec![line(40)];
+        let max = rolling.make_room(4096, &mut batch).unwrap();
+        assert_eq!(batch.len(), 1);
+        assert_eq!(max, rolling.room - rolling.slack - 100);
+        // A batch past the limit alone keeps its newest lines only.
+        let mut batch: Vec<String> = (0..100).map(line).collect();
+        // Nothing older may stay beside them, bar what a line would not fill.
+        assert!(rolling.make_room(4096, &mut batch).unwrap() < 100);
+        assert_eq!(batch.last().unwrap(), &line(99));
+        assert!(batch.len() as u64 * 100 <= rolling.room - rolling.slack);
+        assert!(
+            rolling
+                .marker
+                .starts_with("[clrk] log limit 4Ki: older lines")
+        );
+    }
+
+    #[test]
     fn lines_survive_any_chunking() {
         let stream = b"one\ntwo\r\n\nthree";
         for size in 1..stream.len() {
@@ -474,20 +674,21 @@ mod tests {
     fn past_the_limit_lines_are_counted_and_dropped() {
         let mut budget = Budget::default();
         let lines = |n: usize| (0..n).map(|_| "0123456789".to_string()).collect::<Vec<_>>();
-        let (kept, _) = budget.admit(35, lines(3));
+        // Each line costs 10 bytes of text and a row: 74.
+        let (kept, _) = budget.admit(230, lines(3));
         assert_eq!(kept.len(), 3);
-        let (kept, _) = budget.admit(35, lines(2));
+        let (kept, _) = budget.admit(230, lines(2));
         assert!(kept.is_empty(), "the next line would pass the limit");
         // A line that would still fit is dropped too: the log stops at the limit.
-        let (kept, _) = budget.admit(35, vec!["x".to_string()]);
+        let (kept, _) = budget.admit(230, vec!["x".to_string()]);
         assert!(kept.is_empty());
         let limit = LogLimit {
-            bytes: 35,
-            text: "35".into(),
+            bytes: 230,
+            text: "230".into(),
         };
         assert_eq!(
             budget.marker(&limit).unwrap(),
-            "[clrk] log limit 35 reached: 21 more bytes (3 lines) dropped"
+            "[clrk] log limit 230 reached: 21 more bytes (3 lines) dropped"
         );
         assert!(Budget::default().marker(&limit).is_none());
     }

@@ -30,7 +30,7 @@ pub use egress_object::EgressObject;
 pub use egress_record::{EGRESS_RECORDS_PER_AGENT, EgressRecord};
 pub use error::StoreError;
 pub use execution::{Execution, ExecutionEnd, ExecutionStatus, NewExecution, Start};
-pub use logs::{LogLine, LogPage, LogQuery, NewLogLine};
+pub use logs::{LOG_ROW_COST, LogLine, LogPage, LogQuery, NewLogLine, log_line_cost};
 pub use pool::Pool;
 pub use revision::{Revision, RevisionState};
 pub use schedule::ScheduleTimes;

@@ -1,13 +1,29 @@
 //! Log lines of executions, numbered by a store-wide, ever-increasing `seq`, with the bytes
 //! each execution keeps so an agent's total can be held under a cap without scanning lines.
+//! A line costs its text plus [`LOG_ROW_COST`], so empty and short lines count too.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use rusqlite::params;
+use rusqlite::{OptionalExtension as _, params};
 
 use crate::agent::agent_id;
 use crate::{Store, StoreError, time};
+
+/// What a stored line costs besides its text: it approximates a row's overhead in the store
+/// (seq, ids, stream, time, index entry). Without it an empty line would cost nothing, and an
+/// agent printing empty lines would fill the store without ever reaching a log limit.
+pub const LOG_ROW_COST: u64 = 64;
+
+/// Bytes a line counts for against log limits: its text plus [`LOG_ROW_COST`].
+///
+/// ```
+/// assert_eq!(clrk_store::log_line_cost(""), clrk_store::LOG_ROW_COST);
+/// assert_eq!(clrk_store::log_line_cost("abc"), 3 + clrk_store::LOG_ROW_COST);
+/// ```
+pub fn log_line_cost(line: &str) -> u64 {
+    (line.len() as u64).saturating_add(LOG_ROW_COST)
+}
 
 /// A line to append.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,50 +108,14 @@ impl Store {
         if lines.is_empty() {
             return Ok(());
         }
-        self.write(|tx| {
-            let mut agents: HashMap<(&str, &str), i64> = HashMap::new();
-            let mut sizes: HashMap<(i64, &str), Added> = HashMap::new();
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO logs (agent_id, execution_id, stream, time, line) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for l in lines {
-                let key = (l.namespace.as_str(), l.agent.as_str());
-                let agent = match agents.get(&key) {
-                    Some(id) => *id,
-                    None => {
-                        let id = agent_id(tx, key.0, key.1)?;
-                        agents.insert(key, id);
-                        id
-                    }
-                };
-                insert.execute(params![agent, l.execution_id, l.stream, time::to_millis(l.time), l.line])?;
-                let seq = tx.last_insert_rowid();
-                let bytes = i64::try_from(l.line.len()).unwrap_or(i64::MAX);
-                sizes
-                    .entry((agent, l.execution_id.as_str()))
-                    .and_modify(|a| {
-                        a.last_seq = seq;
-                        a.bytes = a.bytes.saturating_add(bytes);
-                    })
-                    .or_insert(Added {
-                        first_seq: seq,
-                        last_seq: seq,
-                        bytes,
-                    });
-            }
-            let mut size = tx.prepare_cached(
-                "INSERT INTO log_sizes (agent_id, execution_id, first_seq, last_seq, bytes) \
-                 VALUES (?1, ?2, ?3, ?4, ?5) \
-                 ON CONFLICT (agent_id, execution_id) DO UPDATE SET \
-                 last_seq = excluded.last_seq, bytes = bytes + excluded.bytes",
-            )?;
-            for ((agent, execution), a) in &sizes {
-                size.execute(params![agent, execution, a.first_seq, a.last_seq, a.bytes])?;
-            }
-            Ok(())
-        })?;
+        self.write(|tx| insert_logs(tx, lines))?;
         tracing::trace!(lines = lines.len(), "log lines appended");
         Ok(())
+    }
+
+    /// Appends one line and returns its `seq`.
+    pub fn append_log(&self, line: &NewLogLine) -> Result<i64, StoreError> {
+        self.write(|tx| insert_logs(tx, std::slice::from_ref(line)))
     }
 
     /// The agent's log lines in ascending `seq`, filtered by `q`. Loads them all: readers of
@@ -244,7 +224,8 @@ impl Store {
         self.log_tail_start(namespace, name, 0)
     }
 
-    /// Bytes of log text the agent keeps, over all its executions.
+    /// Bytes of log the agent keeps over all its executions, each line costing
+    /// [`log_line_cost`].
     pub fn log_bytes(&self, namespace: &str, name: &str) -> Result<u64, StoreError> {
         let conn = self.conn();
         let agent = agent_id(&conn, namespace, name)?;
@@ -257,7 +238,7 @@ impl Store {
     }
 
     /// Deletes the lines of the agent's oldest executions, whole executions at a time, until
-    /// it keeps at most `max_bytes` of log text; its newest execution is always kept. Returns
+    /// it keeps at most `max_bytes` of log (as [`log_line_cost`] counts); its newest execution is always kept. Returns
     /// the bytes deleted. Reads one row per execution, never the lines themselves.
     pub fn expire_logs(
         &self,
@@ -317,4 +298,141 @@ impl Store {
         }
         Ok(u64::try_from(deleted).unwrap_or(0))
     }
+
+    /// Deletes the oldest lines of one execution until the others than `keep` (a line that
+    /// must stay, like a marker) cost at most `max_bytes` as [`log_line_cost`] counts; for a
+    /// run that keeps its newest lines. Returns the bytes deleted. Reads the execution's lines
+    /// once and deletes with one statement, so callers trim every so many bytes, not per line.
+    pub fn trim_execution_logs(
+        &self,
+        namespace: &str,
+        name: &str,
+        execution_id: &str,
+        max_bytes: u64,
+        keep: Option<i64>,
+    ) -> Result<u64, StoreError> {
+        let max = i64::try_from(max_bytes).unwrap_or(i64::MAX);
+        // seq starts at 1: -1 keeps nothing.
+        let keep = keep.unwrap_or(-1);
+        let row_cost = LOG_ROW_COST as i64;
+        let deleted = self.write(|tx| {
+            let agent = agent_id(tx, namespace, name)?;
+            let Some((first, last)) = tx
+                .query_row(
+                    "SELECT first_seq, last_seq FROM log_sizes \
+                     WHERE agent_id = ?1 AND execution_id = ?2",
+                    params![agent, execution_id],
+                    |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)),
+                )
+                .optional()?
+            else {
+                return Ok(0);
+            };
+            // The newest line that no longer fits, counting back from the newest.
+            let Some(oldest_gone) = tx
+                .query_row(
+                    "SELECT seq FROM (SELECT seq, SUM(length(CAST(line AS BLOB)) + ?1) \
+                     OVER (ORDER BY seq DESC) AS total FROM logs \
+                     WHERE agent_id = ?2 AND execution_id = ?3 AND seq BETWEEN ?4 AND ?5 \
+                     AND seq != ?6) WHERE total > ?7 ORDER BY seq DESC LIMIT 1",
+                    params![row_cost, agent, execution_id, first, last, keep, max],
+                    |row| row.get::<_, i64>(0),
+                )
+                .optional()?
+            else {
+                return Ok(0);
+            };
+            let deleted: i64 = tx.query_row(
+                "SELECT COALESCE(SUM(length(CAST(line AS BLOB)) + ?1), 0) FROM logs \
+                 WHERE agent_id = ?2 AND execution_id = ?3 AND seq BETWEEN ?4 AND ?5 \
+                 AND seq != ?6",
+                params![row_cost, agent, execution_id, first, oldest_gone, keep],
+                |row| row.get(0),
+            )?;
+            tx.execute(
+                "DELETE FROM logs WHERE agent_id = ?1 AND execution_id = ?2 \
+                 AND seq BETWEEN ?3 AND ?4 AND seq != ?5",
+                params![agent, execution_id, first, oldest_gone, keep],
+            )?;
+            // The newest line always stays unless it alone is over: then nothing does.
+            let left: Option<i64> = tx.query_row(
+                "SELECT MIN(seq) FROM logs WHERE agent_id = ?1 AND execution_id = ?2 \
+                 AND seq BETWEEN ?3 AND ?4",
+                params![agent, execution_id, first, last],
+                |row| row.get(0),
+            )?;
+            match left {
+                Some(first) => tx.execute(
+                    "UPDATE log_sizes SET first_seq = ?3, bytes = bytes - ?4 \
+                     WHERE agent_id = ?1 AND execution_id = ?2",
+                    params![agent, execution_id, first, deleted],
+                )?,
+                None => tx.execute(
+                    "DELETE FROM log_sizes WHERE agent_id = ?1 AND execution_id = ?2",
+                    params![agent, execution_id],
+                )?,
+            };
+            Ok(deleted)
+        })?;
+        tracing::trace!(
+            namespace,
+            agent = name,
+            execution = execution_id,
+            bytes = deleted,
+            "oldest lines of a run expired"
+        );
+        Ok(u64::try_from(deleted).unwrap_or(0))
+    }
+}
+
+/// Inserts the lines and adds them to their executions' sizes; returns the last one's `seq`.
+fn insert_logs(tx: &rusqlite::Transaction<'_>, lines: &[NewLogLine]) -> Result<i64, StoreError> {
+    let mut agents: HashMap<(&str, &str), i64> = HashMap::new();
+    let mut sizes: HashMap<(i64, &str), Added> = HashMap::new();
+    let mut last = 0;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO logs (agent_id, execution_id, stream, time, line) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for l in lines {
+        let key = (l.namespace.as_str(), l.agent.as_str());
+        let agent = match agents.get(&key) {
+            Some(id) => *id,
+            None => {
+                let id = agent_id(tx, key.0, key.1)?;
+                agents.insert(key, id);
+                id
+            }
+        };
+        insert.execute(params![
+            agent,
+            l.execution_id,
+            l.stream,
+            time::to_millis(l.time),
+            l.line
+        ])?;
+        let seq = tx.last_insert_rowid();
+        last = seq;
+        let bytes = i64::try_from(log_line_cost(&l.line)).unwrap_or(i64::MAX);
+        sizes
+            .entry((agent, l.execution_id.as_str()))
+            .and_modify(|a| {
+                a.last_seq = seq;
+                a.bytes = a.bytes.saturating_add(bytes);
+            })
+            .or_insert(Added {
+                first_seq: seq,
+                last_seq: seq,
+                bytes,
+            });
+    }
+    let mut size = tx.prepare_cached(
+        "INSERT INTO log_sizes (agent_id, execution_id, first_seq, last_seq, bytes) \
+         VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT (agent_id, execution_id) DO UPDATE SET \
+         last_seq = excluded.last_seq, bytes = bytes + excluded.bytes",
+    )?;
+    for ((agent, execution), a) in &sizes {
+        size.execute(params![agent, execution, a.first_seq, a.last_seq, a.bytes])?;
+    }
+    Ok(last)
 }

@@ -168,7 +168,8 @@ fn expiry_deletes_the_oldest_executions_until_the_agent_is_under_its_cap() {
     let (_dir, store) = temp_store();
     store.apply_agent(&echo_agent("echo")).unwrap();
     store.apply_agent(&echo_agent("other")).unwrap();
-    let text = "x".repeat(100);
+    // 100 bytes a line: its text and the row.
+    let text = "x".repeat(100 - clrk_store::LOG_ROW_COST as usize);
     for execution in ["ev-1", "ev-2", "ev-3", "ev-4"] {
         let batch: Vec<_> = (0..10).map(|_| line("echo", execution, &text)).collect();
         store.append_logs(&batch).unwrap();
@@ -199,4 +200,41 @@ fn expiry_deletes_the_oldest_executions_until_the_agent_is_under_its_cap() {
             .len(),
         4
     );
+}
+
+#[test]
+fn trimming_a_run_deletes_its_oldest_lines_and_keeps_the_marker() {
+    let (_dir, store) = temp_store();
+    store.apply_agent(&echo_agent("echo")).unwrap();
+    // 100 bytes a line: its text and the row.
+    let text = "x".repeat(100 - clrk_store::LOG_ROW_COST as usize);
+    let batch: Vec<_> = (0..5).map(|_| line("echo", "run-1", &text)).collect();
+    store.append_logs(&batch).unwrap();
+    let marker = store
+        .append_log(&line("echo", "run-1", &"m".repeat(36)))
+        .unwrap();
+    let batch: Vec<_> = (0..5).map(|_| line("echo", "run-1", &text)).collect();
+    store.append_logs(&batch).unwrap();
+    store.append_logs(&[line("echo", "run-2", &text)]).unwrap();
+    assert_eq!(store.log_bytes("default", "echo").unwrap(), 1200);
+
+    // Under the limit: nothing goes.
+    let trim = |max| {
+        store
+            .trim_execution_logs("default", "echo", "run-1", max, Some(marker))
+            .unwrap()
+    };
+    assert_eq!(trim(1000), 0);
+    // 350 bytes for the lines besides the marker: the newest three stay, and the marker.
+    assert_eq!(trim(350), 700);
+    let left = store.logs("default", "echo", &LogQuery::default()).unwrap();
+    let run: Vec<_> = left.iter().filter(|l| l.execution_id == "run-1").collect();
+    assert_eq!(run.len(), 4);
+    assert_eq!(run[0].seq, marker);
+    assert!(left.iter().any(|l| l.execution_id == "run-2"));
+    assert_eq!(store.log_bytes("default", "echo").unwrap(), 500);
+    // Trimming again is cheap and exact.
+    assert_eq!(trim(350), 0);
+    assert_eq!(trim(100), 200);
+    assert_eq!(store.log_bytes("default", "echo").unwrap(), 300);
 }

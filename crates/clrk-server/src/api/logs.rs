@@ -24,6 +24,9 @@ const PAGE_LINES: usize = 1000;
 /// A page ends early at the line that reaches this many bytes of text.
 const PAGE_BYTES: usize = 1 << 20;
 
+/// Events taken off the bus at most before a page read; the bus holds 1024.
+const DRAIN_MAX: usize = 1024;
+
 #[derive(Deserialize)]
 pub struct LogsQuery {
     tail: Option<usize>,
@@ -76,6 +79,33 @@ fn ndjson(lines: &[LogLine]) -> Bytes {
     Bytes::from(out)
 }
 
+/// Waits until the bus announces a line of this agent, then takes every event already
+/// pending: their lines are in the store before they are announced, so the next page read
+/// covers them all and a burst of N lines costs one read, not N. `false` once the bus is
+/// closed.
+async fn wait_for_lines(
+    events: &mut broadcast::Receiver<clrk_dispatch::LogEvent>,
+    namespace: &str,
+    name: &str,
+) -> bool {
+    loop {
+        match events.recv().await {
+            Ok(e) if e.namespace != namespace || e.agent != name => continue,
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => break,
+            Err(broadcast::error::RecvError::Closed) => return false,
+        }
+    }
+    // At most what the bus holds: an agent writing on cannot keep this loop going.
+    for _ in 0..DRAIN_MAX {
+        match events.try_recv() {
+            Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+            // Closed: what was announced is read first, the next wait ends the stream.
+            Err(_) => break,
+        }
+    }
+    true
+}
+
 /// Reads an agent's log page by page. Once caught up it ends, or when following waits for a
 /// broadcast line of that agent and reads what is new from the store, so lines are never lost
 /// or duplicated even if the bus lags.
@@ -95,10 +125,8 @@ impl Pages {
             loop {
                 if p.caught_up {
                     let events = p.events.as_mut()?;
-                    match events.recv().await {
-                        Ok(e) if e.namespace != p.namespace || e.agent != p.name => continue,
-                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                        Err(broadcast::error::RecvError::Closed) => return None,
+                    if !wait_for_lines(events, &p.namespace, &p.name).await {
+                        return None;
                     }
                 }
                 let lines = match p.next_page().await {
@@ -132,5 +160,48 @@ impl Pages {
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(agent: &str, line: usize) -> clrk_dispatch::LogEvent {
+        clrk_dispatch::LogEvent {
+            namespace: "default".into(),
+            agent: agent.into(),
+            execution_id: "ev-1".into(),
+            stream: "stderr".into(),
+            line: line.to_string(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_lines_wakes_a_follower_once() {
+        let (tx, mut events) = broadcast::channel(1024);
+        for i in 0..1000 {
+            tx.send(event(if i % 10 == 0 { "other" } else { "echo" }, i))
+                .unwrap();
+        }
+        assert!(wait_for_lines(&mut events, "default", "echo").await);
+        // Every line announced is in the store already: one page read covers them all.
+        assert!(
+            matches!(
+                events.try_recv(),
+                Err(broadcast::error::TryRecvError::Empty)
+            ),
+            "{} events still pending: one page read each",
+            events.len()
+        );
+        // Lines of other agents alone do not wake it.
+        tx.send(event("other", 0)).unwrap();
+        let waited = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            wait_for_lines(&mut events, "default", "echo"),
+        );
+        assert!(waited.await.is_err());
+        drop(tx);
+        assert!(!wait_for_lines(&mut events, "default", "echo").await);
     }
 }

@@ -243,8 +243,8 @@ impl Daemon {
     async fn watch(&self, mut sandbox: Sandbox, spec: &DaemonAgentSpec, run_id: &str) -> End {
         // No stdin for daemons: EOF at once.
         drop(sandbox.take_stdin());
-        // The run's streams share one limit; the marker is written once both have ended.
-        let log = self.dispatcher.logs().execution(
+        // The run's streams share one limit and keep their newest lines.
+        let log = self.dispatcher.logs().daemon_run(
             &self.namespace,
             &self.name,
             run_id,
