@@ -410,6 +410,28 @@ fn indent(text: &str, by: usize) -> String {
         .collect()
 }
 
+/// A `clrk dev` resolving through `dns`, with the provider key as a secret and the gateways,
+/// routes and policies of [`manifests`] applied.
+fn dev_with_gateways(dns: SocketAddr, upstream: &Upstream, otlp: SocketAddr) -> Dev {
+    let dev = dev_with_key(dns);
+    dev.apply(&manifests(&upstream.ca_pem, &upstream.ca_file, otlp));
+    dev
+}
+
+/// A `clrk dev` resolving through `dns`, with the provider key as the secret `anthropic`.
+fn dev_with_key(dns: SocketAddr) -> Dev {
+    let dev = Dev::start_with(&["--dns-upstream", &dns.to_string()]);
+    let out = dev.clrk(&[
+        "secret",
+        "set",
+        "anthropic",
+        "--from-literal",
+        &format!("token={SECRET}"),
+    ]);
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    dev
+}
+
 fn manifests(ca_pem: &str, ca_file: &str, otlp: SocketAddr) -> String {
     let agent = serde_json::to_string(AGENT).unwrap();
     format!(
@@ -600,15 +622,7 @@ async fn hidden_credentials_budgets_records_and_spans() {
     let upstream = Upstream::start();
     let dns = dns_server(upstream.ip, upstream.ip6).await;
     let (otlp, spans) = otlp_receiver().await;
-    let mut dev = Dev::start_with(&["--dns-upstream", &dns.to_string()]);
-    let out = dev.clrk(&[
-        "secret",
-        "set",
-        "anthropic",
-        "--from-literal",
-        &format!("token={SECRET}"),
-    ]);
-    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    let mut dev = dev_with_key(dns);
     let applied = dev.apply(&manifests(&upstream.ca_pem, &upstream.ca_file, otlp));
     assert!(
         applied.contains("credentialinjectionpolicy/anthropic-key created"),
@@ -1008,15 +1022,7 @@ async fn the_llm_example_answers_with_the_key_it_never_holds() {
     );
     let upstream = Upstream::start();
     let dns = dns_server(upstream.ip, upstream.ip6).await;
-    let dev = Dev::start_with(&["--dns-upstream", &dns.to_string()]);
-    let out = dev.clrk(&[
-        "secret",
-        "set",
-        "anthropic",
-        "--from-literal",
-        &format!("token={SECRET}"),
-    ]);
-    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    let dev = dev_with_key(dns);
     let egress = std::fs::read_to_string(repo_path("examples/llm-agent/egress.yaml")).unwrap();
     let egress = egress.replacen(
         "  defaultPolicy: deny-all\n",
@@ -1116,16 +1122,7 @@ async fn names_sent_upstream_are_the_allowed_ones() {
         "import http.server, sys; http.server.ThreadingHTTPServer((sys.argv[1], 80), http.server.SimpleHTTPRequestHandler).serve_forever()",
         &[&upstream.ip.to_string()],
     );
-    let dev = Dev::start_with(&["--dns-upstream", &dns.to_string()]);
-    let out = dev.clrk(&[
-        "secret",
-        "set",
-        "anthropic",
-        "--from-literal",
-        &format!("token={SECRET}"),
-    ]);
-    assert!(out.status.success(), "{}", common::text(&out.stderr));
-    dev.apply(&manifests(&upstream.ca_pem, &upstream.ca_file, otlp));
+    let dev = dev_with_gateways(dns, &upstream, otlp);
 
     // Terminated TLS (gateway main: llm.test is allowed and gets the key).
     // A second `Host` after the allowed one: a server that reads the last would route to it.
@@ -1372,16 +1369,7 @@ async fn a_connection_flood_is_capped_per_sandbox() {
         "import socket, sys\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind((sys.argv[1], 9000))\ns.listen(4096)\nheld = []\nwhile True:\n    held.append(s.accept()[0])",
         &[&upstream.ip.to_string()],
     );
-    let dev = Dev::start_with(&["--dns-upstream", &dns.to_string()]);
-    let out = dev.clrk(&[
-        "secret",
-        "set",
-        "anthropic",
-        "--from-literal",
-        &format!("token={SECRET}"),
-    ]);
-    assert!(out.status.success(), "{}", common::text(&out.stderr));
-    dev.apply(&manifests(&upstream.ca_pem, &upstream.ca_file, otlp));
+    let dev = dev_with_gateways(dns, &upstream, otlp);
     dev.apply(&format!(
         r#"apiVersion: clrk.apoxy.dev/v1alpha1
 kind: EgressL4Route
@@ -1574,16 +1562,7 @@ async fn slow_and_idle_clients_are_cut_off() {
     let upstream = Upstream::start();
     let dns = dns_server(upstream.ip, upstream.ip6).await;
     let (otlp, _spans) = otlp_receiver().await;
-    let dev = Dev::start_with(&["--dns-upstream", &dns.to_string()]);
-    let out = dev.clrk(&[
-        "secret",
-        "set",
-        "anthropic",
-        "--from-literal",
-        &format!("token={SECRET}"),
-    ]);
-    assert!(out.status.success(), "{}", common::text(&out.stderr));
-    dev.apply(&manifests(&upstream.ca_pem, &upstream.ca_file, otlp));
+    let dev = dev_with_gateways(dns, &upstream, otlp);
     dev.apply(&format!(
         r#"apiVersion: clrk.apoxy.dev/v1alpha1
 kind: TaskAgent

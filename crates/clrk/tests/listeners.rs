@@ -49,26 +49,6 @@ async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (String, 
     }
 }
 
-/// A Metadata-mode agent running an inline Python program from the host root.
-fn metadata_agent(name: &str, program: &str) -> String {
-    let program = serde_json::to_string(program).unwrap();
-    format!(
-        r#"apiVersion: clrk.apoxy.dev/v1alpha1
-kind: TaskAgent
-metadata:
-  name: {name}
-spec:
-  timeout: 120s
-  delivery:
-    mode: Metadata
-  template:
-    spec:
-      image: "host:"
-      command: ["python3", "-c", {program}]
-"#
-    )
-}
-
 /// Opens up to 3,000 connections to the metadata service and holds them while the test
 /// looks (the test ends it).
 const FLOOD: &str = r#"
@@ -92,9 +72,9 @@ time.sleep(100)
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sandbox_flooding_the_metadata_service_holds_no_descriptors_and_stops_nobody() {
     let dev = Dev::start();
-    dev.apply(&metadata_agent("flood", FLOOD));
+    dev.apply(&metadata_py_agent("flood", FLOOD));
     let answer = "import os, urllib.request\nreq = urllib.request.Request(os.environ['CLRK_METADATA_URL'] + '/response', data=b'still here', method='POST')\nurllib.request.urlopen(req, timeout=10).read()\n";
-    dev.apply(&metadata_agent("neighbour", answer));
+    dev.apply(&metadata_py_agent("neighbour", answer));
     dev.apply(&sh_agent("echo", "cat >/dev/null; echo pong", ""));
     let r = dev
         .invoke(&[("X-Clrk-TaskAgent", "default/neighbour")], "")
@@ -448,7 +428,7 @@ print("statuses", sorted(map(str, statuses)), file=sys.stderr, flush=True)
 #[tokio::test(flavor = "multi_thread")]
 async fn an_agent_posting_many_answers_at_once_makes_clrk_hold_one() {
     let dev = Dev::start();
-    dev.apply(&metadata_agent("chatty", MANY_ANSWERS));
+    dev.apply(&metadata_py_agent("chatty", MANY_ANSWERS));
     let pid = dev.pid();
     let baseline = rss_mib(pid);
     let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(baseline));

@@ -6,26 +6,6 @@ mod common;
 
 use common::*;
 
-/// A Metadata-mode TaskAgent running an inline Python program from the host root.
-fn py_agent(name: &str, program: &str) -> String {
-    let program = serde_json::to_string(program).unwrap();
-    format!(
-        r#"apiVersion: clrk.apoxy.dev/v1alpha1
-kind: TaskAgent
-metadata:
-  name: {name}
-spec:
-  timeout: 60s
-  delivery:
-    mode: Metadata
-  template:
-    spec:
-      image: "host:"
-      command: ["python3", "-c", {program}]
-"#
-    )
-}
-
 const HELPERS: &str = r#"
 import json, os, sys, urllib.request, urllib.error
 BASE = os.environ["CLRK_METADATA_URL"]
@@ -94,7 +74,7 @@ report['again'] = call('POST', '/response', b'x')[0]
 print(json.dumps(report), file=sys.stderr, flush=True)
 "
     );
-    dev.apply(&py_agent("binary", &program));
+    dev.apply(&metadata_py_agent("binary", &program));
     let r = dev
         .invoke(
             &[
@@ -129,12 +109,12 @@ print(json.dumps(report), file=sys.stderr, flush=True)
 #[tokio::test(flavor = "multi_thread")]
 async fn exiting_without_a_response_is_a_502_and_a_failure_is_a_500() {
     let dev = Dev::start();
-    dev.apply(&py_agent("silent", "print('no answer')"));
+    dev.apply(&metadata_py_agent("silent", "print('no answer')"));
     let r = dev
         .invoke(&[("X-Clrk-TaskAgent", "default/silent")], "")
         .await;
     assert_eq!(r.status, 502, "{}", r.text());
-    dev.apply(&py_agent("crash", "import sys; sys.exit(4)"));
+    dev.apply(&metadata_py_agent("crash", "import sys; sys.exit(4)"));
     let r = dev
         .invoke(&[("X-Clrk-TaskAgent", "default/crash")], "")
         .await;
@@ -153,7 +133,7 @@ time.sleep(1)
 call('POST', '/response', json.loads(body)['id'].encode(), {{'Content-Type': 'text/plain'}})
 "
     );
-    dev.apply(&py_agent("mine", &program));
+    dev.apply(&metadata_py_agent("mine", &program));
     let mut calls = Vec::new();
     for i in 0..3 {
         let ingress = dev.ingress.clone();
@@ -211,7 +191,7 @@ results['metadata'] = call('GET', '/event')[0]
 call('POST', '/response', json.dumps(results).encode())
 "
     );
-    dev.apply(&py_agent("prober", &program));
+    dev.apply(&metadata_py_agent("prober", &program));
     let r = dev
         .invoke(&[("X-Clrk-TaskAgent", "default/prober")], "")
         .await;

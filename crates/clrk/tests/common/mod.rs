@@ -417,6 +417,26 @@ spec:
     )
 }
 
+/// A Metadata-mode TaskAgent running an inline Python program from the host root.
+pub fn metadata_py_agent(name: &str, program: &str) -> String {
+    let program = serde_json::to_string(program).unwrap();
+    format!(
+        r#"apiVersion: clrk.apoxy.dev/v1alpha1
+kind: TaskAgent
+metadata:
+  name: {name}
+spec:
+  timeout: 120s
+  delivery:
+    mode: Metadata
+  template:
+    spec:
+      image: "host:"
+      command: ["python3", "-c", {program}]
+"#
+    )
+}
+
 /// Path of a file in the repository.
 pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
