@@ -8,15 +8,6 @@ use std::collections::BTreeMap;
 
 use common::*;
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap()
-}
-
 async fn send_all(dev: &Dev, agent: &str, n: usize) -> Vec<HttpResponse> {
     let header = format!("default/{agent}");
     let requests = (0..n).map(|i| {

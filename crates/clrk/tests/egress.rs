@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use common::{Dev, eventually, repo_path};
+use common::{Dev, Peak, eventually, open_fds, repo_path};
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{RData, Record, RecordType};
@@ -1348,11 +1348,6 @@ for _ in pipes:
 print(json.dumps({"opened": opened}), flush=True)
 "#;
 
-/// Descriptors the process `pid` holds open.
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
-}
-
 /// An agent opening connections through the gateway as fast as it can holds at most its
 /// share of clrk's descriptors: beyond the cap its connections are closed at once (and that
 /// is recorded), while another agent's egress and the control API answer.
@@ -1403,17 +1398,9 @@ spec:
     let pid = dev.pid();
     let baseline = open_fds(pid);
 
-    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let sampler = {
-        let (sampling, most) = (Arc::clone(&sampling), Arc::clone(&most));
-        std::thread::spawn(move || {
-            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
-                most.fetch_max(open_fds(pid), std::sync::atomic::Ordering::Relaxed);
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-        })
-    };
+    let most = Peak::sample(std::time::Duration::from_millis(50), move || {
+        open_fds(pid) as u64
+    });
     let ingress = dev.ingress.clone();
     let flood = tokio::spawn(async move {
         common::request(
@@ -1449,13 +1436,11 @@ spec:
     assert_eq!(api.status, 200, "{}", api.text());
 
     let flooded = flood.await.unwrap();
-    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
-    sampler.join().unwrap();
+    let most = most.stop() as usize;
     assert_eq!(flooded.status, 200, "{}", flooded.text());
     let opened = serde_json::from_str::<Value>(flooded.text().trim()).unwrap()["opened"]
         .as_u64()
         .unwrap();
-    let most = most.load(std::sync::atomic::Ordering::Relaxed);
     eprintln!(
         "flood: {opened} connections opened; clrk held {baseline} descriptors before, at most {most} during"
     );

@@ -14,20 +14,8 @@ use tokio::net::TcpStream;
 
 const MIB: u64 = 1024 * 1024;
 
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count()
-}
-
 fn rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap();
-    kib / 1024
+    rss_kib(pid) / 1024
 }
 
 fn ingress_addr(dev: &Dev) -> String {
@@ -316,21 +304,14 @@ async fn stalled_uploads_are_bounded_in_memory_and_it_returns_afterwards() {
             text(&got)
         }));
     }
-    let sampler = tokio::spawn(async move {
-        let mut peak = 0;
-        for _ in 0..300 {
-            peak = peak.max(rss_mib(pid));
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        peak
-    });
+    let peak = Peak::sample(Duration::from_millis(100), move || rss_mib(pid));
     let mut statuses = std::collections::BTreeMap::<String, usize>::new();
     for upload in uploads {
         let answer = upload.await.unwrap();
         let status = answer.get(9..12).unwrap_or("none").to_string();
         *statuses.entry(status).or_default() += 1;
     }
-    let peak = sampler.await.unwrap();
+    let peak = peak.stop();
     // Some were held until they stalled (408), the rest refused at once (503).
     assert_eq!(
         statuses.keys().cloned().collect::<Vec<_>>(),
@@ -431,16 +412,7 @@ async fn an_agent_posting_many_answers_at_once_makes_clrk_hold_one() {
     dev.apply(&metadata_py_agent("chatty", MANY_ANSWERS));
     let pid = dev.pid();
     let baseline = rss_mib(pid);
-    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(baseline));
-    let sampler = tokio::spawn({
-        let peak = peak.clone();
-        async move {
-            loop {
-                peak.fetch_max(rss_mib(pid), std::sync::atomic::Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    });
+    let peak = Peak::sample(Duration::from_millis(50), move || rss_mib(pid));
     let r = dev
         .invoke(
             &[
@@ -465,8 +437,7 @@ async fn an_agent_posting_many_answers_at_once_makes_clrk_hold_one() {
     // HTTP client still sending its body sees as a reset connection.
     assert_eq!(line.matches("'204'").count(), 1, "{logs}");
     assert_eq!(line.matches("'2").count(), 1, "{logs}");
-    sampler.abort();
-    let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
+    let peak = peak.stop();
     eprintln!(
         "clrk RSS: {baseline} MiB before, {peak} MiB at most while taking 20 answers of 30 MiB"
     );

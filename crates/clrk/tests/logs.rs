@@ -4,9 +4,6 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-
 use common::*;
 
 const MIB: u64 = 1 << 20;
@@ -36,17 +33,7 @@ fn db_bytes(dev: &Dev) -> u64 {
 
 /// Resident memory of a process, in bytes.
 fn vm_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .expect("VmRSS");
-    let kib: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .expect("VmRSS in kB");
-    kib * 1024
+    rss_kib(pid) * 1024
 }
 
 /// The agent's log records from the HTTP endpoint.
@@ -190,21 +177,9 @@ async fn fetching_a_large_log_keeps_clrk_memory_bounded() {
 
     let pid = dev.pid();
     let baseline = vm_rss(pid);
-    let peak = Arc::new(AtomicU64::new(baseline));
-    let done = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let (peak, done) = (peak.clone(), done.clone());
-        std::thread::spawn(move || {
-            while !done.load(Ordering::Relaxed) {
-                peak.fetch_max(vm_rss(pid), Ordering::Relaxed);
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-        })
-    };
+    let peak = Peak::sample(std::time::Duration::from_millis(5), move || vm_rss(pid));
     let records = http_logs(&dev, "bulky").await;
-    done.store(true, Ordering::Relaxed);
-    sampler.join().unwrap();
-    let peak = peak.load(Ordering::Relaxed);
+    let peak = peak.stop();
     let bytes: u64 = records.iter().map(|r| line_of(r).len() as u64).sum();
     eprintln!(
         "large log: {} lines, {bytes} bytes fetched; clrk RSS {} MiB before, peak {} MiB during",

@@ -437,6 +437,61 @@ spec:
     )
 }
 
+/// Resident memory of process `pid`, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .expect("VmRSS in kB")
+}
+
+/// Descriptors process `pid` holds open.
+pub fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("the process's fd dir")
+        .count()
+}
+
+/// The highest value a measurement took, sampled on a thread until [`Peak::stop`].
+pub struct Peak {
+    sampling: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    most: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Peak {
+    /// Starts sampling `measure` every `every`.
+    pub fn sample(every: Duration, measure: impl Fn() -> u64 + Send + 'static) -> Peak {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let sampling = std::sync::Arc::new(AtomicBool::new(true));
+        let most = std::sync::Arc::new(AtomicU64::new(measure()));
+        let thread = {
+            let (sampling, most) = (sampling.clone(), most.clone());
+            std::thread::spawn(move || {
+                while sampling.load(Ordering::Relaxed) {
+                    most.fetch_max(measure(), Ordering::Relaxed);
+                    std::thread::sleep(every);
+                }
+            })
+        };
+        Peak {
+            sampling,
+            most,
+            thread,
+        }
+    }
+
+    /// Stops sampling; the highest value seen.
+    pub fn stop(self) -> u64 {
+        use std::sync::atomic::Ordering;
+        self.sampling.store(false, Ordering::Relaxed);
+        self.thread.join().expect("sampler");
+        self.most.load(Ordering::Relaxed)
+    }
+}
+
 /// Path of a file in the repository.
 pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
