@@ -204,7 +204,18 @@ fn every_citation_names_a_section_of_the_specification() {
         "{SPECIFICATION} has no `## §N` headings (found {sections:?}): sections are numbered \
          `## §N Title` and `### §N.M Title`"
     );
-    let known = sections.iter().cloned().collect::<Vec<_>>().join(", ");
+    let mut known: Vec<&String> = sections.iter().collect();
+    // In reading order: 3, 3.1, 3.2, …, 10, not 10 before 2.
+    known.sort_by_key(|n| {
+        n.split('.')
+            .map(|p| p.parse::<u32>().unwrap_or(0))
+            .collect::<Vec<_>>()
+    });
+    let known = known
+        .iter()
+        .map(|n| n.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut problems = Vec::new();
     let mut citations = 0;
     for path in scanned_files() {
