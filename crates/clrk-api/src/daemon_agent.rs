@@ -16,7 +16,7 @@ pub struct DaemonAgent {
     pub spec: DaemonAgentSpec,
 }
 
-/// `spec` of a DaemonAgent, with the defaults of SPEC §3 filled in.
+/// `spec` of a DaemonAgent, with the defaults of SPECIFICATION §3 filled in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DaemonAgentSpec {

@@ -1,4 +1,4 @@
-//! The egress kinds (SPEC §9): a gateway, the routes that allow destinations through it, the
+//! The egress kinds (SPECIFICATION §9): a gateway, the routes that allow destinations through it, the
 //! credentials it injects and the LLM providers it meters.
 //!
 //! Routes and policies attach to a gateway with `spec.parentRefs`; agents name gateways with

@@ -1,5 +1,5 @@
 //! clrk's manifest kinds (TaskAgent, DaemonAgent, WorkerPool and the egress kinds): their fields, defaults
-//! (SPEC §3) and validation, and the parsing of YAML or JSON manifest files into them.
+//! (SPECIFICATION §3) and validation, and the parsing of YAML or JSON manifest files into them.
 //!
 //! This crate is pure: it does no I/O, spawns nothing, and has no async code. Callers read
 //! files and pass the text in; errors come back as [`ManifestError`] with messages that name

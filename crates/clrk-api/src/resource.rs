@@ -64,7 +64,7 @@ impl Resource {
         }
     }
 
-    /// The fields that shape the sandbox (SPEC §3 Revisions), as canonical JSON: a new
+    /// The fields that shape the sandbox (SPECIFICATION §3 Revisions), as canonical JSON: a new
     /// revision is due exactly when this value changes (or the image digest does).
     ///
     /// TaskAgent: template, resources, delivery, egressRefs. DaemonAgent: template,

@@ -17,7 +17,7 @@ pub struct TaskAgent {
     pub spec: TaskAgentSpec,
 }
 
-/// `spec` of a TaskAgent, with the defaults of SPEC §3 filled in.
+/// `spec` of a TaskAgent, with the defaults of SPECIFICATION §3 filled in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TaskAgentSpec {
@@ -73,7 +73,7 @@ pub struct Delivery {
     pub mode: DeliveryMode,
 }
 
-/// `spec.delivery.mode` (SPEC §5).
+/// `spec.delivery.mode` (SPECIFICATION §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub enum DeliveryMode {
     /// The envelope is written to stdin, then stdin is closed.

@@ -36,7 +36,7 @@ use crate::worker_capacity::{QUEUE_WAIT, Refused, WorkerCapacity};
 /// caller's 502 says).
 pub const NO_RESPONSE: &str =
     "the agent exited 0 without posting a response to $CLRK_METADATA_URL/response";
-/// SIGTERM-to-SIGKILL grace when an execution is stopped (SPEC §4).
+/// SIGTERM-to-SIGKILL grace when an execution is stopped (SPECIFICATION §4).
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
 const STDOUT_CHUNK: usize = 64 * 1024;
 /// Bytes of request bodies (and Metadata-mode answers) held in memory at once, all executions

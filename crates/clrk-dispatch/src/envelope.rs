@@ -1,4 +1,4 @@
-//! The CloudEvents 1.0 structured-mode envelope an execution receives (SPEC §4).
+//! The CloudEvents 1.0 structured-mode envelope an execution receives (SPECIFICATION §4).
 
 use base64::Engine as _;
 use bytes::Bytes;

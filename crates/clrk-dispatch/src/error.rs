@@ -2,7 +2,7 @@ use http::StatusCode;
 
 use crate::body::BodyError;
 
-/// Why an invocation could not run; each variant maps to the status SPEC §4 documents.
+/// Why an invocation could not run; each variant maps to the status SPECIFICATION §4 documents.
 #[derive(Debug, thiserror::Error)]
 pub enum DispatchError {
     #[error("{0}")]

@@ -1,4 +1,4 @@
-//! The HTTP ingress (SPEC §4): any method and path, routed by `X-Clrk-TaskAgent`.
+//! The HTTP ingress (SPECIFICATION §4): any method and path, routed by `X-Clrk-TaskAgent`.
 
 use std::convert::Infallible;
 
@@ -17,7 +17,7 @@ use crate::envelope::{self, RequestData, response_event};
 use crate::error::DispatchError;
 use crate::metadata::AgentResponse;
 
-/// Largest request body accepted (SPEC §4).
+/// Largest request body accepted (SPECIFICATION §4).
 pub const MAX_BODY: usize = 32 * 1024 * 1024;
 /// How a request body must arrive: a client that stops sending for 10 s, or takes more than
 /// 2 minutes for the whole body, is answered 408.

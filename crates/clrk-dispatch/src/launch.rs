@@ -1,4 +1,4 @@
-//! From a revision to the sandbox that runs it: command line, environment (SPEC §7),
+//! From a revision to the sandbox that runs it: command line, environment (SPECIFICATION §7),
 //! working directory and limits.
 
 use std::path::PathBuf;
@@ -53,7 +53,7 @@ pub fn command_line(container: &ContainerSpec, image: &ImageConfig) -> Option<Ve
     Some(argv)
 }
 
-/// The environment of SPEC §7: clrk's variables first, then the manifest's literal `env`,
+/// The environment of SPECIFICATION §7: clrk's variables first, then the manifest's literal `env`,
 /// which may override them. Image `ENV` is not passed; `valueFrom` entries are dropped.
 pub fn environment(container: &ContainerSpec) -> Vec<String> {
     let mut vars: Vec<(String, String)> = vec![

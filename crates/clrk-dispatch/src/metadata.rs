@@ -1,4 +1,4 @@
-//! The sandbox-local metadata service (SPEC §5): `GET /v1/event` hands a Metadata-mode agent
+//! The sandbox-local metadata service (SPECIFICATION §5): `GET /v1/event` hands a Metadata-mode agent
 //! its event, `POST /v1/response` takes its answer.
 //!
 //! A sandbox is known by the source address of its connection: clrk assigns each sandbox's

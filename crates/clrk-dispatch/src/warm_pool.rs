@@ -1,4 +1,4 @@
-//! Warm pools (SPEC §3 `warmPoolSize`): sandboxes of an agent's latest revision started ahead
+//! Warm pools (SPECIFICATION §3 `warmPoolSize`): sandboxes of an agent's latest revision started ahead
 //! of requests, the agent already running and blocked reading stdin, so neither the sandbox's
 //! boot nor the interpreter's start is on the request path. Each is used by one execution.
 //!

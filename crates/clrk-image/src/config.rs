@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 /// The image's runtime defaults (its OCI config's `config` object).
 ///
 /// The launcher uses `entrypoint` only when the manifest sets no `command`; `cmd` and `env` are
-/// kept for display but are not passed to agents (SPEC §6).
+/// kept for display but are not passed to agents (SPECIFICATION §6).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageConfig {
     /// `Entrypoint`.

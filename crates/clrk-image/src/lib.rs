@@ -1,4 +1,4 @@
-//! clrk-image: image references, resolution, the layer cache and root filesystems (SPEC §6).
+//! clrk-image: image references, resolution, the layer cache and root filesystems (SPECIFICATION §6).
 //!
 //! It turns an `image:` string into a pinned [`ResolvedImage`] and a [`Rootfs`] directory a
 //! sandbox can use. It must not run anything, touch sandboxes, or write outside its store

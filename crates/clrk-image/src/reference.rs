@@ -9,7 +9,7 @@ use crate::error::ImageError;
 /// The tag a registry reference means when it names neither a tag nor a digest.
 const DEFAULT_TAG: &str = "latest";
 
-/// Where an image comes from (SPEC §6).
+/// Where an image comes from (SPECIFICATION §6).
 ///
 /// ```
 /// use clrk_image::ImageRef;

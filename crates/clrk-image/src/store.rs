@@ -40,7 +40,7 @@ pub struct ResolvedImage {
 pub struct Rootfs {
     /// The directory to use as `/`.
     pub path: PathBuf,
-    /// Whether this is the host's own root (`host:`), which needs masking (SPEC §6).
+    /// Whether this is the host's own root (`host:`), which needs masking (SPECIFICATION §6).
     pub host: bool,
 }
 

@@ -7,7 +7,7 @@ use crate::SandboxError;
 /// Longest id accepted; runtimes use it in file and cgroup names.
 const MAX_ID_LEN: usize = 100;
 
-/// Everything needed to start one sandbox. The caller builds `args` and `env` in full (SPEC §7).
+/// Everything needed to start one sandbox. The caller builds `args` and `env` in full (SPECIFICATION §7).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxSpec {
     /// Unique id of `[a-z0-9-]`, e.g. `clrk-<uuid>`; names the container and its bundle dir.

@@ -1,5 +1,5 @@
 //! Applying manifests: validate every document, resolve and prepare images, then create or
-//! update agents and their revisions (SPEC §3), worker pools and egress objects (SPEC §9).
+//! update agents and their revisions (SPECIFICATION §3), worker pools and egress objects (SPECIFICATION §9).
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -1,4 +1,4 @@
-//! Cron (SPEC §8): fires every scheduled TaskAgent through the dispatcher, as an execution
+//! Cron (SPECIFICATION §8): fires every scheduled TaskAgent through the dispatcher, as an execution
 //! with trigger and subject `cron` and `.data` = `spec.scheduleInput`.
 //!
 //! One loop owns the schedule table. Each pass reconciles it with the stored agents (a new

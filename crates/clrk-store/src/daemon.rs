@@ -1,4 +1,4 @@
-//! Supervision state of DaemonAgents (SPEC §8): phase, restarts, uptime and back-off, kept
+//! Supervision state of DaemonAgents (SPECIFICATION §8): phase, restarts, uptime and back-off, kept
 //! so `clrk agents get` can show them and a restarted server knows what should run.
 
 use std::fmt;

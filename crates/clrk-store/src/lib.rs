@@ -1,6 +1,6 @@
 //! clrk-store: durable state for clrk (agents, revisions, executions, logs, worker pools,
 //! cron times, daemon state, secrets, egress configuration, records and token counts)
-//! in one SQLite file in WAL mode, with versioned migrations (SPEC §3 Revisions, §11).
+//! in one SQLite file in WAL mode, with versioned migrations (SPECIFICATION §3 Revisions, §11).
 //!
 //! It must not interpret manifests: specs and sandbox shapes arrive as `serde_json::Value`
 //! and are compared, never parsed. It must not depend on other clrk crates, spawn tasks or

@@ -1,4 +1,4 @@
-//! Revisions: immutable snapshots of what shapes an agent's sandbox (SPEC §3 Revisions).
+//! Revisions: immutable snapshots of what shapes an agent's sandbox (SPECIFICATION §3 Revisions).
 
 use std::fmt;
 use std::str::FromStr;

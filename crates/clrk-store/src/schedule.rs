@@ -1,4 +1,4 @@
-//! Cron times of scheduled TaskAgents (SPEC §8): when the last tick fired and when the next
+//! Cron times of scheduled TaskAgents (SPECIFICATION §8): when the last tick fired and when the next
 //! one is due.
 
 use chrono::{DateTime, Utc};

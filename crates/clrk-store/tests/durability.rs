@@ -1,4 +1,4 @@
-//! Crash durability (SPEC §11) and file permissions, with a real child process and SIGKILL.
+//! Crash durability (SPECIFICATION §11) and file permissions, with a real child process and SIGKILL.
 
 mod common;
 

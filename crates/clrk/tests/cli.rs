@@ -1,4 +1,4 @@
-//! The CLI as a user drives it (SPEC §10), against a real `clrk dev`.
+//! The CLI as a user drives it (SPECIFICATION §10), against a real `clrk dev`.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Cron (SPEC §3, §8): scheduled TaskAgents fire through the dispatcher with the cron
+//! Cron (SPECIFICATION §3, §8): scheduled TaskAgents fire through the dispatcher with the cron
 //! envelope, honour `concurrencyPolicy: Forbid`, and refuse bad schedules at apply.
 
 mod common;

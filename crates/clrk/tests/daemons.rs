@@ -1,4 +1,4 @@
-//! DaemonAgents (SPEC §8): started on apply, restarted per policy with back-off, output in
+//! DaemonAgents (SPECIFICATION §8): started on apply, restarted per policy with back-off, output in
 //! the logs, stopped on delete (SIGTERM, 5 s, SIGKILL), replaced by a new revision, and
 //! running again (once) after a `kill -9` of the server.
 

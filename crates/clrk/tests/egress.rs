@@ -1,4 +1,4 @@
-//! The egress gateway end to end (SPEC §9): an agent in a real gVisor sandbox calls an
+//! The egress gateway end to end (SPECIFICATION §9): an agent in a real gVisor sandbox calls an
 //! HTTPS "LLM" through the gateway with a placeholder key. The upstream runs in a network
 //! namespace this test creates (the worker's own addresses are never reachable from a
 //! sandbox), names come from a DNS server the test runs, and spans go to an OTLP receiver

@@ -1,4 +1,4 @@
-//! SPEC §4 through the HTTP ingress with real gVisor sandboxes: routing, the envelope,
+//! SPECIFICATION §4 through the HTTP ingress with real gVisor sandboxes: routing, the envelope,
 //! streaming, status codes and limits.
 
 mod common;

@@ -1,4 +1,4 @@
-//! SPEC §5 Metadata delivery with real gVisor sandboxes on their own network: the agent
+//! SPECIFICATION §5 Metadata delivery with real gVisor sandboxes on their own network: the agent
 //! fetches its event from $CLRK_METADATA_URL and posts its answer; it sees only its own
 //! execution and reaches nothing but clrk.
 

@@ -1,4 +1,4 @@
-//! SPEC §11: a `kill -9` of the server loses nothing acknowledged and leaves nothing running;
+//! SPECIFICATION §11: a `kill -9` of the server loses nothing acknowledged and leaves nothing running;
 //! a clean stop deletes every sandbox.
 
 mod common;

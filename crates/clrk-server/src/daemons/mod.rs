@@ -1,4 +1,4 @@
-//! The DaemonAgent supervisor (SPEC §8). A reconcile loop in the style of kube-rs
+//! The DaemonAgent supervisor (SPECIFICATION §8). A reconcile loop in the style of kube-rs
 //! controllers: given the stored agents (desired) and the supervisions it runs (actual), it
 //! starts, replaces and stops daemons until the two agree. It is idempotent, so a trigger
 //! too many or a restart of the server in the middle does no harm.

@@ -1,4 +1,4 @@
-//! The pure rules of daemon supervision (SPEC §8): whether an exited process is restarted,
+//! The pure rules of daemon supervision (SPECIFICATION §8): whether an exited process is restarted,
 //! and after what back-off.
 
 use std::time::Duration;
