@@ -23,7 +23,7 @@ use reqwest::{StatusCode, Url};
 use tokio::sync::mpsc;
 
 use crate::EgressError;
-use crate::trace_context::TraceContext;
+use crate::telemetry::trace_context::TraceContext;
 
 /// Spans waiting for export; beyond this, new spans are dropped so memory stays bounded while
 /// the collector is down.
