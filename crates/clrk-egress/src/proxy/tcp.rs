@@ -1,7 +1,7 @@
 //! The transparent proxy: every TCP connection an egress sandbox opens arrives here, its
 //! original destination read back from the redirect (`SO_ORIGINAL_DST`).
 //!
-//! The first bytes say what it is: a TLS ClientHello (its SNI is recorded; with
+//! The first bytes say what it is (`sniff`): a TLS ClientHello (its SNI is recorded; with
 //! `tls.mode: Terminate` the proxy answers with a certificate from the gateway's CA and serves
 //! the HTTP inside), plain HTTP (served as such), or anything else (relayed as bytes once
 //! allowed). A refused HTTP or terminated-TLS request gets a 403 saying why; any other refused
