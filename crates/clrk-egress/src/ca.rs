@@ -3,7 +3,8 @@
 //! Sandboxes trust this CA (its certificate is appended to their trust bundle), so the gateway
 //! can present, for any name a sandbox connects to, a leaf certificate it mints on the fly.
 //! The CA lives in a directory as `ca.crt` and `ca.key` and survives restarts, because
-//! sandboxes created earlier keep trusting the certificate they were given.
+//! sandboxes created earlier keep trusting the certificate they were given. [`GatewayCas`] keeps
+//! one per gateway.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -16,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Datelike;
+use clrk_api::EgressGateway;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType,
@@ -323,6 +325,42 @@ impl GatewayCa {
     }
 }
 
+/// The CAs of every terminating gateway, each loaded or created on first use and kept, under
+/// `<dir>/<namespace>/<gateway>/`.
+pub(crate) struct GatewayCas {
+    dir: PathBuf,
+    loaded: Mutex<HashMap<(String, String), Arc<GatewayCa>>>,
+}
+
+impl GatewayCas {
+    /// The CAs kept under `dir`.
+    pub(crate) fn new(dir: PathBuf) -> GatewayCas {
+        GatewayCas {
+            dir,
+            loaded: Mutex::default(),
+        }
+    }
+
+    /// The CA of `gateway`, loaded or created on first use.
+    pub(crate) fn of(&self, gateway: &EgressGateway) -> Result<Arc<GatewayCa>, EgressError> {
+        let key = (
+            gateway.metadata.namespace.clone(),
+            gateway.metadata.name.clone(),
+        );
+        let mut cas = self.loaded.lock().expect("ca cache");
+        if let Some(ca) = cas.get(&key) {
+            return Ok(Arc::clone(ca));
+        }
+        let dir = self.dir.join(&key.0).join(&key.1);
+        let ca = Arc::new(GatewayCa::load_or_create(
+            &dir,
+            &format!("clrk egress gateway {}/{}", key.0, key.1),
+        )?);
+        cas.insert(key, Arc::clone(&ca));
+        Ok(ca)
+    }
+}
+
 impl fmt::Debug for GatewayCa {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The issuer's own Debug elides the key. try_lock: Debug may run while a mint holds
@@ -453,9 +491,6 @@ fn certificate_error(what: String, error: impl fmt::Display) -> EgressError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::upstream_tls::client_config;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio_rustls::{TlsAcceptor, TlsConnector};
 
     const CN: &str = "clrk egress gateway default/main";
 
@@ -463,31 +498,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ca = GatewayCa::load_or_create(&dir.path().join("ca"), CN).unwrap();
         (dir, Arc::new(ca))
-    }
-
-    /// Runs one TLS connection over an in-memory pipe; returns what the client read.
-    async fn handshake(
-        server: Arc<ServerConfig>,
-        client: Arc<rustls::ClientConfig>,
-        name: ServerName<'static>,
-    ) -> Result<Vec<u8>, io::Error> {
-        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
-        let server_side = async move {
-            let mut tls = TlsAcceptor::from(server).accept(server_io).await?;
-            assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
-            tls.write_all(b"hello from the gateway").await?;
-            tls.shutdown().await
-        };
-        let client_side = async move {
-            let mut tls = TlsConnector::from(client).connect(name, client_io).await?;
-            let mut received = Vec::new();
-            tls.read_to_end(&mut received).await?;
-            Ok::<_, io::Error>(received)
-        };
-        let (server_result, client_result) = tokio::join!(server_side, client_side);
-        let received = client_result?;
-        server_result?;
-        Ok(received)
     }
 
     #[test]
@@ -580,40 +590,5 @@ mod tests {
                 .get(&format!("host{}.example.test", LEAF_CACHE_CAPACITY + 9))
                 .is_some()
         );
-    }
-
-    #[tokio::test]
-    async fn client_trusting_the_ca_completes_a_handshake_by_sni() {
-        let (_dir, ca) = new_ca();
-        let client = client_config(Some(ca.certificate_pem())).unwrap();
-        let name = ServerName::try_from("api.example.test").unwrap();
-        let received = handshake(ca.server_config(), client, name).await.unwrap();
-        assert_eq!(received, b"hello from the gateway");
-    }
-
-    #[tokio::test]
-    async fn client_trusting_another_ca_fails_the_handshake() {
-        let (_dir, ca) = new_ca();
-        let (_other_dir, other) = new_ca();
-        let client = client_config(Some(other.certificate_pem())).unwrap();
-        let name = ServerName::try_from("api.example.test").unwrap();
-        assert!(handshake(ca.server_config(), client, name).await.is_err());
-    }
-
-    #[tokio::test]
-    async fn client_without_sni_uses_the_fallback_ip() {
-        let (_dir, ca) = new_ca();
-        let client = client_config(Some(ca.certificate_pem())).unwrap();
-        // rustls sends no SNI when connecting to an IP address.
-        let name = ServerName::IpAddress("10.9.8.7".parse::<IpAddr>().unwrap().into());
-        let received = handshake(
-            ca.server_config_for("10.9.8.7"),
-            Arc::clone(&client),
-            name.clone(),
-        )
-        .await
-        .unwrap();
-        assert_eq!(received, b"hello from the gateway");
-        assert!(handshake(ca.server_config(), client, name).await.is_err());
     }
 }

@@ -8,6 +8,7 @@ use clrk_api::{
 use clrk_store::Store;
 
 use crate::EgressError;
+use crate::peers::SandboxIdentity;
 
 /// The gateways an agent names and their routes and policies, all in one namespace.
 #[derive(Debug, Clone, Default)]
@@ -22,6 +23,22 @@ pub struct EgressConfig {
 }
 
 impl EgressConfig {
+    /// The configuration governing `identity` now; one that cannot be read denies everything
+    /// (the default is empty).
+    pub(crate) async fn for_sandbox(store: &Store, identity: &SandboxIdentity) -> EgressConfig {
+        let store = store.clone();
+        let (namespace, gateways) = (identity.namespace.clone(), identity.gateways.clone());
+        let loaded =
+            tokio::task::spawn_blocking(move || EgressConfig::load(&store, &namespace, &gateways))
+                .await
+                .map_err(|e| EgressError::Store(e.to_string()))
+                .and_then(|r| r);
+        loaded.unwrap_or_else(|error| {
+            tracing::error!(%error, "egress configuration unreadable: denying");
+            EgressConfig::default()
+        })
+    }
+
     /// Reads the configuration of gateways `names` in `namespace`. Objects that no longer
     /// parse (a manifest stored by a newer clrk, say) are skipped with a warning.
     pub fn load(store: &Store, namespace: &str, names: &[String]) -> Result<Self, EgressError> {

@@ -5,34 +5,34 @@
 //! It decides and forwards; it does not create networks (clrk-sandbox does the redirects) and
 //! never lets a secret or the gateway CA's key reach a sandbox: secrets are read from the
 //! store per request and only ever written into upstream request headers.
+//!
+//! Layout, top down: [`Egress`] (`gateway`) puts the parts together and hands each listener a
+//! context of the parts it uses. `proxy/` serves TCP by its first bytes (`tcp`, `sniff`) and
+//! HTTP as a pipeline of stages (`http/`: authorize, trace, budgets, credentials, forward),
+//! reaching upstreams through `upstream` and `tls`. `dns/` holds the messages, forwarding, the
+//! names each sandbox resolved, and the resolver socket. `telemetry/` records each exchange
+//! (transaction, ledger, trace context, OTLP). Below them all: the policy (`policy`, `config`,
+//! `destination`), who a connection is from (`peers`), the caps (`limits`), the gateway CA
+//! (`ca`) and token metering (`usage`). Modules import only downward.
 
-mod body;
 mod ca;
 mod config;
 mod destination;
 pub mod dns;
-mod dns_server;
 mod error;
-mod http_proxy;
-mod ledger;
+mod gateway;
 mod limits;
-mod otlp;
+mod peers;
 mod policy;
 mod proxy;
-mod registry;
-mod relay;
-mod service;
-mod trace_context;
-mod transaction;
-mod upstream;
-mod upstream_tls;
+mod telemetry;
 mod usage;
 
 pub use ca::GatewayCa;
 pub use error::EgressError;
-pub use otlp::{AttributeValue, ExportStats, OtlpExporter, Span};
-pub use registry::{Registration, SandboxIdentity, SandboxRegistry};
-pub use service::{Egress, EgressListeners, EgressSettings, TRUST_BUNDLE_PATHS};
-pub use trace_context::TraceContext;
-pub use upstream_tls::client_config;
+pub use gateway::{Egress, EgressListeners, EgressSettings, TRUST_BUNDLE_PATHS};
+pub use peers::{Registration, SandboxIdentity, SandboxRegistry};
+pub use proxy::tls::client_config;
+pub use telemetry::otlp::{AttributeValue, ExportStats, OtlpExporter, Span};
+pub use telemetry::trace_context::TraceContext;
 pub use usage::{Provider, TokenUsage, UsageMeter, request_model};

@@ -68,8 +68,9 @@ pub(crate) struct SandboxLimits {
     pub(crate) refused: Refusals,
 }
 
-/// A count of things in use; a slot taken is given back when its [`Slot`] drops.
-#[derive(Debug, Default)]
+/// A count of things in use; a slot taken is given back when its [`Slot`] drops. Cloning
+/// shares the count.
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Slots {
     used: Arc<AtomicUsize>,
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 
-use super::{Sniffed, classify};
+use super::sniff::{Sniffed, classify};
 
 /// `cases` per property, unless `PROPTEST_CASES` asks for another number.
 fn config(cases: u32) -> Config {

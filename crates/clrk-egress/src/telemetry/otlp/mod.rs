@@ -5,79 +5,23 @@
 //! with backoff while the collector is unavailable, and drops (and counts) what it cannot
 //! deliver.
 
-use std::error::Error as _;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+mod delivery;
+mod span;
 
-use bytes::Bytes;
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1 as proto;
-use prost::Message as _;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
-use reqwest::{StatusCode, Url};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use reqwest::Url;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio::sync::mpsc;
 
 use crate::EgressError;
-use crate::trace_context::TraceContext;
+use delivery::{Counters, Delivery, Tuning, error_chain};
+use span::resource;
+pub use span::{AttributeValue, Span};
 
-/// Spans waiting for export; beyond this, new spans are dropped so memory stays bounded while
-/// the collector is down.
-const QUEUE_CAPACITY: usize = 4096;
-/// The most spans sent in one request.
-const BATCH_SIZE: usize = 512;
-/// How long the first span of a batch waits for others before the batch is sent.
-const BATCH_WINDOW: Duration = Duration::from_secs(1);
-/// The whole request, connect to last response byte.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Waits before each retry of a failed batch; when they run out, the batch is dropped.
-const BACKOFF: [Duration; 5] = [
-    Duration::from_millis(500),
-    Duration::from_secs(1),
-    Duration::from_secs(2),
-    Duration::from_secs(4),
-    Duration::from_secs(8),
-];
-/// A collector's `Retry-After` is honoured up to this long.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 /// Queue-full drops are logged once per this many, not once per span.
 const DROP_WARN_EVERY: u64 = 100;
-
-/// The value of a span attribute.
-#[derive(Debug, Clone, PartialEq)]
-pub enum AttributeValue {
-    /// A string, e.g. `gen_ai.request.model`.
-    String(String),
-    /// An integer, e.g. `gen_ai.usage.input_tokens`.
-    Int(i64),
-    /// A flag.
-    Bool(bool),
-}
-
-/// One finished operation, as the gateway records it.
-#[derive(Debug, Clone)]
-pub struct Span {
-    /// The trace this span belongs to and the span's own id.
-    pub context: TraceContext,
-    /// The span this one is a child of, when it has a parent.
-    pub parent_span_id: Option<[u8; 8]>,
-    /// What was done, e.g. `chat gpt-4o` or `CONNECT api.example.test`.
-    pub name: String,
-    /// `SPAN_KIND_CLIENT` when true (a call to another service), otherwise `SPAN_KIND_INTERNAL`.
-    pub kind_client: bool,
-    /// When the operation started.
-    pub start: SystemTime,
-    /// When it ended.
-    pub end: SystemTime,
-    /// Details, keyed by OpenTelemetry semantic-convention names where one exists.
-    pub attributes: Vec<(String, AttributeValue)>,
-    /// Why the operation failed; `None` leaves the status unset, as for success.
-    pub error: Option<String>,
-}
 
 /// How many spans the exporter has delivered and dropped since it started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -95,34 +39,6 @@ pub struct ExportStats {
 pub struct OtlpExporter {
     queue: mpsc::Sender<Span>,
     counters: Arc<Counters>,
-}
-
-#[derive(Debug, Default)]
-struct Counters {
-    dropped: AtomicU64,
-    exported: AtomicU64,
-}
-
-/// Knobs fixed in production; tests shorten the waits.
-#[derive(Debug, Clone)]
-struct Tuning {
-    queue_capacity: usize,
-    batch_size: usize,
-    batch_window: Duration,
-    request_timeout: Duration,
-    backoff: Vec<Duration>,
-}
-
-impl Default for Tuning {
-    fn default() -> Self {
-        Tuning {
-            queue_capacity: QUEUE_CAPACITY,
-            batch_size: BATCH_SIZE,
-            batch_window: BATCH_WINDOW,
-            request_timeout: REQUEST_TIMEOUT,
-            backoff: BACKOFF.to_vec(),
-        }
-    }
 }
 
 impl OtlpExporter {
@@ -275,268 +191,6 @@ fn header_map(headers: Vec<(String, String)>) -> Result<HeaderMap, EgressError> 
     Ok(map)
 }
 
-fn resource(service_name: &str) -> Resource {
-    Resource {
-        attributes: vec![key_value(
-            "service.name".to_string(),
-            AttributeValue::String(service_name.to_string()),
-        )],
-        ..Default::default()
-    }
-}
-
-/// The background task's side: owns the HTTP client and the queue's receiving end.
-struct Delivery {
-    client: reqwest::Client,
-    url: Url,
-    resource: Resource,
-    counters: Arc<Counters>,
-    tuning: Tuning,
-}
-
-/// What became of one POST.
-enum Outcome {
-    /// Accepted, possibly with some spans rejected.
-    Accepted { rejected: u64 },
-    /// Refused in a way retrying will not fix (4xx other than 429).
-    Refused { status: StatusCode },
-    /// Failed in a way that may pass later: connection error, timeout, 5xx or 429.
-    Retry {
-        reason: String,
-        retry_after: Option<Duration>,
-    },
-}
-
-impl Delivery {
-    async fn run(self, mut queue: mpsc::Receiver<Span>) {
-        let mut batch = Vec::with_capacity(self.tuning.batch_size);
-        loop {
-            let closed = self.fill_batch(&mut queue, &mut batch).await;
-            if !batch.is_empty() {
-                self.deliver(std::mem::take(&mut batch), &queue).await;
-            }
-            if closed {
-                break;
-            }
-        }
-        tracing::debug!(url = %self.url, "OTLP span export stopped: every exporter handle was dropped");
-    }
-
-    /// Waits for a first span, then gathers more until the batch is full or the batch window
-    /// has passed. Returns true once every sender is gone and the queue is empty.
-    async fn fill_batch(&self, queue: &mut mpsc::Receiver<Span>, batch: &mut Vec<Span>) -> bool {
-        let size = self.tuning.batch_size;
-        if queue.recv_many(batch, size).await == 0 {
-            return true;
-        }
-        let deadline = tokio::time::Instant::now() + self.tuning.batch_window;
-        while batch.len() < size {
-            let more =
-                tokio::time::timeout_at(deadline, queue.recv_many(batch, size - batch.len()));
-            match more.await {
-                Ok(0) => return true,
-                Ok(_) => {}
-                Err(_elapsed) => break,
-            }
-        }
-        false
-    }
-
-    /// Sends one batch, retrying with backoff; drops and counts it when that fails.
-    async fn deliver(&self, spans: Vec<Span>, queue: &mpsc::Receiver<Span>) {
-        let count = spans.len() as u64;
-        let body = Bytes::from(self.encode(spans).encode_to_vec());
-        let mut backoff = self.tuning.backoff.iter();
-        for attempt in 1.. {
-            let (reason, retry_after) = match self.post(body.clone()).await {
-                Outcome::Accepted { rejected } => {
-                    let rejected = rejected.min(count);
-                    self.counters
-                        .exported
-                        .fetch_add(count - rejected, Ordering::Relaxed);
-                    if rejected > 0 {
-                        self.drop_batch(rejected, attempt, "collector rejected some spans");
-                    }
-                    return;
-                }
-                Outcome::Refused { status } => {
-                    let reason =
-                        format!("collector answered {status}; check the endpoint and headers");
-                    self.drop_batch(count, attempt, &reason);
-                    return;
-                }
-                Outcome::Retry {
-                    reason,
-                    retry_after,
-                } => (reason, retry_after),
-            };
-            // Once every handle is gone the process is shutting down: one attempt only.
-            if queue.is_closed() {
-                self.drop_batch(count, attempt, &reason);
-                return;
-            }
-            let Some(&wait) = backoff.next() else {
-                self.drop_batch(count, attempt, &reason);
-                return;
-            };
-            let wait = retry_after.map_or(wait, |asked| asked.min(MAX_RETRY_AFTER).max(wait));
-            tracing::debug!(url = %self.url, attempt, spans = count, ?wait, %reason, "OTLP export failed; will retry");
-            tokio::time::sleep(wait).await;
-        }
-    }
-
-    fn drop_batch(&self, spans: u64, attempts: u32, reason: &str) {
-        let total_dropped = self.counters.dropped.fetch_add(spans, Ordering::Relaxed) + spans;
-        tracing::warn!(
-            url = %self.url,
-            spans,
-            attempts,
-            total_dropped,
-            reason,
-            "OTLP export failed; dropping spans"
-        );
-    }
-
-    async fn post(&self, body: Bytes) -> Outcome {
-        let sent = self
-            .client
-            .post(self.url.clone())
-            .header(CONTENT_TYPE, "application/x-protobuf")
-            .body(body)
-            .send()
-            .await;
-        let response = match sent {
-            Ok(response) => response,
-            Err(error) => {
-                return Outcome::Retry {
-                    reason: error_chain(&error),
-                    retry_after: None,
-                };
-            }
-        };
-        let status = response.status();
-        if status.is_success() {
-            // A partial success names spans the collector refused; an unreadable answer is
-            // taken as full success since the request itself was accepted.
-            let partial = response
-                .bytes()
-                .await
-                .ok()
-                .and_then(|body| ExportTraceServiceResponse::decode(body).ok())
-                .and_then(|answer| answer.partial_success);
-            let rejected = partial.map_or(0, |partial| {
-                if partial.rejected_spans > 0 {
-                    tracing::warn!(
-                        url = %self.url,
-                        rejected_spans = partial.rejected_spans,
-                        message = %partial.error_message,
-                        "OTLP collector rejected some spans"
-                    );
-                }
-                u64::try_from(partial.rejected_spans).unwrap_or(0)
-            });
-            return Outcome::Accepted { rejected };
-        }
-        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-            let retry_after = response
-                .headers()
-                .get(RETRY_AFTER)
-                .and_then(|value| value.to_str().ok())
-                .and_then(|value| value.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
-            return Outcome::Retry {
-                reason: format!("collector answered {status}"),
-                retry_after,
-            };
-        }
-        Outcome::Refused { status }
-    }
-
-    fn encode(&self, spans: Vec<Span>) -> ExportTraceServiceRequest {
-        ExportTraceServiceRequest {
-            resource_spans: vec![proto::ResourceSpans {
-                resource: Some(self.resource.clone()),
-                scope_spans: vec![proto::ScopeSpans {
-                    scope: Some(InstrumentationScope {
-                        name: env!("CARGO_PKG_NAME").to_string(),
-                        version: env!("CARGO_PKG_VERSION").to_string(),
-                        ..Default::default()
-                    }),
-                    spans: spans.into_iter().map(to_proto).collect(),
-                    schema_url: String::new(),
-                }],
-                schema_url: String::new(),
-            }],
-        }
-    }
-}
-
-fn to_proto(span: Span) -> proto::Span {
-    let kind = if span.kind_client {
-        proto::span::SpanKind::Client
-    } else {
-        proto::span::SpanKind::Internal
-    };
-    let status = span.error.map(|message| proto::Status {
-        message,
-        code: proto::status::StatusCode::Error as i32,
-    });
-    proto::Span {
-        trace_id: span.context.trace_id.to_vec(),
-        span_id: span.context.span_id.to_vec(),
-        parent_span_id: span
-            .parent_span_id
-            .map(|id| id.to_vec())
-            .unwrap_or_default(),
-        // The low byte carries the W3C trace flags.
-        flags: u32::from(span.context.sampled),
-        name: span.name,
-        kind: kind as i32,
-        start_time_unix_nano: unix_nanos(span.start),
-        end_time_unix_nano: unix_nanos(span.end),
-        attributes: span
-            .attributes
-            .into_iter()
-            .map(|(key, value)| key_value(key, value))
-            .collect(),
-        status,
-        ..Default::default()
-    }
-}
-
-fn key_value(key: String, value: AttributeValue) -> KeyValue {
-    let value = match value {
-        AttributeValue::String(s) => any_value::Value::StringValue(s),
-        AttributeValue::Int(i) => any_value::Value::IntValue(i),
-        AttributeValue::Bool(b) => any_value::Value::BoolValue(b),
-    };
-    KeyValue {
-        key,
-        value: Some(AnyValue { value: Some(value) }),
-        ..Default::default()
-    }
-}
-
-/// Nanoseconds since the Unix epoch; times before it (a badly set clock) become 0.
-fn unix_nanos(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |since| {
-        u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
-    })
-}
-
-/// An error with its causes, since reqwest's top-level message hides the interesting part
-/// ("connection refused").
-fn error_chain(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::VecDeque;
@@ -551,7 +205,19 @@ mod tests {
     use hyper_util::rt::TokioIo;
     use tokio::net::TcpListener;
 
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use bytes::Bytes;
+    use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+    };
+    use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
+    use opentelemetry_proto::tonic::trace::v1 as proto;
+    use prost::Message as _;
+    use reqwest::header::CONTENT_TYPE;
+
     use super::*;
+    use crate::telemetry::trace_context::TraceContext;
 
     /// Waits for conditions in tests; generous because CI machines are slow.
     const DEADLINE: Duration = Duration::from_secs(15);

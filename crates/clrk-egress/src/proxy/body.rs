@@ -7,6 +7,9 @@
 //! and the share lasts until the caller drops the [`HeldBody`]. When the budget is spent the
 //! read fails at once (a 503 to retry) instead of waiting, so a stalled upload never makes
 //! others queue behind it.
+//!
+//! The body types every part of the proxy passes around ([`ProxyBody`], [`BodyError`]) are
+//! defined here too.
 
 use std::sync::Arc;
 
@@ -17,6 +20,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::limits::{BODY_IDLE_TIMEOUT, MAX_PROVIDER_REQUEST, PROVIDER_BODY_TIMEOUT};
+
+/// Why a body failed: hyper's error, or the gateway's own (a body arriving too slowly).
+pub(crate) type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A request or response body as the proxy passes it on, whatever it was made from.
+pub(crate) type ProxyBody = http_body_util::combinators::BoxBody<Bytes, BodyError>;
 
 /// The gateway's own cut-off of a body that sent nothing for [`BODY_IDLE_TIMEOUT`].
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +50,7 @@ pub(crate) enum ReadError {
     )]
     Busy { budget_mib: usize },
     #[error("the request body could not be read: {0}")]
-    Broken(crate::http_proxy::BodyError),
+    Broken(BodyError),
 }
 
 impl ReadError {
@@ -109,7 +118,7 @@ impl std::fmt::Debug for HeldBody {
 /// once), within [`MAX_PROVIDER_REQUEST`] and [`PROVIDER_BODY_TIMEOUT`].
 pub(crate) async fn read<B>(body: B, budget: &BodyBudget) -> Result<HeldBody, ReadError>
 where
-    B: http_body::Body<Data = Bytes, Error = crate::http_proxy::BodyError> + Unpin,
+    B: http_body::Body<Data = Bytes, Error = BodyError> + Unpin,
 {
     let mut body = body;
     let declared = body.size_hint().exact();
@@ -165,7 +174,6 @@ mod tests {
     use http_body_util::StreamBody;
 
     use super::*;
-    use crate::http_proxy::BodyError;
 
     /// A body of `pieces`, each after `gap`, then silence for ever when `stall`.
     fn body(

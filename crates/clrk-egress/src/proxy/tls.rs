@@ -1,9 +1,13 @@
 //! TLS for the proxy's own connections to upstream servers.
 //!
 //! The proxy verifies upstreams the way a careful client would: against the system's roots
-//! plus an operator-supplied bundle (a corporate CA, or a test server's CA).
+//! plus an operator-supplied bundle (a corporate CA, or a test server's CA). [`UpstreamTrust`]
+//! keeps one client config per bundle, so connections with the same trust can be pooled.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use clrk_api::EgressGateway;
 
 use rustls::crypto::aws_lc_rs;
 use rustls::pki_types::CertificateDer;
@@ -11,6 +15,29 @@ use rustls::pki_types::pem::PemObject;
 use rustls::{ClientConfig, RootCertStore};
 
 use crate::error::EgressError;
+
+/// The client configs of upstream TLS, one per additional trust bundle.
+#[derive(Default)]
+pub(crate) struct UpstreamTrust {
+    configs: Mutex<HashMap<Option<String>, Arc<ClientConfig>>>,
+}
+
+impl UpstreamTrust {
+    /// The client config for upstream TLS of `gateway` (the system roots alone without one).
+    pub(crate) fn of(
+        &self,
+        gateway: Option<&EgressGateway>,
+    ) -> Result<Arc<ClientConfig>, EgressError> {
+        let bundle = gateway.and_then(|g| g.spec.upstream_tls.additional_trust_bundle.clone());
+        let mut configs = self.configs.lock().expect("upstream tls cache");
+        if let Some(config) = configs.get(&bundle) {
+            return Ok(Arc::clone(config));
+        }
+        let config = client_config(bundle.as_deref())?;
+        configs.insert(bundle, Arc::clone(&config));
+        Ok(config)
+    }
+}
 
 /// Client config for the proxy's upstream connections.
 ///
@@ -99,8 +126,48 @@ fn add_bundle(roots: &mut RootCertStore, bundle: &str) -> Result<(), EgressError
 
 #[cfg(test)]
 mod tests {
+    use std::net::IpAddr;
+
+    use rustls::ServerConfig;
+    use rustls::pki_types::ServerName;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::{TlsAcceptor, TlsConnector};
+
     use super::*;
     use crate::ca::GatewayCa;
+
+    fn new_ca() -> (tempfile::TempDir, Arc<GatewayCa>) {
+        let dir = tempfile::tempdir().unwrap();
+        let ca =
+            GatewayCa::load_or_create(&dir.path().join("ca"), "clrk egress gateway default/main")
+                .unwrap();
+        (dir, Arc::new(ca))
+    }
+
+    /// Runs one TLS connection over an in-memory pipe; returns what the client read.
+    async fn handshake(
+        server: Arc<ServerConfig>,
+        client: Arc<rustls::ClientConfig>,
+        name: ServerName<'static>,
+    ) -> Result<Vec<u8>, std::io::Error> {
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        let server_side = async move {
+            let mut tls = TlsAcceptor::from(server).accept(server_io).await?;
+            assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+            tls.write_all(b"hello from the gateway").await?;
+            tls.shutdown().await
+        };
+        let client_side = async move {
+            let mut tls = TlsConnector::from(client).connect(name, client_io).await?;
+            let mut received = Vec::new();
+            tls.read_to_end(&mut received).await?;
+            Ok::<_, std::io::Error>(received)
+        };
+        let (server_result, client_result) = tokio::join!(server_side, client_side);
+        let received = client_result?;
+        server_result?;
+        Ok(received)
+    }
 
     #[test]
     fn garbage_bundle_is_an_error() {
@@ -136,5 +203,40 @@ mod tests {
         let mut roots = RootCertStore::empty();
         add_bundle(&mut roots, ca.certificate_pem()).unwrap();
         assert_eq!(roots.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn client_trusting_the_ca_completes_a_handshake_by_sni() {
+        let (_dir, ca) = new_ca();
+        let client = client_config(Some(ca.certificate_pem())).unwrap();
+        let name = ServerName::try_from("api.example.test").unwrap();
+        let received = handshake(ca.server_config(), client, name).await.unwrap();
+        assert_eq!(received, b"hello from the gateway");
+    }
+
+    #[tokio::test]
+    async fn client_trusting_another_ca_fails_the_handshake() {
+        let (_dir, ca) = new_ca();
+        let (_other_dir, other) = new_ca();
+        let client = client_config(Some(other.certificate_pem())).unwrap();
+        let name = ServerName::try_from("api.example.test").unwrap();
+        assert!(handshake(ca.server_config(), client, name).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn client_without_sni_uses_the_fallback_ip() {
+        let (_dir, ca) = new_ca();
+        let client = client_config(Some(ca.certificate_pem())).unwrap();
+        // rustls sends no SNI when connecting to an IP address.
+        let name = ServerName::IpAddress("10.9.8.7".parse::<IpAddr>().unwrap().into());
+        let received = handshake(
+            ca.server_config_for("10.9.8.7"),
+            Arc::clone(&client),
+            name.clone(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(received, b"hello from the gateway");
+        assert!(handshake(ca.server_config(), client, name).await.is_err());
     }
 }

@@ -11,10 +11,10 @@ use std::time::{Instant, SystemTime};
 use chrono::Utc;
 use clrk_store::{EgressRecord, Store};
 
-use crate::ledger::{LedgerKeys, TokenLedger};
-use crate::otlp::{AttributeValue, OtlpExporter, Span};
-use crate::registry::SandboxIdentity;
-use crate::trace_context::TraceContext;
+use crate::peers::SandboxIdentity;
+use crate::telemetry::ledger::{LedgerKeys, TokenLedger};
+use crate::telemetry::otlp::{AttributeValue, OtlpExporter, Span};
+use crate::telemetry::trace_context::TraceContext;
 use crate::usage::TokenUsage;
 
 /// What the gateway learned about one exchange.

@@ -3,25 +3,46 @@
 //! the answers are remembered so hostname rules apply to the addresses agents then dial.
 //! Every other question gets NXDOMAIN and a denied record.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use clrk_store::Store;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
-use crate::dns::{self, DnsQuestion};
+use super::forward::forward;
+use super::message::{self, DnsQuestion};
+use super::names::NameCache;
+use crate::config::EgressConfig;
 use crate::limits::MAX_DNS_IN_FLIGHT_PER_SANDBOX;
+use crate::peers::{SandboxIdentity, SandboxRegistry};
 use crate::policy;
-use crate::registry::SandboxIdentity;
-use crate::service::Egress;
+use crate::telemetry::recorder::Recorder;
 
 /// How long the host's resolver has to answer.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(4);
 /// Largest DNS message over UDP.
 const MAX_PACKET: usize = 4096;
 
-pub(crate) async fn serve(egress: Egress, socket: UdpSocket, shutdown: CancellationToken) {
+/// What the resolver uses of the gateway.
+pub(crate) struct ResolverContext {
+    pub(crate) peers: SandboxRegistry,
+    /// Where each sandbox's egress configuration is read from.
+    pub(crate) store: Store,
+    /// Names each sandbox resolved, by the sandbox's IPv4 address.
+    pub(crate) names: Arc<NameCache<IpAddr>>,
+    /// The resolver allowed questions are forwarded to; without one they get SERVFAIL.
+    pub(crate) upstream: Option<SocketAddr>,
+    pub(crate) recorder: Recorder,
+}
+
+/// Answers the sandboxes' questions on `socket` until `shutdown`, each in a task of its own.
+pub(crate) async fn serve(
+    ctx: Arc<ResolverContext>,
+    socket: UdpSocket,
+    shutdown: CancellationToken,
+) {
     let socket = Arc::new(socket);
     let mut buf = vec![0u8; MAX_PACKET];
     loop {
@@ -35,7 +56,7 @@ pub(crate) async fn serve(egress: Egress, socket: UdpSocket, shutdown: Cancellat
             },
             _ = shutdown.cancelled() => return,
         };
-        let Some(identity) = egress.inner.registry.lookup(peer.ip()) else {
+        let Some(identity) = ctx.peers.lookup(peer.ip()) else {
             continue;
         };
         // A sandbox asking faster than answers come has its extra questions dropped; its
@@ -49,10 +70,10 @@ pub(crate) async fn serve(egress: Egress, socket: UdpSocket, shutdown: Cancellat
             continue;
         };
         let query = buf[..n].to_vec();
-        let (egress, socket) = (egress.clone(), Arc::clone(&socket));
+        let (ctx, socket) = (Arc::clone(&ctx), Arc::clone(&socket));
         tokio::spawn(async move {
             let _slot = slot;
-            if let Some(answer) = answer(&egress, &identity, peer, &query).await
+            if let Some(answer) = answer(&ctx, &identity, peer, &query).await
                 && let Err(error) = socket.send_to(&answer, peer).await
             {
                 tracing::debug!(%error, %peer, "egress resolver reply failed");
@@ -62,21 +83,21 @@ pub(crate) async fn serve(egress: Egress, socket: UdpSocket, shutdown: Cancellat
 }
 
 async fn answer(
-    egress: &Egress,
+    ctx: &ResolverContext,
     identity: &Arc<SandboxIdentity>,
     peer: SocketAddr,
     query: &[u8],
 ) -> Option<Vec<u8>> {
-    let question = match dns::parse_query(query) {
+    let question = match message::parse_query(query) {
         Ok(q) => q,
         Err(error) => {
             tracing::debug!(%error, %peer, "malformed DNS question ignored");
             return None;
         }
     };
-    let config = egress.config_for(identity).await;
+    let config = EgressConfig::for_sandbox(&ctx.store, identity).await;
     let by_name = policy::name_allowed(&config, &question.name);
-    let upstream = egress.inner.settings.dns_upstream;
+    let upstream = ctx.upstream;
     if by_name.is_none() {
         // Forwarding the question would carry whatever the agent wrote in the name to the
         // name's servers: only a gateway that opts in asks about names no route names.
@@ -90,45 +111,45 @@ async fn answer(
             None
         };
         if let Some(why) = why {
-            deny(egress, identity, &question, why);
-            return dns::refuse(query).ok();
+            deny(ctx, identity, &question, why);
+            return message::refuse(query).ok();
         }
     }
     let Some(upstream) = upstream else {
         tracing::warn!(name = %question.name, "no DNS server to forward an agent's question to: start clrk with --dns-upstream");
-        return dns::server_failure(query).ok();
+        return message::server_failure(query).ok();
     };
-    let response = match dns::forward(upstream, query, UPSTREAM_TIMEOUT).await {
+    let response = match forward(upstream, query, UPSTREAM_TIMEOUT).await {
         Ok(r) => r,
         Err(error) => {
             tracing::warn!(%error, name = %question.name, "DNS upstream failed");
-            return dns::server_failure(query).ok();
+            return message::server_failure(query).ok();
         }
     };
-    let addresses = dns::addresses(&response);
+    let addresses = message::addresses(&response);
     if by_name.is_none()
         && !addresses
             .iter()
             .any(|(ip, _)| policy::address_allowed(&config, *ip))
     {
         deny(
-            egress,
+            ctx,
             identity,
             &question,
             "no route of the agent's egress gateways names it or its addresses",
         );
-        return dns::refuse(query).ok();
+        return message::refuse(query).ok();
     }
     let key = identity.names_key();
     for (ip, ttl) in addresses {
-        egress.inner.names.insert(&key, &question.name, ip, ttl);
+        ctx.names.insert(&key, &question.name, ip, ttl);
     }
     Some(response)
 }
 
-fn deny(egress: &Egress, identity: &Arc<SandboxIdentity>, question: &DnsQuestion, why: &str) {
-    let upstream = egress.inner.settings.dns_upstream;
-    let mut tx = egress.begin(
+fn deny(ctx: &ResolverContext, identity: &Arc<SandboxIdentity>, question: &DnsQuestion, why: &str) {
+    let upstream = ctx.upstream;
+    let mut tx = ctx.recorder.begin(
         identity,
         "dns",
         upstream.map_or_else(|| "clrk resolver".into(), |a| a.to_string()),

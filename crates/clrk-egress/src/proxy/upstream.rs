@@ -16,7 +16,7 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use crate::http_proxy::ProxyBody;
+use super::body::ProxyBody;
 
 /// Longest wait for an upstream TCP connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
