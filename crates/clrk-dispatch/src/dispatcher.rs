@@ -25,7 +25,7 @@ use crate::agent_cache::{AgentCache, ResolvedAgent};
 use crate::body::{BodyBudget, BodyPermit};
 use crate::envelope::{RequestData, Trigger};
 use crate::error::DispatchError;
-use crate::launch::{self, EgressLaunch};
+use crate::launch::{self, EgressLaunch, sandbox_id};
 use crate::logs::{ExecutionLog, LogBus, LogLimit};
 use crate::metadata::{AgentResponse, MetadataService};
 use crate::revision::RevisionShape;
@@ -963,23 +963,4 @@ async fn forward_stdout(
             }
         }
     }
-}
-
-/// Sandbox ids are derived from the execution id but always runtime-safe and unique.
-pub fn sandbox_id(execution_id: &str) -> String {
-    let safe: String = execution_id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .take(40)
-        .collect();
-    format!(
-        "clrk-{safe}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    )
 }

@@ -16,6 +16,7 @@ pub mod logs;
 pub mod metadata;
 pub mod revision;
 mod warm_pool;
+mod warm_reconciler;
 mod worker_capacity;
 
 pub use dispatcher::{
