@@ -11,6 +11,7 @@ pub mod dispatcher;
 pub mod envelope;
 pub mod error;
 pub mod ingress;
+pub mod ingress_headers;
 pub mod launch;
 pub mod logs;
 pub mod metadata;
@@ -21,6 +22,7 @@ mod worker_capacity;
 
 pub use dispatcher::{
     Admission, Dispatcher, DispatcherConfig, ExecEvent, Invocation, Outcome, Route, STOP_GRACE,
+    execution_span,
 };
 pub use error::DispatchError;
 pub use logs::{ExecutionLog, LogBus, LogEvent, LogLimit};
