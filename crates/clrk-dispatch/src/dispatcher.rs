@@ -310,7 +310,7 @@ impl Dispatcher {
             }
         };
         // Inside an execution's span, its events from here on name the revision too.
-        tracing::Span::current().record("revision", agent.revision.name.as_str());
+        tracing::Span::current().record("revision", tracing::field::display(&agent.revision.name));
         let limit = agent.spec.max_concurrent;
         if limit > 0 && self.active(namespace, name) >= limit {
             return Err(too_many(namespace, name, limit));
