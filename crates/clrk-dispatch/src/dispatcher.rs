@@ -20,12 +20,13 @@ use clrk_store::{
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::agent_cache::{AgentCache, ResolvedAgent};
 use crate::body::{BodyBudget, BodyPermit};
 use crate::envelope::{RequestData, Trigger};
 use crate::error::DispatchError;
-use crate::launch::{self, EgressLaunch};
+use crate::launch::{self, EgressLaunch, sandbox_id};
 use crate::logs::{ExecutionLog, LogBus, LogLimit};
 use crate::metadata::{AgentResponse, MetadataService};
 use crate::revision::RevisionShape;
@@ -44,6 +45,25 @@ const STDOUT_CHUNK: usize = 64 * 1024;
 const BODY_BUDGET: usize = 256 * 1024 * 1024;
 /// Chunks buffered between the agent and a slow caller before the agent's writes block.
 const STDOUT_QUEUE: usize = 8;
+
+/// The span of one execution: every event of its admission, launch, stdin, stdout and end is
+/// logged inside it, so they carry its id, agent, revision and trigger without repeating them.
+/// The revision is recorded once the agent is resolved.
+pub fn execution_span(
+    execution_id: &str,
+    namespace: &str,
+    agent: &str,
+    trigger: Option<&str>,
+) -> tracing::Span {
+    tracing::info_span!(
+        "execution",
+        execution = %execution_id,
+        namespace = %namespace,
+        agent = %agent,
+        revision = tracing::field::Empty,
+        trigger = %trigger.unwrap_or("http"),
+    )
+}
 
 /// One request to run a TaskAgent.
 #[derive(Debug, Clone)]
@@ -214,9 +234,18 @@ impl Dispatcher {
         }
     }
 
-    /// Accepts an invocation and starts its execution in the background.
+    /// Accepts an invocation and starts its execution in the background, inside its
+    /// [`execution_span`].
     pub async fn invoke(&self, inv: Invocation) -> Result<Started, DispatchError> {
-        self.admit(&inv.namespace, &inv.name).await?.start(inv)
+        let span = execution_span(
+            &inv.execution_id,
+            &inv.namespace,
+            &inv.name,
+            inv.trigger.as_deref(),
+        );
+        async { self.admit(&inv.namespace, &inv.name).await?.start(inv) }
+            .instrument(span)
+            .await
     }
 
     /// Bodies held in memory by the ingress and the metadata service, all together.
@@ -280,6 +309,8 @@ impl Dispatcher {
                 resolved
             }
         };
+        // Inside an execution's span, its events from here on name the revision too.
+        tracing::Span::current().record("revision", tracing::field::display(&agent.revision.name));
         let limit = agent.spec.max_concurrent;
         if limit > 0 && self.active(namespace, name) >= limit {
             return Err(too_many(namespace, name, limit));
@@ -357,7 +388,8 @@ impl Admission {
         self.body = Some(permit);
     }
 
-    /// Starts the execution of `inv` (for the agent admitted) in the background.
+    /// Starts the execution of `inv` (for the agent admitted) in the background, in the
+    /// current span (the caller's [`execution_span`]).
     pub fn start(self, inv: Invocation) -> Result<Started, DispatchError> {
         let Admission {
             dispatcher,
@@ -442,7 +474,7 @@ impl Admission {
             log_limit: LogLimit::from_spec(task.log_limit.as_ref()),
             cancel,
         };
-        tokio::spawn(run.run(tx, slot, warm));
+        tokio::spawn(run.run(tx, slot, warm).in_current_span());
         Ok(Started {
             execution_id: inv.execution_id,
             revision: revision.name.clone(),
@@ -720,7 +752,7 @@ impl Run {
         // The execution is over for the caller: a next request must not be refused while this
         // sandbox is being deleted.
         drop(slot);
-        tracing::info!(execution = %self.execution_id, agent = %self.agent, outcome = ?outcome,
+        tracing::info!(outcome = ?outcome,
             elapsed_ms = started.elapsed().as_millis() as u64, "execution finished");
         let _ = tx.send(ExecEvent::Finished(outcome)).await;
         if let Some(mut sandbox) = sandbox
@@ -761,15 +793,18 @@ impl Run {
         let metadata = self.mode == DeliveryMode::Metadata;
         let stdin = sandbox.take_stdin();
         let envelope = self.envelope.take_stdin();
-        tokio::spawn(async move {
-            // Metadata mode closes stdin at once; an agent that exits without reading its
-            // input closes the pipe: not an error. The envelope and its body's share of the
-            // budget are released once written.
-            if let (Some(mut stdin), Some((envelope, _permit))) = (stdin, envelope) {
-                let _ = stdin.write_all(&envelope).await;
-                let _ = stdin.shutdown().await;
+        tokio::spawn(
+            async move {
+                // Metadata mode closes stdin at once; an agent that exits without reading its
+                // input closes the pipe: not an error. The envelope and its body's share of the
+                // budget are released once written.
+                if let (Some(mut stdin), Some((envelope, _permit))) = (stdin, envelope) {
+                    let _ = stdin.write_all(&envelope).await;
+                    let _ = stdin.shutdown().await;
+                }
             }
-        });
+            .in_current_span(),
+        );
         // Its streams share one limit; the marker is written once both have ended.
         let log = self.log();
         let mut pumps = Vec::new();
@@ -939,7 +974,7 @@ impl Run {
             .store
             .finish_execution(&self.execution_id, &end)
         {
-            tracing::error!(%error, execution = %self.execution_id, "could not record the end of an execution");
+            tracing::error!(%error, "could not record the end of an execution");
         }
     }
 }
@@ -963,23 +998,4 @@ async fn forward_stdout(
             }
         }
     }
-}
-
-/// Sandbox ids are derived from the execution id but always runtime-safe and unique.
-pub fn sandbox_id(execution_id: &str) -> String {
-    let safe: String = execution_id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .take(40)
-        .collect();
-    format!(
-        "clrk-{safe}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    )
 }

@@ -1,6 +1,11 @@
 //! The HTTP ingress (SPECIFICATION §4): any method and path, routed by `X-Clrk-TaskAgent`.
+//!
+//! The headers are checked by the [`IngressHeaders`] extractor before anything else; a
+//! request it accepts runs inside its execution's span, and every request inside a span of
+//! its own (method, path, status, latency) from the router's trace layer.
 
 use std::convert::Infallible;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -8,105 +13,109 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt as _;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body::Frame;
+use tower_http::trace::TraceLayer;
+use tracing::Instrument as _;
 
-use crate::body::{self, BodyError, BodyLimits};
-use crate::dispatcher::{Dispatcher, ExecEvent, Invocation, NO_RESPONSE, Outcome, Started};
-use crate::envelope::{self, RequestData, response_event};
+use crate::body::{self, BodyLimits};
+use crate::dispatcher::{
+    Dispatcher, ExecEvent, Invocation, NO_RESPONSE, Outcome, Started, execution_span,
+};
+use crate::envelope::{RequestData, response_event};
 use crate::error::DispatchError;
+use crate::ingress_headers::{CLOUDEVENTS_JSON, Refusal, with_id};
 use crate::metadata::AgentResponse;
 
-/// Largest request body accepted (SPECIFICATION §4).
-pub const MAX_BODY: usize = 32 * 1024 * 1024;
+pub use crate::ingress_headers::{
+    EXECUTION_ID_HEADER, EXIT_CODE_HEADER, IngressHeaders, MAX_BODY, TASK_AGENT_HEADER,
+    TIMEOUT_HEADER, TRIGGER_HEADER,
+};
+
 /// How a request body must arrive: a client that stops sending for 10 s, or takes more than
 /// 2 minutes for the whole body, is answered 408.
 const BODY_LIMITS: BodyLimits = BodyLimits {
     max: MAX_BODY,
-    idle: std::time::Duration::from_secs(10),
-    total: std::time::Duration::from_secs(120),
+    idle: Duration::from_secs(10),
+    total: Duration::from_secs(120),
 };
-pub const TASK_AGENT_HEADER: &str = "x-clrk-taskagent";
-pub const TRIGGER_HEADER: &str = "x-clrk-trigger";
-pub const EXECUTION_ID_HEADER: &str = "x-clrk-execution-id";
-pub const EXIT_CODE_HEADER: &str = "x-clrk-exit-code";
-/// Lowers the execution's timeout for this request (used by `clrk agents run-task --timeout`).
-pub const TIMEOUT_HEADER: &str = "x-clrk-timeout";
-const CLOUDEVENTS_JSON: &str = "application/cloudevents+json";
 
-/// The ingress router: every method and path goes to [`invoke`].
+/// The ingress router: every method and path goes to [`invoke`], each request in a span
+/// with its method and path, to which its status and latency are added when it is answered.
 pub fn router(dispatcher: Dispatcher) -> Router {
-    Router::new().fallback(invoke).with_state(dispatcher)
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(|request: &Request| {
+            tracing::info_span!(
+                "ingress",
+                method = %request.method(),
+                path = %request.uri().path(),
+                status = tracing::field::Empty,
+                latency_ms = tracing::field::Empty,
+            )
+        })
+        .on_request(())
+        .on_response(
+            |response: &Response, latency: Duration, span: &tracing::Span| {
+                span.record("status", response.status().as_u16());
+                span.record("latency_ms", latency.as_millis() as u64);
+                tracing::debug!("answered");
+            },
+        )
+        // A failing agent is an answer (500, 504), not a fault of the ingress to log again.
+        .on_failure(());
+    Router::new()
+        .fallback(invoke)
+        .with_state(dispatcher)
+        .layer(trace)
 }
 
 /// Handles one request: resolves the agent, runs an execution, answers with its stdout.
-pub async fn invoke(State(dispatcher): State<Dispatcher>, request: Request) -> Response {
-    let execution_id = match execution_id(request.headers()) {
-        Ok(id) => id,
-        Err(e) => return error_response(&e, None),
-    };
-    match run(dispatcher, request, &execution_id).await {
+pub async fn invoke(
+    State(dispatcher): State<Dispatcher>,
+    headers: IngressHeaders,
+    request: Request,
+) -> Response {
+    let span = execution_span(
+        &headers.execution_id,
+        &headers.namespace,
+        &headers.name,
+        headers.trigger.as_deref(),
+    );
+    let execution_id = headers.execution_id.clone();
+    match run(dispatcher, headers, request).instrument(span).await {
         Ok(response) => response,
-        Err(e) => error_response(&e, Some(&execution_id)),
+        Err(error) => Refusal::new(error, &execution_id).into_response(),
     }
 }
 
 async fn run(
     dispatcher: Dispatcher,
+    headers: IngressHeaders,
     request: Request,
-    execution_id: &str,
 ) -> Result<Response, DispatchError> {
+    let IngressHeaders {
+        execution_id,
+        namespace,
+        name,
+        trigger,
+        timeout,
+        content_type,
+        overrides,
+        declared_length,
+        wants_event,
+    } = headers;
     let (parts, body) = request.into_parts();
-    let headers = &parts.headers;
-    let (namespace, name) = target(headers)?;
-    let wants_event = headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| {
-            v.split(',')
-                .any(|m| envelope::media_type(m) == CLOUDEVENTS_JSON)
-        });
-    let timeout = match header_str(headers, TIMEOUT_HEADER)? {
-        Some(text) => Some(
-            text.parse::<clrk_api::GoDuration>()
-                .map_err(|e| {
-                    DispatchError::BadHeader(format!(
-                        "header X-Clrk-Timeout: {text:?} is not a duration like 30s or 1m30s: {e}"
-                    ))
-                })?
-                .0,
-        ),
-        None => None,
-    };
-    let content_type = header_str(headers, header::CONTENT_TYPE.as_str())?.map(String::from);
-    let trigger = header_str(headers, TRIGGER_HEADER)?
-        .filter(|t| !t.is_empty())
-        .map(String::from);
-    let overrides = ce_overrides(headers)?;
-    let declared = match header_str(headers, header::CONTENT_LENGTH.as_str())? {
-        Some(text) => Some(text.parse::<u64>().map_err(|_| {
-            DispatchError::BadHeader(format!("header Content-Length: {text:?} is not a number"))
-        })?),
-        None => None,
-    };
-    if declared.is_some_and(|n| n > MAX_BODY as u64) {
-        return Err(BodyError::TooLarge {
-            limit_mib: MAX_BODY / (1024 * 1024),
-        }
-        .into());
-    }
     // Routed before the body is read: a request that cannot run (404, 503, 429) costs no
     // memory. Its places are taken once the body is in, so a slow body holds none.
     let route = dispatcher.route(&namespace, &name)?;
-    let held = body::read(body, declared, BODY_LIMITS, dispatcher.body_budget()).await?;
+    let held = body::read(body, declared_length, BODY_LIMITS, dispatcher.body_budget()).await?;
     let mut admission = route.admit().await?;
     let (body, permit) = held.into_parts();
     admission.hold_body(permit);
     let invocation = Invocation {
         namespace,
         name,
-        execution_id: execution_id.to_string(),
+        execution_id,
         trigger,
         request: RequestData {
             method: parts.method.to_string(),
@@ -270,90 +279,4 @@ fn exit_code_value(outcome: &Outcome) -> HeaderValue {
         Outcome::Failed(_) => HeaderValue::from_static("failed"),
         Outcome::NoResponse => HeaderValue::from(0),
     }
-}
-
-fn error_response(error: &DispatchError, id: Option<&str>) -> Response {
-    let mut response = (error.status(), format!("{error}\n")).into_response();
-    if let DispatchError::TooManyExecutions { .. }
-    | DispatchError::WorkerBusy { .. }
-    | DispatchError::NotReady { .. }
-    | DispatchError::Body(BodyError::Busy { .. }) = error
-    {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    }
-    match id {
-        Some(id) => with_id(response, id),
-        None => response,
-    }
-}
-
-fn with_id(mut response: Response, id: &str) -> Response {
-    if let Ok(value) = HeaderValue::from_str(id) {
-        response
-            .headers_mut()
-            .insert(HeaderName::from_static(EXECUTION_ID_HEADER), value);
-    }
-    response
-}
-
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, DispatchError> {
-    headers
-        .get(name)
-        .map(|v| {
-            v.to_str()
-                .map(str::trim)
-                .map_err(|_| DispatchError::BadHeader(format!("header {name} is not valid text")))
-        })
-        .transpose()
-}
-
-/// `X-Clrk-TaskAgent: <namespace>/<name>`.
-fn target(headers: &HeaderMap) -> Result<(String, String), DispatchError> {
-    let shape = "expected <namespace>/<name>, e.g. X-Clrk-TaskAgent: default/word-count";
-    let value = header_str(headers, TASK_AGENT_HEADER)?.ok_or_else(|| {
-        DispatchError::BadHeader(format!("missing header X-Clrk-TaskAgent: {shape}"))
-    })?;
-    let malformed = || {
-        DispatchError::BadHeader(format!(
-            "header X-Clrk-TaskAgent: {value:?} is malformed: {shape}"
-        ))
-    };
-    let (namespace, name) = value.split_once('/').ok_or_else(malformed)?;
-    if clrk_api::validate_name(namespace).is_err() || clrk_api::validate_name(name).is_err() {
-        return Err(malformed());
-    }
-    Ok((namespace.to_string(), name.to_string()))
-}
-
-/// `X-Clrk-Execution-ID`, else `x-request-id`, else a new UUID.
-fn execution_id(headers: &HeaderMap) -> Result<String, DispatchError> {
-    for name in [EXECUTION_ID_HEADER, "x-request-id"] {
-        if let Some(id) = header_str(headers, name)? {
-            let valid =
-                !id.is_empty() && id.len() <= 128 && id.chars().all(|c| c.is_ascii_graphic());
-            if !valid {
-                return Err(DispatchError::BadHeader(format!(
-                    "header {name}: {id:?} is not a usable id: use 1 to 128 visible ASCII characters"
-                )));
-            }
-            return Ok(id.to_string());
-        }
-    }
-    Ok(uuid::Uuid::new_v4().to_string())
-}
-
-/// `ce-<attr>` headers, attribute names lower-cased.
-fn ce_overrides(headers: &HeaderMap) -> Result<Vec<(String, String)>, DispatchError> {
-    let mut out = Vec::new();
-    for (name, value) in headers {
-        if let Some(attr) = name.as_str().strip_prefix("ce-") {
-            let value = value.to_str().map_err(|_| {
-                DispatchError::BadHeader(format!("header {name} is not valid text"))
-            })?;
-            out.push((attr.to_string(), value.to_string()));
-        }
-    }
-    Ok(out)
 }

@@ -232,6 +232,25 @@ pub fn gateways(shape: &RevisionShape) -> Vec<String> {
         .collect()
 }
 
+/// Sandbox ids are derived from the execution id but always runtime-safe and unique.
+pub fn sandbox_id(execution_id: &str) -> String {
+    let safe: String = execution_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .take(40)
+        .collect();
+    format!(
+        "clrk-{safe}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

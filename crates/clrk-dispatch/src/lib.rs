@@ -11,15 +11,18 @@ pub mod dispatcher;
 pub mod envelope;
 pub mod error;
 pub mod ingress;
+pub mod ingress_headers;
 pub mod launch;
 pub mod logs;
 pub mod metadata;
 pub mod revision;
 mod warm_pool;
+mod warm_reconciler;
 mod worker_capacity;
 
 pub use dispatcher::{
     Admission, Dispatcher, DispatcherConfig, ExecEvent, Invocation, Outcome, Route, STOP_GRACE,
+    execution_span,
 };
 pub use error::DispatchError;
 pub use logs::{ExecutionLog, LogBus, LogEvent, LogLimit};

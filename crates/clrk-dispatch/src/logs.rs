@@ -16,6 +16,7 @@ use clrk_store::{NewLogLine, Store, log_line_cost};
 use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 
 /// Longest line kept; the rest of a longer one is read and dropped, so one runaway line
 /// cannot exhaust memory.
@@ -333,7 +334,8 @@ impl ExecutionLog {
         stream: &'static str,
     ) -> JoinHandle<()> {
         let log = self.clone();
-        tokio::spawn(async move { log.copy(reader, stream).await })
+        // In the caller's span: an execution's output events are logged in its span.
+        tokio::spawn(async move { log.copy(reader, stream).await }.in_current_span())
     }
 
     async fn copy<R: AsyncRead + Unpin>(&self, mut reader: R, stream: &'static str) {

@@ -2,35 +2,29 @@
 //! of requests, the agent already running and blocked reading stdin, so neither the sandbox's
 //! boot nor the interpreter's start is on the request path. Each is used by one execution.
 //!
-//! One reconcile loop keeps every pool at its size, idempotently: given the stored agents and
-//! what is ready, it refills what was taken, recycles sandboxes idle past `warmPoolIdleTTL`
-//! or found dead, and drains pools whose revision (or runtime) is no longer the one to serve.
-//! Refills start at most `REFILL_CONCURRENCY` sandboxes at once so that they cannot starve
-//! live requests. Only Stdin-mode agents are pooled: a Metadata-mode agent asks for its event
-//! as soon as it starts, before any request exists.
+//! This module holds the pools and decides what a reconcile pass does: [`plan`] is a pure
+//! function of what the pools hold, what the stored agents ask for and the time. It refills
+//! what was taken, recycles sandboxes idle past `warmPoolIdleTTL` or found dead, drains pools
+//! whose revision (or runtime) is no longer the one to serve, and holds refills back after a
+//! sandbox failed to start. The loop that reads the store and starts and removes sandboxes is
+//! in `warm_reconciler`. Only Stdin-mode agents are pooled: a Metadata-mode agent asks for
+//! its event as soon as it starts, before any request exists.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use clrk_api::{DeliveryMode, Resource};
-use clrk_sandbox::{Network, Runtime, RuntimeKind, Sandbox};
-use clrk_store::RevisionState;
+use clrk_sandbox::{Runtime, RuntimeKind, Sandbox};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::task::TaskTracker;
 
-use crate::dispatcher::{Dispatcher, sandbox_id};
-use crate::launch;
-use crate::revision::RevisionShape;
-use clrk_egress::SandboxIdentity;
-
 /// How often pools are checked even when nothing calls for it (dead sandboxes, new agents).
-const RECHECK: Duration = Duration::from_secs(2);
+pub(crate) const RECHECK: Duration = Duration::from_secs(2);
 /// Refill back-off after a sandbox failed to start: `min(MAX, 1 s · 2^failures)`.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// (namespace, name).
-type AgentKey = (String, String);
+pub(crate) type AgentKey = (String, String);
 
 /// What a pool serves: the revision, and the runtime and process limit of the agent's worker
 /// pool. A warm sandbox is only handed to an execution of the same generation.
@@ -51,6 +45,117 @@ impl Generation {
     }
 }
 
+/// What the stored agents ask of one pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DesiredPool {
+    pub(crate) generation: Generation,
+    pub(crate) size: usize,
+    pub(crate) idle_ttl: Duration,
+}
+
+/// One ready sandbox as a pass finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ObservedSandbox {
+    /// When it became ready.
+    pub(crate) since: Instant,
+    /// Its process is gone: it can serve nobody.
+    pub(crate) exited: bool,
+}
+
+/// One pool as a pass finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ObservedPool {
+    pub(crate) generation: Generation,
+    /// Its ready sandboxes, oldest first.
+    pub(crate) ready: Vec<ObservedSandbox>,
+    /// Refills in flight.
+    pub(crate) starting: usize,
+    /// Set after a failed start: no refill before then.
+    pub(crate) retry_at: Option<Instant>,
+}
+
+/// What to do to one wanted pool.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct PoolPlan {
+    /// Positions (in [`ObservedPool::ready`]) of the sandboxes to remove: idle past the TTL,
+    /// or exited.
+    pub(crate) discard: Vec<usize>,
+    /// Sandboxes to start.
+    pub(crate) start: usize,
+    /// Its back-off is over and is forgotten.
+    pub(crate) retry_over: bool,
+}
+
+/// What one pass does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Plan {
+    /// Pools removed with all their ready sandboxes: the agent no longer wants one, or wants
+    /// it for another generation (a new revision, another runtime). A wanted key is then
+    /// planned from an empty pool of the new generation.
+    pub(crate) drain: Vec<AgentKey>,
+    /// Every wanted pool.
+    pub(crate) pools: HashMap<AgentKey, PoolPlan>,
+    /// When the next pass is due at the latest.
+    pub(crate) next: Duration,
+}
+
+/// Decides one pass: given the pools as they are (`observed`), the pools the stored agents
+/// want (`desired`) and `now`, what to drain, discard and start, and when to look again.
+/// Idempotent: refills in flight count as present, so planning twice starts nothing twice.
+pub(crate) fn plan(
+    observed: &HashMap<AgentKey, ObservedPool>,
+    desired: &HashMap<AgentKey, DesiredPool>,
+    now: Instant,
+) -> Plan {
+    let mut drain: Vec<AgentKey> = observed
+        .iter()
+        .filter(|(key, pool)| {
+            desired
+                .get(*key)
+                .is_none_or(|want| want.generation != pool.generation)
+        })
+        .map(|(key, _)| key.clone())
+        .collect();
+    drain.sort();
+    let mut next = RECHECK;
+    let mut pools = HashMap::new();
+    for (key, want) in desired {
+        let current = observed
+            .get(key)
+            .filter(|pool| pool.generation == want.generation);
+        let mut step = PoolPlan::default();
+        let (ready, starting, retry_at) = match current {
+            Some(pool) => (pool.ready.as_slice(), pool.starting, pool.retry_at),
+            None => (&[][..], 0, None),
+        };
+        let mut kept = 0;
+        for (i, sandbox) in ready.iter().enumerate() {
+            let idle = now.saturating_duration_since(sandbox.since);
+            if idle >= want.idle_ttl || sandbox.exited {
+                step.discard.push(i);
+            } else {
+                next = next.min(want.idle_ttl - idle);
+                kept += 1;
+            }
+        }
+        match retry_at {
+            Some(at) if at > now => next = next.min(at - now),
+            _ => {
+                step.retry_over = retry_at.is_some();
+                step.start = want.size.saturating_sub(kept + starting);
+            }
+        }
+        pools.insert(key.clone(), step);
+    }
+    Plan { drain, pools, next }
+}
+
+/// How long refills of a pool wait after its `failures`-th consecutive failed start
+/// (0-based): `min(60 s, 1 s · 2^failures)`.
+pub(crate) fn backoff(failures: u32) -> Duration {
+    Duration::from_secs(1 << failures.min(6)).min(MAX_BACKOFF)
+}
+
 struct Ready {
     sandbox: Sandbox,
     since: Instant,
@@ -65,11 +170,33 @@ struct Pool {
     retry_at: Option<Instant>,
 }
 
+impl Pool {
+    fn new(generation: Generation) -> Pool {
+        Pool {
+            generation,
+            ready: VecDeque::new(),
+            starting: 0,
+            failures: 0,
+            retry_at: None,
+        }
+    }
+}
+
+/// How a refill ended, for [`WarmPools::refilled`].
+pub(crate) enum Refill {
+    Started(Box<Sandbox>),
+    Failed(String),
+    /// Not attempted: clrk is shutting down.
+    Skipped,
+}
+
 /// The warm sandboxes of every agent.
 pub(crate) struct WarmPools {
     pools: Mutex<HashMap<AgentKey, Pool>>,
-    wake: Notify,
-    refills: Semaphore,
+    pub(crate) wake: Notify,
+    /// Refills starting at once: at most one per core, so that they cannot starve live
+    /// requests.
+    pub(crate) refills: Semaphore,
     /// The loop, refills and removals: shutdown waits for all of them.
     pub(crate) tasks: TaskTracker,
 }
@@ -103,7 +230,7 @@ impl WarmPools {
             }
         };
         for sandbox in dead {
-            tracing::warn!(sandbox = %sandbox.id, agent = %key.1, "warm sandbox had exited, discarded");
+            tracing::warn!(sandbox = %sandbox.id, "warm sandbox had exited, discarded");
             self.tasks.spawn(remove(sandbox));
         }
         self.wake.notify_one();
@@ -122,221 +249,279 @@ impl WarmPools {
     pub(crate) fn reconcile_soon(&self) {
         self.wake.notify_one();
     }
-}
 
-/// What the stored agents ask for.
-#[derive(Clone)]
-struct Desired {
-    generation: Generation,
-    shape: RevisionShape,
-    runtime: Runtime,
-    size: usize,
-    idle_ttl: Duration,
-}
-
-impl Dispatcher {
-    /// Starts the loop that keeps warm pools filled; it drains them at shutdown.
-    pub fn start_warm_pools(&self) {
-        let dispatcher = self.clone();
-        self.inner.warm.tasks.spawn(async move {
-            loop {
-                let next = dispatcher.reconcile_warm_pools();
-                tokio::select! {
-                    _ = dispatcher.inner.warm.wake.notified() => {}
-                    _ = tokio::time::sleep(next) => {}
-                    _ = dispatcher.inner.shutdown.cancelled() => break,
-                }
-            }
-            dispatcher.drain_warm_pools();
-        });
-    }
-
-    /// One pass: drain, recycle and refill. Returns when the next pass is due at the latest.
-    fn reconcile_warm_pools(&self) -> Duration {
-        let desired = match self.desired_pools() {
-            Ok(desired) => desired,
-            Err(error) => {
-                tracing::warn!(%error, "cannot read the agents' warm pools");
-                return RECHECK;
-            }
-        };
-        let warm = &self.inner.warm;
-        let now = Instant::now();
-        let mut next = RECHECK;
+    /// Plans a pass against `desired` and carries out its bookkeeping at once, under one
+    /// lock: drained pools and discarded sandboxes leave the pools, refills count as
+    /// starting. Returns the plan, the sandboxes to remove and the refills to start.
+    pub(crate) fn reconcile(
+        &self,
+        desired: &HashMap<AgentKey, DesiredPool>,
+        now: Instant,
+    ) -> (Plan, Vec<Sandbox>) {
+        let mut pools = self.pools.lock().expect("warm pools");
+        let observed = pools
+            .iter_mut()
+            .map(|(key, pool)| {
+                let ready = pool
+                    .ready
+                    .iter_mut()
+                    .map(|r| ObservedSandbox {
+                        since: r.since,
+                        exited: r.sandbox.has_exited(),
+                    })
+                    .collect();
+                let observed = ObservedPool {
+                    generation: pool.generation.clone(),
+                    ready,
+                    starting: pool.starting,
+                    retry_at: pool.retry_at,
+                };
+                (key.clone(), observed)
+            })
+            .collect();
+        let plan = plan(&observed, desired, now);
         let mut discard = Vec::new();
-        let mut refills = Vec::new();
-        {
-            let mut pools = warm.pools.lock().expect("warm pools");
-            pools.retain(|key, pool| {
-                let keep = desired
-                    .get(key)
-                    .is_some_and(|d| d.generation == pool.generation);
-                if !keep {
-                    discard.extend(pool.ready.drain(..).map(|r| r.sandbox));
-                }
-                keep
-            });
-            for (key, want) in &desired {
-                let pool = pools.entry(key.clone()).or_insert_with(|| Pool {
-                    generation: want.generation.clone(),
-                    ready: VecDeque::new(),
-                    starting: 0,
-                    failures: 0,
-                    retry_at: None,
-                });
-                let mut kept = VecDeque::with_capacity(pool.ready.len());
-                for mut ready in pool.ready.drain(..) {
-                    let idle = now.duration_since(ready.since);
-                    if idle >= want.idle_ttl || ready.sandbox.has_exited() {
-                        discard.push(ready.sandbox);
-                    } else {
-                        next = next.min(want.idle_ttl - idle);
-                        kept.push_back(ready);
-                    }
-                }
-                pool.ready = kept;
-                if let Some(at) = pool.retry_at {
-                    if at > now {
-                        next = next.min(at - now);
-                        continue;
-                    }
-                    pool.retry_at = None;
-                }
-                let missing = want.size.saturating_sub(pool.ready.len() + pool.starting);
-                pool.starting += missing;
-                refills.extend(std::iter::repeat_n((key.clone(), want.clone()), missing));
+        for key in &plan.drain {
+            if let Some(mut pool) = pools.remove(key) {
+                discard.extend(pool.ready.drain(..).map(|r| r.sandbox));
             }
         }
-        for sandbox in discard {
-            warm.tasks.spawn(remove(sandbox));
-        }
-        for (key, want) in refills {
-            warm.tasks.spawn(self.clone().refill(key, want));
-        }
-        next
-    }
-
-    /// Starts one sandbox for a pool and adds it if the pool still wants it.
-    async fn refill(self, key: AgentKey, want: Desired) {
-        let warm = &self.inner.warm;
-        let started = match warm.refills.acquire().await {
-            Ok(_permit) if !self.inner.shutdown.is_cancelled() => Some(
-                launch::start_sandbox(
-                    &self.inner.images,
-                    &want.runtime,
-                    want.generation.pids_limit,
-                    &want.shape,
-                    sandbox_id(&format!("warm-{}", key.1)),
-                    &self.inner.config.masked_paths,
-                    Network::None,
-                    self.egress_launch(SandboxIdentity::new(
-                        "TaskAgent",
-                        &key.0,
-                        &key.1,
-                        &want.generation.revision,
-                        launch::gateways(&want.shape),
-                        None,
-                    )),
-                )
-                .await,
-            ),
-            _ => None,
-        };
-        let leftover = {
-            let mut pools = warm.pools.lock().expect("warm pools");
+        for (key, step) in &plan.pools {
             let pool = pools
-                .get_mut(&key)
-                .filter(|p| p.generation == want.generation);
-            match (pool, started) {
-                (Some(pool), Some(Ok(sandbox))) if !self.inner.shutdown.is_cancelled() => {
-                    pool.starting -= 1;
-                    pool.failures = 0;
-                    pool.ready.push_back(Ready {
-                        sandbox,
-                        since: Instant::now(),
-                    });
-                    None
-                }
-                (Some(pool), Some(Err(reason))) => {
-                    pool.starting -= 1;
-                    let backoff = Duration::from_secs(1 << pool.failures.min(6)).min(MAX_BACKOFF);
-                    pool.failures += 1;
-                    pool.retry_at = Some(Instant::now() + backoff);
-                    tracing::warn!(agent = %key.1, namespace = %key.0, %reason,
-                        retry_in_s = backoff.as_secs(), "a warm sandbox did not start");
-                    None
-                }
-                (pool, started) => {
-                    if let Some(pool) = pool {
-                        pool.starting -= 1;
-                    }
-                    started.and_then(Result::ok)
+                .entry(key.clone())
+                .or_insert_with(|| Pool::new(desired[key].generation.clone()));
+            let mut kept = VecDeque::with_capacity(pool.ready.len());
+            for (position, ready) in pool.ready.drain(..).enumerate() {
+                if step.discard.contains(&position) {
+                    discard.push(ready.sandbox);
+                } else {
+                    kept.push_back(ready);
                 }
             }
+            pool.ready = kept;
+            if step.retry_over {
+                pool.retry_at = None;
+            }
+            pool.starting += step.start;
+        }
+        (plan, discard)
+    }
+
+    /// Records how a refill for `key`'s pool of `generation` ended. Returns a started sandbox
+    /// the pool no longer wants (drained meanwhile, or clrk is shutting down), to be removed.
+    pub(crate) fn refilled(
+        &self,
+        key: &AgentKey,
+        generation: &Generation,
+        refill: Refill,
+        shutting_down: bool,
+    ) -> Option<Sandbox> {
+        let mut pools = self.pools.lock().expect("warm pools");
+        let pool = pools.get_mut(key).filter(|p| &p.generation == generation);
+        let Some(pool) = pool else {
+            return match refill {
+                Refill::Started(sandbox) => Some(*sandbox),
+                _ => None,
+            };
         };
-        if let Some(sandbox) = leftover {
-            remove(sandbox).await;
+        pool.starting -= 1;
+        match refill {
+            Refill::Started(sandbox) if !shutting_down => {
+                pool.failures = 0;
+                pool.ready.push_back(Ready {
+                    sandbox: *sandbox,
+                    since: Instant::now(),
+                });
+                None
+            }
+            Refill::Started(sandbox) => Some(*sandbox),
+            Refill::Failed(reason) => {
+                let wait = backoff(pool.failures);
+                pool.failures += 1;
+                pool.retry_at = Some(Instant::now() + wait);
+                tracing::warn!(agent = %key.1, namespace = %key.0, %reason,
+                    retry_in_s = wait.as_secs(), "a warm sandbox did not start");
+                None
+            }
+            Refill::Skipped => None,
         }
-        warm.wake.notify_one();
     }
 
-    /// Every TaskAgent that wants a pool, with its latest revision if that one is ready.
-    fn desired_pools(&self) -> Result<HashMap<AgentKey, Desired>, String> {
-        let mut desired = HashMap::new();
-        let agents = self
-            .inner
-            .store
-            .list_agents(None)
-            .map_err(|e| e.to_string())?;
-        for agent in agents {
-            let Ok(Resource::TaskAgent(task)) = Resource::from_stored(&agent.spec) else {
-                continue;
-            };
-            let spec = &task.spec;
-            let Some(revision) = agent.latest_revision else {
-                continue;
-            };
-            if spec.warm_pool_size == 0
-                || spec.delivery.mode != DeliveryMode::Stdin
-                || revision.state != RevisionState::Ready
-            {
-                continue;
-            }
-            let (Ok(shape), Ok((runtime, pool))) = (
-                RevisionShape::from_revision(&revision),
-                self.pool_for(&agent.namespace, &agent.name, &spec.worker_pool_ref),
-            ) else {
-                continue;
-            };
-            desired.insert(
-                (agent.namespace.clone(), agent.name.clone()),
-                Desired {
-                    generation: Generation::of(&revision.name, &runtime, pool.pids_limit()),
-                    shape,
-                    runtime,
-                    size: spec.warm_pool_size as usize,
-                    idle_ttl: spec.warm_pool_idle_ttl.0,
-                },
-            );
-        }
-        Ok(desired)
-    }
-
-    /// Removes every ready sandbox (at shutdown).
-    fn drain_warm_pools(&self) {
-        let warm = &self.inner.warm;
-        let mut pools = warm.pools.lock().expect("warm pools");
-        for (_, mut pool) in pools.drain() {
-            for ready in pool.ready.drain(..) {
-                warm.tasks.spawn(remove(ready.sandbox));
-            }
-        }
+    /// Removes every pool; returns their ready sandboxes (at shutdown).
+    pub(crate) fn drain_all(&self) -> Vec<Sandbox> {
+        let mut pools = self.pools.lock().expect("warm pools");
+        pools
+            .drain()
+            .flat_map(|(_, pool)| pool.ready.into_iter().map(|r| r.sandbox))
+            .collect()
     }
 }
 
 /// A warm sandbox is blocked on stdin with nothing to lose: it is deleted outright.
-async fn remove(mut sandbox: Sandbox) {
+pub(crate) async fn remove(mut sandbox: Sandbox) {
     if let Err(error) = sandbox.remove().await {
         tracing::warn!(%error, sandbox = %sandbox.id, "could not delete a warm sandbox");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TTL: Duration = Duration::from_secs(300);
+
+    fn key(name: &str) -> AgentKey {
+        ("default".to_string(), name.to_string())
+    }
+
+    fn generation(revision: &str) -> Generation {
+        Generation {
+            revision: revision.to_string(),
+            runtime: RuntimeKind::Runsc,
+            pids_limit: 0,
+        }
+    }
+
+    fn want(revision: &str, size: usize) -> DesiredPool {
+        DesiredPool {
+            generation: generation(revision),
+            size,
+            idle_ttl: TTL,
+        }
+    }
+
+    fn pool(revision: &str, ready: &[ObservedSandbox], starting: usize) -> ObservedPool {
+        ObservedPool {
+            generation: generation(revision),
+            ready: ready.to_vec(),
+            starting,
+            retry_at: None,
+        }
+    }
+
+    fn fresh(since: Instant) -> ObservedSandbox {
+        ObservedSandbox {
+            since,
+            exited: false,
+        }
+    }
+
+    #[test]
+    fn a_new_pool_starts_its_whole_size() {
+        let now = Instant::now();
+        let desired = HashMap::from([(key("a"), want("a-1", 3))]);
+        let plan = plan(&HashMap::new(), &desired, now);
+        assert!(plan.drain.is_empty());
+        assert_eq!(plan.pools[&key("a")].start, 3);
+        assert_eq!(plan.next, RECHECK);
+    }
+
+    #[test]
+    fn refills_in_flight_count_so_planning_twice_starts_nothing_twice() {
+        let now = Instant::now();
+        let desired = HashMap::from([(key("a"), want("a-1", 3))]);
+        let observed = HashMap::from([(key("a"), pool("a-1", &[fresh(now)], 2))]);
+        let plan = plan(&observed, &desired, now);
+        assert_eq!(plan.pools[&key("a")], PoolPlan::default());
+    }
+
+    #[test]
+    fn scaling_up_starts_the_difference() {
+        let now = Instant::now();
+        let desired = HashMap::from([(key("a"), want("a-1", 5))]);
+        let observed = HashMap::from([(key("a"), pool("a-1", &[fresh(now), fresh(now)], 1))]);
+        assert_eq!(plan(&observed, &desired, now).pools[&key("a")].start, 2);
+    }
+
+    #[test]
+    fn scaling_down_starts_nothing_and_keeps_what_is_ready_until_idle() {
+        let now = Instant::now();
+        let desired = HashMap::from([(key("a"), want("a-1", 1))]);
+        let observed = HashMap::from([(key("a"), pool("a-1", &[fresh(now), fresh(now)], 0))]);
+        let plan = plan(&observed, &desired, now);
+        assert_eq!(plan.pools[&key("a")], PoolPlan::default());
+        assert!(plan.drain.is_empty());
+    }
+
+    #[test]
+    fn a_pool_no_longer_wanted_is_drained() {
+        let now = Instant::now();
+        let observed = HashMap::from([(key("a"), pool("a-1", &[fresh(now)], 0))]);
+        let plan = plan(&observed, &HashMap::new(), now);
+        assert_eq!(plan.drain, vec![key("a")]);
+        assert!(plan.pools.is_empty());
+    }
+
+    #[test]
+    fn a_new_revision_drains_the_old_sandboxes_and_fills_from_empty() {
+        let now = Instant::now();
+        let desired = HashMap::from([(key("a"), want("a-2", 2))]);
+        let observed = HashMap::from([(key("a"), pool("a-1", &[fresh(now), fresh(now)], 1))]);
+        let plan = plan(&observed, &desired, now);
+        assert_eq!(plan.drain, vec![key("a")]);
+        let step = &plan.pools[&key("a")];
+        assert!(
+            step.discard.is_empty(),
+            "drained sandboxes are not discarded twice"
+        );
+        assert_eq!(
+            step.start, 2,
+            "old refills in flight do not count for the new revision"
+        );
+    }
+
+    #[test]
+    fn another_runtime_is_another_generation() {
+        let now = Instant::now();
+        let mut runc = want("a-1", 1);
+        runc.generation.runtime = RuntimeKind::Runc;
+        let desired = HashMap::from([(key("a"), runc)]);
+        let observed = HashMap::from([(key("a"), pool("a-1", &[fresh(now)], 0))]);
+        let plan = plan(&observed, &desired, now);
+        assert_eq!(plan.drain, vec![key("a")]);
+        assert_eq!(plan.pools[&key("a")].start, 1);
+    }
+
+    #[test]
+    fn idle_and_exited_sandboxes_are_replaced_and_the_next_pass_comes_at_the_next_expiry() {
+        let now = Instant::now() + TTL + Duration::from_secs(10);
+        let idle = fresh(now - TTL);
+        let dead = ObservedSandbox {
+            since: now,
+            exited: true,
+        };
+        let young = fresh(now - Duration::from_millis(TTL.as_millis() as u64 - 500));
+        let desired = HashMap::from([(key("a"), want("a-1", 3))]);
+        let observed = HashMap::from([(key("a"), pool("a-1", &[idle, dead, young], 0))]);
+        let plan = plan(&observed, &desired, now);
+        let step = &plan.pools[&key("a")];
+        assert_eq!(step.discard, vec![0, 1]);
+        assert_eq!(step.start, 2);
+        assert_eq!(plan.next, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn failures_hold_refills_back_until_the_backoff_is_over() {
+        let now = Instant::now();
+        let desired = HashMap::from([(key("a"), want("a-1", 2))]);
+        let mut backing_off = pool("a-1", &[], 0);
+        backing_off.retry_at = Some(now + Duration::from_millis(700));
+        let observed = HashMap::from([(key("a"), backing_off)]);
+
+        let waiting = plan(&observed, &desired, now);
+        assert_eq!(waiting.pools[&key("a")], PoolPlan::default());
+        assert_eq!(waiting.next, Duration::from_millis(700));
+
+        let later = plan(&observed, &desired, now + Duration::from_millis(700));
+        let step = &later.pools[&key("a")];
+        assert_eq!(step.start, 2);
+        assert!(step.retry_over);
+    }
+
+    #[test]
+    fn backoff_doubles_from_one_second_up_to_a_minute() {
+        let secs: Vec<u64> = (0..9).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
     }
 }

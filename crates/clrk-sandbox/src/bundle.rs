@@ -5,12 +5,11 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::{RuntimeKind, SandboxError, SandboxSpec, seccomp};
+use crate::runtime_cli::RuntimeKind;
+use crate::{SandboxError, SandboxSpec, seccomp};
 
 /// Empty file in the bundle, bind-mounted read-only over masked files.
 const EMPTY_FILE: &str = "empty";
-/// File the runtime writes the container's pid to once the process has started.
-pub(crate) const PID_FILE: &str = "pid";
 /// CFS period; the quota is scaled against it.
 const CPU_PERIOD_US: u64 = 100_000;
 /// The kernel refuses CFS quotas below 1 ms.

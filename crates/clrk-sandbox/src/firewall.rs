@@ -15,8 +15,8 @@
 //! dropped on the forward hook.
 
 use crate::SandboxError;
+use crate::addresses::{METADATA_PORT, METADATA_V4, METADATA_V6, SandboxAddresses, VETH_PREFIX};
 use crate::host_tool::{self, NFT};
-use crate::network::{METADATA_PORT, METADATA_V4, METADATA_V6, SandboxAddresses, VETH_PREFIX};
 
 /// The table, in the `inet` family so one set of chains covers IPv4 and IPv6.
 pub(crate) const TABLE: &str = "inet clrk";

@@ -17,9 +17,9 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::SandboxError;
-use crate::cli::{RuntimeCli, SIGKILL};
 use crate::host_tool::blocking;
 use crate::network::{LeftoverNetwork, NetworkScope};
+use crate::runtime_cli::{RuntimeCli, SIGKILL};
 
 /// Sandboxes removed at the same time: each removal mostly waits on the runtime or the
 /// kernel, so a few more than the cores keep the host busy without starving new sandboxes.

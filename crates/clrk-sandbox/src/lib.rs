@@ -10,8 +10,8 @@
 //! must not let a sandbox reach anything but clrk's own listeners on its veth's host end,
 //! and must not leave a container, bundle or network anywhere `Runtime::leftovers` cannot find it.
 
+mod addresses;
 mod bundle;
-mod cli;
 mod error;
 mod firewall;
 mod host_masks;
@@ -21,16 +21,18 @@ mod metadata_socket;
 mod mount_ns;
 mod network;
 mod runtime;
+mod runtime_cli;
 mod sandbox;
 mod seccomp;
 mod spec;
 
+pub use addresses::{METADATA_V4, METADATA_V6, SandboxAddresses};
 pub use error::SandboxError;
 pub use firewall::EgressPorts;
 pub use host_masks::{INSTANCES_DIR, InstanceRecord};
 pub use leftovers::Leftovers;
 pub use metadata_socket::bind_metadata_pair;
-pub use network::{METADATA_V4, METADATA_V6, SandboxAddresses};
-pub use runtime::{Runtime, RuntimeConfig, RuntimeKind};
+pub use runtime::{Runtime, RuntimeConfig};
+pub use runtime_cli::RuntimeKind;
 pub use sandbox::Sandbox;
 pub use spec::{Network, SandboxFile, SandboxSpec};

@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::network::{METADATA_V4, METADATA_V6};
+use crate::addresses::{METADATA_V4, METADATA_V6};
 
 /// Attempts at finding a port free on both addresses.
 const ATTEMPTS: usize = 16;

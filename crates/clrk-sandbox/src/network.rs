@@ -16,24 +16,17 @@
 //! removes them from the kernel, so a namespace is never reused.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
 use crate::SandboxError;
+use crate::addresses::{METADATA_V4, METADATA_V6, SandboxAddresses, VETH_PREFIX};
 use crate::firewall;
 use crate::firewall::EgressPorts;
 use crate::host_tool::{self, IP};
 
-/// The metadata service's IPv4 address, on the host end of every sandbox's veth.
-pub const METADATA_V4: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
-/// The metadata service's IPv6 address, on the host end of every sandbox's veth.
-pub const METADATA_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
-/// The port `CLRK_METADATA_URL` implies; redirected per sandbox to its clrk's service.
-pub const METADATA_PORT: u16 = 80;
-/// Name prefix of every host veth end clrk creates; the firewall matches on it.
-pub(crate) const VETH_PREFIX: &str = "clrk";
 /// Where `ip netns` keeps named namespaces.
 const NETNS_DIR: &str = "/var/run/netns";
 /// Where the kernel lists the host namespace's interfaces.
@@ -46,34 +39,6 @@ const FIRST_THIRD_OCTET: u32 = 64;
 const HOSTS_PER_OCTET: u32 = 254;
 /// How many sandboxes can have a network at the same time on one host.
 pub(crate) const SLOTS: u32 = 64 * HOSTS_PER_OCTET;
-
-/// A sandbox's own addresses, the source of everything it sends; the firewall drops packets
-/// from its veth with any other source, so these identify the sandbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SandboxAddresses {
-    /// Its IPv4 address, in `169.254.64.0/18`.
-    pub v4: Ipv4Addr,
-    /// Its IPv6 address: the IPv4 address embedded in `fd00:ec2::/96`.
-    pub v6: Ipv6Addr,
-}
-
-impl SandboxAddresses {
-    /// Whether `ip` (a connection's peer address) is this sandbox; an IPv4-mapped IPv6 address,
-    /// as a dual-stack listener reports IPv4 peers, counts as its IPv4 address.
-    ///
-    /// ```
-    /// # use clrk_sandbox::SandboxAddresses;
-    /// let a = SandboxAddresses { v4: "169.254.64.1".parse().unwrap(), v6: "fd00:ec2::a9fe:4001".parse().unwrap() };
-    /// assert!(a.contains("::ffff:169.254.64.1".parse().unwrap()));
-    /// assert!(!a.contains("169.254.64.2".parse().unwrap()));
-    /// ```
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match ip {
-            IpAddr::V4(v4) => v4 == self.v4,
-            IpAddr::V6(v6) => v6 == self.v6 || v6.to_ipv4_mapped() == Some(self.v4),
-        }
-    }
-}
 
 /// The addresses of slot `slot`.
 fn slot_addresses(slot: u32) -> SandboxAddresses {
@@ -380,6 +345,8 @@ fn dir_names(dir: &Path) -> Result<Vec<String>, SandboxError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::addresses::METADATA_PORT;
+    use std::net::IpAddr;
 
     #[test]
     fn slots_map_to_distinct_link_local_addresses_clear_of_the_metadata_address() {

@@ -9,11 +9,11 @@ use tokio::io::AsyncReadExt;
 use tokio::process::Child;
 use tokio::sync::OnceCell;
 
-use crate::cli::RuntimeCli;
 use crate::firewall::EgressPorts;
 use crate::host_tool::blocking;
 use crate::leftovers::Leftovers;
 use crate::network::{NetworkScope, SandboxNetwork};
+use crate::runtime_cli::{PID_FILE, RuntimeCli, RuntimeKind};
 use crate::spec::validate_id;
 use crate::{Network, Sandbox, SandboxError, SandboxSpec, bundle, firewall};
 
@@ -23,30 +23,6 @@ const START_DEADLINE: Duration = Duration::from_secs(60);
 const START_POLL: Duration = Duration::from_millis(10);
 /// How long to read a failed runtime's stderr for its error message.
 const STDERR_DEADLINE: Duration = Duration::from_secs(2);
-
-/// Which OCI runtime runs the sandboxes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub enum RuntimeKind {
-    /// gVisor: a user-space kernel between the agent and the host.
-    #[default]
-    Runsc,
-    /// Plain Linux namespaces and cgroups; needs a real rootfs (no `host:`).
-    Runc,
-}
-
-impl RuntimeKind {
-    /// The binary looked up in `PATH` when none is configured.
-    ///
-    /// ```
-    /// assert_eq!(clrk_sandbox::RuntimeKind::Runsc.default_binary(), "runsc");
-    /// ```
-    pub fn default_binary(self) -> &'static str {
-        match self {
-            RuntimeKind::Runsc => "runsc",
-            RuntimeKind::Runc => "runc",
-        }
-    }
-}
 
 /// Where and with what a [`Runtime`] runs sandboxes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +56,7 @@ impl RuntimeConfig {
             kind,
             binary: kind.default_binary().into(),
             state_dir: state_dir.into(),
-            metadata_port: crate::network::METADATA_PORT,
+            metadata_port: crate::addresses::METADATA_PORT,
             egress_ports: None,
         }
     }
@@ -133,7 +109,7 @@ impl Runtime {
     /// ```
     pub async fn spawn(&self, spec: &SandboxSpec) -> Result<Sandbox, SandboxError> {
         validate_id(&spec.id)?;
-        if spec.host_rootfs && self.cli.kind == crate::RuntimeKind::Runc {
+        if spec.host_rootfs && self.cli.kind == RuntimeKind::Runc {
             return Err(SandboxError::HostRootfsNeedsRunsc {
                 id: spec.id.clone(),
             });
@@ -230,7 +206,7 @@ impl Runtime {
         bundle: &Path,
         child: &mut Child,
     ) -> Result<Option<i32>, SandboxError> {
-        let pid_file = bundle.join(bundle::PID_FILE);
+        let pid_file = bundle.join(PID_FILE);
         let deadline = Instant::now() + START_DEADLINE;
         loop {
             // Exit first, then the pid file: a runtime that exited after starting the

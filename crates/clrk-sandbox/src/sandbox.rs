@@ -8,9 +8,10 @@ use std::time::Duration;
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
 
 use crate::SandboxError;
-use crate::cli::{RuntimeCli, SIGKILL, SIGTERM};
+use crate::addresses::SandboxAddresses;
 use crate::host_tool::blocking;
-use crate::network::{SandboxAddresses, SandboxNetwork};
+use crate::network::SandboxNetwork;
+use crate::runtime_cli::{RuntimeCli, SIGKILL, SIGTERM};
 
 /// Once the container is deleted its runtime process exits at once; past this it is stuck.
 const REAP_DEADLINE: Duration = Duration::from_secs(30);

@@ -1,11 +1,14 @@
 //! Cron (SPECIFICATION §8): fires every scheduled TaskAgent through the dispatcher, as an execution
 //! with trigger and subject `cron` and `.data` = `spec.scheduleInput`.
 //!
-//! One loop owns the schedule table. Each pass reconciles it with the stored agents (a new
-//! or changed schedule takes effect at once, a removed one stops), fires what is due, and
-//! sleeps until the next tick or a trigger. Each fire runs in its own task, so a slow start
-//! never delays another agent's tick. Ticks missed while the server was down are not
-//! replayed: at start every schedule counts from now.
+//! One loop owns the schedule table. Each pass reads the stored agents' schedules, lets
+//! [`plan`] decide against the table and the time (a new or changed schedule takes effect at
+//! once, a removed one stops, due ticks fire), carries the plan out, and sleeps until the
+//! next tick or a trigger. Each fire runs in its own task, so a slow start never delays
+//! another agent's tick. Ticks missed while the server was down are not replayed: at start
+//! every schedule counts from now.
+
+mod plan;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,22 +16,19 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use clrk_api::{ConcurrencyPolicy, Resource, Schedule};
+use clrk_api::{ConcurrencyPolicy, Resource};
 use clrk_dispatch::envelope::RequestData;
 use clrk_dispatch::{Dispatcher, ExecEvent, Invocation, STOP_GRACE};
 use clrk_store::{ScheduleTimes, Store, StoreError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use plan::{Entry, Key, Plan, Step, Wanted, plan};
+
 /// The trigger (and envelope `subject`) of every cron-fired execution.
 pub const CRON_TRIGGER: &str = "cron";
-/// The table is reconciled at least this often, even without a trigger.
-const RESYNC: Duration = Duration::from_secs(30);
 /// How long a `Replace` tick waits for the stopped run to be gone.
 const REPLACE_WAIT: Duration = Duration::from_secs(15);
-
-/// `(namespace, name)` of an agent.
-type Key = (String, String);
 
 /// The cron scheduler. Cloning shares the same scheduler.
 #[derive(Clone)]
@@ -41,16 +41,6 @@ struct Inner {
     dispatcher: Dispatcher,
     wake: Notify,
     shutdown: CancellationToken,
-}
-
-/// One scheduled agent as of the last reconcile.
-struct Entry {
-    expression: String,
-    time_zone: String,
-    schedule: Schedule,
-    policy: ConcurrencyPolicy,
-    input: serde_json::Value,
-    times: ScheduleTimes,
 }
 
 impl Cron {
@@ -81,18 +71,22 @@ impl Cron {
     async fn run(self) {
         let mut table: HashMap<Key, Entry> = HashMap::new();
         loop {
-            if let Err(error) = self.reconcile(&mut table) {
-                tracing::error!(%error, "cron reconcile failed; retrying");
-            }
-            self.fire_due(&mut table, Utc::now());
-            let now = Utc::now();
-            let sleep = table
-                .values()
-                .filter_map(|e| e.times.next_schedule_time)
-                .min()
-                .map(|next| (next - now).to_std().unwrap_or(Duration::ZERO))
-                .unwrap_or(RESYNC)
-                .min(RESYNC);
+            let desired = match self.desired() {
+                Ok(desired) => Some(desired),
+                Err(error) => {
+                    tracing::error!(%error, "cron reconcile failed; retrying");
+                    None
+                }
+            };
+            let dispatcher = &self.inner.dispatcher;
+            let plan = plan(
+                &table,
+                desired.as_ref(),
+                |key| dispatcher.active(&key.0, &key.1),
+                Utc::now(),
+            );
+            let sleep = plan.sleep;
+            self.carry_out(&mut table, plan);
             tokio::select! {
                 _ = tokio::time::sleep(sleep) => {}
                 _ = self.inner.wake.notified() => {}
@@ -101,102 +95,97 @@ impl Cron {
         }
     }
 
-    /// Makes the table hold exactly the stored TaskAgents that have a schedule.
-    fn reconcile(&self, table: &mut HashMap<Key, Entry>) -> Result<(), StoreError> {
-        let store = &self.inner.store;
+    /// The stored TaskAgents that have a schedule.
+    fn desired(&self) -> Result<HashMap<Key, Wanted>, StoreError> {
         let mut desired = HashMap::new();
-        for agent in store.list_agents(None)? {
+        for agent in self.inner.store.list_agents(None)? {
             if agent.kind != "TaskAgent" {
                 continue;
             }
             let Ok(Resource::TaskAgent(task)) = Resource::from_stored(&agent.spec) else {
                 continue;
             };
-            let Some(expression) = task.spec.schedule.clone() else {
+            let Some(expression) = task.spec.schedule else {
                 continue;
             };
-            desired.insert((agent.namespace, agent.name), (expression, task.spec));
-        }
-        for (key, entry) in table.iter() {
-            if !desired.contains_key(key) {
-                tracing::info!(namespace = %key.0, agent = %key.1, "schedule removed");
-                let times = ScheduleTimes {
-                    next_schedule_time: None,
-                    ..entry.times
-                };
-                self.save(key, &times);
-            }
-        }
-        table.retain(|key, _| desired.contains_key(key));
-        let now = Utc::now();
-        for (key, (expression, spec)) in desired {
-            if let Some(entry) = table.get_mut(&key)
-                && entry.expression == expression
-                && entry.time_zone == spec.time_zone
-            {
-                entry.policy = spec.concurrency_policy;
-                entry.input = spec.schedule_input;
-                continue;
-            }
-            let schedule = match Schedule::parse(&expression, &spec.time_zone) {
-                Ok(schedule) => schedule,
-                Err(error) => {
-                    // Validation refuses these at apply; a stored one means an older clrk.
-                    tracing::error!(%error, namespace = %key.0, agent = %key.1, "unusable schedule");
-                    continue;
-                }
+            let wanted = Wanted {
+                expression,
+                time_zone: task.spec.time_zone,
+                policy: task.spec.concurrency_policy,
+                input: task.spec.schedule_input,
             };
-            let times = ScheduleTimes {
-                last_schedule_time: store.schedule_times(&key.0, &key.1)?.last_schedule_time,
-                next_schedule_time: schedule.next_after(now),
-            };
-            self.save(&key, &times);
-            tracing::info!(namespace = %key.0, agent = %key.1, schedule = %expression,
-                time_zone = %spec.time_zone, next = ?times.next_schedule_time, "schedule set");
-            table.insert(
-                key,
-                Entry {
-                    expression,
-                    time_zone: spec.time_zone,
-                    schedule,
-                    policy: spec.concurrency_policy,
-                    input: spec.schedule_input,
-                    times,
-                },
-            );
+            desired.insert((agent.namespace, agent.name), wanted);
         }
-        Ok(())
+        Ok(desired)
     }
 
-    /// Fires every entry whose tick is due, once, however many ticks it is behind.
-    fn fire_due(&self, table: &mut HashMap<Key, Entry>, now: DateTime<Utc>) {
-        for (key, entry) in table.iter_mut() {
-            let Some(tick) = entry.times.next_schedule_time.filter(|t| *t <= now) else {
-                continue;
-            };
-            let next = entry
-                .schedule
-                .next_after(tick)
-                .filter(|next| *next > now)
-                .or_else(|| entry.schedule.next_after(now));
-            entry.times.next_schedule_time = next;
-            let dispatcher = &self.inner.dispatcher;
-            let active = dispatcher.active(&key.0, &key.1);
-            if entry.policy == ConcurrencyPolicy::Forbid && active > 0 {
-                tracing::info!(namespace = %key.0, agent = %key.1, %tick, active,
-                    "cron tick skipped: concurrencyPolicy Forbid and a run is in flight");
-                self.save(key, &entry.times);
-                continue;
+    /// Does what `plan` decided: keeps the table, records the times and starts the fires.
+    fn carry_out(&self, table: &mut HashMap<Key, Entry>, plan: Plan) {
+        for step in plan.steps {
+            match step {
+                Step::Remove(key) => {
+                    tracing::info!(namespace = %key.0, agent = %key.1, "schedule removed");
+                    if let Some(entry) = table.remove(&key) {
+                        let times = ScheduleTimes {
+                            next_schedule_time: None,
+                            ..entry.times
+                        };
+                        self.save(&key, &times);
+                    }
+                }
+                Step::Set(key, mut entry) => {
+                    match self.inner.store.schedule_times(&key.0, &key.1) {
+                        Ok(stored) => entry.times.last_schedule_time = stored.last_schedule_time,
+                        Err(error) => {
+                            // Not in the table: the next pass sets it again.
+                            tracing::error!(%error, "cron reconcile failed; retrying");
+                            continue;
+                        }
+                    }
+                    self.save(&key, &entry.times);
+                    tracing::info!(namespace = %key.0, agent = %key.1, schedule = %entry.expression,
+                        time_zone = %entry.time_zone, next = ?entry.times.next_schedule_time, "schedule set");
+                    table.insert(key, entry);
+                }
+                Step::Update { key, policy, input } => {
+                    if let Some(entry) = table.get_mut(&key) {
+                        entry.policy = policy;
+                        entry.input = input;
+                    }
+                }
+                Step::Unusable { key, error } => {
+                    tracing::error!(%error, namespace = %key.0, agent = %key.1, "unusable schedule");
+                }
+                Step::Skip {
+                    key,
+                    tick,
+                    next,
+                    active,
+                } => {
+                    let Some(entry) = table.get_mut(&key) else {
+                        continue;
+                    };
+                    entry.times.next_schedule_time = next;
+                    tracing::info!(namespace = %key.0, agent = %key.1, %tick, active,
+                        "cron tick skipped: concurrencyPolicy Forbid and a run is in flight");
+                    self.save(&key, &entry.times);
+                }
+                Step::Fire { key, tick, next } => {
+                    let Some(entry) = table.get_mut(&key) else {
+                        continue;
+                    };
+                    entry.times.next_schedule_time = next;
+                    entry.times.last_schedule_time = Some(tick);
+                    self.save(&key, &entry.times);
+                    tokio::spawn(fire(
+                        self.inner.dispatcher.clone(),
+                        key,
+                        entry.policy,
+                        entry.input.clone(),
+                        tick,
+                    ));
+                }
             }
-            entry.times.last_schedule_time = Some(tick);
-            self.save(key, &entry.times);
-            tokio::spawn(fire(
-                dispatcher.clone(),
-                key.clone(),
-                entry.policy,
-                entry.input.clone(),
-                tick,
-            ));
         }
     }
 

@@ -1,10 +1,39 @@
-//! The runtime's command line: one place that knows the flags of `runsc` and `runc`.
+//! The runtime's command line: which OCI runtime runs sandboxes, and the one place that knows
+//! the flags of `runsc` and `runc`.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use crate::{Network, RuntimeKind, SandboxError};
+use crate::{Network, SandboxError};
+
+/// File in the bundle the runtime writes the container's pid to once the process has started
+/// (its `--pid-file`).
+pub(crate) const PID_FILE: &str = "pid";
+
+/// Which OCI runtime runs the sandboxes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum RuntimeKind {
+    /// gVisor: a user-space kernel between the agent and the host.
+    #[default]
+    Runsc,
+    /// Plain Linux namespaces and cgroups; needs a real rootfs (no `host:`).
+    Runc,
+}
+
+impl RuntimeKind {
+    /// The binary looked up in `PATH` when none is configured.
+    ///
+    /// ```
+    /// assert_eq!(clrk_sandbox::RuntimeKind::Runsc.default_binary(), "runsc");
+    /// ```
+    pub fn default_binary(self) -> &'static str {
+        match self {
+            RuntimeKind::Runsc => "runsc",
+            RuntimeKind::Runc => "runc",
+        }
+    }
+}
 
 /// Signal numbers as both runtimes accept them on `kill`.
 pub(crate) const SIGTERM: &str = "15";
@@ -60,7 +89,7 @@ impl RuntimeCli {
             .arg("--bundle")
             .arg(bundle)
             .arg("--pid-file")
-            .arg(bundle.join(crate::bundle::PID_FILE))
+            .arg(bundle.join(PID_FILE))
             .arg(id);
         tokio::process::Command::from(cmd)
     }

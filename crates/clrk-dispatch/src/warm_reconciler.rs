@@ -1,0 +1,154 @@
+//! The loop that keeps warm pools at their size: each pass reads what the stored agents ask
+//! for, lets [`WarmPools::reconcile`] plan it against what the pools hold, and carries the
+//! plan out (removes what it discards, starts its refills). It drains every pool at shutdown.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use clrk_api::{DeliveryMode, Resource};
+use clrk_egress::SandboxIdentity;
+use clrk_sandbox::{Network, Runtime};
+use clrk_store::RevisionState;
+
+use crate::dispatcher::Dispatcher;
+use crate::launch::{self, sandbox_id};
+use crate::revision::RevisionShape;
+use crate::warm_pool::{AgentKey, DesiredPool, Generation, RECHECK, Refill, remove};
+
+/// What a pool needs to start one of its sandboxes, besides what the plan compares.
+#[derive(Clone)]
+struct Desired {
+    pool: DesiredPool,
+    shape: RevisionShape,
+    runtime: Runtime,
+}
+
+impl Dispatcher {
+    /// Starts the loop that keeps warm pools filled; it drains them at shutdown.
+    pub fn start_warm_pools(&self) {
+        let dispatcher = self.clone();
+        self.inner.warm.tasks.spawn(async move {
+            loop {
+                let next = dispatcher.reconcile_warm_pools();
+                tokio::select! {
+                    _ = dispatcher.inner.warm.wake.notified() => {}
+                    _ = tokio::time::sleep(next) => {}
+                    _ = dispatcher.inner.shutdown.cancelled() => break,
+                }
+            }
+            let warm = &dispatcher.inner.warm;
+            for sandbox in warm.drain_all() {
+                warm.tasks.spawn(remove(sandbox));
+            }
+        });
+    }
+
+    /// One pass: drain, recycle and refill. Returns when the next pass is due at the latest.
+    fn reconcile_warm_pools(&self) -> std::time::Duration {
+        let desired = match self.desired_pools() {
+            Ok(desired) => desired,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the agents' warm pools");
+                return RECHECK;
+            }
+        };
+        let wanted = desired
+            .iter()
+            .map(|(key, d)| (key.clone(), d.pool.clone()))
+            .collect();
+        let warm = &self.inner.warm;
+        let (plan, discard) = warm.reconcile(&wanted, Instant::now());
+        for sandbox in discard {
+            warm.tasks.spawn(remove(sandbox));
+        }
+        for (key, step) in plan.pools {
+            for _ in 0..step.start {
+                let want = desired[&key].clone();
+                warm.tasks.spawn(self.clone().refill(key.clone(), want));
+            }
+        }
+        plan.next
+    }
+
+    /// Starts one sandbox for a pool and adds it if the pool still wants it.
+    async fn refill(self, key: AgentKey, want: Desired) {
+        let warm = &self.inner.warm;
+        let generation = &want.pool.generation;
+        let refill = match warm.refills.acquire().await {
+            Ok(_permit) if !self.inner.shutdown.is_cancelled() => {
+                let started = launch::start_sandbox(
+                    &self.inner.images,
+                    &want.runtime,
+                    generation.pids_limit,
+                    &want.shape,
+                    sandbox_id(&format!("warm-{}", key.1)),
+                    &self.inner.config.masked_paths,
+                    Network::None,
+                    self.egress_launch(SandboxIdentity::new(
+                        "TaskAgent",
+                        &key.0,
+                        &key.1,
+                        &generation.revision,
+                        launch::gateways(&want.shape),
+                        None,
+                    )),
+                )
+                .await;
+                match started {
+                    Ok(sandbox) => Refill::Started(Box::new(sandbox)),
+                    Err(reason) => Refill::Failed(reason),
+                }
+            }
+            _ => Refill::Skipped,
+        };
+        let shutting_down = self.inner.shutdown.is_cancelled();
+        if let Some(sandbox) = warm.refilled(&key, generation, refill, shutting_down) {
+            remove(sandbox).await;
+        }
+        warm.wake.notify_one();
+    }
+
+    /// Every TaskAgent that wants a pool, with its latest revision if that one is ready.
+    fn desired_pools(&self) -> Result<HashMap<AgentKey, Desired>, String> {
+        let mut desired = HashMap::new();
+        let agents = self
+            .inner
+            .store
+            .list_agents(None)
+            .map_err(|e| e.to_string())?;
+        for agent in agents {
+            let Ok(Resource::TaskAgent(task)) = Resource::from_stored(&agent.spec) else {
+                continue;
+            };
+            let spec = &task.spec;
+            let Some(revision) = agent.latest_revision else {
+                continue;
+            };
+            if spec.warm_pool_size == 0
+                || spec.delivery.mode != DeliveryMode::Stdin
+                || revision.state != RevisionState::Ready
+            {
+                continue;
+            }
+            let (Ok(shape), Ok((runtime, pool))) = (
+                RevisionShape::from_revision(&revision),
+                self.pool_for(&agent.namespace, &agent.name, &spec.worker_pool_ref),
+            ) else {
+                continue;
+            };
+            desired.insert(
+                (agent.namespace.clone(), agent.name.clone()),
+                Desired {
+                    pool: DesiredPool {
+                        generation: Generation::of(&revision.name, &runtime, pool.pids_limit()),
+                        size: spec.warm_pool_size as usize,
+                        idle_ttl: spec.warm_pool_idle_ttl.0,
+                    },
+                    shape,
+                    runtime,
+                },
+            );
+        }
+        Ok(desired)
+    }
+}
