@@ -216,7 +216,10 @@ impl Dispatcher {
 
     /// Accepts an invocation and starts its execution in the background.
     pub async fn invoke(&self, inv: Invocation) -> Result<Started, DispatchError> {
-        self.admit(&inv.namespace, &inv.name).await?.start(inv)
+        self.admit(&inv.namespace, &inv.name)
+            .await?
+            .start(inv)
+            .await
     }
 
     /// Bodies held in memory by the ingress and the metadata service, all together.
@@ -227,14 +230,14 @@ impl Dispatcher {
     /// Finds the agent's ready revision and takes its places (`maxConcurrent`, the worker
     /// pool's capacity, waiting in the pool's queue if need be).
     pub async fn admit(&self, namespace: &str, name: &str) -> Result<Admission, DispatchError> {
-        self.route(namespace, name)?.admit().await
+        self.route(namespace, name).await?.admit().await
     }
 
     /// Finds the agent's ready revision and checks, without taking it, that the agent has a
     /// place under `maxConcurrent`. Nothing of the request is needed yet: a request that
     /// cannot run (404, 503, 429) is refused before its body is read, and a slow body holds
     /// no place while it arrives.
-    pub fn route(&self, namespace: &str, name: &str) -> Result<Route, DispatchError> {
+    pub async fn route(&self, namespace: &str, name: &str) -> Result<Route, DispatchError> {
         if self.inner.shutdown.is_cancelled() {
             return Err(DispatchError::ShuttingDown);
         }
@@ -259,14 +262,17 @@ impl Dispatcher {
                 let agent = self
                     .inner
                     .store
-                    .get_agent(namespace, name)?
+                    .get_agent(namespace, name)
+                    .await?
                     .ok_or_else(not_found)?;
                 let Ok(Resource::TaskAgent(task)) = Resource::from_stored(&agent.spec) else {
                     return Err(not_found());
                 };
                 let revision = ready_revision(namespace, name, agent.latest_revision)?;
                 let shape = RevisionShape::from_revision(&revision)?;
-                let (runtime, pool) = self.pool_for(namespace, name, &task.spec.worker_pool_ref)?;
+                let (runtime, pool) = self
+                    .pool_for(namespace, name, &task.spec.worker_pool_ref)
+                    .await?;
                 let resolved = Arc::new(ResolvedAgent {
                     spec: task.spec,
                     revision,
@@ -358,7 +364,7 @@ impl Admission {
     }
 
     /// Starts the execution of `inv` (for the agent admitted) in the background.
-    pub fn start(self, inv: Invocation) -> Result<Started, DispatchError> {
+    pub async fn start(self, inv: Invocation) -> Result<Started, DispatchError> {
         let Admission {
             dispatcher,
             agent,
@@ -406,6 +412,7 @@ impl Admission {
                     Start::Cold
                 },
             })
+            .await
             .map_err(|e| match e {
                 clrk_store::StoreError::DuplicateExecution(id) => {
                     DispatchError::DuplicateExecution(id)
@@ -506,6 +513,7 @@ impl Dispatcher {
     ) -> Result<Sandbox, String> {
         let (runtime, pool) = self
             .pool_for(namespace, name, pool)
+            .await
             .map_err(|e| e.to_string())?;
         let identity = SandboxIdentity::new(
             "DaemonAgent",
@@ -538,13 +546,13 @@ impl Dispatcher {
     }
 
     /// The agent's worker pool and its runtime (`runsc` unless the pool says `runc`).
-    pub(crate) fn pool_for(
+    pub(crate) async fn pool_for(
         &self,
         namespace: &str,
         name: &str,
         pool_name: &str,
     ) -> Result<(Runtime, WorkerPoolSpec), DispatchError> {
-        let pool = match self.inner.store.get_pool(pool_name)? {
+        let pool = match self.inner.store.get_pool(pool_name).await? {
             Some(pool) => serde_json::from_value::<WorkerPoolSpec>(
                 pool.spec.get("spec").cloned().unwrap_or(pool.spec.clone()),
             )
@@ -716,7 +724,7 @@ impl Run {
     async fn run(self, tx: mpsc::Sender<ExecEvent>, slot: Slot, warm: Option<Sandbox>) {
         let started = tokio::time::Instant::now();
         let (outcome, sandbox) = self.execute(&tx, started + self.timeout, warm).await;
-        self.record(&outcome);
+        self.record(&outcome).await;
         // The execution is over for the caller: a next request must not be refused while this
         // sandbox is being deleted.
         drop(slot);
@@ -908,7 +916,7 @@ impl Run {
         }
     }
 
-    fn record(&self, outcome: &Outcome) {
+    async fn record(&self, outcome: &Outcome) {
         let (status, exit_code, reason) = match outcome {
             Outcome::Exited(0) => (ExecutionStatus::Succeeded, Some(0), None),
             Outcome::Exited(code) => (
@@ -938,6 +946,7 @@ impl Run {
             .inner
             .store
             .finish_execution(&self.execution_id, &end)
+            .await
         {
             tracing::error!(%error, execution = %self.execution_id, "could not record the end of an execution");
         }

@@ -24,9 +24,14 @@ pub struct EgressConfig {
 impl EgressConfig {
     /// Reads the configuration of gateways `names` in `namespace`. Objects that no longer
     /// parse (a manifest stored by a newer clrk, say) are skipped with a warning.
-    pub fn load(store: &Store, namespace: &str, names: &[String]) -> Result<Self, EgressError> {
+    pub async fn load(
+        store: &Store,
+        namespace: &str,
+        names: &[String],
+    ) -> Result<Self, EgressError> {
         let objects = store
             .egress_objects(Some(namespace))
+            .await
             .map_err(|e| EgressError::Store(e.to_string()))?;
         let mut config = EgressConfig::default();
         let attached =

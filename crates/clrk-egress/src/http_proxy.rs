@@ -327,17 +327,20 @@ async fn check_budgets(
     let execution = tx.record.execution_id.clone();
     let (namespace, agent) = (tx.record.namespace.clone(), tx.record.agent.clone());
     let day = tx.record.started_at.date_naive();
-    let used = tokio::task::spawn_blocking(move || {
+    let used = async {
         let per_execution = match &execution {
-            Some(id) => store.execution_tokens(id)?,
+            Some(id) => store.execution_tokens(id).await?,
             None => 0,
         };
-        Ok::<_, clrk_store::StoreError>((per_execution, store.tokens_on(&namespace, &agent, day)?))
-    })
+        Ok::<_, clrk_store::StoreError>((
+            per_execution,
+            store.tokens_on(&namespace, &agent, day).await?,
+        ))
+    }
     .await;
     let (pending_execution, pending_day) = conn.egress.inner.ledger.pending(&tx.ledger_keys());
     let (per_execution, today) = match used {
-        Ok(Ok((e, d))) => (e + pending_execution, d + pending_day),
+        Ok((e, d)) => (e + pending_execution, d + pending_day),
         other => {
             tracing::error!(?other, "token counts unreadable");
             let reason = "token budget unknown: the gateway could not read its counts";
@@ -385,13 +388,11 @@ async fn inject_credentials(
     for credential in credentials {
         let store = conn.egress.inner.store.clone();
         let c = credential.clone();
-        let value = tokio::task::spawn_blocking(move || {
-            store.secret_value(&c.namespace, &c.secret, &c.key)
-        })
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .flatten();
+        let value = store
+            .secret_value(&c.namespace, &c.secret, &c.key)
+            .await
+            .ok()
+            .flatten();
         let Some(value) = value else {
             let reason = format!(
                 "credentialinjectionpolicy {} needs key {} of secret {}/{}, which does not exist: set it with clrk secret set {} --from-literal {}=…",

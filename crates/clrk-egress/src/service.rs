@@ -155,7 +155,7 @@ impl Egress {
     /// The files an egress sandbox of `namespace` using `gateways` gets: a `resolv.conf`
     /// pointing at clrk's resolver and, when a gateway terminates TLS, trust bundles holding
     /// the root filesystem's own roots plus the gateway's CA at every standard path.
-    pub fn sandbox_files(
+    pub async fn sandbox_files(
         &self,
         namespace: &str,
         gateways: &[String],
@@ -166,7 +166,7 @@ impl Egress {
             contents: format!("nameserver {METADATA_V4}\noptions timeout:2 attempts:2\n")
                 .into_bytes(),
         }];
-        let config = EgressConfig::load(&self.inner.store, namespace, gateways)?;
+        let config = EgressConfig::load(&self.inner.store, namespace, gateways).await?;
         let mut extra = String::new();
         for gateway in config
             .gateways
@@ -275,13 +275,8 @@ impl Egress {
 
     /// The configuration governing `identity` now.
     pub(crate) async fn config_for(&self, identity: &SandboxIdentity) -> EgressConfig {
-        let store = self.inner.store.clone();
-        let (namespace, gateways) = (identity.namespace.clone(), identity.gateways.clone());
         let loaded =
-            tokio::task::spawn_blocking(move || EgressConfig::load(&store, &namespace, &gateways))
-                .await
-                .map_err(|e| EgressError::Store(e.to_string()))
-                .and_then(|r| r);
+            EgressConfig::load(&self.inner.store, &identity.namespace, &identity.gateways).await;
         loaded.unwrap_or_else(|error| {
             tracing::error!(%error, "egress configuration unreadable: denying");
             EgressConfig::default()

@@ -81,10 +81,10 @@ impl Cron {
     async fn run(self) {
         let mut table: HashMap<Key, Entry> = HashMap::new();
         loop {
-            if let Err(error) = self.reconcile(&mut table) {
+            if let Err(error) = self.reconcile(&mut table).await {
                 tracing::error!(%error, "cron reconcile failed; retrying");
             }
-            self.fire_due(&mut table, Utc::now());
+            self.fire_due(&mut table, Utc::now()).await;
             let now = Utc::now();
             let sleep = table
                 .values()
@@ -102,10 +102,10 @@ impl Cron {
     }
 
     /// Makes the table hold exactly the stored TaskAgents that have a schedule.
-    fn reconcile(&self, table: &mut HashMap<Key, Entry>) -> Result<(), StoreError> {
+    async fn reconcile(&self, table: &mut HashMap<Key, Entry>) -> Result<(), StoreError> {
         let store = &self.inner.store;
         let mut desired = HashMap::new();
-        for agent in store.list_agents(None)? {
+        for agent in store.list_agents(None).await? {
             if agent.kind != "TaskAgent" {
                 continue;
             }
@@ -124,7 +124,7 @@ impl Cron {
                     next_schedule_time: None,
                     ..entry.times
                 };
-                self.save(key, &times);
+                self.save(key, &times).await;
             }
         }
         table.retain(|key, _| desired.contains_key(key));
@@ -147,10 +147,13 @@ impl Cron {
                 }
             };
             let times = ScheduleTimes {
-                last_schedule_time: store.schedule_times(&key.0, &key.1)?.last_schedule_time,
+                last_schedule_time: store
+                    .schedule_times(&key.0, &key.1)
+                    .await?
+                    .last_schedule_time,
                 next_schedule_time: schedule.next_after(now),
             };
-            self.save(&key, &times);
+            self.save(&key, &times).await;
             tracing::info!(namespace = %key.0, agent = %key.1, schedule = %expression,
                 time_zone = %spec.time_zone, next = ?times.next_schedule_time, "schedule set");
             table.insert(
@@ -169,7 +172,7 @@ impl Cron {
     }
 
     /// Fires every entry whose tick is due, once, however many ticks it is behind.
-    fn fire_due(&self, table: &mut HashMap<Key, Entry>, now: DateTime<Utc>) {
+    async fn fire_due(&self, table: &mut HashMap<Key, Entry>, now: DateTime<Utc>) {
         for (key, entry) in table.iter_mut() {
             let Some(tick) = entry.times.next_schedule_time.filter(|t| *t <= now) else {
                 continue;
@@ -185,11 +188,11 @@ impl Cron {
             if entry.policy == ConcurrencyPolicy::Forbid && active > 0 {
                 tracing::info!(namespace = %key.0, agent = %key.1, %tick, active,
                     "cron tick skipped: concurrencyPolicy Forbid and a run is in flight");
-                self.save(key, &entry.times);
+                self.save(key, &entry.times).await;
                 continue;
             }
             entry.times.last_schedule_time = Some(tick);
-            self.save(key, &entry.times);
+            self.save(key, &entry.times).await;
             tokio::spawn(fire(
                 dispatcher.clone(),
                 key.clone(),
@@ -200,8 +203,13 @@ impl Cron {
         }
     }
 
-    fn save(&self, key: &Key, times: &ScheduleTimes) {
-        match self.inner.store.set_schedule_times(&key.0, &key.1, times) {
+    async fn save(&self, key: &Key, times: &ScheduleTimes) {
+        match self
+            .inner
+            .store
+            .set_schedule_times(&key.0, &key.1, times)
+            .await
+        {
             Ok(()) | Err(StoreError::AgentNotFound { .. }) => {}
             Err(error) => {
                 tracing::error!(%error, namespace = %key.0, agent = %key.1, "could not record cron times")
