@@ -16,8 +16,9 @@
 //! each call to its backend.
 //!
 //! It must not interpret manifests: specs and sandbox shapes arrive as `serde_json::Value`
-//! and are compared, never parsed. It must not depend on other clrk crates, spawn tasks or
-//! do anything slow: every call is one short transaction. Timestamps are kept to the
+//! and are compared, never parsed. It must not depend on other clrk crates, spawn tasks of
+//! its own (the PostgreSQL client runs one per pooled connection) or do anything slow:
+//! every call is one short transaction. Timestamps are kept to the
 //! millisecond, so a `DateTime` read back may lack the sub-millisecond part written.
 
 mod agent;

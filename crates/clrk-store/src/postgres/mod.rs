@@ -71,10 +71,9 @@ impl PgStore {
                 reason: e.to_string(),
             })?;
         let store = PgStore { pool, target };
-        let mut client = store.client().await.map_err(|e| match e {
-            StoreError::Pool { .. } | StoreError::Postgres(_) => store.connect_error(e),
-            other => other,
-        })?;
+        // The first connection proves the server, login and database; its failure is a
+        // `Connect` error naming them.
+        let mut client = store.client().await?;
         migrations::migrate(&mut client, &store.target).await?;
         Ok(store)
     }
@@ -96,17 +95,6 @@ impl PgStore {
                 reason: other.to_string(),
             },
         })
-    }
-
-    /// The first connection failing is reported as a connect error whatever its kind.
-    fn connect_error(&self, e: StoreError) -> StoreError {
-        match e {
-            StoreError::Postgres(source) => StoreError::Connect {
-                target: self.target.to_string(),
-                source,
-            },
-            other => other,
-        }
     }
 }
 
