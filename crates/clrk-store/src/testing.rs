@@ -246,11 +246,15 @@ fn start() -> Result<TempPostgres, String> {
     let (version, bin) = bin_dir()?;
     let template = template(who, &version, &bin)?;
 
+    let parent = cluster_parent();
+    remove_orphans(&parent);
     let dir = tempfile::Builder::new()
         .prefix("clrk-pg-")
-        .tempdir_in(cluster_parent())
+        .tempdir_in(&parent)
         .map_err(|e| format!("cannot make a temp dir for PostgreSQL: {e}"))?
         .keep();
+    std::fs::write(dir.join(OWNER_FILE), std::process::id().to_string())
+        .map_err(|e| format!("cannot write to {}: {e}", dir.display()))?;
     let _ = SERVER_DIR.set(dir.clone());
     // SAFETY: `stop_server` is an `extern "C" fn()` that only uses atomics, signals and the
     // file system; registering it has no preconditions.
@@ -413,6 +417,38 @@ fn cluster_parent() -> PathBuf {
         shm.to_owned()
     } else {
         std::env::temp_dir()
+    }
+}
+
+/// Names the test process a cluster directory belongs to.
+const OWNER_FILE: &str = "owner.pid";
+
+/// Deletes the directories of clusters whose test process was killed (its exit hook never
+/// ran; the server itself got the parent-death signal), so memory in `/dev/shm` does not
+/// fill up over many runs.
+fn remove_orphans(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.filter_map(|e| e.ok()) {
+        if !entry.file_name().to_string_lossy().starts_with("clrk-pg-") {
+            continue;
+        }
+        let path = entry.path();
+        let Some(owner) = std::fs::read_to_string(path.join(OWNER_FILE))
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+        else {
+            // Being set up right now, or not one of ours.
+            continue;
+        };
+        // SAFETY: signal 0 only asks whether the process exists.
+        let gone = unsafe { libc::kill(owner, 0) } != 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone {
+            tracing::debug!(dir = %path.display(), owner, "removing an orphaned test cluster");
+            let _ = std::fs::remove_dir_all(&path);
+        }
     }
 }
 
