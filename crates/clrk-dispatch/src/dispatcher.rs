@@ -243,9 +243,14 @@ impl Dispatcher {
             &inv.name,
             inv.trigger.as_deref(),
         );
-        async { self.admit(&inv.namespace, &inv.name).await?.start(inv) }
-            .instrument(span)
-            .await
+        async {
+            self.admit(&inv.namespace, &inv.name)
+                .await?
+                .start(inv)
+                .await
+        }
+        .instrument(span)
+        .await
     }
 
     /// Bodies held in memory by the ingress and the metadata service, all together.
@@ -256,14 +261,14 @@ impl Dispatcher {
     /// Finds the agent's ready revision and takes its places (`maxConcurrent`, the worker
     /// pool's capacity, waiting in the pool's queue if need be).
     pub async fn admit(&self, namespace: &str, name: &str) -> Result<Admission, DispatchError> {
-        self.route(namespace, name)?.admit().await
+        self.route(namespace, name).await?.admit().await
     }
 
     /// Finds the agent's ready revision and checks, without taking it, that the agent has a
     /// place under `maxConcurrent`. Nothing of the request is needed yet: a request that
     /// cannot run (404, 503, 429) is refused before its body is read, and a slow body holds
     /// no place while it arrives.
-    pub fn route(&self, namespace: &str, name: &str) -> Result<Route, DispatchError> {
+    pub async fn route(&self, namespace: &str, name: &str) -> Result<Route, DispatchError> {
         if self.inner.shutdown.is_cancelled() {
             return Err(DispatchError::ShuttingDown);
         }
@@ -288,14 +293,17 @@ impl Dispatcher {
                 let agent = self
                     .inner
                     .store
-                    .get_agent(namespace, name)?
+                    .get_agent(namespace, name)
+                    .await?
                     .ok_or_else(not_found)?;
                 let Ok(Resource::TaskAgent(task)) = Resource::from_stored(&agent.spec) else {
                     return Err(not_found());
                 };
                 let revision = ready_revision(namespace, name, agent.latest_revision)?;
                 let shape = RevisionShape::from_revision(&revision)?;
-                let (runtime, pool) = self.pool_for(namespace, name, &task.spec.worker_pool_ref)?;
+                let (runtime, pool) = self
+                    .pool_for(namespace, name, &task.spec.worker_pool_ref)
+                    .await?;
                 let resolved = Arc::new(ResolvedAgent {
                     spec: task.spec,
                     revision,
@@ -390,7 +398,7 @@ impl Admission {
 
     /// Starts the execution of `inv` (for the agent admitted) in the background, in the
     /// current span (the caller's [`execution_span`]).
-    pub fn start(self, inv: Invocation) -> Result<Started, DispatchError> {
+    pub async fn start(self, inv: Invocation) -> Result<Started, DispatchError> {
         let Admission {
             dispatcher,
             agent,
@@ -438,6 +446,7 @@ impl Admission {
                     Start::Cold
                 },
             })
+            .await
             .map_err(|e| match e {
                 clrk_store::StoreError::DuplicateExecution(id) => {
                     DispatchError::DuplicateExecution(id)
@@ -538,6 +547,7 @@ impl Dispatcher {
     ) -> Result<Sandbox, String> {
         let (runtime, pool) = self
             .pool_for(namespace, name, pool)
+            .await
             .map_err(|e| e.to_string())?;
         let identity = SandboxIdentity::new(
             "DaemonAgent",
@@ -570,13 +580,13 @@ impl Dispatcher {
     }
 
     /// The agent's worker pool and its runtime (`runsc` unless the pool says `runc`).
-    pub(crate) fn pool_for(
+    pub(crate) async fn pool_for(
         &self,
         namespace: &str,
         name: &str,
         pool_name: &str,
     ) -> Result<(Runtime, WorkerPoolSpec), DispatchError> {
-        let pool = match self.inner.store.get_pool(pool_name)? {
+        let pool = match self.inner.store.get_pool(pool_name).await? {
             Some(pool) => serde_json::from_value::<WorkerPoolSpec>(
                 pool.spec.get("spec").cloned().unwrap_or(pool.spec.clone()),
             )
@@ -748,7 +758,7 @@ impl Run {
     async fn run(self, tx: mpsc::Sender<ExecEvent>, slot: Slot, warm: Option<Sandbox>) {
         let started = tokio::time::Instant::now();
         let (outcome, sandbox) = self.execute(&tx, started + self.timeout, warm).await;
-        self.record(&outcome);
+        self.record(&outcome).await;
         // The execution is over for the caller: a next request must not be refused while this
         // sandbox is being deleted.
         drop(slot);
@@ -943,7 +953,7 @@ impl Run {
         }
     }
 
-    fn record(&self, outcome: &Outcome) {
+    async fn record(&self, outcome: &Outcome) {
         let (status, exit_code, reason) = match outcome {
             Outcome::Exited(0) => (ExecutionStatus::Succeeded, Some(0), None),
             Outcome::Exited(code) => (
@@ -973,6 +983,7 @@ impl Run {
             .inner
             .store
             .finish_execution(&self.execution_id, &end)
+            .await
         {
             tracing::error!(%error, "could not record the end of an execution");
         }

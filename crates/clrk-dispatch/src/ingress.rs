@@ -107,7 +107,7 @@ async fn run(
     let (parts, body) = request.into_parts();
     // Routed before the body is read: a request that cannot run (404, 503, 429) costs no
     // memory. Its places are taken once the body is in, so a slow body holds none.
-    let route = dispatcher.route(&namespace, &name)?;
+    let route = dispatcher.route(&namespace, &name).await?;
     let held = body::read(body, declared_length, BODY_LIMITS, dispatcher.body_budget()).await?;
     let mut admission = route.admit().await?;
     let (body, permit) = held.into_parts();
@@ -127,7 +127,7 @@ async fn run(
         },
         timeout,
     };
-    let started = admission.start(invocation)?;
+    let started = admission.start(invocation).await?;
     Ok(if wants_event {
         wrapped_response(started).await
     } else {

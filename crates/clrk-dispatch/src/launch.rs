@@ -195,6 +195,7 @@ pub async fn start_sandbox(
         Some(e) => e
             .egress
             .sandbox_files(&e.identity.namespace, &e.identity.gateways, &rootfs.path)
+            .await
             .map_err(|e| format!("preparing the sandbox's egress: {e}"))?,
         None => Vec::new(),
     };

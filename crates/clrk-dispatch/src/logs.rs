@@ -144,29 +144,16 @@ impl LogBus {
         }
     }
 
-    /// Persists the lines (one transaction, off the async workers), then broadcasts them.
+    /// Persists the lines (one transaction), then broadcasts them.
     async fn write(&self, log: &Inner, stream: &'static str, lines: Vec<String>) {
         let rows: Vec<NewLogLine> = lines
             .into_iter()
             .map(|line| log.row(stream, line))
             .collect();
-        let store = self.store.clone();
-        let rows = match tokio::task::spawn_blocking(move || {
-            let result = store.append_logs(&rows);
-            (result, rows)
-        })
-        .await
-        {
-            Ok((Ok(()), rows)) => rows,
-            Ok((Err(error), _)) => {
-                tracing::error!(%error, execution = %log.execution_id, "could not persist log lines");
-                return;
-            }
-            Err(error) => {
-                tracing::error!(%error, execution = %log.execution_id, "could not persist log lines");
-                return;
-            }
-        };
+        if let Err(error) = self.store.append_logs(&rows).await {
+            tracing::error!(%error, execution = %log.execution_id, "could not persist log lines");
+            return;
+        }
         self.broadcast(rows);
     }
 
@@ -376,7 +363,9 @@ impl ExecutionLog {
         }
         if expire {
             let expiry = inner.expiry();
-            let _ = tokio::task::spawn_blocking(move || expiry.run()).await;
+            // Deleting old executions' lines can take a while: not on an async worker.
+            let runtime = tokio::runtime::Handle::current();
+            let _ = tokio::task::spawn_blocking(move || runtime.block_on(expiry.run())).await;
         }
     }
 }
@@ -394,37 +383,31 @@ impl ExecutionLog {
         if let Some(max) = rolling.make_room(inner.limit.bytes, &mut lines) {
             if rolling.marker_seq.is_none() {
                 let row = inner.row("stderr", rolling.marker.clone());
-                let store = inner.bus.store.clone();
-                match tokio::task::spawn_blocking(move || (store.append_log(&row), row)).await {
-                    Ok((Ok(seq), row)) => {
+                match inner.bus.store.append_log(&row).await {
+                    Ok(seq) => {
                         rolling.marker_seq = Some(seq);
                         rolling.stored += log_line_cost(&row.line);
                         inner.bus.broadcast(vec![row]);
-                    }
-                    Ok((Err(error), _)) => {
-                        tracing::error!(%error, execution = %inner.execution_id, "could not persist the log limit marker");
                     }
                     Err(error) => {
                         tracing::error!(%error, execution = %inner.execution_id, "could not persist the log limit marker");
                     }
                 }
             }
-            let store = inner.bus.store.clone();
-            let (namespace, agent, run) = (
-                inner.namespace.clone(),
-                inner.agent.clone(),
-                inner.execution_id.clone(),
-            );
             let keep = rolling.marker_seq;
-            let trimmed = tokio::task::spawn_blocking(move || {
-                store.trim_execution_logs(&namespace, &agent, &run, max, keep)
-            })
-            .await;
+            let trimmed = inner
+                .bus
+                .store
+                .trim_execution_logs(
+                    &inner.namespace,
+                    &inner.agent,
+                    &inner.execution_id,
+                    max,
+                    keep,
+                )
+                .await;
             match trimmed {
-                Ok(Ok(deleted)) => rolling.stored = rolling.stored.saturating_sub(deleted),
-                Ok(Err(error)) => {
-                    tracing::error!(%error, execution = %inner.execution_id, "could not delete a run's oldest log lines");
-                }
+                Ok(deleted) => rolling.stored = rolling.stored.saturating_sub(deleted),
                 Err(error) => {
                     tracing::error!(%error, execution = %inner.execution_id, "could not delete a run's oldest log lines");
                 }
@@ -443,7 +426,9 @@ impl ExecutionLog {
         inner.bus.write(inner, stream, lines).await;
         if expire {
             let expiry = inner.expiry();
-            let _ = tokio::task::spawn_blocking(move || expiry.run()).await;
+            // Deleting old executions' lines can take a while: not on an async worker.
+            let runtime = tokio::runtime::Handle::current();
+            let _ = tokio::task::spawn_blocking(move || runtime.block_on(expiry.run())).await;
         }
     }
 }
@@ -475,12 +460,16 @@ impl Drop for Inner {
         let budget = self.budget.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(marker) = budget.marker(&self.limit) {
             let row = self.row("stderr", marker);
-            match self.bus.store.append_logs(std::slice::from_ref(&row)) {
-                Ok(()) => self.bus.broadcast(vec![row]),
-                Err(error) => {
-                    tracing::error!(%error, execution = %self.execution_id, "could not persist the log limit marker")
+            let bus = self.bus.clone();
+            let execution = self.execution_id.clone();
+            finish_in_drop(async move {
+                match bus.store.append_logs(std::slice::from_ref(&row)).await {
+                    Ok(()) => bus.broadcast(vec![row]),
+                    Err(error) => {
+                        tracing::error!(%error, %execution, "could not persist the log limit marker")
+                    }
                 }
-            }
+            });
         }
         let kept = budget.kept;
         drop(budget);
@@ -491,9 +480,28 @@ impl Drop for Inner {
         // Deleting old executions' lines can take a while: not on an async worker.
         let log = self.expiry();
         match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn_blocking(move || log.run())),
-            Err(_) => log.run(),
+            Ok(runtime) => drop(
+                runtime
+                    .clone()
+                    .spawn_blocking(move || runtime.block_on(log.run())),
+            ),
+            Err(_) => finish_in_drop(async move { log.run().await }),
         }
+    }
+}
+
+/// Runs a store write that a `Drop` must make. On SQLite the write never waits, so it is
+/// done here and now, as before the store was async; a write that waits (PostgreSQL) goes on
+/// as a task of the current runtime, and is lost only if there is none.
+fn finish_in_drop(write: impl Future<Output = ()> + Send + 'static) {
+    let mut write = Box::pin(write);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    if write.as_mut().poll(&mut cx).is_ready() {
+        return;
+    }
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => drop(runtime.spawn(write)),
+        Err(_) => tracing::error!("a log write was dropped: no async runtime to finish it on"),
     }
 }
 
@@ -505,10 +513,11 @@ struct Expiry {
 }
 
 impl Expiry {
-    fn run(&self) {
-        if let Err(error) =
-            self.store
-                .expire_logs(&self.namespace, &self.agent, clrk_api::MAX_LOG_LIMIT_BYTES)
+    async fn run(&self) {
+        if let Err(error) = self
+            .store
+            .expire_logs(&self.namespace, &self.agent, clrk_api::MAX_LOG_LIMIT_BYTES)
+            .await
         {
             // The agent may have been deleted meanwhile, its logs with it.
             tracing::debug!(%error, agent = %self.agent, "could not expire old log lines");

@@ -29,7 +29,7 @@ impl Dispatcher {
         let dispatcher = self.clone();
         self.inner.warm.tasks.spawn(async move {
             loop {
-                let next = dispatcher.reconcile_warm_pools();
+                let next = dispatcher.reconcile_warm_pools().await;
                 tokio::select! {
                     _ = dispatcher.inner.warm.wake.notified() => {}
                     _ = tokio::time::sleep(next) => {}
@@ -44,8 +44,8 @@ impl Dispatcher {
     }
 
     /// One pass: drain, recycle and refill. Returns when the next pass is due at the latest.
-    fn reconcile_warm_pools(&self) -> std::time::Duration {
-        let desired = match self.desired_pools() {
+    async fn reconcile_warm_pools(&self) -> std::time::Duration {
+        let desired = match self.desired_pools().await {
             Ok(desired) => desired,
             Err(error) => {
                 tracing::warn!(%error, "cannot read the agents' warm pools");
@@ -109,12 +109,13 @@ impl Dispatcher {
     }
 
     /// Every TaskAgent that wants a pool, with its latest revision if that one is ready.
-    fn desired_pools(&self) -> Result<HashMap<AgentKey, Desired>, String> {
+    async fn desired_pools(&self) -> Result<HashMap<AgentKey, Desired>, String> {
         let mut desired = HashMap::new();
         let agents = self
             .inner
             .store
             .list_agents(None)
+            .await
             .map_err(|e| e.to_string())?;
         for agent in agents {
             let Ok(Resource::TaskAgent(task)) = Resource::from_stored(&agent.spec) else {
@@ -132,7 +133,8 @@ impl Dispatcher {
             }
             let (Ok(shape), Ok((runtime, pool))) = (
                 RevisionShape::from_revision(&revision),
-                self.pool_for(&agent.namespace, &agent.name, &spec.worker_pool_ref),
+                self.pool_for(&agent.namespace, &agent.name, &spec.worker_pool_ref)
+                    .await,
             ) else {
                 continue;
             };

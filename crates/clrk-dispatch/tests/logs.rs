@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use clrk_dispatch::{LogBus, LogLimit};
 use clrk_store::{AgentApply, LogQuery, Store};
 
-fn store_with_agent() -> (tempfile::TempDir, Store) {
+async fn store_with_agent() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("clrk.db")).unwrap();
     store
@@ -19,6 +19,7 @@ fn store_with_agent() -> (tempfile::TempDir, Store) {
             image_ref: "loud:latest".into(),
             image_digest: "sha256:ab".into(),
         })
+        .await
         .unwrap();
     (dir, store)
 }
@@ -36,7 +37,7 @@ fn output(lines: usize, len: usize) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_execution_keeps_its_limit_and_ends_with_the_marker() {
-    let (_dir, store) = store_with_agent();
+    let (_dir, store) = store_with_agent().await;
     let bus = LogBus::new(store.clone());
     let log = bus.execution("default", "loud", "ev-1", limit("1Ki"));
     let stderr = log.pump(std::io::Cursor::new(output(100, 19)), "stderr");
@@ -44,7 +45,10 @@ async fn an_execution_keeps_its_limit_and_ends_with_the_marker() {
     drop(log);
     stderr.await.unwrap();
     stdout.await.unwrap();
-    let lines = store.logs("default", "loud", &LogQuery::default()).unwrap();
+    let lines = store
+        .logs("default", "loud", &LogQuery::default())
+        .await
+        .unwrap();
     let (marker, kept) = lines.split_last().unwrap();
     // 12 lines of 19 bytes (83 with their rows) fit in 1 KiB: both streams share it.
     assert_eq!(kept.len(), 12);
@@ -56,7 +60,7 @@ async fn an_execution_keeps_its_limit_and_ends_with_the_marker() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_agent_keeps_at_most_64_mib_dropping_its_oldest_executions() {
-    let (_dir, store) = store_with_agent();
+    let (_dir, store) = store_with_agent().await;
     let bus = LogBus::new(store.clone());
     // 70 executions of 16 lines of 64 KiB with their rows (just under 1 MiB each).
     let each = 16 * 65_535;
@@ -68,11 +72,11 @@ async fn an_agent_keeps_at_most_64_mib_dropping_its_oldest_executions() {
             .unwrap();
     }
     let started = Instant::now();
-    while store.log_bytes("default", "loud").unwrap() > 64 << 20 {
+    while store.log_bytes("default", "loud").await.unwrap() > 64 << 20 {
         assert!(started.elapsed() < Duration::from_secs(60), "never expired");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let kept = store.log_bytes("default", "loud").unwrap();
+    let kept = store.log_bytes("default", "loud").await.unwrap();
     assert_eq!(
         kept,
         (64 << 20) / each as u64 * each as u64,
@@ -87,6 +91,7 @@ async fn an_agent_keeps_at_most_64_mib_dropping_its_oldest_executions() {
                 after_seq: None,
             },
         )
+        .await
         .unwrap()
         .first()
         .map(|l| l.execution_id.clone())
@@ -96,7 +101,7 @@ async fn an_agent_keeps_at_most_64_mib_dropping_its_oldest_executions() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_daemon_run_keeps_its_newest_lines_and_one_marker() {
-    let (_dir, store) = store_with_agent();
+    let (_dir, store) = store_with_agent().await;
     let bus = LogBus::new(store.clone());
     let log = bus.daemon_run("default", "loud", "run-1", limit("4Ki"));
     let numbered = |stream: &str| {
@@ -108,12 +113,15 @@ async fn a_daemon_run_keeps_its_newest_lines_and_one_marker() {
     drop(log);
     stderr.await.unwrap();
     stdout.await.unwrap();
-    let lines = store.logs("default", "loud", &LogQuery::default()).unwrap();
+    let lines = store
+        .logs("default", "loud", &LogQuery::default())
+        .await
+        .unwrap();
     let texts: Vec<&str> = lines.iter().map(|l| l.line.as_str()).collect();
     let cost: u64 = texts.iter().map(|l| clrk_store::log_line_cost(l)).sum();
     assert!(cost <= 4096, "{cost} bytes kept: {texts:?}");
     // The store's count of the run's bytes is what its lines cost.
-    assert_eq!(store.log_bytes("default", "loud").unwrap(), cost);
+    assert_eq!(store.log_bytes("default", "loud").await.unwrap(), cost);
     assert_eq!(
         texts[0],
         "[clrk] log limit 4Ki: older lines of this run are deleted as new ones arrive"

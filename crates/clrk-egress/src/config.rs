@@ -26,13 +26,7 @@ impl EgressConfig {
     /// The configuration governing `identity` now; one that cannot be read denies everything
     /// (the default is empty).
     pub(crate) async fn for_sandbox(store: &Store, identity: &SandboxIdentity) -> EgressConfig {
-        let store = store.clone();
-        let (namespace, gateways) = (identity.namespace.clone(), identity.gateways.clone());
-        let loaded =
-            tokio::task::spawn_blocking(move || EgressConfig::load(&store, &namespace, &gateways))
-                .await
-                .map_err(|e| EgressError::Store(e.to_string()))
-                .and_then(|r| r);
+        let loaded = EgressConfig::load(store, &identity.namespace, &identity.gateways).await;
         loaded.unwrap_or_else(|error| {
             tracing::error!(%error, "egress configuration unreadable: denying");
             EgressConfig::default()
@@ -41,9 +35,14 @@ impl EgressConfig {
 
     /// Reads the configuration of gateways `names` in `namespace`. Objects that no longer
     /// parse (a manifest stored by a newer clrk, say) are skipped with a warning.
-    pub fn load(store: &Store, namespace: &str, names: &[String]) -> Result<Self, EgressError> {
+    pub async fn load(
+        store: &Store,
+        namespace: &str,
+        names: &[String],
+    ) -> Result<Self, EgressError> {
         let objects = store
             .egress_objects(Some(namespace))
+            .await
             .map_err(|e| EgressError::Store(e.to_string()))?;
         let mut config = EgressConfig::default();
         let attached =

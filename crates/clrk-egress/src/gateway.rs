@@ -176,7 +176,7 @@ impl Egress {
     /// The files an egress sandbox of `namespace` using `gateways` gets: a `resolv.conf`
     /// pointing at clrk's resolver and, when a gateway terminates TLS, trust bundles holding
     /// the root filesystem's own roots plus the gateway's CA at every standard path.
-    pub fn sandbox_files(
+    pub async fn sandbox_files(
         &self,
         namespace: &str,
         gateways: &[String],
@@ -187,7 +187,7 @@ impl Egress {
             contents: format!("nameserver {METADATA_V4}\noptions timeout:2 attempts:2\n")
                 .into_bytes(),
         }];
-        let config = EgressConfig::load(&self.inner.store, namespace, gateways)?;
+        let config = EgressConfig::load(&self.inner.store, namespace, gateways).await?;
         let mut extra = String::new();
         for gateway in config
             .gateways

@@ -88,7 +88,7 @@ pub async fn apply(
     }
     let mut results = Vec::with_capacity(documents.len());
     for ((_, doc), image) in documents.into_iter().zip(images) {
-        results.push(apply_one(state, doc, image)?);
+        results.push(apply_one(state, doc, image).await?);
     }
     Ok(results)
 }
@@ -194,7 +194,7 @@ fn reporter(image: String, sink: ProgressSink) -> impl Fn(Progress) + Send + 'st
     }
 }
 
-fn apply_one(
+async fn apply_one(
     state: &AppState,
     doc: Document,
     image: Option<ResolvedImage>,
@@ -205,26 +205,35 @@ fn apply_one(
         (Kind::WorkerPool, _) => {
             state
                 .store
-                .apply_pool(&meta.namespace, &meta.name, &doc.resource.to_stored())?
+                .apply_pool(&meta.namespace, &meta.name, &doc.resource.to_stored())
+                .await?
         }
-        (kind, _) if kind.is_egress() => state.store.apply_egress_object(
-            &meta.namespace,
-            kind.as_str(),
-            &meta.name,
-            &doc.resource.to_stored(),
-        )?,
+        (kind, _) if kind.is_egress() => {
+            state
+                .store
+                .apply_egress_object(
+                    &meta.namespace,
+                    kind.as_str(),
+                    &meta.name,
+                    &doc.resource.to_stored(),
+                )
+                .await?
+        }
         (_, Some(image)) => {
             let shape = RevisionShape::of(&doc.resource, image.clone())
                 .ok_or_else(|| ServerError::Internal(format!("{kind} has no revisions")))?;
-            state.store.apply_agent(&AgentApply {
-                namespace: meta.namespace.clone(),
-                name: meta.name.clone(),
-                kind: kind.to_string(),
-                spec: doc.resource.to_stored(),
-                shape: shape.to_json(),
-                image_ref: image.reference.clone(),
-                image_digest: image.digest.clone(),
-            })?
+            state
+                .store
+                .apply_agent(&AgentApply {
+                    namespace: meta.namespace.clone(),
+                    name: meta.name.clone(),
+                    kind: kind.to_string(),
+                    spec: doc.resource.to_stored(),
+                    shape: shape.to_json(),
+                    image_ref: image.reference.clone(),
+                    image_digest: image.digest.clone(),
+                })
+                .await?
         }
         (_, None) => {
             return Err(ServerError::Internal(format!(

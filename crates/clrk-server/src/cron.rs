@@ -71,7 +71,7 @@ impl Cron {
     async fn run(self) {
         let mut table: HashMap<Key, Entry> = HashMap::new();
         loop {
-            let desired = match self.desired() {
+            let desired = match self.desired().await {
                 Ok(desired) => Some(desired),
                 Err(error) => {
                     tracing::error!(%error, "cron reconcile failed; retrying");
@@ -86,7 +86,7 @@ impl Cron {
                 Utc::now(),
             );
             let sleep = plan.sleep;
-            self.carry_out(&mut table, plan);
+            self.carry_out(&mut table, plan).await;
             tokio::select! {
                 _ = tokio::time::sleep(sleep) => {}
                 _ = self.inner.wake.notified() => {}
@@ -96,9 +96,9 @@ impl Cron {
     }
 
     /// The stored TaskAgents that have a schedule.
-    fn desired(&self) -> Result<HashMap<Key, Wanted>, StoreError> {
+    async fn desired(&self) -> Result<HashMap<Key, Wanted>, StoreError> {
         let mut desired = HashMap::new();
-        for agent in self.inner.store.list_agents(None)? {
+        for agent in self.inner.store.list_agents(None).await? {
             if agent.kind != "TaskAgent" {
                 continue;
             }
@@ -120,7 +120,7 @@ impl Cron {
     }
 
     /// Does what `plan` decided: keeps the table, records the times and starts the fires.
-    fn carry_out(&self, table: &mut HashMap<Key, Entry>, plan: Plan) {
+    async fn carry_out(&self, table: &mut HashMap<Key, Entry>, plan: Plan) {
         for step in plan.steps {
             match step {
                 Step::Remove(key) => {
@@ -130,11 +130,11 @@ impl Cron {
                             next_schedule_time: None,
                             ..entry.times
                         };
-                        self.save(&key, &times);
+                        self.save(&key, &times).await;
                     }
                 }
                 Step::Set(key, mut entry) => {
-                    match self.inner.store.schedule_times(&key.0, &key.1) {
+                    match self.inner.store.schedule_times(&key.0, &key.1).await {
                         Ok(stored) => entry.times.last_schedule_time = stored.last_schedule_time,
                         Err(error) => {
                             // Not in the table: the next pass sets it again.
@@ -142,7 +142,7 @@ impl Cron {
                             continue;
                         }
                     }
-                    self.save(&key, &entry.times);
+                    self.save(&key, &entry.times).await;
                     tracing::info!(namespace = %key.0, agent = %key.1, schedule = %entry.expression,
                         time_zone = %entry.time_zone, next = ?entry.times.next_schedule_time, "schedule set");
                     table.insert(key, entry);
@@ -168,7 +168,7 @@ impl Cron {
                     entry.times.next_schedule_time = next;
                     tracing::info!(namespace = %key.0, agent = %key.1, %tick, active,
                         "cron tick skipped: concurrencyPolicy Forbid and a run is in flight");
-                    self.save(&key, &entry.times);
+                    self.save(&key, &entry.times).await;
                 }
                 Step::Fire { key, tick, next } => {
                     let Some(entry) = table.get_mut(&key) else {
@@ -176,7 +176,7 @@ impl Cron {
                     };
                     entry.times.next_schedule_time = next;
                     entry.times.last_schedule_time = Some(tick);
-                    self.save(&key, &entry.times);
+                    self.save(&key, &entry.times).await;
                     tokio::spawn(fire(
                         self.inner.dispatcher.clone(),
                         key,
@@ -189,8 +189,13 @@ impl Cron {
         }
     }
 
-    fn save(&self, key: &Key, times: &ScheduleTimes) {
-        match self.inner.store.set_schedule_times(&key.0, &key.1, times) {
+    async fn save(&self, key: &Key, times: &ScheduleTimes) {
+        match self
+            .inner
+            .store
+            .set_schedule_times(&key.0, &key.1, times)
+            .await
+        {
             Ok(()) | Err(StoreError::AgentNotFound { .. }) => {}
             Err(error) => {
                 tracing::error!(%error, namespace = %key.0, agent = %key.1, "could not record cron times")

@@ -23,7 +23,7 @@ pub struct Cleanup {
 /// Marks the executions in flight at the last stop `Failed`, then finds and kills every
 /// sandbox left behind. Call it before any of `runtimes` starts a sandbox.
 pub async fn recover(store: &Store, runtimes: &[&Runtime]) -> Result<Cleanup, ServerError> {
-    let failed = store.fail_running_executions(SERVER_RESTARTED)?;
+    let failed = store.fail_running_executions(SERVER_RESTARTED).await?;
     if !failed.is_empty() {
         tracing::warn!(count = failed.len(), executions = ?failed, "executions in flight at the last stop marked Failed");
     }

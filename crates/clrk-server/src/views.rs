@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use crate::state::AppState;
 
 /// An agent with its status and revisions.
-pub fn agent(state: &AppState, agent: &Agent) -> Result<Value, clrk_store::StoreError> {
-    let revisions = state.store.revisions(&agent.namespace, &agent.name)?;
+pub async fn agent(state: &AppState, agent: &Agent) -> Result<Value, clrk_store::StoreError> {
+    let revisions = state.store.revisions(&agent.namespace, &agent.name).await?;
     let ready = revisions
         .iter()
         .rev()
@@ -17,7 +17,8 @@ pub fn agent(state: &AppState, agent: &Agent) -> Result<Value, clrk_store::Store
         .map(|r| r.name.clone());
     let last_run = state
         .store
-        .executions(&agent.namespace, &agent.name, 1)?
+        .executions(&agent.namespace, &agent.name, 1)
+        .await?
         .first()
         .map(execution);
     let mut status = json!({
@@ -28,12 +29,18 @@ pub fn agent(state: &AppState, agent: &Agent) -> Result<Value, clrk_store::Store
         "lastRun": last_run,
     });
     if agent.spec.pointer("/spec/schedule").is_some() {
-        let times = state.store.schedule_times(&agent.namespace, &agent.name)?;
+        let times = state
+            .store
+            .schedule_times(&agent.namespace, &agent.name)
+            .await?;
         status["lastScheduleTime"] = json!(times.last_schedule_time.map(|t| t.to_rfc3339()));
         status["nextScheduleTime"] = json!(times.next_schedule_time.map(|t| t.to_rfc3339()));
     }
     if agent.kind == "DaemonAgent" {
-        let daemon = state.store.daemon_state(&agent.namespace, &agent.name)?;
+        let daemon = state
+            .store
+            .daemon_state(&agent.namespace, &agent.name)
+            .await?;
         for (key, value) in daemon_status(daemon.as_ref()) {
             status[key] = value;
         }
@@ -42,7 +49,8 @@ pub fn agent(state: &AppState, agent: &Agent) -> Result<Value, clrk_store::Store
     let today = chrono::Utc::now().date_naive();
     let tokens_today = state
         .store
-        .tokens_on(&agent.namespace, &agent.name, today)?;
+        .tokens_on(&agent.namespace, &agent.name, today)
+        .await?;
     Ok(json!({
         "kind": agent.kind,
         "namespace": agent.namespace,
@@ -165,9 +173,9 @@ pub fn log_line(l: &LogLine) -> Value {
 
 /// Worker pools, with the implicit `default` pool first when it was never applied, and how
 /// much of their `maxExecutionsPerWorker` is in use on this worker.
-pub fn pools(state: &AppState) -> Result<Vec<Value>, clrk_store::StoreError> {
+pub async fn pools(state: &AppState) -> Result<Vec<Value>, clrk_store::StoreError> {
     let mut out = Vec::new();
-    let pools = state.store.list_pools()?;
+    let pools = state.store.list_pools().await?;
     let usage = |name: &str| {
         let (running, queued) = state.dispatcher.pool_usage(name);
         (json!(running), json!(queued))

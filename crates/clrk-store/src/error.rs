@@ -40,6 +40,62 @@ pub enum StoreError {
         "database error: {0}; if it persists, check disk space and run `PRAGMA integrity_check` on the database file"
     )]
     Sqlite(#[from] rusqlite::Error),
+    /// The PostgreSQL server could not be reached, refused the login, or lacks the database.
+    #[error(
+        "cannot connect to PostgreSQL at {target}: {}; check that the server runs and listens there, that the database exists and that the user may log in (password, pg_hba.conf)",
+        pg_message(source)
+    )]
+    Connect {
+        /// `user@host:port/database`, never the password.
+        target: String,
+        /// What the client said.
+        source: tokio_postgres::Error,
+    },
+    /// The PostgreSQL URL could not be read.
+    #[error(
+        "invalid PostgreSQL URL: {}; write it as postgres://USER[:PASSWORD]@HOST:PORT/DATABASE",
+        pg_message(source)
+    )]
+    Url {
+        /// What the parser said (it never echoes the password).
+        source: tokio_postgres::Error,
+    },
+    /// The PostgreSQL schema could not be brought up to date.
+    #[error(
+        "cannot migrate PostgreSQL database {target}: {reason}; if it was written by a newer clrk, run that version or restore a backup"
+    )]
+    PgMigrate {
+        /// `user@host:port/database`.
+        target: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A PostgreSQL query failed.
+    #[error(
+        "PostgreSQL error: {}; if it persists, check the server's log, its disk space and the connection to it",
+        pg_message(.0)
+    )]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No pooled PostgreSQL connection could be had.
+    #[error(
+        "no connection to PostgreSQL at {target}: {reason}; check that the server runs and accepts connections"
+    )]
+    Pool {
+        /// `user@host:port/database`.
+        target: String,
+        /// What the pool said.
+        reason: String,
+    },
+    /// A stored value could not be read back as what it should be.
+    #[error(
+        "database holds an invalid {what}: {reason}; the database was changed by hand or is damaged"
+    )]
+    Corrupt {
+        /// Which value.
+        what: &'static str,
+        /// Why it is invalid.
+        reason: String,
+    },
     /// `start_execution` was given an id that is already recorded.
     #[error("execution {0} already exists; give every execution a fresh id")]
     DuplicateExecution(String),
@@ -72,4 +128,20 @@ pub enum StoreError {
         /// What serde_json said.
         source: serde_json::Error,
     },
+}
+
+/// The client's error with what caused it: its own `Display` says only "db error" or
+/// "error connecting to server", without the server's message or the OS error.
+pub(crate) fn pg_message(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return db.to_string();
+    }
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
 }

@@ -4,11 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use rusqlite::params;
 use serde_json::Value;
-
-use crate::agent::agent_id;
-use crate::{Store, StoreError, enum_column, json, time};
 
 /// Whether a revision can take executions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,7 +18,7 @@ pub enum RevisionState {
 }
 
 impl RevisionState {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             RevisionState::Pending => "Pending",
             RevisionState::Ready => "Ready",
@@ -80,90 +76,6 @@ pub struct Revision {
 /// The revision name for `agent`'s revision `number`.
 pub(crate) fn revision_name(agent: &str, number: u32) -> String {
     format!("{agent}-{number:05}")
-}
-
-/// Columns read by [`from_row`]; `r` is revisions, `a` is agents.
-pub(crate) const COLUMNS: &str = "r.name, a.namespace, a.name, r.number, r.shape, r.image_ref, \
-     r.image_digest, r.state, r.reason, r.created_at";
-
-/// Maps a row selected with [`COLUMNS`] starting at column `at`.
-pub(crate) fn from_row(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Revision> {
-    Ok(Revision {
-        name: row.get(at)?,
-        namespace: row.get(at + 1)?,
-        agent: row.get(at + 2)?,
-        number: row.get(at + 3)?,
-        shape: json::column(row, at + 4)?,
-        image_ref: row.get(at + 5)?,
-        image_digest: row.get(at + 6)?,
-        state: enum_column::column(row, at + 7)?,
-        reason: row.get(at + 8)?,
-        created_at: time::column(row, at + 9)?,
-    })
-}
-
-impl Store {
-    /// All revisions of an agent, oldest first.
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// # let store = clrk_store::Store::open(&dir.path().join("clrk.db")).unwrap();
-    /// assert!(store.revisions("default", "missing").is_err());
-    /// ```
-    pub fn revisions(&self, namespace: &str, name: &str) -> Result<Vec<Revision>, StoreError> {
-        let conn = self.conn();
-        let id = agent_id(&conn, namespace, name)?;
-        let sql = format!(
-            "SELECT {COLUMNS} FROM revisions r JOIN agents a ON a.id = r.agent_id \
-             WHERE r.agent_id = ?1 ORDER BY r.number"
-        );
-        let mut stmt = conn.prepare(&sql)?;
-        let rows = stmt.query_map([id], |row| from_row(row, 0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Every stored revision's image digest with the revision's namespace and name, by
-    /// digest: what `clrk images list` shows as users and `clrk images prune` keeps.
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// # let store = clrk_store::Store::open(&dir.path().join("clrk.db")).unwrap();
-    /// assert!(store.revision_images().unwrap().is_empty());
-    /// ```
-    pub fn revision_images(&self) -> Result<Vec<(String, String, String)>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT image_digest, namespace, name FROM revisions ORDER BY image_digest, namespace, name",
-        )?;
-        let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Sets a revision's state, e.g. `Failed` with the image-pull error as `reason`.
-    ///
-    /// Revision names are unique per namespace, hence `namespace`.
-    pub fn set_revision_state(
-        &self,
-        namespace: &str,
-        revision: &str,
-        state: RevisionState,
-        reason: Option<&str>,
-    ) -> Result<(), StoreError> {
-        let changed = self.write(|tx| {
-            Ok(tx.execute(
-                "UPDATE revisions SET state = ?3, reason = ?4 WHERE namespace = ?1 AND name = ?2",
-                params![namespace, revision, state.as_str(), reason],
-            )?)
-        })?;
-        if changed == 0 {
-            return Err(StoreError::RevisionNotFound {
-                namespace: namespace.to_owned(),
-                revision: revision.to_owned(),
-            });
-        }
-        tracing::info!(namespace, revision, state = %state, reason, "revision state set");
-        Ok(())
-    }
 }
 
 #[cfg(test)]

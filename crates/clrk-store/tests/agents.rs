@@ -1,257 +1,250 @@
-//! Applying, reading and deleting agents against a real database file.
+//! Applying, reading and deleting agents against a real database of each backend.
 
 mod common;
 
 use clrk_store::{ApplyOutcome, ExecutionStatus, LogQuery, NewLogLine, RevisionState, StoreError};
-use common::{echo_agent, execution, task_agent, temp_store};
+use common::{echo_agent, execution, task_agent};
 use serde_json::json;
 
-#[test]
-fn first_apply_creates_revision_00001_and_identical_apply_is_unchanged() {
-    let (_dir, store) = temp_store();
-    let apply = echo_agent("echo");
+store_tests! {
+    async fn first_apply_creates_revision_00001_and_identical_apply_is_unchanged(backend) {
+        let store = backend.open().await;
+        let apply = echo_agent("echo");
 
-    assert_eq!(
-        store.apply_agent(&apply).unwrap(),
-        ApplyOutcome::Created {
-            revision: Some("echo-00001".into())
-        }
-    );
-    let before = store.get_agent("default", "echo").unwrap().unwrap();
-    assert_eq!(store.apply_agent(&apply).unwrap(), ApplyOutcome::Unchanged);
-    let after = store.get_agent("default", "echo").unwrap().unwrap();
+        assert_eq!(
+            store.apply_agent(&apply).await.unwrap(),
+            ApplyOutcome::Created {
+                revision: Some("echo-00001".into())
+            }
+        );
+        let before = store.get_agent("default", "echo").await.unwrap().unwrap();
+        assert_eq!(store.apply_agent(&apply).await.unwrap(), ApplyOutcome::Unchanged);
+        let after = store.get_agent("default", "echo").await.unwrap().unwrap();
 
-    assert_eq!(
-        before, after,
-        "an unchanged apply must not touch updated_at or anything else"
-    );
-    let rev = after.latest_revision.unwrap();
-    assert_eq!(rev.name, "echo-00001");
-    assert_eq!(rev.number, 1);
-    assert_eq!(rev.state, RevisionState::Ready);
-    assert_eq!(rev.image_digest, "sha256:1111");
-    assert_eq!(rev.shape, apply.shape);
-    assert_eq!(after.spec, apply.spec);
-    assert_eq!(after.kind, "TaskAgent");
-}
-
-#[test]
-fn shape_change_makes_00002_and_spec_only_change_makes_no_revision() {
-    let (_dir, store) = temp_store();
-    store.apply_agent(&echo_agent("echo")).unwrap();
-
-    let mut resized = echo_agent("echo");
-    resized.shape["resources"] = json!({"memory": "1Gi"});
-    resized.spec["resources"] = json!({"memory": "1Gi"});
-    assert_eq!(
-        store.apply_agent(&resized).unwrap(),
-        ApplyOutcome::Configured {
-            revision: Some("echo-00002".into())
-        }
-    );
-
-    let mut throttled = resized.clone();
-    throttled.spec["maxConcurrent"] = json!(3);
-    assert_eq!(
-        store.apply_agent(&throttled).unwrap(),
-        ApplyOutcome::Configured { revision: None }
-    );
-
-    let agent = store.get_agent("default", "echo").unwrap().unwrap();
-    assert_eq!(agent.spec["maxConcurrent"], json!(3));
-    assert_eq!(agent.latest_revision.unwrap().name, "echo-00002");
-    let names: Vec<_> = store
-        .revisions("default", "echo")
-        .unwrap()
-        .into_iter()
-        .map(|r| r.name)
-        .collect();
-    assert_eq!(names, ["echo-00001", "echo-00002"]);
-}
-
-#[test]
-fn new_digest_for_the_same_reference_makes_a_new_revision() {
-    let (_dir, store) = temp_store();
-    store.apply_agent(&echo_agent("echo")).unwrap();
-
-    let mut repushed = echo_agent("echo");
-    repushed.image_digest = "sha256:2222".into();
-    assert_eq!(
-        store.apply_agent(&repushed).unwrap(),
-        ApplyOutcome::Configured {
-            revision: Some("echo-00002".into())
-        }
-    );
-    let revs = store.revisions("default", "echo").unwrap();
-    assert_eq!(
-        revs[0].image_digest, "sha256:1111",
-        "old revisions are immutable"
-    );
-    assert_eq!(revs[1].image_digest, "sha256:2222");
-}
-
-#[test]
-fn shape_comparison_ignores_json_key_order() {
-    let (_dir, store) = temp_store();
-    let a = task_agent(
-        "k",
-        json!({"a": 1, "b": 2}),
-        json!({"x": 1, "y": [1, 2]}),
-        "sha256:1",
-    );
-    let b = task_agent(
-        "k",
-        json!({"b": 2, "a": 1}),
-        json!({"y": [1, 2], "x": 1}),
-        "sha256:1",
-    );
-    store.apply_agent(&a).unwrap();
-    assert_eq!(store.apply_agent(&b).unwrap(), ApplyOutcome::Unchanged);
-}
-
-#[test]
-fn list_is_ordered_by_namespace_then_name_and_filters_by_namespace() {
-    let (_dir, store) = temp_store();
-    for (ns, name) in [
-        ("prod", "b"),
-        ("default", "z"),
-        ("prod", "a"),
-        ("default", "c"),
-    ] {
-        let mut apply = echo_agent(name);
-        apply.namespace = ns.into();
-        store.apply_agent(&apply).unwrap();
+        assert_eq!(
+            before, after,
+            "an unchanged apply must not touch updated_at or anything else"
+        );
+        let rev = after.latest_revision.unwrap();
+        assert_eq!(rev.name, "echo-00001");
+        assert_eq!(rev.number, 1);
+        assert_eq!(rev.state, RevisionState::Ready);
+        assert_eq!(rev.image_digest, "sha256:1111");
+        assert_eq!(rev.shape, apply.shape);
+        assert_eq!(after.spec, apply.spec);
+        assert_eq!(after.kind, "TaskAgent");
     }
 
-    let all: Vec<_> = store
-        .list_agents(None)
-        .unwrap()
-        .into_iter()
-        .map(|a| format!("{}/{}", a.namespace, a.name))
-        .collect();
-    assert_eq!(all, ["default/c", "default/z", "prod/a", "prod/b"]);
-    let prod: Vec<_> = store
-        .list_agents(Some("prod"))
-        .unwrap()
-        .into_iter()
-        .map(|a| a.name)
-        .collect();
-    assert_eq!(prod, ["a", "b"]);
-}
+    async fn shape_change_makes_00002_and_spec_only_change_makes_no_revision(backend) {
+        let store = backend.open().await;
+        store.apply_agent(&echo_agent("echo")).await.unwrap();
 
-#[test]
-fn same_agent_name_in_two_namespaces_keeps_separate_revisions() {
-    let (_dir, store) = temp_store();
-    store.apply_agent(&echo_agent("echo")).unwrap();
-    let mut other = echo_agent("echo");
-    other.namespace = "team".into();
-    other.image_digest = "sha256:9999".into();
-    assert_eq!(
-        store.apply_agent(&other).unwrap(),
-        ApplyOutcome::Created {
-            revision: Some("echo-00001".into())
-        }
-    );
+        let mut resized = echo_agent("echo");
+        resized.shape["resources"] = json!({"memory": "1Gi"});
+        resized.spec["resources"] = json!({"memory": "1Gi"});
+        assert_eq!(
+            store.apply_agent(&resized).await.unwrap(),
+            ApplyOutcome::Configured {
+                revision: Some("echo-00002".into())
+            }
+        );
 
-    store
-        .set_revision_state(
-            "team",
-            "echo-00001",
-            RevisionState::Failed,
-            Some("pull failed"),
-        )
-        .unwrap();
+        let mut throttled = resized.clone();
+        throttled.spec["maxConcurrent"] = json!(3);
+        assert_eq!(
+            store.apply_agent(&throttled).await.unwrap(),
+            ApplyOutcome::Configured { revision: None }
+        );
 
-    let default_rev = store
-        .get_agent("default", "echo")
-        .unwrap()
-        .unwrap()
-        .latest_revision
-        .unwrap();
-    let team_rev = store
-        .get_agent("team", "echo")
-        .unwrap()
-        .unwrap()
-        .latest_revision
-        .unwrap();
-    assert_eq!(default_rev.state, RevisionState::Ready);
-    assert_eq!(team_rev.state, RevisionState::Failed);
-    assert_eq!(team_rev.reason.as_deref(), Some("pull failed"));
-}
-
-#[test]
-fn set_state_of_unknown_revision_names_it() {
-    let (_dir, store) = temp_store();
-    let err = store
-        .set_revision_state("default", "nope-00001", RevisionState::Ready, None)
-        .unwrap_err();
-    assert!(matches!(err, StoreError::RevisionNotFound { .. }));
-    assert!(err.to_string().contains("nope-00001"), "{err}");
-}
-
-#[test]
-fn delete_removes_revisions_executions_and_logs_and_recreate_starts_at_00001() {
-    let (dir, store) = temp_store();
-    store.apply_agent(&echo_agent("echo")).unwrap();
-    store.apply_agent(&echo_agent("keep")).unwrap();
-    let mut v2 = echo_agent("echo");
-    v2.image_digest = "sha256:2222".into();
-    store.apply_agent(&v2).unwrap();
-    store.start_execution(&execution("ev-1", "echo")).unwrap();
-    store
-        .start_execution(&execution("ev-keep", "keep"))
-        .unwrap();
-    store
-        .append_logs(&[NewLogLine {
-            execution_id: "ev-1".into(),
-            namespace: "default".into(),
-            agent: "echo".into(),
-            stream: "stderr".into(),
-            time: chrono::Utc::now(),
-            line: "hello".into(),
-        }])
-        .unwrap();
-
-    assert!(store.delete_agent("default", "echo").unwrap());
-    assert!(
-        !store.delete_agent("default", "echo").unwrap(),
-        "second delete reports absence"
-    );
-
-    assert_eq!(store.get_agent("default", "echo").unwrap(), None);
-    assert_eq!(store.get_execution("ev-1").unwrap(), None);
-    assert!(matches!(
-        store.revisions("default", "echo"),
-        Err(StoreError::AgentNotFound { .. })
-    ));
-    assert_eq!(
-        store.get_execution("ev-keep").unwrap().unwrap().status,
-        ExecutionStatus::Running,
-        "other agents are untouched"
-    );
-
-    // Nothing of the deleted agent is left in the file, not just hidden from queries.
-    let raw = rusqlite::Connection::open(dir.path().join("clrk.db")).unwrap();
-    let count = |table: &str| -> i64 {
-        raw.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+        let agent = store.get_agent("default", "echo").await.unwrap().unwrap();
+        assert_eq!(agent.spec["maxConcurrent"], json!(3));
+        assert_eq!(agent.latest_revision.unwrap().name, "echo-00002");
+        let names: Vec<_> = store
+            .revisions("default", "echo").await
             .unwrap()
-    };
-    assert_eq!(
-        (count("revisions"), count("executions"), count("logs")),
-        (1, 1, 0)
-    );
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(names, ["echo-00001", "echo-00002"]);
+    }
 
-    assert_eq!(
-        store.apply_agent(&echo_agent("echo")).unwrap(),
-        ApplyOutcome::Created {
-            revision: Some("echo-00001".into())
+    async fn new_digest_for_the_same_reference_makes_a_new_revision(backend) {
+        let store = backend.open().await;
+        store.apply_agent(&echo_agent("echo")).await.unwrap();
+
+        let mut repushed = echo_agent("echo");
+        repushed.image_digest = "sha256:2222".into();
+        assert_eq!(
+            store.apply_agent(&repushed).await.unwrap(),
+            ApplyOutcome::Configured {
+                revision: Some("echo-00002".into())
+            }
+        );
+        let revs = store.revisions("default", "echo").await.unwrap();
+        assert_eq!(
+            revs[0].image_digest, "sha256:1111",
+            "old revisions are immutable"
+        );
+        assert_eq!(revs[1].image_digest, "sha256:2222");
+    }
+
+    async fn shape_comparison_ignores_json_key_order(backend) {
+        let store = backend.open().await;
+        let a = task_agent(
+            "k",
+            json!({"a": 1, "b": 2}),
+            json!({"x": 1, "y": [1, 2]}),
+            "sha256:1",
+        );
+        let b = task_agent(
+            "k",
+            json!({"b": 2, "a": 1}),
+            json!({"y": [1, 2], "x": 1}),
+            "sha256:1",
+        );
+        store.apply_agent(&a).await.unwrap();
+        assert_eq!(store.apply_agent(&b).await.unwrap(), ApplyOutcome::Unchanged);
+    }
+
+    async fn list_is_ordered_by_namespace_then_name_and_filters_by_namespace(backend) {
+        let store = backend.open().await;
+        for (ns, name) in [
+            ("prod", "b"),
+            ("default", "z"),
+            ("prod", "a"),
+            ("default", "c"),
+        ] {
+            let mut apply = echo_agent(name);
+            apply.namespace = ns.into();
+            store.apply_agent(&apply).await.unwrap();
         }
-    );
-    assert!(
+
+        let all: Vec<_> = store
+            .list_agents(None).await
+            .unwrap()
+            .into_iter()
+            .map(|a| format!("{}/{}", a.namespace, a.name))
+            .collect();
+        assert_eq!(all, ["default/c", "default/z", "prod/a", "prod/b"]);
+        let prod: Vec<_> = store
+            .list_agents(Some("prod")).await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.name)
+            .collect();
+        assert_eq!(prod, ["a", "b"]);
+    }
+
+    async fn same_agent_name_in_two_namespaces_keeps_separate_revisions(backend) {
+        let store = backend.open().await;
+        store.apply_agent(&echo_agent("echo")).await.unwrap();
+        let mut other = echo_agent("echo");
+        other.namespace = "team".into();
+        other.image_digest = "sha256:9999".into();
+        assert_eq!(
+            store.apply_agent(&other).await.unwrap(),
+            ApplyOutcome::Created {
+                revision: Some("echo-00001".into())
+            }
+        );
+
         store
-            .logs("default", "echo", &LogQuery::default())
+            .set_revision_state(
+                "team",
+                "echo-00001",
+                RevisionState::Failed,
+                Some("pull failed"),
+            ).await
+            .unwrap();
+
+        let default_rev = store
+            .get_agent("default", "echo").await
             .unwrap()
-            .is_empty()
-    );
-    assert_eq!(store.revisions("default", "echo").unwrap().len(), 1);
+            .unwrap()
+            .latest_revision
+            .unwrap();
+        let team_rev = store
+            .get_agent("team", "echo").await
+            .unwrap()
+            .unwrap()
+            .latest_revision
+            .unwrap();
+        assert_eq!(default_rev.state, RevisionState::Ready);
+        assert_eq!(team_rev.state, RevisionState::Failed);
+        assert_eq!(team_rev.reason.as_deref(), Some("pull failed"));
+    }
+
+    async fn set_state_of_unknown_revision_names_it(backend) {
+        let store = backend.open().await;
+        let err = store
+            .set_revision_state("default", "nope-00001", RevisionState::Ready, None).await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::RevisionNotFound { .. }));
+        assert!(err.to_string().contains("nope-00001"), "{err}");
+    }
+
+    async fn delete_removes_revisions_executions_and_logs_and_recreate_starts_at_00001(backend) {
+        let store = backend.open().await;
+        store.apply_agent(&echo_agent("echo")).await.unwrap();
+        store.apply_agent(&echo_agent("keep")).await.unwrap();
+        let mut v2 = echo_agent("echo");
+        v2.image_digest = "sha256:2222".into();
+        store.apply_agent(&v2).await.unwrap();
+        store.start_execution(&execution("ev-1", "echo")).await.unwrap();
+        store
+            .start_execution(&execution("ev-keep", "keep")).await
+            .unwrap();
+        store
+            .append_logs(&[NewLogLine {
+                execution_id: "ev-1".into(),
+                namespace: "default".into(),
+                agent: "echo".into(),
+                stream: "stderr".into(),
+                time: chrono::Utc::now(),
+                line: "hello".into(),
+            }]).await
+            .unwrap();
+
+        assert!(store.delete_agent("default", "echo").await.unwrap());
+        assert!(
+            !store.delete_agent("default", "echo").await.unwrap(),
+            "second delete reports absence"
+        );
+
+        assert_eq!(store.get_agent("default", "echo").await.unwrap(), None);
+        assert_eq!(store.get_execution("ev-1").await.unwrap(), None);
+        assert!(matches!(
+            store.revisions("default", "echo").await,
+            Err(StoreError::AgentNotFound { .. })
+        ));
+        assert_eq!(
+            store.get_execution("ev-keep").await.unwrap().unwrap().status,
+            ExecutionStatus::Running,
+            "other agents are untouched"
+        );
+
+        // Nothing of the deleted agent is left in the database, not just hidden from queries.
+        assert_eq!(
+            (
+                backend.count_rows("revisions").await,
+                backend.count_rows("executions").await,
+                backend.count_rows("logs").await
+            ),
+            (1, 1, 0)
+        );
+
+        assert_eq!(
+            store.apply_agent(&echo_agent("echo")).await.unwrap(),
+            ApplyOutcome::Created {
+                revision: Some("echo-00001".into())
+            }
+        );
+        assert!(
+            store
+                .logs("default", "echo", &LogQuery::default()).await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(store.revisions("default", "echo").await.unwrap().len(), 1);
+    }
 }

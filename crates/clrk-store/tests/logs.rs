@@ -1,10 +1,10 @@
-//! Log append and query (tail, after_seq) against a real database file.
+//! Log append and query (tail, after_seq) against a real database of each backend.
 
 mod common;
 
 use chrono::Utc;
 use clrk_store::{LogPage, LogQuery, NewLogLine, StoreError};
-use common::{echo_agent, execution, temp_store};
+use common::{echo_agent, execution};
 
 fn line(agent: &str, execution_id: &str, text: &str) -> NewLogLine {
     NewLogLine {
@@ -26,215 +26,213 @@ fn texts(lines: &[clrk_store::LogLine]) -> Vec<&str> {
     lines.iter().map(|l| l.line.as_str()).collect()
 }
 
-#[test]
-fn logs_come_back_in_order_with_tail_and_after_seq() {
-    let (_dir, store) = temp_store();
-    store.apply_agent(&echo_agent("echo")).unwrap();
-    store.apply_agent(&echo_agent("other")).unwrap();
-    store.start_execution(&execution("ev-1", "echo")).unwrap();
-    let batch: Vec<_> = (1..=5)
-        .map(|i| line("echo", "ev-1", &format!("err {i}")))
-        .collect();
-    store.append_logs(&batch).unwrap();
-    store
-        .append_logs(&[line("other", "ev-x", "not mine")])
-        .unwrap();
-    store.append_logs(&[line("echo", "ev-1", "out 6")]).unwrap();
-
-    let all = store.logs("default", "echo", &LogQuery::default()).unwrap();
-    assert_eq!(
-        texts(&all),
-        ["err 1", "err 2", "err 3", "err 4", "err 5", "out 6"]
-    );
-    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
-    assert_eq!(all[5].stream, "stdout");
-    assert_eq!(all[0].stream, "stderr");
-    assert_eq!(all[0].execution_id, "ev-1");
-
-    let tail = store
-        .logs(
-            "default",
-            "echo",
-            &LogQuery {
-                tail: Some(2),
-                after_seq: None,
-            },
-        )
-        .unwrap();
-    assert_eq!(texts(&tail), ["err 5", "out 6"]);
-
-    let after = store
-        .logs(
-            "default",
-            "echo",
-            &LogQuery {
-                tail: None,
-                after_seq: Some(all[3].seq),
-            },
-        )
-        .unwrap();
-    assert_eq!(texts(&after), ["err 5", "out 6"]);
-
-    let both = store
-        .logs(
-            "default",
-            "echo",
-            &LogQuery {
-                tail: Some(1),
-                after_seq: Some(all[1].seq),
-            },
-        )
-        .unwrap();
-    assert_eq!(texts(&both), ["out 6"]);
-
-    let none = store
-        .logs(
-            "default",
-            "echo",
-            &LogQuery {
-                tail: None,
-                after_seq: Some(all[5].seq),
-            },
-        )
-        .unwrap();
-    assert!(
-        none.is_empty(),
-        "a follower at the last seq sees nothing new"
-    );
-}
-
-#[test]
-fn batch_with_an_unknown_agent_stores_nothing() {
-    let (_dir, store) = temp_store();
-    store.apply_agent(&echo_agent("echo")).unwrap();
-    let err = store
-        .append_logs(&[
-            line("echo", "ev-1", "kept?"),
-            line("ghost", "ev-2", "orphan"),
-        ])
-        .unwrap_err();
-    assert!(matches!(err, StoreError::AgentNotFound { .. }));
-    assert!(
+store_tests! {
+    async fn logs_come_back_in_order_with_tail_and_after_seq(backend) {
+        let store = backend.open().await;
+        store.apply_agent(&echo_agent("echo")).await.unwrap();
+        store.apply_agent(&echo_agent("other")).await.unwrap();
+        store.start_execution(&execution("ev-1", "echo")).await.unwrap();
+        let batch: Vec<_> = (1..=5)
+            .map(|i| line("echo", "ev-1", &format!("err {i}")))
+            .collect();
+        store.append_logs(&batch).await.unwrap();
         store
-            .logs("default", "echo", &LogQuery::default())
-            .unwrap()
-            .is_empty()
-    );
-}
-
-#[test]
-fn pages_cover_the_log_once_in_order_bounded_by_lines_and_bytes() {
-    let (_dir, store) = temp_store();
-    store.apply_agent(&echo_agent("echo")).unwrap();
-    let batch: Vec<_> = (0..25)
-        .map(|i| line("echo", "ev-1", &format!("err {i:02}")))
-        .collect();
-    store.append_logs(&batch).unwrap();
-    let mut page = LogPage {
-        after_seq: None,
-        up_to_seq: None,
-        max_lines: 10,
-        max_bytes: 1 << 20,
-    };
-    let mut seen = Vec::new();
-    loop {
-        let lines = store.log_page("default", "echo", &page).unwrap();
-        let Some(last) = lines.last() else { break };
-        assert!(lines.len() <= 10);
-        page.after_seq = Some(last.seq);
-        seen.extend(lines.into_iter().map(|l| l.line));
-    }
-    assert_eq!(seen.len(), 25);
-    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
-
-    // A page ends at the line that reaches max_bytes (6 bytes a line).
-    page.after_seq = None;
-    page.max_bytes = 13;
-    assert_eq!(store.log_page("default", "echo", &page).unwrap().len(), 3);
-
-    // tail and up_to_seq bound where a reader starts and stops.
-    let start = store.log_tail_start("default", "echo", 5).unwrap();
-    let last = store.log_last_seq("default", "echo").unwrap().unwrap();
-    page.max_bytes = 1 << 20;
-    page.after_seq = start;
-    page.up_to_seq = Some(last - 1);
-    let lines = store.log_page("default", "echo", &page).unwrap();
-    assert_eq!(texts(&lines), ["err 20", "err 21", "err 22", "err 23"]);
-    assert_eq!(store.log_tail_start("default", "echo", 25).unwrap(), None);
-}
-
-#[test]
-fn expiry_deletes_the_oldest_executions_until_the_agent_is_under_its_cap() {
-    let (_dir, store) = temp_store();
-    store.apply_agent(&echo_agent("echo")).unwrap();
-    store.apply_agent(&echo_agent("other")).unwrap();
-    // 100 bytes a line: its text and the row.
-    let text = "x".repeat(100 - clrk_store::LOG_ROW_COST as usize);
-    for execution in ["ev-1", "ev-2", "ev-3", "ev-4"] {
-        let batch: Vec<_> = (0..10).map(|_| line("echo", execution, &text)).collect();
-        store.append_logs(&batch).unwrap();
-        store
-            .append_logs(&[line("other", execution, &text)])
+            .append_logs(&[line("other", "ev-x", "not mine")]).await
             .unwrap();
+        store.append_logs(&[line("echo", "ev-1", "out 6")]).await.unwrap();
+
+        let all = store.logs("default", "echo", &LogQuery::default()).await.unwrap();
+        assert_eq!(
+            texts(&all),
+            ["err 1", "err 2", "err 3", "err 4", "err 5", "out 6"]
+        );
+        assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
+        assert_eq!(all[5].stream, "stdout");
+        assert_eq!(all[0].stream, "stderr");
+        assert_eq!(all[0].execution_id, "ev-1");
+
+        let tail = store
+            .logs(
+                "default",
+                "echo",
+                &LogQuery {
+                    tail: Some(2),
+                    after_seq: None,
+                },
+            ).await
+            .unwrap();
+        assert_eq!(texts(&tail), ["err 5", "out 6"]);
+
+        let after = store
+            .logs(
+                "default",
+                "echo",
+                &LogQuery {
+                    tail: None,
+                    after_seq: Some(all[3].seq),
+                },
+            ).await
+            .unwrap();
+        assert_eq!(texts(&after), ["err 5", "out 6"]);
+
+        let both = store
+            .logs(
+                "default",
+                "echo",
+                &LogQuery {
+                    tail: Some(1),
+                    after_seq: Some(all[1].seq),
+                },
+            ).await
+            .unwrap();
+        assert_eq!(texts(&both), ["out 6"]);
+
+        let none = store
+            .logs(
+                "default",
+                "echo",
+                &LogQuery {
+                    tail: None,
+                    after_seq: Some(all[5].seq),
+                },
+            ).await
+            .unwrap();
+        assert!(
+            none.is_empty(),
+            "a follower at the last seq sees nothing new"
+        );
     }
-    assert_eq!(store.log_bytes("default", "echo").unwrap(), 4000);
 
-    // Under the cap: nothing goes.
-    assert_eq!(store.expire_logs("default", "echo", 4000).unwrap(), 0);
-    // 2,500 bytes allowed: the two oldest executions go, whole.
-    assert_eq!(store.expire_logs("default", "echo", 2500).unwrap(), 2000);
-    let left = store.logs("default", "echo", &LogQuery::default()).unwrap();
-    assert_eq!(left.len(), 20);
-    assert!(
-        left.iter()
-            .all(|l| l.execution_id == "ev-3" || l.execution_id == "ev-4")
-    );
-    assert_eq!(store.log_bytes("default", "echo").unwrap(), 2000);
-    // The newest execution is kept even over the cap; other agents are untouched.
-    assert_eq!(store.expire_logs("default", "echo", 1).unwrap(), 1000);
-    assert_eq!(store.log_bytes("default", "echo").unwrap(), 1000);
-    assert_eq!(
-        store
-            .logs("default", "other", &LogQuery::default())
-            .unwrap()
-            .len(),
-        4
-    );
-}
+    async fn batch_with_an_unknown_agent_stores_nothing(backend) {
+        let store = backend.open().await;
+        store.apply_agent(&echo_agent("echo")).await.unwrap();
+        let err = store
+            .append_logs(&[
+                line("echo", "ev-1", "kept?"),
+                line("ghost", "ev-2", "orphan"),
+            ]).await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::AgentNotFound { .. }));
+        assert!(
+            store
+                .logs("default", "echo", &LogQuery::default()).await
+                .unwrap()
+                .is_empty()
+        );
+    }
 
-#[test]
-fn trimming_a_run_deletes_its_oldest_lines_and_keeps_the_marker() {
-    let (_dir, store) = temp_store();
-    store.apply_agent(&echo_agent("echo")).unwrap();
-    // 100 bytes a line: its text and the row.
-    let text = "x".repeat(100 - clrk_store::LOG_ROW_COST as usize);
-    let batch: Vec<_> = (0..5).map(|_| line("echo", "run-1", &text)).collect();
-    store.append_logs(&batch).unwrap();
-    let marker = store
-        .append_log(&line("echo", "run-1", &"m".repeat(36)))
-        .unwrap();
-    let batch: Vec<_> = (0..5).map(|_| line("echo", "run-1", &text)).collect();
-    store.append_logs(&batch).unwrap();
-    store.append_logs(&[line("echo", "run-2", &text)]).unwrap();
-    assert_eq!(store.log_bytes("default", "echo").unwrap(), 1200);
+    async fn pages_cover_the_log_once_in_order_bounded_by_lines_and_bytes(backend) {
+        let store = backend.open().await;
+        store.apply_agent(&echo_agent("echo")).await.unwrap();
+        let batch: Vec<_> = (0..25)
+            .map(|i| line("echo", "ev-1", &format!("err {i:02}")))
+            .collect();
+        store.append_logs(&batch).await.unwrap();
+        let mut page = LogPage {
+            after_seq: None,
+            up_to_seq: None,
+            max_lines: 10,
+            max_bytes: 1 << 20,
+        };
+        let mut seen = Vec::new();
+        loop {
+            let lines = store.log_page("default", "echo", &page).await.unwrap();
+            let Some(last) = lines.last() else { break };
+            assert!(lines.len() <= 10);
+            page.after_seq = Some(last.seq);
+            seen.extend(lines.into_iter().map(|l| l.line));
+        }
+        assert_eq!(seen.len(), 25);
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
 
-    // Under the limit: nothing goes.
-    let trim = |max| {
-        store
-            .trim_execution_logs("default", "echo", "run-1", max, Some(marker))
-            .unwrap()
-    };
-    assert_eq!(trim(1000), 0);
-    // 350 bytes for the lines besides the marker: the newest three stay, and the marker.
-    assert_eq!(trim(350), 700);
-    let left = store.logs("default", "echo", &LogQuery::default()).unwrap();
-    let run: Vec<_> = left.iter().filter(|l| l.execution_id == "run-1").collect();
-    assert_eq!(run.len(), 4);
-    assert_eq!(run[0].seq, marker);
-    assert!(left.iter().any(|l| l.execution_id == "run-2"));
-    assert_eq!(store.log_bytes("default", "echo").unwrap(), 500);
-    // Trimming again is cheap and exact.
-    assert_eq!(trim(350), 0);
-    assert_eq!(trim(100), 200);
-    assert_eq!(store.log_bytes("default", "echo").unwrap(), 300);
+        // A page ends at the line that reaches max_bytes (6 bytes a line).
+        page.after_seq = None;
+        page.max_bytes = 13;
+        assert_eq!(store.log_page("default", "echo", &page).await.unwrap().len(), 3);
+
+        // tail and up_to_seq bound where a reader starts and stops.
+        let start = store.log_tail_start("default", "echo", 5).await.unwrap();
+        let last = store.log_last_seq("default", "echo").await.unwrap().unwrap();
+        page.max_bytes = 1 << 20;
+        page.after_seq = start;
+        page.up_to_seq = Some(last - 1);
+        let lines = store.log_page("default", "echo", &page).await.unwrap();
+        assert_eq!(texts(&lines), ["err 20", "err 21", "err 22", "err 23"]);
+        assert_eq!(store.log_tail_start("default", "echo", 25).await.unwrap(), None);
+    }
+
+    async fn expiry_deletes_the_oldest_executions_until_the_agent_is_under_its_cap(backend) {
+        let store = backend.open().await;
+        store.apply_agent(&echo_agent("echo")).await.unwrap();
+        store.apply_agent(&echo_agent("other")).await.unwrap();
+        // 100 bytes a line: its text and the row.
+        let text = "x".repeat(100 - clrk_store::LOG_ROW_COST as usize);
+        for execution in ["ev-1", "ev-2", "ev-3", "ev-4"] {
+            let batch: Vec<_> = (0..10).map(|_| line("echo", execution, &text)).collect();
+            store.append_logs(&batch).await.unwrap();
+            store
+                .append_logs(&[line("other", execution, &text)]).await
+                .unwrap();
+        }
+        assert_eq!(store.log_bytes("default", "echo").await.unwrap(), 4000);
+
+        // Under the cap: nothing goes.
+        assert_eq!(store.expire_logs("default", "echo", 4000).await.unwrap(), 0);
+        // 2,500 bytes allowed: the two oldest executions go, whole.
+        assert_eq!(store.expire_logs("default", "echo", 2500).await.unwrap(), 2000);
+        let left = store.logs("default", "echo", &LogQuery::default()).await.unwrap();
+        assert_eq!(left.len(), 20);
+        assert!(
+            left.iter()
+                .all(|l| l.execution_id == "ev-3" || l.execution_id == "ev-4")
+        );
+        assert_eq!(store.log_bytes("default", "echo").await.unwrap(), 2000);
+        // The newest execution is kept even over the cap; other agents are untouched.
+        assert_eq!(store.expire_logs("default", "echo", 1).await.unwrap(), 1000);
+        assert_eq!(store.log_bytes("default", "echo").await.unwrap(), 1000);
+        assert_eq!(
+            store
+                .logs("default", "other", &LogQuery::default()).await
+                .unwrap()
+                .len(),
+            4
+        );
+    }
+
+    async fn trimming_a_run_deletes_its_oldest_lines_and_keeps_the_marker(backend) {
+        let store = backend.open().await;
+        store.apply_agent(&echo_agent("echo")).await.unwrap();
+        // 100 bytes a line: its text and the row.
+        let text = "x".repeat(100 - clrk_store::LOG_ROW_COST as usize);
+        let batch: Vec<_> = (0..5).map(|_| line("echo", "run-1", &text)).collect();
+        store.append_logs(&batch).await.unwrap();
+        let marker = store
+            .append_log(&line("echo", "run-1", &"m".repeat(36))).await
+            .unwrap();
+        let batch: Vec<_> = (0..5).map(|_| line("echo", "run-1", &text)).collect();
+        store.append_logs(&batch).await.unwrap();
+        store.append_logs(&[line("echo", "run-2", &text)]).await.unwrap();
+        assert_eq!(store.log_bytes("default", "echo").await.unwrap(), 1200);
+
+        // Under the limit: nothing goes.
+        let trim = async |max| {
+            store
+                .trim_execution_logs("default", "echo", "run-1", max, Some(marker))
+                .await
+                .unwrap()
+        };
+        assert_eq!(trim(1000).await, 0);
+        // 350 bytes for the lines besides the marker: the newest three stay, and the marker.
+        assert_eq!(trim(350).await, 700);
+        let left = store.logs("default", "echo", &LogQuery::default()).await.unwrap();
+        let run: Vec<_> = left.iter().filter(|l| l.execution_id == "run-1").collect();
+        assert_eq!(run.len(), 4);
+        assert_eq!(run[0].seq, marker);
+        assert!(left.iter().any(|l| l.execution_id == "run-2"));
+        assert_eq!(store.log_bytes("default", "echo").await.unwrap(), 500);
+        // Trimming again is cheap and exact.
+        assert_eq!(trim(350).await, 0);
+        assert_eq!(trim(100).await, 200);
+        assert_eq!(store.log_bytes("default", "echo").await.unwrap(), 300);
+    }
 }

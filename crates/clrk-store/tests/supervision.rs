@@ -3,94 +3,92 @@
 mod common;
 
 use chrono::{DateTime, Utc};
-use clrk_store::{DaemonPhase, DaemonState, ScheduleTimes, Store};
+use clrk_store::{DaemonPhase, DaemonState, ScheduleTimes};
 use common::*;
 
 fn at(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
 }
 
-#[test]
-fn schedule_times_round_trip_survive_reopen_and_go_with_the_agent() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("clrk.db");
-    let store = Store::open(&path).unwrap();
-    store.apply_agent(&echo_agent("nightly")).unwrap();
-    assert_eq!(
-        store.schedule_times("default", "nightly").unwrap(),
-        ScheduleTimes::default()
-    );
-    let first = ScheduleTimes {
-        last_schedule_time: None,
-        next_schedule_time: Some(at("2026-01-01T00:00:00Z")),
-    };
-    store
-        .set_schedule_times("default", "nightly", &first)
-        .unwrap();
-    let second = ScheduleTimes {
-        last_schedule_time: Some(at("2026-01-01T00:00:00Z")),
-        next_schedule_time: Some(at("2026-01-02T00:00:00.250Z")),
-    };
-    store
-        .set_schedule_times("default", "nightly", &second)
-        .unwrap();
-    drop(store);
-
-    let store = Store::open(&path).unwrap();
-    assert_eq!(store.schedule_times("default", "nightly").unwrap(), second);
-    store.delete_agent("default", "nightly").unwrap();
-    store.apply_agent(&echo_agent("nightly")).unwrap();
-    assert_eq!(
-        store.schedule_times("default", "nightly").unwrap(),
-        ScheduleTimes::default(),
-        "a re-created agent starts without cron times"
-    );
-}
-
-#[test]
-fn daemon_state_is_replaced_and_deleted_with_the_agent() {
-    let (_dir, store) = temp_store();
-    store.apply_agent(&echo_agent("bot")).unwrap();
-    assert_eq!(store.daemon_state("default", "bot").unwrap(), None);
-    let running = DaemonState {
-        revision: "bot-00001".into(),
-        phase: DaemonPhase::Running,
-        restart_count: 0,
-        up_since: Some(at("2026-01-01T10:00:00Z")),
-        run_id: Some("run-1".into()),
-        last_exit_code: None,
-        reason: None,
-        restart_delay_ms: None,
-        next_restart_at: None,
-    };
-    store.set_daemon_state("default", "bot", &running).unwrap();
-    assert_eq!(
-        store.daemon_state("default", "bot").unwrap(),
-        Some(running.clone())
-    );
-    let backing_off = DaemonState {
-        phase: DaemonPhase::CrashLoopBackOff,
-        restart_count: 3,
-        up_since: None,
-        last_exit_code: Some(1),
-        reason: Some("exited with code 1".into()),
-        restart_delay_ms: Some(8000),
-        next_restart_at: Some(at("2026-01-01T10:00:09Z")),
-        ..running
-    };
-    store
-        .set_daemon_state("default", "bot", &backing_off)
-        .unwrap();
-    assert_eq!(
-        store.daemon_state("default", "bot").unwrap(),
-        Some(backing_off.clone())
-    );
-    store.delete_agent("default", "bot").unwrap();
-    assert_eq!(store.daemon_state("default", "bot").unwrap(), None);
-    assert!(
+store_tests! {
+    async fn schedule_times_round_trip_survive_reopen_and_go_with_the_agent(backend) {
+        let store = backend.open().await;
+        store.apply_agent(&echo_agent("nightly")).await.unwrap();
+        assert_eq!(
+            store.schedule_times("default", "nightly").await.unwrap(),
+            ScheduleTimes::default()
+        );
+        let first = ScheduleTimes {
+            last_schedule_time: None,
+            next_schedule_time: Some(at("2026-01-01T00:00:00Z")),
+        };
         store
-            .set_daemon_state("default", "bot", &backing_off)
-            .is_err(),
-        "no state for an agent that does not exist"
-    );
+            .set_schedule_times("default", "nightly", &first).await
+            .unwrap();
+        let second = ScheduleTimes {
+            last_schedule_time: Some(at("2026-01-01T00:00:00Z")),
+            next_schedule_time: Some(at("2026-01-02T00:00:00.250Z")),
+        };
+        store
+            .set_schedule_times("default", "nightly", &second).await
+            .unwrap();
+        drop(store);
+
+        let store = backend.open().await;
+        assert_eq!(store.schedule_times("default", "nightly").await.unwrap(), second);
+        store.delete_agent("default", "nightly").await.unwrap();
+        store.apply_agent(&echo_agent("nightly")).await.unwrap();
+        assert_eq!(
+            store.schedule_times("default", "nightly").await.unwrap(),
+            ScheduleTimes::default(),
+            "a re-created agent starts without cron times"
+        );
+    }
+
+    async fn daemon_state_is_replaced_and_deleted_with_the_agent(backend) {
+        let store = backend.open().await;
+        store.apply_agent(&echo_agent("bot")).await.unwrap();
+        assert_eq!(store.daemon_state("default", "bot").await.unwrap(), None);
+        let running = DaemonState {
+            revision: "bot-00001".into(),
+            phase: DaemonPhase::Running,
+            restart_count: 0,
+            up_since: Some(at("2026-01-01T10:00:00Z")),
+            run_id: Some("run-1".into()),
+            last_exit_code: None,
+            reason: None,
+            restart_delay_ms: None,
+            next_restart_at: None,
+        };
+        store.set_daemon_state("default", "bot", &running).await.unwrap();
+        assert_eq!(
+            store.daemon_state("default", "bot").await.unwrap(),
+            Some(running.clone())
+        );
+        let backing_off = DaemonState {
+            phase: DaemonPhase::CrashLoopBackOff,
+            restart_count: 3,
+            up_since: None,
+            last_exit_code: Some(1),
+            reason: Some("exited with code 1".into()),
+            restart_delay_ms: Some(8000),
+            next_restart_at: Some(at("2026-01-01T10:00:09Z")),
+            ..running
+        };
+        store
+            .set_daemon_state("default", "bot", &backing_off).await
+            .unwrap();
+        assert_eq!(
+            store.daemon_state("default", "bot").await.unwrap(),
+            Some(backing_off.clone())
+        );
+        store.delete_agent("default", "bot").await.unwrap();
+        assert_eq!(store.daemon_state("default", "bot").await.unwrap(), None);
+        assert!(
+            store
+                .set_daemon_state("default", "bot", &backing_off).await
+                .is_err(),
+            "no state for an agent that does not exist"
+        );
+    }
 }

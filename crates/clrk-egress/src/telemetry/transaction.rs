@@ -106,13 +106,15 @@ impl Transaction {
         let keys = self.ledger_keys();
         let ledger = Arc::clone(&self.ledger);
         ledger.add(&keys, tokens);
-        let work = move || {
+        let work = async move {
             if tokens > 0
-                && let Err(error) = store.add_tokens(&record.namespace, &record.agent, day, tokens)
+                && let Err(error) = store
+                    .add_tokens(&record.namespace, &record.agent, day, tokens)
+                    .await
             {
                 tracing::error!(%error, agent = %record.agent, "could not count tokens");
             }
-            if let Err(error) = store.insert_egress_record(&record) {
+            if let Err(error) = store.insert_egress_record(&record).await {
                 tracing::error!(%error, agent = %record.agent, "could not record an egress transaction");
             }
             ledger.settle(&keys, tokens);
@@ -124,8 +126,9 @@ impl Transaction {
             );
         };
         match tokio::runtime::Handle::try_current() {
-            Ok(handle) => drop(handle.spawn_blocking(work)),
-            Err(_) => work(),
+            // Off the async workers, as a SQLite write blocks its thread while it runs.
+            Ok(handle) => drop(handle.clone().spawn_blocking(move || handle.block_on(work))),
+            Err(_) => finish_now(work),
         }
     }
 
@@ -215,5 +218,15 @@ impl Transaction {
 impl Drop for Transaction {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+/// Without a runtime (a transaction dropped after it ended): a SQLite write never waits, so
+/// it completes here; one that would wait (PostgreSQL) cannot, and is reported lost.
+fn finish_now(work: impl Future<Output = ()>) {
+    let mut work = std::pin::pin!(work);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    if work.as_mut().poll(&mut cx).is_pending() {
+        tracing::error!("an egress record was not stored: no async runtime to finish it on");
     }
 }

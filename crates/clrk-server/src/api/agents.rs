@@ -79,11 +79,11 @@ pub async fn list(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let agents = state.store.list_agents(q.namespace.as_deref())?;
-    let items = agents
-        .iter()
-        .map(|a| views::agent(&state, a))
-        .collect::<Result<Vec<_>, _>>()?;
+    let agents = state.store.list_agents(q.namespace.as_deref()).await?;
+    let mut items = Vec::with_capacity(agents.len());
+    for a in &agents {
+        items.push(views::agent(&state, a).await?);
+    }
     Ok(Json(serde_json::json!({ "items": items })))
 }
 
@@ -91,16 +91,16 @@ pub async fn get(
     State(state): State<AppState>,
     Path((namespace, name)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let agent = find(&state, &namespace, &name)?;
-    Ok(Json(views::agent(&state, &agent)?))
+    let agent = find(&state, &namespace, &name).await?;
+    Ok(Json(views::agent(&state, &agent).await?))
 }
 
 pub async fn delete(
     State(state): State<AppState>,
     Path((namespace, name)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let agent = find(&state, &namespace, &name)?;
-    state.store.delete_agent(&namespace, &name)?;
+    let agent = find(&state, &namespace, &name).await?;
+    state.store.delete_agent(&namespace, &name).await?;
     let stopped = state
         .dispatcher
         .stop_agent(&namespace, &name, "stopped: the agent was deleted");
@@ -121,19 +121,21 @@ pub async fn invocations(
     Path((namespace, name)): Path<(String, String)>,
     Query(q): Query<InvocationsQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    find(&state, &namespace, &name)?;
+    find(&state, &namespace, &name).await?;
     let executions = state
         .store
-        .executions(&namespace, &name, q.limit.unwrap_or(20).min(1000))?;
+        .executions(&namespace, &name, q.limit.unwrap_or(20).min(1000))
+        .await?;
     let items: Vec<_> = executions.iter().map(views::execution).collect();
     Ok(Json(serde_json::json!({ "items": items })))
 }
 
 /// The stored agent, or the 404 every agent route answers when there is none.
-pub fn find(state: &AppState, namespace: &str, name: &str) -> Result<Agent, ApiError> {
+pub async fn find(state: &AppState, namespace: &str, name: &str) -> Result<Agent, ApiError> {
     state
         .store
-        .get_agent(namespace, name)?
+        .get_agent(namespace, name)
+        .await?
         .ok_or_else(|| not_found(namespace, name))
 }
 

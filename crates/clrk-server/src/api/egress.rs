@@ -27,7 +27,8 @@ pub async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let items: Vec<Value> = state
         .store
-        .egress_objects(q.namespace.as_deref())?
+        .egress_objects(q.namespace.as_deref())
+        .await?
         .iter()
         .map(views::egress_object)
         .collect();
@@ -38,7 +39,7 @@ pub async fn get(
     State(state): State<AppState>,
     Path((namespace, kind, name)): Path<(String, String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let object = find(&state, &namespace, egress_kind(&kind)?, &name)?;
+    let object = find(&state, &namespace, egress_kind(&kind)?, &name).await?;
     Ok(Json(views::egress_object(&object)))
 }
 
@@ -49,7 +50,8 @@ pub async fn delete(
     let kind = egress_kind(&kind)?;
     if !state
         .store
-        .delete_egress_object(&namespace, kind.as_str(), &name)?
+        .delete_egress_object(&namespace, kind.as_str(), &name)
+        .await?
     {
         return Err(not_found(&namespace, kind, &name));
     }
@@ -70,11 +72,12 @@ pub async fn records(
     Path((namespace, name)): Path<(String, String)>,
     Query(q): Query<RecordsQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    super::agents::find(&state, &namespace, &name)?;
+    super::agents::find(&state, &namespace, &name).await?;
     let limit = q.limit.unwrap_or(DEFAULT_RECORDS).min(MAX_RECORDS);
     let items: Vec<Value> = state
         .store
-        .egress_records(&namespace, &name, limit)?
+        .egress_records(&namespace, &name, limit)
+        .await?
         .iter()
         .map(views::egress_record)
         .collect();
@@ -95,7 +98,7 @@ fn egress_kind(text: &str) -> Result<Kind, ApiError> {
     }
 }
 
-fn find(
+async fn find(
     state: &AppState,
     namespace: &str,
     kind: Kind,
@@ -103,7 +106,8 @@ fn find(
 ) -> Result<EgressObject, ApiError> {
     state
         .store
-        .egress_objects(Some(namespace))?
+        .egress_objects(Some(namespace))
+        .await?
         .into_iter()
         .find(|o| o.kind == kind.as_str() && o.name == name)
         .ok_or_else(|| not_found(namespace, kind, name))

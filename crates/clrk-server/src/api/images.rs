@@ -16,9 +16,9 @@ use super::ApiError;
 use crate::state::AppState;
 
 /// Revisions by the digest of their image.
-fn users(state: &AppState) -> Result<BTreeMap<String, Vec<String>>, ApiError> {
+async fn users(state: &AppState) -> Result<BTreeMap<String, Vec<String>>, ApiError> {
     let mut users: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (digest, namespace, revision) in state.store.revision_images()? {
+    for (digest, namespace, revision) in state.store.revision_images().await? {
         users
             .entry(digest)
             .or_default()
@@ -33,7 +33,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
         .await
         .map_err(internal)?
         .map_err(image_error)?;
-    let mut users = users(&state)?;
+    let mut users = users(&state).await?;
     let items: Vec<Value> = local
         .into_iter()
         .map(|image| {
@@ -79,7 +79,7 @@ pub async fn import(
 
 /// Removes every image no revision uses (imported images stay until deleted by name).
 pub async fn prune(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let keep: Vec<String> = users(&state)?.into_keys().collect();
+    let keep: Vec<String> = users(&state).await?.into_keys().collect();
     let images = state.images.clone();
     let report = tokio::task::spawn_blocking(move || images.prune(&keep))
         .await

@@ -39,11 +39,11 @@ pub async fn logs(
     Path((namespace, name)): Path<(String, String)>,
     Query(q): Query<LogsQuery>,
 ) -> Result<Response, ApiError> {
-    find(&state, &namespace, &name)?;
+    find(&state, &namespace, &name).await?;
     // Subscribe before reading the backlog so no line falls between the two.
     let events = state.dispatcher.logs().subscribe();
     let after_seq = match q.tail {
-        Some(tail) => state.store.log_tail_start(&namespace, &name, tail)?,
+        Some(tail) => state.store.log_tail_start(&namespace, &name, tail).await?,
         None => None,
     };
     // Without `follow` the answer ends at the newest line now, however fast the agent writes.
@@ -53,7 +53,8 @@ pub async fn logs(
         Some(
             state
                 .store
-                .log_last_seq(&namespace, &name)?
+                .log_last_seq(&namespace, &name)
+                .await?
                 .unwrap_or(i64::MIN),
         )
     };
@@ -148,17 +149,16 @@ impl Pages {
 
     /// The next page after `after_seq`, read off the async workers.
     async fn next_page(&self) -> Result<Vec<LogLine>, String> {
-        let store = self.state.store.clone();
-        let (namespace, name) = (self.namespace.clone(), self.name.clone());
         let page = LogPage {
             after_seq: self.after_seq,
             up_to_seq: self.up_to_seq,
             max_lines: PAGE_LINES,
             max_bytes: PAGE_BYTES,
         };
-        tokio::task::spawn_blocking(move || store.log_page(&namespace, &name, &page))
+        self.state
+            .store
+            .log_page(&self.namespace, &self.name, &page)
             .await
-            .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())
     }
 }

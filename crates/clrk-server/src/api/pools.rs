@@ -6,7 +6,7 @@ use crate::state::AppState;
 use crate::views;
 
 pub async fn list(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let pools = views::pools(&state)?;
+    let pools = views::pools(&state).await?;
     Ok(Json(serde_json::json!({ "items": pools })))
 }
 
@@ -20,7 +20,7 @@ pub async fn delete(
             "the default worker pool always exists and cannot be deleted".into(),
         ));
     }
-    if !state.store.delete_pool(&name)? {
+    if !state.store.delete_pool(&name).await? {
         return Err(ApiError(
             axum::http::StatusCode::NOT_FOUND,
             format!("workerpool {name} not found"),

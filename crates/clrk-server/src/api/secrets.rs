@@ -58,7 +58,7 @@ pub async fn set(
             "secret {name}: its values hold {size} bytes, over the limit of {MAX_SECRET_BYTES}"
         )));
     }
-    let created = state.store.set_secret(&namespace, &name, &data)?;
+    let created = state.store.set_secret(&namespace, &name, &data).await?;
     Ok(Json(json!({
         "secret": { "namespace": namespace, "name": name, "keys": data.keys().collect::<Vec<_>>() },
         "outcome": if created { "created" } else { "configured" },
@@ -71,7 +71,8 @@ pub async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let items: Vec<Value> = state
         .store
-        .list_secrets(q.namespace.as_deref())?
+        .list_secrets(q.namespace.as_deref())
+        .await?
         .into_iter()
         .map(|s| {
             json!({
@@ -90,7 +91,7 @@ pub async fn delete(
     State(state): State<AppState>,
     Path((namespace, name)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    if !state.store.delete_secret(&namespace, &name)? {
+    if !state.store.delete_secret(&namespace, &name).await? {
         return Err(ApiError(
             StatusCode::NOT_FOUND,
             format!("secret {namespace}/{name} not found: see clrk secret list -A"),

@@ -6,7 +6,7 @@
 pub mod policy;
 mod run;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -89,7 +89,7 @@ impl Supervisor {
 
     async fn control_loop(self) {
         loop {
-            if let Err(error) = self.reconcile() {
+            if let Err(error) = self.reconcile().await {
                 tracing::error!(%error, "daemon reconcile failed; retrying");
             }
             tokio::select! {
@@ -102,14 +102,15 @@ impl Supervisor {
 
     /// One pass: every DaemonAgent with a ready revision is supervised on that revision;
     /// nothing else is.
-    fn reconcile(&self) -> Result<(), clrk_store::StoreError> {
+    async fn reconcile(&self) -> Result<(), clrk_store::StoreError> {
         let inner = &self.inner;
         if inner.shutdown.is_cancelled() {
             return Ok(());
         }
         let desired: HashMap<Key, Revision> = inner
             .store
-            .list_agents(None)?
+            .list_agents(None)
+            .await?
             .into_iter()
             .filter(|a| a.kind == "DaemonAgent")
             .filter_map(|a| {
@@ -118,6 +119,22 @@ impl Supervisor {
                     .then_some(((a.namespace, a.name), revision))
             })
             .collect();
+        // Read before taking the lock (it cannot be held across the store's await): which
+        // daemons not supervised yet had already stopped for good on their revision.
+        let unsupervised: Vec<(Key, Revision)> = {
+            let supervised = inner.supervised.lock().expect("supervised map");
+            desired
+                .iter()
+                .filter(|(key, _)| !supervised.contains_key(*key))
+                .map(|(key, revision)| (key.clone(), revision.clone()))
+                .collect()
+        };
+        let mut stopped = HashSet::new();
+        for (key, revision) in unsupervised {
+            if self.stopped_for_good(&key, &revision).await {
+                stopped.insert(key);
+            }
+        }
         let mut supervised = inner.supervised.lock().expect("supervised map");
         // Gone or no longer a daemon: stop it; the entry goes once its task has ended.
         supervised.retain(|key, s| {
@@ -143,7 +160,7 @@ impl Supervisor {
                 None => None,
             };
             let cancel = inner.shutdown.child_token();
-            let task = if previous.is_none() && self.stopped_for_good(&key, &revision) {
+            let task = if previous.is_none() && stopped.contains(&key) {
                 // Started after a restart: it had already stopped for good on this revision.
                 tokio::spawn(async {})
             } else {
@@ -172,9 +189,9 @@ impl Supervisor {
     }
 
     /// Whether the stored state says this revision's daemon stopped per its policy.
-    fn stopped_for_good(&self, key: &Key, revision: &Revision) -> bool {
+    async fn stopped_for_good(&self, key: &Key, revision: &Revision) -> bool {
         matches!(
-            self.inner.store.daemon_state(&key.0, &key.1),
+            self.inner.store.daemon_state(&key.0, &key.1).await,
             Ok(Some(state)) if state.revision == revision.name && state.phase == DaemonPhase::Stopped
         )
     }

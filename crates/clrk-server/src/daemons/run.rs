@@ -62,17 +62,19 @@ impl Daemon {
                 return;
             }
         };
-        let mut state = self.initial_state();
+        let mut state = self.initial_state().await;
         let mut short_runs = 0u32;
         loop {
-            let Some(spec) = self.spec() else { return };
+            let Some(spec) = self.spec().await else {
+                return;
+            };
             let run_id = uuid::Uuid::new_v4().to_string();
             state.phase = DaemonPhase::Pending;
             state.run_id = Some(run_id.clone());
             state.up_since = None;
             state.restart_delay_ms = None;
             state.next_restart_at = None;
-            self.save(&state);
+            self.save(&state).await;
             let started_at = Utc::now();
             let end = self.run_once(&spec, &shape, &run_id, &mut state).await;
             let ran_for = (Utc::now() - started_at).to_std().unwrap_or_default();
@@ -104,7 +106,7 @@ impl Daemon {
                 tracing::info!(namespace = %self.namespace, daemon = %self.name, %reason, "daemon stopped");
                 state.phase = DaemonPhase::Stopped;
                 state.reason = Some(reason);
-                self.save(&state);
+                self.save(&state).await;
                 return;
             }
             if ran_for >= BACKOFF_RESET_AFTER {
@@ -129,7 +131,7 @@ impl Daemon {
             state.next_restart_at = chrono::Duration::from_std(delay)
                 .ok()
                 .map(|d| Utc::now() + d);
-            self.save(&state);
+            self.save(&state).await;
             tracing::info!(namespace = %self.namespace, daemon = %self.name, exit_code,
                 delay_ms = delay.as_millis() as u64, restarts = state.restart_count, "daemon restarting");
             tokio::select! {
@@ -142,7 +144,7 @@ impl Daemon {
 
     /// The stored state when it belongs to this revision (restarts carry over a server
     /// restart), else a fresh one.
-    fn initial_state(&self) -> DaemonState {
+    async fn initial_state(&self) -> DaemonState {
         let fresh = DaemonState {
             revision: self.revision.name.clone(),
             phase: DaemonPhase::Pending,
@@ -154,7 +156,7 @@ impl Daemon {
             restart_delay_ms: None,
             next_restart_at: None,
         };
-        match self.store.daemon_state(&self.namespace, &self.name) {
+        match self.store.daemon_state(&self.namespace, &self.name).await {
             Ok(Some(state)) if state.revision == self.revision.name => state,
             Ok(_) => fresh,
             Err(error) => {
@@ -166,8 +168,12 @@ impl Daemon {
 
     /// The current spec, read at every start so restart settings apply without a new
     /// revision; `None` once the agent is gone or no longer on this revision.
-    fn spec(&self) -> Option<DaemonAgentSpec> {
-        let agent = self.store.get_agent(&self.namespace, &self.name).ok()??;
+    async fn spec(&self) -> Option<DaemonAgentSpec> {
+        let agent = self
+            .store
+            .get_agent(&self.namespace, &self.name)
+            .await
+            .ok()??;
         if agent.latest_revision.as_ref()?.name != self.revision.name {
             return None;
         }
@@ -177,10 +183,11 @@ impl Daemon {
         }
     }
 
-    fn save(&self, state: &DaemonState) {
+    async fn save(&self, state: &DaemonState) {
         match self
             .store
             .set_daemon_state(&self.namespace, &self.name, state)
+            .await
         {
             Ok(()) | Err(StoreError::AgentNotFound { .. }) => {}
             Err(error) => {
@@ -206,7 +213,7 @@ impl Daemon {
             started_at: Utc::now(),
             start: clrk_store::Start::Cold,
         };
-        if let Err(error) = self.store.start_execution(&record) {
+        if let Err(error) = self.store.start_execution(&record).await {
             // The agent was deleted meanwhile; the next spec read ends the loop.
             tracing::debug!(%error, daemon = %self.name, "daemon run not recorded");
             return End::Failed(format!("could not record the run: {error}"));
@@ -228,13 +235,13 @@ impl Daemon {
                 state.phase = DaemonPhase::Running;
                 state.up_since = Some(Utc::now());
                 state.reason = None;
-                self.save(state);
+                self.save(state).await;
                 tracing::info!(namespace = %self.namespace, daemon = %self.name, run = run_id,
                     restarts = state.restart_count, "daemon running");
                 self.watch(sandbox, spec, run_id).await
             }
         };
-        self.record(run_id, &end);
+        self.record(run_id, &end).await;
         end
     }
 
@@ -309,7 +316,7 @@ impl Daemon {
         }
     }
 
-    fn record(&self, run_id: &str, end: &End) {
+    async fn record(&self, run_id: &str, end: &End) {
         let (status, exit_code, reason) = match end {
             End::Exited(0) => (ExecutionStatus::Succeeded, Some(0), None),
             End::Exited(code) => (
@@ -340,7 +347,7 @@ impl Daemon {
             reason,
             ended_at: Utc::now(),
         };
-        match self.store.finish_execution(run_id, &end) {
+        match self.store.finish_execution(run_id, &end).await {
             Ok(()) | Err(StoreError::ExecutionNotFound(_)) => {}
             Err(error) => {
                 tracing::error!(%error, run = run_id, "could not record the end of a daemon run")

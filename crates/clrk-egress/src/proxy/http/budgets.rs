@@ -20,17 +20,20 @@ pub(super) async fn check(conn: &Connection, tx: &Transaction, name: &str) -> Re
     let execution = tx.record.execution_id.clone();
     let (namespace, agent) = (tx.record.namespace.clone(), tx.record.agent.clone());
     let day = tx.record.started_at.date_naive();
-    let used = tokio::task::spawn_blocking(move || {
+    let used = async {
         let per_execution = match &execution {
-            Some(id) => store.execution_tokens(id)?,
+            Some(id) => store.execution_tokens(id).await?,
             None => 0,
         };
-        Ok::<_, clrk_store::StoreError>((per_execution, store.tokens_on(&namespace, &agent, day)?))
-    })
+        Ok::<_, clrk_store::StoreError>((
+            per_execution,
+            store.tokens_on(&namespace, &agent, day).await?,
+        ))
+    }
     .await;
     let (pending_execution, pending_day) = conn.ctx.recorder.pending_tokens(&tx.ledger_keys());
     let (per_execution, today) = match used {
-        Ok(Ok((e, d))) => (e + pending_execution, d + pending_day),
+        Ok((e, d)) => (e + pending_execution, d + pending_day),
         other => {
             tracing::error!(?other, "token counts unreadable");
             return Err(Refusal::denied(

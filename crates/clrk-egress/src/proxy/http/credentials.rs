@@ -47,14 +47,14 @@ pub(super) async fn inject<B>(
 
 /// The secret `credential` names, or a refusal (502) saying how to set it.
 async fn secret_value(conn: &Connection, credential: &Credential) -> Result<Vec<u8>, Refusal> {
-    let store = conn.ctx.store.clone();
-    let c = credential.clone();
-    let value =
-        tokio::task::spawn_blocking(move || store.secret_value(&c.namespace, &c.secret, &c.key))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .flatten();
+    let c = credential;
+    let value = conn
+        .ctx
+        .store
+        .secret_value(&c.namespace, &c.secret, &c.key)
+        .await
+        .ok()
+        .flatten();
     value.ok_or_else(|| {
         Refusal::failed(
             StatusCode::BAD_GATEWAY,

@@ -92,7 +92,7 @@ mod tests {
     ) -> Vec<clrk_store::EgressRecord> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let found = store.egress_records("default", agent, 10).unwrap();
+            let found = store.egress_records("default", agent, 10).await.unwrap();
             if found.len() >= count || tokio::time::Instant::now() > deadline {
                 return found;
             }

@@ -1,4 +1,15 @@
-//! The `Store` handle: opening the file, connection settings, and serialised access.
+//! The SQLite backend (`clrk dev`): one file in WAL mode behind one connection, each call a
+//! short synchronous transaction made inline on the caller's thread.
+
+mod agents;
+mod columns;
+mod egress;
+mod executions;
+mod logs;
+mod migrations;
+mod pools;
+mod secrets;
+mod supervision;
 
 use std::fs::{DirBuilder, OpenOptions, Permissions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -8,33 +19,20 @@ use std::time::Duration;
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
-use crate::{StoreError, migrations};
+use crate::StoreError;
 
 /// How long a writer waits for another connection's lock (e.g. an operator's `sqlite3` shell).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A handle to the clrk database. Cheap to clone; clones share one connection.
-///
-/// Calls are short and synchronous; from async code call them directly (they do not block
-/// for long) or via `spawn_blocking` for large log batches.
+/// One SQLite database; clones share its connection.
 #[derive(Clone, Debug)]
-pub struct Store {
+pub(crate) struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
 }
 
-impl Store {
-    /// Opens the database at `path`, creating missing directories (mode 0700) and the file
-    /// (mode 0600), and brings the schema up to date.
-    ///
-    /// The connection uses WAL with `synchronous=NORMAL`: a call that returned `Ok` survives a
-    /// `kill -9` of the process (only an OS crash or power loss can lose the last commits).
-    ///
-    /// ```
-    /// let dir = tempfile::tempdir().unwrap();
-    /// let store = clrk_store::Store::open(&dir.path().join("data/clrk.db")).unwrap();
-    /// assert!(store.list_agents(None).unwrap().is_empty());
-    /// ```
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
+impl SqliteStore {
+    /// Opens (creating if needed) the file at `path` and brings its schema up to date.
+    pub(crate) fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         prepare_file(path)?;
         let open_err = |source| StoreError::Open {
             path: path.to_owned(),
@@ -58,21 +56,20 @@ impl Store {
                 path: path.to_owned(),
                 source,
             })?;
-        tracing::debug!(path = %path.display(), "store opened");
-        Ok(Store {
+        Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
         })
     }
 
     /// Locks the connection. A panic in another caller cannot leave SQLite half-written
     /// (its transaction rolled back when dropped), so a poisoned lock is still usable.
-    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
+    fn conn(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Runs `f` in an IMMEDIATE transaction (takes the write lock up front, so it never
     /// fails half-way with SQLITE_BUSY) and commits if `f` succeeds.
-    pub(crate) fn write<T>(
+    fn write<T>(
         &self,
         f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {

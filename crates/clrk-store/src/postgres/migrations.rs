@@ -1,0 +1,225 @@
+//! The PostgreSQL schema, as an append-only list of migrations recorded in
+//! `clrk_migrations`. All pending ones are applied in one transaction under an advisory
+//! lock, so processes starting together migrate once and never see half a schema.
+//!
+//! Never edit a migration that has shipped: add a new one at the end. Text keys use the
+//! "C" collation so listings sort by bytes, as they do in SQLite, whatever the server's
+//! locale. Log lines are BYTEA: PostgreSQL text cannot hold the NUL bytes a program may print.
+
+use deadpool_postgres::GenericClient;
+
+use crate::{StoreError, error, time};
+
+/// Every migration, oldest first; version N is `MIGRATIONS[N - 1]`.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE agents (
+    id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    namespace   TEXT COLLATE "C" NOT NULL,
+    name        TEXT COLLATE "C" NOT NULL,
+    kind        TEXT   NOT NULL,
+    spec        TEXT   NOT NULL,
+    created_at  BIGINT NOT NULL,
+    updated_at  BIGINT NOT NULL,
+    UNIQUE (namespace, name)
+);
+
+CREATE TABLE revisions (
+    id            BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    agent_id      BIGINT NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+    namespace     TEXT COLLATE "C" NOT NULL,
+    name          TEXT COLLATE "C" NOT NULL,
+    number        BIGINT NOT NULL,
+    shape         TEXT   NOT NULL,
+    image_ref     TEXT   NOT NULL,
+    image_digest  TEXT COLLATE "C" NOT NULL,
+    state         TEXT   NOT NULL,
+    reason        TEXT,
+    created_at    BIGINT NOT NULL,
+    UNIQUE (agent_id, number),
+    UNIQUE (namespace, name)
+);
+
+-- `ord` orders executions started in the same millisecond as SQLite's rowid does.
+CREATE TABLE executions (
+    id           TEXT PRIMARY KEY,
+    ord          BIGINT GENERATED ALWAYS AS IDENTITY,
+    agent_id     BIGINT NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+    revision_id  BIGINT NOT NULL REFERENCES revisions(id) ON DELETE CASCADE,
+    trigger      TEXT   NOT NULL,
+    status       TEXT   NOT NULL,
+    exit_code    INTEGER,
+    reason       TEXT,
+    started_at   BIGINT NOT NULL,
+    ended_at     BIGINT,
+    start        TEXT   NOT NULL DEFAULT 'cold'
+);
+CREATE INDEX executions_by_agent ON executions (agent_id, started_at);
+CREATE INDEX executions_by_revision ON executions (revision_id);
+CREATE INDEX executions_running ON executions (status) WHERE status = 'Running';
+
+-- An identity never hands out a value twice, so a follower's `after_seq` stays valid.
+CREATE TABLE logs (
+    seq           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    agent_id      BIGINT NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+    execution_id  TEXT   NOT NULL,
+    stream        TEXT   NOT NULL,
+    time          BIGINT NOT NULL,
+    line          BYTEA  NOT NULL
+);
+CREATE INDEX logs_by_agent ON logs (agent_id, seq);
+
+CREATE TABLE log_sizes (
+    agent_id      BIGINT NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+    execution_id  TEXT   NOT NULL,
+    first_seq     BIGINT NOT NULL,
+    last_seq      BIGINT NOT NULL,
+    bytes         BIGINT NOT NULL,
+    PRIMARY KEY (agent_id, execution_id)
+);
+CREATE INDEX log_sizes_by_age ON log_sizes (agent_id, first_seq);
+
+CREATE TABLE pools (
+    name        TEXT COLLATE "C" PRIMARY KEY,
+    namespace   TEXT   NOT NULL,
+    spec        TEXT   NOT NULL,
+    created_at  BIGINT NOT NULL,
+    updated_at  BIGINT NOT NULL
+);
+
+CREATE TABLE schedules (
+    agent_id            BIGINT PRIMARY KEY REFERENCES agents(id) ON DELETE CASCADE,
+    last_schedule_time  BIGINT,
+    next_schedule_time  BIGINT
+);
+
+CREATE TABLE daemons (
+    agent_id          BIGINT PRIMARY KEY REFERENCES agents(id) ON DELETE CASCADE,
+    revision          TEXT   NOT NULL,
+    phase             TEXT   NOT NULL,
+    restart_count     BIGINT NOT NULL,
+    up_since          BIGINT,
+    run_id            TEXT,
+    last_exit_code    INTEGER,
+    reason            TEXT,
+    restart_delay_ms  BIGINT,
+    next_restart_at   BIGINT,
+    updated_at        BIGINT NOT NULL
+);
+
+CREATE TABLE secrets (
+    namespace   TEXT COLLATE "C" NOT NULL,
+    name        TEXT COLLATE "C" NOT NULL,
+    created_at  BIGINT NOT NULL,
+    updated_at  BIGINT NOT NULL,
+    PRIMARY KEY (namespace, name)
+);
+
+CREATE TABLE secret_values (
+    namespace  TEXT COLLATE "C" NOT NULL,
+    name       TEXT COLLATE "C" NOT NULL,
+    key        TEXT COLLATE "C" NOT NULL,
+    value      BYTEA NOT NULL,
+    PRIMARY KEY (namespace, name, key),
+    FOREIGN KEY (namespace, name) REFERENCES secrets (namespace, name) ON DELETE CASCADE
+);
+
+CREATE TABLE egress_objects (
+    namespace   TEXT COLLATE "C" NOT NULL,
+    kind        TEXT COLLATE "C" NOT NULL,
+    name        TEXT COLLATE "C" NOT NULL,
+    spec        TEXT   NOT NULL,
+    created_at  BIGINT NOT NULL,
+    updated_at  BIGINT NOT NULL,
+    PRIMARY KEY (namespace, kind, name)
+);
+
+CREATE TABLE egress_records (
+    id                 BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    namespace          TEXT    NOT NULL,
+    agent              TEXT    NOT NULL,
+    revision           TEXT    NOT NULL,
+    execution_id       TEXT,
+    started_at         BIGINT  NOT NULL,
+    duration_ms        BIGINT  NOT NULL,
+    protocol           TEXT    NOT NULL,
+    destination_name   TEXT,
+    destination_addr   TEXT    NOT NULL,
+    method             TEXT,
+    path               TEXT,
+    status             INTEGER,
+    request_bytes      BIGINT  NOT NULL,
+    response_bytes     BIGINT  NOT NULL,
+    allowed            BOOLEAN NOT NULL,
+    reason             TEXT    NOT NULL,
+    injected_header    TEXT,
+    provider           TEXT,
+    model              TEXT,
+    input_tokens       BIGINT,
+    output_tokens      BIGINT
+);
+CREATE INDEX egress_records_by_agent ON egress_records (namespace, agent, id);
+CREATE INDEX egress_records_by_execution ON egress_records (execution_id);
+
+CREATE TABLE token_usage (
+    namespace  TEXT   NOT NULL,
+    agent      TEXT   NOT NULL,
+    day        TEXT   NOT NULL,
+    tokens     BIGINT NOT NULL,
+    PRIMARY KEY (namespace, agent, day)
+);
+"#];
+
+/// The advisory lock migrations run under ("clrkmigr" as a number); any fixed key works as
+/// long as every clrk version uses the same one.
+const LOCK_KEY: i64 = 0x636c_726b_6d69_6772;
+
+/// Applies the migrations the database lacks, all in one transaction.
+pub(super) async fn migrate(
+    client: &mut deadpool_postgres::Client,
+    target: &str,
+) -> Result<(), StoreError> {
+    let fail = |reason: String| StoreError::PgMigrate {
+        target: target.to_owned(),
+        reason,
+    };
+    let pg = |e: tokio_postgres::Error| fail(error::pg_message(&e));
+    let tx = client.transaction().await.map_err(pg)?;
+    // Taken before looking at the schema: a second process waits here until the first has
+    // committed, then finds nothing left to do.
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
+        .await
+        .map_err(pg)?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS clrk_migrations (\
+           version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)",
+    )
+    .await
+    .map_err(pg)?;
+    let current: i32 = tx
+        .query_one("SELECT COALESCE(MAX(version), 0) FROM clrk_migrations", &[])
+        .await
+        .map_err(pg)?
+        .get(0);
+    let known = MIGRATIONS.len();
+    let current = usize::try_from(current).unwrap_or(0);
+    if current > known {
+        return Err(fail(format!(
+            "its schema is version {current}, this clrk knows up to {known}"
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let version = i32::try_from(index + 1).unwrap_or(i32::MAX);
+        tx.batch_execute(sql)
+            .await
+            .map_err(|e| fail(format!("migration {version}: {}", error::pg_message(&e))))?;
+        tx.execute(
+            "INSERT INTO clrk_migrations (version, applied_at) VALUES ($1, $2)",
+            &[&version, &time::to_millis(time::now())],
+        )
+        .await
+        .map_err(pg)?;
+        tracing::info!(database = target, version, "PostgreSQL migration applied");
+    }
+    tx.commit().await.map_err(pg)?;
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! Executions in SQLite: start, finish, read, and failing those left running.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::SqliteStore;
+use super::agents::agent_id;
+use super::columns;
+use crate::{Execution, ExecutionEnd, ExecutionStatus, NewExecution, StoreError, time};
+
+const SELECT: &str = "SELECT e.id, a.namespace, a.name, r.name, e.trigger, e.status, e.exit_code, \
+     e.reason, e.started_at, e.ended_at, e.start \
+     FROM executions e JOIN agents a ON a.id = e.agent_id JOIN revisions r ON r.id = e.revision_id";
+
+fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Execution> {
+    let started_at = columns::time(row, 8)?;
+    let ended_at = columns::optional_time(row, 9)?;
+    Ok(Execution {
+        id: row.get(0)?,
+        namespace: row.get(1)?,
+        agent: row.get(2)?,
+        revision: row.get(3)?,
+        trigger: row.get(4)?,
+        status: columns::enum_text(row, 5)?,
+        exit_code: row.get(6)?,
+        reason: row.get(7)?,
+        started_at,
+        ended_at,
+        duration_ms: ended_at.map(|end| (end - started_at).num_milliseconds()),
+        start: columns::enum_text(row, 10)?,
+    })
+}
+
+impl SqliteStore {
+    pub(crate) fn start_execution(&self, e: &NewExecution) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let agent = agent_id(tx, &e.namespace, &e.agent)?;
+            let revision: i64 = tx
+                .query_row(
+                    "SELECT id FROM revisions WHERE agent_id = ?1 AND name = ?2",
+                    params![agent, e.revision],
+                    |row| row.get(0),
+                )
+                .optional()?
+                .ok_or_else(|| StoreError::RevisionNotFound {
+                    namespace: e.namespace.clone(),
+                    revision: e.revision.clone(),
+                })?;
+            let exists = tx
+                .query_row(
+                    "SELECT 1 FROM executions WHERE id = ?1",
+                    [&e.id],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some();
+            if exists {
+                return Err(StoreError::DuplicateExecution(e.id.clone()));
+            }
+            tx.execute(
+                "INSERT INTO executions (id, agent_id, revision_id, trigger, status, started_at, start) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    e.id,
+                    agent,
+                    revision,
+                    e.trigger,
+                    ExecutionStatus::Running.as_str(),
+                    time::to_millis(e.started_at),
+                    e.start.as_str()
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Returns whether the execution exists.
+    pub(crate) fn finish_execution(
+        &self,
+        id: &str,
+        end: &ExecutionEnd,
+    ) -> Result<bool, StoreError> {
+        let changed = self.write(|tx| {
+            Ok(tx.execute(
+                "UPDATE executions SET status = ?2, exit_code = ?3, reason = ?4, ended_at = ?5 WHERE id = ?1",
+                params![id, end.status.as_str(), end.exit_code, end.reason, time::to_millis(end.ended_at)],
+            )?)
+        })?;
+        Ok(changed > 0)
+    }
+
+    pub(crate) fn get_execution(&self, id: &str) -> Result<Option<Execution>, StoreError> {
+        let sql = format!("{SELECT} WHERE e.id = ?1");
+        Ok(self.conn().query_row(&sql, [id], from_row).optional()?)
+    }
+
+    pub(crate) fn executions(
+        &self,
+        namespace: &str,
+        name: &str,
+        limit: usize,
+    ) -> Result<Vec<Execution>, StoreError> {
+        let conn = self.conn();
+        let agent = agent_id(&conn, namespace, name)?;
+        let sql = format!(
+            "{SELECT} WHERE e.agent_id = ?1 ORDER BY e.started_at DESC, e.rowid DESC LIMIT ?2"
+        );
+        let mut stmt = conn.prepare(&sql)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![agent, limit], from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub(crate) fn fail_running_executions(&self, reason: &str) -> Result<Vec<String>, StoreError> {
+        self.write(|tx| {
+            let mut stmt = tx.prepare(
+                "UPDATE executions SET status = ?1, reason = ?2, ended_at = ?3 \
+                 WHERE status = ?4 RETURNING id",
+            )?;
+            let rows = stmt.query_map(
+                params![
+                    ExecutionStatus::Failed.as_str(),
+                    reason,
+                    time::to_millis(time::now()),
+                    ExecutionStatus::Running.as_str()
+                ],
+                |row| row.get(0),
+            )?;
+            Ok(rows.collect::<Result<Vec<String>, _>>()?)
+        })
+    }
+}

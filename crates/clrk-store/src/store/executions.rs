@@ -1,0 +1,85 @@
+//! Executions: start, finish, read, and failing those left running by a restart.
+
+use super::{Store, dispatch};
+use crate::{Execution, ExecutionEnd, NewExecution, StoreError};
+
+impl Store {
+    /// Records an execution as `Running`. Its agent and revision must exist; a reused id is
+    /// `StoreError::DuplicateExecution`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = clrk_store::Store::open(&dir.path().join("clrk.db")).unwrap();
+    /// let e = clrk_store::NewExecution {
+    ///     id: "ev-1".into(), namespace: "default".into(), agent: "echo".into(),
+    ///     revision: "echo-00001".into(), trigger: "http".into(), started_at: chrono::Utc::now(),
+    ///     start: clrk_store::Start::Cold,
+    /// };
+    /// // No agent `echo` has been applied yet.
+    /// assert!(store.start_execution(&e).await.is_err());
+    /// # }
+    /// ```
+    pub async fn start_execution(&self, e: &NewExecution) -> Result<(), StoreError> {
+        dispatch!(self.start_execution(e))?;
+        tracing::debug!(execution = %e.id, namespace = %e.namespace, agent = %e.agent, revision = %e.revision, "execution started");
+        Ok(())
+    }
+
+    /// Records how an execution ended. Unknown ids (never started, or agent deleted since)
+    /// are `StoreError::ExecutionNotFound`.
+    pub async fn finish_execution(&self, id: &str, end: &ExecutionEnd) -> Result<(), StoreError> {
+        if !dispatch!(self.finish_execution(id, end))? {
+            return Err(StoreError::ExecutionNotFound(id.to_owned()));
+        }
+        tracing::debug!(execution = id, status = %end.status, exit_code = end.exit_code, "execution finished");
+        Ok(())
+    }
+
+    /// One execution by id, or `None`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = clrk_store::Store::open(&dir.path().join("clrk.db")).unwrap();
+    /// assert_eq!(store.get_execution("ev-1").await.unwrap(), None);
+    /// # }
+    /// ```
+    pub async fn get_execution(&self, id: &str) -> Result<Option<Execution>, StoreError> {
+        dispatch!(self.get_execution(id))
+    }
+
+    /// The agent's latest `limit` executions, newest first.
+    pub async fn executions(
+        &self,
+        namespace: &str,
+        name: &str,
+        limit: usize,
+    ) -> Result<Vec<Execution>, StoreError> {
+        dispatch!(self.executions(namespace, name, limit))
+    }
+
+    /// Marks every `Running` execution `Failed` with `reason`, ended now, and returns their
+    /// ids. Called at server start: nothing can still be running after a restart of the only
+    /// server. (With several workers sharing a PostgreSQL database this would fail the other
+    /// workers' executions too; the cluster must scope it to one worker's executions.)
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = clrk_store::Store::open(&dir.path().join("clrk.db")).unwrap();
+    /// assert!(store.fail_running_executions("server restarted").await.unwrap().is_empty());
+    /// # }
+    /// ```
+    pub async fn fail_running_executions(&self, reason: &str) -> Result<Vec<String>, StoreError> {
+        let ids = dispatch!(self.fail_running_executions(reason))?;
+        if !ids.is_empty() {
+            tracing::warn!(
+                count = ids.len(),
+                reason,
+                "executions left running were marked failed"
+            );
+        }
+        Ok(ids)
+    }
+}
