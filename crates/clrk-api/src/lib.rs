@@ -5,6 +5,7 @@
 //! files and pass the text in; errors come back as [`ManifestError`] with messages that name
 //! the file, document and field at fault.
 
+mod checks;
 mod container;
 mod daemon_agent;
 mod duration;
@@ -34,7 +35,7 @@ pub use egress::{
 };
 pub use error::ManifestError;
 pub use ipnet::IpNet;
-pub use kind::Kind;
+pub use kind::{Kind, UnknownKind};
 pub use meta::{DEFAULT_NAMESPACE, ObjectMeta, validate_name};
 pub use parse::{Document, parse_manifests, parse_value};
 pub use quantity::{
