@@ -76,7 +76,10 @@ pub struct ScheduleStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DaemonStatus {
-    /// `Pending`, `Running`, `CrashLoopBackOff`, `Failed` or `Stopped`.
+    /// `Pending`, `Running`, `CrashLoopBackOff`, `Failed` or `Stopped`. Always there for a
+    /// DaemonAgent; not required in the schema because a TaskAgent's status has none of
+    /// these fields.
+    #[schema(required = false)]
     pub phase: String,
     /// Restarts since this revision started.
     #[serde(default)]

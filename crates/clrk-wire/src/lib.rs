@@ -18,8 +18,12 @@ mod image;
 mod pool;
 mod secret;
 
-pub use agent::{Agent, AgentStatus, DaemonRun, DaemonStatus, Revision, ScheduleStatus, TokenUsage};
-pub use apply::{ApplyDocument, ApplyEvent, ApplyRequest, ApplyResponse, ApplyResult, PullProgress};
+pub use agent::{
+    Agent, AgentStatus, DaemonRun, DaemonStatus, Revision, ScheduleStatus, TokenUsage,
+};
+pub use apply::{
+    ApplyDocument, ApplyEvent, ApplyRequest, ApplyResponse, ApplyResult, PullProgress,
+};
 pub use clrk_api::ObjectKey;
 pub use common::{Deleted, ErrorBody, List, ObjectRef};
 pub use dev_file::DevFile;
