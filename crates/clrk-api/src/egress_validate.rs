@@ -1,12 +1,12 @@
 //! Rules of the egress kinds serde cannot express: names, hostname patterns, address ranges,
 //! ports, header names, URLs and PEM text.
 
+use crate::checks::{name, positive};
 use crate::egress::{
     AIProviderRouteSpec, CredentialInjectionPolicySpec, EgressGatewaySpec, EgressL4RouteSpec,
     FilterType, ParentRef, parse_cidr,
 };
 use crate::field_error::FieldError;
-use crate::validate::{name, positive};
 
 pub(crate) fn gateway(spec: &EgressGatewaySpec) -> Result<(), FieldError> {
     positive("spec.requestTimeout", spec.request_timeout)?;

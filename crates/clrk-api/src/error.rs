@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-use crate::kind::Kind;
+use crate::kind::UnknownKind;
 
 /// Why a manifest, or one of its values, was rejected.
 ///
@@ -91,9 +91,6 @@ pub enum ManifestError {
         reason: String,
     },
     /// A kind name that clrk does not know.
-    #[error("unknown kind \"{input}\" (expected {})", Kind::expected())]
-    UnknownKind {
-        /// The text that was given.
-        input: String,
-    },
+    #[error(transparent)]
+    UnknownKind(#[from] UnknownKind),
 }

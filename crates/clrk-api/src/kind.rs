@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::error::ManifestError;
+use thiserror::Error;
 
 /// The `kind` of a manifest document.
 ///
@@ -94,15 +94,26 @@ impl fmt::Display for Kind {
     }
 }
 
+/// A kind name clrk does not know.
+///
+/// Defined here rather than in `error` so that `kind` needs nothing above it;
+/// [`crate::ManifestError::UnknownKind`] carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("unknown kind \"{input}\" (expected {})", Kind::expected())]
+pub struct UnknownKind {
+    /// The text that was given.
+    pub input: String,
+}
+
 impl FromStr for Kind {
-    type Err = ManifestError;
+    type Err = UnknownKind;
 
     /// Accepts the manifest spelling (`TaskAgent`) and the lowercase one (`taskagent`).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Kind::ALL
             .into_iter()
             .find(|k| k.as_str() == s || k.lower() == s)
-            .ok_or_else(|| ManifestError::UnknownKind {
+            .ok_or_else(|| UnknownKind {
                 input: s.to_owned(),
             })
     }

@@ -5,6 +5,7 @@
 //! files and pass the text in; errors come back as [`ManifestError`] with messages that name
 //! the file, document and field at fault.
 
+mod checks;
 mod container;
 mod daemon_agent;
 mod duration;
@@ -14,6 +15,7 @@ mod error;
 mod field_error;
 mod kind;
 mod meta;
+mod object_key;
 mod parse;
 mod quantity;
 mod resource;
@@ -34,8 +36,9 @@ pub use egress::{
 };
 pub use error::ManifestError;
 pub use ipnet::IpNet;
-pub use kind::Kind;
+pub use kind::{Kind, UnknownKind};
 pub use meta::{DEFAULT_NAMESPACE, ObjectMeta, validate_name};
+pub use object_key::ObjectKey;
 pub use parse::{Document, parse_manifests, parse_value};
 pub use quantity::{
     Cpu, DEFAULT_LOG_LIMIT_BYTES, LogLimit, MAX_LOG_LIMIT_BYTES, Memory, Resources,

@@ -56,6 +56,17 @@ pub fn parse_manifests(source: &str, text: &str) -> Result<Vec<Document>, Manife
         .collect()
 }
 
+// Reading a stored manifest back is parsing, so it lives here: `resource` stays below `parse`.
+impl Resource {
+    /// Reads back what [`Resource::to_stored`] wrote, validating it again.
+    pub fn from_stored(v: &Value) -> Result<Resource, ManifestError> {
+        parse_value(STORED_SOURCE, 1, v).map(|doc| doc.resource)
+    }
+}
+
+/// The source named in messages about a stored manifest.
+const STORED_SOURCE: &str = "stored manifest";
+
 /// Parses and validates one already-decoded document (the server uses it to re-check what
 /// the CLI sent). `index` is the 1-based document position used in messages.
 ///

@@ -7,16 +7,11 @@ use crate::API_VERSION;
 use crate::container::{EgressRef, Template};
 use crate::daemon_agent::DaemonAgent;
 use crate::egress::{AIProviderRoute, CredentialInjectionPolicy, EgressGateway, EgressL4Route};
-use crate::error::ManifestError;
 use crate::kind::Kind;
 use crate::meta::ObjectMeta;
-use crate::parse::parse_value;
 use crate::quantity::Resources;
 use crate::task_agent::TaskAgent;
 use crate::worker_pool::WorkerPool;
-
-/// File name used in messages about a manifest read back from storage.
-const STORED_SOURCE: &str = "stored manifest";
 
 /// One validated object of any kind, defaults filled in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,11 +118,6 @@ impl Resource {
             "metadata": metadata,
             "spec": spec,
         })
-    }
-
-    /// Reads back what [`Resource::to_stored`] wrote, validating it again.
-    pub fn from_stored(v: &Value) -> Result<Resource, ManifestError> {
-        parse_value(STORED_SOURCE, 1, v).map(|doc| doc.resource)
     }
 }
 

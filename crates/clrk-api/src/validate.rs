@@ -1,13 +1,13 @@
 //! Rules serde cannot express: names, non-empty strings, positive durations, the largest
 //! log limit, and the warning for `valueFrom.secretKeyRef`.
 
+use crate::checks::{name, positive};
 use crate::container::{ContainerSpec, EgressRef};
 use crate::daemon_agent::DaemonAgentSpec;
-use crate::duration::{GoDuration, zero_message};
 use crate::egress_validate;
 use crate::error::ManifestError;
 use crate::field_error::FieldError;
-use crate::meta::{ObjectMeta, validate_name};
+use crate::meta::ObjectMeta;
 use crate::quantity::{LogLimit, MAX_LOG_LIMIT_BYTES};
 use crate::resource::Resource;
 use crate::schedule::Schedule;
@@ -179,15 +179,4 @@ fn schedule_error(err: ManifestError) -> FieldError {
         } => FieldError::new(field, format!("\"{input}\" is not valid: {reason}")),
         other => FieldError::new("spec.schedule", other.to_string()),
     }
-}
-
-pub(crate) fn name(path: &str, value: &str) -> Result<(), FieldError> {
-    validate_name(value).map_err(|message| FieldError::new(path, message))
-}
-
-pub(crate) fn positive(path: &str, d: GoDuration) -> Result<(), FieldError> {
-    if d.is_zero() {
-        return Err(FieldError::new(path, zero_message(d)));
-    }
-    Ok(())
 }

@@ -10,48 +10,10 @@ use clrk_dispatch::RevisionShape;
 use clrk_dispatch::launch::command_line;
 use clrk_image::{ImageRef, Progress, ResolvedImage};
 use clrk_store::{AgentApply, ApplyOutcome};
-use serde::{Deserialize, Serialize};
+use clrk_wire::{ApplyDocument, ApplyRequest, ApplyResult, ObjectKey, PullProgress};
 
 use crate::error::ServerError;
 use crate::state::AppState;
-
-/// One document as the CLI sends it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SourcedManifest {
-    pub source: String,
-    pub index: usize,
-    pub manifest: serde_json::Value,
-}
-
-/// `POST /v1/apply` body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ApplyRequest {
-    pub documents: Vec<SourcedManifest>,
-}
-
-/// What happened to one document.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ApplyResult {
-    pub kind: String,
-    pub namespace: String,
-    pub name: String,
-    /// `created`, `configured` or `unchanged`.
-    pub outcome: String,
-    pub revision: Option<String>,
-    pub warnings: Vec<String>,
-}
-
-/// How far one layer of an image being pulled at apply has come, as the CLI draws it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PullProgress {
-    /// The image as the manifest names it.
-    pub image: String,
-    pub layer: String,
-    pub done: u64,
-    pub total: u64,
-    /// Already in the layer cache: nothing was downloaded.
-    pub cached: bool,
-}
 
 /// Where apply reports pulls; `None` when nobody watches.
 pub type ProgressSink = Option<tokio::sync::mpsc::UnboundedSender<PullProgress>>;
@@ -102,7 +64,7 @@ pub async fn apply_documents(
     let request = ApplyRequest {
         documents: documents
             .iter()
-            .map(|d| SourcedManifest {
+            .map(|d| ApplyDocument {
                 source: source.to_string(),
                 index: d.index,
                 manifest: d.resource.to_stored(),
@@ -250,8 +212,7 @@ async fn apply_one(
     tracing::info!(kind = %kind, namespace = %meta.namespace, name = %meta.name, outcome, revision = ?revision, "applied");
     Ok(ApplyResult {
         kind: kind.to_string(),
-        namespace: meta.namespace,
-        name: meta.name,
+        key: ObjectKey::new(meta.namespace, meta.name),
         outcome: outcome.to_string(),
         revision,
         warnings: doc.warnings,

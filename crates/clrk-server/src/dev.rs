@@ -13,7 +13,7 @@ use clrk_egress::{Egress, EgressSettings};
 use clrk_image::{ImageStore, StoreOptions};
 use clrk_sandbox::{Runtime, RuntimeConfig, RuntimeKind};
 use clrk_store::Store;
-use serde::{Deserialize, Serialize};
+
 use tokio::net::TcpListener;
 
 use crate::cron::Cron;
@@ -46,12 +46,7 @@ pub struct DevOptions {
 }
 
 /// What `dev.json` holds: how the other commands find this server.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Endpoints {
-    pub ingress: String,
-    pub api: String,
-    pub token: String,
-}
+pub type Endpoints = clrk_wire::DevFile;
 
 /// Runs until Ctrl-C or SIGTERM, then stops every sandbox and returns.
 pub async fn run(opts: DevOptions) -> Result<(), ServerError> {
@@ -197,7 +192,7 @@ pub async fn start(opts: DevOptions) -> Result<Running, ServerError> {
             eprintln!(
                 "{}/{} {}{}",
                 result.kind.to_lowercase(),
-                result.name,
+                result.key.name,
                 result.outcome,
                 result
                     .revision

@@ -1,14 +1,19 @@
-//! The JSON shapes the control API returns.
+//! The control API's answers built from store records and live dispatcher state.
+//!
+//! The shapes are `clrk_wire`'s; this module only fills them in, because the records they
+//! come from belong to the server.
 
+use clrk_api::ObjectKey;
 use clrk_store::{
-    Agent, DaemonState, EgressObject, EgressRecord, Execution, LogLine, RevisionState,
+    Agent, DaemonState, EgressObject, EgressRecord, Execution, LogLine, Revision, RevisionState,
 };
+use clrk_wire as wire;
 use serde_json::{Value, json};
 
 use crate::state::AppState;
 
 /// An agent with its status and revisions.
-pub async fn agent(state: &AppState, agent: &Agent) -> Result<Value, clrk_store::StoreError> {
+pub async fn agent(state: &AppState, agent: &Agent) -> Result<wire::Agent, clrk_store::StoreError> {
     let revisions = state.store.revisions(&agent.namespace, &agent.name).await?;
     let ready = revisions
         .iter()
@@ -21,181 +26,220 @@ pub async fn agent(state: &AppState, agent: &Agent) -> Result<Value, clrk_store:
         .await?
         .first()
         .map(execution);
-    let mut status = json!({
-        "latestRevision": agent.latest_revision.as_ref().map(|r| r.name.clone()),
-        "readyRevision": ready,
-        "warm": state.dispatcher.warm(&agent.namespace, &agent.name),
-        "active": state.dispatcher.active(&agent.namespace, &agent.name),
-        "lastRun": last_run,
-    });
-    if agent.spec.pointer("/spec/schedule").is_some() {
-        let times = state
-            .store
-            .schedule_times(&agent.namespace, &agent.name)
-            .await?;
-        status["lastScheduleTime"] = json!(times.last_schedule_time.map(|t| t.to_rfc3339()));
-        status["nextScheduleTime"] = json!(times.next_schedule_time.map(|t| t.to_rfc3339()));
-    }
-    if agent.kind == "DaemonAgent" {
-        let daemon = state
-            .store
-            .daemon_state(&agent.namespace, &agent.name)
-            .await?;
-        for (key, value) in daemon_status(daemon.as_ref()) {
-            status[key] = value;
+    let schedule = match agent.spec.pointer("/spec/schedule") {
+        Some(_) => {
+            let times = state
+                .store
+                .schedule_times(&agent.namespace, &agent.name)
+                .await?;
+            Some(wire::ScheduleStatus {
+                last_schedule_time: times.last_schedule_time.map(|t| t.to_rfc3339()),
+                next_schedule_time: times.next_schedule_time.map(|t| t.to_rfc3339()),
+            })
         }
-    }
+        None => None,
+    };
+    let daemon = match agent.kind.as_str() {
+        "DaemonAgent" => {
+            let daemon = state
+                .store
+                .daemon_state(&agent.namespace, &agent.name)
+                .await?;
+            Some(daemon_status(daemon.as_ref()))
+        }
+        _ => None,
+    };
     // Daily budgets count UTC days, so "today" is the UTC date.
     let today = chrono::Utc::now().date_naive();
     let tokens_today = state
         .store
         .tokens_on(&agent.namespace, &agent.name, today)
         .await?;
-    Ok(json!({
-        "kind": agent.kind,
-        "namespace": agent.namespace,
-        "name": agent.name,
-        "spec": agent.spec.get("spec").cloned().unwrap_or(Value::Null),
-        "createdAt": agent.created_at.to_rfc3339(),
-        "updatedAt": agent.updated_at.to_rfc3339(),
-        "status": status,
-        "tokenUsage": { "today": tokens_today, "day": today.to_string() },
-        "revisions": revisions.iter().map(|r| json!({
-            "name": r.name,
-            "image": r.image_ref,
-            "imageDigest": r.image_digest,
-            "state": format!("{:?}", r.state),
-            "reason": r.reason,
-            "createdAt": r.created_at.to_rfc3339(),
-        })).collect::<Vec<_>>(),
-    }))
+    Ok(wire::Agent {
+        kind: agent.kind.clone(),
+        key: ObjectKey::new(&agent.namespace, &agent.name),
+        spec: agent.spec.get("spec").cloned().unwrap_or(Value::Null),
+        created_at: agent.created_at.to_rfc3339(),
+        updated_at: agent.updated_at.to_rfc3339(),
+        status: wire::AgentStatus {
+            latest_revision: agent.latest_revision.as_ref().map(|r| r.name.clone()),
+            ready_revision: ready,
+            warm: state.dispatcher.warm(&agent.namespace, &agent.name),
+            active: state.dispatcher.active(&agent.namespace, &agent.name),
+            last_run,
+            schedule,
+            daemon,
+        },
+        token_usage: Some(wire::TokenUsage {
+            today: tokens_today,
+            day: today.to_string(),
+        }),
+        revisions: revisions.iter().map(revision).collect(),
+    })
+}
+
+fn revision(r: &Revision) -> wire::Revision {
+    wire::Revision {
+        name: r.name.clone(),
+        image: r.image_ref.clone(),
+        image_digest: r.image_digest.clone(),
+        state: format!("{:?}", r.state),
+        reason: r.reason.clone(),
+        created_at: r.created_at.to_rfc3339(),
+    }
 }
 
 /// A daemon's supervision fields; `Pending` with no restarts before the supervisor got to it.
-fn daemon_status(state: Option<&DaemonState>) -> Vec<(&'static str, Value)> {
+fn daemon_status(state: Option<&DaemonState>) -> wire::DaemonStatus {
     let Some(d) = state else {
-        return vec![("phase", json!("Pending")), ("restartCount", json!(0))];
+        return wire::DaemonStatus {
+            phase: "Pending".into(),
+            restart_count: 0,
+            run: None,
+        };
     };
-    vec![
-        ("phase", json!(d.phase.to_string())),
-        ("restartCount", json!(d.restart_count)),
-        ("upSince", json!(d.up_since.map(|t| t.to_rfc3339()))),
-        ("runId", json!(d.run_id)),
-        ("lastExitCode", json!(d.last_exit_code)),
-        ("reason", json!(d.reason)),
-        (
-            "restartDelaySeconds",
-            json!(d.restart_delay_ms.map(|ms| ms as f64 / 1000.0)),
-        ),
-        (
-            "nextRestartTime",
-            json!(d.next_restart_at.map(|t| t.to_rfc3339())),
-        ),
-    ]
+    wire::DaemonStatus {
+        phase: d.phase.to_string(),
+        restart_count: d.restart_count,
+        run: Some(wire::DaemonRun {
+            up_since: d.up_since.map(|t| t.to_rfc3339()),
+            run_id: d.run_id.clone(),
+            last_exit_code: d.last_exit_code,
+            reason: d.reason.clone(),
+            restart_delay_seconds: d.restart_delay_ms.map(|ms| ms as f64 / 1000.0),
+            next_restart_time: d.next_restart_at.map(|t| t.to_rfc3339()),
+        }),
+    }
 }
 
 /// One execution record.
-pub fn execution(e: &Execution) -> Value {
-    json!({
-        "id": e.id,
-        "namespace": e.namespace,
-        "agent": e.agent,
-        "revision": e.revision,
-        "trigger": e.trigger,
-        "status": e.status.to_string(),
-        "exitCode": e.exit_code,
-        "reason": e.reason,
-        "startedAt": e.started_at.to_rfc3339(),
-        "endedAt": e.ended_at.map(|t| t.to_rfc3339()),
-        "durationMs": e.duration_ms,
-        "start": e.start.to_string(),
-    })
+pub fn execution(e: &Execution) -> wire::Execution {
+    wire::Execution {
+        id: e.id.clone(),
+        namespace: e.namespace.clone(),
+        agent: e.agent.clone(),
+        revision: e.revision.clone(),
+        trigger: e.trigger.clone(),
+        status: e.status.to_string(),
+        exit_code: e.exit_code,
+        reason: e.reason.clone(),
+        started_at: e.started_at.to_rfc3339(),
+        ended_at: e.ended_at.map(|t| t.to_rfc3339()),
+        duration_ms: e.duration_ms,
+        start: e.start.to_string(),
+    }
 }
 
 /// One egress transaction.
-pub fn egress_record(r: &EgressRecord) -> Value {
-    json!({
-        "namespace": r.namespace,
-        "agent": r.agent,
-        "revision": r.revision,
-        "executionId": r.execution_id,
-        "startedAt": r.started_at.to_rfc3339(),
-        "durationMs": r.duration_ms,
-        "protocol": r.protocol,
-        "destinationName": r.destination_name,
-        "destinationAddr": r.destination_addr,
-        "method": r.method,
-        "path": r.path,
-        "status": r.status,
-        "requestBytes": r.request_bytes,
-        "responseBytes": r.response_bytes,
-        "allowed": r.allowed,
-        "reason": r.reason,
-        "injectedHeader": r.injected_header,
-        "provider": r.provider,
-        "model": r.model,
-        "inputTokens": r.input_tokens,
-        "outputTokens": r.output_tokens,
-    })
+pub fn egress_record(r: &EgressRecord) -> wire::EgressRecord {
+    wire::EgressRecord {
+        namespace: r.namespace.clone(),
+        agent: r.agent.clone(),
+        revision: r.revision.clone(),
+        execution_id: r.execution_id.clone(),
+        started_at: r.started_at.to_rfc3339(),
+        duration_ms: r.duration_ms,
+        protocol: r.protocol.clone(),
+        destination_name: r.destination_name.clone(),
+        destination_addr: r.destination_addr.clone(),
+        method: r.method.clone(),
+        path: r.path.clone(),
+        status: r.status,
+        request_bytes: r.request_bytes,
+        response_bytes: r.response_bytes,
+        allowed: r.allowed,
+        reason: r.reason.clone(),
+        injected_header: r.injected_header.clone(),
+        provider: r.provider.clone(),
+        model: r.model.clone(),
+        input_tokens: r.input_tokens,
+        output_tokens: r.output_tokens,
+    }
 }
 
 /// Shown instead of a value the API never returns.
 pub const REDACTED: &str = "<redacted>";
 
 /// One egress object, its manifest redacted: `spec.otlp.headers` may hold API keys.
-pub fn egress_object(o: &EgressObject) -> Value {
+pub fn egress_object(o: &EgressObject) -> wire::EgressObject {
     let mut manifest = o.spec.clone();
     if let Some(Value::Object(headers)) = manifest.pointer_mut("/spec/otlp/headers") {
         for value in headers.values_mut() {
             *value = json!(REDACTED);
         }
     }
-    json!({
-        "kind": o.kind,
-        "namespace": o.namespace,
-        "name": o.name,
-        "manifest": manifest,
-        "createdAt": o.created_at.to_rfc3339(),
-        "updatedAt": o.updated_at.to_rfc3339(),
-    })
+    wire::EgressObject {
+        kind: o.kind.clone(),
+        key: ObjectKey::new(&o.namespace, &o.name),
+        manifest,
+        created_at: o.created_at.to_rfc3339(),
+        updated_at: o.updated_at.to_rfc3339(),
+    }
 }
 
 /// One log line.
-pub fn log_line(l: &LogLine) -> Value {
-    json!({
-        "seq": l.seq,
-        "time": l.time.to_rfc3339(),
-        "executionId": l.execution_id,
-        "stream": l.stream,
-        "line": l.line,
-    })
+pub fn log_line(l: &LogLine) -> wire::LogLine {
+    wire::LogLine {
+        seq: l.seq,
+        time: l.time.to_rfc3339(),
+        execution_id: l.execution_id.clone(),
+        stream: l.stream.clone(),
+        line: l.line.clone(),
+    }
+}
+
+/// An image the image store holds.
+pub fn image(i: &clrk_image::LocalImage) -> wire::Image {
+    wire::Image {
+        reference: i.reference.clone(),
+        digest: i.digest.clone(),
+        size: i.size,
+        imported: i.imported,
+    }
+}
+
+/// What a prune of the image store removed.
+pub fn prune_report(r: &clrk_image::PruneReport) -> wire::PruneReport {
+    wire::PruneReport {
+        images: r.images as u64,
+        blobs: r.blobs as u64,
+        layers: r.layers as u64,
+        rootfs: r.rootfs as u64,
+    }
 }
 
 /// Worker pools, with the implicit `default` pool first when it was never applied, and how
 /// much of their `maxExecutionsPerWorker` is in use on this worker.
-pub async fn pools(state: &AppState) -> Result<Vec<Value>, clrk_store::StoreError> {
+pub async fn pools(state: &AppState) -> Result<Vec<wire::Pool>, clrk_store::StoreError> {
     let mut out = Vec::new();
     let pools = state.store.list_pools().await?;
-    let usage = |name: &str| {
+    // One worker (this process) per pool until pools span machines.
+    let pool = |name: &str, runtime: &str, max: u64| {
         let (running, queued) = state.dispatcher.pool_usage(name);
-        (json!(running), json!(queued))
+        wire::Pool {
+            name: name.to_owned(),
+            runtime: runtime.to_owned(),
+            max_executions_per_worker: max,
+            workers: 1,
+            capacity: max,
+            running: u64::from(running),
+            queued: queued as u64,
+        }
     };
-    if !pools.iter().any(|p| p.name == "default") {
-        let (running, queued) = usage("default");
-        out.push(json!({ "name": "default", "runtime": "runsc", "maxExecutionsPerWorker": 0, "workers": 1, "capacity": 0, "running": running, "queued": queued }));
+    if !pools.iter().any(|p| p.name == clrk_api::DEFAULT_POOL) {
+        out.push(pool(clrk_api::DEFAULT_POOL, "runsc", 0));
     }
     for p in pools {
         let spec = p.spec.get("spec").cloned().unwrap_or(Value::Null);
-        let (running, queued) = usage(&p.name);
-        out.push(json!({
-            "name": p.name,
-            "runtime": spec.get("runtime").cloned().unwrap_or(json!("runsc")),
-            "maxExecutionsPerWorker": spec.get("maxExecutionsPerWorker").cloned().unwrap_or(json!(0)),
-            "workers": 1,
-            "capacity": spec.get("maxExecutionsPerWorker").cloned().unwrap_or(json!(0)),
-            "running": running,
-            "queued": queued,
-        }));
+        let runtime = spec
+            .get("runtime")
+            .and_then(Value::as_str)
+            .unwrap_or("runsc");
+        let max = spec
+            .get("maxExecutionsPerWorker")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        out.push(pool(&p.name, runtime, max));
     }
     Ok(out)
 }
@@ -218,7 +262,7 @@ mod tests {
             created_at: now,
             updated_at: now,
         };
-        let view = egress_object(&object);
+        let view = serde_json::to_value(egress_object(&object)).unwrap();
         assert_eq!(
             view["manifest"]["spec"]["otlp"]["headers"]["x-key"],
             REDACTED
@@ -228,10 +272,20 @@ mod tests {
             "http://collector:4318"
         );
         assert_eq!(view["manifest"]["spec"]["defaultPolicy"], "deny-all");
+        assert_eq!(
+            (view["namespace"].as_str(), view["name"].as_str()),
+            (Some("default"), Some("main"))
+        );
         assert!(!view.to_string().contains("secret-value"));
         assert_eq!(
             object.spec["spec"]["otlp"]["headers"]["x-key"],
             "secret-value"
         );
+    }
+
+    #[test]
+    fn a_daemon_the_supervisor_has_not_seen_is_pending_with_nothing_else() {
+        let status = serde_json::to_value(daemon_status(None)).unwrap();
+        assert_eq!(status, json!({"phase": "Pending", "restartCount": 0}));
     }
 }

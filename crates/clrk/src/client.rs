@@ -119,11 +119,7 @@ fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
 /// assert_eq!(clrk::client::error_message(b"no ready revision\n"), "no ready revision");
 /// ```
 pub fn error_message(body: &[u8]) -> String {
-    #[derive(serde::Deserialize)]
-    struct ErrorBody {
-        error: String,
-    }
-    match serde_json::from_slice::<ErrorBody>(body) {
+    match serde_json::from_slice::<clrk_wire::ErrorBody>(body) {
         Ok(parsed) => parsed.error,
         Err(_) => String::from_utf8_lossy(body).trim().to_string(),
     }

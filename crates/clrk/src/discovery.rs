@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use clrk_wire::DevFile;
 
 use crate::cli::GlobalArgs;
 use crate::error::CliError;
@@ -16,14 +16,6 @@ pub struct Endpoints {
     pub ingress: Option<String>,
     /// Bearer token for the control API.
     pub token: Option<String>,
-}
-
-/// The file `clrk dev` writes so other commands can find it.
-#[derive(Debug, Deserialize)]
-struct DevFile {
-    ingress: String,
-    api: String,
-    token: String,
 }
 
 /// `$CLRK_DIR`, else `~/.clrk`.

@@ -1,44 +1,25 @@
 //! Go-style durations as the CLI shows and checks them (`1m30s`, `500ms`).
 
+use clrk_api::GoDuration;
+
 /// Checks that `raw` is a positive Go-style duration such as `30s`, `1m30s` or `500ms`.
 ///
-/// The server does the real interpretation; checking here lets a typo fail before any request.
+/// The server does the real interpretation; checking here (with the same parser,
+/// [`clrk_api::GoDuration`]) lets a typo fail before any request.
 ///
 /// ```
 /// assert!(clrk::duration::validate("1m30s").is_ok());
 /// assert!(clrk::duration::validate("30").is_err());
 /// ```
 pub fn validate(raw: &str) -> Result<(), String> {
-    let shape = || format!("'{raw}' is not a duration: write it like 30s, 1m30s or 500ms");
-    if raw.is_empty() {
-        return Err(shape());
-    }
-    let mut rest = raw;
-    let mut positive = false;
-    while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(shape)?;
-        let number: f64 = rest[..number_len].parse().map_err(|_| shape())?;
-        positive |= number > 0.0;
-        rest = &rest[number_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        if !matches!(
-            &rest[..unit_len],
-            "ns" | "us" | "µs" | "ms" | "s" | "m" | "h"
-        ) {
-            return Err(shape());
-        }
-        rest = &rest[unit_len..];
-    }
-    if positive {
-        Ok(())
-    } else {
-        Err(format!(
+    match raw.parse::<GoDuration>() {
+        Err(_) => Err(format!(
+            "'{raw}' is not a duration: write it like 30s, 1m30s or 500ms"
+        )),
+        Ok(duration) if duration.is_zero() => Err(format!(
             "'{raw}' is not a positive duration: use at least 1ms"
-        ))
+        )),
+        Ok(_) => Ok(()),
     }
 }
 

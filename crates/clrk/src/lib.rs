@@ -11,7 +11,6 @@ pub mod discovery;
 pub mod duration;
 pub mod error;
 pub mod manifests;
-pub mod models;
 pub mod output;
 pub mod pull_progress;
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-use crate::models::ApplyDocument;
+use clrk_wire::ApplyDocument;
 
 /// The name stdin goes by in messages.
 pub const STDIN_NAME: &str = "<stdin>";

@@ -116,6 +116,15 @@ pub fn ago(time: Option<&str>, now: DateTime<Utc>) -> String {
     }
 }
 
+/// `None` for an empty string, which a server sends for a value it does not know.
+///
+/// ```
+/// assert_eq!(clrk::output::or_dash(clrk::output::non_empty("")), "-");
+/// ```
+pub fn non_empty(value: &str) -> Option<&str> {
+    Some(value).filter(|v| !v.is_empty())
+}
+
 /// A cell for an optional value: the value, or `-`.
 pub fn or_dash<T: ToString>(value: Option<T>) -> String {
     value.map_or_else(|| "-".to_string(), |v| v.to_string())

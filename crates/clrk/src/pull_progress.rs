@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::models::PullProgress;
+use clrk_wire::PullProgress;
 
 /// One image's layers as reported so far.
 #[derive(Debug, Default)]

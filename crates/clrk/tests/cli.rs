@@ -321,3 +321,335 @@ fn help_teaches_with_examples() {
         );
     }
 }
+
+/// Every route is in `/v1/openapi.json` (and nothing else is), and what the routes answer
+/// for real calls fits the answer types the document gives them, field for field.
+#[tokio::test(flavor = "multi_thread")]
+async fn openapi_document_lists_every_route_and_what_it_answers() {
+    let dev = Dev::start();
+    dev.apply(&sh_agent("echo", "cat", ""));
+    let out = dev.clrk(&["agents", "run-task", "echo", "-i", r#"{"n":1}"#]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let unauthorised = request(
+        "GET",
+        &format!("{}/v1/openapi.json", dev.api),
+        &[],
+        bytes::Bytes::new(),
+    )
+    .await;
+    assert_eq!(unauthorised.status, 401);
+    let r = dev.api_get("/v1/openapi.json").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let doc = r.json();
+    assert!(
+        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
+        "{}",
+        doc["openapi"]
+    );
+
+    // The routes docs/api.md lists, which are the routes the router serves.
+    let served = [
+        ("post", "/v1/apply"),
+        ("get", "/v1/agents"),
+        ("get", "/v1/agents/{namespace}/{name}"),
+        ("delete", "/v1/agents/{namespace}/{name}"),
+        ("get", "/v1/agents/{namespace}/{name}/invocations"),
+        ("get", "/v1/agents/{namespace}/{name}/logs"),
+        ("get", "/v1/agents/{namespace}/{name}/egress"),
+        ("get", "/v1/egress"),
+        ("get", "/v1/egress/{namespace}/{kind}/{name}"),
+        ("delete", "/v1/egress/{namespace}/{kind}/{name}"),
+        ("get", "/v1/images"),
+        ("post", "/v1/images/import"),
+        ("post", "/v1/images/prune"),
+        ("get", "/v1/secrets"),
+        ("put", "/v1/secrets/{namespace}/{name}"),
+        ("delete", "/v1/secrets/{namespace}/{name}"),
+        ("get", "/v1/pools"),
+        ("delete", "/v1/pools/{name}"),
+        ("get", "/v1/openapi.json"),
+    ];
+    let mut documented = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in item.as_object().unwrap().keys() {
+            if ["get", "put", "post", "delete", "patch"].contains(&method.as_str()) {
+                documented.push((method.clone(), path.clone()));
+            }
+        }
+    }
+    documented.sort();
+    let mut expected: Vec<(String, String)> = served
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    expected.sort();
+    assert_eq!(documented, expected);
+
+    // Every documented GET answers (no route is in the document that the router lacks).
+    let set = request(
+        "PUT",
+        &format!("{}/v1/secrets/default/key", dev.api),
+        &[
+            ("authorization", &format!("Bearer {}", dev.token)),
+            ("content-type", "application/json"),
+        ],
+        bytes::Bytes::from_static(br#"{"data": {"k": "dg=="}}"#),
+    )
+    .await;
+    assert_eq!(set.status, 200, "{}", set.text());
+    check_answer(&doc, "put", "/v1/secrets/{namespace}/{name}", &set.json());
+    for (url, path) in [
+        ("/v1/agents", "/v1/agents"),
+        ("/v1/agents?namespace=default", "/v1/agents"),
+        ("/v1/agents/default/echo", "/v1/agents/{namespace}/{name}"),
+        (
+            "/v1/agents/default/echo/invocations",
+            "/v1/agents/{namespace}/{name}/invocations",
+        ),
+        (
+            "/v1/agents/default/echo/egress",
+            "/v1/agents/{namespace}/{name}/egress",
+        ),
+        ("/v1/egress", "/v1/egress"),
+        ("/v1/images", "/v1/images"),
+        ("/v1/secrets", "/v1/secrets"),
+        ("/v1/pools", "/v1/pools"),
+    ] {
+        let r = dev.api_get(url).await;
+        assert_eq!(r.status, 200, "{url}: {}", r.text());
+        check_answer(&doc, "get", path, &r.json());
+    }
+    let items = dev.api_get("/v1/agents").await.json();
+    assert_eq!(items["items"][0]["name"], "echo", "{items}");
+    let runs = dev.invocations("echo").await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+
+    let logs = dev.api_get("/v1/agents/default/echo/logs").await;
+    assert_eq!(logs.status, 200);
+    let line_schema = &doc["paths"]["/v1/agents/{namespace}/{name}/logs"]["get"]["responses"]["200"]
+        ["content"]["application/x-ndjson"]["schema"];
+    for line in logs.text().lines() {
+        let line: serde_json::Value = serde_json::from_str(line).unwrap();
+        schema_check(&doc, line_schema, &line, "logs").unwrap();
+    }
+
+    let missing = dev.api_get("/v1/agents/default/nobody").await;
+    assert_eq!(missing.status, 404);
+    check_answer_with(
+        &doc,
+        "get",
+        "/v1/agents/{namespace}/{name}",
+        "404",
+        &missing.json(),
+    );
+    let deleted = request(
+        "DELETE",
+        &format!("{}/v1/agents/default/echo", dev.api),
+        &[("authorization", &format!("Bearer {}", dev.token))],
+        bytes::Bytes::new(),
+    )
+    .await;
+    assert_eq!(deleted.status, 200, "{}", deleted.text());
+    check_answer(
+        &doc,
+        "delete",
+        "/v1/agents/{namespace}/{name}",
+        &deleted.json(),
+    );
+}
+
+fn check_answer(doc: &serde_json::Value, method: &str, path: &str, answer: &serde_json::Value) {
+    check_answer_with(doc, method, path, "200", answer);
+}
+
+/// Checks `answer` against the JSON schema the document gives `method path` for `status`.
+fn check_answer_with(
+    doc: &serde_json::Value,
+    method: &str,
+    path: &str,
+    status: &str,
+    answer: &serde_json::Value,
+) {
+    let schema =
+        &doc["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"];
+    assert!(
+        !schema.is_null(),
+        "{method} {path} documents no JSON answer for {status}"
+    );
+    if let Err(e) = schema_check(doc, schema, answer, &format!("{method} {path}")) {
+        panic!("{method} {path} answered what its document does not say: {e}\n{answer:#}");
+    }
+}
+
+/// The OpenAPI 3.1 subset the document uses: `$ref`, `allOf`, `oneOf`, `anyOf`, `type`,
+/// `properties`, `required`, `items` and `additionalProperties`. An object may hold only the
+/// properties its schema names.
+fn schema_check(
+    doc: &serde_json::Value,
+    schema: &serde_json::Value,
+    value: &serde_json::Value,
+    at: &str,
+) -> Result<(), String> {
+    use serde_json::Value;
+    let schema = resolve(doc, schema);
+    if let Some(parts) = schema.get("allOf").and_then(Value::as_array) {
+        for part in parts {
+            schema_check_loose(doc, part, value, at)?;
+        }
+    }
+    for key in ["oneOf", "anyOf"] {
+        if let Some(choices) = schema.get(key).and_then(Value::as_array) {
+            let errors: Vec<String> = choices
+                .iter()
+                .filter_map(|c| schema_check(doc, c, value, at).err())
+                .collect();
+            if errors.len() == choices.len() {
+                return Err(format!("{at}: fits none of {key}: {errors:?}"));
+            }
+        }
+    }
+    schema_check_loose(doc, schema, value, at)?;
+    if let Value::Object(fields) = value
+        && let Some(names) = property_names(doc, schema)
+    {
+        for field in fields.keys() {
+            if !names.contains(field) {
+                return Err(format!("{at}: field {field} is not documented"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `schema_check` without the check for undocumented fields: an `allOf` part sees only some.
+fn schema_check_loose(
+    doc: &serde_json::Value,
+    schema: &serde_json::Value,
+    value: &serde_json::Value,
+    at: &str,
+) -> Result<(), String> {
+    use serde_json::Value;
+    let schema = resolve(doc, schema);
+    if schema.get("allOf").is_some()
+        || schema.get("oneOf").is_some()
+        || schema.get("anyOf").is_some()
+    {
+        if let Some(parts) = schema.get("allOf").and_then(Value::as_array) {
+            for part in parts {
+                schema_check_loose(doc, part, value, at)?;
+            }
+        }
+        for key in ["oneOf", "anyOf"] {
+            if let Some(choices) = schema.get(key).and_then(Value::as_array)
+                && !choices
+                    .iter()
+                    .any(|c| schema_check_loose(doc, c, value, at).is_ok())
+            {
+                return Err(format!("{at}: fits none of {key}"));
+            }
+        }
+    }
+    if let Some(types) = schema.get("type") {
+        let types: Vec<&str> = match types {
+            Value::String(t) => vec![t.as_str()],
+            Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        let fits = types.iter().any(|t| match *t {
+            "null" => value.is_null(),
+            "string" => value.is_string(),
+            "boolean" => value.is_boolean(),
+            "integer" => value.is_i64() || value.is_u64(),
+            "number" => value.is_number(),
+            "array" => value.is_array(),
+            "object" => value.is_object(),
+            _ => false,
+        });
+        if !fits {
+            return Err(format!("{at}: {value} is not {types:?}"));
+        }
+    }
+    if let Value::Object(fields) = value {
+        for name in schema
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let name = name.as_str().unwrap();
+            if !fields.contains_key(name) {
+                return Err(format!("{at}: required field {name} is missing"));
+            }
+        }
+        if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
+            for (name, field) in fields {
+                if let Some(field_schema) = properties.get(name) {
+                    schema_check(doc, field_schema, field, &format!("{at}.{name}"))?;
+                }
+            }
+        }
+        if let Some(extra) = schema.get("additionalProperties").filter(|s| s.is_object()) {
+            for (name, field) in fields {
+                schema_check(doc, extra, field, &format!("{at}.{name}"))?;
+            }
+        }
+    }
+    if let (Value::Array(items), Some(item_schema)) = (value, schema.get("items")) {
+        for (i, item) in items.iter().enumerate() {
+            schema_check(doc, item_schema, item, &format!("{at}[{i}]"))?;
+        }
+    }
+    Ok(())
+}
+
+/// The property names an object schema allows, through `$ref`s and combinations; `None`
+/// when it allows any.
+fn property_names(
+    doc: &serde_json::Value,
+    schema: &serde_json::Value,
+) -> Option<std::collections::BTreeSet<String>> {
+    use serde_json::Value;
+    let schema = resolve(doc, schema);
+    if schema
+        .get("additionalProperties")
+        .is_some_and(|a| a != &Value::Bool(false))
+    {
+        return None;
+    }
+    let mut names = std::collections::BTreeSet::new();
+    let mut constrained = false;
+    if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
+        names.extend(properties.keys().cloned());
+        constrained = true;
+    }
+    for key in ["allOf", "oneOf", "anyOf"] {
+        for part in schema
+            .get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let part = resolve(doc, part);
+            if part.get("type").and_then(Value::as_str) == Some("null") {
+                continue;
+            }
+            names.extend(property_names(doc, part)?);
+            constrained = true;
+        }
+    }
+    constrained.then_some(names)
+}
+
+fn resolve<'a>(doc: &'a serde_json::Value, schema: &'a serde_json::Value) -> &'a serde_json::Value {
+    match schema.get("$ref").and_then(serde_json::Value::as_str) {
+        Some(reference) => {
+            let pointer = reference.strip_prefix('#').expect("a local $ref");
+            let target = doc
+                .pointer(pointer)
+                .unwrap_or_else(|| panic!("{reference} resolves"));
+            resolve(doc, target)
+        }
+        None => schema,
+    }
+}

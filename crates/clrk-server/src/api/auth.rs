@@ -35,9 +35,9 @@ pub async fn require_token(State(token): State<Token>, request: Request, next: N
         _ => (
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, "Bearer")],
-            axum::Json(serde_json::json!({
-                "error": "missing or wrong API token: send Authorization: Bearer <token> (the token is in $CLRK_DIR/dev.json)"
-            })),
+            axum::Json(clrk_wire::ErrorBody {
+                error: "missing or wrong API token: send Authorization: Bearer <token> (the token is in $CLRK_DIR/dev.json)".into(),
+            }),
         )
             .into_response(),
     }

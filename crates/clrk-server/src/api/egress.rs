@@ -8,11 +8,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use clrk_api::Kind;
 use clrk_store::EgressObject;
+use clrk_wire::{Deleted, EgressRecord, ErrorBody, List, ObjectKey, ObjectRef};
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::ApiError;
-use super::agents::ListQuery;
+use super::agents::{AgentPath, ListQuery};
 use crate::state::AppState;
 use crate::views;
 
@@ -21,32 +21,76 @@ const DEFAULT_RECORDS: usize = 50;
 /// The most records one request returns.
 const MAX_RECORDS: usize = 1000;
 
+/// Egress gateways, routes and policies of one namespace, or of all.
+#[utoipa::path(
+    get,
+    path = "/v1/egress",
+    tag = "egress",
+    params(("namespace" = Option<String>, Query, description = "Only this namespace; all without it")),
+    responses((status = 200, description = "The egress objects", body = List<clrk_wire::EgressObject>))
+)]
 pub async fn list(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
-    let items: Vec<Value> = state
+) -> Result<Json<List<clrk_wire::EgressObject>>, ApiError> {
+    let items = state
         .store
         .egress_objects(q.namespace.as_deref())
         .await?
         .iter()
         .map(views::egress_object)
         .collect();
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(List { items }))
 }
 
+/// The `{namespace}/{kind}/{name}` of the routes about one egress object.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct EgressPath {
+    /// The object's namespace.
+    namespace: String,
+    /// `EgressGateway`, `EgressL4Route`, `CredentialInjectionPolicy` or `AIProviderRoute`,
+    /// or the same in lowercase.
+    kind: String,
+    /// The object's name.
+    name: String,
+}
+
+/// One egress object, its manifest with secrets redacted.
+#[utoipa::path(
+    get,
+    path = "/v1/egress/{namespace}/{kind}/{name}",
+    tag = "egress",
+    params(EgressPath),
+    responses(
+        (status = 200, description = "The object", body = clrk_wire::EgressObject),
+        (status = 404, description = "No such object, or not an egress kind", body = ErrorBody),
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     Path((namespace, kind, name)): Path<(String, String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<clrk_wire::EgressObject>, ApiError> {
     let object = find(&state, &namespace, egress_kind(&kind)?, &name).await?;
     Ok(Json(views::egress_object(&object)))
 }
 
+/// Deletes an egress object.
+#[utoipa::path(
+    delete,
+    path = "/v1/egress/{namespace}/{kind}/{name}",
+    tag = "egress",
+    params(EgressPath),
+    responses(
+        (status = 200, description = "What was deleted", body = Deleted),
+        (status = 404, description = "No such object, or not an egress kind", body = ErrorBody),
+    )
+)]
 pub async fn delete(
     State(state): State<AppState>,
     Path((namespace, kind, name)): Path<(String, String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Deleted>, ApiError> {
     let kind = egress_kind(&kind)?;
     if !state
         .store
@@ -56,9 +100,12 @@ pub async fn delete(
         return Err(not_found(&namespace, kind, &name));
     }
     tracing::info!(%namespace, kind = %kind, %name, "egress object deleted");
-    Ok(Json(json!({
-        "deleted": { "kind": kind.as_str(), "namespace": namespace, "name": name }
-    })))
+    Ok(Json(Deleted {
+        deleted: ObjectRef {
+            kind: kind.as_str().to_owned(),
+            key: ObjectKey::new(namespace, name),
+        },
+    }))
 }
 
 #[derive(Deserialize)]
@@ -67,21 +114,31 @@ pub struct RecordsQuery {
 }
 
 /// An agent's latest egress transactions, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/agents/{namespace}/{name}/egress",
+    tag = "egress",
+    params(AgentPath, ("limit" = Option<usize>, Query, description = "At most this many (default 50, at most 1000)")),
+    responses(
+        (status = 200, description = "The transactions", body = List<EgressRecord>),
+        (status = 404, description = "No such agent", body = ErrorBody),
+    )
+)]
 pub async fn records(
     State(state): State<AppState>,
     Path((namespace, name)): Path<(String, String)>,
     Query(q): Query<RecordsQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<List<EgressRecord>>, ApiError> {
     super::agents::find(&state, &namespace, &name).await?;
     let limit = q.limit.unwrap_or(DEFAULT_RECORDS).min(MAX_RECORDS);
-    let items: Vec<Value> = state
+    let items = state
         .store
         .egress_records(&namespace, &name, limit)
         .await?
         .iter()
         .map(views::egress_record)
         .collect();
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(List { items }))
 }
 
 /// The kind in a URL (`EgressGateway` or `egressgateway`), refused unless it is an egress kind.

@@ -34,6 +34,22 @@ pub struct LogsQuery {
     follow: bool,
 }
 
+/// An agent's log lines, oldest first, as newline-delimited JSON; with `follow` the answer
+/// stays open and new lines follow as they are written.
+#[utoipa::path(
+    get,
+    path = "/v1/agents/{namespace}/{name}/logs",
+    tag = "agents",
+    params(
+        super::agents::AgentPath,
+        ("tail" = Option<usize>, Query, description = "Only the last N lines"),
+        ("follow" = Option<bool>, Query, description = "Keep the answer open and send new lines as they come"),
+    ),
+    responses(
+        (status = 200, description = "One log line a line", body = clrk_wire::LogLine, content_type = "application/x-ndjson"),
+        (status = 404, description = "No such agent", body = clrk_wire::ErrorBody),
+    )
+)]
 pub async fn logs(
     State(state): State<AppState>,
     Path((namespace, name)): Path<(String, String)>,

@@ -1,53 +1,39 @@
 //! The control API (HTTP/JSON, bearer token): apply, agents, logs, invocations, pools, secrets,
-//! egress objects and egress records.
+//! egress objects and egress records, and its OpenAPI document.
+//!
+//! Every route is added with `routes!`, which takes its method and path from the handler's
+//! `#[utoipa::path]`, so the router and the document list the same routes.
 
 mod agents;
 mod auth;
 mod egress;
 mod images;
 mod logs;
+mod openapi;
 mod pools;
 mod secrets;
 
-use axum::Json;
-use axum::Router;
+use std::sync::Arc;
+
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::{Extension, Json, Router};
+use clrk_wire::ErrorBody;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::ServerError;
 use crate::state::AppState;
 
 /// The control API router; every route requires `Authorization: Bearer <token>`.
 pub fn router(state: AppState, token: String) -> Router {
-    Router::new()
-        .route("/v1/apply", post(agents::apply))
-        .route("/v1/agents", get(agents::list))
-        .route(
-            "/v1/agents/{namespace}/{name}",
-            get(agents::get).delete(agents::delete),
-        )
-        .route(
-            "/v1/agents/{namespace}/{name}/invocations",
-            get(agents::invocations),
-        )
-        .route("/v1/agents/{namespace}/{name}/logs", get(logs::logs))
-        .route("/v1/agents/{namespace}/{name}/egress", get(egress::records))
-        .route("/v1/egress", get(egress::list))
-        .route(
-            "/v1/egress/{namespace}/{kind}/{name}",
-            get(egress::get).delete(egress::delete),
-        )
-        .route("/v1/images", get(images::list))
-        .route("/v1/images/import", post(images::import))
-        .route("/v1/images/prune", post(images::prune))
-        .route("/v1/secrets", get(secrets::list))
-        .route(
-            "/v1/secrets/{namespace}/{name}",
-            axum::routing::put(secrets::set).delete(secrets::delete),
-        )
-        .route("/v1/pools", get(pools::list))
-        .route("/v1/pools/{name}", delete(pools::delete))
+    let (router, document) = routes().split_for_parts();
+    let document = openapi::Document(Arc::from(
+        document.to_json().expect("the OpenAPI document serialises"),
+    ));
+    router
+        .layer(Extension(document))
         .layer(axum::middleware::from_fn_with_state(
             auth::Token::new(token),
             auth::require_token,
@@ -55,12 +41,32 @@ pub fn router(state: AppState, token: String) -> Router {
         .with_state(state)
 }
 
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(agents::apply))
+        .routes(routes!(agents::list))
+        .routes(routes!(agents::get, agents::delete))
+        .routes(routes!(agents::invocations))
+        .routes(routes!(logs::logs))
+        .routes(routes!(egress::records))
+        .routes(routes!(egress::list))
+        .routes(routes!(egress::get, egress::delete))
+        .routes(routes!(images::list))
+        .routes(routes!(images::import))
+        .routes(routes!(images::prune))
+        .routes(routes!(secrets::list))
+        .routes(routes!(secrets::set, secrets::delete))
+        .routes(routes!(pools::list))
+        .routes(routes!(pools::delete))
+        .routes(routes!(openapi::document))
+}
+
 /// Errors as `{"error": "..."}` with the status that fits.
 pub struct ApiError(pub StatusCode, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+        (self.0, Json(ErrorBody { error: self.1 })).into_response()
     }
 }
 

@@ -1,11 +1,12 @@
 //! `clrk apply`: parse locally, then create or update through the control API.
 
+use clrk_wire::{ApplyEvent, ApplyRequest, ApplyResult};
+
 use crate::cli::ApplyArgs;
 use crate::client;
 use crate::commands::Session;
 use crate::error::CliError;
 use crate::manifests;
-use crate::models::{ApplyEvent, ApplyRequest, ApplyResult};
 use crate::output;
 use crate::pull_progress::PullDisplay;
 
@@ -60,13 +61,13 @@ pub async fn run(args: ApplyArgs, session: &Session) -> anyhow::Result<()> {
 /// The line `apply` prints for one result, e.g. `taskagent/word-count configured (revision word-count-00002)`.
 ///
 /// ```
-/// let result: clrk::models::ApplyResult = serde_json::from_str(
+/// let result: clrk_wire::ApplyResult = serde_json::from_str(
 ///     r#"{"kind":"TaskAgent","namespace":"default","name":"word-count","outcome":"created","revision":"word-count-00001"}"#,
 /// ).unwrap();
 /// assert_eq!(clrk::commands::apply::outcome_line(&result), "taskagent/word-count created");
 /// ```
 pub fn outcome_line(result: &ApplyResult) -> String {
-    let object = format!("{}/{}", result.kind.to_lowercase(), result.name);
+    let object = format!("{}/{}", result.kind.to_lowercase(), result.key.name);
     match (result.outcome.as_str(), &result.revision) {
         ("configured", Some(revision)) => format!("{object} configured (revision {revision})"),
         (outcome, _) => format!("{object} {outcome}"),
@@ -80,7 +81,7 @@ mod tests {
     fn result(outcome: &str, revision: Option<&str>) -> ApplyResult {
         ApplyResult {
             kind: "TaskAgent".into(),
-            name: "word-count".into(),
+            key: clrk_api::ObjectKey::new("default", "word-count"),
             outcome: outcome.into(),
             revision: revision.map(Into::into),
             warnings: Vec::new(),

@@ -1,12 +1,12 @@
 //! `clrk delete -f FILE`: delete the resources a manifest names.
 
 use clrk_api::Kind;
+use clrk_wire::Deleted;
 
 use crate::cli::DeleteArgs;
 use crate::client::ApiClient;
 use crate::commands::Session;
 use crate::manifests;
-use crate::models::DeleteResponse;
 use crate::output;
 
 /// Deletes each document's resource in order; the first failure (e.g. not found) stops.
@@ -36,12 +36,12 @@ pub async fn run(args: DeleteArgs, session: &Session) -> anyhow::Result<()> {
 
 /// Sends one delete and prints `kind/name deleted`.
 pub async fn delete(api: &ApiClient, path: &[&str]) -> anyhow::Result<()> {
-    let response: DeleteResponse = api.delete(path).await?;
+    let response: Deleted = api.delete(path).await?;
     let deleted = response.deleted;
     output::print(&format!(
         "{}/{} deleted\n",
         deleted.kind.to_lowercase(),
-        deleted.name
+        deleted.key.name
     ))?;
     Ok(())
 }

@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use crate::cli::{EgressGetArgs, EgressListArgs, ObjectFormat};
 use crate::commands::Session;
-use crate::models::{EgressObject, List};
 use crate::output::{self, Table, age_of};
+use clrk_wire::{EgressObject, List};
 
 /// Prints the egress objects of one namespace (or all) as a table, JSON or YAML.
 pub async fn list(args: EgressListArgs, session: &Session) -> anyhow::Result<()> {
@@ -87,13 +87,13 @@ pub fn egress_table(objects: &[EgressObject], with_namespace: bool, now: DateTim
     headers.extend(["SUMMARY", "AGE"]);
     let mut table = Table::new(headers);
     for object in objects {
-        let mut row = vec![object.kind.clone(), object.name.clone()];
+        let mut row = vec![object.kind.clone(), object.key.name.clone()];
         if with_namespace {
-            row.push(object.namespace.clone());
+            row.push(object.key.namespace.clone());
         }
         row.extend([
             summary(&object.kind, &object.manifest),
-            age_of(object.created_at.as_deref(), now),
+            age_of(Some(object.created_at.as_str()), now),
         ]);
         table.row(row);
     }

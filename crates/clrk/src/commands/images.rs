@@ -2,15 +2,14 @@
 
 use anyhow::Context as _;
 use http_body_util::BodyExt as _;
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::cli::{ImagesListArgs, ImportArgs, ObjectFormat};
 use crate::client::RequestBody;
 use crate::commands::Session;
-use crate::models::{List, LocalImage};
 use crate::output::{self, Table};
 use crate::pull_progress::human_bytes;
+use clrk_wire::{ImportResponse, List, LocalImage, PruneResponse};
 
 /// Prints the server's images as a table.
 pub async fn list(args: ImagesListArgs, session: &Session) -> anyhow::Result<()> {
@@ -32,25 +31,20 @@ pub async fn list(args: ImagesListArgs, session: &Session) -> anyhow::Result<()>
 /// The `images list` table.
 pub fn images_table(images: &[LocalImage]) -> Table {
     let mut table = Table::new(["REFERENCE", "DIGEST", "SIZE", "IMPORTED", "USED-BY"]);
-    for image in images {
+    for LocalImage { image, used_by } in images {
         let digest = image.digest.get(..19).unwrap_or(&image.digest);
         table.row([
             image.reference.clone(),
             format!("{digest}…"),
             human_bytes(image.size),
             if image.imported { "yes" } else { "no" }.to_string(),
-            match image.used_by.as_slice() {
+            match used_by.as_slice() {
                 [] => "-".to_string(),
                 users => users.join(","),
             },
         ]);
     }
     table
-}
-
-#[derive(Deserialize)]
-struct Imported {
-    imported: Vec<LocalImage>,
 }
 
 /// Streams the archive to the server, which unpacks it as it arrives.
@@ -70,7 +64,7 @@ pub async fn import(args: ImportArgs, session: &Session) -> anyhow::Result<()> {
         query.push(("name", name.clone()));
     }
     eprintln!("importing {} ({})…", args.file.display(), human_bytes(size));
-    let answer: Imported = session
+    let answer: ImportResponse = session
         .api()?
         .upload(&["v1", "images", "import"], &query, body)
         .await?;
@@ -85,22 +79,9 @@ pub async fn import(args: ImportArgs, session: &Session) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[derive(Deserialize)]
-struct Pruned {
-    pruned: PruneReport,
-}
-
-#[derive(Deserialize)]
-struct PruneReport {
-    images: u64,
-    blobs: u64,
-    layers: u64,
-    rootfs: u64,
-}
-
 /// Asks the server to delete what no revision uses.
 pub async fn prune(session: &Session) -> anyhow::Result<()> {
-    let answer: Pruned = session
+    let answer: PruneResponse = session
         .api()?
         .post(&["v1", "images", "prune"], &serde_json::json!({}))
         .await?;

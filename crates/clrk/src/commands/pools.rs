@@ -1,8 +1,8 @@
 //! `clrk pools list`.
 
 use crate::commands::Session;
-use crate::models::{List, Pool};
-use crate::output::{self, Table, or_dash};
+use crate::output::{self, Table};
+use clrk_wire::{List, Pool};
 
 /// Prints the worker pools as a table.
 pub async fn list(session: &Session) -> anyhow::Result<()> {
@@ -25,10 +25,10 @@ pub fn pools_table(pools: &[Pool]) -> Table {
         table.row([
             pool.name.clone(),
             pool.runtime.clone(),
-            or_dash(pool.max_executions_per_worker),
+            pool.max_executions_per_worker.to_string(),
             pool.running.to_string(),
             pool.queued.to_string(),
-            pool.worker_count().to_string(),
+            pool.workers.to_string(),
         ]);
     }
     table
@@ -43,7 +43,7 @@ mod tests {
         let pools: List<Pool> = serde_json::from_str(
             r#"{"items": [
                 {"name": "default", "runtime": "runsc", "maxExecutionsPerWorker": 10, "workers": 1, "capacity": 10, "running": 3, "queued": 2},
-                {"name": "gpu", "runtime": "runc", "maxExecutionsPerWorker": null, "workers": [{"id": "a"}, {"id": "b"}]}
+                {"name": "gpu", "runtime": "runc", "maxExecutionsPerWorker": 0, "workers": 2, "capacity": 0}
             ]}"#,
         )
         .unwrap();
@@ -51,7 +51,7 @@ mod tests {
             pools_table(&pools.items).render(),
             "NAME      RUNTIME   MAX-EXECUTIONS   RUNNING   QUEUED   WORKERS\n\
              default   runsc     10               3         2        1\n\
-             gpu       runc      -                0         0        2\n"
+             gpu       runc      0                0         0        2\n"
         );
     }
 }

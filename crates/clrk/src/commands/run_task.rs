@@ -10,15 +10,12 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use tokio::io::AsyncWriteExt;
 
+use clrk_wire::headers::{EXECUTION_ID, EXIT_CODE, TASK_AGENT, TIMEOUT, TRIGGER};
+
 use crate::cli::RunTaskArgs;
 use crate::client::{self, RequestBody, error_message, http_client, parse_base};
 use crate::commands::Session;
 use crate::error::CliError;
-
-/// Header (or trailer) carrying the agent's exit code.
-pub const EXIT_CODE_HEADER: &str = "x-clrk-exit-code";
-/// Response header naming the execution.
-pub const EXECUTION_ID_HEADER: &str = "x-clrk-execution-id";
 
 /// An error body larger than this is cut: it is a message, not output.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
@@ -63,7 +60,7 @@ pub async fn run(args: RunTaskArgs, session: &Session) -> anyhow::Result<()> {
     tracing::debug!(namespace = %task.namespace, name = %task.name, %ingress, "invoking task agent");
     let response = client::send(&http_client(), &ingress, request).await?;
     if session.global.verbose
-        && let Some(id) = response.headers().get(EXECUTION_ID_HEADER)
+        && let Some(id) = response.headers().get(EXECUTION_ID)
     {
         eprintln!("execution: {}", String::from_utf8_lossy(id.as_bytes()));
     }
@@ -120,12 +117,12 @@ pub fn build_request(ingress: &str, task: &TaskRequest) -> anyhow::Result<Reques
     let mut headers = HeaderMap::new();
     let target = format!("{}/{}", task.namespace, task.name);
     headers.insert(
-        HeaderName::from_static("x-clrk-taskagent"),
+        HeaderName::from_static(TASK_AGENT),
         HeaderValue::from_str(&target)
             .map_err(|_| anyhow!("agent name '{target}' cannot travel in an HTTP header"))?,
     );
     headers.insert(
-        HeaderName::from_static("x-clrk-trigger"),
+        HeaderName::from_static(TRIGGER),
         HeaderValue::from_static("cli"),
     );
     // Without TE: trailers the server cannot report an exit code after output has started.
@@ -135,7 +132,7 @@ pub fn build_request(ingress: &str, task: &TaskRequest) -> anyhow::Result<Reques
     }
     if let Some(timeout) = &task.timeout {
         headers.insert(
-            HeaderName::from_static("x-clrk-timeout"),
+            HeaderName::from_static(TIMEOUT),
             HeaderValue::from_str(timeout)
                 .map_err(|_| anyhow!("timeout '{timeout}' is not a duration"))?,
         );
@@ -192,13 +189,7 @@ async fn stream_to_stdout(mut body: Incoming, task: &TaskRequest) -> anyhow::Res
 /// assert_eq!(clrk::commands::run_task::exit_code(&trailers), Some(3));
 /// ```
 pub fn exit_code(headers: &HeaderMap) -> Option<i32> {
-    headers
-        .get(EXIT_CODE_HEADER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    headers.get(EXIT_CODE)?.to_str().ok()?.trim().parse().ok()
 }
 
 /// After streamed output the trailer tells how the run ended: a number is the exit code,
@@ -212,7 +203,7 @@ pub fn exit_code(headers: &HeaderMap) -> Option<i32> {
 /// ```
 pub fn streamed_outcome(trailers: &HeaderMap) -> anyhow::Result<()> {
     let value = trailers
-        .get(EXIT_CODE_HEADER)
+        .get(EXIT_CODE)
         .and_then(|v| v.to_str().ok())
         .map(str::trim);
     match (value, exit_code(trailers)) {
@@ -360,7 +351,7 @@ mod tests {
     fn statuses_map_to_exit_codes() {
         let empty = HeaderMap::new();
         let mut exited = HeaderMap::new();
-        exited.insert(EXIT_CODE_HEADER, HeaderValue::from_static("3"));
+        exited.insert(EXIT_CODE, HeaderValue::from_static("3"));
 
         let err = failure(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -427,9 +418,9 @@ mod tests {
     fn exit_code_ignores_garbage() {
         let mut headers = HeaderMap::new();
         assert_eq!(exit_code(&headers), None);
-        headers.insert(EXIT_CODE_HEADER, HeaderValue::from_static("x"));
+        headers.insert(EXIT_CODE, HeaderValue::from_static("x"));
         assert_eq!(exit_code(&headers), None);
-        headers.insert(EXIT_CODE_HEADER, HeaderValue::from_static(" 0 "));
+        headers.insert(EXIT_CODE, HeaderValue::from_static(" 0 "));
         assert_eq!(exit_code(&headers), Some(0));
     }
 }

@@ -5,12 +5,11 @@ use std::collections::BTreeMap;
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use chrono::Utc;
-use serde::Deserialize;
 
 use crate::cli::{SecretListArgs, SecretNameArgs, SecretSetArgs};
 use crate::commands::Session;
-use crate::models::{DeleteResponse, List};
 use crate::output::{self, Table, ago};
+use clrk_wire::{Deleted, List, Secret, SetSecretRequest, SetSecretResponse};
 
 /// The largest file `--from-file` reads; the server refuses more anyway.
 const MAX_FILE: u64 = 1024 * 1024;
@@ -57,30 +56,24 @@ pub async fn set(args: SecretSetArgs, session: &Session) -> anyhow::Result<()> {
             std::os::unix::ffi::OsStrExt::as_bytes(value.as_os_str()).to_vec(),
         )?;
     }
-    let encoded: BTreeMap<&String, String> = data
-        .iter()
-        .map(|(k, v)| (k, base64::engine::general_purpose::STANDARD.encode(v)))
-        .collect();
-
-    #[derive(Deserialize)]
-    struct Answer {
-        outcome: String,
-        secret: Keys,
-    }
-    #[derive(Deserialize)]
-    struct Keys {
-        keys: Vec<String>,
-    }
+    let request = SetSecretRequest {
+        data: data
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    base64::engine::general_purpose::STANDARD.encode(v),
+                )
+            })
+            .collect(),
+    };
     let path = [
         "v1",
         "secrets",
         args.namespace.namespace.as_str(),
         args.name.as_str(),
     ];
-    let answer: Answer = session
-        .api()?
-        .put(&path, &serde_json::json!({ "data": encoded }))
-        .await?;
+    let answer: SetSecretResponse = session.api()?.put(&path, &request).await?;
     output::print(&format!(
         "secret/{} {} (keys: {})\n",
         args.name,
@@ -88,16 +81,6 @@ pub async fn set(args: SecretSetArgs, session: &Session) -> anyhow::Result<()> {
         answer.secret.keys.join(", ")
     ))?;
     Ok(())
-}
-
-/// One secret as the API lists it.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Secret {
-    pub namespace: String,
-    pub name: String,
-    pub keys: Vec<String>,
-    pub updated_at: Option<String>,
 }
 
 pub async fn list(args: SecretListArgs, session: &Session) -> anyhow::Result<()> {
@@ -111,10 +94,10 @@ pub async fn list(args: SecretListArgs, session: &Session) -> anyhow::Result<()>
     let mut table = Table::new(["NAMESPACE", "NAME", "KEYS", "UPDATED"]);
     for s in &secrets.items {
         table.row([
-            s.namespace.clone(),
-            s.name.clone(),
+            s.key.namespace.clone(),
+            s.key.name.clone(),
             s.keys.join(","),
-            ago(s.updated_at.as_deref(), now),
+            ago(Some(s.updated_at.as_str()), now),
         ]);
     }
     Ok(output::print(&table.render())?)
@@ -127,7 +110,7 @@ pub async fn delete(args: SecretNameArgs, session: &Session) -> anyhow::Result<(
         args.namespace.namespace.as_str(),
         args.name.as_str(),
     ];
-    let answer: DeleteResponse = session.api()?.delete(&path).await?;
-    output::print(&format!("secret/{} deleted\n", answer.deleted.name))?;
+    let answer: Deleted = session.api()?.delete(&path).await?;
+    output::print(&format!("secret/{} deleted\n", answer.deleted.key.name))?;
     Ok(())
 }

@@ -3,9 +3,9 @@
 use super::RecentList;
 use crate::cli::AgentEgressArgs;
 use crate::commands::Session;
-use crate::models::EgressRecord;
 use crate::output::{Table, ago, or_dash};
 use chrono::{DateTime, Utc};
+use clrk_wire::EgressRecord;
 
 /// The REQUEST column is cut to this many characters.
 const REQUEST_WIDTH: usize = 40;
@@ -41,7 +41,7 @@ pub fn egress_table(records: &[EgressRecord], now: DateTime<Utc>) -> Table {
     ]);
     for record in records {
         table.row([
-            ago(record.started_at.as_deref(), now),
+            ago(Some(record.started_at.as_str()), now),
             or_dash(
                 record
                     .execution_id
@@ -97,7 +97,7 @@ fn truncate(text: &str, width: usize, ellipsis: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::List;
+    use clrk_wire::List;
 
     #[test]
     fn records_render_one_per_row() {

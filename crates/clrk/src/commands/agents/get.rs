@@ -9,8 +9,8 @@ use crate::cli::{GetArgs, ObjectFormat};
 use crate::commands::Session;
 use crate::commands::agents::list::last_run;
 use crate::commands::agents::spec_field;
-use crate::models::{Agent, AgentStatus};
-use crate::output::{self, Table, age_of, ago, or_dash};
+use crate::output::{self, Table, age_of, ago, non_empty, or_dash};
+use clrk_wire::{Agent, AgentStatus, DaemonRun};
 
 /// Prints one agent as a summary for people, or the server's object as JSON or YAML.
 pub async fn run(args: GetArgs, session: &Session) -> anyhow::Result<()> {
@@ -36,7 +36,7 @@ pub fn describe(agent: &Agent, now: DateTime<Utc>) -> String {
     let status = &agent.status;
     let mut fields = vec![
         ("Kind", agent.kind.clone()),
-        ("Name", format!("{}/{}", agent.namespace, agent.name)),
+        ("Name", agent.key.to_string()),
         ("Image", spec_field(&agent.spec, "/template/spec/image")),
     ];
     if agent.spec.get("timeout").is_some() {
@@ -44,15 +44,17 @@ pub fn describe(agent: &Agent, now: DateTime<Utc>) -> String {
     }
     if agent.spec.get("schedule").is_some() {
         fields.push(("Schedule", spec_field(&agent.spec, "/schedule")));
-        fields.push(("Last schedule", or_dash(status.last_schedule_time.as_ref())));
-        fields.push(("Next schedule", or_dash(status.next_schedule_time.as_ref())));
+        let schedule = status.schedule.clone().unwrap_or_default();
+        fields.push(("Last schedule", or_dash(schedule.last_schedule_time)));
+        fields.push(("Next schedule", or_dash(schedule.next_schedule_time)));
     }
-    if let Some(phase) = &status.phase {
-        fields.push(("Phase", daemon_phase(phase, status)));
-        fields.push(("Restarts", status.restart_count.unwrap_or(0).to_string()));
-        fields.push(("Uptime", age_of(status.up_since.as_deref(), now)));
-        if let Some(reason) = &status.reason {
-            fields.push(("Reason", reason.clone()));
+    if let Some(daemon) = &status.daemon {
+        let run = daemon.run.clone().unwrap_or_default();
+        fields.push(("Phase", daemon_phase(&daemon.phase, &run)));
+        fields.push(("Restarts", daemon.restart_count.to_string()));
+        fields.push(("Uptime", age_of(run.up_since.as_deref(), now)));
+        if let Some(reason) = run.reason {
+            fields.push(("Reason", reason));
         }
     }
     fields.extend([
@@ -87,15 +89,15 @@ pub fn describe(agent: &Agent, now: DateTime<Utc>) -> String {
     }
     let mut table = Table::new(["NAME", "IMAGE-DIGEST", "STATE", "CREATED"]);
     for revision in &agent.revisions {
-        let state = match (&revision.state, &revision.reason) {
-            (Some(state), Some(reason)) if !reason.is_empty() => format!("{state} ({reason})"),
-            (state, _) => or_dash(state.as_ref()),
+        let state = match (revision.state.as_str(), &revision.reason) {
+            (state, Some(reason)) if !reason.is_empty() => format!("{state} ({reason})"),
+            (state, _) => or_dash(non_empty(state)),
         };
         table.row([
             revision.name.clone(),
-            or_dash(revision.image_digest.as_ref()),
+            or_dash(non_empty(&revision.image_digest)),
             state,
-            ago(revision.created_at.as_deref(), now),
+            ago(Some(revision.created_at.as_str()), now),
         ]);
     }
     for line in table.render().lines() {
@@ -105,8 +107,8 @@ pub fn describe(agent: &Agent, now: DateTime<Utc>) -> String {
 }
 
 /// `CrashLoopBackOff (restart in 4s)` while backing off, else the phase.
-fn daemon_phase(phase: &str, status: &AgentStatus) -> String {
-    match status.restart_delay_seconds {
+fn daemon_phase(phase: &str, run: &DaemonRun) -> String {
+    match run.restart_delay_seconds {
         Some(delay) if phase == "CrashLoopBackOff" => format!("{phase} (back-off {delay}s)"),
         _ => phase.to_string(),
     }
@@ -136,7 +138,7 @@ mod tests {
                 "revisions": [
                   {"name": "word-count-00001", "image": "oci:/img", "imageDigest": "sha256:aa",
                    "state": "Ready", "reason": null, "createdAt": "2026-01-01T11:00:00Z"},
-                  {"name": "word-count-00002", "image": "oci:/img", "imageDigest": null,
+                  {"name": "word-count-00002", "image": "oci:/img", "imageDigest": "",
                    "state": "Failed", "reason": "image not found", "createdAt": "2026-01-01T11:55:00Z"}
                 ],
                 "tokenUsage": {"today": 1468, "day": "2026-01-01"}}"#,
@@ -196,6 +198,7 @@ mod tests {
 
         let backing_off: Agent = serde_json::from_str(
             r#"{"kind": "DaemonAgent", "namespace": "default", "name": "echo-bot",
+                "revisions": [],
                 "status": {"phase": "CrashLoopBackOff", "restartCount": 3, "upSince": null,
                            "restartDelaySeconds": 8.0, "reason": "exited with code 1"}}"#,
         )

@@ -4,9 +4,9 @@ use super::RecentList;
 use crate::cli::InvocationsArgs;
 use crate::commands::Session;
 use crate::duration::format_millis;
-use crate::models::Execution;
-use crate::output::{Table, ago, or_dash};
+use crate::output::{Table, ago, non_empty, or_dash};
 use chrono::{DateTime, Utc};
+use clrk_wire::Execution;
 
 /// Prints an agent's recent executions, newest first as the server orders them.
 pub async fn run(args: InvocationsArgs, session: &Session) -> anyhow::Result<()> {
@@ -30,14 +30,15 @@ pub fn invocations_table(executions: &[Execution], now: DateTime<Utc>) -> Table 
     for execution in executions {
         table.row([
             execution.id.clone(),
-            or_dash(execution.trigger.as_ref()),
+            or_dash(non_empty(&execution.trigger)),
             execution.status.clone(),
             or_dash(execution.exit_code),
-            execution
-                .duration_ms
-                .map_or_else(|| "-".to_string(), format_millis),
-            or_dash(execution.start.as_ref()),
-            ago(execution.started_at.as_deref(), now),
+            execution.duration_ms.map_or_else(
+                || "-".to_string(),
+                |ms| format_millis(u64::try_from(ms).unwrap_or(0)),
+            ),
+            or_dash(non_empty(&execution.start)),
+            ago(Some(execution.started_at.as_str()), now),
         ]);
     }
     table
@@ -46,7 +47,7 @@ pub fn invocations_table(executions: &[Execution], now: DateTime<Utc>) -> Table 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::List;
+    use clrk_wire::List;
 
     #[test]
     fn executions_render_one_per_row() {

@@ -6,8 +6,8 @@ use serde_json::Value;
 use crate::cli::{ListArgs, ListFormat};
 use crate::commands::Session;
 use crate::commands::agents::spec_field;
-use crate::models::{Agent, Execution, List};
 use crate::output::{self, Table, age_of, ago, or_dash};
+use clrk_wire::{Agent, Execution, List};
 
 /// Prints the agents of one namespace (or all) as a table, JSON or YAML.
 pub async fn run(args: ListArgs, session: &Session) -> anyhow::Result<()> {
@@ -54,11 +54,11 @@ pub fn agents_table(
     for agent in agents {
         let mut row = Vec::new();
         if with_namespace {
-            row.push(agent.namespace.clone());
+            row.push(agent.key.namespace.clone());
         }
         row.extend([
             agent.kind.clone(),
-            agent.name.clone(),
+            agent.key.name.clone(),
             or_dash(agent.status.ready_revision.as_ref()),
             agent.status.warm.to_string(),
             agent.status.active.to_string(),
@@ -68,7 +68,7 @@ pub fn agents_table(
             row.extend([
                 spec_field(&agent.spec, "/template/spec/image"),
                 spec_field(&agent.spec, "/timeout"),
-                age_of(agent.created_at.as_deref(), now),
+                age_of(Some(agent.created_at.as_str()), now),
             ]);
         }
         table.row(row);
@@ -84,7 +84,7 @@ pub fn last_run(execution: Option<&Execution>, now: DateTime<Utc>) -> String {
     let when = execution
         .ended_at
         .as_deref()
-        .or(execution.started_at.as_deref());
+        .or(Some(execution.started_at.as_str()));
     match ago(when, now) {
         age if age == "-" => execution.status.clone(),
         age => format!("{} {age}", execution.status),

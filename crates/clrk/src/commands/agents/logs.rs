@@ -7,8 +7,8 @@ use http_body_util::BodyExt;
 
 use crate::cli::{LogFormat, LogsArgs};
 use crate::commands::Session;
-use crate::models::LogLine;
 use clrk_server::terminal::escape_controls;
+use clrk_wire::LogLine;
 
 /// Prints the agent's log lines as they arrive; with `-f` until the server ends or Ctrl-C.
 pub async fn run(args: LogsArgs, session: &Session) -> anyhow::Result<()> {
@@ -89,15 +89,18 @@ impl Printer {
 /// `<execution-id> <line>`, with the stream name for anything but stderr.
 ///
 /// ```
-/// let line: clrk::models::LogLine =
+/// let line: clrk_wire::LogLine =
 ///     serde_json::from_str(r#"{"executionId": "9f1c", "stream": "stderr", "line": "counting"}"#).unwrap();
 /// assert_eq!(clrk::commands::agents::logs::format_line(&line), "9f1c counting");
 /// ```
 pub fn format_line(line: &LogLine) -> String {
-    let id = line.execution_id.as_deref().unwrap_or("-");
-    match line.stream.as_deref() {
-        None | Some("stderr") => format!("{id} {}", line.line),
-        Some(stream) => format!("{id} [{stream}] {}", line.line),
+    let id = match line.execution_id.as_str() {
+        "" => "-",
+        id => id,
+    };
+    match line.stream.as_str() {
+        "" | "stderr" => format!("{id} {}", line.line),
+        stream => format!("{id} [{stream}] {}", line.line),
     }
 }
 
@@ -179,6 +182,6 @@ mod tests {
             ),
             "e1 [stdout] up"
         );
-        assert_eq!(line(r#"{"executionId": null, "line": "x"}"#), "- x");
+        assert_eq!(line(r#"{"line": "x"}"#), "- x");
     }
 }

@@ -13,8 +13,8 @@ use serde_json::Value;
 
 use crate::cli::{NamespaceArg, ObjectFormat};
 use crate::commands::Session;
-use crate::models::List;
 use crate::output::{self, Table};
+use clrk_wire::List;
 
 /// One of an agent's recent-items lists (`invocations`, `egress`): what to fetch and how to
 /// show it.
