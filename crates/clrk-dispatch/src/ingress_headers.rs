@@ -16,12 +16,11 @@ use crate::error::DispatchError;
 
 /// Largest request body accepted (SPECIFICATION §4).
 pub const MAX_BODY: usize = 32 * 1024 * 1024;
-pub const TASK_AGENT_HEADER: &str = "x-clrk-taskagent";
-pub const TRIGGER_HEADER: &str = "x-clrk-trigger";
-pub const EXECUTION_ID_HEADER: &str = "x-clrk-execution-id";
-pub const EXIT_CODE_HEADER: &str = "x-clrk-exit-code";
-/// Lowers the execution's timeout for this request (used by `clrk agents run-task --timeout`).
-pub const TIMEOUT_HEADER: &str = "x-clrk-timeout";
+// The header names are the wire's, shared with the CLI.
+pub use clrk_wire::headers::{
+    EXECUTION_ID as EXECUTION_ID_HEADER, EXIT_CODE as EXIT_CODE_HEADER,
+    TASK_AGENT as TASK_AGENT_HEADER, TIMEOUT as TIMEOUT_HEADER, TRIGGER as TRIGGER_HEADER,
+};
 pub(crate) const CLOUDEVENTS_JSON: &str = "application/cloudevents+json";
 
 /// The checked headers of one ingress request.
