@@ -20,6 +20,15 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo not found; installing Debian's Rust toolchain" >&2
   apt-get install -y -qq cargo rustc >/dev/null
 fi
+# The lint and format checks of the test command.
+if ! cargo clippy --version >/dev/null 2>&1 || ! cargo fmt --version >/dev/null 2>&1; then
+  if command -v rustup >/dev/null 2>&1; then
+    rustup component add clippy rustfmt
+  else
+    echo "setup: installing Debian's clippy and rustfmt" >&2
+    apt-get install -y -qq rust-clippy rustfmt >/dev/null
+  fi
+fi
 rust_minor=$(rustc --version | sed -E 's/^rustc 1\.([0-9]+).*/\1/')
 if [ "$rust_minor" -lt 85 ]; then
   echo "setup: clrk needs Rust 1.85 or newer (edition 2024); this machine has $(rustc --version)." >&2

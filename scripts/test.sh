@@ -9,6 +9,12 @@ if [ "$(id -u)" != 0 ]; then
 fi
 # The fuzz targets (property tests named fuzz_*, docs/security.md) run with the bounded case
 # counts their files set, about a minute in all; PROPTEST_CASES, when set, overrides them.
+# Formatting and lints first: they take a minute and fail with what to change.
+cargo fmt --all --check || {
+  echo "test: run \`cargo fmt --all\` and commit the result" >&2
+  exit 1
+}
+cargo clippy --workspace --all-targets --locked -- -D warnings
 if cargo nextest --version >/dev/null 2>&1; then
   status=0
   cargo nextest run --workspace --no-fail-fast --profile ci "$@" || status=$?

@@ -40,7 +40,7 @@ impl FieldError {
         }
         if let Some(rest) = inner.strip_prefix("unknown variant `") {
             let (value, list) = rest.split_once('`').unwrap_or((rest, ""));
-            let list = list.split_once("expected ").map(|(_, l)| l).unwrap_or("");
+            let list = list.split_once("expected ").map_or("", |(_, l)| l);
             return FieldError::new(
                 path,
                 format!(
@@ -93,8 +93,10 @@ fn plain_expected(message: &str) -> String {
     replacements
         .iter()
         .find(|(from, _)| message.contains(from))
-        .map(|(from, to)| message.replacen(from, to, 1))
-        .unwrap_or_else(|| message.to_owned())
+        .map_or_else(
+            || message.to_owned(),
+            |(from, to)| message.replacen(from, to, 1),
+        )
 }
 
 #[cfg(test)]

@@ -190,10 +190,7 @@ fn decode_json(source: &str, text: &str) -> Result<Vec<Value>, ManifestError> {
 }
 
 fn yaml_error(source: &str, err: &serde_saphyr::Error) -> ManifestError {
-    let (line, column) = err
-        .location()
-        .map(|l| (l.line(), l.column()))
-        .unwrap_or((0, 0));
+    let (line, column) = err.location().map_or((0, 0), |l| (l.line(), l.column()));
     let plain = err
         .without_snippet()
         .render_with_options(serde_saphyr::render_options! {

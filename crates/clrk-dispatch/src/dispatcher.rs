@@ -862,8 +862,8 @@ impl Run {
                 Ok(code) => End::Exited(code),
                 Err(e) => End::Broken(e.to_string()),
             },
-            _ = tokio::time::sleep_until(deadline) => End::Deadline,
-            _ = self.cancel.cancelled() => End::Cancelled,
+            () = tokio::time::sleep_until(deadline) => End::Deadline,
+            () = self.cancel.cancelled() => End::Cancelled,
         };
         let outcome = match end {
             End::Exited(code) => Outcome::Exited(code),

@@ -466,7 +466,7 @@ impl Drop for Inner {
                 match bus.store.append_logs(std::slice::from_ref(&row)).await {
                     Ok(()) => bus.broadcast(vec![row]),
                     Err(error) => {
-                        tracing::error!(%error, %execution, "could not persist the log limit marker")
+                        tracing::error!(%error, %execution, "could not persist the log limit marker");
                     }
                 }
             });

@@ -134,7 +134,7 @@ pub(crate) fn plan(
             if idle >= want.idle_ttl || sandbox.exited {
                 step.discard.push(i);
             } else {
-                next = next.min(want.idle_ttl - idle);
+                next = next.min(want.idle_ttl.checked_sub(idle).unwrap());
                 kept += 1;
             }
         }
@@ -203,7 +203,7 @@ pub(crate) struct WarmPools {
 
 impl WarmPools {
     pub(crate) fn new() -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         WarmPools {
             pools: Mutex::new(HashMap::new()),
             wake: Notify::new(),
@@ -485,12 +485,15 @@ mod tests {
     #[test]
     fn idle_and_exited_sandboxes_are_replaced_and_the_next_pass_comes_at_the_next_expiry() {
         let now = Instant::now() + TTL + Duration::from_secs(10);
-        let idle = fresh(now - TTL);
+        let idle = fresh(now.checked_sub(TTL).unwrap());
         let dead = ObservedSandbox {
             since: now,
             exited: true,
         };
-        let young = fresh(now - Duration::from_millis(TTL.as_millis() as u64 - 500));
+        let young = fresh(
+            now.checked_sub(Duration::from_millis(TTL.as_millis() as u64 - 500))
+                .unwrap(),
+        );
         let desired = HashMap::from([(key("a"), want("a-1", 3))]);
         let observed = HashMap::from([(key("a"), pool("a-1", &[idle, dead, young], 0))]);
         let plan = plan(&observed, &desired, now);

@@ -31,9 +31,9 @@ impl Dispatcher {
             loop {
                 let next = dispatcher.reconcile_warm_pools().await;
                 tokio::select! {
-                    _ = dispatcher.inner.warm.wake.notified() => {}
-                    _ = tokio::time::sleep(next) => {}
-                    _ = dispatcher.inner.shutdown.cancelled() => break,
+                    () = dispatcher.inner.warm.wake.notified() => {}
+                    () = tokio::time::sleep(next) => {}
+                    () = dispatcher.inner.shutdown.cancelled() => break,
                 }
             }
             let warm = &dispatcher.inner.warm;

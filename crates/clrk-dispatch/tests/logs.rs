@@ -63,7 +63,7 @@ async fn an_agent_keeps_at_most_64_mib_dropping_its_oldest_executions() {
     let (_dir, store) = store_with_agent().await;
     let bus = LogBus::new(store.clone());
     // 70 executions of 16 lines of 64 KiB with their rows (just under 1 MiB each).
-    let each = 16 * 65_535;
+    let each: u64 = 16 * 65_535;
     let text = 65_535 - clrk_store::LOG_ROW_COST as usize;
     for i in 0..70 {
         let log = bus.execution("default", "loud", &format!("ev-{i:02}"), limit("1Mi"));
@@ -77,11 +77,7 @@ async fn an_agent_keeps_at_most_64_mib_dropping_its_oldest_executions() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let kept = store.log_bytes("default", "loud").await.unwrap();
-    assert_eq!(
-        kept,
-        (64 << 20) / each as u64 * each as u64,
-        "whole executions"
-    );
+    assert_eq!(kept, (64 << 20) / each * each, "whole executions");
     let first = store
         .logs(
             "default",

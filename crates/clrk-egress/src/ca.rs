@@ -161,7 +161,7 @@ impl GatewayCa {
         let mut leaves = self
             .leaves
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(leaf) = leaves.get(&name) {
             return Ok(leaf);
         }

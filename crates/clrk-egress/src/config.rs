@@ -59,13 +59,13 @@ impl EgressConfig {
             match resource {
                 Resource::EgressGateway(g) if names.contains(&g.metadata.name) => gateways.push(g),
                 Resource::EgressL4Route(r) if attached(&r.spec.parent_refs) => {
-                    config.routes.push(r)
+                    config.routes.push(r);
                 }
                 Resource::CredentialInjectionPolicy(p) if attached(&p.spec.parent_refs) => {
-                    config.credentials.push(p)
+                    config.credentials.push(p);
                 }
                 Resource::AIProviderRoute(r) if attached(&r.spec.parent_refs) => {
-                    config.ai_routes.push(r)
+                    config.ai_routes.push(r);
                 }
                 _ => {}
             }

@@ -71,7 +71,7 @@ impl SandboxIdentity {
 
     /// Resolves once the sandbox is gone.
     pub async fn gone(&self) {
-        self.gone.cancelled().await
+        self.gone.cancelled().await;
     }
 
     /// The execution it serves now.

@@ -368,7 +368,11 @@ spec:
     fn names_learned_through_dns_and_ranges_allow_and_nothing_else_does() {
         let c = config(MANIFESTS);
         let host = HostAddresses::new();
-        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let names = |n: &[&str]| {
+            n.iter()
+                .map(std::string::ToString::to_string)
+                .collect::<Vec<_>>()
+        };
         let v = decide(
             &c,
             addr("198.51.100.7:443"),

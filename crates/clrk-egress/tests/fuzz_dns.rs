@@ -38,7 +38,7 @@ fn label() -> impl Strategy<Value = String> {
 
 fn name() -> impl Strategy<Value = Name> {
     prop::collection::vec(label(), 0..6).prop_filter_map("longer than 255 bytes", |labels| {
-        let mut name = Name::from_labels(labels.iter().map(|l| l.as_bytes())).ok()?;
+        let mut name = Name::from_labels(labels.iter().map(std::string::String::as_bytes)).ok()?;
         name.set_fqdn(true);
         Some(name)
     })

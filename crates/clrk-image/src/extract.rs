@@ -74,7 +74,8 @@ impl Unpacker<'_> {
             uid: header.uid().map_err(|e| self.unreadable(e))? as u32,
             gid: header.gid().map_err(|e| self.unreadable(e))? as u32,
             mode: header.mode().map_err(|e| self.unreadable(e))? & 0o7777,
-            mtime: header.mtime().map_err(|e| self.unreadable(e))? as i64,
+            mtime: i64::try_from(header.mtime().map_err(|e| self.unreadable(e))?)
+                .unwrap_or(i64::MAX),
         };
         if relative.as_os_str().is_empty() {
             // The archive's root ("./"): only its attributes matter.

@@ -122,12 +122,13 @@ impl ImageStore {
     /// Makes a layer of an archive image present again (by copying the whole image).
     pub(crate) fn restage_layer(&self, r: &ImageRef, layer: &BlobDigest) -> Result<(), ImageError> {
         self.resolve_archive(r)?;
-        match self.local.has_blob(layer) {
-            true => Ok(()),
-            false => Err(ImageError::BlobMissing {
+        if self.local.has_blob(layer) {
+            Ok(())
+        } else {
+            Err(ImageError::BlobMissing {
                 dir: self.root.join("local"),
                 digest: layer.to_string(),
-            }),
+            })
         }
     }
 

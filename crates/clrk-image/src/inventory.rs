@@ -53,7 +53,11 @@ impl ImageStore {
             let size = match BlobDigest::parse(&entry.digest).and_then(|d| layout.manifest(&d)) {
                 Ok(manifest) => {
                     manifest.config().size()
-                        + manifest.layers().iter().map(|l| l.size()).sum::<u64>()
+                        + manifest
+                            .layers()
+                            .iter()
+                            .map(oci_spec::image::Descriptor::size)
+                            .sum::<u64>()
                 }
                 Err(e) => {
                     tracing::warn!(image = entry.reference(), error = %e, "image manifest unreadable");

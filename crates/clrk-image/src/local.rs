@@ -175,9 +175,10 @@ impl LocalStore {
         change: impl FnOnce(&mut Vec<IndexEntry>) -> T,
     ) -> Result<T, ImageError> {
         let _guard = LockGuard::acquire(&self.index_lock)?;
-        let mut entries = match self.dir.join("index.json").exists() {
-            true => self.entries()?,
-            false => Vec::new(),
+        let mut entries = if self.dir.join("index.json").exists() {
+            self.entries()?
+        } else {
+            Vec::new()
         };
         let result = change(&mut entries);
         let index = IndexFile {

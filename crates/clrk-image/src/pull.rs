@@ -138,7 +138,7 @@ impl ImageStore {
                 done,
                 total,
                 cached: false,
-            })
+            });
         };
         report(0);
         self.registry

@@ -133,7 +133,7 @@ impl RegistryClient {
         let reference = r.to_client();
         let descriptor = OciDescriptor {
             digest: digest.to_string(),
-            size: size as i64,
+            size: i64::try_from(size).unwrap_or(i64::MAX),
             ..OciDescriptor::default()
         };
         runtime().block_on(async {

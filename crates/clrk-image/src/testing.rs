@@ -140,7 +140,7 @@ impl LayerBuilder {
     /// (`""` for the image root).
     pub fn add_dir_from_host(mut self, path: &str, host_dir: impl AsRef<Path>) -> io::Result<Self> {
         let mut names: Vec<_> = fs::read_dir(host_dir.as_ref())?.collect::<Result<_, _>>()?;
-        names.sort_by_key(|e| e.file_name());
+        names.sort_by_key(std::fs::DirEntry::file_name);
         for entry in names {
             let inner = match path {
                 "" => entry.file_name().to_string_lossy().into_owned(),

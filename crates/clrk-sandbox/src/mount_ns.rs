@@ -9,6 +9,8 @@ use rustix::mount::{MountFlags, MountPropagationFlags, mount, mount_change};
 use rustix::thread::{UnshareFlags, unshare_unsafe};
 
 /// Runs in the forked child right before `exec` of runsc: only raw syscalls, no allocation.
+/// It is the body of the one `pre_exec` hook, the only place clrk allows `unsafe`.
+#[allow(unsafe_code)]
 pub(crate) fn hide_proc_sys_net() -> std::io::Result<()> {
     // SAFETY: only the mount namespace is unshared, not the file descriptor table, and the
     // child is single-threaded between fork and exec.

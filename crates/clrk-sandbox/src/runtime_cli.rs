@@ -83,7 +83,10 @@ impl RuntimeCli {
         let mut cmd = self.command(network);
         if self.kind == RuntimeKind::Runsc && network != Network::None {
             // SAFETY: the hook only makes raw syscalls, as required between fork and exec.
-            unsafe { cmd.pre_exec(crate::mount_ns::hide_proc_sys_net) };
+            #[allow(unsafe_code)]
+            unsafe {
+                cmd.pre_exec(crate::mount_ns::hide_proc_sys_net)
+            };
         }
         cmd.arg("run")
             .arg("--bundle")

@@ -95,7 +95,7 @@ fn netns_of(id: &str) -> Option<PathBuf> {
     let suffix = format!("-{id}");
     std::fs::read_dir("/var/run/netns")
         .ok()?
-        .filter_map(|e| e.ok())
+        .filter_map(std::result::Result::ok)
         .map(|e| e.path())
         .find(|p| p.file_name().unwrap().to_str().unwrap().ends_with(&suffix))
 }
@@ -105,7 +105,7 @@ fn veths_of(id: &str) -> Vec<String> {
     let suffix = format!("-{id}");
     std::fs::read_dir("/sys/class/net")
         .unwrap()
-        .filter_map(|e| e.ok())
+        .filter_map(std::result::Result::ok)
         .map(|e| e.file_name().to_str().unwrap().to_owned())
         .filter(|name| {
             std::fs::read_to_string(format!("/sys/class/net/{name}/ifalias"))

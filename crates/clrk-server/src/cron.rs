@@ -88,9 +88,9 @@ impl Cron {
             let sleep = plan.sleep;
             self.carry_out(&mut table, plan).await;
             tokio::select! {
-                _ = tokio::time::sleep(sleep) => {}
-                _ = self.inner.wake.notified() => {}
-                _ = self.inner.shutdown.cancelled() => return,
+                () = tokio::time::sleep(sleep) => {}
+                () = self.inner.wake.notified() => {}
+                () = self.inner.shutdown.cancelled() => return,
             }
         }
     }
@@ -198,7 +198,7 @@ impl Cron {
         {
             Ok(()) | Err(StoreError::AgentNotFound { .. }) => {}
             Err(error) => {
-                tracing::error!(%error, namespace = %key.0, agent = %key.1, "could not record cron times")
+                tracing::error!(%error, namespace = %key.0, agent = %key.1, "could not record cron times");
             }
         }
     }
@@ -252,7 +252,7 @@ async fn fire(
             }
         }
         Err(error) => {
-            tracing::warn!(%error, %namespace, agent = %name, %tick, "cron tick could not start an execution")
+            tracing::warn!(%error, %namespace, agent = %name, %tick, "cron tick could not start an execution");
         }
     }
 }

@@ -159,7 +159,7 @@ pub async fn start(opts: DevOptions) -> Result<Running, ServerError> {
     let masked_paths = masked_paths(&opts);
     let instance = clrk_sandbox::InstanceRecord::register(&masked_paths)
         .inspect_err(|error| {
-            tracing::warn!(%error, "other clrk instances' host: sandboxes will not mask this one's dirs")
+            tracing::warn!(%error, "other clrk instances' host: sandboxes will not mask this one's dirs");
         })
         .ok();
     let dispatcher = Dispatcher::new(
@@ -302,9 +302,10 @@ async fn print_logs(logs: LogBus) {
     loop {
         match events.recv().await {
             Ok(e) => {
-                let line = match terminal {
-                    true => crate::terminal::escape_controls(&e.line),
-                    false => e.line.as_str().into(),
+                let line = if terminal {
+                    crate::terminal::escape_controls(&e.line)
+                } else {
+                    e.line.as_str().into()
                 };
                 let mut out = std::io::stdout().lock();
                 let _ = writeln!(

@@ -11,6 +11,8 @@
 //! the test process is killed, by the parent-death signal it was started with, so no
 //! `postgres` process outlives its test.
 
+#![allow(unsafe_code)] // TEMPORARY
+
 use std::ffi::CString;
 use std::io::Read as _;
 use std::os::unix::process::CommandExt as _;
@@ -223,7 +225,7 @@ fn bin_dir() -> Result<(String, PathBuf), String> {
         .ok()
         .into_iter()
         .flatten()
-        .filter_map(|e| e.ok())
+        .filter_map(std::result::Result::ok)
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
             let version: u32 = name.parse().ok()?;
@@ -430,7 +432,7 @@ fn remove_orphans(parent: &Path) {
     let Ok(entries) = std::fs::read_dir(parent) else {
         return;
     };
-    for entry in entries.filter_map(|e| e.ok()) {
+    for entry in entries.filter_map(std::result::Result::ok) {
         if !entry.file_name().to_string_lossy().starts_with("clrk-pg-") {
             continue;
         }

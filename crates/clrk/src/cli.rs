@@ -284,9 +284,10 @@ pub struct NamespaceScope {
 impl NamespaceScope {
     /// The list endpoints' query: `namespace=NS`, or nothing for all namespaces.
     pub fn query(&self) -> Vec<(&'static str, String)> {
-        match self.all_namespaces {
-            true => Vec::new(),
-            false => vec![("namespace", self.namespace.clone())],
+        if self.all_namespaces {
+            Vec::new()
+        } else {
+            vec![("namespace", self.namespace.clone())]
         }
     }
 }

@@ -276,7 +276,7 @@ impl ApiClient {
             .into_body()
             .collect()
             .await
-            .map(|b| b.to_bytes())
+            .map(http_body_util::Collected::to_bytes)
             .unwrap_or_default();
         Err(self.status_error(status, &method, &url, &body).into())
     }

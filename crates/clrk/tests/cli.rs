@@ -51,11 +51,7 @@ async fn invalid_manifests_fail_naming_the_field_and_apply_nothing() {
     let out = dev.clrk(&["agents", "list", "-o", "json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        list["items"].as_array().map(Vec::len).unwrap_or(0),
-        0,
-        "{list}"
-    );
+    assert_eq!(list["items"].as_array().map_or(0, Vec::len), 0, "{list}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

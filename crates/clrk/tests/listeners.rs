@@ -30,7 +30,7 @@ async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (String, 
     let mut buf = [0u8; 4096];
     loop {
         match tokio::time::timeout_at(end, stream.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return (text(&got), true),
+            Ok(Ok(0) | Err(_)) => return (text(&got), true),
             Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
             Err(_) => return (text(&got), false),
         }

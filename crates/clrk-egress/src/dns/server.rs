@@ -54,7 +54,7 @@ pub(crate) async fn serve(
                     continue;
                 }
             },
-            _ = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => return,
         };
         let Some(identity) = ctx.peers.lookup(peer.ip()) else {
             continue;

@@ -49,7 +49,7 @@ where
     };
     let idle = tokio::select! {
         _ = pumps => false,
-        _ = watchdog => true,
+        () = watchdog => true,
     };
     Relayed {
         sent: sent.load(Ordering::Relaxed),

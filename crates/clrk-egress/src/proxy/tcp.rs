@@ -67,7 +67,7 @@ pub(crate) async fn serve(
                     continue;
                 }
             },
-            _ = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => return,
         };
         let Some(identity) = ctx.peers.lookup(peer.ip()) else {
             tracing::warn!(%peer, "egress connection from an unknown sandbox closed");
@@ -94,9 +94,9 @@ pub(crate) async fn serve(
         tokio::spawn(async move {
             let _slots = (slot, total);
             tokio::select! {
-                _ = handle(&ctx, Arc::clone(&identity), stream, peer) => {}
+                () = handle(&ctx, Arc::clone(&identity), stream, peer) => {}
                 // Dropping the connection's future closes both of its sockets.
-                _ = identity.gone() => {}
+                () = identity.gone() => {}
             }
         });
     }
@@ -232,21 +232,21 @@ async fn handle(
                 sni.or(names.into_iter().next()),
                 verdict,
             )
-            .await
+            .await;
         }
         Sniffed::TlsUnreadableName => {
             let verdict = policy::decide_unreadable_name(&config, destination, &ctx.host);
             let tx =
                 ctx.recorder
                     .begin(&identity, "tls", destination.to_string(), config.primary());
-            relay(tx, stream, destination, None, verdict).await
+            relay(tx, stream, destination, None, verdict).await;
         }
         Sniffed::Other => {
             let verdict = policy::decide(&config, destination, &names, &ctx.host);
             let tx =
                 ctx.recorder
                     .begin(&identity, "tcp", destination.to_string(), config.primary());
-            relay(tx, stream, destination, names.into_iter().next(), verdict).await
+            relay(tx, stream, destination, names.into_iter().next(), verdict).await;
         }
     }
 }

@@ -100,7 +100,10 @@ impl Transaction {
             exporter.export(self.span());
         }
         let record = std::mem::take(&mut self.record);
-        let tokens = self.usage.as_ref().map(|u| u.total()).unwrap_or(0);
+        let tokens = self
+            .usage
+            .as_ref()
+            .map_or(0, crate::usage::TokenUsage::total);
         let store = self.store.clone();
         let day = record.started_at.date_naive();
         let keys = self.ledger_keys();
@@ -171,7 +174,12 @@ impl Transaction {
         {
             text("gen_ai.request.model", m);
         }
-        let int = |k: &str, v: u64| (k.to_owned(), AttributeValue::Int(v as i64));
+        let int = |k: &str, v: u64| {
+            (
+                k.to_owned(),
+                AttributeValue::Int(i64::try_from(v).unwrap_or(i64::MAX)),
+            )
+        };
         attributes.push(int("clrk.req.bytes", r.request_bytes));
         attributes.push(int("clrk.resp.bytes", r.response_bytes));
         attributes.push(int("clrk.duration_ms", r.duration_ms));

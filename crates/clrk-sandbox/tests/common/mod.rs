@@ -45,7 +45,7 @@ pub async fn run_to_end(sandbox: &mut Sandbox, input: &[u8]) -> (String, String,
         let _ = stdin.write_all(&input).await;
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    let (_, o, e) = tokio::join!(
+    let ((), o, e) = tokio::join!(
         write,
         stdout.read_to_end(&mut out),
         stderr.read_to_end(&mut err)

@@ -177,8 +177,9 @@ pub(crate) fn plan(
     let sleep = nexts
         .into_iter()
         .min()
-        .map(|next| (next - now).to_std().unwrap_or(Duration::ZERO))
-        .unwrap_or(RESYNC)
+        .map_or(RESYNC, |next| {
+            (next - now).to_std().unwrap_or(Duration::ZERO)
+        })
         .min(RESYNC);
     Plan { steps, sleep }
 }

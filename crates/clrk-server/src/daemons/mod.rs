@@ -93,9 +93,9 @@ impl Supervisor {
                 tracing::error!(%error, "daemon reconcile failed; retrying");
             }
             tokio::select! {
-                _ = self.inner.wake.notified() => {}
-                _ = tokio::time::sleep(RESYNC) => {}
-                _ = self.inner.shutdown.cancelled() => return,
+                () = self.inner.wake.notified() => {}
+                () = tokio::time::sleep(RESYNC) => {}
+                () = self.inner.shutdown.cancelled() => return,
             }
         }
     }

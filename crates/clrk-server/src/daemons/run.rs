@@ -135,8 +135,8 @@ impl Daemon {
             tracing::info!(namespace = %self.namespace, daemon = %self.name, exit_code,
                 delay_ms = delay.as_millis() as u64, restarts = state.restart_count, "daemon restarting");
             tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = self.cancel.cancelled() => return,
+                () = tokio::time::sleep(delay) => {}
+                () = self.cancel.cancelled() => return,
             }
             state.restart_count = state.restart_count.saturating_add(1);
         }
@@ -191,7 +191,7 @@ impl Daemon {
         {
             Ok(()) | Err(StoreError::AgentNotFound { .. }) => {}
             Err(error) => {
-                tracing::error!(%error, daemon = %self.name, "could not record daemon state")
+                tracing::error!(%error, daemon = %self.name, "could not record daemon state");
             }
         }
     }
@@ -279,8 +279,8 @@ impl Daemon {
         }
         let why = tokio::select! {
             code = sandbox.wait() => Why::Exited(code.map_err(|e| e.to_string())),
-            _ = lifetime => Why::Lifetime,
-            _ = self.cancel.cancelled() => Why::Cancelled,
+            () = lifetime => Why::Lifetime,
+            () = self.cancel.cancelled() => Why::Cancelled,
         };
         let end = match why {
             Why::Exited(Ok(code)) => End::Exited(code),
@@ -350,7 +350,7 @@ impl Daemon {
         match self.store.finish_execution(run_id, &end).await {
             Ok(()) | Err(StoreError::ExecutionNotFound(_)) => {}
             Err(error) => {
-                tracing::error!(%error, run = run_id, "could not record the end of a daemon run")
+                tracing::error!(%error, run = run_id, "could not record the end of a daemon run");
             }
         }
     }

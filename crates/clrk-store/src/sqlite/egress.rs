@@ -105,22 +105,22 @@ impl SqliteStore {
                     r.revision,
                     r.execution_id,
                     time::to_millis(r.started_at),
-                    r.duration_ms as i64,
+                    columns::count(r.duration_ms),
                     r.protocol,
                     r.destination_name,
                     r.destination_addr,
                     r.method,
                     r.path,
                     r.status,
-                    r.request_bytes as i64,
-                    r.response_bytes as i64,
+                    columns::count(r.request_bytes),
+                    columns::count(r.response_bytes),
                     r.allowed,
                     r.reason,
                     r.injected_header,
                     r.provider,
                     r.model,
-                    r.input_tokens.map(|t| t as i64),
-                    r.output_tokens.map(|t| t as i64),
+                    r.input_tokens.map(columns::count),
+                    r.output_tokens.map(columns::count),
                 ],
             )?;
             let id = tx.last_insert_rowid();
@@ -128,7 +128,11 @@ impl SqliteStore {
                 "DELETE FROM egress_records WHERE namespace = ?1 AND agent = ?2 AND id < \
                  (SELECT id FROM egress_records WHERE namespace = ?1 AND agent = ?2 \
                   ORDER BY id DESC LIMIT 1 OFFSET ?3)",
-                params![r.namespace, r.agent, keep.saturating_sub(1) as i64],
+                params![
+                    r.namespace,
+                    r.agent,
+                    columns::count(keep.saturating_sub(1) as u64)
+                ],
             )?;
             Ok(id)
         })
@@ -148,31 +152,34 @@ impl SqliteStore {
              output_tokens FROM egress_records WHERE namespace = ?1 AND agent = ?2 \
              ORDER BY id DESC LIMIT ?3",
         )?;
-        let rows = stmt.query_map(params![namespace, agent, limit as i64], |row| {
-            Ok(EgressRecord {
-                namespace: row.get(0)?,
-                agent: row.get(1)?,
-                revision: row.get(2)?,
-                execution_id: row.get(3)?,
-                started_at: columns::time(row, 4)?,
-                duration_ms: row.get::<_, i64>(5)? as u64,
-                protocol: row.get(6)?,
-                destination_name: row.get(7)?,
-                destination_addr: row.get(8)?,
-                method: row.get(9)?,
-                path: row.get(10)?,
-                status: row.get(11)?,
-                request_bytes: row.get::<_, i64>(12)? as u64,
-                response_bytes: row.get::<_, i64>(13)? as u64,
-                allowed: row.get(14)?,
-                reason: row.get(15)?,
-                injected_header: row.get(16)?,
-                provider: row.get(17)?,
-                model: row.get(18)?,
-                input_tokens: row.get::<_, Option<i64>>(19)?.map(|t| t as u64),
-                output_tokens: row.get::<_, Option<i64>>(20)?.map(|t| t as u64),
-            })
-        })?;
+        let rows = stmt.query_map(
+            params![namespace, agent, columns::count(limit as u64)],
+            |row| {
+                Ok(EgressRecord {
+                    namespace: row.get(0)?,
+                    agent: row.get(1)?,
+                    revision: row.get(2)?,
+                    execution_id: row.get(3)?,
+                    started_at: columns::time(row, 4)?,
+                    duration_ms: columns::read_count(row, 5)?,
+                    protocol: row.get(6)?,
+                    destination_name: row.get(7)?,
+                    destination_addr: row.get(8)?,
+                    method: row.get(9)?,
+                    path: row.get(10)?,
+                    status: row.get(11)?,
+                    request_bytes: columns::read_count(row, 12)?,
+                    response_bytes: columns::read_count(row, 13)?,
+                    allowed: row.get(14)?,
+                    reason: row.get(15)?,
+                    injected_header: row.get(16)?,
+                    provider: row.get(17)?,
+                    model: row.get(18)?,
+                    input_tokens: columns::optional_count(row, 19)?,
+                    output_tokens: columns::optional_count(row, 20)?,
+                })
+            },
+        )?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -184,7 +191,7 @@ impl SqliteStore {
             [execution_id],
             |row| row.get(0),
         )?;
-        Ok(total as u64)
+        Ok(u64::try_from(total).unwrap_or(0))
     }
 
     pub(crate) fn add_tokens(
@@ -199,10 +206,10 @@ impl SqliteStore {
                 "INSERT INTO token_usage (namespace, agent, day, tokens) VALUES (?1, ?2, ?3, ?4) \
                  ON CONFLICT (namespace, agent, day) DO UPDATE SET tokens = tokens + ?4 \
                  RETURNING tokens",
-                params![namespace, agent, day.to_string(), tokens as i64],
+                params![namespace, agent, day.to_string(), columns::count(tokens)],
                 |row| row.get(0),
             )?;
-            Ok(total as u64)
+            Ok(u64::try_from(total).unwrap_or(0))
         })
     }
 
@@ -220,6 +227,6 @@ impl SqliteStore {
                 |row| row.get(0),
             )
             .optional()?;
-        Ok(total.unwrap_or(0) as u64)
+        Ok(total.map_or(0, |t| u64::try_from(t).unwrap_or(0)))
     }
 }

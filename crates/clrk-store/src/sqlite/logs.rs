@@ -191,7 +191,7 @@ impl SqliteStore {
         let max = i64::try_from(max_bytes).unwrap_or(i64::MAX);
         // seq starts at 1: -1 keeps nothing.
         let keep = keep.unwrap_or(-1);
-        let row_cost = LOG_ROW_COST as i64;
+        let row_cost = i64::try_from(LOG_ROW_COST).expect("a small constant");
         let deleted = self.write(|tx| {
             let agent = agent_id(tx, namespace, name)?;
             let Some((first, last)) = tx

@@ -19,7 +19,10 @@ pub async fn run(args: ApplyArgs, session: &Session) -> anyhow::Result<()> {
     let documents = manifests::load(&args.input.files, args.input.recursive)?;
     let api = session.api()?;
     let request = ApplyRequest {
-        documents: documents.iter().map(|d| d.to_apply()).collect(),
+        documents: documents
+            .iter()
+            .map(crate::manifests::SourcedDocument::to_apply)
+            .collect(),
     };
     let response = api.post_for(&["v1", "apply"], &request, NDJSON).await?;
     let mut pulls = PullDisplay::new();
@@ -32,7 +35,7 @@ pub async fn run(args: ApplyArgs, session: &Session) -> anyhow::Result<()> {
                 outcome = Some(Err(CliError::Api {
                     status,
                     message: error,
-                }))
+                }));
             }
         }
         Ok(())

@@ -11,9 +11,10 @@ use crate::manifests::{self, SourcedDocument};
 /// Parses `-f` files (an invalid one stops here, before anything listens), then runs the
 /// server with the host root filesystem allowed, as local development needs.
 pub async fn run(args: DevArgs, session: &Session) -> anyhow::Result<()> {
-    let documents = match args.files.is_empty() {
-        true => Vec::new(),
-        false => manifests::load(&args.files, false)?,
+    let documents = if args.files.is_empty() {
+        Vec::new()
+    } else {
+        manifests::load(&args.files, false)?
     };
     let options = DevOptions {
         data_dir: args

@@ -23,9 +23,10 @@ pub async fn list(args: EgressListArgs, session: &Session) -> anyhow::Result<()>
         None => {
             let objects: List<EgressObject> = serde_json::from_value(answer)?;
             if objects.items.is_empty() {
-                match scope.all_namespaces {
-                    true => eprintln!("no egress objects found"),
-                    false => eprintln!("no egress objects found in namespace {}", scope.namespace),
+                if scope.all_namespaces {
+                    eprintln!("no egress objects found");
+                } else {
+                    eprintln!("no egress objects found in namespace {}", scope.namespace);
                 }
                 return Ok(());
             }
@@ -137,7 +138,7 @@ fn route_summary(spec: &Value) -> String {
             destinations.extend(texts(rule, "/destinationCIDRs"));
             let ports: Vec<String> = items(rule, "/ports")
                 .iter()
-                .map(|p| p.to_string())
+                .map(std::string::ToString::to_string)
                 .collect();
             let ports = match ports.len() {
                 0 => "any port".to_string(),

@@ -52,7 +52,7 @@ pub async fn import(args: ImportArgs, session: &Session) -> anyhow::Result<()> {
     let file = tokio::fs::File::open(&args.file)
         .await
         .with_context(|| format!("cannot open image archive {}", args.file.display()))?;
-    let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+    let size = file.metadata().await.map_or(0, |m| m.len());
     let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
     let body: RequestBody = http_body_util::StreamBody::new(futures::TryStreamExt::map_ok(
         stream,

@@ -73,7 +73,7 @@ pub async fn run(args: RunTaskArgs, session: &Session) -> anyhow::Result<()> {
     let body = Limited::new(response.into_body(), ERROR_BODY_LIMIT)
         .collect()
         .await
-        .map(|b| b.to_bytes())
+        .map(http_body_util::Collected::to_bytes)
         .unwrap_or_default();
     Err(failure(status, &headers, &error_message(&body), &task).into())
 }

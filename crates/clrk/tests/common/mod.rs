@@ -225,7 +225,7 @@ impl Dev {
             let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
                 continue;
             };
-            if Some(pid) == self.child.as_ref().map(|c| c.id()) {
+            if Some(pid) == self.child.as_ref().map(std::process::Child::id) {
                 continue;
             }
             let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {

@@ -48,8 +48,7 @@ pub(super) fn read_claim<B>(
         request
             .uri()
             .path_and_query()
-            .map(|p| p.as_str().to_owned())
-            .unwrap_or_else(|| "/".into()),
+            .map_or_else(|| "/".into(), |p| p.as_str().to_owned()),
     );
     // Servers differ on which of several `Host`s they route by; the gateway checks one, so
     // a request with more is refused rather than forwarded with a name nobody checked.
@@ -144,7 +143,7 @@ fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host;
     }
-    host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
 }
 
 #[cfg(test)]

@@ -80,8 +80,9 @@ async fn send(
     let timeout = conn
         .config
         .primary()
-        .map(|g| g.spec.request_timeout.0)
-        .unwrap_or(std::time::Duration::from_secs(300));
+        .map_or(std::time::Duration::from_secs(300), |g| {
+            g.spec.request_timeout.0
+        });
     let target = upstream_target(conn, name)?;
     let pool = &conn.ctx.upstream_pool;
     let sent = tokio::time::timeout(timeout, pool.send(&target, upstream_request)).await;
@@ -168,7 +169,7 @@ mod tests {
         );
         headers.insert("x-api-key", HeaderValue::from_static("k"));
         strip_hop_by_hop(&mut headers);
-        let names: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
+        let names: Vec<&str> = headers.keys().map(http::HeaderName::as_str).collect();
         assert_eq!(names, ["x-api-key"]);
     }
 }

@@ -73,12 +73,12 @@ pub(super) async fn upgrade(
                     }
                     None => {
                         tx.record.reason =
-                            format!("{}; closed: the sandbox is gone", tx.record.reason)
+                            format!("{}; closed: the sandbox is gone", tx.record.reason);
                     }
                 }
             }
             Err(error) => {
-                tx.record.reason = format!("{}; upgrade failed: {error}", tx.record.reason)
+                tx.record.reason = format!("{}; upgrade failed: {error}", tx.record.reason);
             }
         }
         tx.finish();
@@ -160,7 +160,7 @@ where
     tokio::select! {
         relayed = crate::proxy::relay::both(agent, upstream, RELAY_IDLE_TIMEOUT) => Some(relayed),
         // Dropping the relay closes both of its ends.
-        _ = identity.gone() => None,
+        () = identity.gone() => None,
     }
 }
 

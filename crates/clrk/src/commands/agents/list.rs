@@ -22,9 +22,10 @@ pub async fn run(args: ListArgs, session: &Session) -> anyhow::Result<()> {
         format => {
             let agents: List<Agent> = serde_json::from_value(answer)?;
             if agents.items.is_empty() {
-                match scope.all_namespaces {
-                    true => eprintln!("no agents found"),
-                    false => eprintln!("no agents found in namespace {}", scope.namespace),
+                if scope.all_namespaces {
+                    eprintln!("no agents found");
+                } else {
+                    eprintln!("no agents found in namespace {}", scope.namespace);
                 }
                 return Ok(());
             }

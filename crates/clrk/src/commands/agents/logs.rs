@@ -75,7 +75,7 @@ impl Printer {
             }
             match serde_json::from_slice::<LogLine>(&line) {
                 Ok(parsed) if self.terminal => {
-                    writeln!(stdout, "{}", escape_controls(&format_line(&parsed)))?
+                    writeln!(stdout, "{}", escape_controls(&format_line(&parsed)))?;
                 }
                 Ok(parsed) => writeln!(stdout, "{}", format_line(&parsed))?,
                 Err(error) => tracing::warn!(%error, "skipping a log record the CLI cannot read"),
