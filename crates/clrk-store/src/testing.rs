@@ -11,7 +11,8 @@
 //! When the test process ends, however it ends (normal exit, failed assertion, `kill -9`),
 //! the kernel closes the pipe, the watchdog's `read` returns, and it stops the server
 //! (immediate shutdown), waits for it and deletes the cluster's directory, so no `postgres`
-//! process or cluster outlives its test. Directories left by a watchdog that was itself
+//! process or cluster outlives its test. This happens just after the process has gone
+//! (tens of milliseconds), not before it exits. Directories left by a watchdog that was itself
 //! killed are deleted by the next test process that starts a cluster.
 
 use std::io::Read as _;
