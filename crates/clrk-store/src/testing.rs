@@ -7,19 +7,20 @@
 //! its own temp dir and runs without fsync: nothing in it must survive the process. As root
 //! it runs as the `postgres` system user, since PostgreSQL refuses to run as root.
 //!
-//! The server is stopped by an exit hook (normal exit, failed assertions included) and, if
-//! the test process is killed, by the parent-death signal it was started with, so no
-//! `postgres` process outlives its test.
+//! The server runs under a small `sh` watchdog whose stdin is a pipe from the test process.
+//! When the test process ends, however it ends (normal exit, failed assertion, `kill -9`),
+//! the kernel closes the pipe, the watchdog's `read` returns, and it stops the server
+//! (immediate shutdown), waits for it and deletes the cluster's directory, so no `postgres`
+//! process or cluster outlives its test. This happens just after the process has gone
+//! (tens of milliseconds), not before it exits. Directories left by a watchdog that was itself
+//! killed are deleted by the next test process that starts a cluster.
 
-#![allow(unsafe_code)] // TEMPORARY
-
-use std::ffi::CString;
 use std::io::Read as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::Store;
@@ -27,10 +28,6 @@ use crate::Store;
 /// How long the server may take to accept connections on a loaded machine.
 const START_DEADLINE: Duration = Duration::from_secs(60);
 
-/// The running server's pid for the exit hook; 0 when none.
-static SERVER_PID: AtomicI32 = AtomicI32::new(0);
-/// The cluster's directory for the exit hook to delete.
-static SERVER_DIR: OnceLock<PathBuf> = OnceLock::new();
 /// The one cluster of this process, or why it could not start.
 static CLUSTER: OnceLock<Result<TempPostgres, String>> = OnceLock::new();
 
@@ -41,6 +38,9 @@ pub struct TempPostgres {
     port: u16,
     dir: PathBuf,
     databases: AtomicU64,
+    /// The write end of the watchdog's stdin. Never written and never closed while the
+    /// process lives (the cluster is a static); the kernel closes it when the process ends.
+    _watchdog: ChildStdin,
 }
 
 /// A database of its own for one test, on the process's [`TempPostgres`].
@@ -166,35 +166,43 @@ struct RunAs {
 }
 
 fn run_as() -> Result<RunAs, String> {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    if euid != 0 {
-        // SAFETY: as above.
-        let gid = unsafe { libc::getegid() };
+    let euid = rustix::process::geteuid();
+    if !euid.is_root() {
         return Ok(RunAs {
-            uid: euid,
-            gid,
+            uid: euid.as_raw(),
+            gid: rustix::process::getegid().as_raw(),
             switch: false,
         });
     }
-    let name = CString::new("postgres").map_err(|e| e.to_string())?;
-    // SAFETY: `name` is a valid C string; the returned record is read at once, before any
-    // other getpw* call could overwrite it.
-    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
-    if pw.is_null() {
-        return Err(
-            "PostgreSQL refuses to run as root and there is no `postgres` user; \
-             install Debian's postgresql package (scripts/setup.sh)"
-                .into(),
-        );
-    }
-    // SAFETY: checked non-null above.
-    let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
     Ok(RunAs {
-        uid,
-        gid,
+        uid: postgres_id("-u")?,
+        gid: postgres_id("-g")?,
         switch: true,
     })
+}
+
+/// The `postgres` user's uid (`-u`) or primary gid (`-g`), as `id` reports it (through NSS,
+/// so not only from `/etc/passwd`).
+fn postgres_id(which: &str) -> Result<u32, String> {
+    let missing = || {
+        "PostgreSQL refuses to run as root and there is no `postgres` user; \
+         install Debian's postgresql package (scripts/setup.sh)"
+            .to_owned()
+    };
+    let out = Command::new("id")
+        .args([which, "postgres"])
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| {
+            format!("cannot run `id` to look up the postgres user: {e}; install coreutils")
+        })?;
+    if !out.status.success() {
+        return Err(missing());
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .map_err(|_| missing())
 }
 
 impl RunAs {
@@ -225,7 +233,7 @@ fn bin_dir() -> Result<(String, PathBuf), String> {
         .ok()
         .into_iter()
         .flatten()
-        .filter_map(std::result::Result::ok)
+        .filter_map(|e| e.ok())
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
             let version: u32 = name.parse().ok()?;
@@ -257,10 +265,6 @@ fn start() -> Result<TempPostgres, String> {
         .keep();
     std::fs::write(dir.join(OWNER_FILE), std::process::id().to_string())
         .map_err(|e| format!("cannot write to {}: {e}", dir.display()))?;
-    let _ = SERVER_DIR.set(dir.clone());
-    // SAFETY: `stop_server` is an `extern "C" fn()` that only uses atomics, signals and the
-    // file system; registering it has no preconditions.
-    unsafe { libc::atexit(stop_server) };
     who.chown(&dir)?;
     let data = dir.join("data");
     let copied = Command::new("cp")
@@ -281,8 +285,15 @@ fn start() -> Result<TempPostgres, String> {
     let log_path = dir.join("server.log");
     let log = std::fs::File::create(&log_path)
         .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
-    let mut cmd = who.command(&bin.join("postgres"));
-    cmd.arg("-D")
+    // The watchdog runs as the server's user, so it can signal the server and delete the
+    // directory it owns.
+    let mut cmd = who.command(Path::new("sh"));
+    cmd.arg("-c")
+        .arg(WATCHDOG)
+        .arg("clrk-pg-watchdog")
+        .arg(&dir)
+        .arg(bin.join("postgres"))
+        .arg("-D")
         .arg(&data)
         .arg("-k")
         .arg(&dir)
@@ -293,55 +304,58 @@ fn start() -> Result<TempPostgres, String> {
         .args(["-c", "full_page_writes=off"])
         .args(["-c", "max_connections=200"])
         .args(["-c", "shared_buffers=16MB"])
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
+        // Not the test's stdout/stderr: a test runner would wait for them to close.
         .stdout(log.try_clone().map_err(|e| e.to_string())?)
-        .stderr(log);
-    // SAFETY: prctl is async-signal-safe. Set after the uid switch (which clears it): if this
-    // process dies without running its exit hook, the server gets SIGQUIT (immediate
-    // shutdown) instead of living on.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+        .stderr(log)
+        // A new process group: a Ctrl-C or a runner's signal to the test's group must not
+        // kill the watchdog before it has cleaned up; the closing pipe is its only signal.
+        .process_group(0);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start the PostgreSQL watchdog `sh`: {e}"))?;
+    let watchdog = child
+        .stdin
+        .take()
+        .ok_or_else(|| "the PostgreSQL watchdog has no stdin pipe".to_owned())?;
 
-    // The parent-death signal fires when the spawning *thread* ends, so spawn from a thread
-    // that lives as long as the server, waiting on it.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("test-postgres".into())
-        .spawn(move || match cmd.spawn() {
-            Ok(mut child) => {
-                let pid = i32::try_from(child.id()).unwrap_or(0);
-                SERVER_PID.store(pid, Ordering::SeqCst);
-                let _ = tx.send(Ok(pid));
-                let status = child.wait();
-                SERVER_PID.store(0, Ordering::SeqCst);
-                tracing::debug!(?status, "test PostgreSQL exited");
-            }
-            Err(e) => {
-                let _ = tx.send(Err(format!("cannot start postgres: {e}")));
-            }
-        })
-        .map_err(|e| format!("cannot start a thread: {e}"))?;
-    let pid = rx
-        .recv()
-        .map_err(|_| "the PostgreSQL starter thread died".to_owned())??;
-
-    wait_ready(&data, &log_path)?;
-    tracing::info!(port, pid, dir = %dir.display(), elapsed_ms = began.elapsed().as_millis() as u64, "test PostgreSQL started");
+    wait_ready(&dir, &data, &log_path, &mut child)?;
+    tracing::info!(port, watchdog_pid = child.id(), dir = %dir.display(), elapsed_ms = began.elapsed().as_millis() as u64, "test PostgreSQL started");
     Ok(TempPostgres {
         port,
         dir,
         databases: AtomicU64::new(0),
+        _watchdog: watchdog,
     })
 }
 
-/// Waits for `postmaster.pid` to say the server accepts connections.
-fn wait_ready(data: &Path, log_path: &Path) -> Result<(), String> {
+/// The watchdog: `sh -c WATCHDOG name DIR POSTGRES ARGS...`. It starts the server in the
+/// background, and a reader of the pipe from the test process (kept on fd 3; background jobs
+/// get /dev/null as stdin) that stops the server once the pipe closes. When the server has
+/// exited it records the status in `server.exit` (so a failed start is seen at once), waits
+/// for the test process to end, and deletes the directory.
+const WATCHDOG: &str = r#"
+dir=$1; shift
+exec 3<&0 </dev/null
+"$@" 3<&- &
+server=$!
+{ read -r _line <&3; kill -QUIT "$server" 2>/dev/null; } &
+reader=$!
+exec 3<&-
+wait "$server"
+echo "$?" > "$dir/server.exit"
+wait "$reader"
+rm -rf "$dir"
+"#;
+
+/// Waits for `postmaster.pid` to say the server accepts connections; fails when the server
+/// or its watchdog exits first.
+fn wait_ready(
+    dir: &Path,
+    data: &Path,
+    log_path: &Path,
+    watchdog: &mut Child,
+) -> Result<(), String> {
     let deadline = Instant::now() + START_DEADLINE;
     loop {
         let status = std::fs::read_to_string(data.join("postmaster.pid")).unwrap_or_default();
@@ -349,7 +363,9 @@ fn wait_ready(data: &Path, log_path: &Path) -> Result<(), String> {
         if status.lines().nth(7).is_some_and(|l| l.trim() == "ready") {
             return Ok(());
         }
-        if SERVER_PID.load(Ordering::SeqCst) == 0 || Instant::now() > deadline {
+        let exited =
+            dir.join("server.exit").exists() || watchdog.try_wait().is_ok_and(|s| s.is_some());
+        if exited || Instant::now() > deadline {
             let mut log = String::new();
             let _ = std::fs::File::open(log_path).and_then(|mut f| f.read_to_string(&mut log));
             return Err(format!(
@@ -425,14 +441,14 @@ fn cluster_parent() -> PathBuf {
 /// Names the test process a cluster directory belongs to.
 const OWNER_FILE: &str = "owner.pid";
 
-/// Deletes the directories of clusters whose test process was killed (its exit hook never
-/// ran; the server itself got the parent-death signal), so memory in `/dev/shm` does not
+/// Deletes the directories of clusters whose test process is gone but whose watchdog did not
+/// clean up (it was killed too, or the machine went down), so memory in `/dev/shm` does not
 /// fill up over many runs.
 fn remove_orphans(parent: &Path) {
     let Ok(entries) = std::fs::read_dir(parent) else {
         return;
     };
-    for entry in entries.filter_map(std::result::Result::ok) {
+    for entry in entries.filter_map(|e| e.ok()) {
         if !entry.file_name().to_string_lossy().starts_with("clrk-pg-") {
             continue;
         }
@@ -440,15 +456,14 @@ fn remove_orphans(parent: &Path) {
         let Some(owner) = std::fs::read_to_string(path.join(OWNER_FILE))
             .ok()
             .and_then(|s| s.trim().parse::<i32>().ok())
+            .and_then(rustix::process::Pid::from_raw)
         else {
             // Being set up right now, or not one of ours.
             continue;
         };
-        // SAFETY: signal 0 only asks whether the process exists.
-        let gone = unsafe { libc::kill(owner, 0) } != 0
-            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        let gone = rustix::process::test_kill_process(owner) == Err(rustix::io::Errno::SRCH);
         if gone {
-            tracing::debug!(dir = %path.display(), owner, "removing an orphaned test cluster");
+            tracing::debug!(dir = %path.display(), owner = owner.as_raw_nonzero().get(), "removing an orphaned test cluster");
             let _ = std::fs::remove_dir_all(&path);
         }
     }
@@ -462,21 +477,4 @@ fn free_port() -> Result<u16, String> {
         .local_addr()
         .map(|a| a.port())
         .map_err(|e| e.to_string())
-}
-
-/// The exit hook: immediate shutdown of the server, then its directory goes.
-extern "C" fn stop_server() {
-    let pid = SERVER_PID.load(Ordering::SeqCst);
-    if pid > 0 {
-        // SAFETY: signalling a pid we started; at worst it has exited and this fails.
-        unsafe { libc::kill(pid, libc::SIGQUIT) };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        // The starter thread reaps it and clears the pid.
-        while SERVER_PID.load(Ordering::SeqCst) != 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-    if let Some(dir) = SERVER_DIR.get() {
-        let _ = std::fs::remove_dir_all(dir);
-    }
 }
