@@ -233,7 +233,7 @@ fn bin_dir() -> Result<(String, PathBuf), String> {
         .ok()
         .into_iter()
         .flatten()
-        .filter_map(|e| e.ok())
+        .filter_map(Result::ok)
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
             let version: u32 = name.parse().ok()?;
@@ -448,7 +448,7 @@ fn remove_orphans(parent: &Path) {
     let Ok(entries) = std::fs::read_dir(parent) else {
         return;
     };
-    for entry in entries.filter_map(|e| e.ok()) {
+    for entry in entries.filter_map(Result::ok) {
         if !entry.file_name().to_string_lossy().starts_with("clrk-pg-") {
             continue;
         }
