@@ -16,14 +16,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use clrk_api::{ConcurrencyPolicy, Resource};
+use clrk_api::{ConcurrencyPolicy, ObjectKey, Resource};
 use clrk_dispatch::envelope::RequestData;
 use clrk_dispatch::{Dispatcher, ExecEvent, Invocation, STOP_GRACE};
 use clrk_store::{ScheduleTimes, Store, StoreError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use plan::{Entry, Key, Plan, Step, Wanted, plan};
+use plan::{Entry, Plan, Step, Wanted, plan};
 
 /// The trigger (and envelope `subject`) of every cron-fired execution.
 pub const CRON_TRIGGER: &str = "cron";
@@ -69,7 +69,7 @@ impl Cron {
     }
 
     async fn run(self) {
-        let mut table: HashMap<Key, Entry> = HashMap::new();
+        let mut table: HashMap<ObjectKey, Entry> = HashMap::new();
         loop {
             let desired = match self.desired().await {
                 Ok(desired) => Some(desired),
@@ -82,7 +82,7 @@ impl Cron {
             let plan = plan(
                 &table,
                 desired.as_ref(),
-                |key| dispatcher.active(&key.0, &key.1),
+                |key| dispatcher.active(&key.namespace, &key.name),
                 Utc::now(),
             );
             let sleep = plan.sleep;
@@ -96,7 +96,7 @@ impl Cron {
     }
 
     /// The stored TaskAgents that have a schedule.
-    async fn desired(&self) -> Result<HashMap<Key, Wanted>, StoreError> {
+    async fn desired(&self) -> Result<HashMap<ObjectKey, Wanted>, StoreError> {
         let mut desired = HashMap::new();
         for agent in self.inner.store.list_agents(None).await? {
             if agent.kind != "TaskAgent" {
@@ -114,17 +114,17 @@ impl Cron {
                 policy: task.spec.concurrency_policy,
                 input: task.spec.schedule_input,
             };
-            desired.insert((agent.namespace, agent.name), wanted);
+            desired.insert(ObjectKey::new(agent.namespace, agent.name), wanted);
         }
         Ok(desired)
     }
 
     /// Does what `plan` decided: keeps the table, records the times and starts the fires.
-    async fn carry_out(&self, table: &mut HashMap<Key, Entry>, plan: Plan) {
+    async fn carry_out(&self, table: &mut HashMap<ObjectKey, Entry>, plan: Plan) {
         for step in plan.steps {
             match step {
                 Step::Remove(key) => {
-                    tracing::info!(namespace = %key.0, agent = %key.1, "schedule removed");
+                    tracing::info!(namespace = %key.namespace, agent = %key.name, "schedule removed");
                     if let Some(entry) = table.remove(&key) {
                         let times = ScheduleTimes {
                             next_schedule_time: None,
@@ -134,7 +134,12 @@ impl Cron {
                     }
                 }
                 Step::Set(key, mut entry) => {
-                    match self.inner.store.schedule_times(&key.0, &key.1).await {
+                    match self
+                        .inner
+                        .store
+                        .schedule_times(&key.namespace, &key.name)
+                        .await
+                    {
                         Ok(stored) => entry.times.last_schedule_time = stored.last_schedule_time,
                         Err(error) => {
                             // Not in the table: the next pass sets it again.
@@ -143,7 +148,7 @@ impl Cron {
                         }
                     }
                     self.save(&key, &entry.times).await;
-                    tracing::info!(namespace = %key.0, agent = %key.1, schedule = %entry.expression,
+                    tracing::info!(namespace = %key.namespace, agent = %key.name, schedule = %entry.expression,
                         time_zone = %entry.time_zone, next = ?entry.times.next_schedule_time, "schedule set");
                     table.insert(key, entry);
                 }
@@ -154,7 +159,7 @@ impl Cron {
                     }
                 }
                 Step::Unusable { key, error } => {
-                    tracing::error!(%error, namespace = %key.0, agent = %key.1, "unusable schedule");
+                    tracing::error!(%error, namespace = %key.namespace, agent = %key.name, "unusable schedule");
                 }
                 Step::Skip {
                     key,
@@ -166,7 +171,7 @@ impl Cron {
                         continue;
                     };
                     entry.times.next_schedule_time = next;
-                    tracing::info!(namespace = %key.0, agent = %key.1, %tick, active,
+                    tracing::info!(namespace = %key.namespace, agent = %key.name, %tick, active,
                         "cron tick skipped: concurrencyPolicy Forbid and a run is in flight");
                     self.save(&key, &entry.times).await;
                 }
@@ -189,16 +194,16 @@ impl Cron {
         }
     }
 
-    async fn save(&self, key: &Key, times: &ScheduleTimes) {
+    async fn save(&self, key: &ObjectKey, times: &ScheduleTimes) {
         match self
             .inner
             .store
-            .set_schedule_times(&key.0, &key.1, times)
+            .set_schedule_times(&key.namespace, &key.name, times)
             .await
         {
             Ok(()) | Err(StoreError::AgentNotFound { .. }) => {}
             Err(error) => {
-                tracing::error!(%error, namespace = %key.0, agent = %key.1, "could not record cron times");
+                tracing::error!(%error, namespace = %key.namespace, agent = %key.name, "could not record cron times");
             }
         }
     }
@@ -208,7 +213,7 @@ impl Cron {
 /// (cron has no caller; stdout is not kept, stderr is in the logs).
 async fn fire(
     dispatcher: Dispatcher,
-    (namespace, name): Key,
+    ObjectKey { namespace, name }: ObjectKey,
     policy: ConcurrencyPolicy,
     input: serde_json::Value,
     tick: DateTime<Utc>,

@@ -147,7 +147,7 @@ pub async fn list(
 )]
 pub async fn get(
     State(state): State<AppState>,
-    Path((namespace, name)): Path<(String, String)>,
+    Path(ObjectKey { namespace, name }): Path<ObjectKey>,
 ) -> Result<Json<clrk_wire::Agent>, ApiError> {
     let agent = find(&state, &namespace, &name).await?;
     Ok(Json(views::agent(&state, &agent).await?))
@@ -166,7 +166,7 @@ pub async fn get(
 )]
 pub async fn delete(
     State(state): State<AppState>,
-    Path((namespace, name)): Path<(String, String)>,
+    Path(ObjectKey { namespace, name }): Path<ObjectKey>,
 ) -> Result<Json<Deleted>, ApiError> {
     let agent = find(&state, &namespace, &name).await?;
     state.store.delete_agent(&namespace, &name).await?;
@@ -201,7 +201,7 @@ pub struct InvocationsQuery {
 )]
 pub async fn invocations(
     State(state): State<AppState>,
-    Path((namespace, name)): Path<(String, String)>,
+    Path(ObjectKey { namespace, name }): Path<ObjectKey>,
     Query(q): Query<InvocationsQuery>,
 ) -> Result<Json<List<Execution>>, ApiError> {
     find(&state, &namespace, &name).await?;

@@ -126,7 +126,7 @@ pub struct RecordsQuery {
 )]
 pub async fn records(
     State(state): State<AppState>,
-    Path((namespace, name)): Path<(String, String)>,
+    Path(ObjectKey { namespace, name }): Path<ObjectKey>,
     Query(q): Query<RecordsQuery>,
 ) -> Result<Json<List<EgressRecord>>, ApiError> {
     super::agents::find(&state, &namespace, &name).await?;

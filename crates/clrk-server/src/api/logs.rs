@@ -10,6 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use clrk_store::{LogLine, LogPage};
+use clrk_wire::ObjectKey;
 use serde::Deserialize;
 use tokio::sync::broadcast;
 
@@ -52,7 +53,7 @@ pub struct LogsQuery {
 )]
 pub async fn logs(
     State(state): State<AppState>,
-    Path((namespace, name)): Path<(String, String)>,
+    Path(ObjectKey { namespace, name }): Path<ObjectKey>,
     Query(q): Query<LogsQuery>,
 ) -> Result<Response, ApiError> {
     find(&state, &namespace, &name).await?;

@@ -43,7 +43,7 @@ pub struct SecretPath {
 )]
 pub async fn set(
     State(state): State<AppState>,
-    Path((namespace, name)): Path<(String, String)>,
+    Path(ObjectKey { namespace, name }): Path<ObjectKey>,
     Json(body): Json<SetSecretRequest>,
 ) -> Result<Json<SetSecretResponse>, ApiError> {
     let invalid = |msg: String| ApiError(StatusCode::UNPROCESSABLE_ENTITY, msg);
@@ -127,7 +127,7 @@ pub async fn list(
 )]
 pub async fn delete(
     State(state): State<AppState>,
-    Path((namespace, name)): Path<(String, String)>,
+    Path(ObjectKey { namespace, name }): Path<ObjectKey>,
 ) -> Result<Json<Deleted>, ApiError> {
     if !state.store.delete_secret(&namespace, &name).await? {
         return Err(ApiError(

@@ -12,11 +12,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use clrk_api::{ConcurrencyPolicy, Schedule};
+use clrk_api::{ConcurrencyPolicy, ObjectKey, Schedule};
 use clrk_store::ScheduleTimes;
-
-/// `(namespace, name)` of an agent.
-pub(crate) type Key = (String, String);
 
 /// The table is reconciled at least this often, even without a trigger.
 pub(crate) const RESYNC: Duration = Duration::from_secs(30);
@@ -45,27 +42,27 @@ pub(crate) struct Wanted {
 #[derive(Debug, Clone)]
 pub(crate) enum Step {
     /// The agent no longer has a schedule: it leaves the table and its next time is cleared.
-    Remove(Key),
+    Remove(ObjectKey),
     /// A new or changed schedule, counting from now. Its last tick is the stored one.
-    Set(Key, Entry),
+    Set(ObjectKey, Entry),
     /// The same schedule with another policy or input.
     Update {
-        key: Key,
+        key: ObjectKey,
         policy: ConcurrencyPolicy,
         input: serde_json::Value,
     },
     /// A stored schedule that does not parse (validation refuses these at apply; a stored one
     /// means an older clrk).
-    Unusable { key: Key, error: String },
+    Unusable { key: ObjectKey, error: String },
     /// A due tick starts an execution; `next` is the tick after it.
     Fire {
-        key: Key,
+        key: ObjectKey,
         tick: DateTime<Utc>,
         next: Option<DateTime<Utc>>,
     },
     /// A due tick is skipped (`concurrencyPolicy: Forbid` with `active` runs in flight).
     Skip {
-        key: Key,
+        key: ObjectKey,
         tick: DateTime<Utc>,
         next: Option<DateTime<Utc>>,
         active: u32,
@@ -83,14 +80,14 @@ pub(crate) struct Plan {
 /// stays as it is and its due ticks still fire. `active` tells how many runs of an agent are
 /// in flight; it is asked only about due ticks under `Forbid`.
 pub(crate) fn plan(
-    table: &HashMap<Key, Entry>,
-    desired: Option<&HashMap<Key, Wanted>>,
-    active: impl Fn(&Key) -> u32,
+    table: &HashMap<ObjectKey, Entry>,
+    desired: Option<&HashMap<ObjectKey, Wanted>>,
+    active: impl Fn(&ObjectKey) -> u32,
     now: DateTime<Utc>,
 ) -> Plan {
     let mut steps = Vec::new();
     let mut nexts = Vec::new();
-    let mut keys: Vec<&Key> = table.keys().collect();
+    let mut keys: Vec<&ObjectKey> = table.keys().collect();
     if let Some(desired) = desired {
         keys.extend(desired.keys().filter(|k| !table.contains_key(*k)));
     }
@@ -189,8 +186,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn key(name: &str) -> Key {
-        ("default".to_string(), name.to_string())
+    fn key(name: &str) -> ObjectKey {
+        ObjectKey::new("default", name)
     }
 
     fn at(text: &str) -> DateTime<Utc> {
@@ -222,12 +219,12 @@ mod tests {
         }
     }
 
-    fn nobody(_: &Key) -> u32 {
+    fn nobody(_: &ObjectKey) -> u32 {
         0
     }
 
     /// The table after a pass, as the loop leaves it.
-    fn carry_out(table: &mut HashMap<Key, Entry>, plan: &Plan) {
+    fn carry_out(table: &mut HashMap<ObjectKey, Entry>, plan: &Plan) {
         for step in &plan.steps {
             match step {
                 Step::Remove(key) => {
@@ -254,7 +251,7 @@ mod tests {
         }
     }
 
-    fn fired(plan: &Plan) -> Vec<(Key, DateTime<Utc>)> {
+    fn fired(plan: &Plan) -> Vec<(ObjectKey, DateTime<Utc>)> {
         plan.steps
             .iter()
             .filter_map(|s| match s {
@@ -330,7 +327,7 @@ mod tests {
     #[test]
     fn forbid_skips_a_tick_while_a_run_is_in_flight_and_allow_does_not() {
         let now = at("2026-01-01T10:21:01Z");
-        let busy = |_: &Key| 1;
+        let busy = |_: &ObjectKey| 1;
         for (policy, fires) in [
             (ConcurrencyPolicy::Forbid, false),
             (ConcurrencyPolicy::Allow, true),
@@ -378,7 +375,7 @@ mod tests {
         let plan = plan(
             &table,
             Some(&desired),
-            |_: &Key| 1,
+            |_: &ObjectKey| 1,
             at("2026-01-01T10:21:01Z"),
         );
         assert!(matches!(

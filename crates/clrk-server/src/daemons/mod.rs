@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use clrk_api::ObjectKey;
 use clrk_dispatch::Dispatcher;
 use clrk_store::{DaemonPhase, Revision, RevisionState, Store};
 use tokio::sync::Notify;
@@ -22,9 +23,6 @@ use run::Daemon;
 /// A reconcile happens at least this often, even without a trigger.
 const RESYNC: Duration = Duration::from_secs(30);
 
-/// `(namespace, name)` of an agent.
-type Key = (String, String);
-
 /// Runs every DaemonAgent that should run. Cloning shares the same supervisor.
 #[derive(Clone)]
 pub struct Supervisor {
@@ -36,7 +34,7 @@ struct Inner {
     dispatcher: Dispatcher,
     wake: Notify,
     shutdown: CancellationToken,
-    supervised: Mutex<HashMap<Key, Supervised>>,
+    supervised: Mutex<HashMap<ObjectKey, Supervised>>,
 }
 
 /// One daemon's supervision task and the revision it runs. The entry stays after the task
@@ -107,7 +105,7 @@ impl Supervisor {
         if inner.shutdown.is_cancelled() {
             return Ok(());
         }
-        let desired: HashMap<Key, Revision> = inner
+        let desired: HashMap<ObjectKey, Revision> = inner
             .store
             .list_agents(None)
             .await?
@@ -116,12 +114,12 @@ impl Supervisor {
             .filter_map(|a| {
                 let revision = a.latest_revision?;
                 (revision.state == RevisionState::Ready)
-                    .then_some(((a.namespace, a.name), revision))
+                    .then_some((ObjectKey::new(a.namespace, a.name), revision))
             })
             .collect();
         // Read before taking the lock (it cannot be held across the store's await): which
         // daemons not supervised yet had already stopped for good on their revision.
-        let unsupervised: Vec<(Key, Revision)> = {
+        let unsupervised: Vec<(ObjectKey, Revision)> = {
             let supervised = inner.supervised.lock().expect("supervised map");
             desired
                 .iter()
@@ -142,7 +140,7 @@ impl Supervisor {
                 return true;
             }
             if !s.cancel.is_cancelled() {
-                tracing::info!(namespace = %key.0, daemon = %key.1, "stopping daemon: agent deleted");
+                tracing::info!(namespace = %key.namespace, daemon = %key.name, "stopping daemon: agent deleted");
                 s.cancel.cancel();
             }
             !s.task.is_finished()
@@ -164,12 +162,12 @@ impl Supervisor {
                 // Started after a restart: it had already stopped for good on this revision.
                 tokio::spawn(async {})
             } else {
-                tracing::info!(namespace = %key.0, daemon = %key.1, revision = %revision.name, "supervising daemon");
+                tracing::info!(namespace = %key.namespace, daemon = %key.name, revision = %revision.name, "supervising daemon");
                 let daemon = Daemon {
                     store: inner.store.clone(),
                     dispatcher: inner.dispatcher.clone(),
-                    namespace: key.0.clone(),
-                    name: key.1.clone(),
+                    namespace: key.namespace.clone(),
+                    name: key.name.clone(),
                     revision: revision.clone(),
                     cancel: cancel.clone(),
                     shutdown: inner.shutdown.clone(),
@@ -189,9 +187,9 @@ impl Supervisor {
     }
 
     /// Whether the stored state says this revision's daemon stopped per its policy.
-    async fn stopped_for_good(&self, key: &Key, revision: &Revision) -> bool {
+    async fn stopped_for_good(&self, key: &ObjectKey, revision: &Revision) -> bool {
         matches!(
-            self.inner.store.daemon_state(&key.0, &key.1).await,
+            self.inner.store.daemon_state(&key.namespace, &key.name).await,
             Ok(Some(state)) if state.revision == revision.name && state.phase == DaemonPhase::Stopped
         )
     }
