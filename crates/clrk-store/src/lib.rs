@@ -27,6 +27,7 @@ mod egress_object;
 mod egress_record;
 mod error;
 mod execution;
+mod integer;
 mod json;
 mod logs;
 mod pool;

@@ -53,8 +53,3 @@ where
 pub(super) fn count(row: &Row, idx: usize) -> Result<u64, StoreError> {
     Ok(u64::try_from(row.try_get::<_, i64>(idx)?).unwrap_or(0))
 }
-
-/// An unsigned count as BIGINT, saturating.
-pub(super) fn bigint(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}

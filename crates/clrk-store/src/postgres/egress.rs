@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::columns;
 use super::{PgStore, locks};
-use crate::{ApplyOutcome, EgressObject, EgressRecord, StoreError, json, time};
+use crate::{ApplyOutcome, EgressObject, EgressRecord, StoreError, integer, json, time};
 
 impl PgStore {
     pub(crate) async fn apply_egress_object(
@@ -114,22 +114,22 @@ impl PgStore {
                     &r.revision,
                     &r.execution_id,
                     &time::to_millis(r.started_at),
-                    &columns::bigint(r.duration_ms),
+                    &integer::saturating_i64(r.duration_ms),
                     &r.protocol,
                     &r.destination_name,
                     &r.destination_addr,
                     &r.method,
                     &r.path,
                     &r.status.map(i32::from),
-                    &columns::bigint(r.request_bytes),
-                    &columns::bigint(r.response_bytes),
+                    &integer::saturating_i64(r.request_bytes),
+                    &integer::saturating_i64(r.response_bytes),
                     &r.allowed,
                     &r.reason,
                     &r.injected_header,
                     &r.provider,
                     &r.model,
-                    &r.input_tokens.map(columns::bigint),
-                    &r.output_tokens.map(columns::bigint),
+                    &r.input_tokens.map(integer::saturating_i64),
+                    &r.output_tokens.map(integer::saturating_i64),
                 ],
             )
             .await?
@@ -141,7 +141,7 @@ impl PgStore {
             &[
                 &r.namespace,
                 &r.agent,
-                &columns::bigint(keep.saturating_sub(1) as u64),
+                &integer::saturating_i64(keep.saturating_sub(1) as u64),
             ],
         )
         .await?;
@@ -163,7 +163,7 @@ impl PgStore {
                  response_bytes, allowed, reason, injected_header, provider, model, input_tokens, \
                  output_tokens FROM egress_records WHERE namespace = $1 AND agent = $2 \
                  ORDER BY id DESC LIMIT $3",
-                &[&namespace, &agent, &columns::bigint(limit as u64)],
+                &[&namespace, &agent, &integer::saturating_i64(limit as u64)],
             )
             .await?;
         rows.iter()
@@ -232,7 +232,7 @@ impl PgStore {
                     &namespace,
                     &agent,
                     &day.to_string(),
-                    &columns::bigint(tokens),
+                    &integer::saturating_i64(tokens),
                 ],
             )
             .await?;

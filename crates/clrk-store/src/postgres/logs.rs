@@ -8,6 +8,7 @@ use tokio_postgres::Row;
 use super::agents::agent_id;
 use super::columns;
 use super::{PgStore, locks};
+use crate::integer;
 use crate::{
     LOG_ROW_COST, LogLine, LogPage, LogQuery, NewLogLine, StoreError, log_line_cost, time,
 };
@@ -83,7 +84,7 @@ impl PgStore {
         for ((l, agent), row) in lines.iter().zip(&ids).zip(&rows) {
             let seq: i64 = row.try_get(0)?;
             last = seq;
-            let bytes = columns::bigint(log_line_cost(&l.line));
+            let bytes = integer::saturating_i64(log_line_cost(&l.line));
             sizes
                 .entry((*agent, l.execution_id.as_str()))
                 .and_modify(|a| {
@@ -224,7 +225,7 @@ impl PgStore {
         }
         // Never the newest: it may still be writing, and it is within its own limit.
         executions.pop();
-        let max = columns::bigint(max_bytes);
+        let max = integer::saturating_i64(max_bytes);
         let mut total: i64 = tx
             .query_one(
                 "SELECT COALESCE(SUM(bytes), 0)::bigint FROM log_sizes WHERE agent_id = $1",
@@ -262,10 +263,10 @@ impl PgStore {
         max_bytes: u64,
         keep: Option<i64>,
     ) -> Result<u64, StoreError> {
-        let max = columns::bigint(max_bytes);
+        let max = integer::saturating_i64(max_bytes);
         // seq starts at 1: -1 keeps nothing.
         let keep = keep.unwrap_or(-1);
-        let row_cost = columns::bigint(LOG_ROW_COST);
+        let row_cost = integer::saturating_i64(LOG_ROW_COST);
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let agent = agent_id(&tx, namespace, name).await?;

@@ -3,7 +3,7 @@
 use super::PgStore;
 use super::agents::agent_id;
 use super::columns;
-use crate::{DaemonState, ScheduleTimes, StoreError, time};
+use crate::{DaemonState, ScheduleTimes, StoreError, integer, time};
 
 impl PgStore {
     pub(crate) async fn set_daemon_state(
@@ -34,7 +34,7 @@ impl PgStore {
                     &state.run_id,
                     &state.last_exit_code,
                     &state.reason,
-                    &state.restart_delay_ms.map(columns::bigint),
+                    &state.restart_delay_ms.map(integer::saturating_i64),
                     &state.next_restart_at.map(time::to_millis),
                     &time::to_millis(time::now()),
                 ],

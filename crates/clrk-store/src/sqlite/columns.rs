@@ -47,13 +47,7 @@ where
     })
 }
 
-/// A count (bytes, tokens, milliseconds) as SQLite's signed INTEGER; counts past `i64::MAX`
-/// cannot occur, and would be stored as `i64::MAX` rather than wrap negative.
-pub(super) fn count(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-/// Reads a count column (see [`count`]): never negative.
+/// Reads a count column: never negative.
 pub(super) fn read_count(row: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {
     let value: i64 = row.get(idx)?;
     u64::try_from(value).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(idx, value))

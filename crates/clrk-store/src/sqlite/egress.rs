@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::SqliteStore;
 use super::columns;
-use crate::{ApplyOutcome, EgressObject, EgressRecord, StoreError, json, time};
+use crate::{ApplyOutcome, EgressObject, EgressRecord, StoreError, integer, json, time};
 
 impl SqliteStore {
     pub(crate) fn apply_egress_object(
@@ -105,22 +105,22 @@ impl SqliteStore {
                     r.revision,
                     r.execution_id,
                     time::to_millis(r.started_at),
-                    columns::count(r.duration_ms),
+                    integer::saturating_i64(r.duration_ms),
                     r.protocol,
                     r.destination_name,
                     r.destination_addr,
                     r.method,
                     r.path,
                     r.status,
-                    columns::count(r.request_bytes),
-                    columns::count(r.response_bytes),
+                    integer::saturating_i64(r.request_bytes),
+                    integer::saturating_i64(r.response_bytes),
                     r.allowed,
                     r.reason,
                     r.injected_header,
                     r.provider,
                     r.model,
-                    r.input_tokens.map(columns::count),
-                    r.output_tokens.map(columns::count),
+                    r.input_tokens.map(integer::saturating_i64),
+                    r.output_tokens.map(integer::saturating_i64),
                 ],
             )?;
             let id = tx.last_insert_rowid();
@@ -131,7 +131,7 @@ impl SqliteStore {
                 params![
                     r.namespace,
                     r.agent,
-                    columns::count(keep.saturating_sub(1) as u64)
+                    integer::saturating_i64(keep.saturating_sub(1) as u64)
                 ],
             )?;
             Ok(id)
@@ -153,7 +153,7 @@ impl SqliteStore {
              ORDER BY id DESC LIMIT ?3",
         )?;
         let rows = stmt.query_map(
-            params![namespace, agent, columns::count(limit as u64)],
+            params![namespace, agent, integer::saturating_i64(limit as u64)],
             |row| {
                 Ok(EgressRecord {
                     namespace: row.get(0)?,
@@ -206,7 +206,12 @@ impl SqliteStore {
                 "INSERT INTO token_usage (namespace, agent, day, tokens) VALUES (?1, ?2, ?3, ?4) \
                  ON CONFLICT (namespace, agent, day) DO UPDATE SET tokens = tokens + ?4 \
                  RETURNING tokens",
-                params![namespace, agent, day.to_string(), columns::count(tokens)],
+                params![
+                    namespace,
+                    agent,
+                    day.to_string(),
+                    integer::saturating_i64(tokens)
+                ],
                 |row| row.get(0),
             )?;
             Ok(u64::try_from(total).unwrap_or(0))

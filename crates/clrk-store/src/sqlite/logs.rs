@@ -9,6 +9,7 @@ use rusqlite::{OptionalExtension as _, params};
 use super::SqliteStore;
 use super::agents::agent_id;
 use super::columns;
+use crate::integer;
 use crate::{
     LOG_ROW_COST, LogLine, LogPage, LogQuery, NewLogLine, StoreError, log_line_cost, time,
 };
@@ -282,7 +283,7 @@ fn insert_logs(tx: &rusqlite::Transaction<'_>, lines: &[NewLogLine]) -> Result<i
         ])?;
         let seq = tx.last_insert_rowid();
         last = seq;
-        let bytes = i64::try_from(log_line_cost(&l.line)).unwrap_or(i64::MAX);
+        let bytes = integer::saturating_i64(log_line_cost(&l.line));
         sizes
             .entry((agent, l.execution_id.as_str()))
             .and_modify(|a| {

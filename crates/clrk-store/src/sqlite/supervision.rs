@@ -5,7 +5,7 @@ use rusqlite::{OptionalExtension, params};
 use super::SqliteStore;
 use super::agents::agent_id;
 use super::columns;
-use crate::{DaemonState, ScheduleTimes, StoreError, time};
+use crate::{DaemonState, ScheduleTimes, StoreError, integer, time};
 
 impl SqliteStore {
     pub(crate) fn set_daemon_state(
@@ -30,9 +30,7 @@ impl SqliteStore {
                     state.run_id,
                     state.last_exit_code,
                     state.reason,
-                    state
-                        .restart_delay_ms
-                        .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
+                    state.restart_delay_ms.map(integer::saturating_i64),
                     state.next_restart_at.map(time::to_millis),
                     time::to_millis(time::now()),
                 ],
