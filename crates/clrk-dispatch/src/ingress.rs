@@ -19,13 +19,13 @@ use tower_http::trace::TraceLayer;
 use tracing::Instrument as _;
 
 use crate::body::{self, BodyLimits};
-use crate::dispatcher::{
-    Dispatcher, ExecEvent, Invocation, NO_RESPONSE, Outcome, Started, execution_span,
-};
 use crate::envelope::{RequestData, response_event};
 use crate::error::DispatchError;
 use crate::ingress_headers::{CLOUDEVENTS_JSON, Refusal, with_id};
-use crate::metadata::AgentResponse;
+use crate::placement::{Dispatcher, Invocation, execution_span};
+use crate::worker::NO_RESPONSE;
+use crate::worker::metadata::AgentResponse;
+use crate::worker::order::{ExecEvent, Outcome, Started};
 
 pub use crate::ingress_headers::{
     EXECUTION_ID_HEADER, EXIT_CODE_HEADER, IngressHeaders, MAX_BODY, TASK_AGENT_HEADER,

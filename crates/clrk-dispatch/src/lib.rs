@@ -1,29 +1,32 @@
 //! clrk-dispatch: from a trigger to an answer. Builds the CloudEvents envelope, serves the
-//! HTTP ingress, runs each execution in its own sandbox, streams stdout back and records the
-//! execution and its logs.
+//! HTTP ingress, places each execution on a worker, which runs it in its own sandbox, streams
+//! stdout back and records the execution and its logs.
+//!
+//! Two sides, along the line a cluster draws between its processes: `placement` (the
+//! server's: route, admission, queue) and `worker` (the host's: launch, warm pools, the
+//! execution's life, the metadata service). `clrk dev` runs both in one process.
 //!
 //! It must not parse manifests or talk to the control API: it reads agents and revisions
 //! from the store that the server fills.
 
-mod agent_cache;
 pub mod body;
-pub mod dispatcher;
 pub mod envelope;
 pub mod error;
 pub mod ingress;
 pub mod ingress_headers;
-pub mod launch;
 pub mod logs;
-pub mod metadata;
+pub mod placement;
+mod pools;
 pub mod revision;
-mod warm_pool;
-mod warm_reconciler;
-mod worker_capacity;
+pub mod worker;
 
-pub use dispatcher::{
-    Admission, Dispatcher, DispatcherConfig, ExecEvent, Invocation, Outcome, Route, STOP_GRACE,
-    execution_span,
-};
 pub use error::DispatchError;
 pub use logs::{ExecutionLog, LogBus, LogEvent, LogLimit};
+pub use placement::{Admission, Dispatcher, Invocation, Route, execution_span};
 pub use revision::RevisionShape;
+pub use worker::launch;
+pub use worker::launch_error::LaunchError;
+pub use worker::launcher::{Launcher, SandboxRequest};
+pub use worker::metadata;
+pub use worker::order::{ExecEvent, ExecutionOrder, Outcome, Started};
+pub use worker::{NO_RESPONSE, STOP_GRACE, Worker};

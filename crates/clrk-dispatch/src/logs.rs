@@ -55,7 +55,7 @@ pub struct LogBus {
 }
 
 /// Bytes of log one execution keeps, as the agent's `spec.logLimit` says.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LogLimit {
     bytes: u64,
     text: String,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use clrk_dispatch::{Dispatcher, DispatcherConfig, LogBus};
+use clrk_dispatch::{Dispatcher, Launcher, LogBus, Worker};
 use clrk_egress::{Egress, EgressSettings};
 use clrk_image::{ImageStore, StoreOptions};
 use clrk_sandbox::{Runtime, RuntimeConfig, RuntimeKind};
@@ -162,21 +162,22 @@ pub async fn start(opts: DevOptions) -> Result<Running, ServerError> {
             tracing::warn!(%error, "other clrk instances' host: sandboxes will not mask this one's dirs");
         })
         .ok();
-    let dispatcher = Dispatcher::new(
-        store.clone(),
+    // The embedded worker and the placement in front of it share one budget of bodies held
+    // in memory.
+    let bodies = Dispatcher::default_body_budget();
+    let launcher = Launcher::new(
         images.clone(),
         runsc,
         runc,
-        logs.clone(),
-        DispatcherConfig {
-            masked_paths,
-            egress: Some(egress.clone()),
-        },
+        masked_paths,
+        Some(egress.clone()),
     );
+    let worker = Worker::new(store.clone(), launcher, logs.clone(), bodies.clone());
+    let dispatcher = Dispatcher::new(store.clone(), logs.clone(), worker.clone(), bodies);
     // Recovery killed every sandbox left behind (they are deleted in the background), so the
     // supervisor starts from nothing running and cannot duplicate a daemon.
-    dispatcher.start_warm_pools();
-    let daemons = Supervisor::start(store.clone(), dispatcher.clone());
+    worker.start_warm_pools();
+    let daemons = Supervisor::start(store.clone(), worker.clone());
     let cron = Cron::start(store.clone(), dispatcher.clone());
     let state = AppState {
         store,
@@ -232,7 +233,7 @@ pub async fn start(opts: DevOptions) -> Result<Running, ServerError> {
     )));
     for metadata in metadata_listeners {
         // The service knows a sandbox by the source address of its connection.
-        let app = dispatcher.metadata().router();
+        let app = worker.metadata().router();
         tasks.push(tokio::spawn(listener::serve(
             metadata,
             app,

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clrk_api::ObjectKey;
-use clrk_dispatch::Dispatcher;
+use clrk_dispatch::Worker;
 use clrk_store::{DaemonPhase, Revision, RevisionState, Store};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -31,7 +31,7 @@ pub struct Supervisor {
 
 struct Inner {
     store: Store,
-    dispatcher: Dispatcher,
+    worker: Worker,
     wake: Notify,
     shutdown: CancellationToken,
     supervised: Mutex<HashMap<ObjectKey, Supervised>>,
@@ -48,11 +48,11 @@ struct Supervised {
 
 impl Supervisor {
     /// Starts the reconcile loop; the first reconcile runs at once.
-    pub fn start(store: Store, dispatcher: Dispatcher) -> Supervisor {
+    pub fn start(store: Store, worker: Worker) -> Supervisor {
         let supervisor = Supervisor {
             inner: Arc::new(Inner {
                 store,
-                dispatcher,
+                worker,
                 wake: Notify::new(),
                 shutdown: CancellationToken::new(),
                 supervised: Mutex::new(HashMap::new()),
@@ -165,7 +165,7 @@ impl Supervisor {
                 tracing::info!(namespace = %key.namespace, daemon = %key.name, revision = %revision.name, "supervising daemon");
                 let daemon = Daemon {
                     store: inner.store.clone(),
-                    dispatcher: inner.dispatcher.clone(),
+                    worker: inner.worker.clone(),
                     namespace: key.namespace.clone(),
                     name: key.name.clone(),
                     revision: revision.clone(),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use clrk_api::{DaemonAgentSpec, Resource};
-use clrk_dispatch::{Dispatcher, LogLimit, RevisionShape, STOP_GRACE};
+use clrk_dispatch::{LogLimit, RevisionShape, STOP_GRACE, Worker};
 use clrk_sandbox::Sandbox;
 use clrk_store::{
     DaemonPhase, DaemonState, ExecutionEnd, ExecutionStatus, NewExecution, Revision, Store,
@@ -23,7 +23,7 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 /// The supervision of one daemon on one revision.
 pub(crate) struct Daemon {
     pub store: Store,
-    pub dispatcher: Dispatcher,
+    pub worker: Worker,
     pub namespace: String,
     pub name: String,
     pub revision: Revision,
@@ -219,8 +219,8 @@ impl Daemon {
             return End::Failed(format!("could not record the run: {error}"));
         }
         let sandbox = self
-            .dispatcher
-            .start_sandbox(
+            .worker
+            .start_daemon(
                 &self.namespace,
                 &self.name,
                 &spec.worker_pool_ref,
@@ -251,7 +251,7 @@ impl Daemon {
         // No stdin for daemons: EOF at once.
         drop(sandbox.take_stdin());
         // The run's streams share one limit and keep their newest lines.
-        let log = self.dispatcher.logs().daemon_run(
+        let log = self.worker.logs().daemon_run(
             &self.namespace,
             &self.name,
             run_id,

@@ -2,14 +2,13 @@
 //! working directory and limits.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clrk_api::{ContainerSpec, Resources};
-use clrk_egress::{Egress, SandboxIdentity};
-use clrk_image::{ImageConfig, ImageRef, ImageStore, Rootfs};
-use clrk_sandbox::{Network, Runtime, RuntimeKind, Sandbox, SandboxFile, SandboxSpec};
+use clrk_image::{ImageConfig, Rootfs};
+use clrk_sandbox::{Network, RuntimeKind, SandboxFile, SandboxSpec};
 
 use crate::revision::RevisionShape;
+use crate::worker::launch_error::LaunchError;
 
 /// Base URL of the sandbox-local metadata service.
 pub const METADATA_URL: &str = "http://169.254.169.254/v1";
@@ -106,11 +105,8 @@ pub struct Launch<'a> {
 
 impl Launch<'_> {
     /// The sandbox spec, or why the revision cannot run.
-    pub fn spec(&self) -> Result<SandboxSpec, String> {
-        let args = command_line(self.container, self.image).ok_or_else(|| {
-            "nothing to run: the image has no ENTRYPOINT, set spec.template.spec.command"
-                .to_string()
-        })?;
+    pub fn spec(&self) -> Result<SandboxSpec, LaunchError> {
+        let args = command_line(self.container, self.image).ok_or(LaunchError::NothingToRun)?;
         let cwd = self
             .container
             .working_dir
@@ -120,7 +116,7 @@ impl Launch<'_> {
             .unwrap_or_else(|| "/".to_string());
         // The image's `User` applies whether or not `command` is set, as in docker.
         let (uid, gid) = match &self.image.user {
-            Some(user) => self.rootfs.user_ids(user).map_err(|e| e.to_string())?,
+            Some(user) => self.rootfs.user_ids(user).map_err(LaunchError::User)?,
             None => (0, 0),
         };
         // Under gVisor root is the guest kernel's; under runc it would be the host's.
@@ -150,78 +146,6 @@ impl Launch<'_> {
             files: self.files.clone(),
         })
     }
-}
-
-/// Who a sandbox is to the egress gateway, when its agent has `egressRefs`.
-pub struct EgressLaunch<'a> {
-    pub egress: &'a Egress,
-    pub identity: SandboxIdentity,
-}
-
-/// Prepares the revision's root filesystem and starts its sandbox `sandbox_id` on
-/// `runtime` with at most `pids_limit` processes, stdio piped. Shared by TaskAgent executions, warm pools and daemon runs.
-///
-/// With `egress` and an agent that names gateways, the sandbox gets an egress network, clrk's
-/// resolver and the gateways' CA, and is registered with the gateway for as long as it
-/// lives. An agent without `egressRefs` reaches nothing. Errors say why, for users.
-#[allow(clippy::too_many_arguments)]
-pub async fn start_sandbox(
-    images: &Arc<ImageStore>,
-    runtime: &Runtime,
-    pids_limit: u32,
-    shape: &RevisionShape,
-    sandbox_id: String,
-    masked_paths: &[PathBuf],
-    network: Network,
-    egress: Option<EgressLaunch<'_>>,
-) -> Result<Sandbox, String> {
-    let egress = egress.filter(|_| !shape.egress_refs.is_empty());
-    let network = if egress.is_some() {
-        Network::Egress
-    } else {
-        network
-    };
-    let image = shape.image.clone();
-    let reference: ImageRef = image
-        .reference
-        .parse()
-        .map_err(|e| format!("image {}: {e}", image.reference))?;
-    let images = Arc::clone(images);
-    let rootfs = tokio::task::spawn_blocking(move || images.prepare(&image, &reference))
-        .await
-        .map_err(|e| format!("preparing the image: {e}"))?
-        .map_err(|e| format!("preparing the image: {e}"))?;
-    let files = match &egress {
-        Some(e) => e
-            .egress
-            .sandbox_files(&e.identity.namespace, &e.identity.gateways, &rootfs.path)
-            .await
-            .map_err(|e| format!("preparing the sandbox's egress: {e}"))?,
-        None => Vec::new(),
-    };
-    let launch = Launch {
-        sandbox_id,
-        container: &shape.template.spec,
-        resources: &shape.resources,
-        image: &shape.image.config,
-        rootfs: &rootfs,
-        masked_paths,
-        network,
-        files,
-        runtime: runtime.kind(),
-        pids_limit,
-    };
-    let spec = launch.spec()?;
-    let mut sandbox = runtime
-        .spawn(&spec)
-        .await
-        .map_err(|e| format!("the sandbox did not start: {e}"))?;
-    if let Some(EgressLaunch { egress, identity }) = egress
-        && let Some(addresses) = sandbox.addresses()
-    {
-        sandbox.attach(egress.register(addresses, identity));
-    }
-    Ok(sandbox)
 }
 
 /// The gateway names of `shape`'s `egressRefs`.

@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use clrk_api::{TaskAgentSpec, WorkerPoolSpec};
-use clrk_sandbox::Runtime;
 use clrk_store::Revision;
 
 use crate::revision::RevisionShape;
@@ -19,7 +18,6 @@ pub(crate) struct ResolvedAgent {
     pub(crate) spec: TaskAgentSpec,
     pub(crate) revision: Revision,
     pub(crate) shape: RevisionShape,
-    pub(crate) runtime: Runtime,
     pub(crate) pool: WorkerPoolSpec,
 }
 

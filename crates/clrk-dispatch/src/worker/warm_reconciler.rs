@@ -5,38 +5,38 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use clrk_api::{DeliveryMode, Resource};
-use clrk_egress::SandboxIdentity;
-use clrk_sandbox::{Network, Runtime};
+use clrk_api::{DeliveryMode, Resource, RuntimeName};
+use clrk_sandbox::Network;
 use clrk_store::RevisionState;
 
-use crate::dispatcher::Dispatcher;
-use crate::launch::{self, sandbox_id};
+use crate::pools::worker_pool;
 use crate::revision::RevisionShape;
-use crate::warm_pool::{AgentKey, DesiredPool, Generation, RECHECK, Refill, remove};
+use crate::worker::Worker;
+use crate::worker::launcher::SandboxRequest;
+use crate::worker::warm_pool::{AgentKey, DesiredPool, Generation, RECHECK, Refill, remove};
 
 /// What a pool needs to start one of its sandboxes, besides what the plan compares.
 #[derive(Clone)]
 struct Desired {
     pool: DesiredPool,
     shape: RevisionShape,
-    runtime: Runtime,
+    runtime: RuntimeName,
 }
 
-impl Dispatcher {
+impl Worker {
     /// Starts the loop that keeps warm pools filled; it drains them at shutdown.
     pub fn start_warm_pools(&self) {
-        let dispatcher = self.clone();
+        let worker = self.clone();
         self.inner.warm.tasks.spawn(async move {
             loop {
-                let next = dispatcher.reconcile_warm_pools().await;
+                let next = worker.reconcile_warm_pools().await;
                 tokio::select! {
-                    () = dispatcher.inner.warm.wake.notified() => {}
+                    () = worker.inner.warm.wake.notified() => {}
                     () = tokio::time::sleep(next) => {}
-                    () = dispatcher.inner.shutdown.cancelled() => break,
+                    () = worker.inner.shutdown.cancelled() => break,
                 }
             }
-            let warm = &dispatcher.inner.warm;
+            let warm = &worker.inner.warm;
             for sandbox in warm.drain_all() {
                 warm.tasks.spawn(remove(sandbox));
             }
@@ -76,24 +76,23 @@ impl Dispatcher {
         let generation = &want.pool.generation;
         let refill = match warm.refills.acquire().await {
             Ok(_permit) if !self.inner.shutdown.is_cancelled() => {
-                let started = launch::start_sandbox(
-                    &self.inner.images,
-                    &want.runtime,
-                    generation.pids_limit,
-                    &want.shape,
-                    sandbox_id(&format!("warm-{}", key.1)),
-                    &self.inner.config.masked_paths,
-                    Network::None,
-                    self.egress_launch(SandboxIdentity::new(
-                        "TaskAgent",
-                        &key.0,
-                        &key.1,
-                        &generation.revision,
-                        launch::gateways(&want.shape),
-                        None,
-                    )),
-                )
-                .await;
+                let started = self
+                    .inner
+                    .launcher
+                    .start(SandboxRequest {
+                        kind: "TaskAgent",
+                        namespace: &key.0,
+                        agent: &key.1,
+                        revision: &generation.revision,
+                        run: None,
+                        id_base: &format!("warm-{}", key.1),
+                        shape: &want.shape,
+                        runtime: want.runtime,
+                        pids_limit: generation.pids_limit,
+                        network: Network::None,
+                    })
+                    .await
+                    .map_err(|e| e.to_string());
                 match started {
                     Ok(sandbox) => Refill::Started(Box::new(sandbox)),
                     Err(reason) => Refill::Failed(reason),
@@ -131,18 +130,28 @@ impl Dispatcher {
             {
                 continue;
             }
-            let (Ok(shape), Ok((runtime, pool))) = (
+            let (Ok(shape), Ok(pool)) = (
                 RevisionShape::from_revision(&revision),
-                self.pool_for(&agent.namespace, &agent.name, &spec.worker_pool_ref)
-                    .await,
+                worker_pool(
+                    &self.inner.store,
+                    &agent.namespace,
+                    &agent.name,
+                    &spec.worker_pool_ref,
+                )
+                .await,
             ) else {
                 continue;
             };
+            let runtime = pool.runtime;
             desired.insert(
                 (agent.namespace.clone(), agent.name.clone()),
                 Desired {
                     pool: DesiredPool {
-                        generation: Generation::of(&revision.name, &runtime, pool.pids_limit()),
+                        generation: Generation::of(
+                            &revision.name,
+                            self.inner.launcher.runtime(runtime),
+                            pool.pids_limit(),
+                        ),
                         size: spec.warm_pool_size as usize,
                         idle_ttl: spec.warm_pool_idle_ttl.0,
                     },

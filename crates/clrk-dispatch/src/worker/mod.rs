@@ -1,0 +1,273 @@
+//! The worker side of an execution: everything that happens on the host whose sandboxes run
+//! it. [`Worker::execute`] takes an [`ExecutionOrder`] from placement — in-process under
+//! `clrk dev`, over the cluster link under `clrk worker` — records the execution, runs it in
+//! a warm or fresh sandbox and streams its events back.
+//!
+//! The worker also keeps its warm pools filled (`warm_pool`, `warm_reconciler`), serves the
+//! metadata service its sandboxes talk to (`metadata`) and starts daemon sandboxes through the
+//! same [`Launcher`].
+
+pub mod launch;
+pub mod launch_error;
+pub mod launcher;
+pub mod metadata;
+pub mod order;
+mod run;
+mod warm_pool;
+mod warm_reconciler;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clrk_api::DeliveryMode;
+use clrk_egress::Registration;
+use clrk_sandbox::{Network, Sandbox};
+use clrk_store::{NewExecution, Start, Store};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+use crate::body::{BodyBudget, BodyPermit};
+use crate::error::DispatchError;
+use crate::logs::LogBus;
+use crate::pools::worker_pool;
+use crate::revision::RevisionShape;
+use crate::worker::launcher::{Launcher, SandboxRequest};
+use crate::worker::metadata::MetadataService;
+use crate::worker::order::{ExecutionOrder, Started};
+use crate::worker::run::{Handover, Run};
+use crate::worker::warm_pool::{Generation, WarmPools};
+
+pub use run::{NO_RESPONSE, STOP_GRACE};
+
+/// What placement holds for an execution (its place under `maxConcurrent` and in its worker
+/// pool): released once the execution's end is recorded, before its sandbox is deleted.
+pub type Places = Box<dyn std::any::Any + Send>;
+
+/// Chunks buffered between the agent and a slow caller before the agent's writes block.
+const STDOUT_QUEUE: usize = 8;
+
+/// Runs executions and warm pools on this host. Cloning shares the same worker.
+#[derive(Clone)]
+pub struct Worker {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Store,
+    pub(crate) launcher: Launcher,
+    logs: LogBus,
+    /// Executions in flight: id → (namespace, agent, how to stop it).
+    live: Mutex<HashMap<String, (String, String, CancellationToken)>>,
+    /// Why an execution was stopped, recorded as its failure reason.
+    stop_reasons: Mutex<HashMap<String, String>>,
+    pub(crate) shutdown: CancellationToken,
+    drained: Notify,
+    metadata: MetadataService,
+    pub(crate) warm: WarmPools,
+}
+
+impl Worker {
+    /// A worker starting sandboxes with `launcher`, recording executions in `store` and their
+    /// lines on `logs`. Metadata-mode answers count against `bodies`.
+    pub fn new(store: Store, launcher: Launcher, logs: LogBus, bodies: BodyBudget) -> Worker {
+        Worker {
+            inner: Arc::new(Inner {
+                store,
+                launcher,
+                logs,
+                live: Mutex::new(HashMap::new()),
+                stop_reasons: Mutex::new(HashMap::new()),
+                shutdown: CancellationToken::new(),
+                drained: Notify::new(),
+                metadata: MetadataService::new(bodies),
+                warm: WarmPools::new(),
+            }),
+        }
+    }
+
+    /// The metadata service its Metadata-mode executions are registered with; it is served on
+    /// the metadata addresses.
+    pub fn metadata(&self) -> &MetadataService {
+        &self.inner.metadata
+    }
+
+    /// How its sandboxes are started (daemon runs use it too).
+    pub fn launcher(&self) -> &Launcher {
+        &self.inner.launcher
+    }
+
+    /// The log bus its executions and daemon runs write to.
+    pub fn logs(&self) -> &LogBus {
+        &self.inner.logs
+    }
+
+    /// Starts the sandbox of daemon run `run_id` of `namespace/name` (revision `revision`,
+    /// worker pool `pool`) for a caller that supervises the process itself. The caller owns
+    /// the sandbox: it must stop or remove it. Errors say why, for users.
+    pub async fn start_daemon(
+        &self,
+        namespace: &str,
+        name: &str,
+        pool: &str,
+        revision: &str,
+        shape: &RevisionShape,
+        run_id: &str,
+    ) -> Result<Sandbox, String> {
+        let pool = worker_pool(&self.inner.store, namespace, name, pool)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.inner
+            .launcher
+            .start(SandboxRequest {
+                kind: "DaemonAgent",
+                namespace,
+                agent: name,
+                revision,
+                run: Some(run_id),
+                id_base: run_id,
+                shape,
+                runtime: pool.runtime,
+                pids_limit: pool.pids_limit(),
+                network: Network::None,
+            })
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Sandboxes of this agent ready in its warm pool.
+    pub fn warm(&self, namespace: &str, name: &str) -> u32 {
+        self.inner.warm.ready_count(namespace, name)
+    }
+
+    /// Tells the worker that stored agents, revisions or worker pools changed: its warm pools
+    /// reconcile soon.
+    pub fn agents_changed(&self) {
+        self.inner.warm.reconcile_soon();
+    }
+
+    /// Records the execution (`Running`, warm or cold) and runs it in the background inside
+    /// the current span. `body` is the envelope's share of the body budget and `places` what
+    /// placement holds for it; both are released once the end is recorded.
+    pub async fn execute(
+        &self,
+        order: ExecutionOrder,
+        body: Option<BodyPermit>,
+        places: Option<Places>,
+    ) -> Result<Started, DispatchError> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(DispatchError::ShuttingDown);
+        }
+        let inner = &self.inner;
+        let mode = order.shape.delivery_mode();
+        let key = (order.namespace.clone(), order.agent.clone());
+        let warm = match mode {
+            DeliveryMode::Stdin => inner.warm.take(
+                &key,
+                &Generation::of(
+                    &order.revision,
+                    inner.launcher.runtime(order.runtime),
+                    order.pids_limit,
+                ),
+            ),
+            _ => None,
+        };
+        inner
+            .store
+            .start_execution(&NewExecution {
+                id: order.execution_id.clone(),
+                namespace: order.namespace.clone(),
+                agent: order.agent.clone(),
+                revision: order.revision.clone(),
+                trigger: order.trigger.clone(),
+                started_at: order.started_at,
+                start: if warm.is_some() {
+                    Start::Warm
+                } else {
+                    Start::Cold
+                },
+            })
+            .await
+            .map_err(|e| match e {
+                clrk_store::StoreError::DuplicateExecution(id) => {
+                    DispatchError::DuplicateExecution(id)
+                }
+                other => DispatchError::Store(other),
+            })?;
+
+        let cancel = inner.shutdown.child_token();
+        inner.live.lock().expect("live map").insert(
+            order.execution_id.clone(),
+            (order.namespace.clone(), order.agent.clone(), cancel.clone()),
+        );
+        // A warm sandbox learns whose execution it now serves.
+        if let Some(registration) = warm.as_ref().and_then(|s| s.attachment::<Registration>()) {
+            registration.identity().set_execution(&order.execution_id);
+        }
+        let (tx, rx) = mpsc::channel(STDOUT_QUEUE);
+        let source = format!("clrk://{}/{}", order.namespace, order.agent);
+        let started = Started {
+            execution_id: order.execution_id.clone(),
+            revision: order.revision.clone(),
+            source,
+            events: rx,
+        };
+        let run = Run {
+            worker: self.clone(),
+            execution_id: order.execution_id,
+            revision: order.revision,
+            namespace: order.namespace,
+            agent: order.agent,
+            mode,
+            envelope: Handover::new(mode, order.envelope, body),
+            shape: order.shape,
+            runtime: order.runtime,
+            pids_limit: order.pids_limit,
+            timeout: order.timeout,
+            log_limit: order.log_limit,
+            cancel,
+        };
+        tokio::spawn(run.run(tx, places, warm).in_current_span());
+        Ok(started)
+    }
+
+    /// Stops every execution in flight (their sandboxes are stopped and deleted) and refuses
+    /// new ones; returns when all are recorded and the warm pools drained, or after
+    /// `deadline`.
+    pub async fn shutdown(&self, deadline: Duration) {
+        self.inner.shutdown.cancel();
+        let wait = async {
+            loop {
+                let notified = self.inner.drained.notified();
+                if self.inner.live.lock().expect("live map").is_empty() {
+                    break;
+                }
+                notified.await;
+            }
+            // The warm pools drain once their loop sees the shutdown.
+            self.inner.warm.tasks.close();
+            self.inner.warm.tasks.wait().await;
+        };
+        if tokio::time::timeout(deadline, wait).await.is_err() {
+            tracing::warn!("some executions were still stopping at shutdown");
+        }
+    }
+
+    /// Stops every execution of an agent (its sandboxes are stopped and deleted), each
+    /// recorded as failed with `reason` (e.g. "stopped: the agent was deleted"). Returns how
+    /// many were stopped.
+    pub fn stop_agent(&self, namespace: &str, name: &str, reason: &str) -> usize {
+        let live = self.inner.live.lock().expect("live map");
+        let mut reasons = self.inner.stop_reasons.lock().expect("stop reasons");
+        let mut stopped = 0;
+        for (id, (ns, agent, cancel)) in live.iter() {
+            if ns == namespace && agent == name {
+                reasons.insert(id.clone(), reason.to_string());
+                cancel.cancel();
+                stopped += 1;
+            }
+        }
+        stopped
+    }
+}

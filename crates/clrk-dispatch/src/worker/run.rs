@@ -1,0 +1,358 @@
+//! The life of one execution on its worker: feed it its envelope, forward its stdout (or its
+//! Metadata-mode answer), pump its logs, stop it at its deadline or when told, record how it
+//! ended, and delete its sandbox once the caller has the answer.
+
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::Utc;
+use clrk_api::{DeliveryMode, RuntimeName};
+use clrk_sandbox::{Network, Sandbox};
+use clrk_store::{ExecutionEnd, ExecutionStatus};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+use crate::body::BodyPermit;
+use crate::logs::{ExecutionLog, LogLimit};
+use crate::revision::RevisionShape;
+use crate::worker::launcher::SandboxRequest;
+use crate::worker::order::{ExecEvent, Outcome};
+use crate::worker::{Places, Worker};
+
+/// Why a Metadata-mode execution that exited 0 without answering failed (and what its
+/// caller's 502 says).
+pub const NO_RESPONSE: &str =
+    "the agent exited 0 without posting a response to $CLRK_METADATA_URL/response";
+/// SIGTERM-to-SIGKILL grace when an execution is stopped (SPECIFICATION §4).
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+const STDOUT_CHUNK: usize = 64 * 1024;
+
+/// How an execution's envelope reaches its agent, with the request body's share of the body
+/// budget, released when the envelope is.
+pub(crate) enum Handover {
+    /// Stdin mode: the newline-terminated JSON, taken once by the writer, so it is freed as
+    /// soon as the agent has read it.
+    Stdin(Mutex<Option<(Vec<u8>, Option<BodyPermit>)>>),
+    /// Metadata mode: served on request until the execution ends.
+    Metadata {
+        envelope: serde_json::Value,
+        _body: Option<BodyPermit>,
+    },
+}
+
+impl Handover {
+    pub(crate) fn new(
+        mode: DeliveryMode,
+        envelope: serde_json::Value,
+        body: Option<BodyPermit>,
+    ) -> Handover {
+        match mode {
+            DeliveryMode::Metadata => Handover::Metadata {
+                envelope,
+                _body: body,
+            },
+            _ => {
+                let mut bytes = serde_json::to_vec(&envelope).expect("an envelope serialises");
+                bytes.push(b'\n');
+                Handover::Stdin(Mutex::new(Some((bytes, body))))
+            }
+        }
+    }
+
+    /// The stdin bytes, once; `None` in Metadata mode or when already taken.
+    fn take_stdin(&self) -> Option<(Vec<u8>, Option<BodyPermit>)> {
+        match self {
+            Handover::Stdin(bytes) => bytes.lock().expect("stdin envelope").take(),
+            Handover::Metadata { .. } => None,
+        }
+    }
+
+    /// The envelope the metadata service serves (`null` in Stdin mode, which has none).
+    fn metadata(&self) -> &serde_json::Value {
+        static NONE: serde_json::Value = serde_json::Value::Null;
+        match self {
+            Handover::Metadata { envelope, .. } => envelope,
+            Handover::Stdin(_) => &NONE,
+        }
+    }
+}
+
+pub(crate) struct Run {
+    pub(crate) worker: Worker,
+    pub(crate) execution_id: String,
+    pub(crate) revision: String,
+    pub(crate) namespace: String,
+    pub(crate) agent: String,
+    pub(crate) shape: RevisionShape,
+    pub(crate) runtime: RuntimeName,
+    pub(crate) pids_limit: u32,
+    pub(crate) mode: DeliveryMode,
+    pub(crate) envelope: Handover,
+    pub(crate) timeout: Duration,
+    pub(crate) log_limit: LogLimit,
+    pub(crate) cancel: CancellationToken,
+}
+
+impl Run {
+    /// Runs the execution in `warm` (a sandbox taken from the pool) or a new sandbox.
+    pub(crate) async fn run(
+        self,
+        tx: mpsc::Sender<ExecEvent>,
+        places: Option<Places>,
+        warm: Option<Sandbox>,
+    ) {
+        let started = tokio::time::Instant::now();
+        let (outcome, sandbox) = self.execute(&tx, started + self.timeout, warm).await;
+        self.record(&outcome).await;
+        // The execution is over for the caller: a next request must not be refused while this
+        // sandbox is being deleted.
+        drop(places);
+        tracing::info!(outcome = ?outcome,
+            elapsed_ms = started.elapsed().as_millis() as u64, "execution finished");
+        let _ = tx.send(ExecEvent::Finished(outcome)).await;
+        if let Some(mut sandbox) = sandbox
+            && let Err(error) = sandbox.remove().await
+        {
+            tracing::warn!(%error, sandbox = %sandbox.id, "could not delete sandbox");
+        }
+        let inner = &self.worker.inner;
+        inner
+            .live
+            .lock()
+            .expect("live map")
+            .remove(&self.execution_id);
+        // A stop that came too late to matter leaves its reason behind.
+        inner
+            .stop_reasons
+            .lock()
+            .expect("stop reasons")
+            .remove(&self.execution_id);
+        inner.drained.notify_waiters();
+    }
+
+    /// Runs the sandbox to its end; returns the outcome and, when it exited by itself, the
+    /// sandbox still to be deleted (deleted after the caller has its answer).
+    async fn execute(
+        &self,
+        tx: &mpsc::Sender<ExecEvent>,
+        deadline: tokio::time::Instant,
+        warm: Option<Sandbox>,
+    ) -> (Outcome, Option<Sandbox>) {
+        let mut sandbox = match warm {
+            Some(sandbox) => sandbox,
+            None => match self.start().await {
+                Ok(sandbox) => sandbox,
+                Err(reason) => return (Outcome::Failed(reason), None),
+            },
+        };
+        let metadata = self.mode == DeliveryMode::Metadata;
+        let stdin = sandbox.take_stdin();
+        let envelope = self.envelope.take_stdin();
+        tokio::spawn(
+            async move {
+                // Metadata mode closes stdin at once; an agent that exits without reading its
+                // input closes the pipe: not an error. The envelope and its body's share of the
+                // budget are released once written.
+                if let (Some(mut stdin), Some((envelope, _permit))) = (stdin, envelope) {
+                    let _ = stdin.write_all(&envelope).await;
+                    let _ = stdin.shutdown().await;
+                }
+            }
+            .in_current_span(),
+        );
+        // Its streams share one limit; the marker is written once both have ended.
+        let log = self.log();
+        let mut pumps = Vec::new();
+        if let Some(stderr) = sandbox.take_stderr() {
+            pumps.push(log.pump(stderr, "stderr"));
+        }
+        let mut stdout = sandbox.take_stdout();
+        if metadata && let Some(out) = stdout.take() {
+            pumps.push(log.pump(out, "stdout"));
+        }
+        let (registration, responder) = match (metadata, sandbox.addresses()) {
+            (true, Some(addresses)) => {
+                let (registration, answer) = self.worker.inner.metadata.register(
+                    &[IpAddr::V4(addresses.v4), IpAddr::V6(addresses.v6)],
+                    self.envelope.metadata().clone(),
+                );
+                let tx = tx.clone();
+                let responder = tokio::spawn(async move {
+                    match answer.await {
+                        Ok(response) => {
+                            let _ = tx.send(ExecEvent::Response(response)).await;
+                            true
+                        }
+                        Err(_) => false,
+                    }
+                });
+                (Some(registration), Some(responder))
+            }
+            _ => (None, None),
+        };
+
+        enum End {
+            Exited(i32),
+            Deadline,
+            Cancelled,
+            Broken(String),
+        }
+        let end = tokio::select! {
+            result = async {
+                if let Some(stdout) = stdout {
+                    forward_stdout(stdout, tx).await;
+                }
+                sandbox.wait().await
+            } => match result {
+                Ok(code) => End::Exited(code),
+                Err(e) => End::Broken(e.to_string()),
+            },
+            () = tokio::time::sleep_until(deadline) => End::Deadline,
+            () = self.cancel.cancelled() => End::Cancelled,
+        };
+        let outcome = match end {
+            End::Exited(code) => Outcome::Exited(code),
+            End::Deadline => {
+                self.stop(&mut sandbox).await;
+                Outcome::TimedOut(self.timeout)
+            }
+            End::Cancelled => {
+                self.stop(&mut sandbox).await;
+                let reason = self
+                    .worker
+                    .inner
+                    .stop_reasons
+                    .lock()
+                    .expect("stop reasons")
+                    .remove(&self.execution_id);
+                Outcome::Failed(reason.unwrap_or_else(|| "stopped: clrk is shutting down".into()))
+            }
+            End::Broken(reason) => {
+                self.stop(&mut sandbox).await;
+                Outcome::Failed(format!("lost track of the sandbox: {reason}"))
+            }
+        };
+        for pump in pumps {
+            // Output reaches EOF once every process of the sandbox is gone.
+            let _ = tokio::time::timeout(Duration::from_secs(5), pump).await;
+        }
+        drop(log);
+        // Once unregistered the responder learns whether an answer came.
+        drop(registration);
+        let responded = match responder {
+            Some(responder) => responder.await.unwrap_or(false),
+            None => !metadata,
+        };
+        let outcome = match outcome {
+            Outcome::Exited(0) if !responded => Outcome::NoResponse,
+            other => other,
+        };
+        match outcome {
+            Outcome::Exited(_) | Outcome::NoResponse => (outcome, Some(sandbox)),
+            _ => (outcome, None),
+        }
+    }
+
+    async fn start(&self) -> Result<Sandbox, String> {
+        // Only Metadata-mode agents and agents with egress need a network: the others stay
+        // at `--network=none`, which is both safer and faster to start.
+        let network = match self.mode {
+            DeliveryMode::Metadata => Network::Metadata,
+            _ => Network::None,
+        };
+        self.worker
+            .inner
+            .launcher
+            .start(SandboxRequest {
+                kind: "TaskAgent",
+                namespace: &self.namespace,
+                agent: &self.agent,
+                revision: &self.revision,
+                run: Some(&self.execution_id),
+                id_base: &self.execution_id,
+                shape: &self.shape,
+                runtime: self.runtime,
+                pids_limit: self.pids_limit,
+                network,
+            })
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// The execution's log, under the agent's `spec.logLimit`.
+    fn log(&self) -> ExecutionLog {
+        self.worker.inner.logs.execution(
+            &self.namespace,
+            &self.agent,
+            &self.execution_id,
+            self.log_limit.clone(),
+        )
+    }
+
+    async fn stop(&self, sandbox: &mut Sandbox) {
+        if let Err(error) = sandbox.stop(STOP_GRACE).await {
+            tracing::error!(%error, sandbox = %sandbox.id, "could not stop sandbox");
+        }
+    }
+
+    async fn record(&self, outcome: &Outcome) {
+        let (status, exit_code, reason) = match outcome {
+            Outcome::Exited(0) => (ExecutionStatus::Succeeded, Some(0), None),
+            Outcome::Exited(code) => (
+                ExecutionStatus::Failed,
+                Some(*code),
+                Some(format!("agent exited with code {code}")),
+            ),
+            Outcome::TimedOut(after) => (
+                ExecutionStatus::TimedOut,
+                None,
+                Some(format!(
+                    "execution timed out after {}",
+                    clrk_api::GoDuration(*after)
+                )),
+            ),
+            Outcome::Failed(reason) => (ExecutionStatus::Failed, None, Some(reason.clone())),
+            Outcome::NoResponse => (ExecutionStatus::Failed, Some(0), Some(NO_RESPONSE.into())),
+        };
+        let end = ExecutionEnd {
+            status,
+            exit_code,
+            reason,
+            ended_at: Utc::now(),
+        };
+        if let Err(error) = self
+            .worker
+            .inner
+            .store
+            .finish_execution(&self.execution_id, &end)
+            .await
+        {
+            tracing::error!(%error, "could not record the end of an execution");
+        }
+    }
+}
+
+/// Copies stdout to the caller as it is written. A caller that went away does not stop the
+/// agent: the rest of its output is read and dropped so it never blocks on a full pipe.
+async fn forward_stdout(
+    mut stdout: impl tokio::io::AsyncRead + Unpin,
+    tx: &mpsc::Sender<ExecEvent>,
+) {
+    let mut caller_gone = false;
+    loop {
+        let mut buf = vec![0u8; STDOUT_CHUNK];
+        match stdout.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                buf.truncate(n);
+                if !caller_gone && tx.send(ExecEvent::Stdout(Bytes::from(buf))).await.is_err() {
+                    caller_gone = true;
+                }
+            }
+        }
+    }
+}
