@@ -445,6 +445,7 @@ impl Admission {
                 } else {
                     Start::Cold
                 },
+                worker: None,
             })
             .await
             .map_err(|e| match e {
