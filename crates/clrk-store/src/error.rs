@@ -99,6 +99,14 @@ pub enum StoreError {
     /// `start_execution` was given an id that is already recorded.
     #[error("execution {0} already exists; give every execution a fresh id")]
     DuplicateExecution(String),
+    /// `start_execution_within` found the agent already running its limit of executions.
+    #[error(
+        "the agent already runs {limit} executions, its maxConcurrent; retry when one has finished"
+    )]
+    TooManyExecutions {
+        /// The agent's `maxConcurrent`.
+        limit: u32,
+    },
     /// The named agent is not in the store.
     #[error("agent {namespace}/{name} not found; apply its manifest first")]
     AgentNotFound {

@@ -105,6 +105,9 @@ pub struct NewExecution {
     pub started_at: DateTime<Utc>,
     /// Cold or warm.
     pub start: Start,
+    /// The registered worker that runs it, when it runs on one; `mark_lost_workers` fails it
+    /// with that worker.
+    pub worker: Option<String>,
 }
 
 /// How an execution ended.
@@ -147,6 +150,8 @@ pub struct Execution {
     pub duration_ms: Option<i64>,
     /// Cold or warm.
     pub start: Start,
+    /// The worker that runs or ran it, if any.
+    pub worker: Option<String>,
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! clrk-store: durable state for clrk (agents, revisions, executions, logs, worker pools,
-//! cron times, daemon state, secrets, egress configuration, records and token counts),
+//! cron times, daemon state, secrets, egress configuration, records and token counts, the
+//! registry of workers and leadership of cluster-wide jobs),
 //! with versioned migrations (SPECIFICATION §3 Revisions, §11), behind one async API with two
 //! backends: a SQLite file in WAL mode for `clrk dev` ([`Store::open`]) and a PostgreSQL
 //! database for the cluster ([`Store::connect`]).
@@ -17,8 +18,8 @@
 //!
 //! It must not interpret manifests: specs and sandbox shapes arrive as `serde_json::Value`
 //! and are compared, never parsed. It must not depend on other clrk crates, spawn tasks of
-//! its own (the PostgreSQL client runs one per pooled connection) or do anything slow:
-//! every call is one short transaction. Timestamps are kept to the
+//! its own (the PostgreSQL client runs one per pooled connection and one for a leader's
+//! connection) or do anything slow: every call is one short transaction. Timestamps are kept to the
 //! millisecond, so a `DateTime` read back may lack the sub-millisecond part written.
 
 mod agent;
@@ -29,6 +30,7 @@ mod error;
 mod execution;
 mod integer;
 mod json;
+mod leadership;
 mod logs;
 mod pool;
 mod postgres;
@@ -40,6 +42,7 @@ mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod time;
+mod worker;
 
 pub use agent::{Agent, AgentApply, ApplyOutcome};
 pub use daemon::{DaemonPhase, DaemonState};
@@ -47,9 +50,11 @@ pub use egress_object::EgressObject;
 pub use egress_record::{EGRESS_RECORDS_PER_AGENT, EgressRecord};
 pub use error::StoreError;
 pub use execution::{Execution, ExecutionEnd, ExecutionStatus, NewExecution, Start};
+pub use leadership::Leadership;
 pub use logs::{LOG_ROW_COST, LogLine, LogPage, LogQuery, NewLogLine, log_line_cost};
 pub use pool::Pool;
 pub use revision::{Revision, RevisionState};
 pub use schedule::ScheduleTimes;
 pub use secret::SecretInfo;
-pub use store::Store;
+pub use store::{Store, WORKER_LOST};
+pub use worker::{Heartbeat, WarmCount, WorkerRecord, WorkerRegistration, WorkerState};

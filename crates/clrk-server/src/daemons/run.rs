@@ -212,6 +212,7 @@ impl Daemon {
             trigger: DAEMON_TRIGGER.to_string(),
             started_at: Utc::now(),
             start: clrk_store::Start::Cold,
+            worker: None,
         };
         if let Err(error) = self.store.start_execution(&record).await {
             // The agent was deleted meanwhile; the next spec read ends the loop.

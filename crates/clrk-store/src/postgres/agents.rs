@@ -29,6 +29,25 @@ pub(super) async fn agent_id(
     })
 }
 
+/// The agent's row id, its row locked until the transaction ends, or `AgentNotFound`.
+pub(super) async fn agent_id_for_update(
+    tx: &impl GenericClient,
+    namespace: &str,
+    name: &str,
+) -> Result<i64, StoreError> {
+    tx.query_opt(
+        "SELECT id FROM agents WHERE namespace = $1 AND name = $2 FOR UPDATE",
+        &[&namespace, &name],
+    )
+    .await?
+    .map(|row| row.try_get(0))
+    .transpose()?
+    .ok_or_else(|| StoreError::AgentNotFound {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+    })
+}
+
 /// Columns read by [`revision_from_row`]; `r` is revisions, `a` is agents.
 const REVISION_COLUMNS: &str = "r.name, a.namespace, a.name, r.number, r.shape, r.image_ref, \
      r.image_digest, r.state, r.reason, r.created_at";

@@ -3,12 +3,12 @@
 use tokio_postgres::Row;
 
 use super::PgStore;
-use super::agents::agent_id;
+use super::agents::{agent_id, agent_id_for_update};
 use super::columns;
 use crate::{Execution, ExecutionEnd, ExecutionStatus, NewExecution, StoreError, time};
 
 const SELECT: &str = "SELECT e.id, a.namespace, a.name, r.name, e.trigger, e.status, e.exit_code, \
-     e.reason, e.started_at, e.ended_at, e.start \
+     e.reason, e.started_at, e.ended_at, e.start, e.worker \
      FROM executions e JOIN agents a ON a.id = e.agent_id JOIN revisions r ON r.id = e.revision_id";
 
 fn from_row(row: &Row) -> Result<Execution, StoreError> {
@@ -27,14 +27,30 @@ fn from_row(row: &Row) -> Result<Execution, StoreError> {
         ended_at,
         duration_ms: ended_at.map(|end| (end - started_at).num_milliseconds()),
         start: columns::enum_text(row, 10)?,
+        worker: row.try_get(11)?,
     })
 }
 
 impl PgStore {
     pub(crate) async fn start_execution(&self, e: &NewExecution) -> Result<(), StoreError> {
+        self.start_execution_within(e, 0).await
+    }
+
+    /// With `max_concurrent` > 0 the agent's row is locked (`FOR UPDATE`) before its running
+    /// executions are counted: starts of one agent queue on that lock, whichever process
+    /// makes them, so the count and the insert cannot interleave with another start's.
+    pub(crate) async fn start_execution_within(
+        &self,
+        e: &NewExecution,
+        max_concurrent: u32,
+    ) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let agent = agent_id(&tx, &e.namespace, &e.agent).await?;
+        let agent = if max_concurrent > 0 {
+            agent_id_for_update(&tx, &e.namespace, &e.agent).await?
+        } else {
+            agent_id(&tx, &e.namespace, &e.agent).await?
+        };
         let revision: i64 = tx
             .query_opt(
                 "SELECT id FROM revisions WHERE agent_id = $1 AND name = $2",
@@ -46,11 +62,25 @@ impl PgStore {
                 revision: e.revision.clone(),
             })?
             .try_get(0)?;
+        if max_concurrent > 0 {
+            let running: i64 = tx
+                .query_one(
+                    "SELECT count(*) FROM executions WHERE agent_id = $1 AND status = $2",
+                    &[&agent, &ExecutionStatus::Running.as_str()],
+                )
+                .await?
+                .try_get(0)?;
+            if running >= i64::from(max_concurrent) {
+                return Err(StoreError::TooManyExecutions {
+                    limit: max_concurrent,
+                });
+            }
+        }
         // ON CONFLICT rather than a look first: two starts of one id at once cannot both pass.
         let inserted = tx
             .execute(
-                "INSERT INTO executions (id, agent_id, revision_id, trigger, status, started_at, start) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO executions (id, agent_id, revision_id, trigger, status, started_at, start, worker) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
                 &[
                     &e.id,
                     &agent,
@@ -59,6 +89,7 @@ impl PgStore {
                     &ExecutionStatus::Running.as_str(),
                     &time::to_millis(e.started_at),
                     &e.start.as_str(),
+                    &e.worker,
                 ],
             )
             .await?;
@@ -67,6 +98,30 @@ impl PgStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Returns whether the execution was still running (and is now failed).
+    pub(crate) async fn fail_execution_if_running(
+        &self,
+        id: &str,
+        reason: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let changed = client
+            .execute(
+                "UPDATE executions SET status = $2, reason = $3, ended_at = $4 \
+                 WHERE id = $1 AND status = $5",
+                &[
+                    &id,
+                    &ExecutionStatus::Failed.as_str(),
+                    &reason,
+                    &time::to_millis(now),
+                    &ExecutionStatus::Running.as_str(),
+                ],
+            )
+            .await?;
+        Ok(changed > 0)
     }
 
     /// Returns whether the execution exists.

@@ -11,7 +11,8 @@ use deadpool_postgres::GenericClient;
 use crate::{StoreError, error, time};
 
 /// Every migration, oldest first; version N is `MIGRATIONS[N - 1]`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE agents (
     id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     namespace   TEXT COLLATE "C" NOT NULL,
@@ -167,7 +168,34 @@ CREATE TABLE token_usage (
     tokens     BIGINT NOT NULL,
     PRIMARY KEY (namespace, agent, day)
 );
-"#];
+"#,
+    // The registry of workers (SPECIFICATION "Workers"): who runs sandboxes, their heartbeats
+    // and warm sandboxes, and which worker runs each execution.
+    r#"
+CREATE TABLE workers (
+    name          TEXT COLLATE "C" PRIMARY KEY,
+    pool          TEXT COLLATE "C" NOT NULL,
+    address       TEXT   NOT NULL,
+    capacity      BIGINT NOT NULL,
+    state         TEXT   NOT NULL,
+    incarnation   TEXT   NOT NULL,
+    started_at    BIGINT NOT NULL,
+    heartbeat_at  BIGINT NOT NULL
+);
+
+CREATE TABLE worker_warm (
+    worker     TEXT COLLATE "C" NOT NULL REFERENCES workers(name) ON DELETE CASCADE,
+    namespace  TEXT COLLATE "C" NOT NULL,
+    agent      TEXT COLLATE "C" NOT NULL,
+    revision   TEXT COLLATE "C" NOT NULL,
+    ready      BIGINT NOT NULL,
+    PRIMARY KEY (worker, namespace, agent, revision)
+);
+
+ALTER TABLE executions ADD COLUMN worker TEXT;
+CREATE INDEX executions_running_by_worker ON executions (worker) WHERE status = 'Running';
+"#,
+];
 
 /// The advisory lock migrations run under ("clrkmigr" as a number); any fixed key works as
 /// long as every clrk version uses the same one.

@@ -6,12 +6,16 @@ mod agents;
 mod columns;
 mod egress;
 mod executions;
+mod leadership;
 mod locks;
 mod logs;
 mod migrations;
 mod pools;
 mod secrets;
 mod supervision;
+mod workers;
+
+pub(crate) use leadership::PgLeadership;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -35,6 +39,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub(crate) struct PgStore {
     pool: Pool,
+    /// How to connect, for the dedicated connection a leader holds outside the pool.
+    config: Arc<tokio_postgres::Config>,
     /// `user@host:port/database` for messages; never the password.
     target: Arc<str>,
 }
@@ -57,7 +63,7 @@ impl PgStore {
         }
         let target: Arc<str> = describe(&config).into();
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -70,7 +76,11 @@ impl PgStore {
                 target: target.to_string(),
                 reason: e.to_string(),
             })?;
-        let store = PgStore { pool, target };
+        let store = PgStore {
+            pool,
+            config: Arc::new(config),
+            target,
+        };
         // The first connection proves the server, login and database; its failure is a
         // `Connect` error naming them.
         let mut client = store.client().await?;

@@ -1,6 +1,6 @@
 //! Executions in SQLite: start, finish, read, and failing those left running.
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::SqliteStore;
 use super::agents::agent_id;
@@ -8,7 +8,7 @@ use super::columns;
 use crate::{Execution, ExecutionEnd, ExecutionStatus, NewExecution, StoreError, time};
 
 const SELECT: &str = "SELECT e.id, a.namespace, a.name, r.name, e.trigger, e.status, e.exit_code, \
-     e.reason, e.started_at, e.ended_at, e.start \
+     e.reason, e.started_at, e.ended_at, e.start, e.worker \
      FROM executions e JOIN agents a ON a.id = e.agent_id JOIN revisions r ON r.id = e.revision_id";
 
 fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Execution> {
@@ -27,50 +27,100 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Execution> {
         ended_at,
         duration_ms: ended_at.map(|end| (end - started_at).num_milliseconds()),
         start: columns::enum_text(row, 10)?,
+        worker: row.get(11)?,
     })
+}
+
+/// Inserts `e` as `Running`, refusing it when `max_concurrent` (0 for no limit) of its
+/// agent's executions already run. The caller's IMMEDIATE transaction holds the database's
+/// write lock, so no other start can slip between the count and the insert.
+fn insert(tx: &Transaction<'_>, e: &NewExecution, max_concurrent: u32) -> Result<(), StoreError> {
+    let agent = agent_id(tx, &e.namespace, &e.agent)?;
+    let revision: i64 = tx
+        .query_row(
+            "SELECT id FROM revisions WHERE agent_id = ?1 AND name = ?2",
+            params![agent, e.revision],
+            |row| row.get(0),
+        )
+        .optional()?
+        .ok_or_else(|| StoreError::RevisionNotFound {
+            namespace: e.namespace.clone(),
+            revision: e.revision.clone(),
+        })?;
+    let exists = tx
+        .query_row(
+            "SELECT 1 FROM executions WHERE id = ?1",
+            [&e.id],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some();
+    if exists {
+        return Err(StoreError::DuplicateExecution(e.id.clone()));
+    }
+    if max_concurrent > 0 {
+        let running: i64 = tx.query_row(
+            "SELECT count(*) FROM executions WHERE agent_id = ?1 AND status = ?2",
+            params![agent, ExecutionStatus::Running.as_str()],
+            |row| row.get(0),
+        )?;
+        if running >= i64::from(max_concurrent) {
+            return Err(StoreError::TooManyExecutions {
+                limit: max_concurrent,
+            });
+        }
+    }
+    tx.execute(
+        "INSERT INTO executions (id, agent_id, revision_id, trigger, status, started_at, start, worker) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            e.id,
+            agent,
+            revision,
+            e.trigger,
+            ExecutionStatus::Running.as_str(),
+            time::to_millis(e.started_at),
+            e.start.as_str(),
+            e.worker
+        ],
+    )?;
+    Ok(())
 }
 
 impl SqliteStore {
     pub(crate) fn start_execution(&self, e: &NewExecution) -> Result<(), StoreError> {
-        self.write(|tx| {
-            let agent = agent_id(tx, &e.namespace, &e.agent)?;
-            let revision: i64 = tx
-                .query_row(
-                    "SELECT id FROM revisions WHERE agent_id = ?1 AND name = ?2",
-                    params![agent, e.revision],
-                    |row| row.get(0),
-                )
-                .optional()?
-                .ok_or_else(|| StoreError::RevisionNotFound {
-                    namespace: e.namespace.clone(),
-                    revision: e.revision.clone(),
-                })?;
-            let exists = tx
-                .query_row(
-                    "SELECT 1 FROM executions WHERE id = ?1",
-                    [&e.id],
-                    |_| Ok(()),
-                )
-                .optional()?
-                .is_some();
-            if exists {
-                return Err(StoreError::DuplicateExecution(e.id.clone()));
-            }
-            tx.execute(
-                "INSERT INTO executions (id, agent_id, revision_id, trigger, status, started_at, start) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        self.write(|tx| insert(tx, e, 0))
+    }
+
+    pub(crate) fn start_execution_within(
+        &self,
+        e: &NewExecution,
+        max_concurrent: u32,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| insert(tx, e, max_concurrent))
+    }
+
+    /// Returns whether the execution was still running (and is now failed).
+    pub(crate) fn fail_execution_if_running(
+        &self,
+        id: &str,
+        reason: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        let changed = self.write(|tx| {
+            Ok(tx.execute(
+                "UPDATE executions SET status = ?2, reason = ?3, ended_at = ?4 \
+                 WHERE id = ?1 AND status = ?5",
                 params![
-                    e.id,
-                    agent,
-                    revision,
-                    e.trigger,
-                    ExecutionStatus::Running.as_str(),
-                    time::to_millis(e.started_at),
-                    e.start.as_str()
+                    id,
+                    ExecutionStatus::Failed.as_str(),
+                    reason,
+                    time::to_millis(now),
+                    ExecutionStatus::Running.as_str()
                 ],
-            )?;
-            Ok(())
-        })
+            )?)
+        })?;
+        Ok(changed > 0)
     }
 
     /// Returns whether the execution exists.

@@ -186,6 +186,34 @@ INSERT INTO log_sizes (agent_id, execution_id, first_seq, last_seq, bytes)
     FROM logs GROUP BY agent_id, execution_id;
 "#,
     ),
+    // The registry of workers (SPECIFICATION "Workers"): who runs sandboxes, their heartbeats
+    // and warm sandboxes, and which worker runs each execution.
+    M::up(
+        r#"
+CREATE TABLE workers (
+    name          TEXT    PRIMARY KEY,
+    pool          TEXT    NOT NULL,
+    address       TEXT    NOT NULL,
+    capacity      INTEGER NOT NULL,
+    state         TEXT    NOT NULL,
+    incarnation   TEXT    NOT NULL,
+    started_at    INTEGER NOT NULL,
+    heartbeat_at  INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE worker_warm (
+    worker     TEXT    NOT NULL REFERENCES workers(name) ON DELETE CASCADE,
+    namespace  TEXT    NOT NULL,
+    agent      TEXT    NOT NULL,
+    revision   TEXT    NOT NULL,
+    ready      INTEGER NOT NULL,
+    PRIMARY KEY (worker, namespace, agent, revision)
+) STRICT;
+
+ALTER TABLE executions ADD COLUMN worker TEXT;
+CREATE INDEX executions_running_by_worker ON executions (worker) WHERE status = 'Running';
+"#,
+    ),
 ];
 
 /// The migration runner over [`MIGRATIONS`].

@@ -10,6 +10,7 @@ mod migrations;
 mod pools;
 mod secrets;
 mod supervision;
+mod workers;
 
 use std::fs::{DirBuilder, OpenOptions, Permissions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};

@@ -1,5 +1,7 @@
 //! Executions: start, finish, read, and failing those left running by a restart.
 
+use chrono::{DateTime, Utc};
+
 use super::{Store, dispatch};
 use crate::{Execution, ExecutionEnd, NewExecution, StoreError};
 
@@ -14,7 +16,7 @@ impl Store {
     /// let e = clrk_store::NewExecution {
     ///     id: "ev-1".into(), namespace: "default".into(), agent: "echo".into(),
     ///     revision: "echo-00001".into(), trigger: "http".into(), started_at: chrono::Utc::now(),
-    ///     start: clrk_store::Start::Cold,
+    ///     start: clrk_store::Start::Cold, worker: None,
     /// };
     /// // No agent `echo` has been applied yet.
     /// assert!(store.start_execution(&e).await.is_err());
@@ -24,6 +26,46 @@ impl Store {
         dispatch!(self.start_execution(e))?;
         tracing::debug!(execution = %e.id, namespace = %e.namespace, agent = %e.agent, revision = %e.revision, "execution started");
         Ok(())
+    }
+
+    /// Records an execution as `Running` unless its agent already runs `max_concurrent`
+    /// (0: no limit), which is [`StoreError::TooManyExecutions`]. The count and the insert are
+    /// one transaction holding the agent's row (on PostgreSQL `SELECT … FOR UPDATE`), so the
+    /// limit holds across every process sharing the database. Otherwise as
+    /// [`Store::start_execution`].
+    pub async fn start_execution_within(
+        &self,
+        e: &NewExecution,
+        max_concurrent: u32,
+    ) -> Result<(), StoreError> {
+        dispatch!(self.start_execution_within(e, max_concurrent))?;
+        tracing::debug!(execution = %e.id, namespace = %e.namespace, agent = %e.agent, revision = %e.revision, max_concurrent, "execution started");
+        Ok(())
+    }
+
+    /// Finishes the execution `Failed` with `reason`, ended at `now`, only if it is still
+    /// `Running`; returns whether it was. For a server that lost its link to the worker
+    /// running it: if the worker recorded the end first, that end stands.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = clrk_store::Store::open(&dir.path().join("clrk.db")).unwrap();
+    /// let now = chrono::Utc::now();
+    /// assert!(!store.fail_execution_if_running("ev-1", "worker unreachable", now).await.unwrap());
+    /// # }
+    /// ```
+    pub async fn fail_execution_if_running(
+        &self,
+        id: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let failed = dispatch!(self.fail_execution_if_running(id, reason, now))?;
+        if failed {
+            tracing::warn!(execution = id, reason, "running execution marked failed");
+        }
+        Ok(failed)
     }
 
     /// Records how an execution ended. Unknown ids (never started, or agent deleted since)

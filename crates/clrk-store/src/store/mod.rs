@@ -4,10 +4,14 @@
 mod agents;
 mod egress;
 mod executions;
+mod leadership;
 mod logs;
 mod pools;
 mod secrets;
 mod supervision;
+mod workers;
+
+pub use workers::WORKER_LOST;
 
 use std::path::Path;
 

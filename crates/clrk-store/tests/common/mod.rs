@@ -129,5 +129,6 @@ pub fn execution(id: &str, agent: &str) -> NewExecution {
         trigger: "http".into(),
         started_at: Utc::now(),
         start: clrk_store::Start::Cold,
+        worker: None,
     }
 }
