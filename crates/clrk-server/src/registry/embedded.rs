@@ -22,7 +22,7 @@ const EXECUTIONS_PER_CPU: u32 = 4;
 /// assert!(worker.capacity >= 4);
 /// ```
 pub fn embedded_worker() -> WorkerRegistration {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     WorkerRegistration {
         name: host_name(),
         pool: EVERY_POOL.to_owned(),
