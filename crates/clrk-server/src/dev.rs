@@ -20,6 +20,7 @@ use crate::cron::Cron;
 use crate::daemons::Supervisor;
 use crate::error::ServerError;
 use crate::listener::{self, ConnectionLimits};
+use crate::registry::{HEARTBEAT, LostWorkerSweep, Registration};
 use crate::state::AppState;
 
 /// How `clrk dev` runs.
@@ -63,6 +64,9 @@ pub struct Running {
     dispatcher: Dispatcher,
     cron: Cron,
     daemons: Supervisor,
+    /// The embedded worker's place in the registry, and the sweep of lost workers.
+    registration: Registration,
+    sweep: LostWorkerSweep,
     endpoints_file: PathBuf,
     /// Deletes what a previous run left; a stop waits for it.
     cleanup: tokio::task::JoinHandle<()>,
@@ -78,6 +82,8 @@ impl Running {
     pub async fn stop(self) {
         self.cron.shutdown();
         tokio::join!(
+            self.sweep.stop(),
+            self.registration.stop(),
             self.daemons.shutdown(Duration::from_secs(15)),
             self.dispatcher.shutdown(Duration::from_secs(15)),
             async {
@@ -179,6 +185,9 @@ pub async fn start(opts: DevOptions) -> Result<Running, ServerError> {
     worker.start_warm_pools();
     let daemons = Supervisor::start(store.clone(), worker.clone());
     let cron = Cron::start(store.clone(), dispatcher.clone());
+    let worker = crate::registry::embedded_worker();
+    let registration = Registration::start(store.clone(), worker, Vec::new, HEARTBEAT);
+    let sweep = LostWorkerSweep::start(store.clone(), HEARTBEAT);
     let state = AppState {
         store,
         images,
@@ -259,6 +268,8 @@ pub async fn start(opts: DevOptions) -> Result<Running, ServerError> {
         dispatcher,
         cron,
         daemons,
+        registration,
+        sweep,
         endpoints_file,
         cleanup,
         _lock: lock,

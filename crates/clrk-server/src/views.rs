@@ -213,14 +213,14 @@ pub fn prune_report(r: &clrk_image::PruneReport) -> wire::PruneReport {
 pub async fn pools(state: &AppState) -> Result<Vec<wire::Pool>, clrk_store::StoreError> {
     let mut out = Vec::new();
     let pools = state.store.list_pools().await?;
-    // One worker (this process) per pool until pools span machines.
+    let workers = state.store.list_workers().await?;
     let pool = |name: &str, runtime: &str, max: u64| {
         let (running, queued) = state.dispatcher.pool_usage(name);
         wire::Pool {
             name: name.to_owned(),
             runtime: runtime.to_owned(),
             max_executions_per_worker: max,
-            workers: 1,
+            workers: ready_workers(&workers, name),
             capacity: max,
             running: u64::from(running),
             queued: queued as u64,
@@ -244,9 +244,47 @@ pub async fn pools(state: &AppState) -> Result<Vec<wire::Pool>, clrk_store::Stor
     Ok(out)
 }
 
+/// Ready workers serving `pool`: its own and those serving every pool (`*`).
+fn ready_workers(workers: &[clrk_store::WorkerRecord], pool: &str) -> u64 {
+    let serving = |w: &&clrk_store::WorkerRecord| {
+        w.state == clrk_store::WorkerState::Ready
+            && (w.pool == pool || w.pool == crate::registry::EVERY_POOL)
+    };
+    workers.iter().filter(serving).count() as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pool_counts_its_ready_workers_and_those_serving_every_pool() {
+        let now = chrono::Utc::now();
+        let worker = |name: &str, pool: &str, state| clrk_store::WorkerRecord {
+            name: name.into(),
+            pool: pool.into(),
+            address: "in-process".into(),
+            capacity: 4,
+            state,
+            incarnation: "i".into(),
+            started_at: now,
+            heartbeat_at: now,
+            running: 0,
+            warm: 0,
+        };
+        use clrk_store::WorkerState::{Draining, Lost, Ready};
+        let workers = [
+            worker("a", "gpu", Ready),
+            worker("b", "gpu", Draining),
+            worker("c", "gpu", Lost),
+            worker("d", "*", Ready),
+            worker("e", "default", Ready),
+        ];
+        assert_eq!(ready_workers(&workers, "gpu"), 2);
+        assert_eq!(ready_workers(&workers, "default"), 2);
+        assert_eq!(ready_workers(&workers, "other"), 1);
+        assert_eq!(ready_workers(&[], "default"), 0);
+    }
 
     #[test]
     fn otlp_header_values_are_redacted_and_the_rest_kept() {

@@ -17,6 +17,7 @@ pub mod headers;
 mod image;
 mod pool;
 mod secret;
+mod worker;
 
 pub use agent::{
     Agent, AgentStatus, DaemonRun, DaemonStatus, Revision, ScheduleStatus, TokenUsage,
@@ -32,3 +33,4 @@ pub use execution::{Execution, LogLine};
 pub use image::{Image, ImportResponse, LocalImage, PruneReport, PruneResponse};
 pub use pool::Pool;
 pub use secret::{Secret, SecretKeys, SetSecretRequest, SetSecretResponse};
+pub use worker::{DrainAnswer, WorkerView};

@@ -70,6 +70,9 @@ pub enum Command {
     /// Inspect worker pools.
     #[command(subcommand)]
     Pools(PoolsCommand),
+    /// List the workers that run sandboxes, and drain one.
+    #[command(subcommand)]
+    Workers(WorkersCommand),
     /// List, import and prune the server's images.
     #[command(subcommand)]
     Images(ImagesCommand),
@@ -613,6 +616,44 @@ pub struct SecretNameArgs {
     pub namespace: NamespaceArg,
 }
 
+/// `clrk workers ...`.
+#[derive(Debug, Subcommand)]
+pub enum WorkersCommand {
+    /// List the registered workers with their state, load and last heartbeat.
+    #[command(after_help = "\
+Example:
+  clrk workers list
+  NAME     POOL   ADDRESS      STATE   RUNNING   WARM   LAST-HEARTBEAT
+  laptop   *      in-process   Ready   2         0      1s ago
+
+POOL * serves every pool (clrk dev's embedded worker). STATE is Ready, Draining (takes no new
+executions) or Lost (missed three heartbeats; its running executions failed with reason
+`worker lost`). A worker heartbeats every 2 s.")]
+    List(WorkersListArgs),
+
+    /// Drain a worker: it takes no new executions and finishes those it runs.
+    #[command(after_help = "\
+Example:
+  clrk workers drain node-2
+  worker/node-2 Draining")]
+    Drain(WorkersDrainArgs),
+}
+
+/// `clrk workers list`.
+#[derive(Debug, Args)]
+pub struct WorkersListArgs {
+    /// Output format (default: a table).
+    #[arg(short, long, value_enum)]
+    pub output: Option<ObjectFormat>,
+}
+
+/// `clrk workers drain`.
+#[derive(Debug, Args)]
+pub struct WorkersDrainArgs {
+    /// The worker's name, as `clrk workers list` shows it.
+    pub name: String,
+}
+
 /// `clrk egress ...`.
 #[derive(Debug, Subcommand)]
 pub enum EgressCommand {
@@ -778,6 +819,8 @@ mod tests {
         };
         assert_eq!((args.name.as_str(), args.limit), ("a", 5));
         assert!(parse(&["egress", "list", "-o", "wide"]).is_err());
+        assert!(parse(&["workers", "list", "-o", "json"]).is_ok());
+        assert!(parse(&["workers", "drain"]).is_err(), "drain needs a name");
     }
 
     #[test]

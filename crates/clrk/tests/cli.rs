@@ -364,6 +364,8 @@ async fn openapi_document_lists_every_route_and_what_it_answers() {
         ("delete", "/v1/secrets/{namespace}/{name}"),
         ("get", "/v1/pools"),
         ("delete", "/v1/pools/{name}"),
+        ("get", "/v1/workers"),
+        ("post", "/v1/workers/{name}/drain"),
         ("get", "/v1/openapi.json"),
     ];
     let mut documented = Vec::new();
@@ -411,6 +413,7 @@ async fn openapi_document_lists_every_route_and_what_it_answers() {
         ("/v1/images", "/v1/images"),
         ("/v1/secrets", "/v1/secrets"),
         ("/v1/pools", "/v1/pools"),
+        ("/v1/workers", "/v1/workers"),
     ] {
         let r = dev.api_get(url).await;
         assert_eq!(r.status, 200, "{url}: {}", r.text());

@@ -1,5 +1,5 @@
-//! The control API (HTTP/JSON, bearer token): apply, agents, logs, invocations, pools, secrets,
-//! egress objects and egress records, and its OpenAPI document.
+//! The control API (HTTP/JSON, bearer token): apply, agents, logs, invocations, pools,
+//! workers, secrets, egress objects and egress records, and its OpenAPI document.
 //!
 //! Every route is added with `routes!`, which takes its method and path from the handler's
 //! `#[utoipa::path]`, so the router and the document list the same routes.
@@ -12,6 +12,7 @@ mod logs;
 mod openapi;
 mod pools;
 mod secrets;
+mod workers;
 
 use std::sync::Arc;
 
@@ -58,6 +59,8 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(secrets::set, secrets::delete))
         .routes(routes!(pools::list))
         .routes(routes!(pools::delete))
+        .routes(routes!(workers::list))
+        .routes(routes!(workers::drain))
         .routes(routes!(openapi::document))
 }
 

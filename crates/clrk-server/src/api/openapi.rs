@@ -15,7 +15,7 @@ use utoipa::{Modify, OpenApi};
     info(
         title = "clrk control API",
         description = "Apply manifests and inspect agents, executions, logs, images, secrets, \
-                       worker pools and egress. Every route wants `Authorization: Bearer <token>`; \
+                       worker pools, workers and egress. Every route wants `Authorization: Bearer <token>`; \
                        `clrk dev` writes the token to `$CLRK_DIR/dev.json`."
     ),
     modifiers(&BearerToken),
@@ -27,6 +27,7 @@ use utoipa::{Modify, OpenApi};
         (name = "images", description = "The server's image store"),
         (name = "secrets", description = "Secrets: values in, names and keys out"),
         (name = "pools", description = "Worker pools"),
+        (name = "workers", description = "The registered workers: list, drain"),
         (name = "openapi", description = "This document"),
     )
 )]

@@ -10,12 +10,13 @@ pub mod pools;
 pub mod registry;
 pub mod run_task;
 pub mod secret;
+pub mod workers;
 
 use std::path::PathBuf;
 
 use crate::cli::{
     AgentsCommand, Cli, Command, EgressCommand, GlobalArgs, ImagesCommand, PoolsCommand,
-    RegistryCommand, SecretCommand,
+    RegistryCommand, SecretCommand, WorkersCommand,
 };
 use crate::client::ApiClient;
 use crate::discovery::{self, Endpoints};
@@ -61,6 +62,10 @@ pub async fn run(cli: Cli, clrk_dir: PathBuf) -> anyhow::Result<()> {
             AgentsCommand::Egress(args) => agents::egress::run(args, &session).await,
         },
         Command::Pools(PoolsCommand::List) => pools::list(&session).await,
+        Command::Workers(command) => match command {
+            WorkersCommand::List(args) => workers::list(args, &session).await,
+            WorkersCommand::Drain(args) => workers::drain(args, &session).await,
+        },
         Command::Images(command) => match command {
             ImagesCommand::List(args) => images::list(args, &session).await,
             ImagesCommand::Import(args) => images::import(args, &session).await,
