@@ -41,6 +41,15 @@ pub enum DispatchError {
     DuplicateExecution(String),
     #[error("clrk is shutting down; retry against the restarted server")]
     ShuttingDown,
+    /// A worker refused the order; its status and message are passed on as they are.
+    #[error("{message}")]
+    Remote { status: StatusCode, message: String },
+    /// No worker could be reached: the order was not delivered, nothing was recorded.
+    #[error("worker {worker} cannot be reached ({reason}); retry shortly")]
+    WorkerUnreachable { worker: String, reason: String },
+    /// No Ready worker serves the agent's pool.
+    #[error("no worker of pool {pool} is ready: start one with clrk worker --pool {pool}")]
+    NoWorker { pool: String },
     #[error("store: {0}")]
     Store(#[from] clrk_store::StoreError),
     #[error("{0}")]
@@ -61,9 +70,11 @@ impl DispatchError {
                 BodyError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             },
             DispatchError::AgentNotFound { .. } => StatusCode::NOT_FOUND,
-            DispatchError::NotReady { .. } | DispatchError::ShuttingDown => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            DispatchError::Remote { status, .. } => *status,
+            DispatchError::NotReady { .. }
+            | DispatchError::ShuttingDown
+            | DispatchError::WorkerUnreachable { .. }
+            | DispatchError::NoWorker { .. } => StatusCode::SERVICE_UNAVAILABLE,
             DispatchError::TooManyExecutions { .. } | DispatchError::WorkerBusy { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }

@@ -261,6 +261,10 @@ fn finished_response(outcome: &Outcome, body: Bytes, id: &str) -> Response {
             ),
         )
             .into_response(),
+        // The worker running it vanished: a gateway's failure, not the agent's.
+        Outcome::Failed(reason) if reason == clrk_store::WORKER_LOST => {
+            (StatusCode::BAD_GATEWAY, format!("{reason}\n")).into_response()
+        }
         Outcome::Failed(reason) => {
             (StatusCode::INTERNAL_SERVER_ERROR, format!("{reason}\n")).into_response()
         }

@@ -66,11 +66,20 @@ impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         let error = &self.error;
         let mut response = (error.status(), format!("{error}\n")).into_response();
-        if let DispatchError::TooManyExecutions { .. }
-        | DispatchError::WorkerBusy { .. }
-        | DispatchError::NotReady { .. }
-        | DispatchError::Body(BodyError::Busy { .. }) = error
-        {
+        let retry = match error {
+            DispatchError::TooManyExecutions { .. }
+            | DispatchError::WorkerBusy { .. }
+            | DispatchError::NotReady { .. }
+            | DispatchError::WorkerUnreachable { .. }
+            | DispatchError::NoWorker { .. }
+            | DispatchError::Body(BodyError::Busy { .. }) => true,
+            DispatchError::Remote { status, .. } => {
+                *status == http::StatusCode::TOO_MANY_REQUESTS
+                    || *status == http::StatusCode::SERVICE_UNAVAILABLE
+            }
+            _ => false,
+        };
+        if retry {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -14,6 +14,7 @@ pub mod envelope;
 pub mod error;
 pub mod ingress;
 pub mod ingress_headers;
+pub mod link;
 pub mod logs;
 pub mod placement;
 mod pools;
@@ -22,6 +23,7 @@ pub mod worker;
 
 pub use error::DispatchError;
 pub use logs::{ExecutionLog, LogBus, LogEvent, LogLimit};
+pub use placement::workers::Workers;
 pub use placement::{Admission, Dispatcher, Invocation, Route, execution_span};
 pub use revision::RevisionShape;
 pub use worker::launch;

@@ -219,11 +219,13 @@ async fn fire(
     tick: DateTime<Utc>,
 ) {
     if policy == ConcurrencyPolicy::Replace && dispatcher.active(&namespace, &name) > 0 {
-        let stopped = dispatcher.stop_agent(
-            &namespace,
-            &name,
-            "stopped: replaced by the next scheduled run (concurrencyPolicy: Replace)",
-        );
+        let stopped = dispatcher
+            .stop_agent(
+                &namespace,
+                &name,
+                "stopped: replaced by the next scheduled run (concurrencyPolicy: Replace)",
+            )
+            .await;
         tracing::info!(%namespace, agent = %name, stopped, "cron tick replaces the running executions");
         let deadline = tokio::time::Instant::now() + REPLACE_WAIT.max(STOP_GRACE);
         while dispatcher.active(&namespace, &name) > 0 && tokio::time::Instant::now() < deadline {

@@ -5,13 +5,9 @@ use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use clrk_dispatch::{Dispatcher, Launcher, LogBus, Worker};
-use clrk_egress::{Egress, EgressSettings};
-use clrk_image::{ImageStore, StoreOptions};
-use clrk_sandbox::{Runtime, RuntimeConfig, RuntimeKind};
+use clrk_dispatch::{Dispatcher, LogBus, Workers};
 use clrk_store::Store;
 
 use tokio::net::TcpListener;
@@ -19,7 +15,9 @@ use tokio::net::TcpListener;
 use crate::cron::Cron;
 use crate::daemons::Supervisor;
 use crate::error::ServerError;
+use crate::host::{Host, HostSettings};
 use crate::listener::{self, ConnectionLimits};
+use crate::recovery::Recovery;
 use crate::registry::{HEARTBEAT, LostWorkerSweep, Registration};
 use crate::state::AppState;
 
@@ -62,17 +60,14 @@ pub async fn run(opts: DevOptions) -> Result<(), ServerError> {
 pub struct Running {
     pub endpoints: Endpoints,
     dispatcher: Dispatcher,
+    host: Host,
     cron: Cron,
     daemons: Supervisor,
     /// The embedded worker's place in the registry, and the sweep of lost workers.
     registration: Registration,
     sweep: LostWorkerSweep,
     endpoints_file: PathBuf,
-    /// Deletes what a previous run left; a stop waits for it.
-    cleanup: tokio::task::JoinHandle<()>,
     _lock: std::fs::File,
-    /// This instance's paths in the host-wide record other instances' sandboxes mask.
-    _instance: Option<clrk_sandbox::InstanceRecord>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -81,22 +76,15 @@ impl Running {
     /// `dev.json`.
     pub async fn stop(self) {
         self.cron.shutdown();
+        // Daemons first, while the worker still runs; then placement refuses new
+        // executions and the host stops what runs.
         tokio::join!(
             self.sweep.stop(),
             self.registration.stop(),
             self.daemons.shutdown(Duration::from_secs(15)),
-            self.dispatcher.shutdown(Duration::from_secs(15)),
-            async {
-                if tokio::time::timeout(Duration::from_secs(15), self.cleanup)
-                    .await
-                    .is_err()
-                {
-                    tracing::warn!(
-                        "still deleting sandboxes left by a previous run at shutdown; the next start finishes it"
-                    );
-                }
-            }
         );
+        self.dispatcher.shutdown(Duration::from_secs(15)).await;
+        self.host.stop(Duration::from_secs(15)).await;
         for task in &self.tasks {
             task.abort();
         }
@@ -113,87 +101,52 @@ pub async fn start(opts: DevOptions) -> Result<Running, ServerError> {
     let lock = lock_data_dir(data_dir)?;
 
     let store = Store::open(&data_dir.join("clrk.db"))?;
-    let images = Arc::new(ImageStore::open_with(
-        &data_dir.join("images"),
-        StoreOptions {
-            insecure_registries: opts.insecure_registries.clone(),
-            docker_config: None,
-        },
-    )?);
-    let (metadata_listeners, metadata_port) = crate::metadata_listener::bind().map_err(|e| {
-        ServerError::Internal(format!(
-            "cannot listen on the metadata addresses 169.254.169.254 and fd00:ec2::254: {e}"
-        ))
-    })?;
-    let egress = Egress::new(
-        store.clone(),
-        EgressSettings {
-            ca_dir: data_dir.join("egress"),
-            dns_upstream: dns_upstream(&opts),
-        },
-    );
-    let egress_listeners = egress.bind().map_err(|e| {
-        ServerError::Internal(format!(
-            "cannot listen for sandbox egress on 169.254.169.254: {e}"
-        ))
-    })?;
-    let egress_ports = egress_listeners
-        .ports()
-        .map_err(|e| ServerError::Internal(format!("egress listeners: {e}")))?;
-    let runsc = Runtime::new(RuntimeConfig {
-        kind: RuntimeKind::Runsc,
-        binary: "runsc".into(),
-        state_dir: data_dir.join("sandboxes"),
-        metadata_port,
-        egress_ports: Some(egress_ports),
-    });
-    let runc = Runtime::new(RuntimeConfig {
-        kind: RuntimeKind::Runc,
-        binary: "runc".into(),
-        state_dir: data_dir.join("sandboxes-runc"),
-        metadata_port,
-        egress_ports: Some(egress_ports),
-    });
-    // Leftovers are deleted while the server starts and serves.
-    let cleanup = tokio::spawn(
-        crate::recovery::recover(&store, &[&runsc, &runc])
-            .await?
-            .run(),
-    );
-
-    let logs = LogBus::new(store.clone());
     let masked_paths = masked_paths(&opts);
-    let instance = clrk_sandbox::InstanceRecord::register(&masked_paths)
-        .inspect_err(|error| {
-            tracing::warn!(%error, "other clrk instances' host: sandboxes will not mask this one's dirs");
-        })
-        .ok();
     // The embedded worker and the placement in front of it share one budget of bodies held
     // in memory.
     let bodies = Dispatcher::default_body_budget();
-    let launcher = Launcher::new(
-        images.clone(),
-        runsc,
-        runc,
-        masked_paths,
-        Some(egress.clone()),
+    let host = Host::start(
+        &store,
+        HostSettings {
+            data_dir: data_dir.clone(),
+            masked_paths,
+            insecure_registries: opts.insecure_registries.clone(),
+            dns_upstream: dns_upstream(&opts),
+            recovery: Recovery::Everything,
+            allow_host_rootfs: opts.allow_host_rootfs,
+        },
+        bodies.clone(),
+    )
+    .await?;
+    let (images, worker, logs) = (host.images.clone(), host.worker.clone(), host.logs.clone());
+    let dispatcher = Dispatcher::new(
+        store.clone(),
+        logs.clone(),
+        Workers::Local(worker.clone()),
+        bodies,
     );
-    let worker = Worker::new(store.clone(), launcher, logs.clone(), bodies.clone());
-    let dispatcher = Dispatcher::new(store.clone(), logs.clone(), worker.clone(), bodies);
     // Recovery killed every sandbox left behind (they are deleted in the background), so the
     // supervisor starts from nothing running and cannot duplicate a daemon.
-    worker.start_warm_pools();
     let daemons = Supervisor::start(store.clone(), worker.clone());
     let cron = Cron::start(store.clone(), dispatcher.clone());
-    let worker = crate::registry::embedded_worker();
-    let registration = Registration::start(store.clone(), worker, Vec::new, HEARTBEAT);
+    let registration = {
+        let embedded = crate::registry::embedded_worker();
+        worker.set_name(&embedded.name);
+        let worker = worker.clone();
+        Registration::start(
+            store.clone(),
+            embedded,
+            move || worker.warm_counts(),
+            HEARTBEAT,
+        )
+    };
     let sweep = LostWorkerSweep::start(store.clone(), HEARTBEAT);
     let state = AppState {
         store,
         images,
         dispatcher: dispatcher.clone(),
-        cron: cron.clone(),
-        daemons: daemons.clone(),
+        cron: Some(cron.clone()),
+        daemons: Some(daemons.clone()),
         allow_host_rootfs: opts.allow_host_rootfs,
     };
 
@@ -240,19 +193,6 @@ pub async fn start(opts: DevOptions) -> Result<Running, ServerError> {
         api_app,
         ConnectionLimits::control_api(),
     )));
-    for metadata in metadata_listeners {
-        // The service knows a sandbox by the source address of its connection.
-        let app = worker.metadata().router();
-        tasks.push(tokio::spawn(listener::serve(
-            metadata,
-            app,
-            ConnectionLimits::metadata(),
-        )));
-    }
-    tasks.push(tokio::spawn(egress.serve(
-        egress_listeners,
-        tokio_util::sync::CancellationToken::new(),
-    )));
     if opts.log_to_terminal {
         tasks.push(tokio::spawn(print_logs(logs)));
     }
@@ -271,9 +211,8 @@ pub async fn start(opts: DevOptions) -> Result<Running, ServerError> {
         registration,
         sweep,
         endpoints_file,
-        cleanup,
+        host,
         _lock: lock,
-        _instance: instance,
         tasks,
     })
 }
@@ -292,7 +231,7 @@ fn local_addr(listener: &TcpListener) -> Result<SocketAddr, ServerError> {
 
 /// The ingress's connection cap: as asked, but at most a quarter of the descriptors the
 /// process may open, so that sandboxes, the store and the other listeners keep theirs.
-fn ingress_connections(asked: usize, fd_limit: Option<u64>) -> usize {
+pub(crate) fn ingress_connections(asked: usize, fd_limit: Option<u64>) -> usize {
     let Some(most) = fd_limit.map(|l| usize::try_from(l / 4).unwrap_or(usize::MAX)) else {
         return asked;
     };
@@ -371,7 +310,7 @@ fn masked_paths(opts: &DevOptions) -> Vec<PathBuf> {
     paths
 }
 
-fn create_private_dir(dir: &Path) -> Result<(), ServerError> {
+pub(crate) fn create_private_dir(dir: &Path) -> Result<(), ServerError> {
     use std::os::unix::fs::DirBuilderExt as _;
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -429,7 +368,7 @@ fn write_endpoints(path: &Path, endpoints: &Endpoints) -> Result<(), ServerError
     std::fs::rename(&tmp, path).map_err(err)
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
     tokio::select! {

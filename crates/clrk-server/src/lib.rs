@@ -8,11 +8,13 @@
 
 pub mod api;
 pub mod apply;
+pub mod cluster;
 pub mod cron;
 pub mod daemons;
 pub mod dev;
 pub mod error;
 pub mod fd_limit;
+pub mod host;
 pub mod listener;
 pub mod metadata_listener;
 pub mod recovery;

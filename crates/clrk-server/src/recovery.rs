@@ -13,6 +13,17 @@ use crate::error::ServerError;
 
 /// Reason recorded on executions that were in flight when the server died.
 pub const SERVER_RESTARTED: &str = "server restarted";
+/// Reason recorded on a worker's executions that were in flight when it died.
+pub const WORKER_RESTARTED: &str = "worker restarted";
+
+/// Which executions still `Running` in the store a starting host fails.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovery {
+    /// Every one: the store is this process's alone (`clrk dev`).
+    Everything,
+    /// Those of this worker (`clrk worker`): other workers' executions share the store.
+    Worker(String),
+}
 
 /// The sandboxes a previous run left, killed but not yet deleted.
 #[must_use = "the leftovers are only deleted by `Cleanup::run`"]
@@ -22,8 +33,15 @@ pub struct Cleanup {
 
 /// Marks the executions in flight at the last stop `Failed`, then finds and kills every
 /// sandbox left behind. Call it before any of `runtimes` starts a sandbox.
-pub async fn recover(store: &Store, runtimes: &[&Runtime]) -> Result<Cleanup, ServerError> {
-    let failed = store.fail_running_executions(SERVER_RESTARTED).await?;
+pub async fn recover(
+    store: &Store,
+    recovery: &Recovery,
+    runtimes: &[&Runtime],
+) -> Result<Cleanup, ServerError> {
+    let failed = match recovery {
+        Recovery::Everything => store.fail_running_executions(SERVER_RESTARTED).await?,
+        Recovery::Worker(name) => store.fail_worker_executions(name, WORKER_RESTARTED).await?,
+    };
     if !failed.is_empty() {
         tracing::warn!(count = failed.len(), executions = ?failed, "executions in flight at the last stop marked Failed");
     }

@@ -15,10 +15,10 @@ pub struct AppState {
     pub store: Store,
     pub images: Arc<ImageStore>,
     pub dispatcher: Dispatcher,
-    /// Fires scheduled TaskAgents.
-    pub cron: Cron,
-    /// Runs DaemonAgents.
-    pub daemons: Supervisor,
+    /// Fires scheduled TaskAgents (`clrk dev`; a cluster's leader runs its own).
+    pub cron: Option<Cron>,
+    /// Runs DaemonAgents (`clrk dev`'s embedded worker).
+    pub daemons: Option<Supervisor>,
     /// `host:` images are refused unless this is set (`clrk dev` sets it).
     pub allow_host_rootfs: bool,
 }
@@ -26,8 +26,12 @@ pub struct AppState {
 impl AppState {
     /// Tells cron, the daemon supervisor and the warm pools that stored agents changed.
     pub fn agents_changed(&self) {
-        self.cron.reconcile_soon();
-        self.daemons.reconcile_soon();
+        if let Some(cron) = &self.cron {
+            cron.reconcile_soon();
+        }
+        if let Some(daemons) = &self.daemons {
+            daemons.reconcile_soon();
+        }
         self.dispatcher.agents_changed();
     }
 }

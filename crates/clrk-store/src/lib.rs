@@ -57,4 +57,4 @@ pub use revision::{Revision, RevisionState};
 pub use schedule::ScheduleTimes;
 pub use secret::SecretInfo;
 pub use store::{Store, WORKER_LOST};
-pub use worker::{Heartbeat, WarmCount, WorkerRecord, WorkerRegistration, WorkerState};
+pub use worker::{EVERY_POOL, Heartbeat, WarmCount, WorkerRecord, WorkerRegistration, WorkerState};

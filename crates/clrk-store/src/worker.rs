@@ -76,6 +76,9 @@ pub enum Heartbeat {
     Replaced,
 }
 
+/// The pool of a worker that serves every pool (`clrk dev`'s embedded worker).
+pub const EVERY_POOL: &str = "*";
+
 /// A registered worker as the store knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerRecord {

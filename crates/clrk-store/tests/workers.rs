@@ -277,4 +277,50 @@ store_tests! {
         let leadership = store.try_lead("clrk-sweep").await.unwrap();
         assert!(leadership.is_some());
     }
+
+    async fn placement_reads_every_workers_warm_sandboxes_by_revision(backend) {
+        let store = backend.open().await;
+        let now = Utc::now();
+        store.register_worker(&worker("w-b", "default", "i1"), now).await.unwrap();
+        store.register_worker(&worker("w-a", "default", "i1"), now).await.unwrap();
+        store.heartbeat_worker("w-b", "i1", &[warm("echo-00002", 3)], now).await.unwrap();
+        store
+            .heartbeat_worker("w-a", "i1", &[warm("echo-00002", 1), warm("echo-00001", 2)], now)
+            .await
+            .unwrap();
+        let found: Vec<_> = store
+            .warm_sandboxes()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(worker, w)| (worker, w.revision, w.ready))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("w-a".to_string(), "echo-00001".to_string(), 2),
+                ("w-a".to_string(), "echo-00002".to_string(), 1),
+                ("w-b".to_string(), "echo-00002".to_string(), 3),
+            ]
+        );
+    }
+
+    async fn a_restarted_worker_fails_only_what_its_previous_start_ran(backend) {
+        let store = backend.open().await;
+        store.apply_agent(&echo_agent("echo")).await.unwrap();
+        store.start_execution(&on_worker("mine-1", "w1")).await.unwrap();
+        store.start_execution(&on_worker("mine-2", "w1")).await.unwrap();
+        store.start_execution(&on_worker("theirs", "w2")).await.unwrap();
+        store.start_execution(&execution("local", "echo")).await.unwrap();
+        let failed = store.fail_worker_executions("w1", "worker restarted").await.unwrap();
+        assert_eq!(failed, ["mine-1", "mine-2"]);
+        let e = store.get_execution("mine-2").await.unwrap().unwrap();
+        assert_eq!((e.status, e.reason.as_deref()), (ExecutionStatus::Failed, Some("worker restarted")));
+        assert!(e.ended_at.is_some());
+        for id in ["theirs", "local"] {
+            let e = store.get_execution(id).await.unwrap().unwrap();
+            assert_eq!(e.status, ExecutionStatus::Running, "{id} is not w1's");
+        }
+        assert!(store.fail_worker_executions("w1", "again").await.unwrap().is_empty());
+    }
 }

@@ -60,6 +60,10 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Run the control API, ingress and a worker on this machine.
     Dev(DevArgs),
+    /// Run a cluster server: control API, ingress and placement over PostgreSQL.
+    Server(ServerArgs),
+    /// Run a cluster worker: the sandboxes of this host, placed by the servers.
+    Worker(WorkerArgs),
     /// Create or update the resources in manifest files.
     Apply(ApplyArgs),
     /// Delete the resources named in manifest files.
@@ -137,6 +141,137 @@ pub struct DevArgs {
     /// clients behind one address.
     #[arg(long, value_name = "N", default_value_t = 256)]
     pub max_connections_per_client: usize,
+}
+
+/// `clrk server`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Any number of servers may share one database; put them behind a load balancer. They hold
+no sandboxes: start workers (clrk worker) on the machines that run agents.
+
+Example:
+  clrk server --database postgres://clrk@db:5432/clrk --listen 0.0.0.0:8080 \\
+    --api 0.0.0.0:7070 --token-file /etc/clrk/token --cluster-secret-file /etc/clrk/secret
+  clrk --server http://HOST:7070 --token \"$(cat /etc/clrk/token)\" workers list")]
+pub struct ServerArgs {
+    /// The shared PostgreSQL database (postgres://USER[:PASSWORD]@HOST:PORT/DB).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "CLRK_DATABASE",
+        hide_env_values = true
+    )]
+    pub database: String,
+
+    /// Ingress listen address.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:18080")]
+    pub listen: SocketAddr,
+
+    /// Control API listen address (also /healthz and /readyz, without token).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:17070")]
+    pub api: SocketAddr,
+
+    /// The control API token; created (mode 0600) when missing. Give every server the same.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: PathBuf,
+
+    /// The secret servers and workers prove to each other (64 hex digits, mode 0600);
+    /// created when missing: copy that file to every other server and worker.
+    #[arg(long, value_name = "FILE")]
+    pub cluster_secret_file: PathBuf,
+
+    /// Where apply caches image metadata [default: $CLRK_DIR/server].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Accept agents whose image is `host:` (the workers' own root filesystem).
+    #[arg(long)]
+    pub allow_host_rootfs: bool,
+
+    /// A registry (`HOST` or `HOST:PORT`) to pull from over plain HTTP; repeatable.
+    #[arg(
+        long = "insecure-registry",
+        value_name = "HOST",
+        env = "CLRK_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    pub insecure_registries: Vec<String>,
+
+    /// Connections the ingress holds open at once.
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    pub max_connections: usize,
+
+    /// Connections one client address may hold open on the ingress at once.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub max_connections_per_client: usize,
+}
+
+/// `clrk worker`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+A worker registers itself in the database and heartbeats every 2 s; servers place
+executions on it over its --listen address (TLS, both sides proving the cluster secret).
+SIGTERM drains it: no new executions, those in flight finish, then it leaves.
+
+Example:
+  clrk worker --database postgres://clrk@db:5432/clrk --pool default \\
+    --listen 0.0.0.0:7071 --advertise 10.0.0.12:7071 --data-dir /var/lib/clrk \\
+    --cluster-secret-file /etc/clrk/secret")]
+pub struct WorkerArgs {
+    /// The shared PostgreSQL database (postgres://USER[:PASSWORD]@HOST:PORT/DB).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "CLRK_DATABASE",
+        hide_env_values = true
+    )]
+    pub database: String,
+
+    /// The WorkerPool whose agents this worker runs.
+    #[arg(long, value_name = "NAME", default_value = "default")]
+    pub pool: String,
+
+    /// Where servers reach this worker.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:17071")]
+    pub listen: SocketAddr,
+
+    /// The address servers dial, when not --listen (NAT, 0.0.0.0).
+    #[arg(long, value_name = "ADDR")]
+    pub advertise: Option<SocketAddr>,
+
+    /// /healthz and /readyz, for orchestrators.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:17072")]
+    pub health: SocketAddr,
+
+    /// Images and sandbox state of this worker.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: PathBuf,
+
+    /// The secret servers and workers prove to each other (the servers' file).
+    #[arg(long, value_name = "FILE")]
+    pub cluster_secret_file: PathBuf,
+
+    /// Its name in the cluster [default: the host name].
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Run `host:` images (this machine's root filesystem, read-only, under gVisor).
+    #[arg(long)]
+    pub allow_host_rootfs: bool,
+
+    /// A registry (`HOST` or `HOST:PORT`) to pull from over plain HTTP; repeatable.
+    #[arg(
+        long = "insecure-registry",
+        value_name = "HOST",
+        env = "CLRK_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    pub insecure_registries: Vec<String>,
+
+    /// The DNS server agents' allowed questions go to [default: the first nameserver of
+    /// /etc/resolv.conf].
+    #[arg(long, value_name = "ADDR", env = "CLRK_DNS_UPSTREAM")]
+    pub dns_upstream: Option<SocketAddr>,
 }
 
 /// Manifest files to read: `-f FILE...` with optional recursion.

@@ -26,7 +26,7 @@ async fn main() -> ExitCode {
 fn init_tracing(cli: &Cli) {
     let default = match (&cli.command, cli.global.verbose) {
         (_, true) => "warn,clrk=debug,clrk_server=debug",
-        (Command::Dev(_), false) => "info",
+        (Command::Dev(_) | Command::Server(_) | Command::Worker(_), false) => "info",
         _ => "warn",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));

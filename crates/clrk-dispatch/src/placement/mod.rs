@@ -4,7 +4,10 @@
 //! worker, whose events it passes back to the caller.
 
 mod agent_cache;
+pub mod choice;
+pub mod cluster;
 mod worker_capacity;
+pub mod workers;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,9 +26,9 @@ use crate::error::DispatchError;
 use crate::logs::{LogBus, LogLimit};
 use crate::placement::agent_cache::{AgentCache, ResolvedAgent};
 use crate::placement::worker_capacity::{QUEUE_WAIT, Refused, WorkerCapacity};
+use crate::placement::workers::Workers;
 use crate::pools::worker_pool;
 use crate::revision::RevisionShape;
-use crate::worker::Worker;
 use crate::worker::order::{ExecutionOrder, Started};
 
 /// Bytes of request bodies (and Metadata-mode answers) held in memory at once, all executions
@@ -73,8 +76,8 @@ pub struct Dispatcher {
 pub(crate) struct Inner {
     pub(crate) store: Store,
     logs: LogBus,
-    /// The worker every execution is placed on.
-    worker: Worker,
+    /// The workers executions are placed on.
+    workers: Workers,
     active: Mutex<HashMap<(String, String), u32>>,
     pub(crate) shutdown: CancellationToken,
     agents: AgentCache,
@@ -87,13 +90,14 @@ pub(crate) struct Inner {
 }
 
 impl Dispatcher {
-    /// A dispatcher placing executions on `worker`, with the body budget it shares with it.
-    pub fn new(store: Store, logs: LogBus, worker: Worker, bodies: BodyBudget) -> Dispatcher {
+    /// A dispatcher placing executions on `workers`, holding bodies under `bodies` (under
+    /// `clrk dev` the budget is shared with the embedded worker).
+    pub fn new(store: Store, logs: LogBus, workers: Workers, bodies: BodyBudget) -> Dispatcher {
         Dispatcher {
             inner: Arc::new(Inner {
                 store,
                 logs,
-                worker,
+                workers,
                 active: Mutex::new(HashMap::new()),
                 shutdown: CancellationToken::new(),
                 pulls: Mutex::new(HashMap::new()),
@@ -125,7 +129,7 @@ impl Dispatcher {
 
     /// Sandboxes of this agent ready in its warm pool.
     pub fn warm(&self, namespace: &str, name: &str) -> u32 {
-        self.inner.worker.warm(namespace, name)
+        self.inner.workers.warm(namespace, name)
     }
 
     /// Of worker pool `pool`'s `maxExecutionsPerWorker`: executions holding a slot, and
@@ -138,7 +142,7 @@ impl Dispatcher {
     /// deleted): invocations read them afresh, and warm pools reconcile.
     pub fn agents_changed(&self) {
         self.inner.agents.clear();
-        self.inner.worker.agents_changed();
+        self.inner.workers.agents_changed();
     }
 
     /// Records that an apply is pulling `image` for this agent until the returned guard is
@@ -275,10 +279,15 @@ impl Route {
         } = self;
         let pool_name = &agent.spec.worker_pool_ref;
         let mut slot = dispatcher.acquire(&namespace, &name, agent.spec.max_concurrent)?;
+        let workers = dispatcher.inner.workers.workers_in_pool(pool_name).await?;
+        let limit = agent
+            .pool
+            .max_executions_per_worker
+            .saturating_mul(workers.max(1));
         slot.worker = dispatcher
             .inner
             .capacity
-            .admit(pool_name, agent.pool.max_executions_per_worker, QUEUE_WAIT)
+            .admit(pool_name, limit, QUEUE_WAIT)
             .await
             .map_err(|refused| {
                 let (limit, why) = match refused {
@@ -364,8 +373,8 @@ impl Admission {
         };
         dispatcher
             .inner
-            .worker
-            .execute(order, body, Some(Box::new(slot)))
+            .workers
+            .execute(&task.worker_pool_ref, pool, order, body, Box::new(slot))
             .await
     }
 }
@@ -375,14 +384,14 @@ impl Dispatcher {
     /// stopped and deleted); returns when all are recorded or after `deadline`.
     pub async fn shutdown(&self, deadline: Duration) {
         self.inner.shutdown.cancel();
-        self.inner.worker.shutdown(deadline).await;
+        self.inner.workers.shutdown(deadline).await;
     }
 
     /// Stops every execution of an agent (its sandboxes are stopped and deleted), each
     /// recorded as failed with `reason` (e.g. "stopped: the agent was deleted"). Returns how
     /// many were stopped.
-    pub fn stop_agent(&self, namespace: &str, name: &str, reason: &str) -> usize {
-        self.inner.worker.stop_agent(namespace, name, reason)
+    pub async fn stop_agent(&self, namespace: &str, name: &str, reason: &str) -> usize {
+        self.inner.workers.stop_agent(namespace, name, reason).await
     }
 
     fn acquire(&self, namespace: &str, name: &str, limit: u32) -> Result<Slot, DispatchError> {

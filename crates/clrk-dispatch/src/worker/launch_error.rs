@@ -23,6 +23,10 @@ pub enum LaunchError {
     /// The resolver and CA files of an agent with `egressRefs` could not be made.
     #[error("preparing the sandbox's egress: {0}")]
     Egress(EgressError),
+    #[error(
+        "this worker does not run host: images: start it with --allow-host-rootfs, or use an OCI image"
+    )]
+    HostRootfsRefused,
     #[error("nothing to run: the image has no ENTRYPOINT, set spec.template.spec.command")]
     NothingToRun,
     /// The image's `User` names nobody in its `/etc/passwd`.

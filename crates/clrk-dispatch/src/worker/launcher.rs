@@ -25,6 +25,8 @@ pub struct Launcher {
     masked_paths: Arc<[PathBuf]>,
     /// The gateway agents with `egressRefs` go through; without one they reach nothing.
     egress: Option<Egress>,
+    /// Whether `host:` images may run here.
+    allow_host_rootfs: bool,
 }
 
 /// One sandbox to start: whose it is and what it runs.
@@ -53,6 +55,7 @@ impl Launcher {
         runc: Runtime,
         masked_paths: Vec<PathBuf>,
         egress: Option<Egress>,
+        allow_host_rootfs: bool,
     ) -> Launcher {
         Launcher {
             images,
@@ -60,6 +63,7 @@ impl Launcher {
             runc,
             masked_paths: masked_paths.into(),
             egress,
+            allow_host_rootfs,
         }
     }
 
@@ -112,6 +116,9 @@ impl Launcher {
                     reference: image.reference.clone(),
                     source,
                 })?;
+        if reference.is_host() && !self.allow_host_rootfs {
+            return Err(LaunchError::HostRootfsRefused);
+        }
         let images = Arc::clone(&self.images);
         let rootfs = tokio::task::spawn_blocking(move || images.prepare(&image, &reference))
             .await

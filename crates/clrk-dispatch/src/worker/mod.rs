@@ -17,13 +17,13 @@ mod warm_pool;
 mod warm_reconciler;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use clrk_api::DeliveryMode;
 use clrk_egress::Registration;
 use clrk_sandbox::{Network, Sandbox};
-use clrk_store::{NewExecution, Start, Store};
+use clrk_store::{NewExecution, Start, Store, WarmCount};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -66,6 +66,10 @@ pub(crate) struct Inner {
     drained: Notify,
     metadata: MetadataService,
     pub(crate) warm: WarmPools,
+    /// Bodies held in memory: orders arriving over the link, Metadata-mode answers.
+    bodies: BodyBudget,
+    /// Its name in the registry, recorded on each execution it runs.
+    name: OnceLock<String>,
 }
 
 impl Worker {
@@ -81,8 +85,10 @@ impl Worker {
                 stop_reasons: Mutex::new(HashMap::new()),
                 shutdown: CancellationToken::new(),
                 drained: Notify::new(),
-                metadata: MetadataService::new(bodies),
+                metadata: MetadataService::new(bodies.clone()),
                 warm: WarmPools::new(),
+                bodies,
+                name: OnceLock::new(),
             }),
         }
     }
@@ -91,6 +97,11 @@ impl Worker {
     /// the metadata addresses.
     pub fn metadata(&self) -> &MetadataService {
         &self.inner.metadata
+    }
+
+    /// Bodies held in memory by this worker (shared with placement under `clrk dev`).
+    pub fn body_budget(&self) -> &BodyBudget {
+        &self.inner.bodies
     }
 
     /// How its sandboxes are started (daemon runs use it too).
@@ -141,6 +152,41 @@ impl Worker {
         self.inner.warm.ready_count(namespace, name)
     }
 
+    /// Names the worker as the registry knows it; its executions are recorded with it, so a
+    /// lost worker's are found. Set once, before the first execution.
+    pub fn set_name(&self, name: &str) {
+        let _ = self.inner.name.set(name.to_owned());
+    }
+
+    /// Executions running now.
+    pub fn in_flight(&self) -> usize {
+        self.inner.live.lock().expect("live map").len()
+    }
+
+    /// Waits until an execution ends, or `deadline`.
+    pub async fn wait_drained(&self, deadline: tokio::time::Instant) {
+        let notified = self.inner.drained.notified();
+        if self.in_flight() == 0 {
+            return;
+        }
+        let _ = tokio::time::timeout_at(deadline, notified).await;
+    }
+
+    /// Its warm sandboxes, per agent and revision, for its heartbeats.
+    pub fn warm_counts(&self) -> Vec<WarmCount> {
+        self.inner
+            .warm
+            .ready_counts()
+            .into_iter()
+            .map(|(namespace, agent, revision, ready)| WarmCount {
+                namespace,
+                agent,
+                revision,
+                ready,
+            })
+            .collect()
+    }
+
     /// Tells the worker that stored agents, revisions or worker pools changed: its warm pools
     /// reconcile soon.
     pub fn agents_changed(&self) {
@@ -173,28 +219,46 @@ impl Worker {
             ),
             _ => None,
         };
-        inner
+        let record = NewExecution {
+            id: order.execution_id.clone(),
+            namespace: order.namespace.clone(),
+            agent: order.agent.clone(),
+            revision: order.revision.clone(),
+            trigger: order.trigger.clone(),
+            started_at: order.started_at,
+            start: if warm.is_some() {
+                Start::Warm
+            } else {
+                Start::Cold
+            },
+            worker: inner.name.get().cloned(),
+        };
+        // The store holds `maxConcurrent` again: under a cluster other servers place
+        // executions of the same agent.
+        let started = inner
             .store
-            .start_execution(&NewExecution {
-                id: order.execution_id.clone(),
-                namespace: order.namespace.clone(),
-                agent: order.agent.clone(),
-                revision: order.revision.clone(),
-                trigger: order.trigger.clone(),
-                started_at: order.started_at,
-                start: if warm.is_some() {
-                    Start::Warm
-                } else {
-                    Start::Cold
-                },
-            })
-            .await
-            .map_err(|e| match e {
+            .start_execution_within(&record, order.max_concurrent)
+            .await;
+        if let Err(error) = started {
+            // A refused execution never ran; the warm sandbox it took is deleted and the pool
+            // refills.
+            if let Some(sandbox) = warm {
+                tokio::spawn(warm_pool::remove(sandbox));
+            }
+            return Err(match error {
                 clrk_store::StoreError::DuplicateExecution(id) => {
                     DispatchError::DuplicateExecution(id)
                 }
+                clrk_store::StoreError::TooManyExecutions { limit } => {
+                    DispatchError::TooManyExecutions {
+                        namespace: order.namespace,
+                        name: order.agent,
+                        limit,
+                    }
+                }
                 other => DispatchError::Store(other),
-            })?;
+            });
+        }
 
         let cancel = inner.shutdown.child_token();
         inner.live.lock().expect("live map").insert(
@@ -258,11 +322,21 @@ impl Worker {
     /// recorded as failed with `reason` (e.g. "stopped: the agent was deleted"). Returns how
     /// many were stopped.
     pub fn stop_agent(&self, namespace: &str, name: &str, reason: &str) -> usize {
+        self.stop_where(reason, |ns, agent| ns == namespace && agent == name)
+    }
+
+    /// Stops every execution in flight, each recorded as failed with `reason` unless the
+    /// cluster recorded its end already (a worker the registry declared lost).
+    pub fn stop_all(&self, reason: &str) -> usize {
+        self.stop_where(reason, |_, _| true)
+    }
+
+    fn stop_where(&self, reason: &str, matches: impl Fn(&str, &str) -> bool) -> usize {
         let live = self.inner.live.lock().expect("live map");
         let mut reasons = self.inner.stop_reasons.lock().expect("stop reasons");
         let mut stopped = 0;
         for (id, (ns, agent, cancel)) in live.iter() {
-            if ns == namespace && agent == name {
+            if matches(ns, agent) {
                 reasons.insert(id.clone(), reason.to_string());
                 cancel.cancel();
                 stopped += 1;

@@ -246,6 +246,23 @@ impl WarmPools {
     }
 
     /// Asks the loop to reconcile now (agents applied or deleted).
+    /// Every pool's ready sandboxes: (namespace, agent, revision, ready).
+    pub(crate) fn ready_counts(&self) -> Vec<(String, String, String, u32)> {
+        let pools = self.pools.lock().expect("warm pools");
+        pools
+            .iter()
+            .filter(|(_, pool)| !pool.ready.is_empty())
+            .map(|((namespace, agent), pool)| {
+                (
+                    namespace.clone(),
+                    agent.clone(),
+                    pool.generation.revision.clone(),
+                    u32::try_from(pool.ready.len()).unwrap_or(u32::MAX),
+                )
+            })
+            .collect()
+    }
+
     pub(crate) fn reconcile_soon(&self) {
         self.wake.notify_one();
     }

@@ -172,7 +172,8 @@ pub async fn delete(
     state.store.delete_agent(&namespace, &name).await?;
     let stopped = state
         .dispatcher
-        .stop_agent(&namespace, &name, "stopped: the agent was deleted");
+        .stop_agent(&namespace, &name, "stopped: the agent was deleted")
+        .await;
     state.agents_changed();
     tracing::info!(%namespace, %name, stopped, "agent deleted");
     Ok(Json(Deleted {

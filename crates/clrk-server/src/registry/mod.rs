@@ -6,6 +6,7 @@ mod embedded;
 mod registration;
 mod sweep;
 
-pub use embedded::{EMBEDDED_ADDRESS, EVERY_POOL, embedded_worker};
+pub use clrk_store::EVERY_POOL;
+pub use embedded::{EMBEDDED_ADDRESS, default_capacity, embedded_worker, host_name};
 pub use registration::{HEARTBEAT, Registration, new_incarnation};
 pub use sweep::{LOST_AFTER_HEARTBEATS, LostWorkerSweep, SWEEP_LEADERSHIP, lost_cutoff};

@@ -215,4 +215,55 @@ impl PgStore {
         tx.commit().await?;
         Ok(names)
     }
+
+    pub(crate) async fn warm_sandboxes(&self) -> Result<Vec<(String, WarmCount)>, StoreError> {
+        let client = self.client().await?;
+        client
+            .query(
+                "SELECT worker, namespace, agent, revision, ready FROM worker_warm \
+                 ORDER BY worker, namespace, agent, revision",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|row| {
+                Ok((
+                    row.try_get(0)?,
+                    WarmCount {
+                        namespace: row.try_get(1)?,
+                        agent: row.try_get(2)?,
+                        revision: row.try_get(3)?,
+                        ready: u32::try_from(columns::count(row, 4)?).unwrap_or(u32::MAX),
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    pub(crate) async fn fail_worker_executions(
+        &self,
+        name: &str,
+        reason: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "UPDATE executions SET status = $1, reason = $2, ended_at = $3 \
+                 WHERE status = $4 AND worker = $5 RETURNING id",
+                &[
+                    &ExecutionStatus::Failed.as_str(),
+                    &reason,
+                    &time::to_millis(time::now()),
+                    &ExecutionStatus::Running.as_str(),
+                    &name,
+                ],
+            )
+            .await?;
+        let mut ids: Vec<String> = rows
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<Result<_, _>>()?;
+        ids.sort();
+        Ok(ids)
+    }
 }

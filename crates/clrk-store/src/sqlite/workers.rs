@@ -183,4 +183,51 @@ impl SqliteStore {
             Ok(names)
         })
     }
+
+    pub(crate) fn warm_sandboxes(&self) -> Result<Vec<(String, WarmCount)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT worker, namespace, agent, revision, ready FROM worker_warm \
+             ORDER BY worker, namespace, agent, revision",
+        )?;
+        let rows = stmt.query_map([], |row| {
+            Ok((
+                row.get(0)?,
+                WarmCount {
+                    namespace: row.get(1)?,
+                    agent: row.get(2)?,
+                    revision: row.get(3)?,
+                    ready: row.get(4)?,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub(crate) fn fail_worker_executions(
+        &self,
+        name: &str,
+        reason: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        self.write(|tx| {
+            let ids: Vec<String> = tx
+                .prepare("SELECT id FROM executions WHERE status = ?1 AND worker = ?2 ORDER BY id")?
+                .query_map(params![ExecutionStatus::Running.as_str(), name], |row| {
+                    row.get(0)
+                })?
+                .collect::<Result<_, _>>()?;
+            tx.execute(
+                "UPDATE executions SET status = ?1, reason = ?2, ended_at = ?3 \
+                 WHERE status = ?4 AND worker = ?5",
+                params![
+                    ExecutionStatus::Failed.as_str(),
+                    reason,
+                    time::to_millis(time::now()),
+                    ExecutionStatus::Running.as_str(),
+                    name
+                ],
+            )?;
+            Ok(ids)
+        })
+    }
 }

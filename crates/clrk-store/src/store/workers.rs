@@ -103,4 +103,29 @@ impl Store {
     ) -> Result<Vec<String>, StoreError> {
         dispatch!(self.mark_lost_workers(heartbeat_before, WORKER_LOST))
     }
+
+    /// Every worker's warm sandboxes as it last reported them: (worker, agent, revision,
+    /// ready). Placement sends an execution where a sandbox of its revision waits.
+    pub async fn warm_sandboxes(&self) -> Result<Vec<(String, WarmCount)>, StoreError> {
+        dispatch!(self.warm_sandboxes())
+    }
+
+    /// Marks `Failed` with `reason` every execution still `Running` on worker `name` and
+    /// returns their ids: a worker starting again runs none of what its previous start ran.
+    pub async fn fail_worker_executions(
+        &self,
+        name: &str,
+        reason: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let ids = dispatch!(self.fail_worker_executions(name, reason))?;
+        if !ids.is_empty() {
+            tracing::warn!(
+                worker = name,
+                count = ids.len(),
+                reason,
+                "executions of a worker's previous start marked failed"
+            );
+        }
+        Ok(ids)
+    }
 }

@@ -2,6 +2,7 @@
 
 pub mod agents;
 pub mod apply;
+pub mod cluster;
 pub mod delete;
 pub mod dev;
 pub mod egress;
@@ -50,6 +51,8 @@ pub async fn run(cli: Cli, clrk_dir: PathBuf) -> anyhow::Result<()> {
     };
     match cli.command {
         Command::Dev(args) => dev::run(args, &session).await,
+        Command::Server(args) => cluster::server(args, &session).await,
+        Command::Worker(args) => cluster::worker(args).await,
         Command::Apply(args) => apply::run(args, &session).await,
         Command::Delete(args) => delete::run(args, &session).await,
         Command::Agents(command) => match command {

@@ -1,0 +1,30 @@
+//! `/healthz` (the process is up) and `/readyz` (it can take work: its database answers and,
+//! for a worker, the registry has it Ready) for load balancers and orchestrators. No token:
+//! they reveal nothing but `ok` or why not.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use http::StatusCode;
+
+/// Answers whether the process can take work now: `Ok(())`, or why not.
+pub type Readiness =
+    Arc<dyn Fn() -> futures::future::BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
+/// The two routes, readiness answered by `ready`.
+pub fn router(ready: Readiness) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(ready)
+}
+
+async fn readyz(State(ready): State<Readiness>) -> axum::response::Response {
+    match ready().await {
+        Ok(()) => "ok\n".into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response(),
+    }
+}

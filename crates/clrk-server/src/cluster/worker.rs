@@ -1,0 +1,174 @@
+//! `clrk worker`: the sandboxes of one host. It registers in the shared store (name, pool,
+//! advertised link address, capacity), heartbeats with its warm sandboxes, and runs what
+//! servers send it over the link, which refuses any peer without the cluster secret.
+//! SIGTERM drains it: no new placements, executions in flight finish, then it leaves.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clrk_link::{ClusterSecret, LinkLimits, LinkServer};
+use clrk_store::{Heartbeat, Store, WorkerRegistration};
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::health;
+use crate::cluster::server::{bind, local_addr};
+use crate::error::ServerError;
+use crate::host::{Host, HostSettings};
+use crate::listener::{self, ConnectionLimits};
+use crate::recovery::Recovery;
+use crate::registry::{HEARTBEAT, Registration, new_incarnation};
+
+/// How long a draining worker waits for its executions in flight.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(60);
+
+/// How `clrk worker` runs.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    pub database: String,
+    /// The WorkerPool whose agents it runs.
+    pub pool: String,
+    /// Where the link listens.
+    pub listen: SocketAddr,
+    /// The address servers dial (default: `listen`).
+    pub advertise: Option<SocketAddr>,
+    /// `/healthz` and `/readyz`.
+    pub health: SocketAddr,
+    pub data_dir: PathBuf,
+    pub cluster_secret_file: PathBuf,
+    /// Default: the host name.
+    pub name: Option<String>,
+    pub allow_host_rootfs: bool,
+    pub insecure_registries: Vec<String>,
+    pub dns_upstream: Option<SocketAddr>,
+}
+
+/// A started worker.
+pub struct RunningWorker {
+    pub name: String,
+    pub link: SocketAddr,
+    pub health: SocketAddr,
+    store: Store,
+    host: Host,
+    registration: Registration,
+    shutdown: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningWorker {
+    /// Drains (no new placements, executions in flight finish within a deadline), leaves the
+    /// registry and stops.
+    pub async fn stop(self) {
+        match self.store.drain_worker(&self.name).await {
+            Ok(_) => {
+                let deadline = tokio::time::Instant::now() + DRAIN_DEADLINE;
+                while self.host.worker.in_flight() > 0 && tokio::time::Instant::now() < deadline {
+                    self.host.worker.wait_drained(deadline).await;
+                }
+            }
+            Err(error) => tracing::warn!(%error, "could not mark the worker draining"),
+        }
+        self.registration.stop().await;
+        self.shutdown.cancel();
+        self.host.stop(Duration::from_secs(15)).await;
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Runs until SIGTERM or Ctrl-C, then drains.
+pub async fn run(opts: WorkerOptions) -> Result<(), ServerError> {
+    let worker = start(opts).await?;
+    crate::dev::shutdown_signal().await;
+    eprintln!("clrk worker: draining, then stopping");
+    worker.stop().await;
+    Ok(())
+}
+
+/// Connects, cleans what a previous run on this data dir left, listens and registers.
+pub async fn start(opts: WorkerOptions) -> Result<RunningWorker, ServerError> {
+    crate::fd_limit::raise();
+    crate::dev::create_private_dir(&opts.data_dir)?;
+    let secret = ClusterSecret::load(&opts.cluster_secret_file)
+        .map_err(|e| ServerError::Internal(e.to_string()))?;
+    let store = Store::connect(&opts.database).await?;
+    let name = opts.name.clone().unwrap_or_else(crate::registry::host_name);
+    let host = Host::start(
+        &store,
+        HostSettings {
+            data_dir: opts.data_dir.clone(),
+            masked_paths: vec![opts.data_dir.clone()],
+            insecure_registries: opts.insecure_registries.clone(),
+            dns_upstream: opts.dns_upstream,
+            recovery: Recovery::Worker(name.clone()),
+            allow_host_rootfs: opts.allow_host_rootfs,
+        },
+        clrk_dispatch::Dispatcher::default_body_budget(),
+    )
+    .await?;
+    host.worker.set_name(&name);
+
+    let link = bind(opts.listen).await?;
+    let link_addr = local_addr(&link)?;
+    let health_listener = bind(opts.health).await?;
+    let health_addr = local_addr(&health_listener)?;
+    let shutdown = CancellationToken::new();
+    let server = LinkServer::new(secret, LinkLimits::default())
+        .map_err(|e| ServerError::Internal(e.to_string()))?;
+    let mut tasks = vec![tokio::spawn(server.serve(
+        link,
+        clrk_dispatch::link::serve::router(host.worker.clone()),
+        shutdown.clone(),
+    ))];
+
+    let warm_worker = host.worker.clone();
+    let registration = Registration::start(
+        store.clone(),
+        WorkerRegistration {
+            name: name.clone(),
+            pool: opts.pool.clone(),
+            address: opts.advertise.unwrap_or(link_addr).to_string(),
+            capacity: crate::registry::default_capacity(),
+            incarnation: new_incarnation(),
+        },
+        move || warm_worker.warm_counts(),
+        HEARTBEAT,
+    );
+    let state = registration.state();
+    let ready_store = store.clone();
+    let ready: health::Readiness = Arc::new(move || {
+        let (store, state) = (ready_store.clone(), state.clone());
+        Box::pin(async move {
+            store
+                .list_workers()
+                .await
+                .map_err(|e| format!("the database does not answer: {e}"))?;
+            match *state.borrow() {
+                Heartbeat::Ready => Ok(()),
+                Heartbeat::Draining => Err("draining".to_string()),
+                Heartbeat::Replaced => Err("rejoining the cluster".to_string()),
+            }
+        })
+    });
+    tasks.push(tokio::spawn(listener::serve(
+        health_listener,
+        health::router(ready),
+        ConnectionLimits::control_api(),
+    )));
+    eprintln!(
+        "clrk worker {name}: pool {} · link {link_addr} · health http://{health_addr}",
+        opts.pool
+    );
+    Ok(RunningWorker {
+        name,
+        link: link_addr,
+        health: health_addr,
+        store,
+        host,
+        registration,
+        shutdown,
+        tasks,
+    })
+}
