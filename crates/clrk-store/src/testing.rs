@@ -14,8 +14,15 @@
 //! process or cluster outlives its test. This happens just after the process has gone
 //! (tens of milliseconds), not before it exits. Directories left by a watchdog that was itself
 //! killed are deleted by the next test process that starts a cluster.
+//!
+//! A test that needs PostgreSQL on another address (a host of a multi-host test) starts a
+//! dedicated cluster of its own with [`TempPostgres::start_on`]: the same template copy and
+//! watchdog, listening on the given address and port, optionally inside a named network
+//! namespace, and accepting any client of the subnets it is on (trust: a test-only cluster).
+//! It stops and is deleted when dropped, or when the process ends like the shared one.
 
 use std::io::Read as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -31,16 +38,22 @@ const START_DEADLINE: Duration = Duration::from_secs(60);
 /// The one cluster of this process, or why it could not start.
 static CLUSTER: OnceLock<Result<TempPostgres, String>> = OnceLock::new();
 
-/// A PostgreSQL server of this test process. Get it with [`TempPostgres::shared`], or a
-/// fresh database on it with [`TempPostgres::database`].
+/// How long a dedicated cluster's watchdog may take to stop the server and delete it.
+const STOP_DEADLINE: Duration = Duration::from_secs(60);
+
+/// A PostgreSQL server of this test process. Get the shared one with
+/// [`TempPostgres::shared`], or a fresh database on it with [`TempPostgres::database`]; or a
+/// dedicated one on an address of your choice with [`TempPostgres::start_on`].
 #[derive(Debug)]
 pub struct TempPostgres {
-    port: u16,
+    addr: SocketAddr,
     dir: PathBuf,
     databases: AtomicU64,
-    /// The write end of the watchdog's stdin. Never written and never closed while the
-    /// process lives (the cluster is a static); the kernel closes it when the process ends.
-    _watchdog: ChildStdin,
+    /// The write end of the watchdog's stdin. Never written; closed by [`Drop`] for a
+    /// dedicated cluster. The shared cluster is a static, never dropped: the kernel closes it
+    /// when the process ends.
+    pipe: Option<ChildStdin>,
+    watchdog: Child,
 }
 
 /// A database of its own for one test, on the process's [`TempPostgres`].
@@ -59,7 +72,7 @@ impl TempPostgres {
     /// When PostgreSQL's binaries are missing or the server does not start; the message says
     /// what to install or which log to read.
     pub fn shared() -> &'static TempPostgres {
-        match CLUSTER.get_or_init(start) {
+        match CLUSTER.get_or_init(start_shared) {
             Ok(cluster) => cluster,
             Err(message) => panic!("{message}"),
         }
@@ -86,22 +99,39 @@ impl TempPostgres {
         cluster.create_database().await
     }
 
-    /// The port the server listens on (127.0.0.1).
-    pub fn port(&self) -> u16 {
-        self.port
+    /// A dedicated cluster listening on `addr`, inside network namespace `netns` (as
+    /// `ip netns` names it; that needs root) or in this process's namespace. Any client of
+    /// the subnets the server's address is on may connect as `postgres` without a password.
+    /// Blocks for about a second: call it from `spawn_blocking` in async code.
+    ///
+    /// Dropping it stops the server and deletes the cluster, returning once they are gone; if
+    /// the process ends first, the watchdog does so just after.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use clrk_store::testing::TempPostgres;
+    /// let pg = TempPostgres::start_on("10.252.0.10:5432".parse().unwrap(), Some("host0"));
+    /// let db = pg.create_database().await;
+    /// assert_eq!(db.url(), "postgres://postgres@10.252.0.10:5432/clrk_test_0");
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// When PostgreSQL's binaries are missing or the server does not start (the address is
+    /// not one of the namespace's, the port is taken); the message says what to install or
+    /// which log to read.
+    pub fn start_on(addr: SocketAddr, netns: Option<&str>) -> TempPostgres {
+        start(Listen::Dedicated { addr, netns }).unwrap_or_else(|message| panic!("{message}"))
     }
 
-    /// The cluster's directory (data, socket, server log).
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// A URL for database `name` as the superuser `postgres` (trust authentication).
-    pub fn url(&self, name: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
-    }
-
-    async fn create_database(&self) -> TempDatabase {
+    /// A new, empty database on this cluster (no schema yet: [`Store::connect`] migrates
+    /// it). [`TempPostgres::database`] is this on the shared cluster.
+    ///
+    /// # Panics
+    ///
+    /// When the server cannot be reached or refuses.
+    pub async fn create_database(&self) -> TempDatabase {
         let n = self.databases.fetch_add(1, Ordering::Relaxed);
         let name = format!("clrk_test_{n}");
         let (client, connection) =
@@ -109,8 +139,8 @@ impl TempPostgres {
                 .await
                 .unwrap_or_else(|e| {
                     panic!(
-                        "cannot connect to the test PostgreSQL on port {}: {}; see {}",
-                        self.port,
+                        "cannot connect to the test PostgreSQL at {}: {}; see {}",
+                        self.addr,
                         crate::error::pg_message(&e),
                         self.dir.join("server.log").display()
                     )
@@ -132,10 +162,47 @@ impl TempPostgres {
             name,
         }
     }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The address the server listens on (127.0.0.1 for the shared cluster).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The cluster's directory (data, socket, server log).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A URL for database `name` as the superuser `postgres` (trust authentication):
+    /// `postgres://postgres@ADDR:PORT/NAME`.
+    pub fn url(&self, name: &str) -> String {
+        format!("postgres://postgres@{}/{name}", self.addr)
+    }
+}
+
+impl Drop for TempPostgres {
+    /// Stops a dedicated cluster: closing the pipe has the watchdog stop the server and
+    /// delete the directory; this waits for that, up to a deadline.
+    fn drop(&mut self) {
+        drop(self.pipe.take());
+        let started = Instant::now();
+        while matches!(self.watchdog.try_wait(), Ok(None)) {
+            if started.elapsed() > STOP_DEADLINE {
+                tracing::warn!(dir = %self.dir.display(), "test PostgreSQL's watchdog did not finish");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 impl TempDatabase {
-    /// `postgres://postgres@127.0.0.1:PORT/NAME`.
+    /// `postgres://postgres@ADDR:PORT/NAME` (`127.0.0.1` on the shared cluster).
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -250,7 +317,23 @@ fn bin_dir() -> Result<(String, PathBuf), String> {
     })
 }
 
-fn start() -> Result<TempPostgres, String> {
+/// Where a cluster listens.
+#[derive(Clone, Copy)]
+enum Listen<'a> {
+    /// The shared cluster: a free port on 127.0.0.1.
+    Shared,
+    /// A dedicated cluster on `addr`, in network namespace `netns` if any.
+    Dedicated {
+        addr: SocketAddr,
+        netns: Option<&'a str>,
+    },
+}
+
+fn start_shared() -> Result<TempPostgres, String> {
+    start(Listen::Shared)
+}
+
+fn start(listen: Listen<'_>) -> Result<TempPostgres, String> {
     let began = Instant::now();
     let who = run_as()?;
     let (version, bin) = bin_dir()?;
@@ -281,24 +364,64 @@ fn start() -> Result<TempPostgres, String> {
         ));
     }
 
-    let port = free_port()?;
+    let addr = match listen {
+        Listen::Shared => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), free_port()?),
+        Listen::Dedicated { addr, .. } => {
+            // Clients come from other hosts: let in whoever is on the server's subnets.
+            let mut hba = std::fs::OpenOptions::new()
+                .append(true)
+                .open(data.join("pg_hba.conf"))
+                .map_err(|e| format!("cannot open {}/pg_hba.conf: {e}", data.display()))?;
+            std::io::Write::write_all(&mut hba, b"host all all samenet trust\n")
+                .map_err(|e| format!("cannot write {}/pg_hba.conf: {e}", data.display()))?;
+            addr
+        }
+    };
     let log_path = dir.join("server.log");
     let log = std::fs::File::create(&log_path)
         .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
-    // The watchdog runs as the server's user, so it can signal the server and delete the
-    // directory it owns.
-    let mut cmd = who.command(Path::new("sh"));
-    cmd.arg("-c")
-        .arg(WATCHDOG)
-        .arg("clrk-pg-watchdog")
-        .arg(&dir)
-        .arg(bin.join("postgres"))
+    let mut cmd = match listen {
+        Listen::Dedicated {
+            netns: Some(netns), ..
+        } => {
+            // Entering a namespace needs root, so this watchdog stays root and the server
+            // becomes the postgres user on its way in (`ip` and `setpriv` exec, so `$!` in
+            // the watchdog is the server itself).
+            let mut cmd = Command::new("sh");
+            cmd.arg("-c")
+                .arg(WATCHDOG)
+                .arg("clrk-pg-watchdog")
+                .arg(&dir)
+                .args(["ip", "netns", "exec", netns]);
+            if who.switch {
+                cmd.args([
+                    "setpriv",
+                    &format!("--reuid={}", who.uid),
+                    &format!("--regid={}", who.gid),
+                    "--clear-groups",
+                ]);
+            }
+            cmd
+        }
+        // The watchdog runs as the server's user, so it can signal the server and delete the
+        // directory it owns.
+        _ => {
+            let mut cmd = who.command(Path::new("sh"));
+            cmd.arg("-c")
+                .arg(WATCHDOG)
+                .arg("clrk-pg-watchdog")
+                .arg(&dir);
+            cmd
+        }
+    };
+    cmd.arg(bin.join("postgres"))
         .arg("-D")
         .arg(&data)
         .arg("-k")
         .arg(&dir)
-        .args(["-p", &port.to_string()])
-        .args(["-c", "listen_addresses=127.0.0.1"])
+        .args(["-p", &addr.port().to_string()])
+        .arg("-c")
+        .arg(format!("listen_addresses={}", addr.ip()))
         .args(["-c", "fsync=off"])
         .args(["-c", "synchronous_commit=off"])
         .args(["-c", "full_page_writes=off"])
@@ -319,13 +442,18 @@ fn start() -> Result<TempPostgres, String> {
         .take()
         .ok_or_else(|| "the PostgreSQL watchdog has no stdin pipe".to_owned())?;
 
-    wait_ready(&dir, &data, &log_path, &mut child)?;
-    tracing::info!(port, watchdog_pid = child.id(), dir = %dir.display(), elapsed_ms = began.elapsed().as_millis() as u64, "test PostgreSQL started");
+    if let Err(message) = wait_ready(&dir, &data, &log_path, &mut child) {
+        // Closing the pipe has the watchdog stop what did start and delete the directory.
+        drop(watchdog);
+        return Err(message);
+    }
+    tracing::info!(%addr, watchdog_pid = child.id(), dir = %dir.display(), elapsed_ms = began.elapsed().as_millis() as u64, "test PostgreSQL started");
     Ok(TempPostgres {
-        port,
+        addr,
         dir,
         databases: AtomicU64::new(0),
-        _watchdog: watchdog,
+        pipe: Some(watchdog),
+        watchdog: child,
     })
 }
 
