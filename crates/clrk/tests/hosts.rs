@@ -350,7 +350,7 @@ async fn killed_child_with_hosts() {
     let pg = tokio::task::spawn_blocking(move || TempPostgres::start_on(addr, Some(&netns)))
         .await
         .unwrap();
-    let sleeper = hosts[1]
+    let mut sleeper = hosts[1]
         .command("sleep")
         .arg("3600")
         .stdin(Stdio::null())
@@ -374,6 +374,9 @@ async fn killed_child_with_hosts() {
     println!("ready");
     // Until killed; or until the parent test goes, which closes this pipe.
     let _ = std::io::stdin().read_to_end(&mut Vec::new());
+    drop(pg);
+    drop(hosts);
+    let _ = sleeper.wait();
 }
 
 /// A running [`killed_child_with_hosts`] and what it made.
