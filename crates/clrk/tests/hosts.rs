@@ -224,6 +224,25 @@ async fn postgres_on_one_host_serves_the_others_and_the_store() {
         connect_from(&hosts[1], addr).starts_with("error ECONNREFUSED"),
         "nothing listens once the cluster is dropped"
     );
+
+    // A cluster in the root namespace on the gateway address serves the hosts too.
+    let port = TcpListener::bind((hosts.gateway(), 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let at_gateway = SocketAddr::from((hosts.gateway(), port));
+    let pg = tokio::task::spawn_blocking(move || TempPostgres::start_on(at_gateway, None))
+        .await
+        .unwrap();
+    let db = pg.create_database().await;
+    let out = hosts[2]
+        .command("psql")
+        .args([db.url(), "-tAc", "select host(inet_client_addr())"])
+        .output()
+        .expect("run psql on the host");
+    assert!(out.status.success(), "psql: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), hosts[2].ip.to_string());
 }
 
 #[test]
@@ -350,7 +369,7 @@ async fn killed_child_with_hosts() {
     let pg = tokio::task::spawn_blocking(move || TempPostgres::start_on(addr, Some(&netns)))
         .await
         .unwrap();
-    let sleeper = hosts[1]
+    let mut sleeper = hosts[1]
         .command("sleep")
         .arg("3600")
         .stdin(Stdio::null())
@@ -374,6 +393,9 @@ async fn killed_child_with_hosts() {
     println!("ready");
     // Until killed; or until the parent test goes, which closes this pipe.
     let _ = std::io::stdin().read_to_end(&mut Vec::new());
+    drop(pg);
+    drop(hosts);
+    let _ = sleeper.wait();
 }
 
 /// A running [`killed_child_with_hosts`] and what it made.

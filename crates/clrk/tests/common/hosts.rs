@@ -36,6 +36,13 @@
 //!     .arg(hosts[1].addr(8080).to_string()).spawn().unwrap();
 //! ```
 //!
+//! `ip netns exec` also gives the program a mount namespace of its own, with `/sys` showing
+//! the host's interfaces (clrk reads `/sys/class/net`). So namespaces the program names with
+//! `ip netns add` (a clrk worker's sandboxes) are usable by it and its children but not from
+//! the root namespace or from another `command` on the same host, where `/run/netns/<name>`
+//! is an empty file; a program started again on the host sees those files and can delete
+//! them, as clrk's recovery does.
+//!
 //! PostgreSQL on a host is a dedicated test cluster from `clrk_store::testing` (feature
 //! `testing`), listening on the host's address and reachable from every host:
 //!
@@ -55,6 +62,15 @@
 //! [`Hosts::create`] on the machine deletes what belongs to dead processes (the bridge's
 //! alias names its creating process). Drop the `Hosts` after what runs on them (declare it
 //! first), so those processes can stop cleanly before the namespaces go.
+//!
+//! Only processes in a host's own network namespace are killed: a process that moved to a
+//! namespace of its own (a sandbox of a clrk worker on the host) is its owner's to end. Stop
+//! workers with SIGTERM before dropping the `Hosts`; after a `kill -9` of the test, such
+//! sandboxes are left to clrk's recovery.
+//!
+//! Root and `ip`, `nft`, `flock` (util-linux) are needed; `python3` and `psql` are handy to
+//! probe from a host. Everything is made and removed under `/run/cth-hosts.lock`, so
+//! concurrent test processes never take the same subnet or delete each other's hosts.
 
 use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
