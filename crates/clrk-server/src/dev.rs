@@ -7,6 +7,7 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use clrk_dispatch::worker::warm_share::WorkerIdentity;
 use clrk_dispatch::{Dispatcher, LogBus, Workers};
 use clrk_store::Store;
 
@@ -131,7 +132,10 @@ pub async fn start(opts: DevOptions) -> Result<Running, ServerError> {
     let cron = Cron::start(store.clone(), dispatcher.clone());
     let registration = {
         let embedded = crate::registry::embedded_worker();
-        worker.set_name(&embedded.name);
+        worker.set_identity(WorkerIdentity {
+            name: embedded.name.clone(),
+            pool: embedded.pool.clone(),
+        });
         let worker = worker.clone();
         Registration::start(
             store.clone(),

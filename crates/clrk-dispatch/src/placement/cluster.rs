@@ -93,7 +93,7 @@ impl Cluster {
     }
 
     /// Sends `order` to the best worker of `pool`, running at most `per_worker` executions
-    /// on each.
+    /// on each (0: as many as each announced).
     pub(crate) async fn execute(
         &self,
         pool: &str,
@@ -122,7 +122,12 @@ impl Cluster {
                             name: w.name.clone(),
                             addr,
                         },
-                        capacity: w.capacity.min(per_worker.max(1)),
+                        // The pool's `maxExecutionsPerWorker` (0: none) holds below what
+                        // the worker announced.
+                        capacity: match per_worker {
+                            0 => w.capacity,
+                            limit => w.capacity.min(limit),
+                        },
                         running: w.running.max(sent.get(&w.name).copied().unwrap_or(0)),
                         warm: view.warm.get(&key).copied().unwrap_or(0),
                     })

@@ -15,6 +15,7 @@ pub mod order;
 mod run;
 mod warm_pool;
 mod warm_reconciler;
+pub mod warm_share;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -38,6 +39,7 @@ use crate::worker::metadata::MetadataService;
 use crate::worker::order::{ExecutionOrder, Started};
 use crate::worker::run::{Handover, Run};
 use crate::worker::warm_pool::{Generation, WarmPools};
+use crate::worker::warm_share::WorkerIdentity;
 
 pub use run::{NO_RESPONSE, STOP_GRACE};
 
@@ -68,8 +70,9 @@ pub(crate) struct Inner {
     pub(crate) warm: WarmPools,
     /// Bodies held in memory: orders arriving over the link, Metadata-mode answers.
     bodies: BodyBudget,
-    /// Its name in the registry, recorded on each execution it runs.
-    name: OnceLock<String>,
+    /// Its name and pool in the registry: executions record the name, warm pools take the
+    /// worker's share of its pool's agents.
+    identity: OnceLock<WorkerIdentity>,
 }
 
 impl Worker {
@@ -88,7 +91,7 @@ impl Worker {
                 metadata: MetadataService::new(bodies.clone()),
                 warm: WarmPools::new(),
                 bodies,
-                name: OnceLock::new(),
+                identity: OnceLock::new(),
             }),
         }
     }
@@ -152,10 +155,17 @@ impl Worker {
         self.inner.warm.ready_count(namespace, name)
     }
 
-    /// Names the worker as the registry knows it; its executions are recorded with it, so a
-    /// lost worker's are found. Set once, before the first execution.
-    pub fn set_name(&self, name: &str) {
-        let _ = self.inner.name.set(name.to_owned());
+    /// Names the worker and its pool as the registry knows them: its executions are recorded
+    /// with the name (so a lost worker's are found), and its warm pools keep its share of the
+    /// pool's agents' `warmPoolSize`. Set once, before the first execution; a worker without
+    /// one fills every agent's whole pool.
+    pub fn set_identity(&self, identity: WorkerIdentity) {
+        let _ = self.inner.identity.set(identity);
+    }
+
+    /// What [`Worker::set_identity`] set.
+    pub fn identity(&self) -> Option<&WorkerIdentity> {
+        self.inner.identity.get()
     }
 
     /// Executions running now.
@@ -231,7 +241,7 @@ impl Worker {
             } else {
                 Start::Cold
             },
-            worker: inner.name.get().cloned(),
+            worker: inner.identity.get().map(|i| i.name.clone()),
         };
         // The store holds `maxConcurrent` again: under a cluster other servers place
         // executions of the same agent.

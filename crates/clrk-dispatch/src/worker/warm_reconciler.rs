@@ -14,6 +14,7 @@ use crate::revision::RevisionShape;
 use crate::worker::Worker;
 use crate::worker::launcher::SandboxRequest;
 use crate::worker::warm_pool::{AgentKey, DesiredPool, Generation, RECHECK, Refill, remove};
+use crate::worker::warm_share::share;
 
 /// What a pool needs to start one of its sandboxes, besides what the plan compares.
 #[derive(Clone)]
@@ -110,12 +111,14 @@ impl Worker {
     /// Every TaskAgent that wants a pool, with its latest revision if that one is ready.
     async fn desired_pools(&self) -> Result<HashMap<AgentKey, Desired>, String> {
         let mut desired = HashMap::new();
-        let agents = self
-            .inner
-            .store
-            .list_agents(None)
-            .await
-            .map_err(|e| e.to_string())?;
+        let store = &self.inner.store;
+        let agents = store.list_agents(None).await.map_err(|e| e.to_string())?;
+        // A worker of a cluster keeps its share of the agents of its pool.
+        let identity = self.inner.identity.get();
+        let workers = match identity {
+            Some(_) => store.list_workers().await.map_err(|e| e.to_string())?,
+            None => Vec::new(),
+        };
         for agent in agents {
             let Ok(Resource::TaskAgent(task)) = Resource::from_stored(&agent.spec) else {
                 continue;
@@ -128,6 +131,16 @@ impl Worker {
                 || spec.delivery.mode != DeliveryMode::Stdin
                 || revision.state != RevisionState::Ready
             {
+                continue;
+            }
+            let pool_name = &spec.worker_pool_ref;
+            let size = match identity {
+                Some(me) if !me.serves(pool_name) => continue,
+                Some(me) => share(spec.warm_pool_size as usize, pool_name, &me.name, &workers),
+                None => spec.warm_pool_size as usize,
+            };
+            // No share: the pool is not wanted here, and what it holds is drained.
+            if size == 0 {
                 continue;
             }
             let (Ok(shape), Ok(pool)) = (
@@ -152,7 +165,7 @@ impl Worker {
                             self.inner.launcher.runtime(runtime),
                             pool.pids_limit(),
                         ),
-                        size: spec.warm_pool_size as usize,
+                        size,
                         idle_ttl: spec.warm_pool_idle_ttl.0,
                     },
                     shape,

@@ -25,6 +25,9 @@ const PAGE_LINES: usize = 1000;
 /// A page ends early at the line that reaches this many bytes of text.
 const PAGE_BYTES: usize = 1 << 20;
 
+/// How often a follower reads the store when this process's bus announces nothing.
+const POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Events taken off the bus at most before a page read; the bus holds 1024.
 const DRAIN_MAX: usize = 1024;
 
@@ -97,7 +100,7 @@ fn ndjson(lines: &[LogLine]) -> Bytes {
     Bytes::from(out)
 }
 
-/// Waits until the bus announces a line of this agent, then takes every event already
+/// Waits until the bus announces a line of this agent (or [`POLL`] passes), then takes every event already
 /// pending: their lines are in the store before they are announced, so the next page read
 /// covers them all and a burst of N lines costs one read, not N. `false` once the bus is
 /// closed.
@@ -106,11 +109,18 @@ async fn wait_for_lines(
     namespace: &str,
     name: &str,
 ) -> bool {
+    // Lines written by another process (a cluster's workers) are not on this process's bus:
+    // the store is read again at least every POLL.
+    let poll = tokio::time::sleep(POLL);
+    tokio::pin!(poll);
     loop {
-        match events.recv().await {
-            Ok(e) if e.namespace != namespace || e.agent != name => continue,
-            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => break,
-            Err(broadcast::error::RecvError::Closed) => return false,
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(e) if e.namespace != namespace || e.agent != name => continue,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => break,
+                Err(broadcast::error::RecvError::Closed) => return false,
+            },
+            () = &mut poll => return true,
         }
     }
     // At most what the bus holds: an agent writing on cannot keep this loop going.

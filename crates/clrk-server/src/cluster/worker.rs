@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use clrk_dispatch::worker::warm_share::WorkerIdentity;
 use clrk_link::{ClusterSecret, LinkLimits, LinkServer};
 use clrk_store::{Heartbeat, Store, WorkerRegistration};
 use tokio_util::sync::CancellationToken;
@@ -108,7 +109,10 @@ pub async fn start(opts: WorkerOptions) -> Result<RunningWorker, ServerError> {
         clrk_dispatch::Dispatcher::default_body_budget(),
     )
     .await?;
-    host.worker.set_name(&name);
+    host.worker.set_identity(WorkerIdentity {
+        name: name.clone(),
+        pool: opts.pool.clone(),
+    });
 
     let link = bind(opts.listen).await?;
     let link_addr = local_addr(&link)?;
@@ -136,6 +140,21 @@ pub async fn start(opts: WorkerOptions) -> Result<RunningWorker, ServerError> {
         move || warm_worker.warm_counts(),
         HEARTBEAT,
     );
+    // Marked lost while alive (a partition, a stall): the cluster failed what it runs; stop it
+    // all before joining again under a new incarnation.
+    let mut replaced = registration.state();
+    let stopping = host.worker.clone();
+    tasks.push(tokio::spawn(async move {
+        while replaced.changed().await.is_ok() {
+            if *replaced.borrow_and_update() == Heartbeat::Replaced {
+                let stopped = stopping.stop_all(clrk_store::WORKER_LOST);
+                tracing::warn!(
+                    stopped,
+                    "the registry replaced this worker: its executions were stopped"
+                );
+            }
+        }
+    }));
     let state = registration.state();
     let ready_store = store.clone();
     let ready: health::Readiness = Arc::new(move || {

@@ -26,9 +26,10 @@
 //!
 //! # Running something on a host
 //!
-//! [`Host::command`] is a [`std::process::Command`] for `ip netns exec <ns> <program>`:
-//! add arguments and spawn it as usual; the `Child` is the program itself (`ip` execs it),
-//! so killing the child kills the program.
+//! [`Host::command`] is a [`std::process::Command`] for `ip netns exec <ns> <program>` (with
+//! the machine's cgroup mounts bound back, for the runtimes): add arguments and spawn it as
+//! usual; the `Child` is the program itself (each step execs the next), so killing the child
+//! kills the program.
 //!
 //! ```ignore
 //! let hosts = Hosts::create(3);
@@ -112,9 +113,23 @@ pub struct Host {
 
 impl Host {
     /// A command running `program` inside this host's namespace.
+    ///
+    /// `ip netns exec` mounts a fresh sysfs (so `/sys/class/net` shows the host's interfaces),
+    /// which hides the machine's cgroup mounts under `/sys/fs/cgroup` that the runtimes need.
+    /// So the command first enters a private mount namespace where `/mnt` holds a binding of
+    /// the cgroup mounts, and inside the host binds that back over `/sys/fs/cgroup` (a mount
+    /// can only be bound from the caller's own mount namespace). Every step execs the next:
+    /// the `Child` is still the program.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.name]).arg(program);
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(concat!(
+                "mount --rbind /sys/fs/cgroup /mnt && ",
+                "exec ip netns exec \"$0\" sh -c ",
+                "'mount --rbind /mnt /sys/fs/cgroup && exec \"$@\"' sh \"$@\""
+            ))
+            .arg(&self.name)
+            .arg(program);
         cmd
     }
 
