@@ -185,3 +185,183 @@ async fn max_concurrent_holds_across_servers() {
     assert_eq!(runs.len(), ok, "{runs:?}");
     assert!(runs.iter().all(|r| r["status"] == "Succeeded"), "{runs:?}");
 }
+
+/// How many executions a worker's log says it finished.
+fn finished_on(process: &Process) -> usize {
+    process.log().matches("execution finished").count()
+}
+
+/// The registry's warm count of a worker.
+async fn warm_on(client: &Dev, worker: &str) -> u64 {
+    let r = client.api_get("/v1/workers").await;
+    r.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == worker)
+        .map_or(0, |w| w["warm"].as_u64().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_warm_worker_is_chosen_over_an_idle_one() {
+    let cluster = Cluster::start(1, 2).await;
+    let client = &cluster.clients[0];
+    // One warm sandbox across the pool: the first worker by name keeps it.
+    client.apply(&sh_agent(
+        "warm",
+        "cat >/dev/null; echo warm",
+        "  warmPoolSize: 1",
+    ));
+    client.apply(&sh_agent("busy", "cat >/dev/null; sleep 8; echo busy", ""));
+    eventually("worker-0 reporting its warm sandbox", || async {
+        (warm_on(client, "worker-0").await == 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        warm_on(client, "worker-1").await,
+        0,
+        "the pool's one sandbox is shared, not copied"
+    );
+    // worker-0 gets busy (ties go to the first): it is now the more loaded of the two.
+    let ingress = format!("{}/", client.ingress);
+    let busy = tokio::spawn(async move {
+        request(
+            "POST",
+            &ingress,
+            &[("X-Clrk-TaskAgent", "default/busy")],
+            bytes::Bytes::new(),
+        )
+        .await
+    });
+    eventually("the busy execution running on worker-0", || async {
+        (workers(client).await["worker-0"].1 == 1).then_some(())
+    })
+    .await;
+    // Placement reads the registry at most once a second.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let before = (
+        finished_on(&cluster.workers[0]),
+        finished_on(&cluster.workers[1]),
+    );
+    let r = client
+        .invoke(&[("X-Clrk-TaskAgent", "default/warm")], "")
+        .await;
+    assert_eq!(
+        (r.status, r.text().trim()),
+        (200, "warm"),
+        "{}",
+        cluster.logs()
+    );
+    let id = r.header("x-clrk-execution-id").unwrap().to_string();
+    let run = client
+        .invocations("warm")
+        .await
+        .into_iter()
+        .find(|run| run["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(run["start"], "warm", "{run:?}");
+    eventually("the warm execution's end on worker-0's log", || async {
+        (finished_on(&cluster.workers[0]) == before.0 + 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        finished_on(&cluster.workers[1]),
+        before.1,
+        "worker-1 ran nothing"
+    );
+    assert_eq!(busy.await.unwrap().status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drained_worker_finishes_what_it_runs_takes_nothing_new_and_gives_back_its_warm_share() {
+    let mut cluster = Cluster::start(1, 2).await;
+    let client = &cluster.clients[0];
+    client.apply(&sh_agent(
+        "pooled",
+        "cat >/dev/null; echo pooled",
+        "  warmPoolSize: 2",
+    ));
+    client.apply(&sh_agent("long", "cat >/dev/null; sleep 5; echo long", ""));
+    eventually("both workers holding their warm share", || async {
+        (warm_on(client, "worker-0").await == 1 && warm_on(client, "worker-1").await == 1)
+            .then_some(())
+    })
+    .await;
+    // A long execution on worker-0 (ties go to the first), then the drain.
+    let ingress = format!("{}/", client.ingress);
+    let long = tokio::spawn(async move {
+        request(
+            "POST",
+            &ingress,
+            &[("X-Clrk-TaskAgent", "default/long")],
+            bytes::Bytes::new(),
+        )
+        .await
+    });
+    eventually("the long execution running on worker-0", || async {
+        (workers(client).await["worker-0"].1 == 1).then_some(())
+    })
+    .await;
+    let out = client.clrk(&["workers", "drain", "worker-0"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(workers(client).await["worker-0"].0, "Draining");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    // Nothing new goes to it; what it runs finishes.
+    let before = finished_on(&cluster.workers[0]);
+    for _ in 0..4 {
+        let r = client
+            .invoke(&[("X-Clrk-TaskAgent", "default/pooled")], "")
+            .await;
+        assert_eq!(
+            (r.status, r.text().trim()),
+            (200, "pooled"),
+            "{}",
+            cluster.logs()
+        );
+    }
+    let r = long.await.unwrap();
+    assert_eq!((r.status, r.text().trim()), (200, "long"));
+    assert_eq!(
+        finished_on(&cluster.workers[0]),
+        before + 1,
+        "only the long one ended there"
+    );
+    // Its warm share moves: worker-1 keeps the whole pool.
+    eventually(
+        "the drained worker's warm sandboxes gone, the other's pool whole",
+        || async {
+            (warm_on(client, "worker-0").await == 0 && warm_on(client, "worker-1").await == 2)
+                .then_some(())
+        },
+    )
+    .await;
+
+    // SIGTERM drains too: the execution in flight on worker-1 still answers.
+    let ingress = format!("{}/", client.ingress);
+    let last = tokio::spawn(async move {
+        request(
+            "POST",
+            &ingress,
+            &[("X-Clrk-TaskAgent", "default/long")],
+            bytes::Bytes::new(),
+        )
+        .await
+    });
+    eventually("the last long execution running on worker-1", || async {
+        (workers(client).await["worker-1"].1 == 1).then_some(())
+    })
+    .await;
+    cluster.workers[1].stop();
+    let r = last.await.unwrap();
+    assert_eq!(
+        (r.status, r.text().trim()),
+        (200, "long"),
+        "{}",
+        cluster.logs()
+    );
+    assert!(
+        !workers(client).await.contains_key("worker-1"),
+        "a worker that stopped cleanly leaves the registry"
+    );
+}
