@@ -78,6 +78,7 @@ async fn a_killed_worker_fails_its_executions_worker_lost_and_the_others_finish(
     let client = &cluster.clients[0];
     // Quiet for 8 s, then answers: a lost one has written nothing yet.
     client.apply(&sh_agent("slow", "cat >/dev/null; sleep 8; echo done", ""));
+    client.apply(&sh_agent("quick", "cat >/dev/null; echo quick", ""));
     let ingress = client.ingress.clone();
     let calls: Vec<_> = (0..6)
         .map(|_| {
@@ -98,6 +99,19 @@ async fn a_killed_worker_fails_its_executions_worker_lost_and_the_others_finish(
     .await;
     let killed_at = Instant::now();
     cluster.workers[0].kill9();
+    // Before the registry notices, placement still tries the dead worker first: the order
+    // goes to the other one instead of failing.
+    for _ in 0..3 {
+        let r = client
+            .invoke(&[("X-Clrk-TaskAgent", "default/quick")], "")
+            .await;
+        assert_eq!(
+            (r.status, r.text().trim()),
+            (200, "quick"),
+            "{}",
+            cluster.logs()
+        );
+    }
 
     let mut lost = 0;
     let mut done = 0;

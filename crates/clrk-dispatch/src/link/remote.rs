@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use axum::body::Body;
 use bytes::Bytes;
 use chrono::Utc;
-use clrk_link::LinkClient;
+use clrk_link::{LinkClient, LinkError};
 use clrk_store::{Store, WORKER_LOST};
 use futures::StreamExt as _;
 use http::{Request, StatusCode, header};
@@ -23,7 +23,6 @@ use tokio_util::codec::FramedRead;
 use tokio_util::io::StreamReader;
 use tracing::Instrument as _;
 
-use crate::body::BodyPermit;
 use crate::error::DispatchError;
 use crate::link::frames;
 use crate::link::serve::EXECUTIONS;
@@ -42,37 +41,82 @@ pub struct WorkerAddress {
     pub addr: SocketAddr,
 }
 
-/// Sends `order` to `worker` and streams its events. `body` (the envelope's share of the
-/// budget) is held until the worker has the order, `places` until the execution ends.
+/// Why an order did not start on a worker.
+pub(crate) enum NotStarted {
+    /// The worker could not be reached: it never saw the order, another may take it.
+    Undelivered(DispatchError),
+    /// The worker refused it, or the link broke once it may have had it.
+    Refused(DispatchError),
+}
+
+/// An order serialised once, so it can be offered to another worker when one is out of
+/// reach.
+pub(crate) struct Sendable {
+    json: Bytes,
+    execution_id: String,
+    namespace: String,
+    agent: String,
+    revision: String,
+}
+
+impl Sendable {
+    pub(crate) fn new(order: &ExecutionOrder) -> Sendable {
+        Sendable {
+            json: Bytes::from(serde_json::to_vec(order).expect("an order serialises")),
+            execution_id: order.execution_id.clone(),
+            namespace: order.namespace.clone(),
+            agent: order.agent.clone(),
+            revision: order.revision.clone(),
+        }
+    }
+
+    pub(crate) fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    pub(crate) fn agent(&self) -> &str {
+        &self.agent
+    }
+
+    pub(crate) fn revision(&self) -> &str {
+        &self.revision
+    }
+}
+
+/// Offers the order to `worker`; once it accepts, its events stream back and `places` are
+/// held until the execution ends.
 pub(crate) async fn execute(
     client: &LinkClient,
     store: &Store,
     worker: &WorkerAddress,
-    order: ExecutionOrder,
-    body: Option<BodyPermit>,
-    places: Option<Places>,
-) -> Result<Started, DispatchError> {
-    let execution_id = order.execution_id.clone();
-    let started = Started {
-        execution_id: order.execution_id.clone(),
-        revision: order.revision.clone(),
-        source: format!("clrk://{}/{}", order.namespace, order.agent),
-        events: mpsc::channel(1).1,
-    };
-    let json = serde_json::to_vec(&order).expect("an order serialises");
-    drop(order);
+    order: &Sendable,
+    places: Places,
+) -> Result<Started, (NotStarted, Places)> {
     let request = Request::post(EXECUTIONS)
         .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(json))
+        .body(Body::from(order.json.clone()))
         .expect("a valid request");
-    let response = client
-        .request(worker.addr, request)
-        .await
-        .map_err(|error| DispatchError::WorkerUnreachable {
-            worker: worker.name.clone(),
-            reason: error.to_string(),
-        })?;
-    drop(body);
+    let response = match client.request(worker.addr, request).await {
+        Ok(response) => response,
+        Err(error) => {
+            let undelivered = matches!(
+                error,
+                LinkError::Connect { .. }
+                    | LinkError::Handshake { .. }
+                    | LinkError::HandshakeTimeout { .. }
+            );
+            let error = DispatchError::WorkerUnreachable {
+                worker: worker.name.clone(),
+                reason: error.to_string(),
+            };
+            let why = if undelivered {
+                NotStarted::Undelivered(error)
+            } else {
+                NotStarted::Refused(error)
+            };
+            return Err((why, places));
+        }
+    };
     if response.status() != StatusCode::OK {
         let status = response.status();
         let message = match http_body_util::Limited::new(response.into_body(), REFUSAL_LIMIT)
@@ -84,19 +128,32 @@ pub(crate) async fn execute(
                 .to_owned(),
             Err(error) => format!("worker {} refused the execution: {error}", worker.name),
         };
-        return Err(DispatchError::Remote { status, message });
+        return Err((
+            NotStarted::Refused(DispatchError::Remote { status, message }),
+            places,
+        ));
     }
     let (tx, rx) = mpsc::channel(EVENT_QUEUE);
     let data = response.into_body().into_data_stream().map(|chunk| {
         chunk.map_err(|error| std::io::Error::new(std::io::ErrorKind::BrokenPipe, error))
     });
     let frames = FramedRead::new(StreamReader::new(data), frames::codec());
-    let store = store.clone();
-    let worker = worker.clone();
-    tokio::spawn(relay(frames, tx, store, worker, execution_id, places).in_current_span());
+    tokio::spawn(
+        relay(
+            frames,
+            tx,
+            store.clone(),
+            worker.clone(),
+            order.execution_id.clone(),
+            Some(places),
+        )
+        .in_current_span(),
+    );
     Ok(Started {
+        execution_id: order.execution_id.clone(),
+        revision: order.revision.clone(),
+        source: format!("clrk://{}/{}", order.namespace, order.agent),
         events: rx,
-        ..started
     })
 }
 
