@@ -316,9 +316,23 @@ async fn a_drained_worker_finishes_what_it_runs_takes_nothing_new_and_gives_back
         (workers(client).await["worker-0"].1 == 1).then_some(())
     })
     .await;
+    let health = cluster.worker_host(0).addr(HEALTH);
+    assert_eq!(
+        request_checked("GET", format!("http://{health}/readyz")).await,
+        200
+    );
     let out = client.clrk(&["workers", "drain", "worker-0"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(workers(client).await["worker-0"].0, "Draining");
+    // Its orchestrator sees it alive but not ready.
+    eventually("the drained worker's /readyz answering 503", || async {
+        (request_checked("GET", format!("http://{health}/readyz")).await == 503).then_some(())
+    })
+    .await;
+    assert_eq!(
+        request_checked("GET", format!("http://{health}/healthz")).await,
+        200
+    );
     tokio::time::sleep(Duration::from_millis(1200)).await;
 
     // Nothing new goes to it; what it runs finishes.
@@ -378,4 +392,48 @@ async fn a_drained_worker_finishes_what_it_runs_takes_nothing_new_and_gives_back
         !workers(client).await.contains_key("worker-1"),
         "a worker that stopped cleanly leaves the registry"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_server_loses_nothing_and_the_other_keeps_serving() {
+    let mut cluster = Cluster::start(2, 1).await;
+    let (first, second) = (&cluster.clients[0], &cluster.clients[1]);
+    first.apply(&sh_agent("slow", "cat >/dev/null; sleep 4; echo done", ""));
+    first.apply(&sh_agent("quick", "cat >/dev/null; echo quick", ""));
+    let ingress = format!("{}/", first.ingress);
+    let orphan = tokio::spawn(async move {
+        request(
+            "POST",
+            &ingress,
+            &[("X-Clrk-TaskAgent", "default/slow")],
+            bytes::Bytes::new(),
+        )
+        .await
+    });
+    eventually("the slow execution running", || async {
+        (workers(second).await["worker-0"].1 == 1).then_some(())
+    })
+    .await;
+    cluster.servers[0].kill9();
+    // Its caller loses the connection; the execution itself goes on and its end is recorded.
+    let _ = orphan.await;
+    let second = &cluster.clients[1];
+    let r = second
+        .invoke(&[("X-Clrk-TaskAgent", "default/quick")], "")
+        .await;
+    assert_eq!(
+        (r.status, r.text().trim()),
+        (200, "quick"),
+        "{}",
+        cluster.logs()
+    );
+    let run = eventually("the orphaned execution recorded as finished", || async {
+        let runs = second.invocations("slow").await;
+        runs.into_iter().find(|r| r["status"] != "Running")
+    })
+    .await;
+    assert_eq!(run["status"], "Succeeded", "{run:?}");
+    // An apply acknowledged by the dead server stands.
+    let out = second.clrk(&["agents", "get", "slow", "-o", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
 }

@@ -211,6 +211,11 @@ impl Cluster {
         }
     }
 
+    /// The host worker `i` runs on.
+    pub fn worker_host(&self, i: usize) -> &Host {
+        &self.hosts[1 + self.servers.len() + i]
+    }
+
     pub fn logs(&self) -> String {
         self.servers
             .iter()
