@@ -98,7 +98,19 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn start(servers: usize, workers: usize) -> Cluster {
-        let hosts = Hosts::create(1 + servers + workers);
+        Cluster::start_custom(servers, workers, 0, &|_| Vec::new()).await
+    }
+
+    /// [`Cluster::start`] with `extra_hosts` more hosts (after the workers' — see
+    /// [`Cluster::extra_host`]) and more arguments for every worker, made from the hosts.
+    pub async fn start_custom(
+        servers: usize,
+        workers: usize,
+        extra_hosts: usize,
+        worker_args: &dyn Fn(&Hosts) -> Vec<String>,
+    ) -> Cluster {
+        let hosts = Hosts::create(1 + servers + workers + extra_hosts);
+        let worker_args = worker_args(&hosts);
         // Not under /tmp: `host:` sandboxes get a private /tmp.
         let dir = tempfile::Builder::new()
             .prefix("clrk-cluster-")
@@ -178,7 +190,10 @@ impl Cluster {
                 secret.to_str().unwrap(),
                 "--allow-host-rootfs",
             ]
-            .map(String::from);
+            .map(String::from)
+            .into_iter()
+            .chain(worker_args.iter().cloned())
+            .collect::<Vec<_>>();
             cluster
                 .workers
                 .push(Process::spawn(&name, &host, cluster.dir.path(), &args));
@@ -209,6 +224,12 @@ impl Cluster {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// Extra host `i` (of [`Cluster::start_custom`]'s `extra_hosts`): nothing of the cluster
+    /// runs there.
+    pub fn extra_host(&self, i: usize) -> &Host {
+        &self.hosts[1 + self.servers.len() + self.workers.len() + i]
     }
 
     /// The host worker `i` runs on.
