@@ -147,6 +147,28 @@ async fn a_killed_worker_fails_its_executions_worker_lost_and_the_others_finish(
         (workers(client).await["worker-0"].0 == "Lost").then_some(())
     })
     .await;
+    // Started again, it deletes the sandboxes its previous start left and rejoins.
+    cluster.workers[0].start();
+    eventually("the restarted worker Ready again", || async {
+        (workers(client).await["worker-0"].0 == "Ready").then_some(())
+    })
+    .await;
+    eventually("its previous start's sandboxes deleted", || async {
+        let log = cluster.workers[0].log();
+        log.contains("deleted sandboxes left by a previous run")
+            .then_some(())
+    })
+    .await;
+    let sandboxes = cluster.dir.path().join("worker-0/data/sandboxes/state");
+    let out = std::process::Command::new("runsc")
+        .args(["--root", sandboxes.to_str().unwrap(), "list", "-quiet"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "",
+        "sandboxes left"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -436,4 +458,55 @@ async fn a_killed_server_loses_nothing_and_the_other_keeps_serving() {
     // An apply acknowledged by the dead server stands.
     let out = second.clrk(&["agents", "get", "slow", "-o", "json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_followed_through_one_server_show_lines_from_an_execution_placed_by_the_other() {
+    let cluster = Cluster::start(2, 1).await;
+    let (first, second) = (&cluster.clients[0], &cluster.clients[1]);
+    first.apply(&sh_agent(
+        "talker",
+        "cat >/dev/null; echo first-line >&2; sleep 5; echo second-line >&2",
+        "",
+    ));
+    let mut follow = std::process::Command::new(clrk_bin())
+        .args(["agents", "logs", "talker", "-f"])
+        .env("CLRK_DIR", second.clrk_dir())
+        .env_remove("CLRK_SERVER")
+        .env_remove("CLRK_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let stdout = follow.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let ingress = format!("{}/", first.ingress);
+    let call = tokio::spawn(async move {
+        let headers = [("X-Clrk-TaskAgent", "default/talker")];
+        request("POST", &ingress, &headers, bytes::Bytes::new()).await
+    });
+    let mut seen: Vec<String> = Vec::new();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    for text in ["first-line", "second-line"] {
+        while !seen.iter().any(|l| l.contains(text)) {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(line)) => seen.push(line),
+                _ => panic!("the follower saw only {seen:?}\n{}", cluster.logs()),
+            }
+        }
+        // The first line arrives while the execution still runs (it sleeps after it).
+        if text == "first-line" {
+            assert!(!call.is_finished(), "it came after the execution: {seen:?}");
+        }
+    }
+    assert_eq!(call.await.unwrap().status, 200);
+    let _ = follow.kill();
+    let _ = follow.wait();
 }

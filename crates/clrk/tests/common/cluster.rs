@@ -27,27 +27,47 @@ pub struct Process {
     pub name: String,
     child: Option<Child>,
     log: PathBuf,
+    host: Host,
+    dir: PathBuf,
+    args: Vec<String>,
 }
 
 impl Process {
     pub fn spawn(name: &str, host: &Host, dir: &Path, args: &[String]) -> Process {
         let log = dir.join(format!("{name}.log"));
-        let file = std::fs::File::create(&log).unwrap();
-        let child = host
+        let mut process = Process {
+            name: name.to_string(),
+            child: None,
+            log,
+            host: host.clone(),
+            dir: dir.to_path_buf(),
+            args: args.to_vec(),
+        };
+        process.start();
+        process
+    }
+
+    /// Starts it (again, after [`Process::kill9`] or [`Process::stop`]) with the same
+    /// arguments; its log goes on.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "{} is running", self.name);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = self
+            .host
             .command(clrk_bin())
-            .args(args)
-            .env("CLRK_DIR", dir.join(name))
+            .args(&self.args)
+            .env("CLRK_DIR", self.dir.join(&self.name))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
             .stderr(file)
             .spawn()
-            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
-        Process {
-            name: name.to_string(),
-            child: Some(child),
-            log,
-        }
+            .unwrap_or_else(|e| panic!("starting {}: {e}", self.name));
+        self.child = Some(child);
     }
 
     pub fn log(&self) -> String {
