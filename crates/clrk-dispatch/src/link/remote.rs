@@ -43,7 +43,8 @@ pub struct WorkerAddress {
 
 /// Why an order did not start on a worker.
 pub(crate) enum NotStarted {
-    /// The worker could not be reached: it never saw the order, another may take it.
+    /// The worker could not be reached, or turned the order away before recording it: another
+    /// may take it.
     Undelivered(DispatchError),
     /// The worker refused it, or the link broke once it may have had it.
     Refused(DispatchError),
@@ -128,10 +129,15 @@ pub(crate) async fn execute(
                 .to_owned(),
             Err(error) => format!("worker {} refused the execution: {error}", worker.name),
         };
-        return Err((
-            NotStarted::Refused(DispatchError::Remote { status, message }),
-            places,
-        ));
+        let error = DispatchError::Remote { status, message };
+        // A worker shutting down (or out of memory for bodies) recorded nothing: another
+        // may take the order.
+        let why = if status == StatusCode::SERVICE_UNAVAILABLE {
+            NotStarted::Undelivered(error)
+        } else {
+            NotStarted::Refused(error)
+        };
+        return Err((why, places));
     }
     let (tx, rx) = mpsc::channel(EVENT_QUEUE);
     let data = response.into_body().into_data_stream().map(|chunk| {
