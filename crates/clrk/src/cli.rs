@@ -115,32 +115,16 @@ pub struct DevArgs {
     #[arg(short = 'f', long = "filename", value_name = "FILE")]
     pub files: Vec<PathBuf>,
 
-    /// A registry (`HOST` or `HOST:PORT`) to pull from over plain HTTP instead of HTTPS;
-    /// repeatable, or a comma-separated list in CLRK_INSECURE_REGISTRIES. For a registry on
-    /// this machine, e.g. --insecure-registry localhost:5000.
-    #[arg(
-        long = "insecure-registry",
-        value_name = "HOST",
-        env = "CLRK_INSECURE_REGISTRIES",
-        value_delimiter = ','
-    )]
-    pub insecure_registries: Vec<String>,
+    #[command(flatten)]
+    pub registries: InsecureRegistries,
 
     /// The DNS server agents' questions are forwarded to, once their egress gateway allows
     /// the name [default: the first nameserver of /etc/resolv.conf].
     #[arg(long, value_name = "ADDR", env = "CLRK_DNS_UPSTREAM")]
     pub dns_upstream: Option<SocketAddr>,
 
-    /// Connections the ingress holds open at once; beyond it a new connection gets 503 and
-    /// is closed. Each takes a file descriptor: stay well below `ulimit -Hn`.
-    #[arg(long, value_name = "N", default_value_t = 4096)]
-    pub max_connections: usize,
-
-    /// Connections one client address may hold open on the ingress at once; beyond it its new
-    /// connections get 503 and are closed. Raise it when a load balancer or NAT puts many
-    /// clients behind one address.
-    #[arg(long, value_name = "N", default_value_t = 256)]
-    pub max_connections_per_client: usize,
+    #[command(flatten)]
+    pub ingress_limits: IngressLimits,
 }
 
 /// `clrk server`.
@@ -188,22 +172,11 @@ pub struct ServerArgs {
     #[arg(long)]
     pub allow_host_rootfs: bool,
 
-    /// A registry (`HOST` or `HOST:PORT`) to pull from over plain HTTP; repeatable.
-    #[arg(
-        long = "insecure-registry",
-        value_name = "HOST",
-        env = "CLRK_INSECURE_REGISTRIES",
-        value_delimiter = ','
-    )]
-    pub insecure_registries: Vec<String>,
+    #[command(flatten)]
+    pub registries: InsecureRegistries,
 
-    /// Connections the ingress holds open at once.
-    #[arg(long, value_name = "N", default_value_t = 4096)]
-    pub max_connections: usize,
-
-    /// Connections one client address may hold open on the ingress at once.
-    #[arg(long, value_name = "N", default_value_t = 256)]
-    pub max_connections_per_client: usize,
+    #[command(flatten)]
+    pub ingress_limits: IngressLimits,
 }
 
 /// `clrk worker`.
@@ -259,7 +232,21 @@ pub struct WorkerArgs {
     #[arg(long)]
     pub allow_host_rootfs: bool,
 
-    /// A registry (`HOST` or `HOST:PORT`) to pull from over plain HTTP; repeatable.
+    #[command(flatten)]
+    pub registries: InsecureRegistries,
+
+    /// The DNS server agents' allowed questions go to [default: the first nameserver of
+    /// /etc/resolv.conf].
+    #[arg(long, value_name = "ADDR", env = "CLRK_DNS_UPSTREAM")]
+    pub dns_upstream: Option<SocketAddr>,
+}
+
+/// `--insecure-registry`, shared by the commands that pull images.
+#[derive(Debug, Args)]
+pub struct InsecureRegistries {
+    /// A registry (`HOST` or `HOST:PORT`) to pull from over plain HTTP instead of HTTPS;
+    /// repeatable, or a comma-separated list in CLRK_INSECURE_REGISTRIES. For a registry on
+    /// this machine, e.g. --insecure-registry localhost:5000.
     #[arg(
         long = "insecure-registry",
         value_name = "HOST",
@@ -267,11 +254,21 @@ pub struct WorkerArgs {
         value_delimiter = ','
     )]
     pub insecure_registries: Vec<String>,
+}
 
-    /// The DNS server agents' allowed questions go to [default: the first nameserver of
-    /// /etc/resolv.conf].
-    #[arg(long, value_name = "ADDR", env = "CLRK_DNS_UPSTREAM")]
-    pub dns_upstream: Option<SocketAddr>,
+/// The ingress's connection caps, shared by `clrk dev` and `clrk server`.
+#[derive(Debug, Args)]
+pub struct IngressLimits {
+    /// Connections the ingress holds open at once; beyond it a new connection gets 503 and
+    /// is closed. Each takes a file descriptor: stay well below `ulimit -Hn`.
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    pub max_connections: usize,
+
+    /// Connections one client address may hold open on the ingress at once; beyond it its new
+    /// connections get 503 and are closed. Raise it when a load balancer or NAT puts many
+    /// clients behind one address.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub max_connections_per_client: usize,
 }
 
 /// Manifest files to read: `-f FILE...` with optional recursion.

@@ -79,17 +79,7 @@ async fn a_killed_worker_fails_its_executions_worker_lost_and_the_others_finish(
     // Quiet for 8 s, then answers: a lost one has written nothing yet.
     client.apply(&sh_agent("slow", "cat >/dev/null; sleep 8; echo done", ""));
     client.apply(&sh_agent("quick", "cat >/dev/null; echo quick", ""));
-    let ingress = client.ingress.clone();
-    let calls: Vec<_> = (0..6)
-        .map(|_| {
-            let url = format!("{ingress}/");
-            tokio::spawn(async move {
-                let h = headers("slow");
-                let pairs: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                request("POST", &url, &pairs, bytes::Bytes::new()).await
-            })
-        })
-        .collect();
+    let calls: Vec<_> = (0..6).map(|_| spawn_invoke(client, "slow")).collect();
     // All six run, spread over both workers.
     let spread = eventually("six executions running on both workers", || async {
         let w = workers(client).await;
@@ -180,16 +170,8 @@ async fn max_concurrent_holds_across_servers() {
         "cat >/dev/null; sleep 3; echo ok",
         "  maxConcurrent: 2",
     ));
-    let ingresses: Vec<String> = cluster.clients.iter().map(|c| c.ingress.clone()).collect();
     let calls: Vec<_> = (0..50)
-        .map(|i| {
-            let url = format!("{}/", ingresses[i % 2]);
-            tokio::spawn(async move {
-                let h = headers("two");
-                let pairs: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                request("POST", &url, &pairs, bytes::Bytes::new()).await
-            })
-        })
+        .map(|i| spawn_invoke(&cluster.clients[i % 2], "two"))
         .collect();
     // While they run, the store never holds more than two running, whichever server placed
     // them.
@@ -259,16 +241,7 @@ async fn a_warm_worker_is_chosen_over_an_idle_one() {
         "the pool's one sandbox is shared, not copied"
     );
     // worker-0 gets busy (ties go to the first): it is now the more loaded of the two.
-    let ingress = format!("{}/", client.ingress);
-    let busy = tokio::spawn(async move {
-        request(
-            "POST",
-            &ingress,
-            &[("X-Clrk-TaskAgent", "default/busy")],
-            bytes::Bytes::new(),
-        )
-        .await
-    });
+    let busy = spawn_invoke(client, "busy");
     eventually("the busy execution running on worker-0", || async {
         (workers(client).await["worker-0"].1 == 1).then_some(())
     })
@@ -324,16 +297,7 @@ async fn a_drained_worker_finishes_what_it_runs_takes_nothing_new_and_gives_back
     })
     .await;
     // A long execution on worker-0 (ties go to the first), then the drain.
-    let ingress = format!("{}/", client.ingress);
-    let long = tokio::spawn(async move {
-        request(
-            "POST",
-            &ingress,
-            &[("X-Clrk-TaskAgent", "default/long")],
-            bytes::Bytes::new(),
-        )
-        .await
-    });
+    let long = spawn_invoke(client, "long");
     eventually("the long execution running on worker-0", || async {
         (workers(client).await["worker-0"].1 == 1).then_some(())
     })
@@ -388,16 +352,7 @@ async fn a_drained_worker_finishes_what_it_runs_takes_nothing_new_and_gives_back
     .await;
 
     // SIGTERM drains too: the execution in flight on worker-1 still answers.
-    let ingress = format!("{}/", client.ingress);
-    let last = tokio::spawn(async move {
-        request(
-            "POST",
-            &ingress,
-            &[("X-Clrk-TaskAgent", "default/long")],
-            bytes::Bytes::new(),
-        )
-        .await
-    });
+    let last = spawn_invoke(client, "long");
     eventually("the last long execution running on worker-1", || async {
         (workers(client).await["worker-1"].1 == 1).then_some(())
     })
@@ -422,16 +377,7 @@ async fn a_killed_server_loses_nothing_and_the_other_keeps_serving() {
     let (first, second) = (&cluster.clients[0], &cluster.clients[1]);
     first.apply(&sh_agent("slow", "cat >/dev/null; sleep 4; echo done", ""));
     first.apply(&sh_agent("quick", "cat >/dev/null; echo quick", ""));
-    let ingress = format!("{}/", first.ingress);
-    let orphan = tokio::spawn(async move {
-        request(
-            "POST",
-            &ingress,
-            &[("X-Clrk-TaskAgent", "default/slow")],
-            bytes::Bytes::new(),
-        )
-        .await
-    });
+    let orphan = spawn_invoke(first, "slow");
     eventually("the slow execution running", || async {
         (workers(second).await["worker-0"].1 == 1).then_some(())
     })
@@ -487,11 +433,7 @@ async fn logs_followed_through_one_server_show_lines_from_an_execution_placed_by
             }
         }
     });
-    let ingress = format!("{}/", first.ingress);
-    let call = tokio::spawn(async move {
-        let headers = [("X-Clrk-TaskAgent", "default/talker")];
-        request("POST", &ingress, &headers, bytes::Bytes::new()).await
-    });
+    let call = spawn_invoke(first, "talker");
     let mut seen: Vec<String> = Vec::new();
     let deadline = tokio::time::Instant::now() + DEADLINE;
     for text in ["first-line", "second-line"] {

@@ -5,14 +5,11 @@
 mod common;
 
 use std::io::BufRead as _;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::process::{Child, Stdio};
 
 use common::cluster::*;
 use common::*;
-use hickory_proto::op::{Message, MessageType, ResponseCode};
-use hickory_proto::rr::rdata::A;
-use hickory_proto::rr::{RData, Record, RecordType};
 use serde_json::Value;
 
 const SECRET: &str = "sk-ant-real-7f3a9c1e";
@@ -68,40 +65,6 @@ fn start_upstream(host: &common::hosts::Host) -> Upstream {
     }
 }
 
-/// A DNS server on `addr` naming `api.anthropic.com` `upstream`; every other name does not
-/// exist.
-async fn dns_server(addr: SocketAddr, upstream: Ipv4Addr) {
-    let socket = tokio::net::UdpSocket::bind(addr).await.unwrap();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 4096];
-        loop {
-            let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
-                return;
-            };
-            let Ok(query) = Message::from_vec(&buf[..n]) else {
-                continue;
-            };
-            let mut answer = Message::response(query.metadata.id, query.metadata.op_code);
-            answer.metadata.recursion_available = true;
-            answer.metadata.recursion_desired = query.metadata.recursion_desired;
-            answer.add_queries(query.queries.clone());
-            let q = &query.queries[0];
-            let name = q.name().to_ascii().trim_end_matches('.').to_string();
-            if name != "api.anthropic.com" {
-                answer.metadata.response_code = ResponseCode::NXDomain;
-            } else if q.query_type() == RecordType::A {
-                answer.add_answer(Record::from_rdata(
-                    q.name().clone(),
-                    60,
-                    RData::A(A(upstream)),
-                ));
-            }
-            answer.metadata.message_type = MessageType::Response;
-            let _ = socket.send_to(&answer.to_vec().unwrap(), peer).await;
-        }
-    });
-}
-
 fn indent(text: &str, by: usize) -> String {
     text.lines()
         .map(|l| format!("{}{l}\n", " ".repeat(by)))
@@ -143,7 +106,11 @@ async fn a_worker_injects_the_key_and_the_day_budget_holds_across_workers() {
     .await;
     let dns = SocketAddr::from((cluster.hosts.gateway(), dns_port));
     let upstream = start_upstream(cluster.extra_host(0));
-    dns_server(dns, cluster.extra_host(0).ip).await;
+    let names = vec![(
+        "api.anthropic.com",
+        vec![IpAddr::V4(cluster.extra_host(0).ip)],
+    )];
+    common::dns::dns_server_on(dns, names).await;
 
     let client = &cluster.clients[0];
     let out = client.clrk(&[

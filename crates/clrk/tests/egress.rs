@@ -7,15 +7,12 @@
 mod common;
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use common::{Dev, Peak, eventually, open_fds, repo_path};
-use hickory_proto::op::{Message, MessageType, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA};
-use hickory_proto::rr::{RData, Record, RecordType};
 use http_body_util::{BodyExt, Full};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as OtlpValue;
@@ -273,56 +270,15 @@ async fn dns_server_asked(
     upstream: Ipv4Addr,
     upstream6: Ipv6Addr,
 ) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
-    let asked: Arc<Mutex<Vec<String>>> = Arc::default();
-    let log = Arc::clone(&asked);
-    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = socket.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 4096];
-        loop {
-            let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
-                return;
-            };
-            let Ok(query) = Message::from_vec(&buf[..n]) else {
-                continue;
-            };
-            let mut answer = Message::response(query.metadata.id, query.metadata.op_code);
-            answer.metadata.recursion_available = true;
-            answer.metadata.recursion_desired = query.metadata.recursion_desired;
-            answer.add_queries(query.queries.clone());
-            let q = &query.queries[0];
-            let name = q.name().to_ascii().trim_end_matches('.').to_string();
-            log.lock().unwrap().push(name.clone());
-            let known = [
-                "llm.test",
-                "bad.test",
-                "denied.test",
-                "api.anthropic.com",
-                "v6.test",
-            ]
-            .contains(&name.as_str());
-            if !known {
-                answer.metadata.response_code = ResponseCode::NXDomain;
-            } else if name == "v6.test" {
-                if q.query_type() == RecordType::AAAA {
-                    answer.add_answer(Record::from_rdata(
-                        q.name().clone(),
-                        60,
-                        RData::AAAA(AAAA(upstream6)),
-                    ));
-                }
-            } else if q.query_type() == RecordType::A {
-                answer.add_answer(Record::from_rdata(
-                    q.name().clone(),
-                    60,
-                    RData::A(A(upstream)),
-                ));
-            }
-            answer.metadata.message_type = MessageType::Response;
-            let _ = socket.send_to(&answer.to_vec().unwrap(), peer).await;
-        }
-    });
-    (addr, asked)
+    let v4 = vec![IpAddr::V4(upstream)];
+    let names = vec![
+        ("llm.test", v4.clone()),
+        ("bad.test", v4.clone()),
+        ("denied.test", v4.clone()),
+        ("api.anthropic.com", v4),
+        ("v6.test", vec![IpAddr::V6(upstream6)]),
+    ];
+    common::dns::dns_server_on("127.0.0.1:0".parse().unwrap(), names).await
 }
 
 /// One span as the receiver decoded it.

@@ -14,6 +14,15 @@ use http::StatusCode;
 pub type Readiness =
     Arc<dyn Fn() -> futures::future::BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
+/// Whether the shared database answers: the first thing either process needs to take work.
+pub async fn database(store: &clrk_store::Store) -> Result<(), String> {
+    store
+        .list_workers()
+        .await
+        .map(drop)
+        .map_err(|e| format!("the database does not answer: {e}"))
+}
+
 /// The two routes, readiness answered by `ready`.
 pub fn router(ready: Readiness) -> Router {
     Router::new()

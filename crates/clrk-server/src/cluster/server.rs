@@ -127,13 +127,7 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     let ready_store = store.clone();
     let ready: health::Readiness = Arc::new(move || {
         let store = ready_store.clone();
-        Box::pin(async move {
-            store
-                .list_workers()
-                .await
-                .map(drop)
-                .map_err(|e| format!("the database does not answer: {e}"))
-        })
+        Box::pin(async move { health::database(&store).await })
     });
     let api_app = crate::api::router(state, token).merge(health::router(ready));
     tasks.push(tokio::spawn(listener::serve(

@@ -160,10 +160,7 @@ pub async fn start(opts: WorkerOptions) -> Result<RunningWorker, ServerError> {
     let ready: health::Readiness = Arc::new(move || {
         let (store, state) = (ready_store.clone(), state.clone());
         Box::pin(async move {
-            store
-                .list_workers()
-                .await
-                .map_err(|e| format!("the database does not answer: {e}"))?;
+            health::database(&store).await?;
             match *state.borrow() {
                 Heartbeat::Ready => Ok(()),
                 Heartbeat::Draining => Err("draining".to_string()),

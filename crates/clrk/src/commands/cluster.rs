@@ -19,9 +19,9 @@ pub async fn server(args: ServerArgs, session: &Session) -> anyhow::Result<()> {
             .data_dir
             .unwrap_or_else(|| session.clrk_dir.join("server")),
         allow_host_rootfs: args.allow_host_rootfs,
-        insecure_registries: args.insecure_registries,
-        ingress_connections: args.max_connections,
-        ingress_connections_per_client: args.max_connections_per_client,
+        insecure_registries: args.registries.insecure_registries,
+        ingress_connections: args.ingress_limits.max_connections,
+        ingress_connections_per_client: args.ingress_limits.max_connections_per_client,
     };
     // The server's messages already carry their causes; a chain would repeat them.
     clrk_server::cluster::server::run(options)
@@ -41,7 +41,7 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         cluster_secret_file: args.cluster_secret_file,
         name: args.name,
         allow_host_rootfs: args.allow_host_rootfs,
-        insecure_registries: args.insecure_registries,
+        insecure_registries: args.registries.insecure_registries,
         dns_upstream: args.dns_upstream,
     };
     clrk_server::cluster::worker::run(options)

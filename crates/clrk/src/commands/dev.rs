@@ -25,11 +25,11 @@ pub async fn run(args: DevArgs, session: &Session) -> anyhow::Result<()> {
         api_addr: args.api,
         manifests: by_source(documents),
         allow_host_rootfs: true,
-        insecure_registries: args.insecure_registries,
+        insecure_registries: args.registries.insecure_registries,
         log_to_terminal: true,
         dns_upstream: args.dns_upstream,
-        ingress_connections: args.max_connections,
-        ingress_connections_per_client: args.max_connections_per_client,
+        ingress_connections: args.ingress_limits.max_connections,
+        ingress_connections_per_client: args.ingress_limits.max_connections_per_client,
     };
     tracing::info!(data_dir = %options.data_dir.display(), ingress = %options.ingress_addr, api = %options.api_addr, "starting clrk dev");
     // The server's messages already carry their causes; a chain would repeat them.

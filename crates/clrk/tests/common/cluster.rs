@@ -321,6 +321,18 @@ pub async fn workers(client: &Dev) -> std::collections::HashMap<String, (String,
         .collect()
 }
 
-pub fn headers(agent: &str) -> [(&str, String); 1] {
-    [("X-Clrk-TaskAgent", format!("default/{agent}"))]
+/// Invokes `agent` through the ingress `client` answers on, in a task of its own, with an
+/// empty body.
+pub fn spawn_invoke(client: &Dev, agent: &str) -> tokio::task::JoinHandle<HttpResponse> {
+    let url = format!("{}/", client.ingress);
+    let agent = format!("default/{agent}");
+    tokio::spawn(async move {
+        request(
+            "POST",
+            &url,
+            &[("X-Clrk-TaskAgent", &agent)],
+            bytes::Bytes::new(),
+        )
+        .await
+    })
 }
