@@ -153,6 +153,16 @@ pub async fn start(opts: WorkerOptions) -> Result<RunningWorker, ServerError> {
         move || warm_worker.warm_counts(),
         HEARTBEAT,
     );
+    // Drained through the API (`clrk workers drain`): its daemons move as on SIGTERM.
+    tasks.push({
+        let (daemons, mut state) = (daemons.clone(), registration.state());
+        tokio::spawn(async move {
+            if state.wait_for(|s| *s == Heartbeat::Draining).await.is_ok() {
+                tracing::info!("worker draining: handing its daemons over");
+                daemons.shutdown(Duration::from_secs(15)).await;
+            }
+        })
+    });
     let state = registration.state();
     let ready_store = store.clone();
     let ready: health::Readiness = Arc::new(move || {

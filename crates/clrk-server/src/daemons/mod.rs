@@ -143,7 +143,11 @@ impl Supervisor {
                 Ok(Pass::SomeLedElsewhere) => LEAD_RETRY,
                 Err(error) => {
                     tracing::error!(%error, "daemon reconcile failed; retrying");
-                    RESYNC.min(LEAD_RETRY)
+                    // A cluster worker may be the one to take daemons over.
+                    match self.inner.cluster {
+                        Some(_) => LEAD_RETRY,
+                        None => RESYNC,
+                    }
                 }
             };
             tokio::select! {

@@ -79,8 +79,11 @@ impl PgStore {
     /// advisory lock shows in `pg_locks` with its high half as `classid`, its low half as
     /// `objid` and `objsubid` 1.
     async fn led_elsewhere(&self, name: &str) -> Result<bool, StoreError> {
-        let key = lock_key(name);
-        let (high, low) = ((key >> 32) as u32, key as u32);
+        let [a, b, c, d, e, f, g, h] = lock_key(name).to_be_bytes();
+        let (high, low) = (
+            u32::from_be_bytes([a, b, c, d]),
+            u32::from_be_bytes([e, f, g, h]),
+        );
         let held = self
             .client()
             .await?
