@@ -14,7 +14,7 @@ use clrk_store::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::policy::{AfterExit, BACKOFF_RESET_AFTER, after_exit, backoff};
+use super::policy::{AfterExit, BACKOFF_RESET_AFTER, after_exit, after_lost_worker, backoff};
 
 /// The trigger recorded on every daemon run.
 pub const DAEMON_TRIGGER: &str = "daemon";
@@ -227,26 +227,22 @@ impl Daemon {
         let Some(spec) = self.spec().await else {
             return false;
         };
-        let lost = "the worker running it was lost";
-        match after_exit(
-            spec.restart_policy,
-            1,
-            state.restart_count,
-            spec.max_restarts,
-        ) {
+        match after_lost_worker(spec.restart_policy, state.restart_count, spec.max_restarts) {
             AfterExit::Restart => {
                 tracing::info!(namespace = %self.namespace, daemon = %self.name, %worker,
                     restarts = state.restart_count, "daemon taken over from a lost worker");
                 state.restart_count = state.restart_count.saturating_add(1);
-                state.reason = Some(format!("{lost}; restarted on worker {worker}"));
+                state.reason = Some(format!(
+                    "the worker running it was lost; restarted on worker {worker}"
+                ));
                 true
             }
-            AfterExit::Stop(why) => {
-                let policy = why.split_once("; ").map_or(why.as_str(), |(_, p)| p);
-                tracing::info!(namespace = %self.namespace, daemon = %self.name, %worker, "daemon of a lost worker not restarted");
+            AfterExit::Stop(reason) => {
+                tracing::info!(namespace = %self.namespace, daemon = %self.name, %worker, %reason,
+                    "daemon of a lost worker not restarted");
                 state.phase = DaemonPhase::Stopped;
                 state.up_since = None;
-                state.reason = Some(format!("{lost}; {policy}"));
+                state.reason = Some(reason);
                 self.save(state).await;
                 false
             }
