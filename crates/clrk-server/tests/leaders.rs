@@ -2,7 +2,7 @@
 //! `Cron`s and daemon `Supervisor`s, each in a [`Process`] of its own (a runtime with its own
 //! store connections and tasks), as separate servers and workers would be. Killing one drops
 //! all of it at once, as `kill -9` would: its connections close and PostgreSQL releases its
-//! locks.
+//! locks. The last test runs two `clrk worker`s as the command starts them.
 //!
 //! No sandbox runs here. Cron's fires are counted from its events (each fire is one "cron
 //! fired" or "cron tick could not start an execution" event naming its tick: no worker is
@@ -533,4 +533,65 @@ async fn on_postgres_a_daemon_runs_on_one_worker_of_its_pool_and_moves_when_that
     );
     last.stop().await;
     other_pool.stop().await;
+}
+
+/// `clrk worker` as the command runs it (its host, registration, link and supervisor), with
+/// its data under `dir`.
+async fn cluster_worker(
+    db: &TempDatabase,
+    dir: &Path,
+    name: &str,
+) -> clrk_server::cluster::worker::RunningWorker {
+    let secret = dir.join("cluster-secret");
+    ClusterSecret::load_or_create(&secret).unwrap();
+    let loopback = "127.0.0.1:0".parse().unwrap();
+    clrk_server::cluster::worker::start(clrk_server::cluster::worker::WorkerOptions {
+        database: db.url().to_owned(),
+        pool: "gpu".into(),
+        listen: loopback,
+        advertise: None,
+        health: loopback,
+        data_dir: dir.join(name),
+        cluster_secret_file: secret,
+        name: Some(name.into()),
+        allow_host_rootfs: false,
+        insecure_registries: Vec::new(),
+        dns_upstream: None,
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_workers_run_a_daemon_of_their_pool_once_and_hand_it_over_when_drained() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TempPostgres::database().await;
+    let store = db.connect().await;
+    apply(&store, DAEMON).await;
+    let w1 = cluster_worker(&db, dir.path(), "w1").await;
+    let w2 = cluster_worker(&db, dir.path(), "w2").await;
+
+    let before = runs_until(&store, "the daemon runs twice", |r| r.len() >= 2).await;
+    let holder = before[0].clone();
+    assert!(
+        before.iter().all(|w| *w == holder),
+        "one worker runs it: {before:?}"
+    );
+
+    // `clrk workers drain` of the holder: the daemon moves to the other worker.
+    assert!(store.drain_worker(&holder).await.unwrap());
+    let other = if holder == "w1" { "w2" } else { "w1" };
+    let after = runs_until(&store, "the other worker runs it", |r| {
+        r.iter().filter(|w| *w == other).count() >= 2
+    })
+    .await;
+    let first_moved = after.iter().position(|w| w == other).unwrap();
+    assert!(
+        after[first_moved..].iter().all(|w| w == other),
+        "the drained worker let it go: {after:?}"
+    );
+    let state = store.daemon_state("default", "bot").await.unwrap().unwrap();
+    assert_ne!(state.phase, clrk_store::DaemonPhase::Stopped, "{state:?}");
+    w1.stop().await;
+    w2.stop().await;
 }
