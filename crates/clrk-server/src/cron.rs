@@ -52,17 +52,33 @@ struct Inner {
     dispatcher: Dispatcher,
     wake: Notify,
     shutdown: CancellationToken,
+    /// How often the table is read again without a trigger: applies through another server
+    /// reach the leader only through the store.
+    resync: Duration,
 }
 
 impl Cron {
-    /// Starts the scheduler loop: it fires while this process leads [`CRON_LEADERSHIP`].
+    /// Starts the scheduler loop of `clrk dev`, which leads at once (SQLite) and learns of
+    /// applies from its own API.
     pub fn start(store: Store, dispatcher: Dispatcher) -> Cron {
+        Cron::start_with(store, dispatcher, plan::RESYNC)
+    }
+
+    /// Starts the scheduler loop of a `clrk server`: it fires while this process leads
+    /// [`CRON_LEADERSHIP`], and reads the schedules every [`LEAD_RETRY`], since applies may
+    /// come through another server.
+    pub fn start_in_cluster(store: Store, dispatcher: Dispatcher) -> Cron {
+        Cron::start_with(store, dispatcher, LEAD_RETRY)
+    }
+
+    fn start_with(store: Store, dispatcher: Dispatcher, resync: Duration) -> Cron {
         let cron = Cron {
             inner: Arc::new(Inner {
                 store,
                 dispatcher,
                 wake: Notify::new(),
                 shutdown: CancellationToken::new(),
+                resync,
             }),
         };
         tokio::spawn(cron.clone().run());
@@ -120,7 +136,7 @@ impl Cron {
                 .map_or(sleep, |next| {
                     (next - Utc::now()).to_std().unwrap_or_default()
                 });
-            let sleep = sleep.min(soonest);
+            let sleep = sleep.min(soonest).min(self.inner.resync);
             tokio::select! {
                 () = tokio::time::sleep(sleep) => {}
                 () = self.inner.wake.notified() => {}

@@ -1,7 +1,7 @@
 //! `clrk server`: the control API, the ingress and apply over the shared PostgreSQL store,
-//! placing every execution on a registered worker over the link. It holds no sandboxes and
-//! nothing that is not in the store (an image cache for apply aside): run as many as needed
-//! behind a load balancer; any of them may be killed.
+//! placing every execution on a registered worker over the link, and cron while it leads.
+//! It holds no sandboxes and nothing that is not in the store (an image cache for apply
+//! aside): run as many as needed behind a load balancer; any of them may be killed.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -105,7 +105,7 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         Dispatcher::default_body_budget(),
     );
     // Every server runs cron; it fires only while it leads (see `cron`).
-    let cron = Cron::start(store.clone(), dispatcher.clone());
+    let cron = Cron::start_in_cluster(store.clone(), dispatcher.clone());
     let state = AppState {
         store: store.clone(),
         images,

@@ -139,8 +139,10 @@ impl Supervisor {
     async fn control_loop(self) {
         loop {
             let next = match self.reconcile().await {
-                Ok(Pass::AllHeld) => RESYNC,
-                Ok(Pass::SomeLedElsewhere) => LEAD_RETRY,
+                // Applies reach a cluster worker only through the store (the API that took
+                // them is another process's), so it reads the store more often.
+                Ok(Pass::AllHeld) if self.inner.cluster.is_none() => RESYNC,
+                Ok(_) => LEAD_RETRY,
                 Err(error) => {
                     tracing::error!(%error, "daemon reconcile failed; retrying");
                     // A cluster worker may be the one to take daemons over.
