@@ -592,6 +592,30 @@ async fn cluster_workers_run_a_daemon_of_their_pool_once_and_hand_it_over_when_d
     );
     let state = store.daemon_state("default", "bot").await.unwrap().unwrap();
     assert_ne!(state.phase, clrk_store::DaemonPhase::Stopped, "{state:?}");
+
+    // An apply through some server reaches the workers through the store alone, within
+    // their 2 s resync (not the 30 s of `clrk dev`, which its own API triggers).
+    let applied = Utc::now();
+    apply(&store, &DAEMON.replace("name: bot", "name: bot2")).await;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let first = loop {
+        let runs = store.executions("default", "bot2", 10).await.unwrap();
+        if let Some(run) = runs.first() {
+            break run.clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "bot2 never ran");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        first.worker.as_deref(),
+        Some(other),
+        "only the Ready worker runs it"
+    );
+    assert!(
+        first.started_at - applied <= chrono::TimeDelta::seconds(15),
+        "started {} after the apply",
+        first.started_at - applied
+    );
     w1.stop().await;
     w2.stop().await;
 }
