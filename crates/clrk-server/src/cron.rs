@@ -7,6 +7,12 @@
 //! next tick or a trigger. Each fire runs in its own task, so a slow start never delays
 //! another agent's tick. Ticks missed while the server was down are not replayed: at start
 //! every schedule counts from now.
+//!
+//! In a cluster every server runs this, but only the leader of [`CRON_LEADERSHIP`] fires; the
+//! others try to lead every [`LEAD_RETRY`] and the one that takes over starts from an empty
+//! table, so it fires the next tick, not the ones missed. Before firing, a tick is claimed in
+//! the store ([`Store::claim_cron_tick`]): two servers that both believe they lead for a
+//! moment still fire it once. `clrk dev` (SQLite) always leads.
 
 mod plan;
 
@@ -15,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound as _, Utc};
 use clrk_api::{ConcurrencyPolicy, ObjectKey, Resource};
 use clrk_dispatch::envelope::RequestData;
 use clrk_dispatch::{Dispatcher, ExecEvent, Invocation, STOP_GRACE};
@@ -29,6 +35,11 @@ use plan::{Entry, Plan, Step, Wanted, plan};
 pub const CRON_TRIGGER: &str = "cron";
 /// How long a `Replace` tick waits for the stopped run to be gone.
 const REPLACE_WAIT: Duration = Duration::from_secs(15);
+/// The leadership cron fires under.
+pub const CRON_LEADERSHIP: &str = "clrk-cron";
+/// How often a server that does not lead cron tries to; a dead leader's lock is released
+/// when its connection drops, so a follower fires within this of that.
+pub const LEAD_RETRY: Duration = Duration::from_secs(2);
 
 /// The cron scheduler. Cloning shares the same scheduler.
 #[derive(Clone)]
@@ -41,17 +52,33 @@ struct Inner {
     dispatcher: Dispatcher,
     wake: Notify,
     shutdown: CancellationToken,
+    /// How often the table is read again without a trigger: applies through another server
+    /// reach the leader only through the store.
+    resync: Duration,
 }
 
 impl Cron {
-    /// Starts the scheduler loop.
+    /// Starts the scheduler loop of `clrk dev`, which leads at once (SQLite) and learns of
+    /// applies from its own API.
     pub fn start(store: Store, dispatcher: Dispatcher) -> Cron {
+        Cron::start_with(store, dispatcher, plan::RESYNC)
+    }
+
+    /// Starts the scheduler loop of a `clrk server`: it fires while this process leads
+    /// [`CRON_LEADERSHIP`], and reads the schedules every [`LEAD_RETRY`], since applies may
+    /// come through another server.
+    pub fn start_in_cluster(store: Store, dispatcher: Dispatcher) -> Cron {
+        Cron::start_with(store, dispatcher, LEAD_RETRY)
+    }
+
+    fn start_with(store: Store, dispatcher: Dispatcher, resync: Duration) -> Cron {
         let cron = Cron {
             inner: Arc::new(Inner {
                 store,
                 dispatcher,
                 wake: Notify::new(),
                 shutdown: CancellationToken::new(),
+                resync,
             }),
         };
         tokio::spawn(cron.clone().run());
@@ -69,6 +96,17 @@ impl Cron {
     }
 
     async fn run(self) {
+        let store = self.inner.store.clone();
+        let stop = self.inner.shutdown.clone();
+        crate::leadership::while_leading(&store, CRON_LEADERSHIP, LEAD_RETRY, &stop, |leading| {
+            self.lead(leading)
+        })
+        .await;
+    }
+
+    /// Fires until `leading` is cancelled. The table starts empty: every schedule counts from
+    /// now, so a new leader neither replays missed ticks nor fires one the old leader did.
+    async fn lead(&self, leading: CancellationToken) {
         let mut table: HashMap<ObjectKey, Entry> = HashMap::new();
         loop {
             let desired = match self.desired().await {
@@ -79,18 +117,30 @@ impl Cron {
                 }
             };
             let dispatcher = &self.inner.dispatcher;
+            // Ticks are kept to the millisecond, as the store keeps them, so every server
+            // computes the same ticks from a stored time.
+            let now = Utc::now().trunc_subsecs(3);
             let plan = plan(
                 &table,
                 desired.as_ref(),
                 |key| dispatcher.active(&key.namespace, &key.name),
-                Utc::now(),
+                now,
             );
             let sleep = plan.sleep;
             self.carry_out(&mut table, plan).await;
+            // A schedule set in this pass may continue its series sooner than planned.
+            let soonest = table
+                .values()
+                .filter_map(|entry| entry.times.next_schedule_time)
+                .min()
+                .map_or(sleep, |next| {
+                    (next - Utc::now()).to_std().unwrap_or_default()
+                });
+            let sleep = sleep.min(soonest).min(self.inner.resync);
             tokio::select! {
                 () = tokio::time::sleep(sleep) => {}
                 () = self.inner.wake.notified() => {}
-                () = self.inner.shutdown.cancelled() => return,
+                () = leading.cancelled() => return,
             }
         }
     }
@@ -140,7 +190,21 @@ impl Cron {
                         .schedule_times(&key.namespace, &key.name)
                         .await
                     {
-                        Ok(stored) => entry.times.last_schedule_time = stored.last_schedule_time,
+                        Ok(stored) => {
+                            entry.times.last_schedule_time = stored.last_schedule_time;
+                            // An `@every` schedule continues the series of its last fire
+                            // while that series' next tick is ahead: a server taking cron
+                            // over then fires the ticks the old leader would have, which
+                            // the claims keep from firing twice. (For a clock-aligned
+                            // expression this is the next tick after now anyway.)
+                            if let Some(next) = stored
+                                .last_schedule_time
+                                .and_then(|last| entry.schedule.next_after(last))
+                                .filter(|next| *next > Utc::now())
+                            {
+                                entry.times.next_schedule_time = Some(next);
+                            }
+                        }
                         Err(error) => {
                             // Not in the table: the next pass sets it again.
                             tracing::error!(%error, "cron reconcile failed; retrying");
@@ -180,6 +244,9 @@ impl Cron {
                         continue;
                     };
                     entry.times.next_schedule_time = next;
+                    if !self.claim(&key, tick).await {
+                        continue;
+                    }
                     entry.times.last_schedule_time = Some(tick);
                     self.save(&key, &entry.times).await;
                     tokio::spawn(fire(
@@ -190,6 +257,30 @@ impl Cron {
                         tick,
                     ));
                 }
+            }
+        }
+    }
+
+    /// Whether this process fires `tick`: it claimed it first. A tick it cannot claim (the
+    /// store fails) is not fired, since another server may have fired it.
+    async fn claim(&self, key: &ObjectKey, tick: DateTime<Utc>) -> bool {
+        match self
+            .inner
+            .store
+            .claim_cron_tick(&key.namespace, &key.name, tick)
+            .await
+        {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::info!(namespace = %key.namespace, agent = %key.name, %tick,
+                    "cron tick already fired by another server");
+                false
+            }
+            Err(StoreError::AgentNotFound { .. }) => false,
+            Err(error) => {
+                tracing::error!(%error, namespace = %key.namespace, agent = %key.name, %tick,
+                    "could not claim a cron tick; it is not fired");
+                false
             }
         }
     }

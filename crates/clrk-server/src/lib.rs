@@ -15,6 +15,7 @@ pub mod dev;
 pub mod error;
 pub mod fd_limit;
 pub mod host;
+pub mod leadership;
 pub mod listener;
 pub mod metadata_listener;
 pub mod recovery;

@@ -54,7 +54,7 @@ pub use leadership::Leadership;
 pub use logs::{LOG_ROW_COST, LogLine, LogPage, LogQuery, NewLogLine, log_line_cost};
 pub use pool::Pool;
 pub use revision::{Revision, RevisionState};
-pub use schedule::ScheduleTimes;
+pub use schedule::{CRON_CLAIMS_KEPT, ScheduleTimes};
 pub use secret::SecretInfo;
 pub use store::{Store, WORKER_LOST};
 pub use worker::{EVERY_POOL, Heartbeat, WarmCount, WorkerRecord, WorkerRegistration, WorkerState};

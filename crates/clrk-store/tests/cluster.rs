@@ -103,6 +103,60 @@ async fn a_leader_whose_connection_is_killed_learns_it_lost() {
     let _taken = wait_for_lead(&b, "clrk-sweep").await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_tries_without_opening_a_connection_while_the_leader_holds() {
+    let db = TempPostgres::database().await;
+    let (a, b) = (db.connect().await, db.connect().await);
+    let _leader = a
+        .try_lead("clrk-daemon/default/bot")
+        .await
+        .unwrap()
+        .expect("leads");
+    // Warm b's pool, then count the sessions ever opened to the database around 20 tries.
+    assert!(
+        b.try_lead("clrk-daemon/default/bot")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let (admin, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let sessions = || async {
+        admin
+            .batch_execute("SELECT pg_stat_clear_snapshot()")
+            .await
+            .unwrap();
+        admin
+            .query_one(
+                "SELECT sessions FROM pg_stat_database WHERE datname = current_database()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    let before = sessions().await;
+    for _ in 0..20 {
+        assert!(
+            b.try_lead("clrk-daemon/default/bot")
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+    assert_eq!(sessions().await, before, "no connection opened to try");
+    // A leadership nobody holds is still taken, on a connection of its own.
+    assert!(
+        b.try_lead("clrk-daemon/default/other")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(sessions().await, before + 1);
+}
+
 /// Tries to lead until it does or the deadline passes.
 async fn wait_for_lead(store: &Store, name: &str) -> clrk_store::Leadership {
     let deadline = tokio::time::Instant::now() + DEADLINE;

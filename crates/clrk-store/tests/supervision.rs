@@ -1,4 +1,4 @@
-//! Cron times and daemon state: persisted per agent, replaced on write, gone with the agent.
+//! Cron times, claims of cron ticks and daemon state: persisted per agent, gone with the agent.
 
 mod common;
 
@@ -90,5 +90,59 @@ store_tests! {
                 .is_err(),
             "no state for an agent that does not exist"
         );
+    }
+
+    async fn a_cron_tick_is_claimed_once_and_old_claims_are_trimmed(backend) {
+        let store = backend.open().await;
+        store.apply_agent(&echo_agent("nightly")).await.unwrap();
+        store.apply_agent(&echo_agent("hourly")).await.unwrap();
+        let tick = at("2026-01-02T10:00:00Z");
+        assert!(store.claim_cron_tick("default", "nightly", tick).await.unwrap(), "the first claim fires");
+        assert!(!store.claim_cron_tick("default", "nightly", tick).await.unwrap(), "a second claim does not");
+        let other = backend.open().await;
+        assert!(
+            !other.claim_cron_tick("default", "nightly", tick).await.unwrap(),
+            "nor does another process's"
+        );
+        assert!(
+            store.claim_cron_tick("default", "hourly", tick).await.unwrap(),
+            "another agent's tick is its own"
+        );
+        assert!(
+            store.claim_cron_tick("default", "nightly", at("2026-01-02T10:01:00Z")).await.unwrap(),
+            "the next tick is free"
+        );
+        assert_eq!(backend.count_rows("cron_fires").await, 3);
+
+        // A day and more after the first tick, claiming drops the agent's claims older than a day.
+        let later = tick + clrk_store::CRON_CLAIMS_KEPT + chrono::Duration::seconds(30);
+        assert!(store.claim_cron_tick("default", "nightly", later).await.unwrap());
+        assert_eq!(
+            backend.count_rows("cron_fires").await,
+            3,
+            "nightly's first claim went, its second stays (within a day), hourly's is not its to trim"
+        );
+
+        store.delete_agent("default", "nightly").await.unwrap();
+        assert_eq!(backend.count_rows("cron_fires").await, 1, "claims go with their agent");
+        assert!(store.claim_cron_tick("default", "nightly", tick).await.is_err());
+    }
+
+    async fn claims_of_one_tick_racing_from_many_handles_fire_it_once(backend) {
+        let store = backend.open().await;
+        store.apply_agent(&echo_agent("nightly")).await.unwrap();
+        let tick = at("2026-01-02T10:00:00Z");
+        let mut claims = Vec::new();
+        for _ in 0..8 {
+            let store = backend.open().await;
+            claims.push(tokio::spawn(async move {
+                store.claim_cron_tick("default", "nightly", tick).await.unwrap()
+            }));
+        }
+        let mut won = 0;
+        for claim in claims {
+            won += usize::from(claim.await.unwrap());
+        }
+        assert_eq!(won, 1);
     }
 }

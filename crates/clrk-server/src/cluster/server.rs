@@ -1,7 +1,7 @@
 //! `clrk server`: the control API, the ingress and apply over the shared PostgreSQL store,
-//! placing every execution on a registered worker over the link. It holds no sandboxes and
-//! nothing that is not in the store (an image cache for apply aside): run as many as needed
-//! behind a load balancer; any of them may be killed.
+//! placing every execution on a registered worker over the link, and cron while it leads.
+//! It holds no sandboxes and nothing that is not in the store (an image cache for apply
+//! aside): run as many as needed behind a load balancer; any of them may be killed.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,6 +16,7 @@ use clrk_store::Store;
 use tokio::net::TcpListener;
 
 use crate::cluster::health;
+use crate::cron::Cron;
 use crate::error::ServerError;
 use crate::listener::{self, ConnectionLimits};
 use crate::registry::{HEARTBEAT, LostWorkerSweep};
@@ -45,6 +46,7 @@ pub struct RunningServer {
     pub ingress: SocketAddr,
     pub api: SocketAddr,
     dispatcher: Dispatcher,
+    cron: Cron,
     sweep: LostWorkerSweep,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -53,6 +55,7 @@ impl RunningServer {
     /// Refuses new invocations and stops listening. Executions in flight go on on their
     /// workers, which record their ends.
     pub async fn stop(self) {
+        self.cron.shutdown();
         self.dispatcher.shutdown(Duration::from_secs(1)).await;
         self.sweep.stop().await;
         for task in &self.tasks {
@@ -101,11 +104,13 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         Workers::Cluster(Cluster::new(client, store.clone())),
         Dispatcher::default_body_budget(),
     );
+    // Every server runs cron; it fires only while it leads (see `cron`).
+    let cron = Cron::start_in_cluster(store.clone(), dispatcher.clone());
     let state = AppState {
         store: store.clone(),
         images,
         dispatcher: dispatcher.clone(),
-        cron: None,
+        cron: Some(cron.clone()),
         daemons: None,
         allow_host_rootfs: opts.allow_host_rootfs,
     };
@@ -140,6 +145,7 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         ingress: ingress_addr,
         api: api_addr,
         dispatcher,
+        cron,
         sweep,
         tasks,
     })

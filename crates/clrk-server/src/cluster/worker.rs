@@ -1,7 +1,9 @@
 //! `clrk worker`: the sandboxes of one host. It registers in the shared store (name, pool,
 //! advertised link address, capacity), heartbeats with its warm sandboxes, and runs what
 //! servers send it over the link, which refuses any peer without the cluster secret.
-//! SIGTERM drains it: no new placements, executions in flight finish, then it leaves.
+//! It runs the DaemonAgents of its pool that it leads (one worker each).
+//! SIGTERM drains it: its daemons move, no new placements, executions in flight finish,
+//! then it leaves.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::health;
 use crate::cluster::server::{bind, local_addr};
+use crate::daemons::{ClusterWorker, Supervisor};
 use crate::error::ServerError;
 use crate::host::{Host, HostSettings};
 use crate::listener::{self, ConnectionLimits};
@@ -52,6 +55,7 @@ pub struct RunningWorker {
     pub health: SocketAddr,
     store: Store,
     host: Host,
+    daemons: Supervisor,
     registration: Registration,
     shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -61,6 +65,9 @@ impl RunningWorker {
     /// Drains (no new placements, executions in flight finish within a deadline), leaves the
     /// registry and stops.
     pub async fn stop(self) {
+        // Daemons first: their leaderships are given up once they are down, and other
+        // workers of the pool take them over.
+        self.daemons.shutdown(Duration::from_secs(15)).await;
         match self.store.drain_worker(&self.name).await {
             Ok(_) => {
                 let deadline = tokio::time::Instant::now() + DRAIN_DEADLINE;
@@ -127,6 +134,16 @@ pub async fn start(opts: WorkerOptions) -> Result<RunningWorker, ServerError> {
         shutdown.clone(),
     ))];
 
+    // Recovery killed this data dir's leftover sandboxes, so no daemon of a previous run
+    // is still up here.
+    let daemons = Supervisor::start_on_worker(
+        store.clone(),
+        host.worker.clone(),
+        ClusterWorker {
+            name: name.clone(),
+            pool: opts.pool.clone(),
+        },
+    );
     let warm_worker = host.worker.clone();
     let registration = Registration::start(
         store.clone(),
@@ -155,6 +172,16 @@ pub async fn start(opts: WorkerOptions) -> Result<RunningWorker, ServerError> {
             }
         }
     }));
+    // Drained through the API (`clrk workers drain`): its daemons move as on SIGTERM.
+    tasks.push({
+        let (daemons, mut state) = (daemons.clone(), registration.state());
+        tokio::spawn(async move {
+            if state.wait_for(|s| *s == Heartbeat::Draining).await.is_ok() {
+                tracing::info!("worker draining: handing its daemons over");
+                daemons.shutdown(Duration::from_secs(15)).await;
+            }
+        })
+    });
     let state = registration.state();
     let ready_store = store.clone();
     let ready: health::Readiness = Arc::new(move || {
@@ -183,6 +210,7 @@ pub async fn start(opts: WorkerOptions) -> Result<RunningWorker, ServerError> {
         health: health_addr,
         store,
         host,
+        daemons,
         registration,
         shutdown,
         tasks,

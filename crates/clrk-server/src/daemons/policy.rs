@@ -1,5 +1,5 @@
-//! The pure rules of daemon supervision (SPECIFICATION §8): whether an exited process is restarted,
-//! and after what back-off.
+//! The pure rules of daemon supervision (SPECIFICATION §8): whether an exited process (or one
+//! whose worker was lost) is restarted, and after what back-off.
 
 use std::time::Duration;
 
@@ -62,6 +62,26 @@ pub fn after_exit(
     AfterExit::Restart
 }
 
+/// Whether a daemon whose worker was lost while it ran (taken over by another worker) is
+/// started again: as after a failed exit, the restarts so far counting.
+///
+/// ```
+/// use clrk_api::RestartPolicy;
+/// use clrk_server::daemons::policy::{AfterExit, after_lost_worker};
+/// assert_eq!(after_lost_worker(RestartPolicy::OnFailure, 3, 0), AfterExit::Restart);
+/// assert!(matches!(after_lost_worker(RestartPolicy::Never, 0, 0), AfterExit::Stop(_)));
+/// ```
+pub fn after_lost_worker(policy: RestartPolicy, restarts: u32, max_restarts: u32) -> AfterExit {
+    let lost = "the worker running it was lost";
+    if policy == RestartPolicy::Never {
+        return AfterExit::Stop(format!("{lost}; restartPolicy is Never"));
+    }
+    if max_restarts > 0 && restarts >= max_restarts {
+        return AfterExit::Stop(format!("{lost}; maxRestarts ({max_restarts}) reached"));
+    }
+    AfterExit::Restart
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +118,20 @@ mod tests {
             AfterExit::Stop("exited with code 1; maxRestarts (2) reached".into())
         );
         assert_eq!(after_exit(Always, 1, 1000, 0), AfterExit::Restart);
+    }
+
+    #[test]
+    fn a_lost_worker_counts_as_a_failure() {
+        use RestartPolicy::*;
+        assert_eq!(after_lost_worker(Always, 5, 0), AfterExit::Restart);
+        assert_eq!(after_lost_worker(OnFailure, 1, 2), AfterExit::Restart);
+        assert_eq!(
+            after_lost_worker(OnFailure, 2, 2),
+            AfterExit::Stop("the worker running it was lost; maxRestarts (2) reached".into())
+        );
+        assert_eq!(
+            after_lost_worker(Never, 0, 0),
+            AfterExit::Stop("the worker running it was lost; restartPolicy is Never".into())
+        );
     }
 }

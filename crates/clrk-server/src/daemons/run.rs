@@ -1,6 +1,7 @@
 //! One daemon on one revision: start its process, feed its output to the logs, and restart
-//! it per its policy until it is told to stop.
+//! it per its policy until it is told to stop or this worker no longer leads it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -8,12 +9,12 @@ use clrk_api::{DaemonAgentSpec, Resource};
 use clrk_dispatch::{LogLimit, RevisionShape, STOP_GRACE, Worker};
 use clrk_sandbox::Sandbox;
 use clrk_store::{
-    DaemonPhase, DaemonState, ExecutionEnd, ExecutionStatus, NewExecution, Revision, Store,
-    StoreError,
+    DaemonPhase, DaemonState, ExecutionEnd, ExecutionStatus, Leadership, NewExecution, Revision,
+    Store, StoreError,
 };
 use tokio_util::sync::CancellationToken;
 
-use super::policy::{AfterExit, BACKOFF_RESET_AFTER, after_exit, backoff};
+use super::policy::{AfterExit, BACKOFF_RESET_AFTER, after_exit, after_lost_worker, backoff};
 
 /// The trigger recorded on every daemon run.
 pub const DAEMON_TRIGGER: &str = "daemon";
@@ -31,6 +32,14 @@ pub(crate) struct Daemon {
     pub cancel: CancellationToken,
     /// Cancelled only when clrk stops, to tell that apart in the records.
     pub shutdown: CancellationToken,
+    /// Cancelled (with `cancel`) when this worker lost the daemon's leadership: another
+    /// worker may run it already, so the process is killed without grace and nothing but
+    /// the run's own record is written.
+    pub lost: CancellationToken,
+    /// The worker's name on a cluster worker (`None` in `clrk dev`): runs are recorded with
+    /// it, a run found `Running` in the store is a lost worker's and counts as a crash, and
+    /// a stop hands the daemon over.
+    pub cluster_worker: Option<String>,
 }
 
 /// How one process ended.
@@ -45,6 +54,29 @@ enum End {
 }
 
 impl Daemon {
+    /// [`Daemon::supervise`] while `leadership` holds; when it is lost, the daemon is stopped
+    /// at once. The leadership is given up when this returns (unless a new revision's
+    /// supervision took it over).
+    pub async fn supervise_leading(
+        self,
+        previous: Option<tokio::task::JoinHandle<()>>,
+        leadership: Arc<Leadership>,
+    ) {
+        let (cancel, lost) = (self.cancel.clone(), self.lost.clone());
+        let (namespace, name) = (self.namespace.clone(), self.name.clone());
+        let supervising = self.supervise(previous);
+        tokio::pin!(supervising);
+        tokio::select! {
+            () = &mut supervising => {}
+            () = leadership.lost() => {
+                tracing::warn!(%namespace, daemon = %name, "lost the daemon's leadership; stopping it, another worker takes it over");
+                lost.cancel();
+                cancel.cancel();
+                supervising.await;
+            }
+        }
+    }
+
     /// Runs the daemon until its policy says it stays down or it is cancelled. `previous`,
     /// the supervision this one replaces, is waited for first, so two processes of one
     /// daemon never overlap.
@@ -63,6 +95,9 @@ impl Daemon {
             }
         };
         let mut state = self.initial_state().await;
+        if !self.take_over(&mut state).await {
+            return;
+        }
         let mut short_runs = 0u32;
         loop {
             let Some(spec) = self.spec().await else {
@@ -79,7 +114,10 @@ impl Daemon {
             let end = self.run_once(&spec, &shape, &run_id, &mut state).await;
             let ran_for = (Utc::now() - started_at).to_std().unwrap_or_default();
             let exit_code = match &end {
-                End::Cancelled => return,
+                End::Cancelled => {
+                    self.hand_over(&mut state).await;
+                    return;
+                }
                 End::Exited(code) | End::Lifetime(code) => *code,
                 End::Failed(_) => -1,
             };
@@ -136,7 +174,10 @@ impl Daemon {
                 delay_ms = delay.as_millis() as u64, restarts = state.restart_count, "daemon restarting");
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
-                () = self.cancel.cancelled() => return,
+                () = self.cancel.cancelled() => {
+                    self.hand_over(&mut state).await;
+                    return;
+                }
             }
             state.restart_count = state.restart_count.saturating_add(1);
         }
@@ -164,6 +205,68 @@ impl Daemon {
                 fresh
             }
         }
+    }
+
+    /// On a cluster worker, what the stored state says of the worker that ran the daemon
+    /// before this one: `Running`, it died with the process (its connection dropped and with
+    /// it the leadership), which counts as a crash under the restart policy, the restart
+    /// counter carrying over; in back-off, it was about to restart it. Returns whether the
+    /// daemon runs.
+    async fn take_over(&self, state: &mut DaemonState) -> bool {
+        let Some(worker) = &self.cluster_worker else {
+            return true;
+        };
+        match state.phase {
+            DaemonPhase::Running => {}
+            DaemonPhase::CrashLoopBackOff => {
+                state.restart_count = state.restart_count.saturating_add(1);
+                return true;
+            }
+            DaemonPhase::Pending | DaemonPhase::Stopped => return true,
+        }
+        let Some(spec) = self.spec().await else {
+            return false;
+        };
+        match after_lost_worker(spec.restart_policy, state.restart_count, spec.max_restarts) {
+            AfterExit::Restart => {
+                tracing::info!(namespace = %self.namespace, daemon = %self.name, %worker,
+                    restarts = state.restart_count, "daemon taken over from a lost worker");
+                state.restart_count = state.restart_count.saturating_add(1);
+                state.reason = Some(format!(
+                    "the worker running it was lost; restarted on worker {worker}"
+                ));
+                true
+            }
+            AfterExit::Stop(reason) => {
+                tracing::info!(namespace = %self.namespace, daemon = %self.name, %worker, %reason,
+                    "daemon of a lost worker not restarted");
+                state.phase = DaemonPhase::Stopped;
+                state.up_since = None;
+                state.reason = Some(reason);
+                self.save(state).await;
+                false
+            }
+        }
+    }
+
+    /// On a cluster worker that stops (drains), records that the daemon moves, so the worker
+    /// that takes it over does not count it as a crash. Not when the leadership was lost:
+    /// the state is the new holder's then.
+    async fn hand_over(&self, state: &mut DaemonState) {
+        let Some(worker) = &self.cluster_worker else {
+            return;
+        };
+        if self.lost.is_cancelled() || !self.shutdown.is_cancelled() {
+            return;
+        }
+        state.phase = DaemonPhase::Pending;
+        state.up_since = None;
+        state.restart_delay_ms = None;
+        state.next_restart_at = None;
+        state.reason = Some(format!(
+            "moving: worker {worker} stopped; another worker of the pool takes it over"
+        ));
+        self.save(state).await;
     }
 
     /// The current spec, read at every start so restart settings apply without a new
@@ -212,7 +315,7 @@ impl Daemon {
             trigger: DAEMON_TRIGGER.to_string(),
             started_at: Utc::now(),
             start: clrk_store::Start::Cold,
-            worker: None,
+            worker: self.cluster_worker.clone(),
         };
         if let Err(error) = self.store.start_execution(&record).await {
             // The agent was deleted meanwhile; the next spec read ends the loop.
@@ -296,6 +399,10 @@ impl Daemon {
                     Err(error) => End::Failed(format!("lost track of the sandbox: {error}")),
                 }
             }
+            Why::Cancelled if self.lost.is_cancelled() => {
+                self.kill(&mut sandbox).await;
+                End::Cancelled
+            }
             Why::Cancelled => {
                 self.stop(&mut sandbox).await;
                 End::Cancelled
@@ -317,6 +424,13 @@ impl Daemon {
         }
     }
 
+    /// SIGKILL at once, delete: another worker may start the daemon any moment.
+    async fn kill(&self, sandbox: &mut Sandbox) {
+        if let Err(error) = sandbox.stop(Duration::ZERO).await {
+            tracing::error!(%error, sandbox = %sandbox.id, "could not kill sandbox");
+        }
+    }
+
     async fn record(&self, run_id: &str, end: &End) {
         let (status, exit_code, reason) = match end {
             End::Exited(0) => (ExecutionStatus::Succeeded, Some(0), None),
@@ -329,6 +443,16 @@ impl Daemon {
                 ExecutionStatus::Succeeded,
                 Some(*code),
                 Some("stopped at maxLifetimeSeconds".to_string()),
+            ),
+            End::Cancelled if self.lost.is_cancelled() => (
+                ExecutionStatus::Failed,
+                None,
+                Some("stopped: this worker lost the daemon's leadership (its database connection ended)".to_string()),
+            ),
+            End::Cancelled if self.shutdown.is_cancelled() && self.cluster_worker.is_some() => (
+                ExecutionStatus::Failed,
+                None,
+                Some("stopped: its worker is stopping; the daemon moves to another worker".to_string()),
             ),
             End::Cancelled if self.shutdown.is_cancelled() => (
                 ExecutionStatus::Failed,

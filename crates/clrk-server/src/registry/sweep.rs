@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use clrk_store::{Leadership, Store};
+use clrk_store::Store;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
@@ -59,45 +59,19 @@ impl LostWorkerSweep {
 }
 
 async fn run(store: Store, interval: Duration, stop: CancellationToken) {
-    let mut attempts = tokio::time::interval(interval);
-    attempts.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = attempts.tick() => {}
-        }
-        match store.try_lead(SWEEP_LEADERSHIP).await {
-            Ok(Some(leadership)) => {
-                tracing::info!(
-                    leadership = SWEEP_LEADERSHIP,
-                    "leading the lost-worker sweep"
-                );
-                lead(&store, interval, &stop, &leadership).await;
-            }
-            Ok(None) => {}
-            Err(error) => {
-                tracing::warn!(leadership = SWEEP_LEADERSHIP, %error, "cannot try to lead the lost-worker sweep; retrying");
-            }
-        }
-    }
+    crate::leadership::while_leading(&store, SWEEP_LEADERSHIP, interval, &stop, |leading| {
+        lead(&store, interval, leading)
+    })
+    .await;
 }
 
-/// Sweeps every interval until stopped or the leadership is lost.
-async fn lead(
-    store: &Store,
-    interval: Duration,
-    stop: &CancellationToken,
-    leadership: &Leadership,
-) {
+/// Sweeps every interval until told to stop (stopped, or the leadership lost).
+async fn lead(store: &Store, interval: Duration, leading: CancellationToken) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            () = stop.cancelled() => return,
-            () = leadership.lost() => {
-                tracing::warn!(leadership = SWEEP_LEADERSHIP, "lost the lead of the lost-worker sweep; another process may take it");
-                return;
-            }
+            () = leading.cancelled() => return,
             _ = ticks.tick() => sweep(store, interval).await,
         }
     }

@@ -34,6 +34,11 @@ impl PgLeadership {
 
 impl PgStore {
     pub(crate) async fn try_lead(&self, name: &str) -> Result<Option<PgLeadership>, StoreError> {
+        // Followers try often (every daemon on every worker of its pool, every 2 s): a
+        // leadership held elsewhere is seen on a pooled connection, without opening one.
+        if self.led_elsewhere(name).await? {
+            return Ok(None);
+        }
         let mut config = (*self.config).clone();
         config
             .keepalives(true)
@@ -66,6 +71,31 @@ impl PgStore {
             _client: client,
             closed,
         }))
+    }
+}
+
+impl PgStore {
+    /// Whether some session holds the lock of leadership `name` in this database. A bigint
+    /// advisory lock shows in `pg_locks` with its high half as `classid`, its low half as
+    /// `objid` and `objsubid` 1.
+    async fn led_elsewhere(&self, name: &str) -> Result<bool, StoreError> {
+        let [a, b, c, d, e, f, g, h] = lock_key(name).to_be_bytes();
+        let (high, low) = (
+            u32::from_be_bytes([a, b, c, d]),
+            u32::from_be_bytes([e, f, g, h]),
+        );
+        let held = self
+            .client()
+            .await?
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
+                   AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                   AND classid = $1 AND objid = $2 AND objsubid = 1)",
+                &[&high, &low],
+            )
+            .await?
+            .try_get(0)?;
+        Ok(held)
     }
 }
 

@@ -195,6 +195,15 @@ CREATE TABLE worker_warm (
 ALTER TABLE executions ADD COLUMN worker TEXT;
 CREATE INDEX executions_running_by_worker ON executions (worker) WHERE status = 'Running';
 "#,
+    // Cron ticks claimed before they fire, so that two servers that both believe they lead
+    // cron never fire one tick twice; they go with their agent.
+    r#"
+CREATE TABLE cron_fires (
+    agent_id  BIGINT NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+    tick      BIGINT NOT NULL,
+    PRIMARY KEY (agent_id, tick)
+);
+"#,
 ];
 
 /// The advisory lock migrations run under ("clrkmigr" as a number); any fixed key works as

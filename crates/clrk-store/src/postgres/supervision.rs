@@ -1,9 +1,12 @@
-//! Cron times and daemon supervision state in PostgreSQL: one row per agent, replaced on write.
+//! Cron times and daemon supervision state in PostgreSQL: one row per agent, replaced on
+//! write; and the cron ticks claimed before they fire, one row per agent and tick.
 
 use super::PgStore;
 use super::agents::agent_id;
 use super::columns;
+use crate::schedule::CRON_CLAIMS_KEPT;
 use crate::{DaemonState, ScheduleTimes, StoreError, integer, time};
+use chrono::{DateTime, Utc};
 
 impl PgStore {
     pub(crate) async fn set_daemon_state(
@@ -122,5 +125,37 @@ impl PgStore {
             last_schedule_time: columns::optional_time(&row, 0)?,
             next_schedule_time: columns::optional_time(&row, 1)?,
         })
+    }
+
+    /// One transaction: the trim and the claim commit together. Of two servers claiming the
+    /// same tick at once, the second's insert waits for the first's commit on the primary
+    /// key, then does nothing.
+    pub(crate) async fn claim_cron_tick(
+        &self,
+        namespace: &str,
+        name: &str,
+        tick: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let agent = agent_id(&tx, namespace, name).await?;
+        let tick = time::to_millis(tick);
+        tx.execute(
+            "DELETE FROM cron_fires WHERE agent_id = $1 AND tick < $2",
+            &[
+                &agent,
+                &tick.saturating_sub(CRON_CLAIMS_KEPT.num_milliseconds()),
+            ],
+        )
+        .await?;
+        let claimed = tx
+            .execute(
+                "INSERT INTO cron_fires (agent_id, tick) VALUES ($1, $2) \
+                 ON CONFLICT (agent_id, tick) DO NOTHING",
+                &[&agent, &tick],
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(claimed == 1)
     }
 }

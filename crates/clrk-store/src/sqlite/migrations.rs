@@ -214,6 +214,17 @@ ALTER TABLE executions ADD COLUMN worker TEXT;
 CREATE INDEX executions_running_by_worker ON executions (worker) WHERE status = 'Running';
 "#,
     ),
+    // Cron ticks claimed before they fire, so that two servers that both believe they lead
+    // cron never fire one tick twice; they go with their agent.
+    M::up(
+        r#"
+CREATE TABLE cron_fires (
+    agent_id  INTEGER NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+    tick      INTEGER NOT NULL,
+    PRIMARY KEY (agent_id, tick)
+) STRICT;
+"#,
+    ),
 ];
 
 /// The migration runner over [`MIGRATIONS`].

@@ -1,11 +1,14 @@
-//! Cron times and daemon supervision state in SQLite: one row per agent, replaced on write.
+//! Cron times and daemon supervision state in SQLite: one row per agent, replaced on write;
+//! and the cron ticks claimed before they fire, one row per agent and tick.
 
 use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
 use super::agents::agent_id;
 use super::columns;
+use crate::schedule::CRON_CLAIMS_KEPT;
 use crate::{DaemonState, ScheduleTimes, StoreError, integer, time};
+use chrono::{DateTime, Utc};
 
 impl SqliteStore {
     pub(crate) fn set_daemon_state(
@@ -117,5 +120,30 @@ impl SqliteStore {
             )
             .optional()?;
         Ok(times.unwrap_or_default())
+    }
+
+    pub(crate) fn claim_cron_tick(
+        &self,
+        namespace: &str,
+        name: &str,
+        tick: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.write(|tx| {
+            let agent = agent_id(tx, namespace, name)?;
+            let tick = time::to_millis(tick);
+            tx.execute(
+                "DELETE FROM cron_fires WHERE agent_id = ?1 AND tick < ?2",
+                params![
+                    agent,
+                    tick.saturating_sub(CRON_CLAIMS_KEPT.num_milliseconds())
+                ],
+            )?;
+            let claimed = tx.execute(
+                "INSERT INTO cron_fires (agent_id, tick) VALUES (?1, ?2) \
+                 ON CONFLICT (agent_id, tick) DO NOTHING",
+                params![agent, tick],
+            )?;
+            Ok(claimed == 1)
+        })
     }
 }

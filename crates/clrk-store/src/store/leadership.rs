@@ -10,7 +10,8 @@ impl Store {
     ///
     /// On PostgreSQL the leadership is a session advisory lock held on a dedicated connection
     /// (not one of the pool's), released when the [`Leadership`] is dropped or when that
-    /// connection dies, which [`Leadership::lost`] reports. On SQLite there is only one process
+    /// connection dies, which [`Leadership::lost`] reports. A try while another session holds
+    /// the lock asks on a pooled connection and opens none. On SQLite there is only one process
     /// (the data dir is locked), so it always leads.
     ///
     /// ```

@@ -1,6 +1,9 @@
-//! Cron times of scheduled TaskAgents and supervision state of DaemonAgents (SPECIFICATION §8).
+//! Cron times of scheduled TaskAgents, the claims of their ticks, and supervision state of
+//! DaemonAgents (SPECIFICATION §8).
 
 use super::{Store, dispatch};
+use chrono::{DateTime, Utc};
+
 use crate::{DaemonState, ScheduleTimes, StoreError};
 
 impl Store {
@@ -65,5 +68,30 @@ impl Store {
         name: &str,
     ) -> Result<ScheduleTimes, StoreError> {
         dispatch!(self.schedule_times(namespace, name))
+    }
+
+    /// Claims cron tick `tick` of the agent before it fires: `true` when this call is the
+    /// first to claim it (the caller fires it), `false` when the tick was claimed already (by
+    /// another server that leads cron, or leads it too for a moment). So a tick fires at most
+    /// once across every process sharing the store. Claims older than
+    /// [`CRON_CLAIMS_KEPT`](crate::CRON_CLAIMS_KEPT) before `tick` are deleted on the way; all
+    /// of an agent's go with it. The agent must exist.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = clrk_store::Store::open(&dir.path().join("clrk.db")).unwrap();
+    /// let tick = "2026-01-01T10:00:00Z".parse().unwrap();
+    /// // No agent `nightly` has been applied yet.
+    /// assert!(store.claim_cron_tick("default", "nightly", tick).await.is_err());
+    /// # }
+    /// ```
+    pub async fn claim_cron_tick(
+        &self,
+        namespace: &str,
+        name: &str,
+        tick: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.claim_cron_tick(namespace, name, tick))
     }
 }
