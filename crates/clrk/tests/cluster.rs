@@ -452,3 +452,119 @@ async fn logs_followed_through_one_server_show_lines_from_an_execution_placed_by
     let _ = follow.kill();
     let _ = follow.wait();
 }
+
+/// Which server's log says it leads cron.
+fn cron_leader(cluster: &Cluster) -> Option<usize> {
+    cluster
+        .servers
+        .iter()
+        .position(|s| s.log().contains("leading leadership=\"clrk-cron\""))
+}
+
+/// The start times of the agent's cron-fired executions, oldest first.
+async fn cron_fires(client: &Dev, agent: &str) -> Vec<chrono::DateTime<chrono::FixedOffset>> {
+    let mut fires: Vec<_> = client
+        .invocations(agent)
+        .await
+        .iter()
+        .filter(|r| r["trigger"] == "cron")
+        .map(|r| chrono::DateTime::parse_from_rfc3339(r["startedAt"].as_str().unwrap()).unwrap())
+        .collect();
+    fires.sort();
+    fires
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn when_the_cron_leader_is_killed_another_server_fires_the_next_ticks_once_each() {
+    let mut cluster = Cluster::start(2, 1).await;
+    cluster.clients[0].apply(&sh_agent(
+        "ticker",
+        "cat >/dev/null; echo tick",
+        "  schedule: \"@every 3s\"",
+    ));
+    let leader = eventually("a server leading cron", || async { cron_leader(&cluster) }).await;
+    let other = 1 - leader;
+    let survivor = &cluster.clients[other];
+    eventually("two fires", || async {
+        (cron_fires(survivor, "ticker").await.len() >= 2).then_some(())
+    })
+    .await;
+    let killed_at = chrono::Utc::now();
+    cluster.servers[leader].kill9();
+    // The other server takes over and fires the next ticks.
+    let survivor = &cluster.clients[other];
+    eventually("two fires after the leader died", || async {
+        let after = cron_fires(survivor, "ticker")
+            .await
+            .into_iter()
+            .filter(|t| *t > killed_at)
+            .count();
+        (after >= 2).then_some(())
+    })
+    .await;
+    assert!(
+        cluster.servers[other]
+            .log()
+            .contains("leading leadership=\"clrk-cron\""),
+        "{}",
+        cluster.logs()
+    );
+    // Never a double fire: consecutive fires are a tick apart, before and after the
+    // takeover; and the takeover left no gap of more than 10 s plus a tick.
+    let fires = cron_fires(survivor, "ticker").await;
+    for pair in fires.windows(2) {
+        let gap = (pair[1] - pair[0]).num_milliseconds();
+        assert!(gap >= 2_000, "two fires {gap} ms apart: {fires:?}");
+        assert!(gap <= 13_000, "a gap of {gap} ms: {fires:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_workers_daemon_runs_again_on_another_worker() {
+    let mut cluster = Cluster::start(1, 2).await;
+    let client = &cluster.clients[0];
+    client.apply(&sh_manifest(
+        "DaemonAgent",
+        "keeper",
+        "echo up; sleep 600",
+        "",
+    ));
+    let holder = eventually("the daemon running on one worker", || async {
+        let w = workers(client).await;
+        match (w["worker-0"].1, w["worker-1"].1) {
+            (1, 0) => Some(0),
+            (0, 1) => Some(1),
+            _ => None,
+        }
+    })
+    .await;
+    let other = 1 - holder;
+    let holder_name = format!("worker-{holder}");
+    let other_name = format!("worker-{other}");
+    cluster.workers[holder].kill9();
+    eventually("the daemon running on the other worker", || async {
+        (workers(client).await[&other_name].1 == 1).then_some(())
+    })
+    .await;
+    // The run on the killed worker ends `worker lost` once the registry notices.
+    let lost = eventually("the killed worker's run recorded lost", || async {
+        client
+            .invocations("keeper")
+            .await
+            .into_iter()
+            .find(|r| r["status"] == "Failed" && r["reason"] == "worker lost")
+    })
+    .await;
+    let running: Vec<_> = client
+        .invocations("keeper")
+        .await
+        .into_iter()
+        .filter(|r| r["status"] == "Running")
+        .collect();
+    assert_eq!(
+        running.len(),
+        1,
+        "one run at a time: {running:#?} (lost: {lost:?})"
+    );
+    assert_eq!(workers(client).await[&holder_name].0, "Lost");
+}
