@@ -102,7 +102,7 @@ pub async fn start(opts: DevOptions) -> Result<Running, ServerError> {
     let lock = lock_data_dir(data_dir)?;
 
     let store = Store::open(&data_dir.join("clrk.db"))?;
-    let masked_paths = masked_paths(&opts);
+    let masked_paths = crate::host::masked_paths(&[&opts.clrk_dir, data_dir]);
     // The embedded worker and the placement in front of it share one budget of bodies held
     // in memory.
     let bodies = Dispatcher::default_body_budget();
@@ -295,23 +295,6 @@ fn dns_upstream(opts: &DevOptions) -> Option<SocketAddr> {
         );
     }
     found
-}
-
-/// What `host:` sandboxes hide: the data dir, `$CLRK_DIR`, and the dir of the docker
-/// `config.json` clrk pulls with (registry credentials).
-fn masked_paths(opts: &DevOptions) -> Vec<PathBuf> {
-    let docker = clrk_image::docker_config_path(None).and_then(|f| Some(f.parent()?.to_owned()));
-    let mut paths = Vec::new();
-    for dir in [Some(&opts.clrk_dir), Some(&opts.data_dir), docker.as_ref()]
-        .into_iter()
-        .flatten()
-    {
-        let dir = dir.canonicalize().unwrap_or_else(|_| dir.clone());
-        if !paths.iter().any(|p: &PathBuf| dir.starts_with(p)) {
-            paths.push(dir);
-        }
-    }
-    paths
 }
 
 pub(crate) fn create_private_dir(dir: &Path) -> Result<(), ServerError> {

@@ -6,7 +6,7 @@
 //! and starts the [`Worker`] with its warm pools.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +20,21 @@ use clrk_store::Store;
 use crate::error::ServerError;
 use crate::listener::{self, ConnectionLimits};
 use crate::recovery::Recovery;
+
+/// What `host:` sandboxes hide: `paths` (the data dir, `$CLRK_DIR`, a worker's cluster
+/// secret), and the dir of the docker `config.json` clrk pulls with (registry credentials);
+/// a path inside another one is not listed twice.
+pub fn masked_paths(paths: &[&Path]) -> Vec<PathBuf> {
+    let docker = clrk_image::docker_config_path(None).and_then(|f| Some(f.parent()?.to_owned()));
+    let mut masked = Vec::new();
+    for path in paths.iter().map(|p| p.to_path_buf()).chain(docker) {
+        let path = path.canonicalize().unwrap_or(path);
+        if !masked.iter().any(|p: &PathBuf| path.starts_with(p)) {
+            masked.push(path);
+        }
+    }
+    masked
+}
 
 /// How a host runs its sandboxes.
 #[derive(Debug, Clone)]

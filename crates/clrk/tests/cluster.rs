@@ -55,6 +55,25 @@ async fn the_guide_flow_answers_through_either_server_from_workers_on_other_host
         assert_eq!(run["status"], "Succeeded");
         assert_eq!(run["trigger"], "http");
     }
+    // A `host:` sandbox on a worker sees neither the cluster secret nor the worker's data.
+    let secret_file = cluster.dir.path().join("cluster-secret");
+    let secret = std::fs::read_to_string(&secret_file).unwrap();
+    let script = format!(
+        "cat >/dev/null; cat {} {}/worker-0/data/clrk.db 2>&1; echo end",
+        secret_file.display(),
+        cluster.dir.path().display()
+    );
+    first.apply(&sh_agent("peek", &script, ""));
+    let r = first
+        .invoke(&[("X-Clrk-TaskAgent", "default/peek")], "")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().ends_with("end\n"), "{}", r.text());
+    assert!(
+        !r.text().contains(secret.trim()),
+        "the secret leaked: {}",
+        r.text()
+    );
     // The agent ran on the workers' hosts, not the servers'.
     let ran_on: Vec<String> = cluster
         .workers

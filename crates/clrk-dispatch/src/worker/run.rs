@@ -30,6 +30,9 @@ pub const NO_RESPONSE: &str =
 /// SIGTERM-to-SIGKILL grace when an execution is stopped (SPECIFICATION §4).
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
 const STDOUT_CHUNK: usize = 64 * 1024;
+/// How long the end of an execution is retried while the database does not answer; a worker
+/// restart marks whatever is still recorded running as failed.
+const RECORD_RETRY_FOR: Duration = Duration::from_secs(600);
 
 /// How an execution's envelope reaches its agent, with the request body's share of the body
 /// budget, released when the envelope is.
@@ -324,15 +327,34 @@ impl Run {
             reason,
             ended_at: Utc::now(),
         };
-        if let Err(error) = self
-            .worker
-            .inner
-            .store
-            .finish_execution(&self.execution_id, &end)
-            .await
-        {
-            tracing::error!(%error, "could not record the end of an execution");
-        }
+        let store = &self.worker.inner.store;
+        let Err(error) = store.finish_execution(&self.execution_id, &end).await else {
+            return;
+        };
+        // The database may be away for a moment (a restart, a failover): the caller gets its
+        // answer now, and the end is recorded once the database answers again.
+        tracing::warn!(%error, "could not record the end of an execution; retrying");
+        let (store, id) = (store.clone(), self.execution_id.clone());
+        tokio::spawn(
+            async move {
+                let mut delay = Duration::from_secs(1);
+                let deadline = tokio::time::Instant::now() + RECORD_RETRY_FOR;
+                while tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(delay).await;
+                    match store.finish_execution(&id, &end).await {
+                        Ok(()) => {
+                            tracing::info!("the end of the execution recorded after a retry");
+                            return;
+                        }
+                        // Gone with its agent: nothing left to record.
+                        Err(clrk_store::StoreError::ExecutionNotFound(_)) => return,
+                        Err(_) => delay = (delay * 2).min(Duration::from_secs(30)),
+                    }
+                }
+                tracing::error!("gave up recording the end of an execution");
+            }
+            .in_current_span(),
+        );
     }
 }
 

@@ -107,7 +107,7 @@ pub async fn start(opts: WorkerOptions) -> Result<RunningWorker, ServerError> {
         &store,
         HostSettings {
             data_dir: opts.data_dir.clone(),
-            masked_paths: vec![opts.data_dir.clone()],
+            masked_paths: crate::host::masked_paths(&[&opts.data_dir, &opts.cluster_secret_file]),
             insecure_registries: opts.insecure_registries.clone(),
             dns_upstream: opts.dns_upstream,
             recovery: Recovery::Worker(name.clone()),
