@@ -22,7 +22,8 @@ const GUIDE_HEADERS: [(&str, &str); 3] = [
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_guide_flow_answers_through_either_server_from_workers_on_other_hosts() {
-    let cluster = Cluster::start(2, 2).await;
+    // The shape: PostgreSQL, two servers and three workers, each on a host of its own.
+    let cluster = Cluster::start(2, 3).await;
     let (first, second) = (&cluster.clients[0], &cluster.clients[1]);
     let out = first.apply(&host_manifest());
     assert_eq!(

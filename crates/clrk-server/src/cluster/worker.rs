@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clrk_dispatch::worker::warm_share::WorkerIdentity;
 use clrk_link::{ClusterSecret, LinkLimits, LinkServer};
-use clrk_store::{Heartbeat, Store, WorkerRegistration};
+use clrk_store::{Heartbeat, Store, WorkerRegistration, WorkerState};
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::health;
@@ -182,16 +182,19 @@ pub async fn start(opts: WorkerOptions) -> Result<RunningWorker, ServerError> {
             }
         })
     });
-    let state = registration.state();
-    let ready_store = store.clone();
+    // Ready when the registry, as servers read it, holds this worker Ready.
+    let (ready_store, ready_name) = (store.clone(), name.clone());
     let ready: health::Readiness = Arc::new(move || {
-        let (store, state) = (ready_store.clone(), state.clone());
+        let (store, name) = (ready_store.clone(), ready_name.clone());
         Box::pin(async move {
-            health::database(&store).await?;
-            match *state.borrow() {
-                Heartbeat::Ready => Ok(()),
-                Heartbeat::Draining => Err("draining".to_string()),
-                Heartbeat::Replaced => Err("rejoining the cluster".to_string()),
+            let workers = store
+                .list_workers()
+                .await
+                .map_err(|e| format!("the database does not answer: {e}"))?;
+            match workers.iter().find(|w| w.name == name).map(|w| w.state) {
+                Some(WorkerState::Ready) => Ok(()),
+                Some(WorkerState::Draining) => Err("draining".to_string()),
+                Some(WorkerState::Lost) | None => Err("not registered (yet)".to_string()),
             }
         })
     });
