@@ -2,7 +2,8 @@
 //! and `clrk worker`s (pool `default`, `host:` images allowed) each on a host of its own, a
 //! CLI and HTTP client ([`Dev`]) per server, and the helpers the cluster tests share.
 //!
-//! [`Cluster::start`]`(servers, workers)` returns once every server answers `/readyz` and
+//! [`Cluster::start`]`(servers, workers)` (or [`Cluster::start_with`], adding arguments to
+//! every process, e.g. `--insecure-registry`) returns once every server answers `/readyz` and
 //! every worker is registered and ready. Dropping it stops the workers with SIGTERM (they
 //! drain and delete their sandboxes), the servers, PostgreSQL, then the hosts.
 
@@ -98,7 +99,18 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn start(servers: usize, workers: usize) -> Cluster {
+        Self::start_with(servers, workers, |_| Vec::new()).await
+    }
+
+    /// [`start`](Self::start), with more arguments for every server and worker, made once
+    /// the hosts exist (so they can name e.g. a service on [`Hosts::gateway`]).
+    pub async fn start_with(
+        servers: usize,
+        workers: usize,
+        extra_args: impl FnOnce(&Hosts) -> Vec<String>,
+    ) -> Cluster {
         let hosts = Hosts::create(1 + servers + workers);
+        let extra_args = extra_args(&hosts);
         // Not under /tmp: `host:` sandboxes get a private /tmp.
         let dir = tempfile::Builder::new()
             .prefix("clrk-cluster-")
@@ -132,7 +144,10 @@ impl Cluster {
                 secret.to_str().unwrap(),
                 "--allow-host-rootfs",
             ]
-            .map(String::from);
+            .map(String::from)
+            .into_iter()
+            .chain(extra_args.iter().cloned())
+            .collect::<Vec<_>>();
             let name = format!("server-{i}");
             cluster
                 .servers
@@ -178,7 +193,10 @@ impl Cluster {
                 secret.to_str().unwrap(),
                 "--allow-host-rootfs",
             ]
-            .map(String::from);
+            .map(String::from)
+            .into_iter()
+            .chain(extra_args.iter().cloned())
+            .collect::<Vec<_>>();
             cluster
                 .workers
                 .push(Process::spawn(&name, &host, cluster.dir.path(), &args));
