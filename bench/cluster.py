@@ -103,14 +103,17 @@ def connects(ip, port):
 class Network:
     """A bridge `cbnbr<K>` at 10.249.K.1/24 and namespaces `cbn-<K>-<i>` at 10.249.K.(10 + i)."""
 
-    def __init__(self, count):
+    def __init__(self):
+        self.namespaces, self.veths, self.bridge = [], [], None
+
+    def create(self, count):
+        """Made step by step, so that `remove` finds whatever a failure left half made."""
         used = run("ip", "-4", "-o", "addr").stdout
         self.k = next((k for k in range(1, 250) if " 10.249.%d." % k not in used), None)
         if self.k is None:
             raise BenchError("no free 10.249.K.0/24 subnet")
         self.bridge = "%sbr%d" % (PREFIX, self.k)
         self.gateway = "10.249.%d.1" % self.k
-        self.namespaces, self.veths = [], []
         run("ip", "link", "add", self.bridge, "type", "bridge")
         run("ip", "addr", "add", self.gateway + "/24", "dev", self.bridge)
         run("ip", "link", "set", self.bridge, "up")
@@ -141,7 +144,8 @@ class Network:
             run("ip", "netns", "del", ns, check=False)
         for veth in self.veths:
             run("ip", "link", "del", veth, check=False)
-        run("ip", "link", "del", self.bridge, check=False)
+        if self.bridge:
+            run("ip", "link", "del", self.bridge, check=False)
 
 
 class Bench:
@@ -196,7 +200,7 @@ class Bench:
         shutil.chown(home, "postgres", "postgres")
         self.pg_data = os.path.join(home, "data")
         run("runuser", "-u", "postgres", "--", self.pg_bin("initdb"), "-D", self.pg_data, "-A", "trust",
-            "-U", "postgres", "--no-sync")
+            "-U", "postgres", "--no-sync", cwd=home)
         with open(os.path.join(self.pg_data, "pg_hba.conf"), "a") as f:
             f.write("host all all samenet trust\n")
         port = free_port(self.net.gateway)
@@ -348,7 +352,8 @@ def main():
     bench = Bench(args, work)
     results = {}
     try:
-        bench.net = Network(1 + WORKERS)
+        bench.net = Network()
+        bench.net.create(1 + WORKERS)
         log("PostgreSQL, registry")
         database = bench.start_postgres()
         registry = bench.start_registry()
