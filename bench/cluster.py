@@ -217,7 +217,7 @@ class Bench:
         host = "%s:%d" % (self.net.gateway, port)
         config = os.path.join(self.work, "registry.yml")
         with open(config, "w") as f:
-            f.write("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\n"
+            f.write("version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\n"
                     "http:\n  addr: %s\n" % (os.path.join(self.work, "registry"), host))
         proc, path = self.spawn("registry", ["docker-registry", "serve", config])
         wait_until("the registry listening", lambda: connects(self.net.gateway, port), proc=proc, log_path=path)
@@ -258,8 +258,9 @@ class Bench:
         endpoints = os.path.join(clrk_dir, "dev.json")
         wait_until("clrk dev started", lambda: os.path.exists(endpoints), proc=proc, log_path=path)
         e = json.load(open(endpoints))
-        wait_until("clrk dev ready", lambda: http_status(e["api"] + "/readyz") == 200, proc=proc, log_path=path)
-        return Target("dev", e["ingress"], e["api"], e["token"], self.args.clrk)
+        target = Target("dev", e["ingress"], e["api"], e["token"], self.args.clrk)
+        wait_until("clrk dev listing its worker", target.listed, proc=proc, log_path=path)
+        return target
 
     # -- the run
 
@@ -311,6 +312,12 @@ class Target:
                                      headers={"Authorization": "Bearer " + self.token})
         with urllib.request.urlopen(req, timeout=10) as resp:
             return {w["name"]: w.get("warm", 0) for w in json.load(resp)["items"]}
+
+    def listed(self):
+        try:
+            return bool(self.warm())
+        except OSError:
+            return False
 
     def wait_warm(self, target):
         wait_until("%s: %d warm sandboxes" % (self.name, target), lambda: sum(self.warm().values()) >= target,
