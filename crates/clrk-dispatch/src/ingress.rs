@@ -268,6 +268,13 @@ fn finished_response(outcome: &Outcome, body: Bytes, id: &str) -> Response {
         Outcome::Failed(reason) => {
             (StatusCode::INTERNAL_SERVER_ERROR, format!("{reason}\n")).into_response()
         }
+        // Nothing ran: the image could not be had on the worker, a retry may find it.
+        Outcome::Unavailable(reason) => {
+            let mut r = (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")).into_response();
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        }
         Outcome::NoResponse => {
             (StatusCode::BAD_GATEWAY, format!("{NO_RESPONSE}\n")).into_response()
         }
@@ -280,7 +287,7 @@ fn exit_code_value(outcome: &Outcome) -> HeaderValue {
     match outcome {
         Outcome::Exited(code) => HeaderValue::from(*code),
         Outcome::TimedOut(_) => HeaderValue::from_static("timeout"),
-        Outcome::Failed(_) => HeaderValue::from_static("failed"),
+        Outcome::Failed(_) | Outcome::Unavailable(_) => HeaderValue::from_static("failed"),
         Outcome::NoResponse => HeaderValue::from(0),
     }
 }

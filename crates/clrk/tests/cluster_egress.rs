@@ -99,9 +99,12 @@ async fn a_worker_injects_the_key_and_the_day_budget_holds_across_workers() {
         .local_addr()
         .unwrap()
         .port();
-    let cluster = Cluster::start_custom(1, 2, 1, &|hosts| {
+    let cluster = Cluster::start_with(1, 2, 1, |hosts| {
         let dns = SocketAddr::from((hosts.gateway(), dns_port));
-        vec!["--dns-upstream".to_string(), dns.to_string()]
+        Args {
+            servers: Vec::new(),
+            workers: vec!["--dns-upstream".to_string(), dns.to_string()],
+        }
     })
     .await;
     let dns = SocketAddr::from((cluster.hosts.gateway(), dns_port));

@@ -129,6 +129,7 @@ mod tests {
             Outcome::Exited(3),
             Outcome::TimedOut(Duration::from_millis(1500)),
             Outcome::Failed("worker lost".into()),
+            Outcome::Unavailable("image r/a:1 is not on this worker".into()),
             Outcome::NoResponse,
         ] {
             match round_trip(ExecEvent::Finished(outcome.clone())) {

@@ -14,7 +14,16 @@ pub enum LaunchError {
         reference: String,
         source: ImageError,
     },
-    /// Its layers could not be fetched or unpacked.
+    /// Its manifest or layers are not on this worker and the registry cannot give them now
+    /// (unreachable, refusing, or no longer holding them): the caller may retry later.
+    #[error(
+        "image {reference} is not on this worker and cannot be pulled now: {source}; retry shortly"
+    )]
+    ImageUnavailable {
+        reference: String,
+        source: ImageError,
+    },
+    /// Its layers could not be unpacked or stored.
     #[error("preparing the image: {0}")]
     Image(ImageError),
     /// The preparing thread died (a panic while unpacking).

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use clrk_api::RuntimeName;
 use clrk_egress::{Egress, SandboxIdentity};
-use clrk_image::{ImageRef, ImageStore};
+use clrk_image::{ImageError, ImageRef, ImageStore};
 use clrk_sandbox::{Network, Runtime, Sandbox};
 
 use crate::revision::RevisionShape;
@@ -123,7 +123,7 @@ impl Launcher {
         let rootfs = tokio::task::spawn_blocking(move || images.prepare(&image, &reference))
             .await
             .map_err(|e| LaunchError::Preparing(e.to_string()))?
-            .map_err(LaunchError::Image)?;
+            .map_err(|source| image_error(&shape.image.reference, source))?;
         let files = match (egress, &identity) {
             (Some(egress), Some(identity)) => egress
                 .sandbox_files(&identity.namespace, &identity.gateways, &rootfs.path)
@@ -152,5 +152,20 @@ impl Launcher {
             sandbox.attach(egress.register(addresses, identity));
         }
         Ok(sandbox)
+    }
+}
+
+/// Sorts a failed prepare: the registry failing to hand over what is missing is a passing
+/// condition of this worker (the caller gets a 503 to retry), anything else is the image's.
+fn image_error(reference: &str, source: ImageError) -> LaunchError {
+    match source {
+        ImageError::RegistryUnreachable { .. }
+        | ImageError::RegistryAccessDenied { .. }
+        | ImageError::ImageNotFound { .. }
+        | ImageError::RegistryFailed { .. } => LaunchError::ImageUnavailable {
+            reference: reference.to_owned(),
+            source,
+        },
+        source => LaunchError::Image(source),
     }
 }

@@ -58,6 +58,9 @@ pub enum Outcome {
     TimedOut(#[serde(with = "millis")] Duration),
     /// It never ran or was stopped by clrk (sandbox failure, shutdown, lost worker).
     Failed(String),
+    /// It never ran because the worker cannot get its image now (the registry is out of
+    /// reach): recorded as failed, and its caller gets a 503 to retry.
+    Unavailable(String),
     /// Metadata mode: it exited 0 without posting a response.
     NoResponse,
 }

@@ -19,6 +19,7 @@ use tracing::Instrument as _;
 use crate::body::BodyPermit;
 use crate::logs::{ExecutionLog, LogLimit};
 use crate::revision::RevisionShape;
+use crate::worker::launch_error::LaunchError;
 use crate::worker::launcher::SandboxRequest;
 use crate::worker::order::{ExecEvent, Outcome};
 use crate::worker::{Places, Worker};
@@ -149,7 +150,10 @@ impl Run {
             Some(sandbox) => sandbox,
             None => match self.start().await {
                 Ok(sandbox) => sandbox,
-                Err(reason) => return (Outcome::Failed(reason), None),
+                Err(error @ LaunchError::ImageUnavailable { .. }) => {
+                    return (Outcome::Unavailable(error.to_string()), None);
+                }
+                Err(error) => return (Outcome::Failed(error.to_string()), None),
             },
         };
         let metadata = self.mode == DeliveryMode::Metadata;
@@ -260,7 +264,7 @@ impl Run {
         }
     }
 
-    async fn start(&self) -> Result<Sandbox, String> {
+    async fn start(&self) -> Result<Sandbox, LaunchError> {
         // Only Metadata-mode agents and agents with egress need a network: the others stay
         // at `--network=none`, which is both safer and faster to start.
         let network = match self.mode {
@@ -283,7 +287,6 @@ impl Run {
                 network,
             })
             .await
-            .map_err(|e| e.to_string())
     }
 
     /// The execution's log, under the agent's `spec.logLimit`.
@@ -318,7 +321,9 @@ impl Run {
                     clrk_api::GoDuration(*after)
                 )),
             ),
-            Outcome::Failed(reason) => (ExecutionStatus::Failed, None, Some(reason.clone())),
+            Outcome::Failed(reason) | Outcome::Unavailable(reason) => {
+                (ExecutionStatus::Failed, None, Some(reason.clone()))
+            }
             Outcome::NoResponse => (ExecutionStatus::Failed, Some(0), Some(NO_RESPONSE.into())),
         };
         let end = ExecutionEnd {

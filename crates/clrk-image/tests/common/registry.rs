@@ -1,7 +1,7 @@
 //! A real `docker-registry` (CNCF distribution) on a free loopback port, with temporary storage,
 //! and pushing to it with `skopeo`.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,7 +14,7 @@ pub const PASSWORD: &str = "s3cret";
 pub struct Registry {
     child: Option<Child>,
     dir: tempfile::TempDir,
-    /// `127.0.0.1:PORT`.
+    /// `127.0.0.1:PORT` (or `IP:PORT` with [`Registry::start_on`]).
     pub host: String,
     auth: bool,
 }
@@ -22,22 +22,29 @@ pub struct Registry {
 impl Registry {
     /// An anonymous registry.
     pub fn start() -> Registry {
-        Self::spawn(false)
+        Self::spawn(false, Ipv4Addr::LOCALHOST)
     }
 
     /// A registry requiring basic auth as [`USER`]/[`PASSWORD`] (htpasswd, bcrypt).
     pub fn start_with_auth() -> Registry {
-        Self::spawn(true)
+        Self::spawn(true, Ipv4Addr::LOCALHOST)
     }
 
-    fn spawn(auth: bool) -> Registry {
+    /// An anonymous registry on a free port of `ip` (e.g. a bridge's address other network
+    /// namespaces reach); [`host`](Self::host) is `ip:PORT`.
+    #[allow(dead_code)] // Only the cluster tests bind elsewhere than loopback.
+    pub fn start_on(ip: Ipv4Addr) -> Registry {
+        Self::spawn(false, ip)
+    }
+
+    fn spawn(auth: bool, ip: Ipv4Addr) -> Registry {
         let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
+        let port = TcpListener::bind((ip, 0))
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let host = format!("127.0.0.1:{port}");
+        let host = format!("{ip}:{port}");
         let storage = dir.path().join("storage");
         let mut config = format!(
             "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  \

@@ -2,7 +2,8 @@
 //! and `clrk worker`s (pool `default`, `host:` images allowed) each on a host of its own, a
 //! CLI and HTTP client ([`Dev`]) per server, and the helpers the cluster tests share.
 //!
-//! [`Cluster::start`]`(servers, workers)` returns once every server answers `/readyz` and
+//! [`Cluster::start`]`(servers, workers)` (or [`Cluster::start_with`], adding arguments to
+//! every process, e.g. `--insecure-registry`) returns once every server answers `/readyz` and
 //! every worker is registered and ready. Dropping it stops the workers with SIGTERM (they
 //! drain and delete their sandboxes), the servers, PostgreSQL, then the hosts.
 
@@ -104,6 +105,13 @@ impl Drop for Process {
     }
 }
 
+/// More command-line arguments for a cluster's servers and workers.
+#[derive(Debug, Clone, Default)]
+pub struct Args {
+    pub servers: Vec<String>,
+    pub workers: Vec<String>,
+}
+
 /// PostgreSQL on host 0, servers and workers on hosts of their own.
 pub struct Cluster {
     pub servers: Vec<Process>,
@@ -118,19 +126,23 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn start(servers: usize, workers: usize) -> Cluster {
-        Cluster::start_custom(servers, workers, 0, &|_| Vec::new()).await
+        Self::start_with(servers, workers, 0, |_| Args::default()).await
     }
 
-    /// [`Cluster::start`] with `extra_hosts` more hosts (after the workers' — see
-    /// [`Cluster::extra_host`]) and more arguments for every worker, made from the hosts.
-    pub async fn start_custom(
+    /// [`start`](Self::start) with `extra_hosts` more hosts after the workers' (see
+    /// [`Cluster::extra_host`]) and more arguments for the servers and the workers, made once
+    /// the hosts exist (so they can name e.g. a service on [`Hosts::gateway`]).
+    pub async fn start_with(
         servers: usize,
         workers: usize,
         extra_hosts: usize,
-        worker_args: &dyn Fn(&Hosts) -> Vec<String>,
+        args: impl FnOnce(&Hosts) -> Args,
     ) -> Cluster {
         let hosts = Hosts::create(1 + servers + workers + extra_hosts);
-        let worker_args = worker_args(&hosts);
+        let Args {
+            servers: server_args,
+            workers: worker_args,
+        } = args(&hosts);
         // Not under /tmp: `host:` sandboxes get a private /tmp.
         let dir = tempfile::Builder::new()
             .prefix("clrk-cluster-")
@@ -164,7 +176,10 @@ impl Cluster {
                 secret.to_str().unwrap(),
                 "--allow-host-rootfs",
             ]
-            .map(String::from);
+            .map(String::from)
+            .into_iter()
+            .chain(server_args.iter().cloned())
+            .collect::<Vec<_>>();
             let name = format!("server-{i}");
             cluster
                 .servers
@@ -246,7 +261,7 @@ impl Cluster {
         }
     }
 
-    /// Extra host `i` (of [`Cluster::start_custom`]'s `extra_hosts`): nothing of the cluster
+    /// Extra host `i` (of [`Cluster::start_with`]'s `extra_hosts`): nothing of the cluster
     /// runs there.
     pub fn extra_host(&self, i: usize) -> &Host {
         &self.hosts[1 + self.servers.len() + self.workers.len() + i]
