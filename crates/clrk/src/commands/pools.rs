@@ -25,7 +25,11 @@ pub fn pools_table(pools: &[Pool]) -> Table {
         table.row([
             pool.name.clone(),
             pool.runtime.clone(),
-            pool.max_executions_per_worker.to_string(),
+            // 0 is no limit, shown as `clrk pools list --help` says.
+            match pool.max_executions_per_worker {
+                0 => "-".to_string(),
+                limit => limit.to_string(),
+            },
             pool.running.to_string(),
             pool.queued.to_string(),
             pool.workers.to_string(),
@@ -51,7 +55,7 @@ mod tests {
             pools_table(&pools.items).render(),
             "NAME      RUNTIME   MAX-EXECUTIONS   RUNNING   QUEUED   WORKERS\n\
              default   runsc     10               3         2        1\n\
-             gpu       runc      0                0         0        2\n"
+             gpu       runc      -                0         0        2\n"
         );
     }
 }
