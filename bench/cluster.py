@@ -390,7 +390,7 @@ def main():
     print("|---|---|---|---|")
     for label, lat, rps in (("`clrk dev`", d_lat, d_rps),
                             ("server → %d workers" % WORKERS, c_lat, c_rps)):
-        errors = " (%d errors)" % rps[3] if rps[3] else ""
+        errors = " (%s errors)" % rps[3] if rps[3] else ""
         print("| %s | %s | %s | %.0f (%s, %s)%s |" % (label, ms(statistics.median(lat)), ms(warm.pct(lat, 99)),
                                                      rps[0], ms(rps[1]), ms(rps[2]), errors))
     added = statistics.median(c_lat) - statistics.median(d_lat)

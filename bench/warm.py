@@ -29,6 +29,7 @@ Usage: sudo python3 bench/warm.py [-n 30] [--quick] [--skip-runc] [--skip-webhoo
 """
 
 import argparse
+import collections
 import http.client
 import io
 import json
@@ -432,8 +433,9 @@ def timed_post(client):
 
 def load(make_client, concurrency, duration):
     """Closed-loop load: (requests/s, p50 s, p99 s, errors) over `duration` seconds, counting the
-    requests that end in that window, which opens after a ramp of min(2 s, duration / 2)."""
-    lock, latencies, errors = threading.Lock(), [], [0]
+    requests that end in that window, which opens after a ramp of min(2 s, duration / 2).
+    `errors` is an `Errors`: how many failed, by HTTP status or exception."""
+    lock, latencies, errors = threading.Lock(), [], Errors()
     opens = time.perf_counter() + min(2.0, duration / 2)
     stop = opens + duration
 
@@ -442,13 +444,13 @@ def load(make_client, concurrency, duration):
         while time.perf_counter() < stop:
             try:
                 _, full, status, _ = client.post()
-                ok = status == 200
-            except (OSError, http.client.HTTPException):
-                ok, full = False, 0
+                why = None if status == 200 else "HTTP %d" % status
+            except (OSError, http.client.HTTPException) as e:
+                why, full = type(e).__name__, 0
             end = time.perf_counter()
             with lock:
-                if not ok:
-                    errors[0] += 1
+                if why:
+                    errors[why] += 1
                 elif opens <= end <= stop:
                     latencies.append(full)
         if client.conn:
@@ -459,7 +461,22 @@ def load(make_client, concurrency, duration):
         t.start()
     for t in threads:
         t.join(timeout=duration + 300)
-    return len(latencies) / duration, pct(latencies, 50), pct(latencies, 99), errors[0]
+    return len(latencies) / duration, pct(latencies, 50), pct(latencies, 99), errors
+
+
+class Errors(collections.Counter):
+    """Failed requests by HTTP status or exception; `%d` gives their number, `str` the detail,
+    e.g. "2 (HTTP 429: 2)"."""
+
+    def __int__(self):
+        return sum(self.values())
+
+    def __index__(self):
+        return int(self)
+
+    def __str__(self):
+        detail = ", ".join("%s: %d" % kv for kv in sorted(self.items()))
+        return "%d (%s)" % (int(self), detail) if self else "0"
 
 
 def pct(samples, p):
@@ -798,7 +815,7 @@ class Bench:
     def run_load(self, key, system, level, make_client):
         res = load(make_client, level, self.args.duration)
         self.tput[(key, system, level)] = res
-        log("throughput %s %s c=%d: %.1f req/s, %d errors" % (key, system, level, res[0], res[3]))
+        log("throughput %s %s c=%d: %.1f req/s, %s errors" % (key, system, level, res[0], res[3]))
 
     def run(self):
         a = self.args
@@ -881,7 +898,7 @@ class Bench:
                 h = self.tput.get((key, "webhook", level))
                 if not w:
                     continue
-                rate = lambda r: "–" if not r else ("%.1f" % r[0]) + (" (%d err)" % r[3] if r[3] else "")
+                rate = lambda r: "–" if not r else ("%.1f" % r[0]) + (" (%s err)" % r[3] if r[3] else "")
                 ratio = lambda x, y: "%.2f×" % (x[0] / y[0]) if x and y and y[0] else "–"
                 print("| %s | %d | %s | %s | %s | %s | %s | %s | %s |" % (
                     label, level, rate(w), ms(w[1]) if w[1] else "–", ms(w[2]) if w[2] else "–",
