@@ -6,7 +6,9 @@
 //!
 //! Each running instance records the paths it holds in a file under [`INSTANCES_DIR`]
 //! ([`InstanceRecord`]), removed when it stops; a record whose process is gone (killed) is
-//! ignored, and removed when the next instance starts.
+//! ignored, and removed when the next instance starts. A process is known by its id and its
+//! start time: ids are reused (32768 of them by default, and every thread takes one), and a
+//! killed instance's record must not come back to life with another process.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -66,7 +68,7 @@ fn register_in(dir: &Path, paths: &[PathBuf]) -> Result<InstanceRecord, SandboxE
     let name = format!("{pid}-{}.json", SEQUENCE.fetch_add(1, Ordering::Relaxed));
     let path = dir.join(&name);
     let tmp = dir.join(format!(".{name}.tmp"));
-    let text = json!({ "pid": pid, "paths": paths }).to_string();
+    let text = json!({ "pid": pid, "start": started(pid), "paths": paths }).to_string();
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(true)
@@ -110,14 +112,34 @@ fn records_in(dir: &Path) -> Vec<(PathBuf, Option<Vec<PathBuf>>)> {
         let Ok(record) = serde_json::from_slice::<serde_json::Value>(&text) else {
             continue;
         };
-        let alive = record["pid"]
-            .as_u64()
-            .is_some_and(|pid| Path::new("/proc").join(pid.to_string()).exists());
+        let alive = record["pid"].as_u64().is_some_and(|pid| {
+            match (
+                record["start"].as_u64(),
+                u32::try_from(pid).ok().and_then(started),
+            ) {
+                (Some(recorded), Some(now)) => recorded == now,
+                // A record of a version that did not note the start: its process exists.
+                (None, Some(_)) => true,
+                (_, None) => false,
+            }
+        });
         let recorded = record["paths"].as_array().into_iter().flatten();
         let paths = recorded.filter_map(|p| p.as_str()).map(PathBuf::from);
         records.push((path, alive.then(|| paths.collect())));
     }
     records
+}
+
+/// When process `pid` started (clock ticks after boot, `/proc/PID/stat`'s 22nd field); `None`
+/// when no such process runs (a zombie has stopped running).
+fn started(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name in field 2 may hold spaces and parentheses: count after its last `)`.
+    let mut fields = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
+    if fields.next()? == "Z" {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 /// `~/.clrk` and `~/.docker` of every account in `passwd` (the file's text) that has them.
@@ -193,6 +215,25 @@ mod tests {
         // The next instance to start removes it.
         let _record = register_in(dir.path(), &[]).unwrap();
         assert!(!dir.path().join("99999999-0.json").exists());
+    }
+
+    #[test]
+    fn a_record_whose_process_id_was_reused_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = std::process::id();
+        let start = started(me).unwrap();
+        // The same process id, started at another time: another process than the recorded.
+        std::fs::write(
+            dir.path().join("reused.json"),
+            json!({ "pid": me, "start": start + 1, "paths": ["/srv/old"] }).to_string(),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("live.json"),
+            json!({ "pid": me, "start": start, "paths": ["/srv/live"] }).to_string(),
+        )
+        .unwrap();
+        assert_eq!(recorded_in(dir.path()), [PathBuf::from("/srv/live")]);
     }
 
     #[test]
