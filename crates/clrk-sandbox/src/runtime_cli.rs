@@ -10,6 +10,10 @@ use crate::{Network, SandboxError};
 /// File in the bundle the runtime writes the container's pid to once the process has started
 /// (its `--pid-file`).
 pub(crate) const PID_FILE: &str = "pid";
+/// Dir in the bundle where runsc's commands log (its `--debug-log`, a file per command: `run`,
+/// `gofer`, `boot`): the sandbox and gofer processes write why they died there only, and `run`
+/// itself only says that the sandbox did not start. A few kB per sandbox, removed with it.
+pub(crate) const RUNTIME_LOGS: &str = "runtime-logs";
 
 /// Which OCI runtime runs the sandboxes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -81,6 +85,13 @@ impl RuntimeCli {
         network: Network,
     ) -> tokio::process::Command {
         let mut cmd = self.command(network);
+        if self.kind == RuntimeKind::Runsc {
+            // The trailing `/` makes it a dir of files named after each command.
+            let mut flag = std::ffi::OsString::from("--debug-log=");
+            flag.push(bundle.join(RUNTIME_LOGS));
+            flag.push("/");
+            cmd.arg(flag);
+        }
         if self.kind == RuntimeKind::Runsc && network != Network::None {
             // SAFETY: the hook only makes raw syscalls, as required between fork and exec.
             #[allow(unsafe_code)]

@@ -241,3 +241,26 @@ async fn a_program_that_cannot_start_fails_the_run_and_says_why() {
     assert!(rt.list().await.unwrap().is_empty());
     assert!(!bundle_dir(dir.path(), &spec.id).exists());
 }
+
+#[tokio::test]
+async fn a_sandbox_that_cannot_start_says_what_its_runtime_died_of() {
+    let dir = temp_dir();
+    let rt = runtime(RuntimeKind::Runsc, dir.path());
+    let mut spec = host_spec("noboot", "true");
+    // A file laid over a directory: runsc's gofer cannot mount it and the sandbox dies before
+    // the agent starts; `runsc run` itself only says that the sandbox did not start.
+    spec.files = vec![clrk_sandbox::SandboxFile {
+        path: "/usr/share".into(),
+        contents: b"x".to_vec(),
+    }];
+    let error = rt.spawn(&spec).await.unwrap_err().to_string();
+    assert!(error.contains("failed to start"), "{error}");
+    assert!(
+        error.contains("the sandbox said:")
+            && error.contains("/usr/share")
+            && error.contains("is a directory"),
+        "{error}"
+    );
+    assert!(rt.list().await.unwrap().is_empty());
+    assert!(!bundle_dir(dir.path(), &spec.id).exists());
+}
