@@ -140,6 +140,7 @@ impl LogBus {
                 limit,
                 budget: Mutex::new(Budget::default()),
                 rolling: rolling.map(tokio::sync::Mutex::new),
+                last_stderr: Mutex::new(None),
             }),
         }
     }
@@ -197,6 +198,9 @@ struct Inner {
     /// Set for a daemon's run, which keeps its newest lines; held while a batch is written,
     /// so its streams take turns and the bytes it keeps are known exactly.
     rolling: Option<tokio::sync::Mutex<Rolling>>,
+    /// The last line written on stderr, kept or not: the runtime's own error when a sandbox
+    /// could not start its program.
+    last_stderr: Mutex<Option<String>>,
 }
 
 /// What a daemon's run keeps: its newest lines, within its limit with the marker.
@@ -338,10 +342,29 @@ impl ExecutionLog {
                 }
             };
             let complete = lines.push(&chunk[..n]);
+            self.note_last(stream, &complete);
             self.keep(stream, complete).await;
         }
-        self.keep(stream, lines.finish().into_iter().collect())
-            .await;
+        let rest: Vec<String> = lines.finish().into_iter().collect();
+        self.note_last(stream, &rest);
+        self.keep(stream, rest).await;
+    }
+
+    fn note_last(&self, stream: &str, lines: &[String]) {
+        if stream == "stderr"
+            && let Some(line) = lines.iter().rev().find(|l| !l.trim().is_empty())
+        {
+            *self.inner.last_stderr.lock().expect("last stderr line") = Some(line.clone());
+        }
+    }
+
+    /// The last non-blank line written on stderr so far.
+    pub fn last_stderr_line(&self) -> Option<String> {
+        self.inner
+            .last_stderr
+            .lock()
+            .expect("last stderr line")
+            .clone()
     }
 
     async fn keep(&self, stream: &'static str, lines: Vec<String>) {

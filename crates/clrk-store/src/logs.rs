@@ -61,8 +61,10 @@ pub struct LogQuery {
 }
 
 /// One page of an agent's log in ascending `seq`, for readers that must bound their memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogPage {
+    /// Only lines of this execution; `None` for all of the agent's.
+    pub execution: Option<String>,
     /// Only lines with `seq` greater than this; `None` from the first line.
     pub after_seq: Option<i64>,
     /// Only lines with `seq` up to this; `None` up to the newest.

@@ -129,6 +129,7 @@ store_tests! {
             .collect();
         store.append_logs(&batch).await.unwrap();
         let mut page = LogPage {
+            execution: None,
             after_seq: None,
             up_to_seq: None,
             max_lines: 10,
@@ -151,14 +152,39 @@ store_tests! {
         assert_eq!(store.log_page("default", "echo", &page).await.unwrap().len(), 3);
 
         // tail and up_to_seq bound where a reader starts and stops.
-        let start = store.log_tail_start("default", "echo", 5).await.unwrap();
+        let start = store.log_tail_start("default", "echo", 5, None).await.unwrap();
         let last = store.log_last_seq("default", "echo").await.unwrap().unwrap();
         page.max_bytes = 1 << 20;
         page.after_seq = start;
         page.up_to_seq = Some(last - 1);
         let lines = store.log_page("default", "echo", &page).await.unwrap();
         assert_eq!(texts(&lines), ["err 20", "err 21", "err 22", "err 23"]);
-        assert_eq!(store.log_tail_start("default", "echo", 25).await.unwrap(), None);
+        assert_eq!(store.log_tail_start("default", "echo", 25, None).await.unwrap(), None);
+    }
+
+    async fn one_executions_lines_and_tail_leave_the_others_out(backend) {
+        let store = backend.open().await;
+        store.apply_agent(&echo_agent("echo")).await.unwrap();
+        let batch: Vec<_> = (0..12)
+            .map(|i| line("echo", ["ev-a", "ev-b", "ev-c"][i % 3], &format!("line {i:02}")))
+            .collect();
+        store.append_logs(&batch).await.unwrap();
+        let page = LogPage {
+            execution: Some("ev-b".into()),
+            after_seq: store.log_tail_start("default", "echo", 2, Some("ev-b")).await.unwrap(),
+            up_to_seq: None,
+            max_lines: 100,
+            max_bytes: 1 << 20,
+        };
+        let lines = store.log_page("default", "echo", &page).await.unwrap();
+        assert_eq!(texts(&lines), ["line 07", "line 10"]);
+        assert!(lines.iter().all(|l| l.execution_id == "ev-b"));
+        let none = LogPage {
+            execution: Some("ev-none".into()),
+            after_seq: None,
+            ..page
+        };
+        assert!(store.log_page("default", "echo", &none).await.unwrap().is_empty());
     }
 
     async fn expiry_deletes_the_oldest_executions_until_the_agent_is_under_its_cap(backend) {

@@ -479,6 +479,11 @@ pub struct LogsArgs {
     #[arg(long, value_name = "N")]
     pub tail: Option<u64>,
 
+    /// Only the lines of this execution (its id is in `agents invocations`, and printed by a
+    /// failed `run-task`).
+    #[arg(long, value_name = "ID")]
+    pub execution: Option<String>,
+
     /// Output format (default: `<execution-id> <line>`, control characters escaped on a
     /// terminal).
     #[arg(short, long, value_enum)]

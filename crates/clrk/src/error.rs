@@ -46,6 +46,13 @@ pub enum CliError {
     #[error("agent exited with code {code}")]
     AgentExited { code: i32 },
 
+    /// An execution failed (`failure`); `details` say which and where its logs are.
+    #[error("{failure}\n{details}")]
+    Execution {
+        failure: Box<CliError>,
+        details: String,
+    },
+
     /// The execution hit its timeout; `message` is the ingress's sentence.
     #[error("{message}")]
     TimedOut { message: String },
@@ -64,6 +71,7 @@ impl CliError {
     /// ```
     pub fn exit_code(&self) -> u8 {
         match self {
+            CliError::Execution { failure, .. } => failure.exit_code(),
             CliError::TimedOut { .. } => EXIT_TIMED_OUT,
             CliError::Rejected { .. } => EXIT_REJECTED,
             _ => EXIT_FAILED,

@@ -44,3 +44,44 @@ pub enum LaunchError {
     #[error("the sandbox did not start: {0}")]
     Spawn(SandboxError),
 }
+
+/// runsc's error when the sandbox started but the agent's program could not: printed on the
+/// agent's stderr as `running container: ... starting sandbox: REASON`, and the run exits 128.
+const RUNSC_NOT_STARTED: &str = "running container: ";
+/// Where runsc's chain of contexts ends and the reason begins.
+const RUNSC_REASON: &str = "starting sandbox: ";
+
+/// Why the agent's program did not start, from the last line its sandbox wrote on stderr
+/// after exiting 128; `None` when that line is not runsc's.
+///
+/// ```
+/// # use clrk_dispatch::worker::launch_error::program_not_started;
+/// let line = r#"running container: starting container: starting root container: starting sandbox: error finding executable "nosuchbinary" in PATH [/usr/bin /bin]: no such file or directory"#;
+/// assert_eq!(
+///     program_not_started(line).unwrap(),
+///     r#"command "nosuchbinary" not found in the image (PATH /usr/bin /bin): set spec.template.spec.command to a program it has"#
+/// );
+/// let line = "running container: starting container: starting root container: starting sandbox: creating process: failed to load /etc/passwd: permission denied";
+/// assert_eq!(program_not_started(line).unwrap(), "cannot run /etc/passwd: permission denied");
+/// assert_eq!(program_not_started("Traceback (most recent call last):"), None);
+/// ```
+pub fn program_not_started(line: &str) -> Option<String> {
+    let chain = line.trim().strip_prefix(RUNSC_NOT_STARTED)?;
+    let reason = chain.rsplit_once(RUNSC_REASON).map_or(chain, |(_, r)| r);
+    if let Some(rest) = reason.strip_prefix("error finding executable \"")
+        && let Some((name, rest)) = rest.split_once('"')
+    {
+        let path = rest
+            .split_once('[')
+            .and_then(|(_, r)| r.split_once(']'))
+            .map(|(path, _)| format!(" (PATH {path})"))
+            .unwrap_or_default();
+        return Some(format!(
+            "command {name:?} not found in the image{path}: set spec.template.spec.command to a program it has"
+        ));
+    }
+    if let Some(rest) = reason.strip_prefix("creating process: failed to load ") {
+        return Some(format!("cannot run {rest}"));
+    }
+    Some(reason.to_owned())
+}

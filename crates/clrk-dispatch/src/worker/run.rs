@@ -19,10 +19,13 @@ use tracing::Instrument as _;
 use crate::body::BodyPermit;
 use crate::logs::{ExecutionLog, LogLimit};
 use crate::revision::RevisionShape;
-use crate::worker::launch_error::LaunchError;
+use crate::worker::launch_error::{LaunchError, program_not_started};
 use crate::worker::launcher::SandboxRequest;
 use crate::worker::order::{ExecEvent, Outcome};
 use crate::worker::{Places, Worker};
+
+/// runsc's exit status when it started the sandbox but not the agent's program.
+const RUNSC_NOT_STARTED: i32 = 128;
 
 /// Why a Metadata-mode execution that exited 0 without answering failed (and what its
 /// caller's 502 says).
@@ -247,6 +250,19 @@ impl Run {
             // Output reaches EOF once every process of the sandbox is gone.
             let _ = tokio::time::timeout(Duration::from_secs(5), pump).await;
         }
+        // runsc exits 128 when the sandbox started but the agent's program could not, its
+        // reason the last line on stderr: the user is told that, not an exit code.
+        let outcome = match (outcome, log.last_stderr_line()) {
+            (Outcome::Exited(RUNSC_NOT_STARTED), Some(line))
+                if self.runtime == RuntimeName::Runsc =>
+            {
+                match program_not_started(&line) {
+                    Some(reason) => Outcome::Failed(format!("the sandbox did not start: {reason}")),
+                    None => Outcome::Exited(RUNSC_NOT_STARTED),
+                }
+            }
+            (outcome, _) => outcome,
+        };
         drop(log);
         // Once unregistered the responder learns whether an answer came.
         drop(registration);

@@ -34,6 +34,7 @@ const DRAIN_MAX: usize = 1024;
 #[derive(Deserialize)]
 pub struct LogsQuery {
     tail: Option<usize>,
+    execution: Option<String>,
     #[serde(default)]
     follow: bool,
 }
@@ -48,6 +49,7 @@ pub struct LogsQuery {
         super::agents::AgentPath,
         ("tail" = Option<usize>, Query, description = "Only the last N lines"),
         ("follow" = Option<bool>, Query, description = "Keep the answer open and send new lines as they come"),
+        ("execution" = Option<String>, Query, description = "Only the lines of this execution"),
     ),
     responses(
         (status = 200, description = "One log line a line", body = clrk_wire::LogLine, content_type = "application/x-ndjson"),
@@ -63,7 +65,13 @@ pub async fn logs(
     // Subscribe before reading the backlog so no line falls between the two.
     let events = state.dispatcher.logs().subscribe();
     let after_seq = match q.tail {
-        Some(tail) => state.store.log_tail_start(&namespace, &name, tail).await?,
+        Some(tail) => {
+            let execution = q.execution.as_deref();
+            state
+                .store
+                .log_tail_start(&namespace, &name, tail, execution)
+                .await?
+        }
         None => None,
     };
     // Without `follow` the answer ends at the newest line now, however fast the agent writes.
@@ -82,6 +90,7 @@ pub async fn logs(
         state,
         namespace,
         name,
+        execution: q.execution,
         after_seq,
         up_to_seq,
         events: q.follow.then_some(events),
@@ -141,6 +150,7 @@ struct Pages {
     state: AppState,
     namespace: String,
     name: String,
+    execution: Option<String>,
     after_seq: Option<i64>,
     up_to_seq: Option<i64>,
     events: Option<broadcast::Receiver<clrk_dispatch::LogEvent>>,
@@ -177,6 +187,7 @@ impl Pages {
     /// The next page after `after_seq`, read off the async workers.
     async fn next_page(&self) -> Result<Vec<LogLine>, String> {
         let page = LogPage {
+            execution: self.execution.clone(),
             after_seq: self.after_seq,
             up_to_seq: self.up_to_seq,
             max_lines: PAGE_LINES,

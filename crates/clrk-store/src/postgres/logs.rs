@@ -146,12 +146,14 @@ impl PgStore {
         let rows = client
             .query(
                 "SELECT seq, execution_id, stream, time, line FROM logs \
-                 WHERE agent_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4",
+                 WHERE agent_id = $1 AND seq > $2 AND seq <= $3 \
+                 AND ($5::text IS NULL OR execution_id = $5) ORDER BY seq LIMIT $4",
                 &[
                     &agent,
                     &page.after_seq.unwrap_or(i64::MIN),
                     &page.up_to_seq.unwrap_or(i64::MAX),
                     &limit,
+                    &page.execution,
                 ],
             )
             .await?;
@@ -173,14 +175,16 @@ impl PgStore {
         namespace: &str,
         name: &str,
         tail: usize,
+        execution: Option<&str>,
     ) -> Result<Option<i64>, StoreError> {
         let client = self.client().await?;
         let agent = agent_id(&client, namespace, name).await?;
         let offset = i64::try_from(tail).unwrap_or(i64::MAX);
         let row = client
             .query_opt(
-                "SELECT seq FROM logs WHERE agent_id = $1 ORDER BY seq DESC LIMIT 1 OFFSET $2",
-                &[&agent, &offset],
+                "SELECT seq FROM logs WHERE agent_id = $1 AND ($3::text IS NULL OR execution_id = $3) \
+                 ORDER BY seq DESC LIMIT 1 OFFSET $2",
+                &[&agent, &offset, &execution],
             )
             .await?;
         Ok(row.map(|r| r.try_get(0)).transpose()?)

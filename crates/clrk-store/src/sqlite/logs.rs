@@ -77,14 +77,16 @@ impl SqliteStore {
         let limit = i64::try_from(page.max_lines).unwrap_or(i64::MAX);
         let mut stmt = conn.prepare_cached(
             "SELECT seq, execution_id, stream, time, line FROM logs \
-             WHERE agent_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
+             WHERE agent_id = ?1 AND seq > ?2 AND seq <= ?3 \
+             AND (?5 IS NULL OR execution_id = ?5) ORDER BY seq LIMIT ?4",
         )?;
         let rows = stmt.query_map(
             params![
                 agent,
                 page.after_seq.unwrap_or(i64::MIN),
                 page.up_to_seq.unwrap_or(i64::MAX),
-                limit
+                limit,
+                page.execution,
             ],
             from_row,
         )?;
@@ -106,15 +108,17 @@ impl SqliteStore {
         namespace: &str,
         name: &str,
         tail: usize,
+        execution: Option<&str>,
     ) -> Result<Option<i64>, StoreError> {
         let conn = self.conn();
         let agent = agent_id(&conn, namespace, name)?;
         let offset = i64::try_from(tail).unwrap_or(i64::MAX);
         let mut stmt = conn.prepare_cached(
-            "SELECT seq FROM logs WHERE agent_id = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2",
+            "SELECT seq FROM logs WHERE agent_id = ?1 AND (?3 IS NULL OR execution_id = ?3) \
+             ORDER BY seq DESC LIMIT 1 OFFSET ?2",
         )?;
         Ok(stmt
-            .query_map(params![agent, offset], |row| row.get(0))?
+            .query_map(params![agent, offset, execution], |row| row.get(0))?
             .next()
             .transpose()?)
     }

@@ -54,7 +54,7 @@ impl Store {
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// # let dir = tempfile::tempdir().unwrap();
     /// # let store = clrk_store::Store::open(&dir.path().join("clrk.db")).unwrap();
-    /// let page = clrk_store::LogPage { after_seq: None, up_to_seq: None, max_lines: 1000, max_bytes: 1 << 20 };
+    /// let page = clrk_store::LogPage { execution: None, after_seq: None, up_to_seq: None, max_lines: 1000, max_bytes: 1 << 20 };
     /// assert!(store.log_page("default", "missing", &page).await.is_err());
     /// # }
     /// ```
@@ -74,7 +74,7 @@ impl Store {
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// # let dir = tempfile::tempdir().unwrap();
     /// # let store = clrk_store::Store::open(&dir.path().join("clrk.db")).unwrap();
-    /// assert!(store.log_tail_start("default", "missing", 10).await.is_err());
+    /// assert!(store.log_tail_start("default", "missing", 10, None).await.is_err());
     /// # }
     /// ```
     pub async fn log_tail_start(
@@ -82,8 +82,9 @@ impl Store {
         namespace: &str,
         name: &str,
         tail: usize,
+        execution: Option<&str>,
     ) -> Result<Option<i64>, StoreError> {
-        dispatch!(self.log_tail_start(namespace, name, tail))
+        dispatch!(self.log_tail_start(namespace, name, tail, execution))
     }
 
     /// The `seq` of the agent's newest line; `None` when it has none.
@@ -92,7 +93,7 @@ impl Store {
         namespace: &str,
         name: &str,
     ) -> Result<Option<i64>, StoreError> {
-        self.log_tail_start(namespace, name, 0).await
+        self.log_tail_start(namespace, name, 0, None).await
     }
 
     /// Bytes of log the agent keeps over all its executions, each line costing

@@ -16,9 +16,14 @@ use crate::cli::RunTaskArgs;
 use crate::client::{self, RequestBody, error_message, http_client, parse_base};
 use crate::commands::Session;
 use crate::error::CliError;
+use clrk_server::terminal::escape_controls;
 
 /// An error body larger than this is cut: it is a message, not output.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
+/// Lines of a failed execution's stderr shown with its error.
+const STDERR_SHOWN: usize = 5;
+/// Bytes of its log read for them at most.
+const LOG_READ_LIMIT: usize = 64 * 1024;
 
 /// What `run-task` sends: everything but the ingress address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,23 +64,114 @@ pub async fn run(args: RunTaskArgs, session: &Session) -> anyhow::Result<()> {
     let request = build_request(&ingress, &task)?;
     tracing::debug!(namespace = %task.namespace, name = %task.name, %ingress, "invoking task agent");
     let response = client::send(&http_client(), &ingress, request).await?;
+    let execution = response
+        .headers()
+        .get(EXECUTION_ID)
+        .and_then(|id| id.to_str().ok())
+        .map(str::to_owned);
     if session.global.verbose
-        && let Some(id) = response.headers().get(EXECUTION_ID)
+        && let Some(id) = &execution
     {
-        eprintln!("execution: {}", String::from_utf8_lossy(id.as_bytes()));
+        eprintln!("execution: {id}");
     }
     let status = response.status();
-    if status == StatusCode::OK {
+    let error = if status == StatusCode::OK {
         let trailers = stream_to_stdout(response.into_body(), &task).await?;
-        return streamed_outcome(&trailers);
+        match streamed_outcome(&trailers).map_err(anyhow::Error::downcast::<CliError>) {
+            Ok(()) => return Ok(()),
+            Err(Ok(error)) => error,
+            Err(Err(other)) => return Err(other),
+        }
+    } else {
+        let headers = response.headers().clone();
+        let body = Limited::new(response.into_body(), ERROR_BODY_LIMIT)
+            .collect()
+            .await
+            .map(http_body_util::Collected::to_bytes)
+            .unwrap_or_default();
+        failure(status, &headers, &error_message(&body), &task)
+    };
+    // A refused request made no execution; a failed one says where to look.
+    match (error, execution) {
+        (error @ CliError::Rejected { .. }, _) | (error, None) => Err(error.into()),
+        (error, Some(id)) => {
+            let stderr = last_stderr_lines(session, &task, &id).await;
+            Err(CliError::Execution {
+                failure: Box::new(error),
+                details: execution_details(&task, &id, &stderr),
+            }
+            .into())
+        }
     }
-    let headers = response.headers().clone();
-    let body = Limited::new(response.into_body(), ERROR_BODY_LIMIT)
-        .collect()
-        .await
-        .map(http_body_util::Collected::to_bytes)
-        .unwrap_or_default();
-    Err(failure(status, &headers, &error_message(&body), &task).into())
+}
+
+/// The last [`STDERR_SHOWN`] lines execution `id` wrote on stderr; none when they cannot be
+/// read (the error is still worth showing without them).
+async fn last_stderr_lines(session: &Session, task: &TaskRequest, id: &str) -> Vec<String> {
+    let path = [
+        "v1",
+        "agents",
+        task.namespace.as_str(),
+        task.name.as_str(),
+        "logs",
+    ];
+    let query = [("execution", id.to_owned()), ("tail", "50".to_owned())];
+    let read = async {
+        let response = session.api()?.open(Method::GET, &path, &query).await?;
+        let body = Limited::new(response.into_body(), LOG_READ_LIMIT)
+            .collect()
+            .await
+            .map_err(|e| anyhow!("{e}"))?
+            .to_bytes();
+        anyhow::Ok(body)
+    };
+    let body = match read.await {
+        Ok(body) => body,
+        Err(error) => {
+            tracing::debug!(%error, execution = id, "could not read the execution's log");
+            return Vec::new();
+        }
+    };
+    let lines: Vec<String> = body
+        .split(|b| *b == b'\n')
+        .filter_map(|line| serde_json::from_slice::<clrk_wire::LogLine>(line).ok())
+        .filter(|line| line.stream == "stderr")
+        .map(|line| line.line)
+        .collect();
+    lines[lines.len().saturating_sub(STDERR_SHOWN)..].to_vec()
+}
+
+/// What follows a failed execution's error: its id, the end of its stderr, and the command
+/// that shows all of its log.
+///
+/// ```
+/// use clrk::commands::run_task::{execution_details, TaskRequest};
+/// let task = TaskRequest { namespace: "team".into(), name: "wc".into(), input: None, headers: vec![], timeout: None };
+/// let text = execution_details(&task, "9f1c", &["Traceback (most recent call last):".into()]);
+/// assert!(text.contains("execution 9f1c"));
+/// assert!(text.contains("  | Traceback"));
+/// assert!(text.ends_with("see: clrk agents logs wc -n team --execution 9f1c"));
+/// ```
+pub fn execution_details(task: &TaskRequest, id: &str, stderr: &[String]) -> String {
+    let mut text = if stderr.is_empty() {
+        format!("execution {id} wrote nothing on stderr\n")
+    } else {
+        let mut text = format!("execution {id}, the end of its stderr:\n");
+        for line in stderr {
+            // The agent's text: it must not drive the operator's terminal.
+            text.push_str(&format!("  | {}\n", escape_controls(line)));
+        }
+        text
+    };
+    let namespace = match task.namespace.as_str() {
+        "default" => String::new(),
+        other => format!(" -n {other}"),
+    };
+    text.push_str(&format!(
+        "see: clrk agents logs {}{namespace} --execution {id}",
+        task.name
+    ));
+    text
 }
 
 /// Reads `-i`: a JSON literal, `@FILE`, or `-` for stdin, and checks that it is JSON.

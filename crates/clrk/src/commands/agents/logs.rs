@@ -26,6 +26,9 @@ pub async fn run(args: LogsArgs, session: &Session) -> anyhow::Result<()> {
     if args.follow {
         query.push(("follow", "true".to_string()));
     }
+    if let Some(execution) = &args.execution {
+        query.push(("execution", execution.clone()));
+    }
     let response = session.api()?.open(Method::GET, &path, &query).await?;
     let mut body = response.into_body();
     let mut lines = LineSplitter::default();
