@@ -171,8 +171,25 @@ pub struct EgressRule {
     #[serde(default, rename = "destinationCIDRs")]
     pub destination_cidrs: Vec<String>,
     /// Destination ports; empty means any.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "ports")]
     pub ports: Vec<u16>,
+}
+
+/// A list of ports, each one refused with the range ports have (not "expected u16").
+fn ports<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<u16>, D::Error> {
+    struct Port(u16);
+    impl<'de> Deserialize<'de> for Port {
+        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Port, D::Error> {
+            let n = i64::deserialize(deserializer)?;
+            u16::try_from(n).map(Port).map_err(|_| {
+                serde::de::Error::custom(format!("{n} is not a port: use one between 1 and 65535"))
+            })
+        }
+    }
+    Ok(Vec::<Port>::deserialize(deserializer)?
+        .into_iter()
+        .map(|p| p.0)
+        .collect())
 }
 
 /// A CredentialInjectionPolicy manifest: a header the proxy sets from a secret.

@@ -232,8 +232,9 @@ mod tests {
             route("[{destinationHostnames: [a.b], ports: [0]}]").contains("spec.rules[0].ports[0]")
         );
         assert!(
-            route("[{destinationHostnames: [a.b], ports: [70000]}]")
-                .contains("spec.rules[0].ports[0]")
+            route("[{destinationHostnames: [a.b], ports: [443, 70000]}]").contains(
+                "spec.rules[0].ports[1]: 70000 is not a port: use one between 1 and 65535"
+            )
         );
         assert!(route("[]").contains("spec.rules: must hold at least one rule"));
     }

@@ -93,4 +93,15 @@ pub enum ManifestError {
     /// A kind name that clrk does not know.
     #[error(transparent)]
     UnknownKind(#[from] UnknownKind),
+    /// Several documents of one file have faults: each one's error on a line of its own.
+    #[error("{}", lines(.0))]
+    Several(Vec<ManifestError>),
+}
+
+fn lines(errors: &[ManifestError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }

@@ -28,8 +28,9 @@ pub struct Document {
 ///
 /// Text whose first non-blank character is `{` or `[` is read as JSON: one object, or an
 /// array of objects. Anything else is YAML, with documents separated by `---`; empty
-/// documents are skipped. `source` is the file name used in messages. The first fault
-/// found is returned; a file without any document is an error.
+/// documents are skipped. `source` is the file name used in messages. Each document's first
+/// fault is returned, all of them at once when several documents have one
+/// ([`ManifestError::Several`]); a file without any document is an error.
 ///
 /// ```
 /// let text = "apiVersion: clrk.apoxy.dev/v1alpha1\nkind: TaskAgent\n\
@@ -49,11 +50,18 @@ pub fn parse_manifests(source: &str, text: &str) -> Result<Vec<Document>, Manife
             file: source.to_owned(),
         });
     }
-    values
+    let (documents, mut errors): (Vec<_>, Vec<_>) = values
         .iter()
         .enumerate()
         .map(|(i, value)| parse_value(source, i + 1, value))
-        .collect()
+        .partition(Result::is_ok);
+    match errors.len() {
+        0 => Ok(documents.into_iter().map(Result::unwrap).collect()),
+        1 => Err(errors.pop().expect("one error").unwrap_err()),
+        _ => Err(ManifestError::Several(
+            errors.into_iter().map(Result::unwrap_err).collect(),
+        )),
+    }
 }
 
 // Reading a stored manifest back is parsing, so it lives here: `resource` stays below `parse`.

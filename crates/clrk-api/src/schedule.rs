@@ -31,6 +31,8 @@ const MIN_EVERY: Duration = Duration::from_secs(1);
 /// assert_eq!(every.next_after(t).unwrap().to_rfc3339(), "2026-01-01T10:21:30+00:00");
 ///
 /// assert!(clrk_api::Schedule::parse("* * *", "UTC").is_err());
+/// let error = clrk_api::Schedule::parse("0 25 * * *", "UTC").unwrap_err().to_string();
+/// assert!(error.contains("hour 25 is out of range (0-23)"), "{error}");
 /// assert!(clrk_api::Schedule::parse("@daily", "Mars/Olympus").is_err());
 /// ```
 #[derive(Debug, Clone)]
@@ -116,7 +118,38 @@ fn parse_rule(expression: &str) -> Result<Rule, String> {
         .build()
         .parse(expression)
         .map(|cron| Rule::Cron(Box::new(cron)))
-        .map_err(|e| format!("{e}; {SCHEDULE_FORMS}"))
+        .map_err(|e| match out_of_range(expression) {
+            Some(field) => format!("{field}; {SCHEDULE_FORMS}"),
+            None => format!("{e}; {SCHEDULE_FORMS}"),
+        })
+}
+
+/// The five fields of a cron expression, with the values each allows.
+const FIELDS: [(&str, u32, u32); 5] = [
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day-of-month", 1, 31),
+    ("month", 1, 12),
+    ("day-of-week", 0, 7),
+];
+
+/// Names the first field holding a number outside its range, e.g. `hour 25 is out of range
+/// (0-23)`; `None` when every number is in range (the error is something else).
+fn out_of_range(expression: &str) -> Option<String> {
+    for (text, (name, low, high)) in expression.split_whitespace().zip(FIELDS) {
+        for part in text.split(',') {
+            // After `/` comes a step, not a value of the field.
+            let values = part.split('/').next().unwrap_or_default();
+            for value in values.split('-') {
+                if let Ok(n) = value.parse::<u64>()
+                    && !(u64::from(low)..=u64::from(high)).contains(&n)
+                {
+                    return Some(format!("{name} {value} is out of range ({low}-{high})"));
+                }
+            }
+        }
+    }
+    None
 }
 
 fn parse_zone(name: &str) -> Result<Tz, String> {

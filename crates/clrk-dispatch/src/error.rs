@@ -15,6 +15,10 @@ pub enum DispatchError {
         "taskagent {namespace}/{name} not found: apply a manifest for it first (clrk apply -f FILE)"
     )]
     AgentNotFound { namespace: String, name: String },
+    #[error(
+        "{namespace}/{name} is a DaemonAgent, not a TaskAgent: a daemon runs on its own and answers no requests (its output: clrk agents logs {name} -n {namespace})"
+    )]
+    NotATask { namespace: String, name: String },
     #[error("taskagent {namespace}/{name} has no ready revision: {reason}")]
     NotReady {
         namespace: String,
@@ -69,7 +73,9 @@ impl DispatchError {
                 BodyError::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
                 BodyError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             },
-            DispatchError::AgentNotFound { .. } => StatusCode::NOT_FOUND,
+            DispatchError::AgentNotFound { .. } | DispatchError::NotATask { .. } => {
+                StatusCode::NOT_FOUND
+            }
             DispatchError::Remote { status, .. } => *status,
             DispatchError::NotReady { .. }
             | DispatchError::ShuttingDown

@@ -506,8 +506,8 @@ pub struct InvocationsArgs {
     #[command(flatten)]
     pub namespace: NamespaceArg,
 
-    /// How many recent executions to show.
-    #[arg(long, default_value_t = 20, value_name = "N")]
+    /// How many recent executions to show (at least 1).
+    #[arg(long, default_value_t = 20, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub limit: u32,
 
     /// Output format (default: a table).
@@ -524,8 +524,8 @@ pub struct AgentEgressArgs {
     #[command(flatten)]
     pub namespace: NamespaceArg,
 
-    /// How many recent transactions to show (at most 1000).
-    #[arg(long, default_value_t = 50, value_name = "N")]
+    /// How many recent transactions to show (1 to 1000).
+    #[arg(long, default_value_t = 50, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub limit: u32,
 
     /// Output format (default: a table).
@@ -721,7 +721,7 @@ pub struct SecretSetArgs {
     pub name: String,
 
     #[command(flatten)]
-    pub namespace: NamespaceArg,
+    pub namespace: SecretNamespaceArg,
 
     /// KEY=VALUE taken literally (repeatable). Beware: it lands in your shell history.
     #[arg(long = "from-literal", value_name = "KEY=VALUE", group = "source")]
@@ -750,7 +750,15 @@ pub struct SecretNameArgs {
     pub name: String,
 
     #[command(flatten)]
-    pub namespace: NamespaceArg,
+    pub namespace: SecretNamespaceArg,
+}
+
+/// The namespace a secret command works in.
+#[derive(Debug, Clone, Args)]
+pub struct SecretNamespaceArg {
+    /// Namespace of the secret.
+    #[arg(short, long, default_value = "default")]
+    pub namespace: String,
 }
 
 /// `clrk workers ...`.

@@ -48,6 +48,31 @@ async fn invalid_manifests_fail_naming_the_field_and_apply_nothing() {
         "{}",
         text(&out.stderr)
     );
+    // Every faulty document is named at once, each with what to fix: a cron field out of its
+    // range, a port over 65535.
+    let three = format!(
+        "{}---\n{}---\n{}",
+        sh_agent("cron", "true", "  schedule: \"0 25 * * *\""),
+        sh_agent("fine", "true", ""),
+        "apiVersion: clrk.apoxy.dev/v1alpha1\nkind: EgressL4Route\nmetadata: {name: r}\n\
+         spec:\n  parentRefs: [{name: gw}]\n  rules: [{destinationHostnames: [a.test], ports: [70000]}]\n",
+    );
+    let out = dev.try_apply(&three);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(
+            "document 1: spec.schedule: \"0 25 * * *\" is not valid: hour 25 is out of range (0-23)"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "document 3: spec.rules[0].ports[0]: 70000 is not a port: use one between 1 and 65535"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("document 2"), "{err}");
     let out = dev.clrk(&["agents", "list", "-o", "json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -651,4 +676,41 @@ fn resolve<'a>(doc: &'a serde_json::Value, schema: &'a serde_json::Value) -> &'a
         }
         None => schema,
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn messages_say_what_is_wrong_and_what_is() {
+    let dev = Dev::start();
+    // run-task on a daemon: it is a daemon, not missing.
+    dev.apply(&sh_manifest("DaemonAgent", "loop", "sleep 1000", ""));
+    let out = dev.clrk(&["agents", "run-task", "loop"]);
+    assert_eq!(out.status.code(), Some(77));
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("default/loop is a DaemonAgent, not a TaskAgent")
+            && !said.contains("not found"),
+        "{said}"
+    );
+    // --limit 0 is refused rather than answered with "has not run yet".
+    dev.apply(&sh_agent("ran", "true", ""));
+    assert!(dev.clrk(&["agents", "run-task", "ran"]).status.success());
+    let out = dev.clrk(&["agents", "invocations", "ran", "--limit", "0"]);
+    assert!(!out.status.success());
+    assert!(
+        !text(&out.stderr).contains("has not run"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains("--limit"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A secret command's namespace flag is the secret's.
+    let out = dev.clrk(&["secret", "set", "--help"]);
+    assert!(
+        text(&out.stdout).contains("Namespace of the secret"),
+        "{}",
+        text(&out.stdout)
+    );
 }

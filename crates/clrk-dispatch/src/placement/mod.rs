@@ -223,8 +223,15 @@ impl Dispatcher {
                     .get_agent(namespace, name)
                     .await?
                     .ok_or_else(not_found)?;
-                let Ok(Resource::TaskAgent(task)) = Resource::from_stored(&agent.spec) else {
-                    return Err(not_found());
+                let task = match Resource::from_stored(&agent.spec) {
+                    Ok(Resource::TaskAgent(task)) => task,
+                    Ok(Resource::DaemonAgent(_)) => {
+                        return Err(DispatchError::NotATask {
+                            namespace: namespace.to_string(),
+                            name: name.to_string(),
+                        });
+                    }
+                    _ => return Err(not_found()),
                 };
                 let revision = ready_revision(namespace, name, agent.latest_revision)?;
                 let shape = RevisionShape::from_revision(&revision)?;
