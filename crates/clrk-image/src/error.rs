@@ -21,8 +21,7 @@ pub enum ImageError {
     /// The registry could not be reached at all (down, wrong address, TLS failure).
     #[error(
         "could not reach registry {registry} for image {reference}: {reason}; check that the \
-         registry runs at that address (a plain-HTTP registry must be listed as an insecure \
-         registry)"
+         registry runs at that address"
     )]
     RegistryUnreachable {
         /// The registry host.

@@ -58,7 +58,8 @@ impl Login {
             registry: self.registry.clone(),
             reason,
         };
-        let scheme = if self.insecure { "http" } else { "https" };
+        let plain = self.insecure || crate::is_loopback_registry(&self.registry);
+        let scheme = if plain { "http" } else { "https" };
         let base = format!("{scheme}://{}/v2/", api_host(&self.registry));
         let client = reqwest::Client::builder()
             .timeout(TIMEOUT)
@@ -69,7 +70,7 @@ impl Login {
                 failed(format!(
                     "cannot reach {base}: {}{}",
                     error_chain(&e),
-                    if self.insecure {
+                    if plain {
                         ""
                     } else {
                         " (for a plain-HTTP registry, pass --insecure)"

@@ -34,13 +34,15 @@ const READ_TIMEOUT: Duration = Duration::from_secs(120);
 /// A client for all registries, with the store's insecure-registry list and credentials file.
 pub(crate) struct RegistryClient {
     client: Client,
+    /// For registries on loopback, which are plain HTTP like docker's (see `plain_http`).
+    loopback: Client,
     docker_config: Option<PathBuf>,
 }
 
 impl RegistryClient {
     pub(crate) fn new(insecure: &[String], docker_config: Option<PathBuf>) -> Self {
-        let config = ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(insecure.to_vec()),
+        let config = |protocol| ClientConfig {
+            protocol,
             connect_timeout: Some(CONNECT_TIMEOUT),
             read_timeout: Some(READ_TIMEOUT),
             // Indexes are resolved by this crate (see `platform`), with errors naming what is
@@ -49,8 +51,18 @@ impl RegistryClient {
             ..ClientConfig::default()
         };
         RegistryClient {
-            client: Client::new(config),
+            client: Client::new(config(ClientProtocol::HttpsExcept(insecure.to_vec()))),
+            loopback: Client::new(config(ClientProtocol::Http)),
             docker_config,
+        }
+    }
+
+    /// The client that speaks to `r`'s registry.
+    fn client(&self, r: &RegistryRef) -> &Client {
+        if crate::is_loopback_registry(r.registry()) {
+            &self.loopback
+        } else {
+            &self.client
         }
     }
 
@@ -66,10 +78,10 @@ impl RegistryClient {
         let reference = r.to_client();
         tracing::debug!(image = %r, "fetching manifest");
         let fetched = runtime().block_on(async {
-            self.client
+            self.client(r)
                 .auth(&reference, &credentials.auth, RegistryOperation::Pull)
                 .await?;
-            self.client
+            self.client(r)
                 .pull_manifest_raw(&reference, &credentials.auth, MANIFEST_TYPES)
                 .await
         });
@@ -92,7 +104,7 @@ impl RegistryClient {
         else {
             return e;
         };
-        let listed = runtime().block_on(self.client.list_tags(
+        let listed = runtime().block_on(self.client(r).list_tags(
             &r.to_client(),
             &credentials.auth,
             None,
@@ -137,12 +149,12 @@ impl RegistryClient {
             ..OciDescriptor::default()
         };
         runtime().block_on(async {
-            self.client
+            self.client(r)
                 .auth(&reference, &credentials.auth, RegistryOperation::Pull)
                 .await
                 .map_err(|e| classify(e, r, &credentials))?;
             let mut stream = self
-                .client
+                .client(r)
                 .pull_blob_stream(&reference, &descriptor)
                 .await
                 .map_err(|e| classify(e, r, &credentials))?
@@ -199,11 +211,14 @@ fn classify(e: OciDistributionError, r: &RegistryRef, credentials: &Credentials)
         credentials: credentials.described.clone(),
     };
     match &e {
-        OciDistributionError::RequestError(request) => ImageError::RegistryUnreachable {
-            registry: r.registry().to_owned(),
-            reference: reference.clone(),
-            reason: chain(request),
-        },
+        OciDistributionError::RequestError(request) => {
+            let reason = chain(request);
+            ImageError::RegistryUnreachable {
+                registry: r.registry().to_owned(),
+                reference: reference.clone(),
+                reason: format!("{reason}{}", crate::plain_http_hint(r.registry(), &reason)),
+            }
+        }
         OciDistributionError::UnauthorizedError { .. }
         | OciDistributionError::AuthenticationFailure(_) => denied(),
         OciDistributionError::RegistryError { envelope, .. } => {

@@ -232,16 +232,11 @@ fn unknown_image_unknown_tag_and_registry_down_are_clear() {
         "{err}"
     );
 
-    // Without the insecure listing the registry is spoken to over HTTPS, which it does not speak.
-    let strict = ImageStore::open(&tmp.path().join("images-strict")).unwrap();
-    let err = strict
+    // Without the insecure listing a registry on loopback is still plain HTTP, as in docker.
+    let unlisted = ImageStore::open(&tmp.path().join("images-unlisted")).unwrap();
+    unlisted
         .resolve(&reference(format!("{}/known:v1", registry.host)))
-        .unwrap_err();
-    assert!(
-        matches!(err, ImageError::RegistryUnreachable { .. }),
-        "{err}"
-    );
-    assert!(err.to_string().contains("insecure registry"), "{err}");
+        .unwrap();
 
     registry.stop();
     let err = store

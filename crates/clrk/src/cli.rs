@@ -245,8 +245,9 @@ pub struct WorkerArgs {
 #[derive(Debug, Args)]
 pub struct InsecureRegistries {
     /// A registry (`HOST` or `HOST:PORT`) to pull from over plain HTTP instead of HTTPS;
-    /// repeatable, or a comma-separated list in CLRK_INSECURE_REGISTRIES. For a registry on
-    /// this machine, e.g. --insecure-registry localhost:5000.
+    /// repeatable, or a comma-separated list in CLRK_INSECURE_REGISTRIES, e.g.
+    /// --insecure-registry registry.lan:5000. Registries on loopback (localhost, 127.0.0.0/8,
+    /// ::1) are plain HTTP without it, as docker has it.
     #[arg(
         long = "insecure-registry",
         value_name = "HOST",
@@ -679,7 +680,8 @@ pub struct LoginArgs {
     #[arg(long)]
     pub password_stdin: bool,
 
-    /// Talk to the registry over plain HTTP (for a registry in --insecure-registry).
+    /// Talk to the registry over plain HTTP (for a registry in --insecure-registry; one on
+    /// loopback always is).
     #[arg(long)]
     pub insecure: bool,
 }
