@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use common::*;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -221,6 +223,7 @@ async fn logs_follow_streams_new_lines() {
         .args(["agents", "logs", "chatty", "-f"])
         .env("CLRK_DIR", dev.clrk_dir())
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let stdout = follow.stdout.take().unwrap();
@@ -244,8 +247,24 @@ async fn logs_follow_streams_new_lines() {
     let second = rx.recv_timeout(DEADLINE).expect("a second followed line");
     assert!(first.contains(&id) && first.contains("line-one"), "{first}");
     assert!(second.contains("line-two"), "{second}");
-    follow.kill().unwrap();
-    let _ = follow.wait();
+    // Deleting the agent ends the follower, with a line saying why.
+    let out = dev.clrk(&["agents", "delete", "chatty"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ended = Instant::now();
+    while follow.try_wait().unwrap().is_none() {
+        assert!(
+            ended.elapsed() < DEADLINE,
+            "logs -f still follows a deleted agent"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = follow.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("agent default/chatty was deleted"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

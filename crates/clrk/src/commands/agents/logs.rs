@@ -54,7 +54,35 @@ pub async fn run(args: LogsArgs, session: &Session) -> anyhow::Result<()> {
             print.lines(lines.push(&data))?;
         }
     }
-    print.lines(lines.finish())
+    print.lines(lines.finish())?;
+    // A followed log ends when its agent goes: say so, rather than end in silence.
+    if args.follow && !agent_exists(session, &args).await? {
+        eprintln!(
+            "agent {}/{} was deleted; its log ends here",
+            args.namespace.namespace, args.name
+        );
+    }
+    Ok(())
+}
+
+async fn agent_exists(session: &Session, args: &LogsArgs) -> anyhow::Result<bool> {
+    let path = [
+        "v1",
+        "agents",
+        args.namespace.namespace.as_str(),
+        args.name.as_str(),
+    ];
+    match session.api()?.get::<serde_json::Value>(&path, &[]).await {
+        Ok(_) => Ok(true),
+        Err(error)
+            if error
+                .downcast_ref::<crate::error::CliError>()
+                .is_some_and(|e| matches!(e, crate::error::CliError::Api { status: 404, .. })) =>
+        {
+            Ok(false)
+        }
+        Err(error) => Err(error),
+    }
 }
 
 /// How records are printed: as JSON, or formatted with the agent's control characters
