@@ -22,6 +22,7 @@ mod mount_ns;
 mod network;
 mod runtime;
 mod runtime_cli;
+mod runtime_logs;
 mod sandbox;
 mod seccomp;
 mod spec;

@@ -14,6 +14,7 @@ use crate::host_tool::blocking;
 use crate::leftovers::Leftovers;
 use crate::network::{NetworkScope, SandboxNetwork};
 use crate::runtime_cli::{PID_FILE, RUNTIME_LOGS, RuntimeCli, RuntimeKind};
+use crate::runtime_logs;
 use crate::spec::validate_id;
 use crate::{Network, Sandbox, SandboxError, SandboxSpec, bundle, firewall};
 
@@ -26,10 +27,6 @@ const STDERR_DEADLINE: Duration = Duration::from_secs(2);
 /// Most of a failed start's stderr kept: the runtime's reason is short, an agent's output is
 /// not the runtime's to keep.
 const STDERR_LIMIT: u64 = 16 << 10;
-/// Most of each runtime log read (its last bytes) for the reason of a failed start.
-const RUNTIME_LOG_TAIL: u64 = 16 << 10;
-/// How runsc marks the error a command died of in its log.
-const FATAL: &str = "FATAL ERROR: ";
 
 /// Where and with what a [`Runtime`] runs sandboxes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,9 +227,9 @@ impl Runtime {
                         id: id.to_owned(),
                         binary: self.cli.binary.clone(),
                         status,
-                        stderr: with_runtime_reasons(
+                        stderr: with_reasons(
                             read_stderr(child).await,
-                            &bundle.join(RUNTIME_LOGS),
+                            &runtime_logs::fatal_errors(&bundle.join(RUNTIME_LOGS), false),
                         ),
                     });
                 }
@@ -306,49 +303,11 @@ async fn read_stderr(child: &mut Child) -> String {
 }
 
 /// `stderr` of a failed `run`, followed by the errors the runtime's gofer and sandbox
-/// processes died of, from their logs in `logs` (`run` only says the sandbox did not start).
-fn with_runtime_reasons(stderr: String, logs: &Path) -> String {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(logs)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    // Named `runsc.log.<time>.<command>.txt`: the gofer's error is the cause of the sandbox's.
-    files.sort_by_key(|f| !f.to_string_lossy().contains(".gofer."));
-    let mut reasons: Vec<String> = Vec::new();
-    for file in files
-        .iter()
-        .filter(|f| !f.to_string_lossy().contains(".run."))
-    {
-        for line in tail(file, RUNTIME_LOG_TAIL).lines() {
-            if let Some((_, reason)) = line.split_once(FATAL)
-                && !reasons.iter().any(|r| r == reason.trim())
-            {
-                reasons.push(reason.trim().to_owned());
-            }
-        }
-    }
+/// processes died of (`run` itself only says that the sandbox did not start).
+fn with_reasons(stderr: String, reasons: &[String]) -> String {
     if reasons.is_empty() {
         stderr
     } else {
         format!("{stderr} (the sandbox said: {})", reasons.join("; "))
     }
-}
-
-/// The last `bytes` of the file at `path`; empty when it cannot be read.
-fn tail(path: &Path, bytes: u64) -> String {
-    use std::io::{Read as _, Seek as _, SeekFrom};
-    let Ok(mut file) = std::fs::File::open(path) else {
-        return String::new();
-    };
-    let len = file.metadata().map_or(0, |m| m.len());
-    let mut buf = Vec::new();
-    if file
-        .seek(SeekFrom::Start(len.saturating_sub(bytes)))
-        .is_ok()
-    {
-        let _ = file.take(bytes).read_to_end(&mut buf);
-    }
-    String::from_utf8_lossy(&buf).into_owned()
 }

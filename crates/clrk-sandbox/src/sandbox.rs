@@ -11,7 +11,7 @@ use crate::SandboxError;
 use crate::addresses::SandboxAddresses;
 use crate::host_tool::blocking;
 use crate::network::SandboxNetwork;
-use crate::runtime_cli::{RuntimeCli, SIGKILL, SIGTERM};
+use crate::runtime_cli::{RUNTIME_LOGS, RuntimeCli, SIGKILL, SIGTERM};
 
 /// Once the container is deleted its runtime process exits at once; past this it is stuck.
 const REAP_DEADLINE: Duration = Duration::from_secs(30);
@@ -117,6 +117,27 @@ impl Sandbox {
         tracing::debug!(id = %self.id, code, "sandbox exited");
         self.exit = Some(code);
         Ok(code)
+    }
+
+    /// The errors runsc's own processes died of, when the sandbox ended because of runsc
+    /// rather than its program (runsc then exits 128, like a program that exits 128 itself);
+    /// empty for runc and until the sandbox is removed.
+    ///
+    /// ```no_run
+    /// # async fn f(sandbox: &mut clrk_sandbox::Sandbox) -> Result<(), clrk_sandbox::SandboxError> {
+    /// if sandbox.wait().await? == 128 {
+    ///     for error in sandbox.runtime_errors() {
+    ///         tracing::warn!(%error, "the sandbox failed");
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn runtime_errors(&self) -> Vec<String> {
+        if self.removed {
+            return Vec::new();
+        }
+        let logs = self.cli.bundles.join(&self.id).join(RUNTIME_LOGS);
+        crate::runtime_logs::fatal_errors(&logs, true)
     }
 
     /// Whether the container's process has exited, without waiting: a sandbox kept ready whose

@@ -64,9 +64,13 @@ const RUNSC_REASON: &str = "starting sandbox: ";
 /// let line = "running container: starting container: starting root container: starting sandbox: creating process: failed to load /etc/passwd: permission denied";
 /// assert_eq!(program_not_started(line).unwrap(), "cannot run /etc/passwd: permission denied");
 /// assert_eq!(program_not_started("Traceback (most recent call last):"), None);
+/// assert_eq!(program_not_started("running container: waiting for container: EOF"), None);
 /// ```
 pub fn program_not_started(line: &str) -> Option<String> {
     let chain = line.trim().strip_prefix(RUNSC_NOT_STARTED)?;
+    if !chain.starts_with("starting container: ") {
+        return None;
+    }
     let reason = chain.rsplit_once(RUNSC_REASON).map_or(chain, |(_, r)| r);
     if let Some(rest) = reason.strip_prefix("error finding executable \"")
         && let Some((name, rest)) = rest.split_once('"')

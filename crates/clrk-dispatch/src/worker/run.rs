@@ -24,8 +24,9 @@ use crate::worker::launcher::SandboxRequest;
 use crate::worker::order::{ExecEvent, Outcome};
 use crate::worker::{Places, Worker};
 
-/// runsc's exit status when it started the sandbox but not the agent's program.
-const RUNSC_NOT_STARTED: i32 = 128;
+/// runsc's exit status when it failed itself, or started the sandbox but not the agent's
+/// program (a program may exit 128 too: runsc's logs tell them apart).
+const RUNSC_FAILED: i32 = 128;
 
 /// Why a Metadata-mode execution that exited 0 without answering failed (and what its
 /// caller's 502 says).
@@ -250,18 +251,25 @@ impl Run {
             // Output reaches EOF once every process of the sandbox is gone.
             let _ = tokio::time::timeout(Duration::from_secs(5), pump).await;
         }
-        // runsc exits 128 when the sandbox started but the agent's program could not, its
-        // reason the last line on stderr: the user is told that, not an exit code.
-        let outcome = match (outcome, log.last_stderr_line()) {
-            (Outcome::Exited(RUNSC_NOT_STARTED), Some(line))
-                if self.runtime == RuntimeName::Runsc =>
-            {
-                match program_not_started(&line) {
+        // runsc exits 128 when the sandbox started but the agent's program could not (its
+        // reason the last line on stderr) or when runsc itself failed (its reason in its
+        // logs): the user is told that, not an exit code.
+        let outcome = match outcome {
+            Outcome::Exited(RUNSC_FAILED) if self.runtime == RuntimeName::Runsc => {
+                let not_started = log
+                    .last_stderr_line()
+                    .and_then(|line| program_not_started(&line));
+                let errors = sandbox.runtime_errors();
+                match not_started {
                     Some(reason) => Outcome::Failed(format!("the sandbox did not start: {reason}")),
-                    None => Outcome::Exited(RUNSC_NOT_STARTED),
+                    None if !errors.is_empty() => {
+                        tracing::warn!(?errors, "the sandbox failed");
+                        Outcome::Failed(format!("the sandbox failed: {}", errors.join("; ")))
+                    }
+                    None => outcome,
                 }
             }
-            (outcome, _) => outcome,
+            other => other,
         };
         drop(log);
         // Once unregistered the responder learns whether an answer came.

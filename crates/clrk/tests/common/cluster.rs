@@ -272,13 +272,46 @@ impl Cluster {
         &self.hosts[1 + self.servers.len() + i]
     }
 
+    /// Every process's log, then the end of every agent's log (what its executions wrote on
+    /// stderr): all a failed assertion needs to say why.
     pub fn logs(&self) -> String {
-        self.servers
+        let processes = self
+            .servers
             .iter()
             .chain(&self.workers)
-            .map(|p| format!("--- {} ---\n{}", p.name, p.log()))
+            .map(|p| format!("--- {} ---\n{}", p.name, p.log()));
+        processes
+            .chain(self.agent_logs())
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    fn agent_logs(&self) -> Vec<String> {
+        let Some(client) = self.clients.first() else {
+            return Vec::new();
+        };
+        let list = client.clrk(&["agents", "list", "-o", "json"]);
+        let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap_or_default();
+        let names = list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| {
+                Some((
+                    a["namespace"].as_str()?.to_string(),
+                    a["name"].as_str()?.to_string(),
+                ))
+            });
+        names
+            .map(|(namespace, name)| {
+                let out = client.clrk(&["agents", "logs", &name, "-n", &namespace, "--tail", "40"]);
+                format!(
+                    "--- agent {namespace}/{name} ---\n{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
+            .collect()
     }
 }
 

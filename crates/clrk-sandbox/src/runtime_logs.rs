@@ -1,0 +1,85 @@
+//! What runsc's own processes logged before dying: each command (`run`, `gofer`, `boot`)
+//! writes a file under the bundle's log dir (see `runtime_cli::RUNTIME_LOGS`), and the error a
+//! command died of is the line marked `FATAL ERROR:`. Their stderr goes nowhere, and `run` only
+//! says that the sandbox did not start or stopped, so this is where the reason is.
+
+use std::path::{Path, PathBuf};
+
+/// Most of each log read (its last bytes).
+const TAIL: u64 = 16 << 10;
+/// How runsc marks the error a command died of.
+const FATAL: &str = "FATAL ERROR: ";
+
+/// The errors runsc's commands in `logs` died of, each once, the gofer's first (it is the
+/// cause when the sandbox dies of a mount); the `run` command's own only with `with_run`
+/// (when nothing else says it).
+pub(crate) fn fatal_errors(logs: &Path, with_run: bool) -> Vec<String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(logs)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    // Named `runsc.log.<time>.<command>.txt`.
+    files.sort_by_key(|f| !f.to_string_lossy().contains(".gofer."));
+    let mut reasons: Vec<String> = Vec::new();
+    for file in files
+        .iter()
+        .filter(|f| with_run || !f.to_string_lossy().contains(".run."))
+    {
+        for line in tail(file, TAIL).lines() {
+            if let Some((_, reason)) = line.split_once(FATAL)
+                && !reasons.iter().any(|r| r == reason.trim())
+            {
+                reasons.push(reason.trim().to_owned());
+            }
+        }
+    }
+    reasons
+}
+
+/// The last `bytes` of the file at `path`; empty when it cannot be read.
+fn tail(path: &Path, bytes: u64) -> String {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let len = file.metadata().map_or(0, |m| m.len());
+    let mut buf = Vec::new();
+    if file
+        .seek(SeekFrom::Start(len.saturating_sub(bytes)))
+        .is_ok()
+    {
+        let _ = file.take(bytes).read_to_end(&mut buf);
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fatal_lines_come_gofer_first_each_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+        write(
+            "runsc.log.1.run.txt",
+            "I1 x] start\nW1 util.go:64] FATAL ERROR: running container: cannot create sandbox\n",
+        );
+        write(
+            "runsc.log.2.boot.txt",
+            "W1 util.go:64] FATAL ERROR: Error reading mounts file\nError reading mounts file\n",
+        );
+        write(
+            "runsc.log.3.gofer.txt",
+            "W1 util.go:64] FATAL ERROR: mounting /x: is a directory\n",
+        );
+        assert_eq!(
+            fatal_errors(dir.path(), false),
+            ["mounting /x: is a directory", "Error reading mounts file"]
+        );
+        assert_eq!(fatal_errors(dir.path(), true).len(), 3);
+        assert!(fatal_errors(&dir.path().join("none"), true).is_empty());
+    }
+}
