@@ -176,9 +176,9 @@ fn write_base(options: &InstallOptions, dir: &Path) -> anyhow::Result<()> {
 
 /// kubectl on the PATH, or what to do instead.
 fn need_kubectl() -> anyhow::Result<()> {
-    let found = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join("kubectl").is_file()))
-        .unwrap_or(false);
+    let found = std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| dir.join("kubectl").is_file())
+    });
     if !found {
         bail!(
             "kubectl is not on the PATH: install it (Debian: apt-get install kubernetes-client, \
