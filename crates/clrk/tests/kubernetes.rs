@@ -579,3 +579,259 @@ fn the_dockerfile_passes_hadolint() {
         assert!(dockerfile.contains(package), "the image lacks {package}");
     }
 }
+
+/// A rendered absolute path, moved under `root` (what the pod's volumes would hold).
+fn under(root: &Path, text: &str) -> String {
+    ["/run/clrk", "/var/lib/clrk", "/etc/clrk"]
+        .iter()
+        .fold(text.to_string(), |text, prefix| {
+            text.replace(prefix, &format!("{}{prefix}", root.display()))
+        })
+}
+
+/// A container's rendered args, with the kubelet's `$(VAR)` expansion and the volumes moved
+/// under `root`.
+fn pod_args(container: &Value, root: &Path, vars: &[(&str, String)]) -> Vec<String> {
+    container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|arg| {
+            let arg = vars
+                .iter()
+                .fold(arg.as_str().unwrap().to_string(), |arg, (k, v)| {
+                    arg.replace(&format!("$({k})"), v)
+                });
+            under(root, &arg)
+        })
+        .collect()
+}
+
+/// The port number and path of a container's probe.
+fn probe(container: &Value, which: &str) -> (u16, String) {
+    let get = &container[which]["httpGet"];
+    let port = container["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == get["port"])
+        .unwrap()["containerPort"]
+        .as_u64()
+        .unwrap();
+    (
+        u16::try_from(port).unwrap(),
+        get["path"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn wait_status(url: &str, want: u16, log: &Path) {
+    let started = std::time::Instant::now();
+    loop {
+        let status = common::cluster::request_checked("GET", url.to_string()).await;
+        if status == want {
+            return;
+        }
+        assert!(
+            started.elapsed() < common::DEADLINE,
+            "{url} answered {status}, not {want}:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// The pods' own commands, run as the kubelet would run them but on hosts of this machine:
+/// the server's init container makes the secret files, the server starts from its rendered
+/// args as the non-root user its securityContext names and answers its probes; the worker
+/// starts from its rendered args, answers its probes, its preStop hook drains it through
+/// the server, and after SIGTERM it exits within its grace period.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rendered_pods_start_answer_their_probes_and_a_worker_drains_on_its_pre_stop() {
+    use common::hosts::Hosts;
+    let objects = render(&[]);
+    let deployment = objects.iter().find(|o| kind(o) == "Deployment").unwrap();
+    let daemon_set = objects.iter().find(|o| kind(o) == "DaemonSet").unwrap();
+    let server_pod = pod_spec(deployment).unwrap();
+    let worker_pod = pod_spec(daemon_set).unwrap();
+
+    let hosts = Hosts::create(3);
+    let pg =
+        clrk_store::testing::TempPostgres::start_on(hosts[0].addr(5432), Some(hosts[0].netns()));
+    let database = pg.create_database().await.url().to_string();
+    let root = tempfile::Builder::new()
+        .prefix("clrk-k8s-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let root = root.path();
+    // The pod's volumes: Secret files root's and 0400; emptyDirs open to the pod's user.
+    let token = "a".repeat(64);
+    for (dir, file, value) in [
+        ("etc/clrk/token", "token", token.as_str()),
+        ("etc/clrk/cluster-secret", "cluster-secret", &"b".repeat(64)),
+    ] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+        std::fs::write(root.join(dir).join(file), value).unwrap();
+        std::fs::set_permissions(
+            root.join(dir).join(file),
+            std::os::unix::fs::PermissionsExt::from_mode(0o400),
+        )
+        .unwrap();
+    }
+    for dir in ["", "run/clrk", "var/lib/clrk"] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+        std::fs::set_permissions(
+            root.join(dir),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .unwrap();
+    }
+
+    // The init container, its script as rendered.
+    let init = &server_pod["initContainers"][0];
+    let script = under(root, init["command"][2].as_str().unwrap());
+    let status = Command::new("/bin/sh")
+        .args(["-c", &script])
+        .status()
+        .unwrap();
+    assert!(status.success(), "{script}");
+
+    // The server, as the securityContext's user.
+    let server = &server_pod["containers"][0];
+    let user = server["securityContext"]["runAsUser"].to_string();
+    let server_log = root.join("server.log");
+    let log = std::fs::File::create(&server_log).unwrap();
+    let mut server_process = hosts[1]
+        .command("setpriv")
+        .args([
+            format!("--reuid={user}"),
+            format!("--regid={user}"),
+            "--clear-groups".into(),
+        ])
+        .arg(clrk_bin())
+        .args(pod_args(server, root, &[]))
+        .env("CLRK_DATABASE", &database)
+        .env("CLRK_DIR", under(root, "/var/lib/clrk"))
+        .env("HOME", under(root, "/var/lib/clrk"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    for which in ["readinessProbe", "livenessProbe"] {
+        let (port, path) = probe(server, which);
+        wait_status(
+            &format!("http://{}{path}", hosts[1].addr(port)),
+            200,
+            &server_log,
+        )
+        .await;
+    }
+
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server_process.id())).unwrap();
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(uid.split_whitespace().skip(1).all(|id| id == user), "{uid}");
+    let copied = std::fs::metadata(root.join("run/clrk/token")).unwrap();
+    assert_eq!(
+        (
+            std::os::unix::fs::MetadataExt::uid(&copied).to_string(),
+            std::os::unix::fs::MetadataExt::mode(&copied) & 0o777
+        ),
+        (user.clone(), 0o400)
+    );
+
+    // The worker on its node, named after it.
+    let worker = &worker_pod["containers"][0];
+    let node = "node-1".to_string();
+    let pod_ip = hosts[2].addr(0).ip().to_string();
+    let api = format!("http://{}", hosts[1].addr(7070));
+    let env = [
+        ("NODE_NAME", node.clone()),
+        ("POD_IP", pod_ip),
+        ("CLRK_DATABASE", database.clone()),
+        ("CLRK_DIR", under(root, "/var/lib/clrk")),
+        ("CLRK_SERVER", api.clone()),
+        ("CLRK_TOKEN", token.clone()),
+        (
+            "PATH",
+            format!(
+                "{}:/usr/sbin:/usr/bin:/sbin:/bin",
+                Path::new(clrk_bin()).parent().unwrap().display()
+            ),
+        ),
+    ];
+    let worker_log = root.join("worker.log");
+    let log = std::fs::File::create(&worker_log).unwrap();
+    let mut worker_process = hosts[2]
+        .command(clrk_bin())
+        .args(pod_args(worker, root, &env))
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let (health_port, ready_path) = probe(worker, "readinessProbe");
+    let ready = format!("http://{}{ready_path}", hosts[2].addr(health_port));
+    wait_status(&ready, 200, &worker_log).await;
+    let (_, live_path) = probe(worker, "livenessProbe");
+    wait_status(
+        &format!("http://{}{live_path}", hosts[2].addr(health_port)),
+        200,
+        &worker_log,
+    )
+    .await;
+
+    // The preStop hook, as rendered, in the worker's environment.
+    let hook: Vec<String> = worker["lifecycle"]["preStop"]["exec"]["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    let drained = hosts[2]
+        .command(&hook[0])
+        .args(&hook[1..])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        drained.status.success(),
+        "preStop: {}",
+        String::from_utf8_lossy(&drained.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&drained.stdout),
+        format!("worker/{node} Draining\n")
+    );
+    wait_status(&ready, 503, &worker_log).await;
+
+    // SIGTERM: it exits within the grace period.
+    let grace = std::time::Duration::from_secs(
+        worker_pod["terminationGracePeriodSeconds"]
+            .as_u64()
+            .unwrap(),
+    );
+    let stopping = std::time::Instant::now();
+    Command::new("kill")
+        .args(["-TERM", &worker_process.id().to_string()])
+        .status()
+        .unwrap();
+    let exit = loop {
+        if let Some(status) = worker_process.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            stopping.elapsed() < grace,
+            "the worker outlived its grace period"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(
+        exit.success(),
+        "{}",
+        std::fs::read_to_string(&worker_log).unwrap()
+    );
+    let _ = server_process.kill();
+    let _ = server_process.wait();
+}
