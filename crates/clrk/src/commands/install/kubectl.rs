@@ -165,22 +165,22 @@ pub fn describe(steps: &[Step], namespace: &str) -> Vec<String> {
 }
 
 /// Runs the steps in order, stopping at the first that fails.
-pub async fn execute(steps: &[Step], options: &InstallOptions) -> anyhow::Result<()> {
+pub async fn execute(steps: &[Step], namespace: &str) -> anyhow::Result<()> {
     for step in steps {
         match step {
             Step::Apply(objects) => {
                 kubectl(&apply_args(), Some(render::to_yaml(objects)?)).await?;
             }
-            Step::EnsureSecret(secret) => ensure_secret(secret, options).await?,
+            Step::EnsureSecret(secret) => ensure_secret(secret, namespace).await?,
             Step::Run(args) => kubectl(args, None).await?,
         }
     }
     Ok(())
 }
 
-async fn ensure_secret(secret: &GeneratedSecret, options: &InstallOptions) -> anyhow::Result<()> {
+async fn ensure_secret(secret: &GeneratedSecret, namespace: &str) -> anyhow::Result<()> {
     let output = tokio::process::Command::new("kubectl")
-        .args(get_secret_args(secret.name, &options.namespace))
+        .args(get_secret_args(secret.name, namespace))
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
@@ -197,9 +197,9 @@ async fn ensure_secret(secret: &GeneratedSecret, options: &InstallOptions) -> an
         return Ok(());
     }
     // The values travel on stdin, never on a command line `ps` shows.
-    let object = secret.make(options)?;
+    let object = secret.make(namespace)?;
     kubectl(
-        &create_args(&options.namespace),
+        &create_args(namespace),
         Some(serde_json::to_string(&object)?),
     )
     .await

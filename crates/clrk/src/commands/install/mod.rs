@@ -39,7 +39,7 @@ pub async fn install(args: InstallArgs) -> anyhow::Result<()> {
         return Ok(output::print(&text)?);
     }
     need_kubectl()?;
-    kubectl::execute(&steps, &options).await?;
+    kubectl::execute(&steps, &options.namespace).await?;
     println!(
         "clrk installed in namespace {}: label the worker nodes \
          (kubectl label node NODE clrk.apoxy.dev/worker-pool=POOL) and see docs/kubernetes.md",
@@ -66,14 +66,7 @@ pub async fn upgrade(args: UpgradeArgs) -> anyhow::Result<()> {
         return print_lines(&kubectl::describe(&steps, &options.namespace));
     }
     need_kubectl()?;
-    kubectl::execute(
-        &steps,
-        &InstallOptions {
-            namespace: options.namespace.clone(),
-            ..InstallOptions::default()
-        },
-    )
-    .await?;
+    kubectl::execute(&steps, &options.namespace).await?;
     println!("clrk upgraded to {}", options.image);
     Ok(())
 }

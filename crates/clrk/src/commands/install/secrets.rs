@@ -51,14 +51,14 @@ fn random_hex() -> anyhow::Result<String> {
 }
 
 impl GeneratedSecret {
-    /// The Secret object with fresh random values.
-    pub fn make(&self, options: &InstallOptions) -> anyhow::Result<Value> {
+    /// The Secret object in `namespace` with fresh random values.
+    pub fn make(&self, namespace: &str) -> anyhow::Result<Value> {
         let mut data = Map::new();
         if self.name == postgres::SECRET {
             let password = random_hex()?;
             data.insert(
                 postgres::URL_KEY.into(),
-                postgres::url(&options.namespace, &password).into(),
+                postgres::url(namespace, &password).into(),
             );
             data.insert(postgres::PASSWORD_KEY.into(), password.into());
         } else {
@@ -69,7 +69,7 @@ impl GeneratedSecret {
         Ok(json!({
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": metadata(self.name, &options.namespace, labels("secret")),
+            "metadata": metadata(self.name, namespace, labels("secret")),
             "type": "Opaque",
             "stringData": data,
         }))
@@ -89,12 +89,12 @@ mod tests {
         let secrets = generated(&options);
         let names: Vec<_> = secrets.iter().map(|s| s.name).collect();
         assert_eq!(names, [TOKEN_SECRET, CLUSTER_SECRET, postgres::SECRET]);
-        let first = secrets[0].make(&options).unwrap();
-        let again = secrets[0].make(&options).unwrap();
+        let first = secrets[0].make("clrk").unwrap();
+        let again = secrets[0].make("clrk").unwrap();
         let token = first["stringData"][TOKEN_KEY].as_str().unwrap();
         assert_eq!(token.len(), 64);
         assert_ne!(token, again["stringData"][TOKEN_KEY].as_str().unwrap());
-        let demo = secrets[2].make(&options).unwrap();
+        let demo = secrets[2].make("clrk").unwrap();
         let password = demo["stringData"]["password"].as_str().unwrap();
         let url = demo["stringData"]["url"].as_str().unwrap();
         assert_eq!(
