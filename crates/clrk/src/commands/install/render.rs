@@ -46,6 +46,14 @@ pub fn families(options: &InstallOptions) -> Vec<Family> {
 }
 
 /// All objects in order.
+///
+/// ```
+/// use clrk::commands::install::{objects::InstallOptions, render};
+/// let objects = render::objects(&InstallOptions::default());
+/// let kinds: Vec<_> = objects.iter().map(|o| o["kind"].as_str().unwrap()).collect();
+/// assert_eq!(kinds[0], "Namespace");
+/// assert!(kinds.contains(&"Deployment") && kinds.contains(&"DaemonSet"));
+/// ```
 pub fn objects(options: &InstallOptions) -> Vec<Value> {
     families(options)
         .into_iter()
@@ -54,6 +62,11 @@ pub fn objects(options: &InstallOptions) -> Vec<Value> {
 }
 
 /// A YAML stream: one document per object.
+///
+/// ```
+/// let yaml = clrk::commands::install::render::to_yaml(&[serde_json::json!({"kind": "List"})]);
+/// assert_eq!(yaml.unwrap(), "---\nkind: List\n");
+/// ```
 pub fn to_yaml(objects: &[Value]) -> anyhow::Result<String> {
     let mut text = String::new();
     for object in objects {

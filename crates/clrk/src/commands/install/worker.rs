@@ -23,6 +23,11 @@ pub const GRACE_MARGIN_SECS: u64 = 30;
 
 /// The pod's grace period: SIGTERM drains (daemons handed over, executions in flight
 /// finished, sandboxes stopped, at most [`LONGEST_STOP`]) before the kubelet would kill it.
+///
+/// ```
+/// use clrk::commands::install::worker::grace_period_secs;
+/// assert!(grace_period_secs() > clrk_server::cluster::worker::LONGEST_STOP.as_secs());
+/// ```
 pub const fn grace_period_secs() -> u64 {
     LONGEST_STOP.as_secs() + GRACE_MARGIN_SECS
 }
