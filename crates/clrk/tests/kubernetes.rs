@@ -686,14 +686,21 @@ async fn the_rendered_pods_start_answer_their_probes_and_a_worker_drains_on_its_
         .unwrap();
     }
 
-    // The init container, its script as rendered.
+    // The init container, its script as rendered, as root with only the capabilities its
+    // securityContext adds; twice, as when the pod's sandbox is recreated.
     let init = &server_pod["initContainers"][0];
+    assert_eq!(
+        init["securityContext"]["capabilities"]["add"],
+        serde_json::json!(["CHOWN"])
+    );
     let script = under(root, init["command"][2].as_str().unwrap());
-    let status = Command::new("/bin/sh")
-        .args(["-c", &script])
-        .status()
-        .unwrap();
-    assert!(status.success(), "{script}");
+    for _ in 0..2 {
+        let status = Command::new("setpriv")
+            .args(["--bounding-set=-all,+chown", "/bin/sh", "-c", &script])
+            .status()
+            .unwrap();
+        assert!(status.success(), "{script}");
+    }
 
     // The server, as the securityContext's user.
     let server = &server_pod["containers"][0];

@@ -54,9 +54,12 @@ fn deployment(options: &InstallOptions) -> Value {
     let secret = format!("{RUN_DIR}/{CLUSTER_SECRET_KEY}");
     // Secret volumes' files are root's (0400); an fsGroup would make them group-readable,
     // which clrk refuses. So a root init container with CHOWN alone copies them for the
-    // server's user into memory.
+    // server's user into memory. It removes earlier copies first: init containers run again
+    // when the pod's sandbox is recreated, and without DAC_OVERRIDE root cannot overwrite a
+    // file the server's user owns.
     let copy = format!(
-        "cp /etc/clrk/token/{TOKEN_KEY} /etc/clrk/cluster-secret/{CLUSTER_SECRET_KEY} {RUN_DIR}/ \
+        "rm -f {token} {secret} \
+         && cp /etc/clrk/token/{TOKEN_KEY} /etc/clrk/cluster-secret/{CLUSTER_SECRET_KEY} {RUN_DIR}/ \
          && chown {SERVER_UID}:{SERVER_UID} {token} {secret}"
     );
     json!({
