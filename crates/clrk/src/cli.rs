@@ -64,6 +64,10 @@ pub enum Command {
     Server(ServerArgs),
     /// Run a cluster worker: the sandboxes of this host, placed by the servers.
     Worker(WorkerArgs),
+    /// Install servers and workers on Kubernetes (or print the objects with --dry-run).
+    Install(InstallArgs),
+    /// Replace the clrk image on Kubernetes: workers one node at a time, then servers.
+    Upgrade(UpgradeArgs),
     /// Create or update the resources in manifest files.
     Apply(ApplyArgs),
     /// Delete the resources named in manifest files.
@@ -239,6 +243,135 @@ pub struct WorkerArgs {
     /// /etc/resolv.conf].
     #[arg(long, value_name = "ADDR", env = "CLRK_DNS_UPSTREAM")]
     pub dns_upstream: Option<SocketAddr>,
+}
+
+/// `clrk install`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Installs clrk on the Kubernetes cluster kubectl points at: a Namespace, a Deployment of
+servers with a Service for the ingress (clrk-ingress, port 80) and one for the control API
+(clrk-api, port 7070), and a DaemonSet of privileged workers per pool on the nodes labelled
+clrk.apoxy.dev/worker-pool=POOL. Everything goes through `kubectl apply --server-side`, so
+running it again converges. The Secrets clrk-api-token and clrk-cluster-secret are made with
+random values when missing and never overwritten. The database URL comes from the Secret
+--database-secret (key `url`), which you create first, unless --demo-postgres.
+
+Examples:
+  kubectl create namespace clrk
+  kubectl -n clrk create secret generic clrk-database \\
+    --from-literal=url='postgres://clrk:PASSWORD@db.example.com:5432/clrk'
+  clrk install --image registry.example.com/clrk:0.1.0
+  kubectl label node node-1 clrk.apoxy.dev/worker-pool=default
+  clrk install --dry-run -o yaml | kubernetes-validate -   # what would be applied
+  clrk install --demo-postgres --print-commands            # the kubectl calls, in order
+
+See docs/kubernetes.md.")]
+pub struct InstallArgs {
+    /// Print the objects instead of applying them (no cluster needed).
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// With --dry-run: the format of the objects [default: yaml].
+    #[arg(short, long, value_enum, requires = "dry_run")]
+    pub output: Option<ObjectFormat>,
+
+    /// Print the kubectl commands install would run, in order, and run none.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub print_commands: bool,
+
+    /// With --dry-run: write the objects as a kustomize base in DIR (one file per family and
+    /// kustomization.yaml), as deploy/kubernetes/ holds them.
+    #[arg(
+        long,
+        value_name = "DIR",
+        requires = "dry_run",
+        conflicts_with = "output"
+    )]
+    pub write_base: Option<PathBuf>,
+
+    /// The namespace of every object (created when missing).
+    #[arg(short = 'n', long, value_name = "NS", default_value = "clrk")]
+    pub namespace: String,
+
+    /// How many servers (the Deployment's replicas).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub servers: u32,
+
+    /// The clrk image for servers and workers, with a tag or digest (`docker build -t
+    /// REPO/clrk:TAG .` from the repository, then push it where the nodes pull from).
+    #[arg(long, value_name = "REF", default_value_t = default_image())]
+    pub image: String,
+
+    /// The Secret whose key `url` holds the PostgreSQL URL with its password [default:
+    /// clrk-database]; create it before installing.
+    #[arg(long, value_name = "NAME", conflicts_with = "demo_postgres")]
+    pub database_secret: Option<String>,
+
+    /// Also run a single-pod PostgreSQL (StatefulSet clrk-postgres, 1 GiB volume) with a
+    /// generated password. For trying clrk out, NOT for production: no replica, no backup.
+    #[arg(long)]
+    pub demo_postgres: bool,
+
+    /// A worker pool: one DaemonSet each, on nodes labelled clrk.apoxy.dev/worker-pool=POOL
+    /// (repeatable).
+    #[arg(long = "pool", value_name = "POOL", default_value = "default")]
+    pub pools: Vec<String>,
+
+    /// Where workers keep pulled images and sandbox state: host-path (/var/lib/clrk/POOL on
+    /// the node, outlives pods) or empty-dir (gone with the pod).
+    #[arg(long, value_enum, default_value = "host-path")]
+    pub worker_cache: WorkerCache,
+}
+
+/// How a worker keeps its image cache and sandbox state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WorkerCache {
+    /// A directory of the node (`/var/lib/clrk/POOL`): pulled images outlive the pod.
+    HostPath,
+    /// A directory that lives as long as the pod: every new pod pulls again.
+    EmptyDir,
+}
+
+/// `clrk:VERSION`: the image `docker build -t clrk:VERSION .` makes from this checkout.
+pub fn default_image() -> String {
+    format!("clrk:{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// `clrk upgrade`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Replaces the image of an installed clrk, in order: each pool's worker DaemonSet (one node at
+a time: the old pod is drained by its preStop hook and SIGTERM, finishing what it runs, before
+its replacement starts), waiting for each rollout; then the servers' Deployment (a new server
+ready before an old one goes). Give the pools you installed.
+
+Examples:
+  clrk upgrade --image registry.example.com/clrk:0.2.0
+  clrk upgrade --image registry.example.com/clrk:0.2.0 --pool default --pool gpu
+  clrk upgrade --image clrk:0.2.0 --print-commands   # the kubectl calls, in order
+
+Then run `clrk install --image` with the same image (and your other flags) when you next
+install, or it would put back the image it names.")]
+pub struct UpgradeArgs {
+    /// The new clrk image, with a tag or digest.
+    #[arg(long, value_name = "REF")]
+    pub image: String,
+
+    /// The namespace clrk was installed in.
+    #[arg(short = 'n', long, value_name = "NS", default_value = "clrk")]
+    pub namespace: String,
+
+    /// A worker pool to upgrade (repeatable): every pool you installed.
+    #[arg(long = "pool", value_name = "POOL", default_value = "default")]
+    pub pools: Vec<String>,
+
+    /// How long to wait for each rollout (kubectl's --timeout: 30m, 1h).
+    #[arg(long, value_name = "DURATION", default_value = "30m")]
+    pub timeout: String,
+
+    /// Print the kubectl commands upgrade would run, in order, and run none.
+    #[arg(long)]
+    pub print_commands: bool,
 }
 
 /// `--insecure-registry`, shared by the commands that pull images.

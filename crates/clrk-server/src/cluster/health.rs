@@ -10,6 +10,11 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use http::StatusCode;
 
+/// The liveness route: `200 ok` whenever the process runs.
+pub const HEALTHZ: &str = "/healthz";
+/// The readiness route: `200 ok` when the process can take work, else `503` and why not.
+pub const READYZ: &str = "/readyz";
+
 /// Answers whether the process can take work now: `Ok(())`, or why not.
 pub type Readiness =
     Arc<dyn Fn() -> futures::future::BoxFuture<'static, Result<(), String>> + Send + Sync>;
@@ -26,8 +31,8 @@ pub async fn database(store: &clrk_store::Store) -> Result<(), String> {
 /// The two routes, readiness answered by `ready`.
 pub fn router(ready: Readiness) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
+        .route(HEALTHZ, get(|| async { "ok\n" }))
+        .route(READYZ, get(readyz))
         .with_state(ready)
 }
 

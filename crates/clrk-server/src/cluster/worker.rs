@@ -25,7 +25,14 @@ use crate::recovery::Recovery;
 use crate::registry::{HEARTBEAT, Registration, new_incarnation};
 
 /// How long a draining worker waits for its executions in flight.
-const DRAIN_DEADLINE: Duration = Duration::from_secs(60);
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(60);
+/// How long stopping its daemons, and then its sandboxes, may take (each).
+pub const STOP_DEADLINE: Duration = Duration::from_secs(15);
+/// The longest a worker takes from SIGTERM to its exit: daemons stopped, executions in
+/// flight drained, sandboxes stopped. An orchestrator's grace period must exceed it.
+pub const LONGEST_STOP: Duration = Duration::from_secs(
+    STOP_DEADLINE.as_secs() + DRAIN_DEADLINE.as_secs() + STOP_DEADLINE.as_secs(),
+);
 
 /// How `clrk worker` runs.
 #[derive(Debug, Clone)]
@@ -67,7 +74,7 @@ impl RunningWorker {
     pub async fn stop(self) {
         // Daemons first: their leaderships are given up once they are down, and other
         // workers of the pool take them over.
-        self.daemons.shutdown(Duration::from_secs(15)).await;
+        self.daemons.shutdown(STOP_DEADLINE).await;
         match self.store.drain_worker(&self.name).await {
             Ok(_) => {
                 let deadline = tokio::time::Instant::now() + DRAIN_DEADLINE;
@@ -79,7 +86,7 @@ impl RunningWorker {
         }
         self.registration.stop().await;
         self.shutdown.cancel();
-        self.host.stop(Duration::from_secs(15)).await;
+        self.host.stop(STOP_DEADLINE).await;
         for task in &self.tasks {
             task.abort();
         }

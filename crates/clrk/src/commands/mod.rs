@@ -7,6 +7,7 @@ pub mod delete;
 pub mod dev;
 pub mod egress;
 pub mod images;
+pub mod install;
 pub mod pools;
 pub mod registry;
 pub mod run_task;
@@ -53,6 +54,8 @@ pub async fn run(cli: Cli, clrk_dir: PathBuf) -> anyhow::Result<()> {
         Command::Dev(args) => dev::run(args, &session).await,
         Command::Server(args) => cluster::server(args, &session).await,
         Command::Worker(args) => cluster::worker(args).await,
+        Command::Install(args) => install::install(args).await,
+        Command::Upgrade(args) => install::upgrade(args).await,
         Command::Apply(args) => apply::run(args, &session).await,
         Command::Delete(args) => delete::run(args, &session).await,
         Command::Agents(command) => match command {
