@@ -40,6 +40,13 @@ fn task_agent(spec: &TaskAgentSpec, warnings: &mut Vec<String>) -> Result<(), Fi
     container("spec.template.spec", &spec.template.spec, warnings)?;
     positive("spec.timeout", spec.timeout)?;
     positive("spec.warmPoolIdleTTL", spec.warm_pool_idle_ttl)?;
+    if spec.warm_pool_size > 0 && spec.delivery.mode == crate::task_agent::DeliveryMode::Metadata {
+        warnings.push(
+            "spec.warmPoolSize: ignored: a Metadata-mode agent fetches its event when it starts, \
+             so no sandbox is kept warm for it (use delivery mode Stdin for warm starts)"
+                .to_string(),
+        );
+    }
     if spec.time_zone.trim().is_empty() {
         return Err(FieldError::new(
             "spec.timeZone",

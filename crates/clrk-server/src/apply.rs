@@ -34,6 +34,14 @@ pub async fn apply(
             .map_err(|e| ServerError::Apply(e.to_string()))?;
         documents.push((doc.source.clone(), parsed));
     }
+    // References nothing satisfies yet are warned about, not refused: the object may come next.
+    let docs: Vec<&Document> = documents.iter().map(|(_, doc)| doc).collect();
+    let more = crate::references::unsatisfied(&state.store, &docs).await?;
+    for ((source, doc), more) in documents.iter_mut().zip(more) {
+        let at = format!("{source}: document {}: ", doc.index);
+        doc.warnings
+            .extend(more.into_iter().map(|warning| format!("{at}{warning}")));
+    }
     let mut images = Vec::with_capacity(documents.len());
     // Held until the revisions are stored: meanwhile a new agent answers 503, not 404.
     let mut pulls = Vec::new();

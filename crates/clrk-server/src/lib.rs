@@ -19,6 +19,7 @@ pub mod leadership;
 pub mod listener;
 pub mod metadata_listener;
 pub mod recovery;
+mod references;
 pub mod registry;
 pub mod state;
 pub mod terminal;

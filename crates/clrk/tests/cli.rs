@@ -733,3 +733,64 @@ async fn messages_say_what_is_wrong_and_what_is() {
         text(&out.stdout)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_warns_about_what_cannot_work_yet_and_keeps_it() {
+    let dev = Dev::start();
+    let warned = |manifest: &str| {
+        let out = dev.try_apply(manifest);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stderr)
+    };
+    let err = warned(&sh_agent("gpu-job", "true", "  workerPoolRef: gpu"));
+    assert!(
+        err.contains("warning: ")
+            && err.contains("document 1: spec.workerPoolRef: no WorkerPool \"gpu\" exists"),
+        "{err}"
+    );
+    // Kept: `agents get` shows it.
+    assert!(dev.clrk(&["agents", "get", "gpu-job"]).status.success());
+
+    let pool = "apiVersion: clrk.apoxy.dev/v1alpha1\nkind: WorkerPool\nmetadata: {name: gpu}\nspec: {runtime: runc}\n";
+    let err = warned(&format!(
+        "{pool}---\n{}",
+        sh_agent("gpu-job", "true", "  workerPoolRef: gpu")
+    ));
+    assert!(err.contains("host: images need the runsc runtime"), "{err}");
+    assert!(!err.contains("no WorkerPool"), "{err}");
+
+    let err = warned(&sh_agent(
+        "caller",
+        "true",
+        "  egressRefs: [{gatewayRef: llm}]",
+    ));
+    assert!(
+        err.contains("spec.egressRefs[0].gatewayRef: no EgressGateway default/llm exists"),
+        "{err}"
+    );
+    let route = |gateway: &str| {
+        format!(
+            "apiVersion: clrk.apoxy.dev/v1alpha1\nkind: EgressL4Route\nmetadata: {{name: r}}\n\
+             spec:\n  parentRefs: [{{name: {gateway}}}]\n  rules: [{{destinationHostnames: [a.test]}}]\n"
+        )
+    };
+    let err = warned(&route("nowhere"));
+    assert!(
+        err.contains("spec.parentRefs[0].name: no EgressGateway default/nowhere exists"),
+        "{err}"
+    );
+    // A gateway applied with its route satisfies it.
+    let gateway = "apiVersion: clrk.apoxy.dev/v1alpha1\nkind: EgressGateway\nmetadata: {name: llm}\nspec: {defaultPolicy: deny-all}\n";
+    let err = warned(&format!("{gateway}---\n{}", route("llm")));
+    assert!(!err.contains("warning"), "{err}");
+
+    let err = warned(&metadata_py_agent("meta", "pass").replacen(
+        "\nspec:\n",
+        "\nspec:\n  warmPoolSize: 2\n",
+        1,
+    ));
+    assert!(
+        err.contains("document 1: spec.warmPoolSize: ignored"),
+        "{err}"
+    );
+}
