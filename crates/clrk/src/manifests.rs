@@ -153,19 +153,28 @@ pub fn parse_sources(sources: &[ManifestSource]) -> anyhow::Result<Vec<SourcedDo
     Ok(documents)
 }
 
-/// `oci:DIR` is relative to where the user runs clrk, as with skopeo; the server runs
-/// elsewhere, so a relative directory is made absolute before the manifest leaves.
+/// A local image (`oci:DIR`, `oci-archive:FILE`, `docker-archive:FILE`) is relative to where
+/// the user runs clrk, as with skopeo; the server runs elsewhere, so a relative path is made
+/// absolute before the manifest leaves.
 fn absolutize_image(resource: &mut clrk_api::Resource, cwd: &Path) {
+    use clrk_image::ImageRef;
     let image = match resource {
         clrk_api::Resource::TaskAgent(t) => &mut t.spec.template.spec.image,
         clrk_api::Resource::DaemonAgent(d) => &mut d.spec.template.spec.image,
         _ => return,
     };
-    if let Some(dir) = image.strip_prefix("oci:")
-        && !dir.is_empty()
-        && !dir.starts_with('/')
-    {
-        *image = format!("oci:{}", cwd.join(dir).display());
+    // An unreadable reference is left for the server to refuse, naming the field.
+    let Ok(mut reference) = image.parse::<ImageRef>() else {
+        return;
+    };
+    let path = match &mut reference {
+        ImageRef::OciLayout { dir, .. } => dir,
+        ImageRef::OciArchive { file, .. } | ImageRef::DockerArchive { file, .. } => file,
+        _ => return,
+    };
+    if path.is_relative() && !path.as_os_str().is_empty() {
+        *path = cwd.join(&*path);
+        *image = reference.to_string();
     }
 }
 

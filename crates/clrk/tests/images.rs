@@ -177,6 +177,42 @@ fn oci_archive(layout: &Path, file: &Path) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn relative_archive_paths_are_relative_to_where_clrk_runs_like_oci_dirs() {
+    let dev = Dev::start();
+    let build = tempfile::tempdir().unwrap();
+    busybox_image(&build.path().join("layout"), "v1", "from-archive");
+    oci_archive(
+        &build.path().join("layout"),
+        &build.path().join("agent-oci.tar"),
+    );
+    // Applied from the directory holding the archive, as a user does after `skopeo copy`.
+    let file = build.path().join("agent.yaml");
+    std::fs::write(&file, manifest("oci-archive:agent-oci.tar:v1")).unwrap();
+    let out = dev.clrk_in(Some(build.path()), &["apply", "-f", "agent.yaml"], None);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stderr),
+        dev.server_log()
+    );
+    let r = dev
+        .invoke(&[("X-Clrk-TaskAgent", "default/boxed")], "")
+        .await;
+    assert!(r.text().starts_with("from-archive\n"), "{}", r.text());
+    // What was stored names the file wherever the server runs.
+    let out = dev.clrk(&["agents", "get", "boxed", "-o", "json"]);
+    let agent: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let image = agent["spec"]["template"]["spec"]["image"].as_str().unwrap();
+    assert_eq!(
+        image,
+        format!(
+            "oci-archive:{}:v1",
+            build.path().join("agent-oci.tar").display()
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn imported_archive_runs_by_name_and_images_list_and_prune_show_it() {
     let dev = Dev::start();
     let build = tempfile::tempdir().unwrap();
