@@ -1,7 +1,9 @@
 //! What runsc's own processes logged before dying: each command (`run`, `gofer`, `boot`)
 //! writes a file under the bundle's log dir (see `runtime_cli::RUNTIME_LOGS`), and the error a
-//! command died of is the line marked `FATAL ERROR:`. Their stderr goes nowhere, and `run` only
-//! says that the sandbox did not start or stopped, so this is where the reason is.
+//! command died of is the line marked `FATAL ERROR:`, or, when the Go runtime itself gave up
+//! (no thread, no memory), its `fatal error:` or `panic:` line, which runsc sends to the same
+//! file. Their stderr goes nowhere, and `run` only says that the sandbox did not start or
+//! stopped, so this is where the reason is.
 
 use std::path::{Path, PathBuf};
 
@@ -9,6 +11,8 @@ use std::path::{Path, PathBuf};
 const TAIL: u64 = 16 << 10;
 /// How runsc marks the error a command died of.
 const FATAL: &str = "FATAL ERROR: ";
+/// How the Go runtime starts the line of a crash.
+const GO_CRASHES: [&str; 2] = ["fatal error: ", "panic: "];
 
 /// The errors runsc's commands in `logs` died of, each once, the gofer's first (it is the
 /// cause when the sandbox dies of a mount); the `run` command's own only with `with_run`
@@ -28,9 +32,12 @@ pub(crate) fn fatal_errors(logs: &Path, with_run: bool) -> Vec<String> {
         .filter(|f| with_run || !f.to_string_lossy().contains(".run."))
     {
         for line in tail(file, TAIL).lines() {
-            if let Some((_, reason)) = line.split_once(FATAL)
-                && !reasons.iter().any(|r| r == reason.trim())
-            {
+            let reason = match line.split_once(FATAL) {
+                Some((_, reason)) => reason,
+                None if GO_CRASHES.iter().any(|c| line.starts_with(c)) => line,
+                None => continue,
+            };
+            if !reasons.iter().any(|r| r == reason.trim()) {
                 reasons.push(reason.trim().to_owned());
             }
         }
@@ -80,6 +87,11 @@ mod tests {
             ["mounting /x: is a directory", "Error reading mounts file"]
         );
         assert_eq!(fatal_errors(dir.path(), true).len(), 3);
+        write(
+            "runsc.log.4.boot.txt",
+            "I1 x] up\nruntime: failed to create new OS thread\nfatal error: newosproc\n\ngoroutine 1\n",
+        );
+        assert!(fatal_errors(dir.path(), false).contains(&"fatal error: newosproc".to_string()));
         assert!(fatal_errors(&dir.path().join("none"), true).is_empty());
     }
 }
