@@ -201,9 +201,13 @@ pub struct CredentialInjectionPolicySpec {
     /// Where the credential goes; default `Header`.
     #[serde(default)]
     pub target: CredentialTarget,
-    /// The header set (replacing any the agent sent).
-    pub header_name: String,
-    /// Written before the secret's value, e.g. `"Bearer "`.
+    /// With `target: Header`: the header set (replacing any the agent sent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_name: Option<String>,
+    /// With `target: QueryParam`: the query parameter set (replacing any the agent sent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub param_name: Option<String>,
+    /// With `Header` or `QueryParam`: written before the secret's value, e.g. `"Bearer "`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub value_prefix: String,
 }
@@ -219,9 +223,15 @@ pub struct SecretRef {
 /// `spec.target` of a CredentialInjectionPolicy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub enum CredentialTarget {
-    /// An HTTP request header.
+    /// The HTTP request header `headerName`.
     #[default]
     Header,
+    /// The URL query parameter `paramName`, for APIs that take keys in the URL.
+    QueryParam,
+    /// Where the provider an AIProviderRoute names for the destination documents its key
+    /// (`x-api-key` for Anthropic, `Authorization: Bearer` for OpenAI); every other place a
+    /// provider reads a key from is cleared of what the agent put there.
+    ProviderAuth,
 }
 
 /// An AIProviderRoute manifest: LLM provider traffic the gateway lets through, meters and
