@@ -993,20 +993,21 @@ async fn hidden_credentials_budgets_records_and_spans() {
     assert_eq!(get["tokenUsage"]["today"], 125, "{get}");
 }
 
-/// The shipped example, applied as a user would (plus the test upstream's CA): the agent with
-/// the placeholder key gets the provider's answer, the gateway having replaced the key.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_llm_example_answers_with_the_key_it_never_holds() {
-    let installed = "/usr/local/share/clrk/examples/llm-agent/agent.py";
+/// Applies a shipped example's `egress.yaml` (plus the test upstream's CA) and
+/// `taskagent-host.yaml`, after checking scripts/setup.sh installed its agent and the SDKs.
+fn apply_example(dev: &Dev, upstream: &Upstream, example: &str) {
+    let installed = format!("/usr/local/share/clrk/examples/{example}/agent.py");
     assert_eq!(
-        std::fs::read(installed).ok(),
-        std::fs::read(repo_path("examples/llm-agent/agent.py")).ok(),
+        std::fs::read(&installed).ok(),
+        std::fs::read(repo_path(&format!("examples/{example}/agent.py"))).ok(),
         "{installed} is missing or stale: run scripts/setup.sh"
     );
-    let upstream = Upstream::start();
-    let dns = dns_server(upstream.ip, upstream.ip6).await;
-    let dev = dev_with_key(dns);
-    let egress = std::fs::read_to_string(repo_path("examples/llm-agent/egress.yaml")).unwrap();
+    assert!(
+        std::path::Path::new(SDK_PYTHON).exists(),
+        "{SDK_PYTHON} is missing: run scripts/setup.sh"
+    );
+    let egress =
+        std::fs::read_to_string(repo_path(&format!("examples/{example}/egress.yaml"))).unwrap();
     let egress = egress.replacen(
         "  defaultPolicy: deny-all\n",
         &format!(
@@ -1017,32 +1018,141 @@ async fn the_llm_example_answers_with_the_key_it_never_holds() {
     );
     dev.apply(&egress);
     dev.apply(
-        &std::fs::read_to_string(repo_path("examples/llm-agent/taskagent-host.yaml")).unwrap(),
+        &std::fs::read_to_string(repo_path(&format!(
+            "examples/{example}/taskagent-host.yaml"
+        )))
+        .unwrap(),
     );
+}
+
+/// Where scripts/setup.sh installs the provider SDKs the examples use.
+const SDK_PYTHON: &str = "/usr/local/share/clrk/venv/bin/python3";
+
+/// Invokes the example agent `agent` with a prompt, streamed or not; returns its answer.
+async fn ask_example(dev: &Dev, agent: &str, stream: bool) -> Value {
     let response = dev
         .invoke(
             &[
-                ("X-Clrk-TaskAgent", "default/llm-agent"),
+                ("X-Clrk-TaskAgent", &format!("default/{agent}")),
                 ("content-type", "application/json"),
             ],
-            r#"{"prompt": "hi?"}"#,
+            json!({"prompt": "hi?", "stream": stream}).to_string(),
         )
         .await;
-    assert_eq!(response.status, 200, "{}", response.text());
-    let answer = response.json();
-    assert_eq!(answer["answer"], "hi", "{answer}");
-    assert_eq!(answer["usage"]["output_tokens"], 15, "{answer}");
+    assert_eq!(
+        response.status,
+        200,
+        "{}\nagent logs:\n{}",
+        response.text(),
+        common::text(&dev.clrk(&["agents", "logs", agent]).stdout)
+    );
+    response.json()
+}
+
+/// What a provider must have received from an SDK through `ProviderAuth`: the real key in the
+/// header it documents (`header: value`), no placeholder in any header or the query, and no
+/// other header that carries a key.
+fn assert_only_the_documented_key(requests: &[Value], header: &str, value: &str) {
+    assert!(!requests.is_empty());
+    for request in requests {
+        assert_eq!(request["headers"][header], value, "{request}");
+        assert!(
+            !carries(request, PLACEHOLDER),
+            "a placeholder went upstream: {request}"
+        );
+        for other in ["authorization", "x-api-key", "api-key", "x-goog-api-key"] {
+            if other != header {
+                assert!(
+                    request["headers"].get(other).is_none(),
+                    "{other}: {request}"
+                );
+            }
+        }
+        assert!(
+            !request["path"].as_str().unwrap().contains("key="),
+            "{request}"
+        );
+    }
+}
+
+/// The shipped llm-agent example, applied as a user would (plus the test upstream's CA): the
+/// anthropic SDK with the placeholder key gets the provider's answer, JSON and streamed, the
+/// provider having received only the real key, in `x-api-key`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_llm_example_answers_with_the_key_it_never_holds() {
+    let upstream = Upstream::start();
+    let dns = dns_server(upstream.ip, upstream.ip6).await;
+    let dev = dev_with_key(dns);
+    apply_example(&dev, &upstream, "llm-agent");
+    for stream in [false, true] {
+        let answer = ask_example(&dev, "llm-agent", stream).await;
+        assert_eq!(answer["answer"], "hi", "{answer}");
+        assert_eq!(answer["usage"]["output_tokens"], 15, "{answer}");
+    }
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), 2, "{seen:#?}");
+    assert_only_the_documented_key(&seen, "x-api-key", SECRET);
+    assert!(
+        seen.iter().all(|r| r["headers"]["user-agent"]
+            .as_str()
+            .unwrap()
+            .starts_with("Anthropic/Python")),
+        "the real SDK made the calls: {seen:#?}"
+    );
     let recorded = records(&dev, "llm-agent").await;
-    assert_eq!(
-        recorded[0]["destinationName"], "api.anthropic.com",
-        "{recorded:#?}"
+    assert_eq!(recorded.len(), 2, "{recorded:#?}");
+    for record in &recorded {
+        assert_eq!(record["destinationName"], "api.anthropic.com", "{record}");
+        assert_eq!(record["provider"], "anthropic");
+        assert_eq!(
+            record["reason"],
+            "aiproviderroute anthropic allows api.anthropic.com:443"
+        );
+        let injected = record["injectedHeader"].as_str().unwrap();
+        assert!(
+            injected.starts_with("x-api-key (anthropic key; replaced the agent's "),
+            "{injected}"
+        );
+        assert_eq!(record["inputTokens"], 10);
+        assert_eq!(record["outputTokens"], 15);
+    }
+}
+
+/// The shipped openai-bot example: the openai SDK's calls, JSON and streamed, reach the
+/// provider with only the real key, as `Authorization: Bearer`, and are metered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_example_answers_with_the_key_it_never_holds() {
+    let upstream = Upstream::start();
+    let dns = dns_server(upstream.ip, upstream.ip6).await;
+    let dev = dev_with_key(dns);
+    set_secret(&dev, "openai", OPENAI_SECRET);
+    apply_example(&dev, &upstream, "openai-bot");
+    for stream in [false, true] {
+        let answer = ask_example(&dev, "openai-bot", stream).await;
+        assert_eq!(answer["answer"], "hi", "{answer}");
+        assert_eq!(answer["usage"]["completion_tokens"], 15, "{answer}");
+    }
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), 2, "{seen:#?}");
+    assert_only_the_documented_key(&seen, "authorization", &format!("Bearer {OPENAI_SECRET}"));
+    assert!(
+        seen.iter().all(|r| r["headers"]["user-agent"]
+            .as_str()
+            .unwrap()
+            .starts_with("OpenAI/Python")),
+        "the real SDK made the calls: {seen:#?}"
     );
-    assert_eq!(recorded[0]["provider"], "anthropic");
-    assert_eq!(
-        recorded[0]["injectedHeader"],
-        "x-api-key (replaced the agent's)"
-    );
-    assert_eq!(recorded[0]["inputTokens"], 10);
+    let recorded = records(&dev, "openai-bot").await;
+    assert_eq!(recorded.len(), 2, "{recorded:#?}");
+    for record in &recorded {
+        assert_eq!(record["destinationName"], "api.openai.com", "{record}");
+        assert_eq!(record["provider"], "openai");
+        assert_eq!(
+            record["injectedHeader"],
+            "authorization (openai key; replaced the agent's authorization)"
+        );
+        assert_eq!(record["outputTokens"], 15, "{record}");
+    }
 }
 
 const OPENAI_SECRET: &str = "sk-openai-real-41d0b2";
