@@ -265,7 +265,8 @@ pub struct ProviderMatch {
     /// The API dialect spoken, which says how usage is reported.
     pub provider: AiProvider,
     /// Where the provider is reached; default its public API host
-    /// (`api.openai.com`, `api.anthropic.com`).
+    /// (`api.openai.com`, `api.anthropic.com`); required for `azure-openai`, whose hosts are
+    /// per resource.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hostnames: Vec<String>,
 }
@@ -274,7 +275,11 @@ impl ProviderMatch {
     /// The names this match covers: `hostnames`, or the provider's public API host.
     pub fn effective_hostnames(&self) -> Vec<String> {
         if self.hostnames.is_empty() {
-            vec![self.provider.default_hostname().to_owned()]
+            self.provider
+                .default_hostname()
+                .map(str::to_owned)
+                .into_iter()
+                .collect()
         } else {
             self.hostnames.clone()
         }
@@ -289,14 +294,24 @@ pub enum AiProvider {
     Openai,
     /// Anthropic's API.
     Anthropic,
+    /// Azure OpenAI: OpenAI's dialect at a resource's own host, keyed by `api-key`.
+    #[serde(rename = "azure-openai")]
+    AzureOpenai,
 }
 
 impl AiProvider {
-    /// The public API host.
-    pub fn default_hostname(&self) -> &'static str {
+    /// The public API host; Azure OpenAI has none, each resource its own.
+    ///
+    /// ```
+    /// use clrk_api::AiProvider;
+    /// assert_eq!(AiProvider::Anthropic.default_hostname(), Some("api.anthropic.com"));
+    /// assert_eq!(AiProvider::AzureOpenai.default_hostname(), None);
+    /// ```
+    pub fn default_hostname(&self) -> Option<&'static str> {
         match self {
-            AiProvider::Openai => "api.openai.com",
-            AiProvider::Anthropic => "api.anthropic.com",
+            AiProvider::Openai => Some("api.openai.com"),
+            AiProvider::Anthropic => Some("api.anthropic.com"),
+            AiProvider::AzureOpenai => None,
         }
     }
 }

@@ -152,10 +152,16 @@ pub(crate) fn ai_route(spec: &AIProviderRouteSpec) -> Result<(), FieldError> {
     if spec.matches.is_empty() {
         return Err(FieldError::new(
             "spec.matches",
-            "must name at least one provider (openai or anthropic)",
+            "must name at least one provider (openai, anthropic or azure-openai)",
         ));
     }
     for (i, m) in spec.matches.iter().enumerate() {
+        if m.effective_hostnames().is_empty() {
+            return Err(FieldError::new(
+                format!("spec.matches[{i}].hostnames"),
+                "required with provider: azure-openai, which has a host per resource: name yours, like myresource.openai.azure.com",
+            ));
+        }
         hostnames(&format!("spec.matches[{i}].hostnames"), &m.hostnames)?;
     }
     for (i, filter) in spec.filters.iter().enumerate() {
@@ -419,6 +425,20 @@ mod tests {
                 .contains("must set maxTokensPerExecution or maxTokensPerDay")
         );
         assert!(route("[{type: Other}]").contains("spec.filters[0].type"));
+        let azure = error_of(&format!(
+            "{HEAD}kind: AIProviderRoute\nmetadata: {{name: a}}\nspec:\n  parentRefs: [{{name: main}}]\n  matches: [{{provider: azure-openai}}]\n"
+        ));
+        assert!(
+            azure.contains("spec.matches[0].hostnames: required with provider: azure-openai"),
+            "{azure}"
+        );
+        parse_manifests(
+            "a.yaml",
+            &format!(
+                "{HEAD}kind: AIProviderRoute\nmetadata: {{name: a}}\nspec:\n  parentRefs: [{{name: main}}]\n  matches: [{{provider: azure-openai, hostnames: [r.openai.azure.com]}}]\n"
+            ),
+        )
+        .unwrap();
         let missing_parent = error_of(&format!(
             "{HEAD}kind: AIProviderRoute\nmetadata: {{name: a}}\nspec:\n  parentRefs: []\n  matches: [{{provider: openai}}]\n"
         ));

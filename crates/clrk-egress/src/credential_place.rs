@@ -25,7 +25,8 @@ pub(crate) struct ProviderKey {
 
 /// The header `provider`'s API reference documents for its key.
 ///
-/// Anthropic: `x-api-key: <key>`; OpenAI: `Authorization: Bearer <key>`.
+/// Anthropic: `x-api-key: <key>`; OpenAI: `Authorization: Bearer <key>`; Azure OpenAI:
+/// `api-key: <key>`.
 pub(crate) fn documented(provider: Provider) -> ProviderKey {
     match provider {
         Provider::Anthropic => ProviderKey {
@@ -35,6 +36,10 @@ pub(crate) fn documented(provider: Provider) -> ProviderKey {
         Provider::OpenAi => ProviderKey {
             header: "authorization",
             prefix: "Bearer ",
+        },
+        Provider::AzureOpenAi => ProviderKey {
+            header: "api-key",
+            prefix: "",
         },
     }
 }
@@ -163,7 +168,8 @@ mod tests {
         assert_eq!(documented(Provider::Anthropic).header, "x-api-key");
         let openai = documented(Provider::OpenAi);
         assert_eq!((openai.header, openai.prefix), ("authorization", "Bearer "));
-        for p in [Provider::Anthropic, Provider::OpenAi] {
+        assert_eq!(documented(Provider::AzureOpenAi).header, "api-key");
+        for p in [Provider::Anthropic, Provider::OpenAi, Provider::AzureOpenAi] {
             assert!(KEY_HEADERS.contains(&documented(p).header));
         }
     }

@@ -340,6 +340,7 @@ fn provider_of(p: AiProvider) -> Provider {
     match p {
         AiProvider::Openai => Provider::OpenAi,
         AiProvider::Anthropic => Provider::Anthropic,
+        AiProvider::AzureOpenai => Provider::AzureOpenAi,
     }
 }
 

@@ -180,6 +180,7 @@ impl Upstream {
                 "api.anthropic.com",
                 "api.openai.com",
                 "gpt.test",
+                "azure.test",
                 "maps.test",
                 "v6.test",
             ]
@@ -302,6 +303,7 @@ async fn dns_server_asked(
         ("api.anthropic.com", v4.clone()),
         ("api.openai.com", v4.clone()),
         ("gpt.test", v4.clone()),
+        ("azure.test", v4.clone()),
         ("maps.test", v4),
         ("v6.test", vec![IpAddr::V6(upstream6)]),
     ];
@@ -1184,6 +1186,13 @@ spec:
   matches: [{{provider: openai, hostnames: [gpt.test]}}]
 ---
 apiVersion: clrk.apoxy.dev/v1alpha1
+kind: AIProviderRoute
+metadata: {{name: azure}}
+spec:
+  parentRefs: [{{name: keys}}]
+  matches: [{{provider: azure-openai, hostnames: [azure.test]}}]
+---
+apiVersion: clrk.apoxy.dev/v1alpha1
 kind: CredentialInjectionPolicy
 metadata: {{name: anthropic-key}}
 spec:
@@ -1197,7 +1206,7 @@ kind: CredentialInjectionPolicy
 metadata: {{name: openai-key}}
 spec:
   parentRefs: [{{name: keys}}]
-  destinationHostnames: [gpt.test]
+  destinationHostnames: [gpt.test, azure.test]
   secretRef: {{name: openai}}
   target: ProviderAuth
 ---
@@ -1266,8 +1275,8 @@ fn carries(request: &Value, text: &str) -> bool {
             .any(|v| v.as_str().unwrap_or("").contains(text))
 }
 
-/// `ProviderAuth` sends each provider's key in the header it documents, whichever header the
-/// agent's client put its placeholder in (Anthropic SDKs have sent both `x-api-key` and
+/// `ProviderAuth` sends each provider's key in the header it documents (Anthropic, OpenAI and
+/// Azure OpenAI here), whichever header the agent's client put its placeholder in (Anthropic SDKs have sent both `x-api-key` and
 /// `Authorization: Bearer`); `QueryParam` puts a key in the URL, redacted in records and spans;
 /// a `Header` takes a `valuePrefix`. Two providers on one address are each recorded under
 /// their own route.
@@ -1294,6 +1303,8 @@ async fn provider_auth_query_params_and_shared_addresses() {
             "content-type": "application/json", "authorization": bearer,
             "x-api-key": PLACEHOLDER, "api-key": PLACEHOLDER, "x-goog-api-key": PLACEHOLDER})),
         {"url": format!("https://maps.test/geo?q=a%20b&key={PLACEHOLDER}"), "headers": {"authorization": bearer}},
+        post("https://azure.test/openai/deployments/d/chat/completions?api-version=2024-10-21", json!({
+            "content-type": "application/json", "authorization": bearer, "api-key": PLACEHOLDER})),
     ]);
     let (execution, report) = call(&dev, "keyless", json!({ "calls": calls })).await;
     let results = report["results"].as_array().unwrap();
@@ -1301,7 +1312,7 @@ async fn provider_auth_query_params_and_shared_addresses() {
         assert_eq!(result["status"], 200, "{report}");
     }
     let seen = upstream.requests();
-    assert_eq!(seen.len(), 3, "{seen:#?}");
+    assert_eq!(seen.len(), 4, "{seen:#?}");
     let by_path = |prefix: &str| {
         seen.iter()
             .find(|r| r["path"].as_str().unwrap().starts_with(prefix))
@@ -1323,6 +1334,13 @@ async fn provider_auth_query_params_and_shared_addresses() {
     for gone in ["x-api-key", "api-key", "x-goog-api-key"] {
         assert!(openai["headers"].get(gone).is_none(), "{gone}: {openai}");
     }
+    let azure = by_path("/openai/deployments/d/chat/completions");
+    assert_eq!(azure["headers"]["api-key"], OPENAI_SECRET, "{azure}");
+    assert!(azure["headers"].get("authorization").is_none(), "{azure}");
+    assert_eq!(
+        azure["path"],
+        "/openai/deployments/d/chat/completions?api-version=2024-10-21"
+    );
     let maps = by_path("/geo");
     assert_eq!(
         maps["path"], "/geo?q=a%20b&key=maps%20real%2Fkey%2B1",
@@ -1377,6 +1395,17 @@ async fn provider_auth_query_params_and_shared_addresses() {
         "authorization (replaced the agent's), ?key (replaced the agent's)"
     );
     assert_eq!(geo["path"], "/geo?q=a%20b&key=redacted");
+    let azure = record("azure.test");
+    assert_eq!(
+        azure["reason"],
+        "aiproviderroute azure allows azure.test:443"
+    );
+    assert_eq!(azure["provider"], "az.ai.openai");
+    assert_eq!(
+        azure["injectedHeader"],
+        "api-key (az.ai.openai key; replaced the agent's authorization, api-key)"
+    );
+    assert_eq!(azure["outputTokens"], 15, "{azure}");
     assert_eq!(
         geo["reason"],
         "egressl4route maps rules[0] allows maps.test:443"
