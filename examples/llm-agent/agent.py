@@ -1,37 +1,39 @@
 #!/usr/bin/env python3
-"""Asks Claude one question through clrk's egress gateway.
+"""Asks Claude one question through clrk's egress gateway, with Anthropic's own SDK.
 
-The agent only holds a placeholder key: the gateway replaces the x-api-key header with the
-real one (a CredentialInjectionPolicy), allows only api.anthropic.com, counts the tokens
-against a budget and records the call. Nothing here knows that.
+The agent only holds a placeholder key: the gateway removes it from whichever header the SDK
+put it in and sends the real key where Anthropic documents it (a CredentialInjectionPolicy
+with target: ProviderAuth), allows only api.anthropic.com, counts the tokens against a budget
+and records the call. Nothing here knows that.
+
+Input: {"prompt": "...", "stream": false}. Output: {"answer": "...", "usage": {...}}.
 """
 import json
 import os
 import sys
-import urllib.error
-import urllib.request
+
+import anthropic
 
 envelope = json.load(sys.stdin)
-prompt = envelope.get("data", {}).get("prompt", "Say hello.")
-request = urllib.request.Request(
-    "https://api.anthropic.com/v1/messages",
-    data=json.dumps({
-        "model": os.environ.get("MODEL", "claude-3-5-haiku-latest"),
-        "max_tokens": 256,
-        "messages": [{"role": "user", "content": prompt}],
-    }).encode(),
-    headers={
-        "x-api-key": os.environ.get("ANTHROPIC_API_KEY", ""),
-        "anthropic-version": "2023-06-01",
-        "content-type": "application/json",
-    },
-)
+data = envelope.get("data", {})
+prompt = data.get("prompt", "Say hello.")
+client = anthropic.Anthropic(max_retries=0)  # ANTHROPIC_API_KEY: the placeholder
+request = {
+    "model": os.environ.get("MODEL", "claude-haiku-4-5"),
+    "max_tokens": 256,
+    "messages": [{"role": "user", "content": prompt}],
+}
 try:
-    with urllib.request.urlopen(request, timeout=60) as response:
-        reply = json.load(response)
-except urllib.error.HTTPError as e:
+    if data.get("stream"):
+        with client.messages.stream(**request) as stream:
+            text = "".join(stream.text_stream)
+            reply = stream.get_final_message()
+    else:
+        reply = client.messages.create(**request)
+        text = "".join(block.text for block in reply.content if block.type == "text")
+except anthropic.APIStatusError as e:
     # A refusal by the gateway (403, 429) or the provider, with its reason in the body.
-    print(json.dumps({"error": e.code, "reason": e.read().decode()}), flush=True)
+    print(json.dumps({"error": e.status_code, "reason": e.response.text}), flush=True)
     sys.exit(1)
-text = "".join(block.get("text", "") for block in reply.get("content", []))
-print(json.dumps({"answer": text, "usage": reply.get("usage")}), flush=True)
+usage = {"input_tokens": reply.usage.input_tokens, "output_tokens": reply.usage.output_tokens}
+print(json.dumps({"answer": text, "usage": usage}), flush=True)

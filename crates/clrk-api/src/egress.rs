@@ -218,9 +218,13 @@ pub struct CredentialInjectionPolicySpec {
     /// Where the credential goes; default `Header`.
     #[serde(default)]
     pub target: CredentialTarget,
-    /// The header set (replacing any the agent sent).
-    pub header_name: String,
-    /// Written before the secret's value, e.g. `"Bearer "`.
+    /// With `target: Header`: the header set (replacing any the agent sent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_name: Option<String>,
+    /// With `target: QueryParam`: the query parameter set (replacing any the agent sent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub param_name: Option<String>,
+    /// With `Header` or `QueryParam`: written before the secret's value, e.g. `"Bearer "`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub value_prefix: String,
 }
@@ -236,9 +240,15 @@ pub struct SecretRef {
 /// `spec.target` of a CredentialInjectionPolicy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub enum CredentialTarget {
-    /// An HTTP request header.
+    /// The HTTP request header `headerName`.
     #[default]
     Header,
+    /// The URL query parameter `paramName`, for APIs that take keys in the URL.
+    QueryParam,
+    /// Where the provider an AIProviderRoute names for the destination documents its key
+    /// (`x-api-key` for Anthropic, `Authorization: Bearer` for OpenAI); every other place a
+    /// provider reads a key from is cleared of what the agent put there.
+    ProviderAuth,
 }
 
 /// An AIProviderRoute manifest: LLM provider traffic the gateway lets through, meters and
@@ -272,7 +282,8 @@ pub struct ProviderMatch {
     /// The API dialect spoken, which says how usage is reported.
     pub provider: AiProvider,
     /// Where the provider is reached; default its public API host
-    /// (`api.openai.com`, `api.anthropic.com`).
+    /// (`api.openai.com`, `api.anthropic.com`); required for `azure-openai`, whose hosts are
+    /// per resource.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hostnames: Vec<String>,
 }
@@ -281,7 +292,11 @@ impl ProviderMatch {
     /// The names this match covers: `hostnames`, or the provider's public API host.
     pub fn effective_hostnames(&self) -> Vec<String> {
         if self.hostnames.is_empty() {
-            vec![self.provider.default_hostname().to_owned()]
+            self.provider
+                .default_hostname()
+                .map(str::to_owned)
+                .into_iter()
+                .collect()
         } else {
             self.hostnames.clone()
         }
@@ -296,14 +311,24 @@ pub enum AiProvider {
     Openai,
     /// Anthropic's API.
     Anthropic,
+    /// Azure OpenAI: OpenAI's dialect at a resource's own host, keyed by `api-key`.
+    #[serde(rename = "azure-openai")]
+    AzureOpenai,
 }
 
 impl AiProvider {
-    /// The public API host.
-    pub fn default_hostname(&self) -> &'static str {
+    /// The public API host; Azure OpenAI has none, each resource its own.
+    ///
+    /// ```
+    /// use clrk_api::AiProvider;
+    /// assert_eq!(AiProvider::Anthropic.default_hostname(), Some("api.anthropic.com"));
+    /// assert_eq!(AiProvider::AzureOpenai.default_hostname(), None);
+    /// ```
+    pub fn default_hostname(&self) -> Option<&'static str> {
         match self {
-            AiProvider::Openai => "api.openai.com",
-            AiProvider::Anthropic => "api.anthropic.com",
+            AiProvider::Openai => Some("api.openai.com"),
+            AiProvider::Anthropic => Some("api.anthropic.com"),
+            AiProvider::AzureOpenai => None,
         }
     }
 }

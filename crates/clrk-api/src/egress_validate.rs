@@ -3,8 +3,8 @@
 
 use crate::checks::{name, positive};
 use crate::egress::{
-    AIProviderRouteSpec, CredentialInjectionPolicySpec, EgressGatewaySpec, EgressL4RouteSpec,
-    FilterType, ParentRef, parse_cidr,
+    AIProviderRouteSpec, CredentialInjectionPolicySpec, CredentialTarget, EgressGatewaySpec,
+    EgressL4RouteSpec, FilterType, ParentRef, parse_cidr,
 };
 use crate::field_error::FieldError;
 
@@ -90,7 +90,7 @@ pub(crate) fn credential_policy(spec: &CredentialInjectionPolicySpec) -> Result<
             "must not be empty (default: token)",
         ));
     }
-    header_name("spec.headerName", &spec.header_name)?;
+    credential_target(spec)?;
     if spec.value_prefix.contains(['\r', '\n', '\0']) {
         return Err(FieldError::new(
             "spec.valuePrefix",
@@ -100,15 +100,68 @@ pub(crate) fn credential_policy(spec: &CredentialInjectionPolicySpec) -> Result<
     Ok(())
 }
 
+/// Each target takes its own fields and no other's.
+fn credential_target(spec: &CredentialInjectionPolicySpec) -> Result<(), FieldError> {
+    let forbid = |field: &str, set: bool, why: &str| {
+        if set {
+            Err(FieldError::new(format!("spec.{field}"), why.to_owned()))
+        } else {
+            Ok(())
+        }
+    };
+    match spec.target {
+        CredentialTarget::Header => {
+            let Some(header) = &spec.header_name else {
+                return Err(FieldError::new(
+                    "spec.headerName",
+                    "required with target: Header (e.g. x-api-key); for an LLM provider use target: ProviderAuth",
+                ));
+            };
+            header_name("spec.headerName", header)?;
+            forbid(
+                "paramName",
+                spec.param_name.is_some(),
+                "only with target: QueryParam",
+            )
+        }
+        CredentialTarget::QueryParam => {
+            let Some(param) = &spec.param_name else {
+                return Err(FieldError::new(
+                    "spec.paramName",
+                    "required with target: QueryParam (e.g. key)",
+                ));
+            };
+            query_param_name("spec.paramName", param)?;
+            forbid(
+                "headerName",
+                spec.header_name.is_some(),
+                "only with target: Header",
+            )
+        }
+        CredentialTarget::ProviderAuth => {
+            let why = "not with target: ProviderAuth, where the provider of the AIProviderRoute covering the destination says where the key goes";
+            forbid("headerName", spec.header_name.is_some(), why)?;
+            forbid("paramName", spec.param_name.is_some(), why)?;
+            forbid("valuePrefix", !spec.value_prefix.is_empty(), why)
+        }
+    }
+}
+
 pub(crate) fn ai_route(spec: &AIProviderRouteSpec) -> Result<(), FieldError> {
     parent_refs(&spec.parent_refs)?;
     if spec.matches.is_empty() {
         return Err(FieldError::new(
             "spec.matches",
-            "must name at least one provider (openai or anthropic)",
+            "must name at least one provider (openai, anthropic or azure-openai)",
         ));
     }
     for (i, m) in spec.matches.iter().enumerate() {
+        if m.effective_hostnames().is_empty() {
+            return Err(FieldError::new(
+                format!("spec.matches[{i}].hostnames"),
+                "required with provider: azure-openai, which has a host per resource: name yours, like myresource.openai.azure.com",
+            ));
+        }
         hostnames(&format!("spec.matches[{i}].hostnames"), &m.hostnames)?;
     }
     for (i, filter) in spec.filters.iter().enumerate() {
@@ -182,6 +235,23 @@ fn header_name(path: &str, header: &str) -> Result<(), FieldError> {
         return Err(FieldError::new(
             path,
             format!("\"{header}\" is not an HTTP header name: use one like x-api-key"),
+        ));
+    }
+    Ok(())
+}
+
+/// A query parameter name: unreserved URL characters only, so it needs no escaping.
+fn query_param_name(path: &str, param: &str) -> Result<(), FieldError> {
+    let ok = !param.is_empty()
+        && param
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+    if !ok {
+        return Err(FieldError::new(
+            path,
+            format!(
+                "\"{param}\" is not a query parameter name: use letters, digits, '-', '.', '_' or '~', like key"
+            ),
         ));
     }
     Ok(())
@@ -277,6 +347,57 @@ mod tests {
     }
 
     #[test]
+    fn each_credential_target_takes_its_own_fields() {
+        let policy = |extra: &str| {
+            parse_manifests(
+                "p.yaml",
+                &format!(
+                    "{HEAD}kind: CredentialInjectionPolicy\nmetadata: {{name: p}}\nspec:\n  parentRefs: [{{name: main}}]\n  secretRef: {{name: s}}\n  destinationHostnames: [llm.test]\n{extra}"
+                ),
+            )
+            .map(|docs| docs[0].resource.to_stored())
+            .map_err(|e| e.to_string())
+        };
+        let stored = policy("  target: ProviderAuth\n").unwrap();
+        assert_eq!(stored["spec"]["target"], "ProviderAuth");
+        assert!(stored["spec"].get("headerName").is_none(), "{stored}");
+        let stored = policy("  target: QueryParam\n  paramName: key\n").unwrap();
+        assert_eq!(stored["spec"]["paramName"], "key");
+        let stored = policy("  headerName: authorization\n  valuePrefix: \"Bearer \"\n").unwrap();
+        assert_eq!(stored["spec"]["target"], "Header");
+        assert_eq!(stored["spec"]["valuePrefix"], "Bearer ");
+
+        let error = |extra| policy(extra).unwrap_err();
+        assert!(error("").contains("spec.headerName: required with target: Header"));
+        assert!(
+            error("  target: QueryParam\n")
+                .contains("spec.paramName: required with target: QueryParam")
+        );
+        assert!(
+            error("  target: QueryParam\n  paramName: \"a&b\"\n")
+                .contains("spec.paramName: \"a&b\" is not a query parameter name")
+        );
+        assert!(
+            error("  target: QueryParam\n  paramName: key\n  headerName: x-api-key\n")
+                .contains("spec.headerName: only with target: Header")
+        );
+        assert!(
+            error("  headerName: x-api-key\n  paramName: key\n")
+                .contains("spec.paramName: only with target: QueryParam")
+        );
+        for extra in [
+            "  target: ProviderAuth\n  headerName: x-api-key\n",
+            "  target: ProviderAuth\n  paramName: key\n",
+            "  target: ProviderAuth\n  valuePrefix: \"Bearer \"\n",
+        ] {
+            assert!(
+                error(extra).contains("not with target: ProviderAuth"),
+                "{extra}"
+            );
+        }
+    }
+
+    #[test]
     fn forwarding_all_names_is_opt_in_and_kept() {
         let parse = |spec: &str| {
             parse_manifests(
@@ -305,6 +426,20 @@ mod tests {
                 .contains("must set maxTokensPerExecution or maxTokensPerDay")
         );
         assert!(route("[{type: Other}]").contains("spec.filters[0].type"));
+        let azure = error_of(&format!(
+            "{HEAD}kind: AIProviderRoute\nmetadata: {{name: a}}\nspec:\n  parentRefs: [{{name: main}}]\n  matches: [{{provider: azure-openai}}]\n"
+        ));
+        assert!(
+            azure.contains("spec.matches[0].hostnames: required with provider: azure-openai"),
+            "{azure}"
+        );
+        parse_manifests(
+            "a.yaml",
+            &format!(
+                "{HEAD}kind: AIProviderRoute\nmetadata: {{name: a}}\nspec:\n  parentRefs: [{{name: main}}]\n  matches: [{{provider: azure-openai, hostnames: [r.openai.azure.com]}}]\n"
+            ),
+        )
+        .unwrap();
         let missing_parent = error_of(&format!(
             "{HEAD}kind: AIProviderRoute\nmetadata: {{name: a}}\nspec:\n  parentRefs: []\n  matches: [{{provider: openai}}]\n"
         ));

@@ -4,7 +4,8 @@
 //!
 //! It decides and forwards; it does not create networks (clrk-sandbox does the redirects) and
 //! never lets a secret or the gateway CA's key reach a sandbox: secrets are read from the
-//! store per request and only ever written into upstream request headers.
+//! store per request and only ever written into upstream request headers or query parameters,
+//! never into a record or span.
 //!
 //! Layout, top down: [`Egress`] (`gateway`) puts the parts together and hands each listener a
 //! context of the parts it uses. `proxy/` serves TCP by its first bytes (`tcp`, `sniff`) and
@@ -13,10 +14,12 @@
 //! names each sandbox resolved, and the resolver socket. `telemetry/` records each exchange
 //! (transaction, ledger, trace context, OTLP). Below them all: the policy (`policy`, `config`,
 //! `destination`), who a connection is from (`peers`), the caps (`limits`), the gateway CA
-//! (`ca`) and token metering (`usage`). Modules import only downward.
+//! (`ca`), token metering (`usage`) and where credentials go in a request
+//! (`credential_place`). Modules import only downward.
 
 mod ca;
 mod config;
+mod credential_place;
 mod destination;
 pub mod dns;
 mod error;

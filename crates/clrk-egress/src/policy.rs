@@ -3,7 +3,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use clrk_api::{AiProvider, DefaultPolicy, TokenBudget, hostname_matches, parse_cidr};
+use clrk_api::{
+    AiProvider, CredentialTarget, DefaultPolicy, TokenBudget, hostname_matches, parse_cidr,
+};
 
 use crate::config::EgressConfig;
 use crate::destination::{HostAddresses, forbidden_reason};
@@ -265,11 +267,37 @@ pub struct Credential {
     pub namespace: String,
     pub secret: String,
     pub key: String,
-    pub header: String,
-    pub prefix: String,
+    pub place: CredentialPlace,
 }
 
-/// The credentials requests to `name` get, one per header (the first policy wins a header).
+/// Where a credential goes in a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialPlace {
+    /// A header (lower case), its value after `prefix`.
+    Header { name: String, prefix: String },
+    /// A query parameter, its value after `prefix`.
+    Query { name: String, prefix: String },
+    /// Where the destination's provider documents its key.
+    ProviderAuth,
+}
+
+impl CredentialPlace {
+    /// Whether two credentials would write the same place.
+    fn same_slot(&self, other: &CredentialPlace) -> bool {
+        match (self, other) {
+            (CredentialPlace::Header { name: a, .. }, CredentialPlace::Header { name: b, .. })
+            | (CredentialPlace::Query { name: a, .. }, CredentialPlace::Query { name: b, .. }) => {
+                a == b
+            }
+            (CredentialPlace::ProviderAuth, CredentialPlace::ProviderAuth) => true,
+            _ => false,
+        }
+    }
+}
+
+/// The credentials requests to `name` get, one per place (the first policy wins a header, a
+/// parameter, or the provider's key). `ProviderAuth` comes first: it clears every place a
+/// provider reads a key from, which must not undo a header another policy sets.
 pub fn credentials(config: &EgressConfig, name: &str) -> Vec<Credential> {
     let mut out: Vec<Credential> = Vec::new();
     for policy in &config.credentials {
@@ -278,18 +306,33 @@ pub fn credentials(config: &EgressConfig, name: &str) -> Vec<Credential> {
             .destination_hostnames
             .iter()
             .any(|pattern| hostname_matches(pattern, name));
-        let header = spec.header_name.to_ascii_lowercase();
-        if applies && !out.iter().any(|c| c.header == header) {
+        let prefix = spec.value_prefix.clone();
+        let place = match spec.target {
+            CredentialTarget::Header => CredentialPlace::Header {
+                name: spec
+                    .header_name
+                    .clone()
+                    .unwrap_or_default()
+                    .to_ascii_lowercase(),
+                prefix,
+            },
+            CredentialTarget::QueryParam => CredentialPlace::Query {
+                name: spec.param_name.clone().unwrap_or_default(),
+                prefix,
+            },
+            CredentialTarget::ProviderAuth => CredentialPlace::ProviderAuth,
+        };
+        if applies && !out.iter().any(|c| c.place.same_slot(&place)) {
             out.push(Credential {
                 policy: policy.metadata.name.clone(),
                 namespace: policy.metadata.namespace.clone(),
                 secret: spec.secret_ref.name.clone(),
                 key: spec.secret_key.clone(),
-                header,
-                prefix: spec.value_prefix.clone(),
+                place,
             });
         }
     }
+    out.sort_by_key(|c| c.place != CredentialPlace::ProviderAuth);
     out
 }
 
@@ -297,6 +340,7 @@ fn provider_of(p: AiProvider) -> Provider {
     match p {
         AiProvider::Openai => Provider::OpenAi,
         AiProvider::Anthropic => Provider::Anthropic,
+        AiProvider::AzureOpenai => Provider::AzureOpenAi,
     }
 }
 
@@ -503,13 +547,100 @@ spec:
     }
 
     #[test]
+    fn each_name_on_a_shared_address_is_allowed_by_its_own_route() {
+        let c = config(&format!(
+            "{MANIFESTS}---
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: AIProviderRoute
+metadata: {{name: gpt}}
+spec:
+  parentRefs: [{{name: main}}]
+  matches: [{{provider: openai, hostnames: [gpt.test]}}]
+"
+        ));
+        let host = HostAddresses::new();
+        let to = addr("198.51.100.8:443");
+        // Both names resolved to one address (a CDN), in either order.
+        for resolved in [
+            vec!["llm.test".to_owned(), "gpt.test".to_owned()],
+            vec!["gpt.test".to_owned(), "llm.test".to_owned()],
+        ] {
+            for (name, route) in [("llm.test", "llm"), ("gpt.test", "gpt")] {
+                let claimed = Some(Claimed {
+                    carrier: "TLS name",
+                    name,
+                });
+                let v = decide_claimed(&c, to, &resolved, claimed, &host);
+                assert_eq!(
+                    v.reason,
+                    format!("aiproviderroute {route} allows {name}:443"),
+                    "{resolved:?}"
+                );
+            }
+        }
+        assert_eq!(
+            provider_route(&c, "gpt.test").unwrap(),
+            ("gpt", Provider::OpenAi)
+        );
+    }
+
+    #[test]
+    fn provider_auth_comes_first_and_each_place_is_written_once() {
+        let c = config(&format!(
+            "{MANIFESTS}---
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: CredentialInjectionPolicy
+metadata: {{name: again}}
+spec:
+  parentRefs: [{{name: main}}]
+  destinationHostnames: [llm.test]
+  secretRef: {{name: other}}
+  headerName: x-api-key
+---
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: CredentialInjectionPolicy
+metadata: {{name: provider}}
+spec:
+  parentRefs: [{{name: main}}]
+  destinationHostnames: ['*.test']
+  secretRef: {{name: anthropic}}
+  target: ProviderAuth
+---
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: CredentialInjectionPolicy
+metadata: {{name: param}}
+spec:
+  parentRefs: [{{name: main}}]
+  destinationHostnames: [llm.test]
+  secretRef: {{name: maps}}
+  target: QueryParam
+  paramName: key
+"
+        ));
+        let creds = credentials(&c, "llm.test");
+        let names: Vec<&str> = creds.iter().map(|c| c.policy.as_str()).collect();
+        assert_eq!(names, ["provider", "key", "param"]);
+        assert_eq!(
+            creds[2].place,
+            CredentialPlace::Query {
+                name: "key".into(),
+                prefix: String::new()
+            }
+        );
+    }
+
+    #[test]
     fn credentials_budgets_and_dns_follow_the_names() {
         let c = config(MANIFESTS);
         let creds = credentials(&c, "LLM.test");
         assert_eq!(creds.len(), 1);
+        assert_eq!(creds[0].key, "token");
         assert_eq!(
-            (creds[0].header.as_str(), creds[0].key.as_str()),
-            ("x-api-key", "token")
+            creds[0].place,
+            CredentialPlace::Header {
+                name: "x-api-key".into(),
+                prefix: String::new()
+            }
         );
         assert!(credentials(&c, "api.example.test").is_empty());
         assert_eq!(

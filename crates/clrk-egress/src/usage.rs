@@ -22,6 +22,8 @@ pub enum Provider {
     OpenAi,
     /// The Anthropic Messages API.
     Anthropic,
+    /// Azure OpenAI: OpenAI's dialect, usage reported the same way.
+    AzureOpenAi,
 }
 
 impl Provider {
@@ -34,6 +36,7 @@ impl Provider {
         match self {
             Provider::OpenAi => "openai",
             Provider::Anthropic => "anthropic",
+            Provider::AzureOpenAi => "az.ai.openai",
         }
     }
 }
@@ -390,7 +393,7 @@ impl Usage {
         match provider {
             // Chat Completions says `prompt_tokens`, Responses `input_tokens`; both already
             // include cached tokens.
-            Provider::OpenAi => self.prompt_tokens.or(self.input_tokens),
+            Provider::OpenAi | Provider::AzureOpenAi => self.prompt_tokens.or(self.input_tokens),
             // Anthropic reports cache writes and reads apart from `input_tokens`.
             Provider::Anthropic => {
                 let parts = [
@@ -405,7 +408,9 @@ impl Usage {
 
     fn output(&self, provider: Provider) -> Option<u64> {
         match provider {
-            Provider::OpenAi => self.completion_tokens.or(self.output_tokens),
+            Provider::OpenAi | Provider::AzureOpenAi => {
+                self.completion_tokens.or(self.output_tokens)
+            }
             Provider::Anthropic => self.output_tokens,
         }
     }

@@ -131,6 +131,8 @@ struct Upstream {
     ca_pem: String,
     /// The upstream CA's file, readable from `host:` sandboxes.
     ca_file: String,
+    /// Where the trusted servers log each request they receive (a JSON line each).
+    requests: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -170,12 +172,21 @@ impl Upstream {
         let ca_cert = ca_params.self_signed(&ca_key).unwrap();
         let issuer = rcgen::Issuer::new(ca_params, ca_key);
         let leaf_key = rcgen::KeyPair::generate().unwrap();
-        // It also stands in for Anthropic's API, for the shipped example.
-        let leaf = rcgen::CertificateParams::new(vec![
-            "llm.test".to_string(),
-            "api.anthropic.com".to_string(),
-            "v6.test".to_string(),
-        ])
+        // It also stands in for Anthropic's and OpenAI's APIs, for the shipped examples, and
+        // for the other names the tests give this one address.
+        let leaf = rcgen::CertificateParams::new(
+            [
+                "llm.test",
+                "api.anthropic.com",
+                "api.openai.com",
+                "gpt.test",
+                "azure.test",
+                "maps.test",
+                "v6.test",
+            ]
+            .map(str::to_string)
+            .to_vec(),
+        )
         .unwrap()
         .signed_by(&leaf_key, &issuer)
         .unwrap();
@@ -198,6 +209,7 @@ impl Upstream {
             write("bad.key", bad_key.serialize_pem()),
         );
         let script = repo_path("crates/clrk/tests/fixtures/llm_upstream.py");
+        let requests = dir.path().join("requests.jsonl");
         let mut servers = Vec::new();
         for (addr, port, (cert, key)) in [
             (ip.to_string(), 443, good.clone()),
@@ -208,6 +220,7 @@ impl Upstream {
                 .args(["netns", "exec", &netns, "python3"])
                 .arg(&script)
                 .args([&addr, &port.to_string(), &cert, &key])
+                .arg(&requests)
                 .stdout(Stdio::piped())
                 .spawn()
                 .unwrap();
@@ -227,6 +240,7 @@ impl Upstream {
         let ca_file = write("ca.crt", ca_cert.pem());
         Upstream {
             ca_file,
+            requests,
             netns,
             host_veth,
             host_ip,
@@ -236,6 +250,17 @@ impl Upstream {
             ca_pem: ca_cert.pem(),
             _dir: dir,
         }
+    }
+}
+
+impl Upstream {
+    /// Every request the trusted servers received so far: method, path with query, headers.
+    fn requests(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.requests)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
     }
 }
 
@@ -275,7 +300,11 @@ async fn dns_server_asked(
         ("llm.test", v4.clone()),
         ("bad.test", v4.clone()),
         ("denied.test", v4.clone()),
-        ("api.anthropic.com", v4),
+        ("api.anthropic.com", v4.clone()),
+        ("api.openai.com", v4.clone()),
+        ("gpt.test", v4.clone()),
+        ("azure.test", v4.clone()),
+        ("maps.test", v4),
         ("v6.test", vec![IpAddr::V6(upstream6)]),
     ];
     common::dns::dns_server_on("127.0.0.1:0".parse().unwrap(), names).await
@@ -966,20 +995,21 @@ async fn hidden_credentials_budgets_records_and_spans() {
     assert_eq!(get["tokenUsage"]["today"], 125, "{get}");
 }
 
-/// The shipped example, applied as a user would (plus the test upstream's CA): the agent with
-/// the placeholder key gets the provider's answer, the gateway having replaced the key.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_llm_example_answers_with_the_key_it_never_holds() {
-    let installed = "/usr/local/share/clrk/examples/llm-agent/agent.py";
+/// Applies a shipped example's `egress.yaml` (plus the test upstream's CA) and
+/// `taskagent-host.yaml`, after checking scripts/setup.sh installed its agent and the SDKs.
+fn apply_example(dev: &Dev, upstream: &Upstream, example: &str) {
+    let installed = format!("/usr/local/share/clrk/examples/{example}/agent.py");
     assert_eq!(
-        std::fs::read(installed).ok(),
-        std::fs::read(repo_path("examples/llm-agent/agent.py")).ok(),
+        std::fs::read(&installed).ok(),
+        std::fs::read(repo_path(&format!("examples/{example}/agent.py"))).ok(),
         "{installed} is missing or stale: run scripts/setup.sh"
     );
-    let upstream = Upstream::start();
-    let dns = dns_server(upstream.ip, upstream.ip6).await;
-    let dev = dev_with_key(dns);
-    let egress = std::fs::read_to_string(repo_path("examples/llm-agent/egress.yaml")).unwrap();
+    assert!(
+        std::path::Path::new(SDK_PYTHON).exists(),
+        "{SDK_PYTHON} is missing: run scripts/setup.sh"
+    );
+    let egress =
+        std::fs::read_to_string(repo_path(&format!("examples/{example}/egress.yaml"))).unwrap();
     let egress = egress.replacen(
         "  defaultPolicy: deny-all\n",
         &format!(
@@ -990,32 +1020,437 @@ async fn the_llm_example_answers_with_the_key_it_never_holds() {
     );
     dev.apply(&egress);
     dev.apply(
-        &std::fs::read_to_string(repo_path("examples/llm-agent/taskagent-host.yaml")).unwrap(),
+        &std::fs::read_to_string(repo_path(&format!(
+            "examples/{example}/taskagent-host.yaml"
+        )))
+        .unwrap(),
     );
+}
+
+/// Where scripts/setup.sh installs the provider SDKs the examples use.
+const SDK_PYTHON: &str = "/usr/local/share/clrk/venv/bin/python3";
+
+/// Invokes the example agent `agent` with a prompt, streamed or not; returns its answer.
+async fn ask_example(dev: &Dev, agent: &str, stream: bool) -> Value {
     let response = dev
         .invoke(
             &[
-                ("X-Clrk-TaskAgent", "default/llm-agent"),
+                ("X-Clrk-TaskAgent", &format!("default/{agent}")),
                 ("content-type", "application/json"),
             ],
-            r#"{"prompt": "hi?"}"#,
+            json!({"prompt": "hi?", "stream": stream}).to_string(),
         )
         .await;
-    assert_eq!(response.status, 200, "{}", response.text());
-    let answer = response.json();
-    assert_eq!(answer["answer"], "hi", "{answer}");
-    assert_eq!(answer["usage"]["output_tokens"], 15, "{answer}");
+    assert_eq!(
+        response.status,
+        200,
+        "{}\nagent logs:\n{}",
+        response.text(),
+        common::text(&dev.clrk(&["agents", "logs", agent]).stdout)
+    );
+    response.json()
+}
+
+/// What a provider must have received from an SDK through `ProviderAuth`: the real key in the
+/// header it documents (`header: value`), no placeholder in any header or the query, and no
+/// other header that carries a key.
+fn assert_only_the_documented_key(requests: &[Value], header: &str, value: &str) {
+    assert!(!requests.is_empty());
+    for request in requests {
+        assert_eq!(request["headers"][header], value, "{request}");
+        assert!(
+            !carries(request, PLACEHOLDER),
+            "a placeholder went upstream: {request}"
+        );
+        for other in ["authorization", "x-api-key", "api-key", "x-goog-api-key"] {
+            if other != header {
+                assert!(
+                    request["headers"].get(other).is_none(),
+                    "{other}: {request}"
+                );
+            }
+        }
+        assert!(
+            !request["path"].as_str().unwrap().contains("key="),
+            "{request}"
+        );
+    }
+}
+
+/// The shipped llm-agent example, applied as a user would (plus the test upstream's CA): the
+/// anthropic SDK with the placeholder key gets the provider's answer, JSON and streamed, the
+/// provider having received only the real key, in `x-api-key`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_llm_example_answers_with_the_key_it_never_holds() {
+    let upstream = Upstream::start();
+    let dns = dns_server(upstream.ip, upstream.ip6).await;
+    let dev = dev_with_key(dns);
+    apply_example(&dev, &upstream, "llm-agent");
+    for stream in [false, true] {
+        let answer = ask_example(&dev, "llm-agent", stream).await;
+        assert_eq!(answer["answer"], "hi", "{answer}");
+        assert_eq!(answer["usage"]["output_tokens"], 15, "{answer}");
+    }
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), 2, "{seen:#?}");
+    assert_only_the_documented_key(&seen, "x-api-key", SECRET);
+    assert!(
+        seen.iter().all(|r| r["headers"]["user-agent"]
+            .as_str()
+            .unwrap()
+            .starts_with("Anthropic/Python")),
+        "the real SDK made the calls: {seen:#?}"
+    );
     let recorded = records(&dev, "llm-agent").await;
-    assert_eq!(
-        recorded[0]["destinationName"], "api.anthropic.com",
-        "{recorded:#?}"
+    assert_eq!(recorded.len(), 2, "{recorded:#?}");
+    for record in &recorded {
+        assert_eq!(record["destinationName"], "api.anthropic.com", "{record}");
+        assert_eq!(record["provider"], "anthropic");
+        assert_eq!(
+            record["reason"],
+            "aiproviderroute anthropic allows api.anthropic.com:443"
+        );
+        let injected = record["injectedHeader"].as_str().unwrap();
+        assert!(
+            injected.starts_with("x-api-key (anthropic key; replaced the agent's "),
+            "{injected}"
+        );
+        assert_eq!(record["inputTokens"], 10);
+        assert_eq!(record["outputTokens"], 15);
+    }
+}
+
+/// The shipped openai-bot example: the openai SDK's calls, JSON and streamed, reach the
+/// provider with only the real key, as `Authorization: Bearer`, and are metered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_example_answers_with_the_key_it_never_holds() {
+    let upstream = Upstream::start();
+    let dns = dns_server(upstream.ip, upstream.ip6).await;
+    let dev = dev_with_key(dns);
+    set_secret(&dev, "openai", OPENAI_SECRET);
+    apply_example(&dev, &upstream, "openai-bot");
+    for stream in [false, true] {
+        let answer = ask_example(&dev, "openai-bot", stream).await;
+        assert_eq!(answer["answer"], "hi", "{answer}");
+        assert_eq!(answer["usage"]["completion_tokens"], 15, "{answer}");
+    }
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), 2, "{seen:#?}");
+    assert_only_the_documented_key(&seen, "authorization", &format!("Bearer {OPENAI_SECRET}"));
+    assert!(
+        seen.iter().all(|r| r["headers"]["user-agent"]
+            .as_str()
+            .unwrap()
+            .starts_with("OpenAI/Python")),
+        "the real SDK made the calls: {seen:#?}"
     );
-    assert_eq!(recorded[0]["provider"], "anthropic");
-    assert_eq!(
-        recorded[0]["injectedHeader"],
-        "x-api-key (replaced the agent's)"
+    let recorded = records(&dev, "openai-bot").await;
+    assert_eq!(recorded.len(), 2, "{recorded:#?}");
+    for record in &recorded {
+        assert_eq!(record["destinationName"], "api.openai.com", "{record}");
+        assert_eq!(record["provider"], "openai");
+        assert_eq!(
+            record["injectedHeader"],
+            "authorization (openai key; replaced the agent's authorization)"
+        );
+        assert_eq!(record["outputTokens"], 15, "{record}");
+    }
+}
+
+const OPENAI_SECRET: &str = "sk-openai-real-41d0b2";
+const MAPS_SECRET: &str = "maps real/key+1";
+
+/// Gateway, provider routes for two providers on one address, and one policy of each target.
+fn credential_manifests(upstream: &Upstream, otlp: SocketAddr) -> String {
+    format!(
+        r#"apiVersion: clrk.apoxy.dev/v1alpha1
+kind: EgressGateway
+metadata: {{name: keys}}
+spec:
+  upstreamTLS:
+    additionalTrustBundle: |
+{bundle}  otlp: {{endpoint: "http://{otlp}"}}
+---
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: AIProviderRoute
+metadata: {{name: claude}}
+spec:
+  parentRefs: [{{name: keys}}]
+  matches: [{{provider: anthropic, hostnames: [llm.test]}}]
+---
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: AIProviderRoute
+metadata: {{name: gpt}}
+spec:
+  parentRefs: [{{name: keys}}]
+  matches: [{{provider: openai, hostnames: [gpt.test]}}]
+---
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: AIProviderRoute
+metadata: {{name: azure}}
+spec:
+  parentRefs: [{{name: keys}}]
+  matches: [{{provider: azure-openai, hostnames: [azure.test]}}]
+---
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: CredentialInjectionPolicy
+metadata: {{name: anthropic-key}}
+spec:
+  parentRefs: [{{name: keys}}]
+  destinationHostnames: [llm.test]
+  secretRef: {{name: anthropic}}
+  target: ProviderAuth
+---
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: CredentialInjectionPolicy
+metadata: {{name: openai-key}}
+spec:
+  parentRefs: [{{name: keys}}]
+  destinationHostnames: [gpt.test, azure.test]
+  secretRef: {{name: openai}}
+  target: ProviderAuth
+---
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: EgressL4Route
+metadata: {{name: maps}}
+spec:
+  parentRefs: [{{name: keys}}]
+  rules: [{{destinationHostnames: [maps.test], ports: [443]}}]
+---
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: CredentialInjectionPolicy
+metadata: {{name: maps-key}}
+spec:
+  parentRefs: [{{name: keys}}]
+  destinationHostnames: [maps.test]
+  secretRef: {{name: maps}}
+  target: QueryParam
+  paramName: key
+---
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: CredentialInjectionPolicy
+metadata: {{name: maps-bearer}}
+spec:
+  parentRefs: [{{name: keys}}]
+  destinationHostnames: [maps.test]
+  secretRef: {{name: openai}}
+  headerName: Authorization
+  valuePrefix: "Bearer "
+---
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: TaskAgent
+metadata: {{name: keyless}}
+spec:
+  timeout: 90s
+  egressRefs: [{{gatewayRef: keys}}]
+  template:
+    spec:
+      image: "host:"
+      command: ["python3", "-c", {agent}]
+"#,
+        bundle = indent(&upstream.ca_pem, 6),
+        agent = serde_json::to_string(AGENT).unwrap(),
+    )
+}
+
+/// `clrk secret set NAME --from-literal token=VALUE`.
+fn set_secret(dev: &Dev, name: &str, value: &str) {
+    let out = dev.clrk(&[
+        "secret",
+        "set",
+        name,
+        "--from-literal",
+        &format!("token={value}"),
+    ]);
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+}
+
+/// Whether any header value or the path of `request` holds `text`.
+fn carries(request: &Value, text: &str) -> bool {
+    request["path"].as_str().unwrap_or("").contains(text)
+        || request["headers"]
+            .as_object()
+            .unwrap()
+            .values()
+            .any(|v| v.as_str().unwrap_or("").contains(text))
+}
+
+/// `ProviderAuth` sends each provider's key in the header it documents (Anthropic, OpenAI and
+/// Azure OpenAI here), whichever header the agent's client put its placeholder in (Anthropic SDKs have sent both `x-api-key` and
+/// `Authorization: Bearer`); `QueryParam` puts a key in the URL, redacted in records and spans;
+/// a `Header` takes a `valuePrefix`. Two providers on one address are each recorded under
+/// their own route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_auth_query_params_and_shared_addresses() {
+    let upstream = Upstream::start();
+    let dns = dns_server(upstream.ip, upstream.ip6).await;
+    let (otlp, spans) = otlp_receiver().await;
+    let dev = dev_with_key(dns);
+    set_secret(&dev, "openai", OPENAI_SECRET);
+    set_secret(&dev, "maps", MAPS_SECRET);
+    dev.apply(&credential_manifests(&upstream, otlp));
+
+    let bearer = format!("Bearer {PLACEHOLDER}");
+    let post = |url: &str, headers: Value| {
+        json!({"method": "POST", "url": url, "headers": headers,
+               "body": {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}})
+    };
+    let calls = json!([
+        // What anthropic 2.15 sends: the key as a bearer token.
+        post("https://llm.test/v1/messages", json!({"content-type": "application/json", "authorization": bearer})),
+        // Placeholders everywhere a provider could look.
+        post(&format!("https://gpt.test/v1/chat/completions?key={PLACEHOLDER}"), json!({
+            "content-type": "application/json", "authorization": bearer,
+            "x-api-key": PLACEHOLDER, "api-key": PLACEHOLDER, "x-goog-api-key": PLACEHOLDER})),
+        {"url": format!("https://maps.test/geo?q=a%20b&key={PLACEHOLDER}"), "headers": {"authorization": bearer}},
+        post("https://azure.test/openai/deployments/d/chat/completions?api-version=2024-10-21", json!({
+            "content-type": "application/json", "authorization": bearer, "api-key": PLACEHOLDER})),
+    ]);
+    let (execution, report) = call(&dev, "keyless", json!({ "calls": calls })).await;
+    let results = report["results"].as_array().unwrap();
+    for result in results {
+        assert_eq!(result["status"], 200, "{report}");
+    }
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), 4, "{seen:#?}");
+    let by_path = |prefix: &str| {
+        seen.iter()
+            .find(|r| r["path"].as_str().unwrap().starts_with(prefix))
+            .unwrap_or_else(|| panic!("no request to {prefix}: {seen:#?}"))
+    };
+    let anthropic = by_path("/v1/messages");
+    assert_eq!(anthropic["headers"]["x-api-key"], SECRET, "{anthropic}");
+    assert!(
+        anthropic["headers"].get("authorization").is_none(),
+        "{anthropic}"
     );
-    assert_eq!(recorded[0]["inputTokens"], 10);
+    let openai = by_path("/v1/chat/completions");
+    assert_eq!(
+        openai["headers"]["authorization"],
+        format!("Bearer {OPENAI_SECRET}"),
+        "{openai}"
+    );
+    assert_eq!(openai["path"], "/v1/chat/completions", "{openai}");
+    for gone in ["x-api-key", "api-key", "x-goog-api-key"] {
+        assert!(openai["headers"].get(gone).is_none(), "{gone}: {openai}");
+    }
+    let azure = by_path("/openai/deployments/d/chat/completions");
+    assert_eq!(azure["headers"]["api-key"], OPENAI_SECRET, "{azure}");
+    assert!(azure["headers"].get("authorization").is_none(), "{azure}");
+    assert_eq!(
+        azure["path"],
+        "/openai/deployments/d/chat/completions?api-version=2024-10-21"
+    );
+    let maps = by_path("/geo");
+    assert_eq!(
+        maps["path"], "/geo?q=a%20b&key=maps%20real%2Fkey%2B1",
+        "{maps}"
+    );
+    assert_eq!(
+        maps["headers"]["authorization"],
+        format!("Bearer {OPENAI_SECRET}"),
+        "{maps}"
+    );
+    for request in &seen {
+        assert!(
+            !carries(request, PLACEHOLDER),
+            "a placeholder went upstream: {request}"
+        );
+    }
+    assert!(!carries(anthropic, OPENAI_SECRET) && !carries(openai, SECRET));
+
+    // Each record names its own route, although both names resolved to one address, and says
+    // which places were written, never the keys.
+    let recorded = records(&dev, "keyless").await;
+    let mine: Vec<&Value> = recorded
+        .iter()
+        .filter(|r| r["executionId"] == execution.as_str() && r["protocol"] == "https")
+        .collect();
+    let record = |name: &str| {
+        *mine
+            .iter()
+            .find(|r| r["destinationName"] == name)
+            .unwrap_or_else(|| panic!("no record of {name}: {recorded:#?}"))
+    };
+    let ip = upstream.ip;
+    let (llm, gpt, geo) = (record("llm.test"), record("gpt.test"), record("maps.test"));
+    assert_eq!(llm["destinationAddr"], gpt["destinationAddr"]);
+    assert_eq!(llm["destinationAddr"], format!("{ip}:443"));
+    assert_eq!(llm["reason"], "aiproviderroute claude allows llm.test:443");
+    assert_eq!(gpt["reason"], "aiproviderroute gpt allows gpt.test:443");
+    assert_eq!(
+        (llm["provider"].as_str(), gpt["provider"].as_str()),
+        (Some("anthropic"), Some("openai"))
+    );
+    assert_eq!(
+        llm["injectedHeader"],
+        "x-api-key (anthropic key; replaced the agent's authorization)"
+    );
+    assert_eq!(
+        gpt["injectedHeader"],
+        "authorization (openai key; replaced the agent's authorization, x-api-key, api-key, x-goog-api-key, ?key)"
+    );
+    assert_eq!(
+        geo["injectedHeader"],
+        "authorization (replaced the agent's), ?key (replaced the agent's)"
+    );
+    assert_eq!(geo["path"], "/geo?q=a%20b&key=redacted");
+    let azure = record("azure.test");
+    assert_eq!(
+        azure["reason"],
+        "aiproviderroute azure allows azure.test:443"
+    );
+    assert_eq!(azure["provider"], "az.ai.openai");
+    assert_eq!(
+        azure["injectedHeader"],
+        "api-key (az.ai.openai key; replaced the agent's authorization, api-key)"
+    );
+    assert_eq!(azure["outputTokens"], 15, "{azure}");
+    assert_eq!(
+        geo["reason"],
+        "egressl4route maps rules[0] allows maps.test:443"
+    );
+    let everything = serde_json::to_string(&recorded).unwrap();
+    for secret in [SECRET, OPENAI_SECRET, MAPS_SECRET, "maps%20real"] {
+        assert!(!everything.contains(secret), "{secret} in a record");
+    }
+
+    // The spans say the same.
+    let span = |name: &'static str| {
+        let spans = Arc::clone(&spans);
+        let execution = execution.clone();
+        async move {
+            eventually("the span", || async {
+                spans
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .find(|s| {
+                        s.attributes.get("invocation.id") == Some(&execution)
+                            && s.attributes.get("clrk.dst.name").map(String::as_str) == Some(name)
+                    })
+                    .cloned()
+            })
+            .await
+        }
+    };
+    let gpt_span = span("gpt.test").await;
+    assert_eq!(
+        gpt_span.attributes["clrk.reason"],
+        "aiproviderroute gpt allows gpt.test:443"
+    );
+    assert_eq!(gpt_span.attributes["gen_ai.system"], "openai");
+    let llm_span = span("llm.test").await;
+    assert_eq!(
+        llm_span.attributes["clrk.reason"],
+        "aiproviderroute claude allows llm.test:443"
+    );
+    let geo_span = span("maps.test").await;
+    assert_eq!(geo_span.attributes["url.path"], "/geo?q=a%20b&key=redacted");
+    let exported = format!("{:?}", spans.lock().unwrap());
+    for secret in [SECRET, OPENAI_SECRET, MAPS_SECRET, "maps%20real"] {
+        assert!(!exported.contains(secret), "{secret} in a span");
+    }
 }
 
 /// A child process killed when dropped.

@@ -90,7 +90,7 @@ async fn admit(
     // resolved that name to this very address through clrk (see `authorize`).
     if let Some(name) = &authorized.trusted_name {
         budgets::check(conn, tx, name).await?;
-        credentials::inject(conn, tx, name, request).await?;
+        credentials::inject(conn, tx, name, authorized.provider, request).await?;
     }
     if let Ok(value) = HeaderValue::from_str(&tx.trace.header_value()) {
         request.headers_mut().insert(TRACEPARENT, value);
