@@ -151,10 +151,25 @@ fn route_summary(spec: &Value) -> String {
     or_dash_text(rules.join("; "))
 }
 
-fn policy_summary(spec: &Value) -> String {
+/// Where the key goes, from which secret, for which names.
+///
+/// ```
+/// # use clrk::commands::egress::policy_summary;
+/// let spec = serde_json::json!({"target": "ProviderAuth", "secretRef": {"name": "openai"},
+///     "destinationHostnames": ["api.openai.com"]});
+/// assert_eq!(policy_summary(&spec), "provider's key header ← secret openai/token for api.openai.com");
+/// let spec = serde_json::json!({"target": "QueryParam", "paramName": "key",
+///     "secretRef": {"name": "maps"}, "destinationHostnames": ["maps.test"]});
+/// assert_eq!(policy_summary(&spec), "?key= ← secret maps/token for maps.test");
+/// ```
+pub fn policy_summary(spec: &Value) -> String {
+    let place = match text_at(spec, "/target").unwrap_or("Header") {
+        "ProviderAuth" => "provider's key header".to_string(),
+        "QueryParam" => format!("?{}=", text_at(spec, "/paramName").unwrap_or("-")),
+        _ => text_at(spec, "/headerName").unwrap_or("-").to_string(),
+    };
     format!(
-        "{} ← secret {}/{} for {}",
-        text_at(spec, "/headerName").unwrap_or("-"),
+        "{place} ← secret {}/{} for {}",
         text_at(spec, "/secretRef/name").unwrap_or("-"),
         text_at(spec, "/secretKey").unwrap_or("token"),
         texts(spec, "/destinationHostnames").join(","),
