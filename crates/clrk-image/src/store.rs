@@ -35,6 +35,19 @@ pub struct ResolvedImage {
     pub config: ImageConfig,
 }
 
+impl ResolvedImage {
+    /// Whether this is `host:`, the host's own root filesystem.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = clrk_image::ImageStore::open(dir.path()).unwrap();
+    /// assert!(store.resolve(&"host:".parse().unwrap()).unwrap().is_host());
+    /// ```
+    pub fn is_host(&self) -> bool {
+        self.digest == HOST_DIGEST
+    }
+}
+
 /// A root filesystem ready to be used as a sandbox's read-only lower layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rootfs {

@@ -189,3 +189,73 @@ async fn a_host_agent_reads_no_clrk_instance_and_no_registry_credentials() {
     assert!(readable.is_empty(), "a host: agent could read:\n{body}");
     assert_eq!(body.lines().count(), files.len(), "{body}");
 }
+
+/// A `host:` sandbox hides the files every other clrk instance holds (a cluster secret, an API
+/// token); an instance that stops may remove its file while a sandbox that hides it is being
+/// started. The agent had not run: clrk starts another sandbox instead of failing the run.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hidden_file_that_vanishes_while_its_sandbox_starts_does_not_fail_the_run() {
+    let dev = Dev::start();
+    dev.apply(&sh_agent("vanish", "cat; echo", "  timeout: 60s"));
+    let other = tempfile::Builder::new()
+        .prefix("clrk-e2e-other-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let held = other.path().join("cluster-secret");
+    std::fs::write(&held, "held by another instance").unwrap();
+    // Another instance holding that file: its record names this test's process, alive
+    // throughout.
+    let record = std::path::Path::new("/run/clrk/instances")
+        .join(format!("{}-vanish-test.json", std::process::id()));
+    let text_of = serde_json::json!({ "pid": std::process::id(), "paths": [&held] }).to_string();
+    std::fs::write(&record, text_of).unwrap();
+    // Removes the file's directory, as an instance's temporary dir goes, once runsc has made
+    // the sandbox that hides it (the pid file is there) and before the sandbox mounts it: on
+    // an idle machine nearly always in time, and then the first sandbox fails to start.
+    let (bundles, target) = (dev.data_dir(), held.clone());
+    let remover = std::thread::spawn(move || {
+        let needle = target.display().to_string();
+        let started = std::time::Instant::now();
+        while started.elapsed() < DEADLINE {
+            let hidden = walkdir_configs(&bundles).into_iter().any(|config| {
+                std::fs::read_to_string(&config).is_ok_and(|t| t.contains(&needle))
+                    && std::fs::metadata(config.with_file_name("pid")).is_ok_and(|m| m.len() > 0)
+            });
+            if hidden {
+                std::fs::remove_dir_all(target.parent().unwrap()).unwrap();
+                return true;
+            }
+            std::thread::yield_now();
+        }
+        false
+    });
+    let r = dev
+        .invoke(&[("X-Clrk-TaskAgent", "default/vanish")], "ran")
+        .await;
+    let removed = remover.join().unwrap();
+    std::fs::remove_file(&record).unwrap();
+    assert!(removed, "no sandbox bundle hid {}", held.display());
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), dev.server_log());
+    // The agent read its whole envelope: the body without a JSON content type, in base64.
+    assert!(r.text().contains(r#""data_base64":"cmFu""#), "{}", r.text());
+    let runs = dev.invocations("vanish").await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["status"], "Succeeded", "{runs:?}");
+}
+
+/// Every `config.json` under `dir`, at any depth.
+fn walkdir_configs(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.file_name().is_some_and(|n| n == "config.json") {
+                found.push(path);
+            }
+        }
+    }
+    found
+}

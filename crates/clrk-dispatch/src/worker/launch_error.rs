@@ -89,3 +89,24 @@ pub fn program_not_started(line: &str) -> Option<String> {
     }
     Some(reason.to_owned())
 }
+
+/// The path of a mount that runsc could not make because it vanished, from the last line a
+/// sandbox wrote on stderr after exiting 128: a `host:` sandbox hides other clrk instances'
+/// files under mounts, and an instance that stops may remove one between the moment the
+/// sandbox's mounts are chosen and the moment runsc makes them. The agent never ran.
+///
+/// ```
+/// # use clrk_dispatch::worker::launch_error::vanished_mount;
+/// let line = r#"running container: starting container: starting root container: starting sandbox: failed to setupFS: mounting submounts: mount submount "/etc/clrk/cluster-secret": failed to mount "/etc/clrk/cluster-secret" (type: bind): no such file or directory, opts: &{{true false false false} true}"#;
+/// assert_eq!(vanished_mount(line).unwrap(), std::path::Path::new("/etc/clrk/cluster-secret"));
+/// let refused = line.replace("no such file or directory", "permission denied");
+/// assert_eq!(vanished_mount(&refused), None);
+/// assert_eq!(vanished_mount("mount submount \"/x\": no such file or directory"), None);
+/// ```
+pub fn vanished_mount(line: &str) -> Option<std::path::PathBuf> {
+    let chain = line.trim().strip_prefix(RUNSC_NOT_STARTED)?;
+    let (_, rest) = chain.split_once("failed to setupFS: mounting submounts: mount submount \"")?;
+    let (path, rest) = rest.split_once('"')?;
+    rest.contains(": no such file or directory")
+        .then(|| std::path::PathBuf::from(path))
+}

@@ -19,7 +19,7 @@ use tracing::Instrument as _;
 use crate::body::BodyPermit;
 use crate::logs::{ExecutionLog, LogLimit};
 use crate::revision::RevisionShape;
-use crate::worker::launch_error::{LaunchError, program_not_started};
+use crate::worker::launch_error::{LaunchError, program_not_started, vanished_mount};
 use crate::worker::launcher::SandboxRequest;
 use crate::worker::order::{ExecEvent, Outcome};
 use crate::worker::{Places, Worker};
@@ -27,6 +27,9 @@ use crate::worker::{Places, Worker};
 /// runsc's exit status when it failed itself, or started the sandbox but not the agent's
 /// program (a program may exit 128 too: runsc's logs tell them apart).
 const RUNSC_FAILED: i32 = 128;
+/// How many times a `host:` sandbox is started for one execution when a path it hides
+/// vanishes while runsc mounts it ([`vanished_mount`]); the agent had not run.
+const START_ATTEMPTS: u32 = 3;
 
 /// Why a Metadata-mode execution that exited 0 without answering failed (and what its
 /// caller's 502 says).
@@ -79,6 +82,13 @@ impl Handover {
         }
     }
 
+    /// Gives back what [`Handover::take_stdin`] took, for another sandbox to read.
+    fn put_back(&self, stdin: (Vec<u8>, Option<BodyPermit>)) {
+        if let Handover::Stdin(bytes) = self {
+            *bytes.lock().expect("stdin envelope") = Some(stdin);
+        }
+    }
+
     /// The envelope the metadata service serves (`null` in Stdin mode, which has none).
     fn metadata(&self) -> &serde_json::Value {
         static NONE: serde_json::Value = serde_json::Value::Null;
@@ -87,6 +97,14 @@ impl Handover {
             Handover::Stdin(_) => &NONE,
         }
     }
+}
+
+/// How one sandbox of an execution ended.
+enum Attempt {
+    /// The execution's outcome, and its sandbox when still to be deleted.
+    Ended(Outcome, Option<Box<Sandbox>>),
+    /// The sandbox could not start because this path, which it hides, vanished.
+    Again(std::path::PathBuf),
 }
 
 pub(crate) struct Run {
@@ -148,30 +166,57 @@ impl Run {
         &self,
         tx: &mpsc::Sender<ExecEvent>,
         deadline: tokio::time::Instant,
-        warm: Option<Sandbox>,
+        mut warm: Option<Sandbox>,
     ) -> (Outcome, Option<Sandbox>) {
+        let mut attempt = 1;
+        loop {
+            let again = attempt < START_ATTEMPTS
+                && self.runtime == RuntimeName::Runsc
+                && self.shape.image.is_host();
+            match self.attempt(tx, deadline, warm.take(), again).await {
+                Attempt::Ended(outcome, sandbox) => return (outcome, sandbox.map(|s| *s)),
+                Attempt::Again(path) => {
+                    tracing::info!(path = %path.display(), attempt,
+                        "a path the sandbox hides vanished while it started; starting another");
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// One sandbox for the execution. With `again`, a sandbox that could not start because a
+    /// path it hides vanished ends in [`Attempt::Again`], its envelope kept for the next.
+    async fn attempt(
+        &self,
+        tx: &mpsc::Sender<ExecEvent>,
+        deadline: tokio::time::Instant,
+        warm: Option<Sandbox>,
+        again: bool,
+    ) -> Attempt {
         let mut sandbox = match warm {
             Some(sandbox) => sandbox,
             None => match self.start().await {
                 Ok(sandbox) => sandbox,
                 Err(error @ LaunchError::ImageUnavailable { .. }) => {
-                    return (Outcome::Unavailable(error.to_string()), None);
+                    return Attempt::Ended(Outcome::Unavailable(error.to_string()), None);
                 }
-                Err(error) => return (Outcome::Failed(error.to_string()), None),
+                Err(error) => return Attempt::Ended(Outcome::Failed(error.to_string()), None),
             },
         };
         let metadata = self.mode == DeliveryMode::Metadata;
         let stdin = sandbox.take_stdin();
         let envelope = self.envelope.take_stdin();
-        tokio::spawn(
+        let writer = tokio::spawn(
             async move {
                 // Metadata mode closes stdin at once; an agent that exits without reading its
                 // input closes the pipe: not an error. The envelope and its body's share of the
-                // budget are released once written.
-                if let (Some(mut stdin), Some((envelope, _permit))) = (stdin, envelope) {
-                    let _ = stdin.write_all(&envelope).await;
-                    let _ = stdin.shutdown().await;
-                }
+                // budget are released once written, unless another sandbox may need them.
+                let (Some(mut stdin), Some(envelope)) = (stdin, envelope) else {
+                    return None;
+                };
+                let _ = stdin.write_all(&envelope.0).await;
+                let _ = stdin.shutdown().await;
+                again.then_some(envelope)
             }
             .in_current_span(),
         );
@@ -256,9 +301,18 @@ impl Run {
         // logs): the user is told that, not an exit code.
         let outcome = match outcome {
             Outcome::Exited(RUNSC_FAILED) if self.runtime == RuntimeName::Runsc => {
-                let not_started = log
-                    .last_stderr_line()
-                    .and_then(|line| program_not_started(&line));
+                let last = log.last_stderr_line();
+                if again
+                    && let Some(path) = last.as_deref().and_then(vanished_mount)
+                    && !path.exists()
+                    && self.envelope_back(writer).await
+                {
+                    if let Err(error) = sandbox.remove().await {
+                        tracing::warn!(%error, sandbox = %sandbox.id, "could not delete sandbox");
+                    }
+                    return Attempt::Again(path);
+                }
+                let not_started = last.as_deref().and_then(program_not_started);
                 let errors = sandbox.runtime_errors();
                 match not_started {
                     Some(reason) => Outcome::Failed(format!("the sandbox did not start: {reason}")),
@@ -283,8 +337,25 @@ impl Run {
             other => other,
         };
         match outcome {
-            Outcome::Exited(_) | Outcome::NoResponse => (outcome, Some(sandbox)),
-            _ => (outcome, None),
+            Outcome::Exited(_) | Outcome::NoResponse => {
+                Attempt::Ended(outcome, Some(Box::new(sandbox)))
+            }
+            _ => Attempt::Ended(outcome, None),
+        }
+    }
+
+    /// Takes back the envelope `writer` fed a sandbox that never ran, for the next one;
+    /// whether the next one can have it (Metadata mode: the service still holds it).
+    async fn envelope_back(
+        &self,
+        writer: tokio::task::JoinHandle<Option<(Vec<u8>, Option<BodyPermit>)>>,
+    ) -> bool {
+        match tokio::time::timeout(STOP_GRACE, writer).await {
+            Ok(Ok(Some(envelope))) => {
+                self.envelope.put_back(envelope);
+                true
+            }
+            _ => matches!(self.envelope, Handover::Metadata { .. }),
         }
     }
 
