@@ -134,14 +134,36 @@ struct Upstream {
     /// Where the trusted servers log each request they receive (a JSON line each).
     requests: std::path::PathBuf,
     _dir: tempfile::TempDir,
+    /// Holds this upstream's number (its namespace, veth and addresses) while it lives.
+    _slot: std::fs::File,
+}
+
+/// A number for an upstream's namespace, veth and addresses that no other running test holds:
+/// each is claimed by a lock on a file, which the kernel releases when its process ends,
+/// killed or not.
+fn claim_slot() -> (u8, std::fs::File) {
+    static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let k = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let first = std::process::id() + 101 * k;
+    for i in 0..200 {
+        let n = ((first + i) % 200 + 20) as u8;
+        let path = format!("/run/clrkt-up-{n}.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        if file.try_lock().is_ok() {
+            return (n, file);
+        }
+    }
+    panic!("every upstream number is held by a running test");
 }
 
 impl Upstream {
     fn start() -> Upstream {
-        // Unique per process and per test in it (tests of one binary may share a process).
-        static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let k = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let n = ((std::process::id() + 101 * k) % 200 + 20) as u8;
+        let (n, slot) = claim_slot();
         let netns = format!("clrkt-up-{n}");
         // Not "clrk…": that prefix is how the firewall knows sandbox veths.
         let host_veth = format!("egtup{n}");
@@ -249,6 +271,7 @@ impl Upstream {
             servers,
             ca_pem: ca_cert.pem(),
             _dir: dir,
+            _slot: slot,
         }
     }
 }
