@@ -309,6 +309,12 @@ fn finished_response(outcome: &Outcome, body: Body, id: &str) -> Response {
         Outcome::NoResponse => {
             (StatusCode::BAD_GATEWAY, format!("{NO_RESPONSE}\n")).into_response()
         }
+        Outcome::Killed { code, reason } => {
+            let mut r = (StatusCode::INTERNAL_SERVER_ERROR, format!("{reason}\n")).into_response();
+            r.headers_mut()
+                .insert(EXIT_CODE_HEADER, HeaderValue::from(*code));
+            r
+        }
     };
     response.headers_mut().remove(header::CONTENT_LENGTH);
     with_id(response, id)
@@ -316,7 +322,7 @@ fn finished_response(outcome: &Outcome, body: Body, id: &str) -> Response {
 
 fn exit_code_value(outcome: &Outcome) -> HeaderValue {
     match outcome {
-        Outcome::Exited(code) => HeaderValue::from(*code),
+        Outcome::Exited(code) | Outcome::Killed { code, .. } => HeaderValue::from(*code),
         Outcome::TimedOut(_) => HeaderValue::from_static("timeout"),
         Outcome::Failed(_) | Outcome::Unavailable(_) => HeaderValue::from_static("failed"),
         Outcome::NoResponse => HeaderValue::from(0),

@@ -27,6 +27,8 @@ use crate::worker::{Places, Worker};
 /// runsc's exit status when it failed itself, or started the sandbox but not the agent's
 /// program (a program may exit 128 too: runsc's logs tell them apart).
 const RUNSC_FAILED: i32 = 128;
+/// The exit status of a sandbox killed with SIGKILL (128 + 9).
+const KILLED: i32 = 137;
 
 /// Why a Metadata-mode execution that exited 0 without answering failed (and what its
 /// caller's 502 says).
@@ -269,6 +271,15 @@ impl Run {
                     None => outcome,
                 }
             }
+            // Under runsc the host's OOM killer kills the whole sandbox: the runtime reports
+            // 137, as for any SIGKILL, and only its logs tell the two apart.
+            Outcome::Exited(code @ KILLED) if sandbox.killed_by_host() => Outcome::Killed {
+                code,
+                reason: format!(
+                    "killed: memory limit {} exceeded; raise spec.resources.memory",
+                    self.shape.resources.memory.as_str()
+                ),
+            },
             other => other,
         };
         drop(log);
@@ -283,7 +294,9 @@ impl Run {
             other => other,
         };
         match outcome {
-            Outcome::Exited(_) | Outcome::NoResponse => (outcome, Some(sandbox)),
+            Outcome::Exited(_) | Outcome::NoResponse | Outcome::Killed { .. } => {
+                (outcome, Some(sandbox))
+            }
             _ => (outcome, None),
         }
     }
@@ -349,6 +362,9 @@ impl Run {
                 (ExecutionStatus::Failed, None, Some(reason.clone()))
             }
             Outcome::NoResponse => (ExecutionStatus::Failed, Some(0), Some(NO_RESPONSE.into())),
+            Outcome::Killed { code, reason } => {
+                (ExecutionStatus::Failed, Some(*code), Some(reason.clone()))
+            }
         };
         let end = ExecutionEnd {
             status,
