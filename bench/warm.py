@@ -11,6 +11,9 @@ to the first byte of the response and to its end:
 - warm: the same agent with `warmPoolSize: 4`, each request sent once the pool is full again
   and its sandboxes have had time to block on stdin.
 
+Each in both response modes: buffered (the default: stdout held until the agent exits, so the
+first byte comes with the last) and streaming (`spec.streaming.enabled: true`).
+
 Baselines, same run, same rootfs and command:
 
 - (a) the raw runtime: `runsc run` / `runc run` of an equivalent bundle, stdin piped, timed
@@ -21,7 +24,7 @@ Baselines, same run, same rootfs and command:
 - (c) adnanh's `webhook` running the agent per request with no sandbox;
 - (d) a plain fork/exec of the agent from this script.
 
-Then sustained throughput (runsc, warm pool of 4) at concurrency 1, 4 and 16 against the
+Then sustained throughput (runsc, warm pool of 4, buffered) at concurrency 1, 4 and 16 against the
 same agent without a pool and against webhook; and memory: clrk's RSS before and after a pool
 fills, and the PSS of every process of the pool's sandboxes divided by their number.
 
@@ -644,8 +647,10 @@ class Clrk:
             time.sleep(0.1)
 
 
-def agent_doc(name, image, command, runtime, pool):
+def agent_doc(name, image, command, runtime, pool, streaming=False):
     spec = {"template": {"spec": {"image": image, "command": command}}}
+    if streaming:
+        spec["streaming"] = {"enabled": True}
     if runtime == "runc":
         spec["workerPoolRef"] = "runc"
     if pool:
@@ -741,6 +746,9 @@ class Bench:
                 self.clrk.apply(cold)
                 client = clrk_client(self.clrk.ingress, cold["metadata"]["name"])
                 self.sample((key, "clrk cold", runtime), lambda: timed_post(client), check)
+                # The response mode is no part of the revision: the same agent, streaming.
+                self.clrk.apply(agent_doc(cold["metadata"]["name"], image, command, runtime, 0, True))
+                self.sample((key, "clrk cold streaming", runtime), lambda: timed_post(client), check)
                 raw = RawRuntime(self, runtime, rootfs, raw_argv)
                 self.sample((key, "raw cold", runtime), raw.cold, check)
                 # warm through clrk (and the pool's memory), then (b)
@@ -754,6 +762,8 @@ class Bench:
                     return timed_post(client)
 
                 self.sample((key, "clrk warm", runtime), warm_post, check)
+                self.clrk.apply(agent_doc(warm["metadata"]["name"], image, command, runtime, a.pool, True))
+                self.sample((key, "clrk warm streaming", runtime), warm_post, check)
                 self.drop_pool(runtime, warm)
                 self.sample((key, "raw warm", runtime), lambda: raw.prestarted(a.settle), check)
             if self.webhook:
@@ -860,18 +870,22 @@ class Bench:
         print("| latency (n=%d) | TTFB p50 | TTFB p99 | full p50 | full p99 | ratio TTFB p50 | ratio full p50 |"
               % a.n)
         print("|---|---|---|---|---|---|---|")
-        names = {"clrk cold": "clrk cold", "raw cold": "(a) raw `%s run`", "clrk warm": "clrk warm (pool %d)" % a.pool,
+        names = {"clrk cold": "clrk cold, buffered", "clrk cold streaming": "clrk cold, streaming",
+                 "raw cold": "(a) raw `%s run`",
+                 "clrk warm": "clrk warm (pool %d), buffered" % a.pool,
+                 "clrk warm streaming": "clrk warm (pool %d), streaming" % a.pool,
                  "raw warm": "(b) pre-started `%s run`, stdin blocked"}
         for key, label, _, _ in AGENTS:
             print("| **%s** | | | | | | |" % label)
             for runtime in self.runtimes:
-                for row, base in (("clrk cold", "raw cold"), ("raw cold", None),
-                                  ("clrk warm", "raw warm"), ("raw warm", None)):
+                for row, base in (("clrk cold", "raw cold"), ("clrk cold streaming", "raw cold"),
+                                  ("raw cold", None), ("clrk warm", "raw warm"),
+                                  ("clrk warm streaming", "raw warm"), ("raw warm", None)):
                     cell = self.latency.get((key, row, runtime))
                     if not cell:
                         continue
                     name = names[row] % runtime if "%s" in names[row] else "%s, %s" % (names[row], runtime)
-                    if row == "clrk warm" and self.held.get((key, runtime), 0) < a.pool:
+                    if row.startswith("clrk warm") and self.held.get((key, runtime), 0) < a.pool:
                         name += " ⚠ held %d" % self.held.get((key, runtime), 0)
                     ratio = ["1.00×", "1.00×"] if base is None else ["–", "–"]
                     if base and (key, base, runtime) in self.latency:

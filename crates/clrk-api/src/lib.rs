@@ -45,7 +45,9 @@ pub use quantity::{
 };
 pub use resource::Resource;
 pub use schedule::Schedule;
-pub use task_agent::{ConcurrencyPolicy, Delivery, DeliveryMode, TaskAgent, TaskAgentSpec};
+pub use task_agent::{
+    ConcurrencyPolicy, Delivery, DeliveryMode, Streaming, TaskAgent, TaskAgentSpec,
+};
 pub use worker_pool::{DEFAULT_POOL, RuntimeName, WorkerPool, WorkerPoolSpec};
 
 /// The `apiVersion` every clrk manifest carries.

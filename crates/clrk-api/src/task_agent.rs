@@ -44,6 +44,10 @@ pub struct TaskAgentSpec {
     /// How the event reaches the agent.
     #[serde(default)]
     pub delivery: Delivery,
+    /// Whether stdout is streamed to the caller as it is written, or held until the agent
+    /// exits so that a failure can still be a 5xx.
+    #[serde(default)]
+    pub streaming: Streaming,
     /// Cron schedule (5 fields or `@hourly`, `@every 5m`…); HTTP still works with one set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
@@ -71,6 +75,17 @@ pub struct Delivery {
     /// How the event reaches the agent; default `Stdin`.
     #[serde(default)]
     pub mode: DeliveryMode,
+}
+
+/// `spec.streaming` (SPECIFICATION §4.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Streaming {
+    /// `true`: stdout reaches the caller as it is written, with a 200 once the first bytes
+    /// are out and the exit code in a trailer. `false` (default): stdout is held, up to a cap,
+    /// until the agent exits, so that a non-zero exit or a timeout is a 5xx.
+    #[serde(default)]
+    pub enabled: bool,
 }
 
 /// `spec.delivery.mode` (SPECIFICATION §5).

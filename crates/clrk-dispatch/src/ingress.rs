@@ -11,7 +11,6 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use futures::StreamExt as _;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body::Frame;
@@ -22,6 +21,7 @@ use crate::body::{self, BodyLimits};
 use crate::envelope::{RequestData, response_event};
 use crate::error::DispatchError;
 use crate::ingress_headers::{CLOUDEVENTS_JSON, Refusal, with_id};
+use crate::output::{MAX_BUFFERED_OUTPUT, OutputBuffer};
 use crate::placement::{Dispatcher, Invocation, execution_span};
 use crate::worker::NO_RESPONSE;
 use crate::worker::metadata::AgentResponse;
@@ -69,7 +69,8 @@ pub fn router(dispatcher: Dispatcher) -> Router {
         .layer(trace)
 }
 
-/// Handles one request: resolves the agent, runs an execution, answers with its stdout.
+/// Handles one request: resolves the agent, runs an execution, answers with its stdout,
+/// streamed or held until the agent exits as the agent's `spec.streaming` says.
 pub async fn invoke(
     State(dispatcher): State<Dispatcher>,
     headers: IngressHeaders,
@@ -127,12 +128,42 @@ async fn run(
         },
         timeout,
     };
+    let streaming = admission.streams_output();
     let started = admission.start(invocation).await?;
     Ok(if wants_event {
         wrapped_response(started).await
-    } else {
+    } else if streaming {
         streamed_response(started).await
+    } else {
+        buffered_response(started).await
     })
+}
+
+/// Holds stdout until the end, so the status follows the outcome: 200 with the whole output
+/// for exit 0, the status table's 5xx otherwise. Output over [`MAX_BUFFERED_OUTPUT`] is a 502
+/// at once; the execution goes on to its end, its output discarded.
+async fn buffered_response(mut started: Started) -> Response {
+    let id = started.execution_id.clone();
+    let mut output = OutputBuffer::new(MAX_BUFFERED_OUTPUT);
+    let mut answer = None;
+    let outcome = loop {
+        match started.events.recv().await {
+            Some(ExecEvent::Stdout(bytes)) => {
+                if let Err(over) = output.push(&bytes) {
+                    tracing::info!(cap = over.cap, "output over the buffer cap");
+                    let body = format!("{over}\n");
+                    return with_id((StatusCode::BAD_GATEWAY, body).into_response(), &id);
+                }
+            }
+            Some(ExecEvent::Response(posted)) => answer = Some(posted),
+            Some(ExecEvent::Finished(outcome)) => break outcome,
+            None => break Outcome::Failed("the execution ended without a result".into()),
+        }
+    };
+    match (outcome, answer) {
+        (Outcome::Exited(0), Some(answer)) => answered_response(answer, &id),
+        (outcome, _) => finished_response(&outcome, output.into_body(), &id),
+    }
 }
 
 /// Waits for the first stdout bytes or the end: output decides 200 and streams the rest,
@@ -175,10 +206,10 @@ async fn streamed_response(mut started: Started) -> Response {
             with_id(response, &id)
         }
         Some(ExecEvent::Response(answer)) => answered_response(answer, &id),
-        Some(ExecEvent::Finished(outcome)) => finished_response(&outcome, Bytes::new(), &id),
+        Some(ExecEvent::Finished(outcome)) => finished_response(&outcome, Body::empty(), &id),
         None => finished_response(
             &Outcome::Failed("the execution ended without a result".into()),
-            Bytes::new(),
+            Body::empty(),
             &id,
         ),
     }
@@ -209,7 +240,7 @@ async fn wrapped_response(mut started: Started) -> Response {
     }
     let id = started.execution_id.clone();
     if outcome != Outcome::Exited(0) {
-        return finished_response(&outcome, Bytes::new(), &id);
+        return finished_response(&outcome, Body::empty(), &id);
     }
     let event = response_event(&started.execution_id, &started.source, &stdout);
     let mut response = (StatusCode::OK, event.to_string()).into_response();
@@ -233,7 +264,7 @@ fn answered_response(answer: AgentResponse, id: &str) -> Response {
     with_id(response, id)
 }
 
-fn finished_response(outcome: &Outcome, body: Bytes, id: &str) -> Response {
+fn finished_response(outcome: &Outcome, body: Body, id: &str) -> Response {
     let mut response = match outcome {
         Outcome::Exited(0) => {
             let mut r = (StatusCode::OK, body).into_response();
@@ -278,6 +309,12 @@ fn finished_response(outcome: &Outcome, body: Bytes, id: &str) -> Response {
         Outcome::NoResponse => {
             (StatusCode::BAD_GATEWAY, format!("{NO_RESPONSE}\n")).into_response()
         }
+        Outcome::Killed { code, reason } => {
+            let mut r = (StatusCode::INTERNAL_SERVER_ERROR, format!("{reason}\n")).into_response();
+            r.headers_mut()
+                .insert(EXIT_CODE_HEADER, HeaderValue::from(*code));
+            r
+        }
     };
     response.headers_mut().remove(header::CONTENT_LENGTH);
     with_id(response, id)
@@ -285,7 +322,7 @@ fn finished_response(outcome: &Outcome, body: Bytes, id: &str) -> Response {
 
 fn exit_code_value(outcome: &Outcome) -> HeaderValue {
     match outcome {
-        Outcome::Exited(code) => HeaderValue::from(*code),
+        Outcome::Exited(code) | Outcome::Killed { code, .. } => HeaderValue::from(*code),
         Outcome::TimedOut(_) => HeaderValue::from_static("timeout"),
         Outcome::Failed(_) | Outcome::Unavailable(_) => HeaderValue::from_static("failed"),
         Outcome::NoResponse => HeaderValue::from(0),

@@ -16,6 +16,7 @@ pub mod ingress;
 pub mod ingress_headers;
 pub mod link;
 pub mod logs;
+pub mod output;
 pub mod placement;
 mod pools;
 pub mod revision;

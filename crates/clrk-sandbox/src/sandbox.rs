@@ -140,6 +140,26 @@ impl Sandbox {
         crate::runtime_logs::fatal_errors(&logs, true)
     }
 
+    /// Whether the sandbox as a whole was killed by the host rather than its program ending,
+    /// which under runsc is what going over the memory limit does (the host's OOM killer
+    /// kills gVisor's kernel, and the runtime reports exit 137 as for any SIGKILL). Always
+    /// `false` under runc and once removed.
+    ///
+    /// ```no_run
+    /// # async fn f(sandbox: &mut clrk_sandbox::Sandbox) -> Result<(), clrk_sandbox::SandboxError> {
+    /// if sandbox.wait().await? == 137 && sandbox.killed_by_host() {
+    ///     tracing::warn!("the sandbox went over its memory limit");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn killed_by_host(&self) -> bool {
+        if self.removed || self.cli.kind != crate::RuntimeKind::Runsc {
+            return false;
+        }
+        let logs = self.cli.bundles.join(&self.id).join(RUNTIME_LOGS);
+        crate::runtime_logs::sandbox_process_killed(&logs)
+    }
+
     /// Whether the container's process has exited, without waiting: a sandbox kept ready whose
     /// agent was killed from outside is no longer usable.
     pub fn has_exited(&mut self) -> bool {

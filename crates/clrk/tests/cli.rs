@@ -144,7 +144,7 @@ async fn run_task_exit_codes_logs_invocations_and_delete() {
     ));
     dev.apply(&sh_agent("three", "exit 3", ""));
     dev.apply(&sh_agent("slow", "sleep 1000", ""));
-    dev.apply(&sh_agent("partial", "echo partial; exit 5", ""));
+    dev.apply(&sh_agent("partial", "echo partial; exit 5", STREAMING));
 
     let out = dev.clrk(&["agents", "run-task", "ok", "-i", r#"{"n":1}"#]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -178,7 +178,7 @@ async fn run_task_exit_codes_logs_invocations_and_delete() {
     assert_eq!(out.status.code(), Some(124), "{}", text(&out.stderr));
 
     // A timeout after output was streamed is still a timeout.
-    dev.apply(&sh_agent("talker", "echo talking; sleep 1000", ""));
+    dev.apply(&sh_agent("talker", "echo talking; sleep 1000", STREAMING));
     let out = dev.clrk(&["agents", "run-task", "talker", "--timeout", "1s"]);
     assert_eq!(out.status.code(), Some(124), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "talking\n");

@@ -119,3 +119,95 @@ async fn a_failed_run_task_shows_its_execution_and_the_end_of_its_stderr() {
         text(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_over_its_memory_limit_is_said_to_be_killed_for_it() {
+    let dev = Dev::start();
+    dev.apply(&sh_agent(
+        "hungry",
+        "echo starting; python3 -c 'x = bytearray(700 << 20); x[::4096] = b\"a\" * (len(x) // 4096)'",
+        "  resources:\n    memory: 128Mi",
+    ));
+    let killed = "killed: memory limit 128Mi exceeded";
+
+    // Through HTTP: a 500 that says why, with the code the runtime gave.
+    let r = dev
+        .invoke(&[("X-Clrk-TaskAgent", "default/hungry")], "")
+        .await;
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert_eq!(r.header("x-clrk-exit-code"), Some("137"));
+    assert!(r.text().starts_with(killed), "{}", r.text());
+    assert!(r.text().contains("spec.resources.memory"), "{}", r.text());
+
+    // The record, and what agents invocations shows of it.
+    let runs = dev.invocations("hungry").await;
+    assert_eq!(runs[0]["status"], "Failed");
+    assert_eq!(runs[0]["exitCode"], 137);
+    assert!(
+        runs[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with(killed)),
+        "{runs:?}"
+    );
+    let out = dev.clrk(&["agents", "invocations", "hungry"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(killed), "{}", text(&out.stdout));
+
+    // run-task says it too, not just the code.
+    let out = dev.clrk(&["agents", "run-task", "hungry"]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = text(&out.stderr);
+    assert!(said.contains(killed), "{said}");
+    assert!(!said.contains("exited with code 137"), "{said}");
+
+    // A program that kills itself with SIGKILL is not said to have run out of memory.
+    dev.apply(&sh_agent("selfkill", "kill -9 $$", ""));
+    let r = dev
+        .invoke(&[("X-Clrk-TaskAgent", "default/selfkill")], "")
+        .await;
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert_eq!(r.text().trim(), "agent exited with code 137");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_an_agent_during_a_run_says_so_and_points_at_nothing_gone() {
+    let dev = Dev::start();
+    for (name, extra) in [("slow", ""), ("slow-stream", STREAMING)] {
+        dev.apply(&sh_agent(
+            name,
+            "echo started; echo started >&2; sleep 1000",
+            extra,
+        ));
+        let out = std::thread::scope(|scope| {
+            let run = scope.spawn(|| dev.clrk(&["agents", "run-task", name]));
+            // Its log line is stored after its output was written.
+            dev.wait_for("the execution to have written", || {
+                let logs = dev.clrk(&["agents", "logs", name]);
+                text(&logs.stdout).contains("started").then_some(())
+            });
+            let deleted = dev.clrk(&["agents", "delete", name]);
+            assert!(deleted.status.success(), "{}", text(&deleted.stderr));
+            run.join().unwrap()
+        });
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        let said = text(&out.stderr);
+        assert!(
+            said.contains(&format!(
+                "the agent default/{name} was deleted during the run"
+            )),
+            "{name}: {said}"
+        );
+        // No command can show what went with the agent.
+        assert!(!said.contains("see"), "{name}: {said}");
+        assert!(!said.contains("invocations"), "{name}: {said}");
+        if name == "slow" {
+            assert!(said.contains("stopped: the agent was deleted"), "{said}");
+            assert_eq!(text(&out.stdout), "");
+        } else {
+            assert_eq!(text(&out.stdout), "started\n");
+        }
+        dev.wait_for("the sandbox to be gone", || {
+            dev.runsc_list().is_empty().then_some(())
+        });
+    }
+}

@@ -178,10 +178,26 @@ async fn exit_codes_and_timeouts_map_to_statuses() {
     assert_eq!(line["line"], "oops");
     assert_eq!(line["executionId"], id.as_str());
 
-    // Output already streamed: 200, and the exit code travels as a trailer.
+    // Output, then a non-zero exit: by default the output was held, so the status is still
+    // the 500 of the exit code (the guide's promise); the output is not sent.
     dev.apply(&sh_agent("partial", "echo partial; exit 5", ""));
     let r = dev
         .invoke(&[("X-Clrk-TaskAgent", "default/partial")], "")
+        .await;
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert_eq!(r.header("x-clrk-exit-code"), Some("5"));
+    assert_eq!(r.text().trim(), "agent exited with code 5");
+    assert!(r.trailers.is_empty(), "{:?}", r.trailers);
+
+    // A streaming agent: its output went out first, so 200, and the exit code travels as a
+    // trailer.
+    dev.apply(&sh_agent(
+        "partial-stream",
+        "echo partial; exit 5",
+        STREAMING,
+    ));
+    let r = dev
+        .invoke(&[("X-Clrk-TaskAgent", "default/partial-stream")], "")
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "partial\n");
@@ -189,11 +205,6 @@ async fn exit_codes_and_timeouts_map_to_statuses() {
         r.trailers.get("x-clrk-exit-code").map(String::as_str),
         Some("5")
     );
-
-    let r = dev
-        .invoke(&[("X-Clrk-TaskAgent", "default/partial")], "")
-        .await;
-    assert_eq!(r.status, 200);
 
     // Timeout: 504, and nothing of the execution survives it, not even a setsid grandchild
     // that ignores SIGTERM.
@@ -219,7 +230,7 @@ async fn stdout_is_streamed_as_it_is_written() {
     dev.apply(&sh_agent(
         "streamer",
         "echo first; sleep 10; echo second",
-        "",
+        STREAMING,
     ));
 
     let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
@@ -245,7 +256,11 @@ async fn stdout_is_streamed_as_it_is_written() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hundred_mib_of_stdout_is_streamed_without_buffering() {
     let dev = Dev::start();
-    dev.apply(&sh_agent("firehose", "head -c 104857600 /dev/zero", ""));
+    dev.apply(&sh_agent(
+        "firehose",
+        "head -c 104857600 /dev/zero",
+        STREAMING,
+    ));
     let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build_http();
@@ -275,6 +290,59 @@ async fn a_hundred_mib_of_stdout_is_streamed_without_buffering() {
         .parse()
         .unwrap();
     assert!(hwm_kib < 80 * 1024, "clrk peak RSS {hwm_kib} KiB");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn held_output_is_answered_whole_after_the_exit_and_capped() {
+    let dev = Dev::start();
+    // Exit 0: all of it, with its length, and no trailer.
+    dev.apply(&sh_agent(
+        "megabyte",
+        "head -c 1048576 /dev/zero | tr '\\0' a",
+        "",
+    ));
+    let r = dev
+        .invoke(&[("X-Clrk-TaskAgent", "default/megabyte")], "")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-length"), Some("1048576"));
+    assert!(r.body.len() == 1 << 20 && r.body.iter().all(|b| *b == b'a'));
+    assert!(r.trailers.is_empty(), "{:?}", r.trailers);
+
+    // Output, then the timeout: a 504, not a 200 cut short.
+    dev.apply(&sh_agent("talker", "echo talking; sleep 1000", ""));
+    let r = dev
+        .invoke(
+            &[
+                ("X-Clrk-TaskAgent", "default/talker"),
+                ("X-Clrk-Timeout", "1s"),
+            ],
+            "",
+        )
+        .await;
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert_eq!(r.text().trim(), "execution timed out after 1s");
+
+    // Over the cap: a 502 that names it and the way out, while clrk holds no more than the
+    // cap of the agent's 200 MiB.
+    dev.apply(&sh_agent("flood", "head -c 209715200 /dev/zero", ""));
+    let r = dev
+        .invoke(&[("X-Clrk-TaskAgent", "default/flood")], "")
+        .await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(r.header("x-clrk-execution-id").is_some());
+    let said = r.text();
+    assert!(said.contains("more than 32 MiB of stdout"), "{said}");
+    assert!(said.contains("spec.streaming.enabled: true"), "{said}");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", dev.pid())).unwrap();
+    let hwm_kib: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(hwm_kib < 112 * 1024, "clrk peak RSS {hwm_kib} KiB");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -131,6 +131,10 @@ mod tests {
             Outcome::Failed("worker lost".into()),
             Outcome::Unavailable("image r/a:1 is not on this worker".into()),
             Outcome::NoResponse,
+            Outcome::Killed {
+                code: 137,
+                reason: "killed: memory limit 128Mi exceeded".into(),
+            },
         ] {
             match round_trip(ExecEvent::Finished(outcome.clone())) {
                 ExecEvent::Finished(end) => assert_eq!(end, outcome),

@@ -338,6 +338,12 @@ impl Admission {
         self.body = Some(permit);
     }
 
+    /// Whether the agent's stdout goes to its caller as it is written
+    /// (`spec.streaming.enabled`), rather than held until it exits.
+    pub fn streams_output(&self) -> bool {
+        self.agent.spec.streaming.enabled
+    }
+
     /// Starts the execution of `inv` (for the agent admitted) in the background, in the
     /// current span (the caller's [`execution_span`]).
     pub async fn start(self, inv: Invocation) -> Result<Started, DispatchError> {

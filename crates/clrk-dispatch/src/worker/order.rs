@@ -63,6 +63,12 @@ pub enum Outcome {
     Unavailable(String),
     /// Metadata mode: it exited 0 without posting a response.
     NoResponse,
+    /// Killed from outside its program, not by clrk: `code` is the exit status the runtime
+    /// reported and `reason` says what killed it (`killed: memory limit 128Mi exceeded`).
+    Killed {
+        code: i32,
+        reason: String,
+    },
 }
 
 /// An execution that has been accepted; its events arrive on `events`.

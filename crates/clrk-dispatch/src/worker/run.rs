@@ -30,6 +30,8 @@ const RUNSC_FAILED: i32 = 128;
 /// How many times a `host:` sandbox is started for one execution when a path it hides
 /// vanishes while runsc mounts it ([`vanished_mount`]); the agent had not run.
 const START_ATTEMPTS: u32 = 3;
+/// The exit status of a sandbox killed with SIGKILL (128 + 9).
+const KILLED: i32 = 137;
 
 /// Why a Metadata-mode execution that exited 0 without answering failed (and what its
 /// caller's 502 says).
@@ -323,6 +325,15 @@ impl Run {
                     None => outcome,
                 }
             }
+            // Under runsc the host's OOM killer kills the whole sandbox: the runtime reports
+            // 137, as for any SIGKILL, and only its logs tell the two apart.
+            Outcome::Exited(code @ KILLED) if sandbox.killed_by_host() => Outcome::Killed {
+                code,
+                reason: format!(
+                    "killed: memory limit {} exceeded; raise spec.resources.memory",
+                    self.shape.resources.memory.as_str()
+                ),
+            },
             other => other,
         };
         drop(log);
@@ -337,7 +348,7 @@ impl Run {
             other => other,
         };
         match outcome {
-            Outcome::Exited(_) | Outcome::NoResponse => {
+            Outcome::Exited(_) | Outcome::NoResponse | Outcome::Killed { .. } => {
                 Attempt::Ended(outcome, Some(Box::new(sandbox)))
             }
             _ => Attempt::Ended(outcome, None),
@@ -420,6 +431,9 @@ impl Run {
                 (ExecutionStatus::Failed, None, Some(reason.clone()))
             }
             Outcome::NoResponse => (ExecutionStatus::Failed, Some(0), Some(NO_RESPONSE.into())),
+            Outcome::Killed { code, reason } => {
+                (ExecutionStatus::Failed, Some(*code), Some(reason.clone()))
+            }
         };
         let end = ExecutionEnd {
             status,

@@ -91,23 +91,45 @@ pub async fn run(args: RunTaskArgs, session: &Session) -> anyhow::Result<()> {
             .unwrap_or_default();
         failure(status, &headers, &error_message(&body), &task)
     };
-    // A refused request made no execution; a failed one says where to look.
+    // A refused request made no execution; a failed one says where to look, unless its agent
+    // was deleted meanwhile and its records with it.
     match (error, execution) {
         (error @ CliError::Rejected { .. }, _) | (error, None) => Err(error.into()),
         (error, Some(id)) => {
-            let stderr = last_stderr_lines(session, &task, &id).await;
+            let details = match last_stderr_lines(session, &task, &id).await {
+                Some(stderr) => execution_details(&task, &id, &stderr),
+                None => deleted_details(&task, &id),
+            };
             Err(CliError::Execution {
                 failure: Box::new(error),
-                details: execution_details(&task, &id, &stderr),
+                details,
             }
             .into())
         }
     }
 }
 
+/// What follows the error of an execution whose agent was deleted during the run: no command
+/// can show its log or record any more.
+///
+/// ```
+/// use clrk::commands::run_task::{deleted_details, TaskRequest};
+/// let task = TaskRequest { namespace: "default".into(), name: "slow".into(), input: None, headers: vec![], timeout: None };
+/// let text = deleted_details(&task, "9f1c");
+/// assert!(text.contains("default/slow was deleted during the run"));
+/// assert!(!text.contains("see:"));
+/// ```
+pub fn deleted_details(task: &TaskRequest, id: &str) -> String {
+    format!(
+        "execution {id}: the agent {}/{} was deleted during the run, and its logs and \
+         executions with it",
+        task.namespace, task.name
+    )
+}
+
 /// The last [`STDERR_SHOWN`] lines execution `id` wrote on stderr; none when they cannot be
-/// read (the error is still worth showing without them).
-async fn last_stderr_lines(session: &Session, task: &TaskRequest, id: &str) -> Vec<String> {
+/// read (the error is still worth showing without them), `None` when the agent is gone.
+async fn last_stderr_lines(session: &Session, task: &TaskRequest, id: &str) -> Option<Vec<String>> {
     let path = [
         "v1",
         "agents",
@@ -128,8 +150,11 @@ async fn last_stderr_lines(session: &Session, task: &TaskRequest, id: &str) -> V
     let body = match read.await {
         Ok(body) => body,
         Err(error) => {
+            if let Some(CliError::Api { status: 404, .. }) = error.downcast_ref::<CliError>() {
+                return None;
+            }
             tracing::debug!(%error, execution = id, "could not read the execution's log");
-            return Vec::new();
+            return Some(Vec::new());
         }
     };
     let lines: Vec<String> = body
@@ -138,7 +163,7 @@ async fn last_stderr_lines(session: &Session, task: &TaskRequest, id: &str) -> V
         .filter(|line| line.stream == "stderr")
         .map(|line| line.line)
         .collect();
-    lines[lines.len().saturating_sub(STDERR_SHOWN)..].to_vec()
+    Some(lines[lines.len().saturating_sub(STDERR_SHOWN)..].to_vec())
 }
 
 /// What follows a failed execution's error: its id, the end of its stderr, and the command
@@ -310,7 +335,7 @@ pub fn streamed_outcome(trailers: &HeaderMap) -> anyhow::Result<()> {
         .into()),
         (Some("failed"), _) => Err(CliError::Api {
             status: 200,
-            message: "the execution was stopped by clrk after part of its output was sent; see clrk agents invocations".into(),
+            message: "the execution was stopped by clrk after part of its output was sent".into(),
         }
         .into()),
         _ => Ok(()),
@@ -331,7 +356,8 @@ pub fn failure(
     message: &str,
     task: &TaskRequest,
 ) -> CliError {
-    let message = match message {
+    let said = message;
+    let message = match said {
         "" => format!(
             "the ingress answered {status} for {}/{}",
             task.namespace, task.name
@@ -340,8 +366,12 @@ pub fn failure(
     };
     match status.as_u16() {
         500 => match exit_code(headers) {
-            Some(code) => CliError::AgentExited { code },
-            None => CliError::Api {
+            Some(code) if said.is_empty() || said == CliError::AgentExited { code }.to_string() => {
+                CliError::AgentExited { code }
+            }
+            // The server's sentence says more than the code (`killed: memory limit 128Mi
+            // exceeded`), or there is no code.
+            _ => CliError::Api {
                 status: 500,
                 message,
             },
@@ -508,6 +538,23 @@ mod tests {
             err.to_string(),
             "the ingress answered 404 Not Found for default/word-count"
         );
+    }
+
+    #[test]
+    fn a_500_with_an_exit_code_says_the_servers_reason_when_it_has_one() {
+        let mut headers = HeaderMap::new();
+        headers.insert(EXIT_CODE, HeaderValue::from_static("137"));
+        let killed = "killed: memory limit 128Mi exceeded; raise spec.resources.memory";
+        let err = failure(StatusCode::INTERNAL_SERVER_ERROR, &headers, killed, &task());
+        assert_eq!((err.exit_code(), err.to_string()), (1, killed.into()));
+        headers.insert(EXIT_CODE, HeaderValue::from_static("3"));
+        let err = failure(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &headers,
+            "agent exited with code 3",
+            &task(),
+        );
+        assert!(matches!(err, CliError::AgentExited { code: 3 }), "{err:?}");
     }
 
     #[test]

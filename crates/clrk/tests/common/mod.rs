@@ -397,6 +397,10 @@ pub fn uuid_like() -> String {
     )
 }
 
+/// `spec` lines for [`sh_agent`]'s `extra_spec`: stdout streamed as it is written, the exit
+/// code in a trailer (SPECIFICATION §4.3).
+pub const STREAMING: &str = "  streaming:\n    enabled: true";
+
 /// A TaskAgent running a shell script from the host root filesystem.
 pub fn sh_agent(name: &str, script: &str, extra_spec: &str) -> String {
     sh_manifest("TaskAgent", name, script, extra_spec)

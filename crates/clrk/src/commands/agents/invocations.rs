@@ -6,6 +6,7 @@ use crate::commands::Session;
 use crate::duration::format_millis;
 use crate::output::{Table, ago, non_empty, or_dash};
 use chrono::{DateTime, Utc};
+use clrk_server::terminal::escape_controls;
 use clrk_wire::Execution;
 
 /// Prints an agent's recent executions, newest first as the server orders them.
@@ -25,7 +26,7 @@ pub async fn run(args: InvocationsArgs, session: &Session) -> anyhow::Result<()>
 /// The `agents invocations` table as of `now`.
 pub fn invocations_table(executions: &[Execution], now: DateTime<Utc>) -> Table {
     let mut table = Table::new([
-        "ID", "TRIGGER", "STATUS", "EXIT", "DURATION", "START", "STARTED",
+        "ID", "TRIGGER", "STATUS", "EXIT", "DURATION", "START", "STARTED", "REASON",
     ]);
     for execution in executions {
         table.row([
@@ -39,6 +40,15 @@ pub fn invocations_table(executions: &[Execution], now: DateTime<Utc>) -> Table 
             ),
             or_dash(non_empty(&execution.start)),
             ago(Some(execution.started_at.as_str()), now),
+            // Why it failed, when it says more than the exit code; it may quote the agent's
+            // stderr, which must not drive the terminal.
+            or_dash(
+                execution
+                    .reason
+                    .as_deref()
+                    .filter(|r| !r.starts_with("agent exited with code"))
+                    .map(escape_controls),
+            ),
         ]);
     }
     table
@@ -58,7 +68,13 @@ mod tests {
                "startedAt": "2026-01-01T11:59:00Z", "endedAt": "2026-01-01T11:59:01Z", "durationMs": 1250, "start": "warm"},
               {"id": "77aa", "namespace": "default", "agent": "a", "revision": "a-00001", "trigger": "http",
                "status": "Running", "exitCode": null, "reason": null,
-               "startedAt": "2026-01-01T11:59:58Z", "endedAt": null, "durationMs": null, "start": "cold"}
+               "startedAt": "2026-01-01T11:59:58Z", "endedAt": null, "durationMs": null, "start": "cold"},
+              {"id": "5e0b", "namespace": "default", "agent": "a", "revision": "a-00001", "trigger": "http",
+               "status": "Failed", "exitCode": 137, "reason": "killed: memory limit 128Mi exceeded",
+               "startedAt": "2026-01-01T11:58:00Z", "endedAt": "2026-01-01T11:58:02Z", "durationMs": 2000, "start": "cold"},
+              {"id": "3c2d", "namespace": "default", "agent": "a", "revision": "a-00001", "trigger": "http",
+               "status": "Failed", "exitCode": 3, "reason": "agent exited with code 3",
+               "startedAt": "2026-01-01T11:57:00Z", "endedAt": "2026-01-01T11:57:01Z", "durationMs": 1000, "start": "warm"}
             ]}"#,
         )
         .unwrap();
@@ -67,9 +83,11 @@ mod tests {
             .to_utc();
         assert_eq!(
             invocations_table(&executions.items, now).render(),
-            "ID     TRIGGER   STATUS      EXIT   DURATION   START   STARTED\n\
-             9f1c   cli       Succeeded   0      1.2s       warm    60s ago\n\
-             77aa   http      Running     -      -          cold    2s ago\n"
+            "ID     TRIGGER   STATUS      EXIT   DURATION   START   STARTED   REASON\n\
+             9f1c   cli       Succeeded   0      1.2s       warm    60s ago   -\n\
+             77aa   http      Running     -      -          cold    2s ago    -\n\
+             5e0b   http      Failed      137    2s         cold    2m ago    killed: memory limit 128Mi exceeded\n\
+             3c2d   http      Failed      3      1s         warm    3m ago    -\n"
         );
     }
 }
