@@ -64,6 +64,7 @@ pub async fn agent(state: &AppState, agent: &Agent) -> Result<wire::Agent, clrk_
     Ok(wire::Agent {
         kind: agent.kind.clone(),
         key: ObjectKey::new(&agent.namespace, &agent.name),
+        metadata: agent.spec.get("metadata").cloned().unwrap_or(Value::Null),
         spec: agent.spec.get("spec").cloned().unwrap_or(Value::Null),
         created_at: agent.created_at.to_rfc3339(),
         updated_at: agent.updated_at.to_rfc3339(),

@@ -90,6 +90,20 @@ pub fn exit_code_for(err: &anyhow::Error) -> u8 {
         .map_or(EXIT_FAILED, CliError::exit_code)
 }
 
+/// Whether the control API answered 404 Not Found.
+///
+/// ```
+/// let gone = anyhow::Error::new(clrk::CliError::Api { status: 404, message: "gone".into() });
+/// assert!(clrk::error::is_not_found(&gone));
+/// assert!(!clrk::error::is_not_found(&anyhow::anyhow!("other")));
+/// ```
+pub fn is_not_found(err: &anyhow::Error) -> bool {
+    matches!(
+        err.downcast_ref::<CliError>(),
+        Some(CliError::Api { status: 404, .. })
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

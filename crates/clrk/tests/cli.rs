@@ -108,7 +108,7 @@ async fn apply_reports_created_unchanged_configured_and_revisions() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let agent: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(agent["status"]["latestRevision"], "greeter-00002");
-    assert_eq!(agent["revisions"].as_array().unwrap().len(), 2);
+    assert_eq!(agent["status"]["revisions"].as_array().unwrap().len(), 2);
     assert_eq!(agent["spec"]["maxConcurrent"], 3);
     assert_eq!(agent["spec"]["timeout"], "1m40s");
 
@@ -194,6 +194,11 @@ async fn run_task_exit_codes_logs_invocations_and_delete() {
     let logs = text(&out.stdout);
     assert_eq!(logs.lines().count(), 1, "{logs}");
     assert!(logs.contains("to-logs"), "{logs}");
+    // --tail -1 is every line, as kubectl writes it: one per run.
+    let out = dev.clrk(&["agents", "logs", "ok", "--tail", "-1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let logs = text(&out.stdout);
+    assert_eq!(logs.matches("to-logs").count(), 2, "{logs}");
 
     let out = dev.clrk(&["agents", "invocations", "ok"]);
     let table = text(&out.stdout);
@@ -209,6 +214,181 @@ async fn run_task_exit_codes_logs_invocations_and_delete() {
     assert_eq!(r.status, 404);
     let out = dev.clrk(&["agents", "delete", "ok"]);
     assert!(!out.status.success());
+    // --ignore-not-found: nothing to do is success, and says nothing.
+    let out = dev.clrk(&["agents", "delete", "ok", "--ignore-not-found"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "");
+    let gone = dev.clrk_dir().join("gone.yaml");
+    std::fs::write(&gone, sh_agent("ok", "true", "")).unwrap();
+    let gone = gone.to_str().unwrap();
+    let out = dev.clrk(&["delete", "-f", gone]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("not found"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = dev.clrk(&["delete", "-f", gone, "--ignore-not-found"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = dev.clrk(&["secret", "delete", "never-set", "--ignore-not-found"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn get_yaml_applies_back_and_clrk_get_shows_every_kind() {
+    let dev = Dev::start();
+    let labelled = sh_agent("greeter", "echo hello", "  maxConcurrent: 2").replace(
+        "  name: greeter\n",
+        "  name: greeter\n  labels: {team: web}\n",
+    );
+    assert_eq!(dev.apply(&labelled).trim(), "taskagent/greeter created");
+    dev.apply(&sh_manifest(
+        "DaemonAgent",
+        "ticker",
+        "while true; do sleep 1; done",
+        "",
+    ));
+    let save = |args: &[&str], file: &str| {
+        let out = dev.clrk(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        let path = dev.clrk_dir().join(file);
+        std::fs::write(&path, &out.stdout).unwrap();
+        (path.to_str().unwrap().to_string(), text(&out.stdout))
+    };
+    let apply_file = |path: &str| {
+        let out = dev.clrk(&["apply", "-f", path]);
+        assert!(
+            out.status.success(),
+            "apply -f {path}: {}",
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    };
+
+    // get -o yaml|json is a manifest: spec as applied, status beside it; apply takes it back.
+    let (yaml, shown) = save(&["agents", "get", "greeter", "-o", "yaml"], "greeter.yaml");
+    for expected in [
+        "apiVersion: clrk.apoxy.dev/v1alpha1",
+        "kind: TaskAgent",
+        "team: web",
+        "maxConcurrent: 2",
+        "latestRevision: greeter-00001",
+        "revisions:",
+    ] {
+        assert!(shown.contains(expected), "no {expected:?} in\n{shown}");
+    }
+    assert_eq!(apply_file(&yaml).trim(), "taskagent/greeter unchanged");
+    let (json, shown) = save(&["agents", "get", "greeter", "-o", "json"], "greeter.json");
+    let object: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(object["metadata"]["labels"]["team"], "web", "{object}");
+    assert_eq!(
+        object["status"]["latestRevision"], "greeter-00001",
+        "{object}"
+    );
+    assert_eq!(apply_file(&json).trim(), "taskagent/greeter unchanged");
+    // An edit of the saved spec applies as one.
+    std::fs::write(
+        &yaml,
+        std::fs::read_to_string(&yaml)
+            .unwrap()
+            .replace("maxConcurrent: 2", "maxConcurrent: 5"),
+    )
+    .unwrap();
+    assert_eq!(apply_file(&yaml).trim(), "taskagent/greeter configured");
+
+    // clrk get KIND [NAME]: each kind's table, one object, or a List apply takes back.
+    let out = dev.clrk(&["get", "taskagents"]);
+    let table = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        table.contains("greeter") && !table.contains("ticker"),
+        "{table}"
+    );
+    let out = dev.clrk(&["get", "DaemonAgent", "ticker", "-o", "wide"]);
+    let table = text(&out.stdout);
+    assert!(
+        table.contains("ticker") && table.contains("IMAGE"),
+        "{table}"
+    );
+    let (one, _) = save(&["get", "taskagent/greeter", "-o", "yaml"], "one.yaml");
+    assert_eq!(apply_file(&one).trim(), "taskagent/greeter unchanged");
+    let (all, shown) = save(&["get", "agents", "-o", "yaml"], "all.yaml");
+    assert!(shown.contains("kind: List"), "{shown}");
+    let applied = apply_file(&all);
+    assert!(
+        applied.contains("taskagent/greeter unchanged")
+            && applied.contains("daemonagent/ticker unchanged"),
+        "{applied}"
+    );
+    let out = dev.clrk(&["get", "taskagent", "nope"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("taskagent \"nope\" not found in namespace default"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = dev.clrk(&["get", "robots"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("egressgateway"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = dev.clrk(&["get", "egressgateways"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no egressgateways"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Every list takes -o wide|json|yaml; a secret's value never shows in any of them.
+    let out = dev.clrk(&[
+        "secret",
+        "set",
+        "api",
+        "--from-literal",
+        "token=SUPER-SECRET-VALUE",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for list in [
+        &["pools", "list"][..],
+        &["secret", "list"],
+        &["images", "list"],
+        &["workers", "list"],
+        &["egress", "list"],
+        &["agents", "list"],
+        &["get", "secrets"],
+        &["get", "pools"],
+        &["get", "workers"],
+        &["get", "images"],
+    ] {
+        for format in ["wide", "json", "yaml"] {
+            let args = [list, &["-o", format]].concat();
+            let out = dev.clrk(&args);
+            assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+            let shown = text(&out.stdout);
+            assert!(
+                !shown.contains("SUPER-SECRET"),
+                "{args:?} printed the value:\n{shown}"
+            );
+            if format == "json" {
+                let list: serde_json::Value = serde_json::from_str(&shown).unwrap();
+                assert!(list["items"].is_array(), "{args:?}: {list}");
+            }
+        }
+    }
+    for args in [
+        &["secret", "list", "-o", "yaml"][..],
+        &["get", "secret", "api", "-o", "json"],
+    ] {
+        let out = dev.clrk(args);
+        let shown = text(&out.stdout);
+        assert!(
+            shown.contains("token") && !shown.contains("SUPER-SECRET"),
+            "{args:?}: {shown}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
