@@ -70,6 +70,8 @@ pub enum Command {
     Upgrade(UpgradeArgs),
     /// Create or update the resources in manifest files.
     Apply(ApplyArgs),
+    /// Show what applying manifest files would change, and whether it makes a new revision.
+    Diff(DiffArgs),
     /// Delete the resources named in manifest files.
     Delete(DeleteArgs),
     /// Show the objects of any kind, or one, as kubectl get does.
@@ -425,14 +427,68 @@ pub struct FileArgs {
 Example:
   clrk apply -f taskagent.yaml
   taskagent/word-count created
-  clrk apply -f agents/ -R")]
+  clrk apply -f agents/ -R
+  clrk apply -f taskagent.yaml --dry-run=server
+  taskagent/word-count configured (revision word-count-00002) (server dry run)
+
+--dry-run (or --dry-run=client) checks the files here and sends nothing; --dry-run=server
+has the server validate them and resolve their images, and say what applying would do
+(created, configured and the revision it would make, unchanged) without changing anything.
+clrk diff -f FILE shows the changes themselves.")]
 pub struct ApplyArgs {
     #[command(flatten)]
     pub input: FileArgs,
 
+    /// Change nothing: `client` checks the files here, `server` asks the server what applying
+    /// would do.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "WHERE",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "client"
+    )]
+    pub dry_run: Option<DryRun>,
+
     /// Accepted for compatibility with the guide; changes nothing.
     #[arg(long)]
     pub local: bool,
+}
+
+/// Where `apply --dry-run` checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DryRun {
+    /// Parse and validate the files here; send nothing.
+    Client,
+    /// Full validation and image resolution by the server; nothing changes.
+    Server,
+}
+
+/// `clrk diff`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+For each object the files name: the lines of the manifest the server holds (- ) and of the
+one the file would apply (+ ) that differ, with 3 lines around each change (@@ stands for
+those left out), then what applying would do, as apply --dry-run=server says it: created,
+configured with the revision it would make (a new revision replaces the running sandboxes),
+or unchanged. Exits 0 when nothing would change, 1 when something would, as kubectl diff
+does. spec.otlp.headers values show as <redacted>.
+
+Example:
+  clrk diff -f taskagent.yaml
+  --- default/word-count (applied)
+  +++ default/word-count (taskagent.yaml)
+  @@
+      scheduleInput: {}
+  -   timeout: 1m40s
+  +   timeout: 2m
+      warmPoolIdleTTL: 10m0s
+  @@
+  taskagent/word-count: would be configured, no new revision")]
+pub struct DiffArgs {
+    #[command(flatten)]
+    pub input: FileArgs,
 }
 
 /// `clrk delete`.
@@ -1108,6 +1164,24 @@ mod tests {
         );
         assert!(args.input.recursive);
         assert!(args.local);
+    }
+
+    #[test]
+    fn dry_run_is_client_unless_server_is_asked_for() {
+        let dry_run = |args: &[&str]| match parse(args).unwrap().command {
+            Command::Apply(apply) => apply.dry_run,
+            other => panic!("expected apply, got {other:?}"),
+        };
+        assert_eq!(dry_run(&["apply", "-f", "a.yaml"]), None);
+        assert_eq!(
+            dry_run(&["apply", "-f", "a.yaml", "--dry-run"]),
+            Some(DryRun::Client)
+        );
+        assert_eq!(
+            dry_run(&["apply", "--dry-run=server", "-f", "a.yaml"]),
+            Some(DryRun::Server)
+        );
+        assert!(parse(&["apply", "-f", "a.yaml", "--dry-run=maybe"]).is_err());
     }
 
     #[test]

@@ -60,6 +60,11 @@ pub enum CliError {
     /// The ingress refused to start the execution (not found, busy, no ready revision, ...).
     #[error("{message}")]
     Rejected { status: u16, message: String },
+
+    /// `clrk diff` found objects that applying would change; it printed them already, so
+    /// the CLI only exits 1, as `kubectl diff` does.
+    #[error("applying would change {objects} object(s)")]
+    Differs { objects: usize },
 }
 
 impl CliError {

@@ -235,6 +235,114 @@ async fn run_task_exit_codes_logs_invocations_and_delete() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn dry_runs_and_diff_say_what_applying_would_do_and_change_nothing() {
+    let dev = Dev::start();
+    let file = |name: &str, manifest: &str| {
+        let path = dev.clrk_dir().join(name);
+        std::fs::write(&path, manifest).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let v1 = file("v1.yaml", &sh_agent("greeter", "echo hello", ""));
+    let run = |args: &[&str]| {
+        let out = dev.clrk(args);
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    let nothing_applied = || {
+        let (code, list, _) = run(&["agents", "list", "-o", "json"]);
+        assert_eq!(code, Some(0));
+        let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+        assert_eq!(list["items"].as_array().map(Vec::len), Some(0), "{list}");
+    };
+
+    let (code, out, err) = run(&["apply", "-f", &v1, "--dry-run"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.trim(), "taskagent/greeter checked (client dry run)");
+    let (code, out, err) = run(&["apply", "-f", &v1, "--dry-run=server"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.trim(), "taskagent/greeter created (server dry run)");
+    let (code, out, _) = run(&["diff", "-f", &v1]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("(not applied)") && out.contains("+ kind: TaskAgent"),
+        "{out}"
+    );
+    assert!(
+        out.contains("taskagent/greeter: would be created, with revision greeter-00001"),
+        "{out}"
+    );
+    nothing_applied();
+    // The server resolves images in a dry run; the client does not.
+    let unreachable = file(
+        "unreachable.yaml",
+        &sh_agent("far", "true", "").replace("\"host:\"", "127.0.0.1:1/nothing:1"),
+    );
+    let (code, _, err) = run(&["apply", "-f", &unreachable, "--dry-run"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = run(&["apply", "-f", &unreachable, "--dry-run=server"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("spec.template.spec.image"), "{err}");
+    nothing_applied();
+
+    dev.apply(&sh_agent("greeter", "echo hello", ""));
+    let (code, out, _) = run(&["diff", "-f", &v1]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(out, "taskagent/greeter: unchanged\n");
+    // A setting that shapes no sandbox: configured, no revision; a new template: a revision.
+    let v2 = file(
+        "v2.yaml",
+        &sh_agent("greeter", "echo hello", "  maxConcurrent: 3"),
+    );
+    let (code, out, _) = run(&["diff", "-f", &v2]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("+ ") && l.contains("maxConcurrent: 3")),
+        "{out}"
+    );
+    assert!(
+        out.contains("would be configured, no new revision"),
+        "{out}"
+    );
+    let v3 = file("v3.yaml", &sh_agent("greeter", "echo bonjour", ""));
+    let (code, out, _) = run(&["diff", "-f", &v3]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("- ") && l.contains("echo hello"))
+            && out
+                .lines()
+                .any(|l| l.starts_with("+ ") && l.contains("echo bonjour")),
+        "{out}"
+    );
+    assert!(
+        out.contains("would be configured, making revision greeter-00002"),
+        "{out}"
+    );
+    let (code, out, err) = run(&["apply", "-f", &v3, "--dry-run=server"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out.trim(),
+        "taskagent/greeter configured (revision greeter-00002) (server dry run)"
+    );
+    // None of it changed anything.
+    let (_, shown, _) = run(&["agents", "get", "greeter", "-o", "json"]);
+    let agent: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(
+        agent["status"]["revisions"].as_array().map(Vec::len),
+        Some(1),
+        "{agent}"
+    );
+    assert!(
+        agent["spec"].get("maxConcurrent").is_none_or(|m| m != 3),
+        "{agent}"
+    );
+    let r = dev
+        .invoke(&[("X-Clrk-TaskAgent", "default/greeter")], "")
+        .await;
+    assert_eq!(r.text(), "hello\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn get_yaml_applies_back_and_clrk_get_shows_every_kind() {
     let dev = Dev::start();
     let labelled = sh_agent("greeter", "echo hello", "  maxConcurrent: 2").replace(

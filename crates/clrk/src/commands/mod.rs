@@ -5,6 +5,7 @@ pub mod apply;
 pub mod cluster;
 pub mod delete;
 pub mod dev;
+pub mod diff;
 pub mod egress;
 pub mod get;
 pub mod images;
@@ -58,6 +59,7 @@ pub async fn run(cli: Cli, clrk_dir: PathBuf) -> anyhow::Result<()> {
         Command::Install(args) => install::install(args).await,
         Command::Upgrade(args) => install::upgrade(args).await,
         Command::Apply(args) => apply::run(args, &session).await,
+        Command::Diff(args) => diff::run(args, &session).await,
         Command::Delete(args) => delete::run(args, &session).await,
         Command::Get(args) => get::run(args, &session).await,
         Command::Agents(command) => match command {
