@@ -10,8 +10,12 @@ use crate::kind::Kind;
 use crate::resource::Resource;
 use crate::validate::validate;
 
-/// The only keys a document may have at its top level.
-const TOP_LEVEL_FIELDS: [&str; 4] = ["apiVersion", "kind", "metadata", "spec"];
+/// The only keys a document may have at its top level. `status` is what `clrk agents get -o
+/// yaml` prints beside the spec; it is ignored, as `kubectl apply` ignores it.
+const TOP_LEVEL_FIELDS: [&str; 5] = ["apiVersion", "kind", "metadata", "spec", "status"];
+
+/// Top-level keys read by [`header`], or ignored, rather than decoded into the object.
+const NOT_IN_BODY: [&str; 3] = ["apiVersion", "kind", "status"];
 
 /// One parsed document of a manifest file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +32,9 @@ pub struct Document {
 ///
 /// Text whose first non-blank character is `{` or `[` is read as JSON: one object, or an
 /// array of objects. Anything else is YAML, with documents separated by `---`; empty
-/// documents are skipped. `source` is the file name used in messages. Each document's first
+/// documents are skipped. A document of `kind: List` (as `clrk get` and `kubectl get` print
+/// several objects) stands for its `items`, each counted as a document. `source` is the file
+/// name used in messages. Each document's first
 /// fault is returned, all of them at once when several documents have one
 /// ([`ManifestError::Several`]); a file without any document is an error.
 ///
@@ -44,7 +50,7 @@ pub struct Document {
 ///     "taskagent.yaml: document 1: spec.template.spec.imagee: unknown field"));
 /// ```
 pub fn parse_manifests(source: &str, text: &str) -> Result<Vec<Document>, ManifestError> {
-    let values = decode(source, text)?;
+    let values = expand_lists(decode(source, text)?);
     if values.is_empty() {
         return Err(ManifestError::Empty {
             file: source.to_owned(),
@@ -102,7 +108,7 @@ pub fn parse_value(source: &str, index: usize, value: &Value) -> Result<Document
     let kind = header(fields).map_err(at)?;
     let body: Map<String, Value> = fields
         .iter()
-        .filter(|(key, _)| *key != "apiVersion" && *key != "kind")
+        .filter(|(key, _)| !NOT_IN_BODY.contains(&key.as_str()))
         .map(|(key, v)| (key.clone(), v.clone()))
         .collect();
     let body = Value::Object(body);
@@ -165,6 +171,25 @@ fn header(fields: &Map<String, Value>) -> Result<Kind, FieldError> {
         ));
     }
     Ok(kind)
+}
+
+/// Replaces each `kind: List` document with its `items`.
+fn expand_lists(values: Vec<Value>) -> Vec<Value> {
+    let mut out = Vec::with_capacity(values.len());
+    for value in values {
+        let is_list = value.get("kind").and_then(Value::as_str) == Some("List");
+        match value {
+            Value::Object(mut fields)
+                if is_list && fields.get("items").is_some_and(Value::is_array) =>
+            {
+                if let Some(Value::Array(items)) = fields.remove("items") {
+                    out.extend(items);
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 fn decode_body<T: DeserializeOwned>(body: &Value) -> Result<T, FieldError> {

@@ -179,10 +179,11 @@ fn unknown_field_names_its_path_and_the_allowed_ones() {
 
 #[test]
 fn unknown_field_at_top_level_and_deep_in_a_list() {
-    let status = format!("{WORD_COUNT}status: {{}}\n");
+    let extra = format!("{WORD_COUNT}statuss: {{}}\n");
     assert_eq!(
-        error("a.yaml", &status),
-        "a.yaml: document 1: status: unknown field (expected one of: apiVersion, kind, metadata, spec)"
+        error("a.yaml", &extra),
+        "a.yaml: document 1: statuss: unknown field \
+         (expected one of: apiVersion, kind, metadata, spec, status)"
     );
     let env = WORD_COUNT.replace("value: \"hi\"", "valeu: \"hi\"");
     assert_eq!(
@@ -190,6 +191,37 @@ fn unknown_field_at_top_level_and_deep_in_a_list() {
         "a.yaml: document 1: spec.template.spec.env[0].valeu: unknown field \
          (expected one of: name, value, valueFrom)"
     );
+}
+
+#[test]
+fn a_status_beside_the_spec_is_ignored_as_get_prints_it() {
+    let plain = clrk_api::parse_manifests("a.yaml", WORD_COUNT).unwrap();
+    let with_status = format!(
+        "{WORD_COUNT}status:\n  latestRevision: word-count-00001\n  revisions: [{{name: x}}]\n"
+    );
+    let docs = clrk_api::parse_manifests("a.yaml", &with_status).unwrap();
+    assert_eq!(docs[0].resource, plain[0].resource);
+}
+
+#[test]
+fn a_list_document_stands_for_its_items() {
+    let item = |name: &str| {
+        format!(
+            "  - apiVersion: clrk.apoxy.dev/v1alpha1\n    kind: WorkerPool\n    metadata: {{name: {name}}}\n"
+        )
+    };
+    let text = format!(
+        "apiVersion: v1\nkind: List\nitems:\n{}{}",
+        item("a"),
+        item("b")
+    );
+    let docs = clrk_api::parse_manifests("all.yaml", &text).unwrap();
+    let names: Vec<&str> = docs
+        .iter()
+        .map(|d| d.resource.metadata().name.as_str())
+        .collect();
+    assert_eq!(names, ["a", "b"]);
+    assert_eq!(docs[1].index, 2);
 }
 
 #[test]

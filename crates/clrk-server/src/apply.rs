@@ -6,12 +6,12 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use clrk_api::{Document, Kind, Resource};
-use clrk_dispatch::RevisionShape;
 use clrk_dispatch::launch::command_line;
 use clrk_image::{ImageRef, Progress, ResolvedImage};
-use clrk_store::{AgentApply, ApplyOutcome};
-use clrk_wire::{ApplyDocument, ApplyRequest, ApplyResult, ObjectKey, PullProgress};
+use clrk_store::AgentApply;
+use clrk_wire::{ApplyDocument, ApplyRequest, ApplyResult, PullProgress};
 
+use crate::apply_outcome::{result, revision_shape};
 use crate::error::ServerError;
 use crate::state::AppState;
 
@@ -46,7 +46,9 @@ pub async fn apply(
     // Held until the revisions are stored: meanwhile a new agent answers 503, not 404.
     let mut pulls = Vec::new();
     for (source, doc) in &documents {
-        if let Some(container) = container(&doc.resource) {
+        if let Some(container) = container(&doc.resource)
+            && !request.dry_run
+        {
             let meta = doc.resource.metadata();
             pulls.push(
                 state
@@ -58,7 +60,11 @@ pub async fn apply(
     }
     let mut results = Vec::with_capacity(documents.len());
     for ((_, doc), image) in documents.into_iter().zip(images) {
-        results.push(apply_one(state, doc, image).await?);
+        results.push(if request.dry_run {
+            crate::apply_preview::preview_one(state, doc, image).await?
+        } else {
+            apply_one(state, doc, image).await?
+        });
     }
     Ok(results)
 }
@@ -78,11 +84,12 @@ pub async fn apply_documents(
                 manifest: d.resource.to_stored(),
             })
             .collect(),
+        dry_run: false,
     };
     apply(state, request, &None).await
 }
 
-fn container(resource: &Resource) -> Option<&clrk_api::ContainerSpec> {
+pub(crate) fn container(resource: &Resource) -> Option<&clrk_api::ContainerSpec> {
     match resource {
         Resource::TaskAgent(t) => Some(&t.spec.template.spec),
         Resource::DaemonAgent(d) => Some(&d.spec.template.spec),
@@ -190,8 +197,7 @@ async fn apply_one(
                 .await?
         }
         (_, Some(image)) => {
-            let shape = RevisionShape::of(&doc.resource, image.clone())
-                .ok_or_else(|| ServerError::Internal(format!("{kind} has no revisions")))?;
+            let shape = revision_shape(&doc.resource, &image)?;
             state
                 .store
                 .apply_agent(&AgentApply {
@@ -199,7 +205,7 @@ async fn apply_one(
                     name: meta.name.clone(),
                     kind: kind.to_string(),
                     spec: doc.resource.to_stored(),
-                    shape: shape.to_json(),
+                    shape,
                     image_ref: image.reference.clone(),
                     image_digest: image.digest.clone(),
                 })
@@ -212,17 +218,8 @@ async fn apply_one(
             )));
         }
     };
-    let (outcome, revision) = match outcome {
-        ApplyOutcome::Created { revision } => ("created", revision),
-        ApplyOutcome::Configured { revision } => ("configured", revision),
-        ApplyOutcome::Unchanged => ("unchanged", None),
-    };
-    tracing::info!(kind = %kind, namespace = %meta.namespace, name = %meta.name, outcome, revision = ?revision, "applied");
-    Ok(ApplyResult {
-        kind: kind.to_string(),
-        key: ObjectKey::new(meta.namespace, meta.name),
-        outcome: outcome.to_string(),
-        revision,
-        warnings: doc.warnings,
-    })
+    let result = result(doc, outcome);
+    tracing::info!(kind = %kind, namespace = %meta.namespace, name = %meta.name,
+        outcome = %result.outcome, revision = ?result.revision, "applied");
+    Ok(result)
 }

@@ -8,6 +8,8 @@
 
 pub mod api;
 pub mod apply;
+mod apply_outcome;
+mod apply_preview;
 pub mod cluster;
 pub mod cron;
 pub mod daemons;

@@ -5,7 +5,8 @@
 
 use clrk_api::ObjectKey;
 use clrk_store::{
-    Agent, DaemonState, EgressObject, EgressRecord, Execution, LogLine, Revision, RevisionState,
+    Agent, DaemonPhase, DaemonState, EgressObject, EgressRecord, Execution, LogLine, Revision,
+    RevisionState,
 };
 use clrk_wire as wire;
 use serde_json::{Value, json};
@@ -39,15 +40,20 @@ pub async fn agent(state: &AppState, agent: &Agent) -> Result<wire::Agent, clrk_
         }
         None => None,
     };
-    let daemon = match agent.kind.as_str() {
+    let (daemon, daemon_running) = match agent.kind.as_str() {
         "DaemonAgent" => {
             let daemon = state
                 .store
                 .daemon_state(&agent.namespace, &agent.name)
                 .await?;
-            Some(daemon_status(daemon.as_ref()))
+            // A running daemon is an active execution, on whichever worker: the stored
+            // phase says so, where this server's dispatcher sees only its own executions.
+            let running = daemon
+                .as_ref()
+                .is_some_and(|d| d.phase == DaemonPhase::Running);
+            (Some(daemon_status(daemon.as_ref())), u32::from(running))
         }
-        _ => None,
+        _ => (None, 0),
     };
     // Daily budgets count UTC days, so "today" is the UTC date.
     let today = chrono::Utc::now().date_naive();
@@ -58,6 +64,7 @@ pub async fn agent(state: &AppState, agent: &Agent) -> Result<wire::Agent, clrk_
     Ok(wire::Agent {
         kind: agent.kind.clone(),
         key: ObjectKey::new(&agent.namespace, &agent.name),
+        metadata: agent.spec.get("metadata").cloned().unwrap_or(Value::Null),
         spec: agent.spec.get("spec").cloned().unwrap_or(Value::Null),
         created_at: agent.created_at.to_rfc3339(),
         updated_at: agent.updated_at.to_rfc3339(),
@@ -65,7 +72,7 @@ pub async fn agent(state: &AppState, agent: &Agent) -> Result<wire::Agent, clrk_
             latest_revision: agent.latest_revision.as_ref().map(|r| r.name.clone()),
             ready_revision: ready,
             warm: state.dispatcher.warm(&agent.namespace, &agent.name),
-            active: state.dispatcher.active(&agent.namespace, &agent.name),
+            active: state.dispatcher.active(&agent.namespace, &agent.name) + daemon_running,
             last_run,
             schedule,
             daemon,

@@ -16,6 +16,9 @@ pub enum ExecutionStatus {
     Failed,
     /// Killed at its timeout.
     TimedOut,
+    /// Ended by clrk on purpose: a daemon run replaced by a new revision, or stopped because
+    /// its agent was deleted or its worker stopped.
+    Stopped,
 }
 
 impl ExecutionStatus {
@@ -25,6 +28,7 @@ impl ExecutionStatus {
             ExecutionStatus::Succeeded => "Succeeded",
             ExecutionStatus::Failed => "Failed",
             ExecutionStatus::TimedOut => "TimedOut",
+            ExecutionStatus::Stopped => "Stopped",
         }
     }
 }
@@ -44,8 +48,10 @@ impl FromStr for ExecutionStatus {
             "Succeeded" => Ok(ExecutionStatus::Succeeded),
             "Failed" => Ok(ExecutionStatus::Failed),
             "TimedOut" => Ok(ExecutionStatus::TimedOut),
+            "Stopped" => Ok(ExecutionStatus::Stopped),
             other => Err(format!(
-                "unknown execution status {other:?}; expected Running, Succeeded, Failed or TimedOut"
+                "unknown execution status {other:?}; expected Running, Succeeded, Failed, \
+                 TimedOut or Stopped"
             )),
         }
     }
@@ -165,6 +171,7 @@ mod tests {
             ExecutionStatus::Succeeded,
             ExecutionStatus::Failed,
             ExecutionStatus::TimedOut,
+            ExecutionStatus::Stopped,
         ] {
             assert_eq!(s.to_string().parse::<ExecutionStatus>(), Ok(s));
         }

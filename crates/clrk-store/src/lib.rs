@@ -53,7 +53,7 @@ pub use execution::{Execution, ExecutionEnd, ExecutionStatus, NewExecution, Star
 pub use leadership::Leadership;
 pub use logs::{LOG_ROW_COST, LogLine, LogPage, LogQuery, NewLogLine, log_line_cost};
 pub use pool::Pool;
-pub use revision::{Revision, RevisionState};
+pub use revision::{Revision, RevisionState, revision_name};
 pub use schedule::{CRON_CLAIMS_KEPT, ScheduleTimes};
 pub use secret::SecretInfo;
 pub use store::{Store, WORKER_LOST};

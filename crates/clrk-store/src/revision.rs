@@ -74,7 +74,11 @@ pub struct Revision {
 }
 
 /// The revision name for `agent`'s revision `number`.
-pub(crate) fn revision_name(agent: &str, number: u32) -> String {
+///
+/// ```
+/// assert_eq!(clrk_store::revision_name("word-count", 2), "word-count-00002");
+/// ```
+pub fn revision_name(agent: &str, number: u32) -> String {
     format!("{agent}-{number:05}")
 }
 

@@ -19,6 +19,9 @@ pub struct Agent {
     pub kind: String,
     #[serde(flatten)]
     pub key: ObjectKey,
+    /// The `metadata` of the manifest last applied: name, namespace, labels, annotations.
+    #[serde(default)]
+    pub metadata: Value,
     /// The `spec` of the manifest last applied, defaults filled in.
     #[serde(default)]
     pub spec: Value,

@@ -10,6 +10,11 @@ use utoipa::ToSchema;
 pub struct ApplyRequest {
     /// Documents, validated all first and then applied in order.
     pub documents: Vec<ApplyDocument>,
+    /// Validate everything and resolve the images, then answer what applying would do
+    /// (`created`, `configured` with the revision it would make, `unchanged`) and change
+    /// nothing.
+    #[serde(default, rename = "dryRun", skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// One manifest document as the CLI sends it.
@@ -39,7 +44,7 @@ pub struct ApplyResult {
     pub key: ObjectKey,
     /// `created`, `configured` or `unchanged`.
     pub outcome: String,
-    /// The revision the apply made, if it made one.
+    /// The revision the apply made (or, in a dry run, would make), if any.
     pub revision: Option<String>,
     /// Things that are allowed but probably not meant.
     #[serde(default)]

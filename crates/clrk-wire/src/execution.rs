@@ -22,7 +22,8 @@ pub struct Execution {
     /// What started it: `cli`, `http`, `cron`, ...
     #[serde(default)]
     pub trigger: String,
-    /// `Running`, `Succeeded`, `Failed`, ...
+    /// `Running`, `Succeeded`, `Failed`, `TimedOut`, or `Stopped` (a daemon run clrk ended on
+    /// purpose: a new revision, a delete, a stop).
     pub status: String,
     /// The process's exit code, if it exited.
     pub exit_code: Option<i32>,

@@ -29,6 +29,7 @@ fn agent(kind: &str, status: AgentStatus) -> Agent {
     Agent {
         kind: kind.into(),
         key: ObjectKey::new("default", "echo"),
+        metadata: json!({"name": "echo", "namespace": "default"}),
         spec: json!({"timeout": "1m"}),
         created_at: "2026-01-01T12:00:00+00:00".into(),
         updated_at: "2026-01-01T12:00:00+00:00".into(),
@@ -63,6 +64,7 @@ fn a_task_agent_has_no_schedule_or_daemon_fields() {
         to_json(&agent("TaskAgent", status)),
         json!({
             "kind": "TaskAgent", "namespace": "default", "name": "echo",
+            "metadata": {"name": "echo", "namespace": "default"},
             "spec": {"timeout": "1m"},
             "createdAt": "2026-01-01T12:00:00+00:00", "updatedAt": "2026-01-01T12:00:00+00:00",
             "status": {

@@ -70,8 +70,12 @@ pub enum Command {
     Upgrade(UpgradeArgs),
     /// Create or update the resources in manifest files.
     Apply(ApplyArgs),
+    /// Show what applying manifest files would change, and whether it makes a new revision.
+    Diff(DiffArgs),
     /// Delete the resources named in manifest files.
     Delete(DeleteArgs),
+    /// Show the objects of any kind, or one, as kubectl get does.
+    Get(GetKindArgs),
     /// Inspect, invoke and delete agents.
     #[command(subcommand)]
     Agents(AgentsCommand),
@@ -423,14 +427,68 @@ pub struct FileArgs {
 Example:
   clrk apply -f taskagent.yaml
   taskagent/word-count created
-  clrk apply -f agents/ -R")]
+  clrk apply -f agents/ -R
+  clrk apply -f taskagent.yaml --dry-run=server
+  taskagent/word-count configured (revision word-count-00002) (server dry run)
+
+--dry-run (or --dry-run=client) checks the files here and sends nothing; --dry-run=server
+has the server validate them and resolve their images, and say what applying would do
+(created, configured and the revision it would make, unchanged) without changing anything.
+clrk diff -f FILE shows the changes themselves.")]
 pub struct ApplyArgs {
     #[command(flatten)]
     pub input: FileArgs,
 
+    /// Change nothing: `client` checks the files here, `server` asks the server what applying
+    /// would do.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "WHERE",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "client"
+    )]
+    pub dry_run: Option<DryRun>,
+
     /// Accepted for compatibility with the guide; changes nothing.
     #[arg(long)]
     pub local: bool,
+}
+
+/// Where `apply --dry-run` checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DryRun {
+    /// Parse and validate the files here; send nothing.
+    Client,
+    /// Full validation and image resolution by the server; nothing changes.
+    Server,
+}
+
+/// `clrk diff`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+For each object the files name: the lines of the manifest the server holds (- ) and of the
+one the file would apply (+ ) that differ, with 3 lines around each change (@@ stands for
+those left out), then what applying would do, as apply --dry-run=server says it: created,
+configured with the revision it would make (a new revision replaces the running sandboxes),
+or unchanged. Exits 0 when nothing would change, 1 when something would, as kubectl diff
+does. spec.otlp.headers values show as <redacted>.
+
+Example:
+  clrk diff -f taskagent.yaml
+  --- default/word-count (applied)
+  +++ default/word-count (taskagent.yaml)
+  @@
+      scheduleInput: {}
+  -   timeout: 1m40s
+  +   timeout: 2m
+      warmPoolIdleTTL: 10m0s
+  @@
+  taskagent/word-count: would be configured, no new revision")]
+pub struct DiffArgs {
+    #[command(flatten)]
+    pub input: FileArgs,
 }
 
 /// `clrk delete`.
@@ -438,16 +496,58 @@ pub struct ApplyArgs {
 #[command(after_help = "\
 Example:
   clrk delete -f taskagent.yaml
-  taskagent/word-count deleted")]
+  taskagent/word-count deleted
+  clrk delete -f taskagent.yaml --ignore-not-found   # exits 0 when it is gone already")]
 pub struct DeleteArgs {
     #[command(flatten)]
     pub input: FileArgs,
+
+    #[command(flatten)]
+    pub missing: IgnoreNotFound,
+}
+
+/// `--ignore-not-found`, shared by the delete commands.
+#[derive(Debug, Clone, Default, Args)]
+pub struct IgnoreNotFound {
+    /// Succeed, printing nothing, when the object does not exist.
+    #[arg(long)]
+    pub ignore_not_found: bool,
+}
+
+/// `clrk get`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+KIND is a manifest kind in any case, singular or plural (taskagent, DaemonAgents, workerpool,
+egressgateway, egressl4route, credentialinjectionpolicy, aiproviderroute), or agents, pools,
+secrets, images or workers. Each shows its list command's table; -o json|yaml prints one
+object with NAME, else a `kind: List` of them. Agents and egress objects print as manifests
+`clrk apply -f` takes back; secrets show names and keys, never values.
+
+Examples:
+  clrk get taskagents
+  clrk get daemonagent echo-bot -o wide
+  clrk get taskagent/word-count -o yaml > word-count.yaml && clrk apply -f word-count.yaml
+  clrk get egressgateways -A")]
+pub struct GetKindArgs {
+    /// What to show: a kind, or agents, pools, secrets, images, workers; KIND/NAME for one.
+    #[arg(value_name = "KIND")]
+    pub kind: String,
+
+    /// Only the object of this name.
+    pub name: Option<String>,
+
+    #[command(flatten)]
+    pub scope: NamespaceScope,
+
+    /// Output format (default: a table).
+    #[arg(short, long, value_enum)]
+    pub output: Option<ListFormat>,
 }
 
 /// Output formats for lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ListFormat {
-    /// The table with more columns.
+    /// The table, with more columns where there is more to show.
     Wide,
     /// The server's answer as JSON.
     Json,
@@ -475,12 +575,16 @@ pub struct NamespaceArg {
 /// `clrk agents ...`.
 #[derive(Debug, Subcommand)]
 pub enum AgentsCommand {
-    /// List agents with their ready revision, sandboxes and last run.
+    /// List agents with their ready revision, daemon phase, sandboxes and last run.
     #[command(after_help = "\
 Example:
   clrk agents list
-  KIND        NAME         REVISION           WARM   ACTIVE   LAST-RUN
-  TaskAgent   word-count   word-count-00001   0      0        Succeeded 2m ago")]
+  KIND          NAME         REVISION           PHASE     RESTARTS   WARM   ACTIVE   LAST-RUN
+  TaskAgent     word-count   word-count-00001   -         -          0      0        Succeeded 2m ago
+  DaemonAgent   echo-bot     echo-bot-00002     Running   1          0      1        Running 5m ago
+
+PHASE and RESTARTS are a DaemonAgent's (Pending, Running, CrashLoopBackOff or Stopped, and its
+restarts on this revision); ACTIVE counts running executions, a running daemon included.")]
     List(ListArgs),
 
     /// Show one agent: spec, status and revisions.
@@ -494,13 +598,15 @@ Example:
     #[command(after_help = "\
 Example:
   clrk agents delete word-count
-  taskagent/word-count deleted")]
-    Delete(NameArgs),
+  taskagent/word-count deleted
+  clrk agents delete word-count --ignore-not-found")]
+    Delete(AgentDeleteArgs),
 
     /// Print an agent's logs, each line tagged with its execution id.
     #[command(after_help = "\
 Example:
-  clrk agents logs word-count --tail 20 -f")]
+  clrk agents logs word-count --tail 20 -f
+  clrk agents logs word-count --tail -1      # every line kept (the default)")]
     Logs(LogsArgs),
 
     /// List an agent's recent executions.
@@ -586,14 +692,17 @@ pub struct GetArgs {
     pub output: Option<ObjectFormat>,
 }
 
-/// A command that takes only an agent name.
+/// `clrk agents delete`.
 #[derive(Debug, Args)]
-pub struct NameArgs {
+pub struct AgentDeleteArgs {
     /// Agent name.
     pub name: String,
 
     #[command(flatten)]
     pub namespace: NamespaceArg,
+
+    #[command(flatten)]
+    pub missing: IgnoreNotFound,
 }
 
 /// `clrk agents logs`.
@@ -609,9 +718,9 @@ pub struct LogsArgs {
     #[arg(short, long)]
     pub follow: bool,
 
-    /// Start with only the last N lines.
-    #[arg(long, value_name = "N")]
-    pub tail: Option<u64>,
+    /// Start with only the last N lines (-1: all of them, the default).
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = parse_tail)]
+    pub tail: Option<Tail>,
 
     /// Only the lines of this execution (its id is in `agents invocations`, and printed by a
     /// failed `run-task`).
@@ -701,7 +810,15 @@ Example:
 
 MAX-EXECUTIONS is spec.maxExecutionsPerWorker (- when unlimited); an invocation over it waits
 in a queue of 4 per slot for up to 30 s, then gets 429.")]
-    List,
+    List(PoolsListArgs),
+}
+
+/// `clrk pools list`.
+#[derive(Debug, Args)]
+pub struct PoolsListArgs {
+    /// Output format (default: a table).
+    #[arg(short, long, value_enum)]
+    pub output: Option<ListFormat>,
 }
 
 /// Parses `NAME=VALUE` (or curl's `NAME: VALUE`) into a header pair.
@@ -729,6 +846,33 @@ pub fn parse_header(raw: &str) -> Result<(String, String), String> {
     http::HeaderValue::from_str(value)
         .map_err(|_| format!("the value of header '{name}' has characters HTTP does not allow"))?;
     Ok((name.to_string(), value.to_string()))
+}
+
+/// `--tail N`: the last N lines, or all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tail {
+    /// Every line kept (`--tail -1`, as kubectl writes it).
+    All,
+    /// Only the last N.
+    Last(u64),
+}
+
+/// Parses `--tail`: a count, or -1 for every line.
+///
+/// ```
+/// use clrk::cli::{Tail, parse_tail};
+/// assert_eq!(parse_tail("20"), Ok(Tail::Last(20)));
+/// assert_eq!(parse_tail("-1"), Ok(Tail::All));
+/// assert!(parse_tail("-2").is_err());
+/// ```
+pub fn parse_tail(raw: &str) -> Result<Tail, String> {
+    match raw.trim() {
+        "-1" => Ok(Tail::All),
+        n => n
+            .parse()
+            .map(Tail::Last)
+            .map_err(|_| format!("--tail {raw:?}: give a number of lines, or -1 for all of them")),
+    }
 }
 
 fn parse_timeout(raw: &str) -> Result<String, String> {
@@ -766,9 +910,9 @@ Example:
 /// `clrk images list`.
 #[derive(Debug, Args)]
 pub struct ImagesListArgs {
-    /// Output format (default: a table).
+    /// Output format (default: a table; wide shows whole digests).
     #[arg(short, long, value_enum)]
-    pub output: Option<ObjectFormat>,
+    pub output: Option<ListFormat>,
 }
 
 /// `clrk images import`.
@@ -844,8 +988,9 @@ Example:
     /// Delete a secret.
     #[command(after_help = "\
 Example:
-  clrk secret delete github")]
-    Delete(SecretNameArgs),
+  clrk secret delete github
+  clrk secret delete github --ignore-not-found")]
+    Delete(SecretDeleteArgs),
 }
 
 /// `clrk secret set`.
@@ -876,16 +1021,23 @@ pub struct SecretSetArgs {
 pub struct SecretListArgs {
     #[command(flatten)]
     pub scope: NamespaceScope,
+
+    /// Output format (default: a table). Every format shows names and keys, never values.
+    #[arg(short, long, value_enum)]
+    pub output: Option<ListFormat>,
 }
 
-/// A secret command that takes only a name.
+/// `clrk secret delete`.
 #[derive(Debug, Args)]
-pub struct SecretNameArgs {
+pub struct SecretDeleteArgs {
     /// Secret name.
     pub name: String,
 
     #[command(flatten)]
     pub namespace: SecretNamespaceArg,
+
+    #[command(flatten)]
+    pub missing: IgnoreNotFound,
 }
 
 /// The namespace a secret command works in.
@@ -924,7 +1076,7 @@ Example:
 pub struct WorkersListArgs {
     /// Output format (default: a table).
     #[arg(short, long, value_enum)]
-    pub output: Option<ObjectFormat>,
+    pub output: Option<ListFormat>,
 }
 
 /// `clrk workers drain`.
@@ -967,7 +1119,7 @@ pub struct EgressListArgs {
 
     /// Output format (default: a table).
     #[arg(short, long, value_enum)]
-    pub output: Option<ObjectFormat>,
+    pub output: Option<ListFormat>,
 }
 
 /// `clrk egress get`.
@@ -1012,6 +1164,24 @@ mod tests {
         );
         assert!(args.input.recursive);
         assert!(args.local);
+    }
+
+    #[test]
+    fn dry_run_is_client_unless_server_is_asked_for() {
+        let dry_run = |args: &[&str]| match parse(args).unwrap().command {
+            Command::Apply(apply) => apply.dry_run,
+            other => panic!("expected apply, got {other:?}"),
+        };
+        assert_eq!(dry_run(&["apply", "-f", "a.yaml"]), None);
+        assert_eq!(
+            dry_run(&["apply", "-f", "a.yaml", "--dry-run"]),
+            Some(DryRun::Client)
+        );
+        assert_eq!(
+            dry_run(&["apply", "--dry-run=server", "-f", "a.yaml"]),
+            Some(DryRun::Server)
+        );
+        assert!(parse(&["apply", "-f", "a.yaml", "--dry-run=maybe"]).is_err());
     }
 
     #[test]
@@ -1084,7 +1254,7 @@ mod tests {
             panic!("expected egress list, got {:?}", cli.command)
         };
         assert!(args.scope.all_namespaces);
-        assert_eq!(args.output, Some(ObjectFormat::Json));
+        assert_eq!(args.output, Some(ListFormat::Json));
         let cli = parse(&["egress", "get", "egressgateway/main", "-n", "team"]).unwrap();
         let Command::Egress(EgressCommand::Get(args)) = cli.command else {
             panic!("expected egress get, got {:?}", cli.command)
@@ -1098,9 +1268,45 @@ mod tests {
             panic!("expected agents egress, got {:?}", cli.command)
         };
         assert_eq!((args.name.as_str(), args.limit), ("a", 5));
-        assert!(parse(&["egress", "list", "-o", "wide"]).is_err());
-        assert!(parse(&["workers", "list", "-o", "json"]).is_ok());
+        for list in [
+            &["egress", "list"][..],
+            &["workers", "list"],
+            &["pools", "list"],
+            &["secret", "list"],
+            &["images", "list"],
+        ] {
+            for format in ["wide", "json", "yaml"] {
+                let args = [list, &["-o", format]].concat();
+                assert!(parse(&args).is_ok(), "{args:?}");
+            }
+        }
         assert!(parse(&["workers", "drain"]).is_err(), "drain needs a name");
+    }
+
+    #[test]
+    fn tail_takes_a_count_or_minus_one_for_all() {
+        let logs = |tail: &str| match parse(&["agents", "logs", "a", "--tail", tail]) {
+            Ok(Cli {
+                command: Command::Agents(AgentsCommand::Logs(args)),
+                ..
+            }) => Ok(args.tail),
+            Ok(other) => panic!("expected logs, got {other:?}"),
+            Err(err) => Err(err.to_string()),
+        };
+        assert_eq!(logs("-1"), Ok(Some(Tail::All)));
+        assert_eq!(logs("5"), Ok(Some(Tail::Last(5))));
+        assert!(logs("-3").unwrap_err().contains("-1 for all"));
+    }
+
+    #[test]
+    fn deletes_take_ignore_not_found() {
+        for args in [
+            &["delete", "-f", "a.yaml", "--ignore-not-found"][..],
+            &["agents", "delete", "a", "--ignore-not-found"],
+            &["secret", "delete", "a", "--ignore-not-found"],
+        ] {
+            assert!(parse(args).is_ok(), "{args:?}");
+        }
     }
 
     #[test]

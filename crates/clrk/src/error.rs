@@ -60,6 +60,11 @@ pub enum CliError {
     /// The ingress refused to start the execution (not found, busy, no ready revision, ...).
     #[error("{message}")]
     Rejected { status: u16, message: String },
+
+    /// `clrk diff` found objects that applying would change; it printed them already, so
+    /// the CLI only exits 1, as `kubectl diff` does.
+    #[error("applying would change {objects} object(s)")]
+    Differs { objects: usize },
 }
 
 impl CliError {
@@ -88,6 +93,20 @@ impl CliError {
 pub fn exit_code_for(err: &anyhow::Error) -> u8 {
     err.downcast_ref::<CliError>()
         .map_or(EXIT_FAILED, CliError::exit_code)
+}
+
+/// Whether the control API answered 404 Not Found.
+///
+/// ```
+/// let gone = anyhow::Error::new(clrk::CliError::Api { status: 404, message: "gone".into() });
+/// assert!(clrk::error::is_not_found(&gone));
+/// assert!(!clrk::error::is_not_found(&anyhow::anyhow!("other")));
+/// ```
+pub fn is_not_found(err: &anyhow::Error) -> bool {
+    matches!(
+        err.downcast_ref::<CliError>(),
+        Some(CliError::Api { status: 404, .. })
+    )
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod commands;
 pub mod discovery;
 pub mod duration;
 pub mod error;
+pub mod line_diff;
 pub mod manifests;
 pub mod output;
 pub mod pull_progress;

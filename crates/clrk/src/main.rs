@@ -15,6 +15,10 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         // Whoever read our output stopped listening (`| head`): nothing left to say.
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        // The differences are the output; the exit code says there were some.
+        Err(err) if matches!(err.downcast_ref(), Some(error::CliError::Differs { .. })) => {
+            ExitCode::from(error::EXIT_FAILED)
+        }
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::from(error::exit_code_for(&err))

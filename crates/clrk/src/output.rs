@@ -4,8 +4,12 @@ use std::io::Write;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
+use crate::cli::ListFormat;
 use crate::duration::format_age;
+use clrk_wire::List;
 
 /// A table with a header row, printed with columns aligned like `kubectl get`.
 #[derive(Debug, Clone, Default)]
@@ -91,6 +95,30 @@ pub fn print_yaml<T: Serialize>(value: &T) -> anyhow::Result<()> {
         text.push('\n');
     }
     Ok(print(&text)?)
+}
+
+/// Prints a list the server answered: JSON or YAML as it was sent, else the table `table`
+/// makes of its items (the second argument: wide); with no items, only `empty` on stderr.
+pub fn print_list<T: DeserializeOwned>(
+    answer: Value,
+    format: Option<ListFormat>,
+    empty: &str,
+    table: impl FnOnce(&[T], bool) -> Table,
+) -> anyhow::Result<()> {
+    match format {
+        Some(ListFormat::Json) => print_json(&answer),
+        Some(ListFormat::Yaml) => print_yaml(&answer),
+        format => {
+            let list: List<T> = serde_json::from_value(answer)?;
+            if list.items.is_empty() {
+                eprintln!("{empty}");
+                return Ok(());
+            }
+            Ok(print(
+                &table(&list.items, format == Some(ListFormat::Wide)).render(),
+            )?)
+        }
+    }
 }
 
 /// How long before `now` an RFC 3339 time was, as `2m`; `-` when absent or unreadable.

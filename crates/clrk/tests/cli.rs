@@ -108,7 +108,7 @@ async fn apply_reports_created_unchanged_configured_and_revisions() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let agent: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(agent["status"]["latestRevision"], "greeter-00002");
-    assert_eq!(agent["revisions"].as_array().unwrap().len(), 2);
+    assert_eq!(agent["status"]["revisions"].as_array().unwrap().len(), 2);
     assert_eq!(agent["spec"]["maxConcurrent"], 3);
     assert_eq!(agent["spec"]["timeout"], "1m40s");
 
@@ -194,6 +194,11 @@ async fn run_task_exit_codes_logs_invocations_and_delete() {
     let logs = text(&out.stdout);
     assert_eq!(logs.lines().count(), 1, "{logs}");
     assert!(logs.contains("to-logs"), "{logs}");
+    // --tail -1 is every line, as kubectl writes it: one per run.
+    let out = dev.clrk(&["agents", "logs", "ok", "--tail", "-1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let logs = text(&out.stdout);
+    assert_eq!(logs.matches("to-logs").count(), 2, "{logs}");
 
     let out = dev.clrk(&["agents", "invocations", "ok"]);
     let table = text(&out.stdout);
@@ -209,6 +214,289 @@ async fn run_task_exit_codes_logs_invocations_and_delete() {
     assert_eq!(r.status, 404);
     let out = dev.clrk(&["agents", "delete", "ok"]);
     assert!(!out.status.success());
+    // --ignore-not-found: nothing to do is success, and says nothing.
+    let out = dev.clrk(&["agents", "delete", "ok", "--ignore-not-found"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "");
+    let gone = dev.clrk_dir().join("gone.yaml");
+    std::fs::write(&gone, sh_agent("ok", "true", "")).unwrap();
+    let gone = gone.to_str().unwrap();
+    let out = dev.clrk(&["delete", "-f", gone]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("not found"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = dev.clrk(&["delete", "-f", gone, "--ignore-not-found"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = dev.clrk(&["secret", "delete", "never-set", "--ignore-not-found"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_runs_and_diff_say_what_applying_would_do_and_change_nothing() {
+    let dev = Dev::start();
+    let file = |name: &str, manifest: &str| {
+        let path = dev.clrk_dir().join(name);
+        std::fs::write(&path, manifest).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let v1 = file("v1.yaml", &sh_agent("greeter", "echo hello", ""));
+    let run = |args: &[&str]| {
+        let out = dev.clrk(args);
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    let nothing_applied = || {
+        let (code, list, _) = run(&["agents", "list", "-o", "json"]);
+        assert_eq!(code, Some(0));
+        let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+        assert_eq!(list["items"].as_array().map(Vec::len), Some(0), "{list}");
+    };
+
+    let (code, out, err) = run(&["apply", "-f", &v1, "--dry-run"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.trim(), "taskagent/greeter checked (client dry run)");
+    let (code, out, err) = run(&["apply", "-f", &v1, "--dry-run=server"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.trim(), "taskagent/greeter created (server dry run)");
+    let (code, out, _) = run(&["diff", "-f", &v1]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("(not applied)") && out.contains("+ kind: TaskAgent"),
+        "{out}"
+    );
+    assert!(
+        out.contains("taskagent/greeter: would be created, with revision greeter-00001"),
+        "{out}"
+    );
+    nothing_applied();
+    // The server resolves images in a dry run; the client does not.
+    let unreachable = file(
+        "unreachable.yaml",
+        &sh_agent("far", "true", "").replace("\"host:\"", "127.0.0.1:1/nothing:1"),
+    );
+    let (code, _, err) = run(&["apply", "-f", &unreachable, "--dry-run"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = run(&["apply", "-f", &unreachable, "--dry-run=server"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("spec.template.spec.image"), "{err}");
+    nothing_applied();
+
+    dev.apply(&sh_agent("greeter", "echo hello", ""));
+    let (code, out, _) = run(&["diff", "-f", &v1]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(out, "taskagent/greeter: unchanged\n");
+    // A setting that shapes no sandbox: configured, no revision; a new template: a revision.
+    let v2 = file(
+        "v2.yaml",
+        &sh_agent("greeter", "echo hello", "  maxConcurrent: 3"),
+    );
+    let (code, out, _) = run(&["diff", "-f", &v2]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("+ ") && l.contains("maxConcurrent: 3")),
+        "{out}"
+    );
+    assert!(
+        out.contains("would be configured, no new revision"),
+        "{out}"
+    );
+    let v3 = file("v3.yaml", &sh_agent("greeter", "echo bonjour", ""));
+    let (code, out, _) = run(&["diff", "-f", &v3]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("- ") && l.contains("echo hello"))
+            && out
+                .lines()
+                .any(|l| l.starts_with("+ ") && l.contains("echo bonjour")),
+        "{out}"
+    );
+    assert!(
+        out.contains("would be configured, making revision greeter-00002"),
+        "{out}"
+    );
+    let (code, out, err) = run(&["apply", "-f", &v3, "--dry-run=server"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out.trim(),
+        "taskagent/greeter configured (revision greeter-00002) (server dry run)"
+    );
+    // None of it changed anything.
+    let (_, shown, _) = run(&["agents", "get", "greeter", "-o", "json"]);
+    let agent: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(
+        agent["status"]["revisions"].as_array().map(Vec::len),
+        Some(1),
+        "{agent}"
+    );
+    assert!(
+        agent["spec"].get("maxConcurrent").is_none_or(|m| m != 3),
+        "{agent}"
+    );
+    let r = dev
+        .invoke(&[("X-Clrk-TaskAgent", "default/greeter")], "")
+        .await;
+    assert_eq!(r.text(), "hello\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn get_yaml_applies_back_and_clrk_get_shows_every_kind() {
+    let dev = Dev::start();
+    let labelled = sh_agent("greeter", "echo hello", "  maxConcurrent: 2").replace(
+        "  name: greeter\n",
+        "  name: greeter\n  labels: {team: web}\n",
+    );
+    assert_eq!(dev.apply(&labelled).trim(), "taskagent/greeter created");
+    dev.apply(&sh_manifest(
+        "DaemonAgent",
+        "ticker",
+        "while true; do sleep 1; done",
+        "",
+    ));
+    let save = |args: &[&str], file: &str| {
+        let out = dev.clrk(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        let path = dev.clrk_dir().join(file);
+        std::fs::write(&path, &out.stdout).unwrap();
+        (path.to_str().unwrap().to_string(), text(&out.stdout))
+    };
+    let apply_file = |path: &str| {
+        let out = dev.clrk(&["apply", "-f", path]);
+        assert!(
+            out.status.success(),
+            "apply -f {path}: {}",
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    };
+
+    // get -o yaml|json is a manifest: spec as applied, status beside it; apply takes it back.
+    let (yaml, shown) = save(&["agents", "get", "greeter", "-o", "yaml"], "greeter.yaml");
+    for expected in [
+        "apiVersion: clrk.apoxy.dev/v1alpha1",
+        "kind: TaskAgent",
+        "team: web",
+        "maxConcurrent: 2",
+        "latestRevision: greeter-00001",
+        "revisions:",
+    ] {
+        assert!(shown.contains(expected), "no {expected:?} in\n{shown}");
+    }
+    assert_eq!(apply_file(&yaml).trim(), "taskagent/greeter unchanged");
+    let (json, shown) = save(&["agents", "get", "greeter", "-o", "json"], "greeter.json");
+    let object: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(object["metadata"]["labels"]["team"], "web", "{object}");
+    assert_eq!(
+        object["status"]["latestRevision"], "greeter-00001",
+        "{object}"
+    );
+    assert_eq!(apply_file(&json).trim(), "taskagent/greeter unchanged");
+    // An edit of the saved spec applies as one.
+    std::fs::write(
+        &yaml,
+        std::fs::read_to_string(&yaml)
+            .unwrap()
+            .replace("maxConcurrent: 2", "maxConcurrent: 5"),
+    )
+    .unwrap();
+    assert_eq!(apply_file(&yaml).trim(), "taskagent/greeter configured");
+
+    // clrk get KIND [NAME]: each kind's table, one object, or a List apply takes back.
+    let out = dev.clrk(&["get", "taskagents"]);
+    let table = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        table.contains("greeter") && !table.contains("ticker"),
+        "{table}"
+    );
+    let out = dev.clrk(&["get", "DaemonAgent", "ticker", "-o", "wide"]);
+    let table = text(&out.stdout);
+    assert!(
+        table.contains("ticker") && table.contains("IMAGE"),
+        "{table}"
+    );
+    let (one, _) = save(&["get", "taskagent/greeter", "-o", "yaml"], "one.yaml");
+    assert_eq!(apply_file(&one).trim(), "taskagent/greeter unchanged");
+    let (all, shown) = save(&["get", "agents", "-o", "yaml"], "all.yaml");
+    assert!(shown.contains("kind: List"), "{shown}");
+    let applied = apply_file(&all);
+    assert!(
+        applied.contains("taskagent/greeter unchanged")
+            && applied.contains("daemonagent/ticker unchanged"),
+        "{applied}"
+    );
+    let out = dev.clrk(&["get", "taskagent", "nope"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("taskagent \"nope\" not found in namespace default"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = dev.clrk(&["get", "robots"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("egressgateway"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = dev.clrk(&["get", "egressgateways"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no egressgateways"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Every list takes -o wide|json|yaml; a secret's value never shows in any of them.
+    let out = dev.clrk(&[
+        "secret",
+        "set",
+        "api",
+        "--from-literal",
+        "token=SUPER-SECRET-VALUE",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for list in [
+        &["pools", "list"][..],
+        &["secret", "list"],
+        &["images", "list"],
+        &["workers", "list"],
+        &["egress", "list"],
+        &["agents", "list"],
+        &["get", "secrets"],
+        &["get", "pools"],
+        &["get", "workers"],
+        &["get", "images"],
+    ] {
+        for format in ["wide", "json", "yaml"] {
+            let args = [list, &["-o", format]].concat();
+            let out = dev.clrk(&args);
+            assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+            let shown = text(&out.stdout);
+            assert!(
+                !shown.contains("SUPER-SECRET"),
+                "{args:?} printed the value:\n{shown}"
+            );
+            if format == "json" {
+                let list: serde_json::Value = serde_json::from_str(&shown).unwrap();
+                assert!(list["items"].is_array(), "{args:?}: {list}");
+            }
+        }
+    }
+    for args in [
+        &["secret", "list", "-o", "yaml"][..],
+        &["get", "secret", "api", "-o", "json"],
+    ] {
+        let out = dev.clrk(args);
+        let shown = text(&out.stdout);
+        assert!(
+            shown.contains("token") && !shown.contains("SUPER-SECRET"),
+            "{args:?}: {shown}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -29,6 +29,26 @@ fn wait_status(dev: &Dev, name: &str, what: &str, check: impl Fn(&Value) -> bool
     })
 }
 
+/// The cells of `clrk agents list`'s row for `name` as a map from column to value (the
+/// last column, LAST-RUN, holds spaces and is left out).
+fn list_row(dev: &Dev, name: &str) -> std::collections::HashMap<String, String> {
+    let out = dev.clrk(&["agents", "list"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    let row: Vec<&str> = lines
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|cells| cells.get(1) == Some(&name))
+        .unwrap_or_else(|| panic!("no row for {name} in\n{table}"));
+    header
+        .iter()
+        .zip(row)
+        .filter(|(column, _)| **column != "LAST-RUN")
+        .map(|(column, cell)| (column.to_string(), cell.to_string()))
+        .collect()
+}
+
 async fn daemon_runs(dev: &Dev, name: &str) -> Vec<Value> {
     dev.invocations(name)
         .await
@@ -131,6 +151,20 @@ async fn each_restart_policy_and_crash_loop_back_off() {
         shown.contains("Phase:") && shown.contains("Restarts:"),
         "{shown}"
     );
+    // agents list shows it at a glance: backing off, restarted, nothing active meanwhile.
+    let row = dev.wait_for("crasher backing off in agents list", || {
+        let row = list_row(&dev, "crasher");
+        (row["PHASE"] == "CrashLoopBackOff").then_some(row)
+    });
+    assert!(row["RESTARTS"].parse::<u32>().unwrap() >= 1, "{row:?}");
+    assert_eq!(row["KIND"], "DaemonAgent", "{row:?}");
+    // A TaskAgent has no phase.
+    dev.apply(&sh_agent("plain-task", "true", ""));
+    let row = list_row(&dev, "plain-task");
+    assert_eq!(
+        (row["PHASE"].as_str(), row["RESTARTS"].as_str()),
+        ("-", "-")
+    );
 
     // Every process start is a run with trigger daemon, its stdout in the logs.
     let logs = dev.api_get("/v1/agents/default/always/logs").await.text();
@@ -159,6 +193,18 @@ async fn runs_until_deleted_and_a_new_revision_replaces_the_process() {
     let shown = text(&dev.clrk(&["agents", "get", "bot"]).stdout);
     assert!(shown.contains("Phase:           Running"), "{shown}");
     assert!(shown.contains("Uptime:"), "{shown}");
+    // At a glance: running, no restarts, and its process is the one active execution.
+    let row = list_row(&dev, "bot");
+    assert_eq!(
+        (
+            row["PHASE"].as_str(),
+            row["RESTARTS"].as_str(),
+            row["ACTIVE"].as_str()
+        ),
+        ("Running", "0", "1"),
+        "{row:?}"
+    );
+    assert_eq!(status(&dev, "bot")["active"], 1);
 
     let out = dev.apply(&sh_daemon("bot", &loop_script("two"), ""));
     assert!(out.contains("bot-00002"), "{out}");
@@ -172,8 +218,15 @@ async fn runs_until_deleted_and_a_new_revision_replaces_the_process() {
     assert_eq!(dev.runsc_list().len(), 1, "{:?}", dev.runsc_list());
     let runs = daemon_runs(&dev, "bot").await;
     let old = runs.iter().find(|r| r["id"] == first["runId"]).unwrap();
-    assert_eq!(old["status"], "Failed", "{old}");
+    // Replaced on purpose: Stopped, not Failed.
+    assert_eq!(old["status"], "Stopped", "{old}");
+    assert_eq!(
+        old["reason"], "stopped: the agent was deleted or a new revision replaced it",
+        "{old}"
+    );
     assert_eq!(old["revision"], "bot-00001", "{old}");
+    let shown = text(&dev.clrk(&["agents", "invocations", "bot"]).stdout);
+    assert!(shown.contains("Stopped"), "{shown}");
     let logs = dev.wait_for("the new process's output", || {
         let out = dev.clrk(&["agents", "logs", "bot"]);
         let logs = text(&out.stdout);

@@ -1015,7 +1015,7 @@ async fn hidden_credentials_budgets_records_and_spans() {
     );
     let get = dev.clrk(&["agents", "get", "caller", "-o", "json"]);
     let get: Value = serde_json::from_slice(&get.stdout).unwrap();
-    assert_eq!(get["tokenUsage"]["today"], 125, "{get}");
+    assert_eq!(get["status"]["tokenUsage"]["today"], 125, "{get}");
 }
 
 /// Applies a shipped example's `egress.yaml` (plus the test upstream's CA) and

@@ -113,7 +113,7 @@ async fn oci_layout_image_runs_its_entrypoint_and_a_moved_tag_makes_a_revision()
 
     let out = dev.clrk(&["agents", "get", "boxed", "-o", "json"]);
     let agent: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let revisions = agent["revisions"].as_array().unwrap();
+    let revisions = agent["status"]["revisions"].as_array().unwrap();
     assert_eq!(revisions.len(), 2);
     assert!(
         revisions[1]["imageDigest"]

@@ -449,18 +449,19 @@ impl Daemon {
                 None,
                 Some("stopped: this worker lost the daemon's leadership (its database connection ended)".to_string()),
             ),
+            // Ended on purpose: Stopped, not Failed.
             End::Cancelled if self.shutdown.is_cancelled() && self.cluster_worker.is_some() => (
-                ExecutionStatus::Failed,
+                ExecutionStatus::Stopped,
                 None,
                 Some("stopped: its worker is stopping; the daemon moves to another worker".to_string()),
             ),
             End::Cancelled if self.shutdown.is_cancelled() => (
-                ExecutionStatus::Failed,
+                ExecutionStatus::Stopped,
                 None,
                 Some("stopped: clrk is shutting down".to_string()),
             ),
             End::Cancelled => (
-                ExecutionStatus::Failed,
+                ExecutionStatus::Stopped,
                 None,
                 Some("stopped: the agent was deleted or a new revision replaced it".to_string()),
             ),

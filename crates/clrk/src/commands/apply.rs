@@ -2,11 +2,11 @@
 
 use clrk_wire::{ApplyEvent, ApplyRequest, ApplyResult};
 
-use crate::cli::ApplyArgs;
-use crate::client;
+use crate::cli::{ApplyArgs, DryRun};
+use crate::client::{self, ApiClient};
 use crate::commands::Session;
 use crate::error::CliError;
-use crate::manifests;
+use crate::manifests::{self, SourcedDocument};
 use crate::output;
 use crate::pull_progress::PullDisplay;
 
@@ -14,15 +14,45 @@ use crate::pull_progress::PullDisplay;
 const NDJSON: &str = "application/x-ndjson";
 
 /// Parses every file first (nothing is applied if one is invalid), then applies them all,
-/// showing image pulls as the server reports them.
+/// showing image pulls as the server reports them. `--dry-run` changes nothing.
 pub async fn run(args: ApplyArgs, session: &Session) -> anyhow::Result<()> {
     let documents = manifests::load(&args.input.files, args.input.recursive)?;
-    let api = session.api()?;
+    if args.dry_run == Some(DryRun::Client) {
+        for document in &documents {
+            output::print(&format!(
+                "{} checked (client dry run)\n",
+                document.display_name()
+            ))?;
+        }
+        return Ok(());
+    }
+    let dry_run = args.dry_run == Some(DryRun::Server);
+    let results = send(&session.api()?, &documents, dry_run).await?;
+    for (i, result) in results.iter().enumerate() {
+        // The server may repeat warnings the local parse already printed.
+        let printed = documents
+            .get(i)
+            .map(|d| d.document.warnings.as_slice())
+            .unwrap_or_default();
+        for warning in result.warnings.iter().filter(|w| !printed.contains(w)) {
+            eprintln!("warning: {warning}");
+        }
+        let suffix = if dry_run { " (server dry run)" } else { "" };
+        output::print(&format!("{}{suffix}\n", outcome_line(result)))?;
+    }
+    Ok(())
+}
+
+/// Sends the documents to `POST /v1/apply` (a dry run when `dry_run`), showing image pulls
+/// as the server reports them; one result per document, in order.
+pub(crate) async fn send(
+    api: &ApiClient,
+    documents: &[SourcedDocument],
+    dry_run: bool,
+) -> anyhow::Result<Vec<ApplyResult>> {
     let request = ApplyRequest {
-        documents: documents
-            .iter()
-            .map(crate::manifests::SourcedDocument::to_apply)
-            .collect(),
+        documents: documents.iter().map(SourcedDocument::to_apply).collect(),
+        dry_run,
     };
     let response = api.post_for(&["v1", "apply"], &request, NDJSON).await?;
     let mut pulls = PullDisplay::new();
@@ -47,18 +77,7 @@ pub async fn run(args: ApplyArgs, session: &Session) -> anyhow::Result<()> {
     let results = outcome.ok_or_else(|| {
         anyhow::anyhow!("the clrk server ended the apply without saying how it went: check its log, then apply again")
     })??;
-    for (i, result) in results.iter().enumerate() {
-        // The server may repeat warnings the local parse already printed.
-        let printed = documents
-            .get(i)
-            .map(|d| d.document.warnings.as_slice())
-            .unwrap_or_default();
-        for warning in result.warnings.iter().filter(|w| !printed.contains(w)) {
-            eprintln!("warning: {warning}");
-        }
-        output::print(&format!("{}\n", outcome_line(result)))?;
-    }
-    Ok(())
+    Ok(results)
 }
 
 /// The line `apply` prints for one result, e.g. `taskagent/word-count configured (revision word-count-00002)`.

@@ -3,13 +3,15 @@
 use clrk_api::Kind;
 use clrk_wire::Deleted;
 
-use crate::cli::DeleteArgs;
+use crate::cli::{DeleteArgs, IgnoreNotFound};
 use crate::client::ApiClient;
 use crate::commands::Session;
+use crate::error::is_not_found;
 use crate::manifests;
 use crate::output;
 
-/// Deletes each document's resource in order; the first failure (e.g. not found) stops.
+/// Deletes each document's resource in order; the first failure (e.g. not found, unless
+/// `--ignore-not-found`) stops.
 pub async fn run(args: DeleteArgs, session: &Session) -> anyhow::Result<()> {
     let documents = manifests::load(&args.input.files, args.input.recursive)?;
     let api = session.api()?;
@@ -29,14 +31,23 @@ pub async fn run(args: DeleteArgs, session: &Session) -> anyhow::Result<()> {
                 vec!["v1", "egress", &meta.namespace, kind.as_str(), &meta.name]
             }
         };
-        delete(&api, &path).await?;
+        delete(&api, &path, &args.missing).await?;
     }
     Ok(())
 }
 
-/// Sends one delete and prints `kind/name deleted`.
-pub async fn delete(api: &ApiClient, path: &[&str]) -> anyhow::Result<()> {
-    let response: Deleted = api.delete(path).await?;
+/// Sends one delete and prints `kind/name deleted`; with `--ignore-not-found`, an object
+/// that does not exist prints nothing.
+pub async fn delete(
+    api: &ApiClient,
+    path: &[&str],
+    missing: &IgnoreNotFound,
+) -> anyhow::Result<()> {
+    let response: Deleted = match api.delete(path).await {
+        Ok(response) => response,
+        Err(error) if missing.ignore_not_found && is_not_found(&error) => return Ok(()),
+        Err(error) => return Err(error),
+    };
     let deleted = response.deleted;
     output::print(&format!(
         "{}/{} deleted\n",

@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::cli::{EgressGetArgs, EgressListArgs, ObjectFormat};
 use crate::commands::Session;
 use crate::output::{self, Table, age_of};
-use clrk_wire::{EgressObject, List};
+use clrk_wire::EgressObject;
 
 /// Prints the egress objects of one namespace (or all) as a table, JSON or YAML.
 pub async fn list(args: EgressListArgs, session: &Session) -> anyhow::Result<()> {
@@ -17,23 +17,17 @@ pub async fn list(args: EgressListArgs, session: &Session) -> anyhow::Result<()>
         .api()?
         .get(&["v1", "egress"], &scope.query())
         .await?;
-    match args.output {
-        Some(ObjectFormat::Json) => output::print_json(&answer),
-        Some(ObjectFormat::Yaml) => output::print_yaml(&answer),
-        None => {
-            let objects: List<EgressObject> = serde_json::from_value(answer)?;
-            if objects.items.is_empty() {
-                if scope.all_namespaces {
-                    eprintln!("no egress objects found");
-                } else {
-                    eprintln!("no egress objects found in namespace {}", scope.namespace);
-                }
-                return Ok(());
-            }
-            let table = egress_table(&objects.items, scope.all_namespaces, Utc::now());
-            Ok(output::print(&table.render())?)
-        }
-    }
+    let empty = if scope.all_namespaces {
+        "no egress objects found".to_string()
+    } else {
+        format!("no egress objects found in namespace {}", scope.namespace)
+    };
+    output::print_list(
+        answer,
+        args.output,
+        &empty,
+        |objects: &[EgressObject], _| egress_table(objects, scope.all_namespaces, Utc::now()),
+    )
 }
 
 /// Prints one object's manifest, YAML unless JSON is asked for.
@@ -241,6 +235,7 @@ fn or_dash_text(text: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clrk_wire::List;
 
     fn objects() -> Vec<EgressObject> {
         let list: List<EgressObject> = serde_json::from_str(

@@ -4,38 +4,35 @@ use anyhow::Context as _;
 use http_body_util::BodyExt as _;
 use serde_json::Value;
 
-use crate::cli::{ImagesListArgs, ImportArgs, ObjectFormat};
+use crate::cli::{ImagesListArgs, ImportArgs};
 use crate::client::RequestBody;
 use crate::commands::Session;
 use crate::output::{self, Table};
 use crate::pull_progress::human_bytes;
-use clrk_wire::{ImportResponse, List, LocalImage, PruneResponse};
+use clrk_wire::{ImportResponse, LocalImage, PruneResponse};
 
-/// Prints the server's images as a table.
+/// Prints the server's images as a table (wide: whole digests), JSON or YAML.
 pub async fn list(args: ImagesListArgs, session: &Session) -> anyhow::Result<()> {
     let answer: Value = session.api()?.get(&["v1", "images"], &[]).await?;
-    match args.output {
-        Some(ObjectFormat::Json) => output::print_json(&answer),
-        Some(ObjectFormat::Yaml) => output::print_yaml(&answer),
-        None => {
-            let images: List<LocalImage> = serde_json::from_value(answer)?;
-            if images.items.is_empty() {
-                eprintln!("no images yet: apply an agent or run clrk images import FILE");
-                return Ok(());
-            }
-            Ok(output::print(&images_table(&images.items).render())?)
-        }
-    }
+    output::print_list(
+        answer,
+        args.output,
+        "no images yet: apply an agent or run clrk images import FILE",
+        images_table,
+    )
 }
 
-/// The `images list` table.
-pub fn images_table(images: &[LocalImage]) -> Table {
+/// The `images list` table; `wide` shows whole digests.
+pub fn images_table(images: &[LocalImage], wide: bool) -> Table {
     let mut table = Table::new(["REFERENCE", "DIGEST", "SIZE", "IMPORTED", "USED-BY"]);
     for LocalImage { image, used_by } in images {
-        let digest = image.digest.get(..19).unwrap_or(&image.digest);
+        let digest = match image.digest.get(..19) {
+            Some(short) if !wide => format!("{short}…"),
+            _ => image.digest.clone(),
+        };
         table.row([
             image.reference.clone(),
-            format!("{digest}…"),
+            digest,
             human_bytes(image.size),
             if image.imported { "yes" } else { "no" }.to_string(),
             match used_by.as_slice() {
@@ -100,6 +97,7 @@ pub async fn prune(session: &Session) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clrk_wire::List;
 
     #[test]
     fn images_render_with_size_and_users() {
@@ -111,10 +109,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            images_table(&images.items).render(),
+            images_table(&images.items, false).render(),
             "REFERENCE                     DIGEST                 SIZE      IMPORTED   USED-BY\n\
              127.0.0.1:5000/agent:latest   sha256:0123456789ab…   52.4 MB   no         default/a-00001\n\
              docker.io/library/app:1.0     sha256:ffffffffffff…   999 B     yes        -\n"
         );
+        let wide = images_table(&images.items, true).render();
+        assert!(wide.contains("sha256:0123456789abcdef0123 "), "{wide}");
     }
 }

@@ -5,7 +5,9 @@ pub mod apply;
 pub mod cluster;
 pub mod delete;
 pub mod dev;
+pub mod diff;
 pub mod egress;
+pub mod get;
 pub mod images;
 pub mod install;
 pub mod pools;
@@ -57,7 +59,9 @@ pub async fn run(cli: Cli, clrk_dir: PathBuf) -> anyhow::Result<()> {
         Command::Install(args) => install::install(args).await,
         Command::Upgrade(args) => install::upgrade(args).await,
         Command::Apply(args) => apply::run(args, &session).await,
+        Command::Diff(args) => diff::run(args, &session).await,
         Command::Delete(args) => delete::run(args, &session).await,
+        Command::Get(args) => get::run(args, &session).await,
         Command::Agents(command) => match command {
             AgentsCommand::List(args) => agents::list::run(args, &session).await,
             AgentsCommand::Get(args) => agents::get::run(args, &session).await,
@@ -67,7 +71,7 @@ pub async fn run(cli: Cli, clrk_dir: PathBuf) -> anyhow::Result<()> {
             AgentsCommand::RunTask(args) => run_task::run(args, &session).await,
             AgentsCommand::Egress(args) => agents::egress::run(args, &session).await,
         },
-        Command::Pools(PoolsCommand::List) => pools::list(&session).await,
+        Command::Pools(PoolsCommand::List(args)) => pools::list(args, &session).await,
         Command::Workers(command) => match command {
             WorkersCommand::List(args) => workers::list(args, &session).await,
             WorkersCommand::Drain(args) => workers::drain(args, &session).await,

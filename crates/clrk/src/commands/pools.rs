@@ -1,14 +1,21 @@
 //! `clrk pools list`.
 
+use serde_json::Value;
+
+use crate::cli::PoolsListArgs;
 use crate::commands::Session;
 use crate::output::{self, Table};
-use clrk_wire::{List, Pool};
+use clrk_wire::Pool;
 
-/// Prints the worker pools as a table.
-pub async fn list(session: &Session) -> anyhow::Result<()> {
-    let pools: List<Pool> = session.api()?.get(&["v1", "pools"], &[]).await?;
-    output::print(&pools_table(&pools.items).render())?;
-    Ok(())
+/// Prints the worker pools as a table, or the server's answer as JSON or YAML.
+pub async fn list(args: PoolsListArgs, session: &Session) -> anyhow::Result<()> {
+    let answer: Value = session.api()?.get(&["v1", "pools"], &[]).await?;
+    output::print_list(
+        answer,
+        args.output,
+        "no worker pools",
+        |pools: &[Pool], _| pools_table(pools),
+    )
 }
 
 /// The `pools list` table.
@@ -41,6 +48,7 @@ pub fn pools_table(pools: &[Pool]) -> Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clrk_wire::List;
 
     #[test]
     fn pools_render_with_counts() {

@@ -4,12 +4,13 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
 
-use crate::cli::{SecretListArgs, SecretNameArgs, SecretSetArgs};
-use crate::commands::Session;
+use crate::cli::{SecretDeleteArgs, SecretListArgs, SecretSetArgs};
+use crate::commands::{self, Session};
 use crate::output::{self, Table, ago};
-use clrk_wire::{Deleted, List, Secret, SetSecretRequest, SetSecretResponse};
+use clrk_wire::{Secret, SetSecretRequest, SetSecretResponse};
 
 /// The largest file `--from-file` reads; the server refuses more anyway.
 const MAX_FILE: u64 = 1024 * 1024;
@@ -83,16 +84,23 @@ pub async fn set(args: SecretSetArgs, session: &Session) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prints the secrets' names and keys (the server never returns a value) as a table, JSON
+/// or YAML.
 pub async fn list(args: SecretListArgs, session: &Session) -> anyhow::Result<()> {
     let query = args.scope.query();
-    let secrets: List<Secret> = session.api()?.get(&["v1", "secrets"], &query).await?;
-    if secrets.items.is_empty() {
-        eprintln!("no secrets yet: clrk secret set NAME --from-literal KEY=VALUE");
-        return Ok(());
-    }
-    let now = Utc::now();
+    let answer: Value = session.api()?.get(&["v1", "secrets"], &query).await?;
+    output::print_list(
+        answer,
+        args.output,
+        "no secrets yet: clrk secret set NAME --from-literal KEY=VALUE",
+        |secrets: &[Secret], _| secrets_table(secrets, Utc::now()),
+    )
+}
+
+/// The `secret list` table as of `now`: names and keys, as the server gives no value.
+pub fn secrets_table(secrets: &[Secret], now: DateTime<Utc>) -> Table {
     let mut table = Table::new(["NAMESPACE", "NAME", "KEYS", "UPDATED"]);
-    for s in &secrets.items {
+    for s in secrets {
         table.row([
             s.key.namespace.clone(),
             s.key.name.clone(),
@@ -100,17 +108,16 @@ pub async fn list(args: SecretListArgs, session: &Session) -> anyhow::Result<()>
             ago(Some(s.updated_at.as_str()), now),
         ]);
     }
-    Ok(output::print(&table.render())?)
+    table
 }
 
-pub async fn delete(args: SecretNameArgs, session: &Session) -> anyhow::Result<()> {
+/// Deletes one secret and prints `secret/NAME deleted`.
+pub async fn delete(args: SecretDeleteArgs, session: &Session) -> anyhow::Result<()> {
     let path = [
         "v1",
         "secrets",
         args.namespace.namespace.as_str(),
         args.name.as_str(),
     ];
-    let answer: Deleted = session.api()?.delete(&path).await?;
-    output::print(&format!("secret/{} deleted\n", answer.deleted.key.name))?;
-    Ok(())
+    commands::delete::delete(&session.api()?, &path, &args.missing).await
 }

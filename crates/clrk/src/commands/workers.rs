@@ -1,30 +1,22 @@
 //! `clrk workers list` and `clrk workers drain`.
 
 use chrono::{DateTime, Utc};
-use clrk_wire::{DrainAnswer, List, WorkerView};
+use clrk_wire::{DrainAnswer, WorkerView};
 use serde_json::Value;
 
-use crate::cli::{ObjectFormat, WorkersDrainArgs, WorkersListArgs};
+use crate::cli::{WorkersDrainArgs, WorkersListArgs};
 use crate::commands::Session;
 use crate::output::{self, Table, ago};
 
 /// Prints the registered workers as a table, or the server's answer as JSON or YAML.
 pub async fn list(args: WorkersListArgs, session: &Session) -> anyhow::Result<()> {
     let answer: Value = session.api()?.get(&["v1", "workers"], &[]).await?;
-    match args.output {
-        Some(ObjectFormat::Json) => output::print_json(&answer),
-        Some(ObjectFormat::Yaml) => output::print_yaml(&answer),
-        None => {
-            let workers: List<WorkerView> = serde_json::from_value(answer)?;
-            if workers.items.is_empty() {
-                eprintln!("no workers registered");
-                return Ok(());
-            }
-            Ok(output::print(
-                &workers_table(&workers.items, Utc::now()).render(),
-            )?)
-        }
-    }
+    output::print_list(
+        answer,
+        args.output,
+        "no workers registered",
+        |workers: &[WorkerView], _| workers_table(workers, Utc::now()),
+    )
 }
 
 /// Drains one worker and prints its state now.
@@ -68,6 +60,7 @@ pub fn workers_table(workers: &[WorkerView], now: DateTime<Utc>) -> Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clrk_wire::List;
 
     #[test]
     fn workers_render_with_state_load_and_heartbeat_age() {

@@ -1,10 +1,10 @@
 //! `clrk agents delete NAME`.
 
-use crate::cli::NameArgs;
+use crate::cli::AgentDeleteArgs;
 use crate::commands::{self, Session};
 
 /// Deletes one agent and prints `kind/NAME deleted`.
-pub async fn run(args: NameArgs, session: &Session) -> anyhow::Result<()> {
+pub async fn run(args: AgentDeleteArgs, session: &Session) -> anyhow::Result<()> {
     let api = session.api()?;
     let path = [
         "v1",
@@ -12,5 +12,5 @@ pub async fn run(args: NameArgs, session: &Session) -> anyhow::Result<()> {
         args.namespace.namespace.as_str(),
         args.name.as_str(),
     ];
-    commands::delete::delete(&api, &path).await
+    commands::delete::delete(&api, &path, &args.missing).await
 }

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
+use serde_json::{Map, Value, json};
 
 use crate::cli::{GetArgs, ObjectFormat};
 use crate::commands::Session;
@@ -12,7 +12,8 @@ use crate::commands::agents::spec_field;
 use crate::output::{self, Table, age_of, ago, non_empty, or_dash};
 use clrk_wire::{Agent, AgentStatus, DaemonRun};
 
-/// Prints one agent as a summary for people, or the server's object as JSON or YAML.
+/// Prints one agent as a summary for people, or as a manifest in JSON or YAML that `clrk
+/// apply` takes back.
 pub async fn run(args: GetArgs, session: &Session) -> anyhow::Result<()> {
     let path = [
         "v1",
@@ -20,15 +21,61 @@ pub async fn run(args: GetArgs, session: &Session) -> anyhow::Result<()> {
         args.namespace.namespace.as_str(),
         args.name.as_str(),
     ];
-    let answer: Value = session.api()?.get(&path, &[]).await?;
+    let agent: Agent = session.api()?.get(&path, &[]).await?;
     match args.output {
-        Some(ObjectFormat::Json) => output::print_json(&answer),
-        Some(ObjectFormat::Yaml) => output::print_yaml(&answer),
-        None => {
-            let agent: Agent = serde_json::from_value(answer)?;
-            Ok(output::print(&describe(&agent, Utc::now()))?)
+        Some(ObjectFormat::Json) => output::print_json(&manifest(&agent)),
+        Some(ObjectFormat::Yaml) => output::print_yaml(&manifest(&agent)),
+        None => Ok(output::print(&describe(&agent, Utc::now()))?),
+    }
+}
+
+/// The agent as a manifest `clrk apply -f` takes back, as `kubectl get -o yaml` prints one:
+/// apiVersion, kind, metadata and spec as applied (defaults filled in), then `status`, which
+/// apply ignores: the live state, `revisions`, `tokenUsage`, `createdAt` and `updatedAt`.
+///
+/// ```
+/// let agent: clrk_wire::Agent = serde_json::from_value(serde_json::json!({
+///     "kind": "TaskAgent", "namespace": "default", "name": "wc",
+///     "metadata": {"name": "wc", "namespace": "default", "labels": {}},
+///     "spec": {"timeout": "1m"}, "status": {"warm": 1}, "revisions": []})).unwrap();
+/// let manifest = clrk::commands::agents::get::manifest(&agent);
+/// assert_eq!(manifest["apiVersion"], "clrk.apoxy.dev/v1alpha1");
+/// assert_eq!(manifest["metadata"], serde_json::json!({"name": "wc", "namespace": "default"}));
+/// assert_eq!(manifest["spec"]["timeout"], "1m");
+/// assert_eq!(manifest["status"]["warm"], 1);
+/// ```
+pub fn manifest(agent: &Agent) -> Value {
+    let mut metadata = match &agent.metadata {
+        Value::Object(fields) => fields.clone(),
+        _ => Map::new(),
+    };
+    metadata.insert("name".into(), json!(agent.key.name));
+    metadata.insert("namespace".into(), json!(agent.key.namespace));
+    // Empty label and annotation maps say nothing.
+    metadata.retain(|_, value| !matches!(value, Value::Object(m) if m.is_empty()));
+    let mut status = match serde_json::to_value(&agent.status) {
+        Ok(Value::Object(fields)) => fields,
+        _ => Map::new(),
+    };
+    status.insert("revisions".into(), json!(agent.revisions));
+    if let Some(usage) = &agent.token_usage {
+        status.insert("tokenUsage".into(), json!(usage));
+    }
+    for (field, time) in [
+        ("createdAt", &agent.created_at),
+        ("updatedAt", &agent.updated_at),
+    ] {
+        if !time.is_empty() {
+            status.insert(field.into(), json!(time));
         }
     }
+    json!({
+        "apiVersion": clrk_api::API_VERSION,
+        "kind": agent.kind,
+        "metadata": metadata,
+        "spec": agent.spec,
+        "status": status,
+    })
 }
 
 /// The human summary of an agent as of `now`.

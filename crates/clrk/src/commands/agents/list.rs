@@ -3,11 +3,11 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::cli::{ListArgs, ListFormat};
+use crate::cli::ListArgs;
 use crate::commands::Session;
 use crate::commands::agents::spec_field;
 use crate::output::{self, Table, age_of, ago, or_dash};
-use clrk_wire::{Agent, Execution, List};
+use clrk_wire::{Agent, Execution};
 
 /// Prints the agents of one namespace (or all) as a table, JSON or YAML.
 pub async fn run(args: ListArgs, session: &Session) -> anyhow::Result<()> {
@@ -16,24 +16,14 @@ pub async fn run(args: ListArgs, session: &Session) -> anyhow::Result<()> {
         .api()?
         .get(&["v1", "agents"], &scope.query())
         .await?;
-    match args.output {
-        Some(ListFormat::Json) => output::print_json(&answer),
-        Some(ListFormat::Yaml) => output::print_yaml(&answer),
-        format => {
-            let agents: List<Agent> = serde_json::from_value(answer)?;
-            if agents.items.is_empty() {
-                if scope.all_namespaces {
-                    eprintln!("no agents found");
-                } else {
-                    eprintln!("no agents found in namespace {}", scope.namespace);
-                }
-                return Ok(());
-            }
-            let wide = format == Some(ListFormat::Wide);
-            let table = agents_table(&agents.items, scope.all_namespaces, wide, Utc::now());
-            Ok(output::print(&table.render())?)
-        }
-    }
+    let empty = if scope.all_namespaces {
+        "no agents found".to_string()
+    } else {
+        format!("no agents found in namespace {}", scope.namespace)
+    };
+    output::print_list(answer, args.output, &empty, |agents: &[Agent], wide| {
+        agents_table(agents, scope.all_namespaces, wide, Utc::now())
+    })
 }
 
 /// The `agents list` table as of `now`.
@@ -47,12 +37,16 @@ pub fn agents_table(
     if with_namespace {
         headers.push("NAMESPACE");
     }
-    headers.extend(["KIND", "NAME", "REVISION", "WARM", "ACTIVE", "LAST-RUN"]);
+    headers.extend([
+        "KIND", "NAME", "REVISION", "PHASE", "RESTARTS", "WARM", "ACTIVE", "LAST-RUN",
+    ]);
     if wide {
         headers.extend(["IMAGE", "TIMEOUT", "AGE"]);
     }
     let mut table = Table::new(headers);
     for agent in agents {
+        // Phase and restarts are a daemon's; a TaskAgent shows `-`.
+        let daemon = agent.status.daemon.as_ref();
         let mut row = Vec::new();
         if with_namespace {
             row.push(agent.key.namespace.clone());
@@ -61,6 +55,8 @@ pub fn agents_table(
             agent.kind.clone(),
             agent.key.name.clone(),
             or_dash(agent.status.ready_revision.as_ref()),
+            or_dash(daemon.map(|d| d.phase.as_str())),
+            or_dash(daemon.map(|d| d.restart_count)),
             agent.status.warm.to_string(),
             agent.status.active.to_string(),
             last_run(agent.status.last_run.as_ref(), now),
@@ -118,7 +114,8 @@ mod tests {
                "revisions": []},
               {"kind": "DaemonAgent", "namespace": "ops", "name": "watcher",
                "spec": {"template": {"spec": {"image": "alpine:3"}}},
-               "status": {"latestRevision": null, "readyRevision": null, "warm": 0, "active": 0, "lastRun": null},
+               "status": {"latestRevision": null, "readyRevision": null, "warm": 0, "active": 0, "lastRun": null,
+                          "phase": "CrashLoopBackOff", "restartCount": 3},
                "revisions": []}
             ]"#,
         )
@@ -126,12 +123,12 @@ mod tests {
     }
 
     #[test]
-    fn default_table_shows_ready_revision_counts_and_last_run() {
+    fn default_table_shows_ready_revision_daemon_phase_counts_and_last_run() {
         assert_eq!(
             agents_table(&agents(), false, false, now()).render(),
-            "KIND          NAME         REVISION           WARM   ACTIVE   LAST-RUN\n\
-             TaskAgent     word-count   word-count-00001   1      2        Succeeded 2m ago\n\
-             DaemonAgent   watcher      -                  0      0        -\n"
+            "KIND          NAME         REVISION           PHASE              RESTARTS   WARM   ACTIVE   LAST-RUN\n\
+             TaskAgent     word-count   word-count-00001   -                  -          1      2        Succeeded 2m ago\n\
+             DaemonAgent   watcher      -                  CrashLoopBackOff   3          0      0        -\n"
         );
     }
 
@@ -147,6 +144,8 @@ mod tests {
                 "KIND",
                 "NAME",
                 "REVISION",
+                "PHASE",
+                "RESTARTS",
                 "WARM",
                 "ACTIVE",
                 "LAST-RUN",

@@ -5,7 +5,7 @@ use std::io::{IsTerminal as _, Write};
 use http::Method;
 use http_body_util::BodyExt;
 
-use crate::cli::{LogFormat, LogsArgs};
+use crate::cli::{LogFormat, LogsArgs, Tail};
 use crate::commands::Session;
 use clrk_server::terminal::escape_controls;
 use clrk_wire::LogLine;
@@ -20,7 +20,7 @@ pub async fn run(args: LogsArgs, session: &Session) -> anyhow::Result<()> {
         "logs",
     ];
     let mut query = Vec::new();
-    if let Some(tail) = args.tail {
+    if let Some(Tail::Last(tail)) = args.tail {
         query.push(("tail", tail.to_string()));
     }
     if args.follow {
