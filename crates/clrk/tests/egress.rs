@@ -2009,9 +2009,10 @@ async fn scrape_until(dev: &Dev, expected: &[(&str, f64)]) -> String {
 
 /// Every family of SPECIFICATION §18 scraped from a `clrk dev` and checked against what the
 /// test did: executions (one failing, one with a caller's trigger), their durations and first
-/// bytes cold and warm, sandbox starts, a warm pool, a queued invocation and a 429, allowed
-/// and denied egress, an LLM call's tokens, a daemon's restarts; 401 without the token, and the
-/// same text without one on `--metrics`, which cuts a silent connection off as the API does.
+/// bytes (stdout, a Metadata-mode answer) cold and warm, sandbox starts, a warm pool, a
+/// queued invocation and a 429, allowed and denied egress, an LLM call's tokens, a daemon's
+/// restarts; 401 without the token, and the same text without one on `--metrics`, which cuts
+/// a silent connection off as the API does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_what_each_part_did() {
     use tokio::io::AsyncReadExt as _;
@@ -2049,6 +2050,10 @@ async fn metrics_count_what_each_part_did() {
         "read -r event; case \"$event\" in *c2xvdw*) sleep 10;; esac; echo through",
         "  workerPoolRef: narrow\n  maxConcurrent: 2",
     ));
+    dev.apply(&common::metadata_py_agent(
+        "answerer",
+        "import os, urllib.request\nreq = urllib.request.Request(os.environ['CLRK_METADATA_URL'] + '/response', data=b'answer', method='POST')\nurllib.request.urlopen(req, timeout=30).read()\n",
+    ));
     dev.apply(&common::sh_manifest(
         "DaemonAgent",
         "flapper",
@@ -2079,6 +2084,12 @@ async fn metrics_count_what_each_part_did() {
             r.text()
         );
     }
+
+    // A Metadata-mode execution: its first byte is its answer.
+    let r = dev
+        .invoke(&[("X-Clrk-TaskAgent", "default/answerer")], "")
+        .await;
+    assert_eq!((r.status, r.text()), (200, "answer".to_string()));
 
     // A warm pool filled, and an execution taken from it.
     let warm = r#"{namespace="default",agent="warm-caller"}"#;
@@ -2161,6 +2172,10 @@ async fn metrics_count_what_each_part_did() {
             (
                 &format!(r#"clrk_execution_first_byte_seconds_count{{{counter},start="cold"}}"#),
                 3.0,
+            ),
+            (
+                r#"clrk_execution_first_byte_seconds_count{namespace="default",agent="answerer",start="cold"}"#,
+                1.0,
             ),
             (
                 r#"clrk_executions_total{namespace="default",agent="warm-caller",trigger="http",outcome="succeeded"}"#,
