@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clrk_dispatch::worker::warm_share::WorkerIdentity;
 use clrk_dispatch::{Dispatcher, LogBus, Workers};
+use clrk_metrics::Role;
 use clrk_store::Store;
 
 use tokio::net::TcpListener;
@@ -18,6 +19,7 @@ use crate::daemons::Supervisor;
 use crate::error::ServerError;
 use crate::host::{Host, HostSettings};
 use crate::listener::{self, ConnectionLimits};
+use crate::metrics::Exposition;
 use crate::recovery::Recovery;
 use crate::registry::{HEARTBEAT, LostWorkerSweep, Registration};
 use crate::state::AppState;
@@ -43,6 +45,8 @@ pub struct DevOptions {
     /// Connections the ingress holds open at once, in all and per client address.
     pub ingress_connections: usize,
     pub ingress_connections_per_client: usize,
+    /// `--metrics`: `/metrics` without a token on this address too.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// What `dev.json` holds: how the other commands find this server.
@@ -172,15 +176,32 @@ pub async fn start(opts: DevOptions) -> Result<Running, ServerError> {
 
     let ingress = bind(opts.ingress_addr).await?;
     let api = bind(opts.api_addr).await?;
+    let mut tasks = Vec::new();
+    // One process places and runs: it exposes both sides' families.
+    let metrics = {
+        let worker = worker.clone();
+        Exposition::new(&[Role::Placement, Role::Worker], move || {
+            worker.publish_metrics();
+        })
+    };
+    let metrics_url = match opts.metrics_addr {
+        Some(addr) => {
+            let listener = bind(addr).await?;
+            let url = format!("http://{}", local_addr(&listener)?);
+            tasks.push(metrics.serve(listener));
+            Some(url)
+        }
+        None => None,
+    };
     let endpoints = Endpoints {
         ingress: format!("http://{}", local_addr(&ingress)?),
         api: format!("http://{}", local_addr(&api)?),
         token: new_token()?,
+        metrics: metrics_url,
     };
     let endpoints_file = opts.clrk_dir.join("dev.json");
     write_endpoints(&endpoints_file, &endpoints)?;
 
-    let mut tasks = Vec::new();
     let ingress_app = clrk_dispatch::ingress::router(dispatcher.clone());
     let ingress_limits = ConnectionLimits::ingress(
         ingress_connections(opts.ingress_connections, fd_limit),
@@ -191,7 +212,7 @@ pub async fn start(opts: DevOptions) -> Result<Running, ServerError> {
         ingress_app,
         ingress_limits,
     )));
-    let api_app = crate::api::router(state, endpoints.token.clone());
+    let api_app = crate::api::router(state, endpoints.token.clone(), &metrics);
     tasks.push(tokio::spawn(listener::serve(
         api,
         api_app,
@@ -207,6 +228,9 @@ pub async fn start(opts: DevOptions) -> Result<Running, ServerError> {
         data_dir.display(),
         endpoints_file.display()
     );
+    if let Some(url) = &endpoints.metrics {
+        eprintln!("  metrics {url}/metrics");
+    }
     Ok(Running {
         endpoints,
         dispatcher,

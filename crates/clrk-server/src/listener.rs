@@ -27,7 +27,7 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 /// What a listener accepts.
 #[derive(Debug, Clone)]
 pub struct ConnectionLimits {
-    /// Named in logs and refusals: "ingress", "control API", "metadata service".
+    /// Named in logs and refusals: "ingress", "control API", "metrics", "metadata service".
     pub name: &'static str,
     /// Connections open at once, all peers together.
     pub max_connections: usize,
@@ -63,6 +63,14 @@ impl ConnectionLimits {
             max_per_peer: 128,
             header_timeout: Duration::from_secs(20),
             ipv6_by_prefix: true,
+        }
+    }
+
+    /// `--metrics`: a scraper or two, without a token; the control API's caps.
+    pub fn metrics() -> ConnectionLimits {
+        ConnectionLimits {
+            name: "metrics",
+            ..ConnectionLimits::control_api()
         }
     }
 

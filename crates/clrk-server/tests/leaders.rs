@@ -551,6 +551,7 @@ async fn cluster_worker(
         listen: loopback,
         advertise: None,
         health: loopback,
+        metrics: None,
         data_dir: dir.join(name),
         cluster_secret_file: secret,
         name: Some(name.into()),

@@ -18,4 +18,7 @@ pub struct DevFile {
     pub api: String,
     /// Bearer token for the control API.
     pub token: String,
+    /// The `--metrics` listener's base URL, when `clrk dev` has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
 }

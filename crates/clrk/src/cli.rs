@@ -133,6 +133,8 @@ pub struct DevArgs {
 
     #[command(flatten)]
     pub ingress_limits: IngressLimits,
+    #[command(flatten)]
+    pub metrics: MetricsListener,
 }
 
 /// `clrk server`.
@@ -185,6 +187,8 @@ pub struct ServerArgs {
 
     #[command(flatten)]
     pub ingress_limits: IngressLimits,
+    #[command(flatten)]
+    pub metrics: MetricsListener,
 }
 
 /// `clrk worker`.
@@ -247,6 +251,9 @@ pub struct WorkerArgs {
     /// /etc/resolv.conf].
     #[arg(long, value_name = "ADDR", env = "CLRK_DNS_UPSTREAM")]
     pub dns_upstream: Option<SocketAddr>,
+
+    #[command(flatten)]
+    pub metrics: MetricsListener,
 }
 
 /// `clrk install`.
@@ -376,6 +383,19 @@ pub struct UpgradeArgs {
     /// Print the kubectl commands upgrade would run, in order, and run none.
     #[arg(long)]
     pub print_commands: bool,
+}
+
+/// `--metrics`, shared by the commands that run clrk.
+#[derive(Debug, Args)]
+pub struct MetricsListener {
+    /// Serve /metrics (Prometheus) here, without the API token: ADDR:PORT, or a bare PORT
+    /// on 127.0.0.1. The control API serves it with the token too; a worker has it only here.
+    #[arg(
+        long = "metrics",
+        value_name = "ADDR",
+        value_parser = clrk_server::metrics::parse_address
+    )]
+    pub addr: Option<SocketAddr>,
 }
 
 /// `--insecure-registry`, shared by the commands that pull images.

@@ -588,3 +588,73 @@ async fn a_killed_workers_daemon_runs_again_on_another_worker() {
     );
     assert_eq!(workers(client).await[&holder_name].0, "Lost");
 }
+
+/// Each process reports what it does (SPECIFICATION §18): a server placement's families (a
+/// 429), on its control API with the token and on `--metrics` without; a worker its
+/// executions and sandboxes, on its `--metrics`.
+#[tokio::test(flavor = "multi_thread")]
+async fn servers_and_workers_each_report_their_own_metrics() {
+    const METRICS: u16 = 9464;
+    let listen = format!("0.0.0.0:{METRICS}");
+    let cluster = Cluster::start_with(1, 1, 0, |_| Args {
+        servers: vec!["--metrics".into(), listen.clone()],
+        workers: vec!["--metrics".into(), listen.clone()],
+    })
+    .await;
+    let client = &cluster.clients[0];
+    client.apply(&sh_agent("echo", "cat", ""));
+    for _ in 0..2 {
+        let r = client
+            .invoke(&[("X-Clrk-TaskAgent", "default/echo")], "hi")
+            .await;
+        assert_eq!(r.status, 200, "{}\n{}", r.text(), cluster.logs());
+    }
+    // An invocation refused (429) while the agent's one place is taken: the server's doing.
+    client.apply(&sh_agent(
+        "single",
+        "cat >/dev/null; sleep 5; echo done",
+        "  maxConcurrent: 1",
+    ));
+    let held = spawn_invoke(client, "single");
+    eventually("the single execution running", || async {
+        (client.invocations("single").await.len() == 1).then_some(())
+    })
+    .await;
+    let r = client
+        .invoke(&[("X-Clrk-TaskAgent", "default/single")], "")
+        .await;
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(held.await.unwrap().status, 200);
+    let get = |url: String| async move { request("GET", &url, &[], bytes::Bytes::new()).await };
+
+    let unauthorised = get(format!("{}/metrics", client.api)).await;
+    assert_eq!(unauthorised.status, 401, "{}", unauthorised.text());
+    let with_token = client.api_get("/metrics").await;
+    let open = get(format!("http://{}/metrics", cluster.hosts[1].addr(METRICS))).await;
+    for r in [with_token, open] {
+        assert_eq!(r.status, 200, "{}", r.text());
+        let text = r.text();
+        assert!(
+            text.contains(r#"clrk_pool_refusals_total{pool="default",reason="max_concurrent"} 1"#),
+            "{text}"
+        );
+        assert!(!text.contains("clrk_executions"), "{text}");
+    }
+
+    let worker_url = format!("http://{}/metrics", cluster.worker_host(0).addr(METRICS));
+    let worker = eventually("the worker's executions in its metrics", || async {
+        let r = get(worker_url.clone()).await;
+        let text = r.text();
+        (r.status == 200
+            && text.contains(
+                r#"clrk_executions_total{namespace="default",agent="echo",trigger="http",outcome="succeeded"} 2"#,
+            ))
+        .then_some(text)
+    })
+    .await;
+    assert!(!worker.contains("clrk_pool_"), "{worker}");
+    assert!(
+        worker.contains(r#"clrk_sandbox_starts_total{runtime="runsc",result="started"}"#),
+        "{worker}"
+    );
+}

@@ -1988,3 +1988,296 @@ spec:
     }
     assert_eq!(report["body"]["status"], 408, "{report}");
 }
+
+/// The value of one series (`name{labels}`) in an OpenMetrics text.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map(|value| value.trim().parse().unwrap())
+}
+
+/// `/metrics` of the control API, with the token.
+async fn scrape(dev: &Dev) -> String {
+    let r = dev.api_get("/metrics").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.header("content-type")
+            .is_some_and(|t| t.starts_with("application/openmetrics-text")),
+        "{:?}",
+        r.headers
+    );
+    r.text()
+}
+
+/// Waits until every series has its value in one scrape; returns that scrape.
+async fn scrape_until(dev: &Dev, expected: &[(&str, f64)]) -> String {
+    let started = std::time::Instant::now();
+    loop {
+        let text = scrape(dev).await;
+        let wrong: Vec<_> = expected
+            .iter()
+            .filter(|(series, value)| sample(&text, series) != Some(*value))
+            .map(|(series, value)| (series, value, sample(&text, series)))
+            .collect();
+        if wrong.is_empty() {
+            return text;
+        }
+        assert!(
+            started.elapsed() < common::DEADLINE,
+            "series (expected, found): {wrong:?}\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// Every family of SPECIFICATION §18 scraped from a `clrk dev` and checked against what the
+/// test did: executions (one failing, one with a caller's trigger), their durations and first
+/// bytes (stdout, a Metadata-mode answer) cold and warm, sandbox starts, a warm pool, a
+/// queued invocation and a 429, allowed and denied egress, an LLM call's tokens, a daemon's
+/// restarts; 401 without the token, and the same text without one on `--metrics`, which cuts
+/// a silent connection off as the API does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_what_each_part_did() {
+    use tokio::io::AsyncReadExt as _;
+
+    let upstream = Upstream::start();
+    let dns = dns_server(upstream.ip, upstream.ip6).await;
+    let (otlp, _spans) = otlp_receiver().await;
+    let dev = Dev::start_with(&[
+        "--dns-upstream",
+        &dns.to_string(),
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    set_secret(&dev, "anthropic", SECRET);
+    let endpoints: Value =
+        serde_json::from_str(&std::fs::read_to_string(dev.clrk_dir().join("dev.json")).unwrap())
+            .unwrap();
+    let metrics_url = endpoints["metrics"].as_str().unwrap().to_string();
+    let mut silent = tokio::net::TcpStream::connect(metrics_url.trim_start_matches("http://"))
+        .await
+        .unwrap();
+
+    dev.apply(&manifests(&upstream.ca_pem, &upstream.ca_file, otlp));
+    // "fail" is ZmFpbA== and "slow" c2xvdw== in the envelope's data_base64.
+    dev.apply(&common::sh_agent(
+        "counter",
+        "read -r event; case \"$event\" in *ZmFpbA*) echo failing; exit 1;; esac; echo fine",
+        "",
+    ));
+    dev.apply(
+        "apiVersion: clrk.apoxy.dev/v1alpha1\nkind: WorkerPool\nmetadata:\n  name: narrow\nspec:\n  maxExecutionsPerWorker: 1\n",
+    );
+    dev.apply(&common::sh_agent(
+        "gate",
+        "read -r event; case \"$event\" in *c2xvdw*) sleep 10;; esac; echo through",
+        "  workerPoolRef: narrow\n  maxConcurrent: 2",
+    ));
+    dev.apply(&common::metadata_py_agent(
+        "answerer",
+        "import os, urllib.request\nreq = urllib.request.Request(os.environ['CLRK_METADATA_URL'] + '/response', data=b'answer', method='POST')\nurllib.request.urlopen(req, timeout=30).read()\n",
+    ));
+    dev.apply(&common::sh_manifest(
+        "DaemonAgent",
+        "flapper",
+        "exit 1",
+        "  maxRestarts: 2",
+    ));
+
+    // Without the token: 401, as every control API route.
+    let r = common::request("GET", &format!("{}/metrics", dev.api), &[], Bytes::new()).await;
+    assert_eq!(r.status, 401, "{}", r.text());
+
+    // Three executions, one of them failing and triggered by a caller's own name.
+    let invoke = |body: &'static str, trigger: Option<&'static str>| {
+        let mut headers = vec![("X-Clrk-TaskAgent", "default/counter")];
+        if let Some(t) = trigger {
+            headers.push(("X-Clrk-Trigger", t));
+        }
+        let dev = &dev;
+        async move { dev.invoke(&headers, body).await }
+    };
+    for (body, trigger) in [("ok", None), ("ok", None), ("fail", Some("nightly-42"))] {
+        let r = invoke(body, trigger).await;
+        assert!(
+            r.text()
+                .contains(if body == "ok" { "fine" } else { "failing" }),
+            "{} {}",
+            r.status,
+            r.text()
+        );
+    }
+
+    // A Metadata-mode execution: its first byte is its answer.
+    let r = dev
+        .invoke(&[("X-Clrk-TaskAgent", "default/answerer")], "")
+        .await;
+    assert_eq!((r.status, r.text()), (200, "answer".to_string()));
+
+    // A warm pool filled, and an execution taken from it.
+    let warm = r#"{namespace="default",agent="warm-caller"}"#;
+    scrape_until(
+        &dev,
+        &[
+            (&format!("clrk_warm_sandboxes_ready{warm}"), 1.0),
+            (&format!("clrk_warm_sandboxes_wanted{warm}"), 1.0),
+        ],
+    )
+    .await;
+    call(&dev, "warm-caller", json!({"calls": []})).await;
+
+    // One LLM call (10 + 15 tokens); then, from a sandbox that resolved no name, the
+    // upstream's address dialled directly: refused.
+    let (_, report) = call(&dev, "caller", json!({"calls": [message(false)]})).await;
+    assert_eq!(report["results"][0]["status"], 200, "{report}");
+    let ip = upstream.ip;
+    let (_, report) = call(
+        &dev,
+        "caller",
+        json!({"calls": [{"url": format!("https://{ip}/")}]}),
+    )
+    .await;
+    assert_eq!(report["results"][0]["status"], 403, "{report}");
+
+    // The narrow pool's only slot held, a second invocation queued, a third refused (429)
+    // at the agent's maxConcurrent of 2.
+    let spawn = |body: &'static str| {
+        let ingress = dev.ingress.clone();
+        tokio::spawn(async move {
+            common::request(
+                "POST",
+                &format!("{ingress}/"),
+                &[("X-Clrk-TaskAgent", "default/gate")],
+                Bytes::from(body),
+            )
+            .await
+        })
+    };
+    let slow = spawn("slow");
+    eventually("the slow gate holding the pool's slot", || async {
+        (dev.invocations("gate").await.len() == 1).then_some(())
+    })
+    .await;
+    let queued = spawn("quick");
+    scrape_until(&dev, &[(r#"clrk_pool_queue_depth{pool="narrow"}"#, 1.0)]).await;
+    let r = dev
+        .invoke(&[("X-Clrk-TaskAgent", "default/gate")], "quick")
+        .await;
+    assert_eq!(r.status, 429, "{}", r.text());
+    for held in [slow, queued] {
+        let r = held.await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+
+    // The daemon stopped after its two restarts.
+    dev.wait_for("flapper stopped at maxRestarts", || {
+        let out = dev.clrk(&["agents", "get", "flapper", "-o", "json"]);
+        let agent: Value = serde_json::from_slice(&out.stdout).ok()?;
+        (agent["status"]["phase"] == "Stopped").then_some(())
+    });
+
+    let counter = r#"namespace="default",agent="counter""#;
+    let text = scrape_until(
+        &dev,
+        &[
+            (
+                &format!(r#"clrk_executions_total{{{counter},trigger="http",outcome="succeeded"}}"#),
+                2.0,
+            ),
+            (
+                &format!(r#"clrk_executions_total{{{counter},trigger="other",outcome="failed"}}"#),
+                1.0,
+            ),
+            (
+                &format!(r#"clrk_execution_duration_seconds_count{{{counter},start="cold"}}"#),
+                3.0,
+            ),
+            (
+                &format!(r#"clrk_execution_first_byte_seconds_count{{{counter},start="cold"}}"#),
+                3.0,
+            ),
+            (
+                r#"clrk_execution_first_byte_seconds_count{namespace="default",agent="answerer",start="cold"}"#,
+                1.0,
+            ),
+            (
+                r#"clrk_executions_total{namespace="default",agent="warm-caller",trigger="http",outcome="succeeded"}"#,
+                1.0,
+            ),
+            (
+                r#"clrk_execution_duration_seconds_count{namespace="default",agent="warm-caller",start="warm"}"#,
+                1.0,
+            ),
+            (
+                r#"clrk_executions_total{namespace="default",agent="gate",trigger="http",outcome="succeeded"}"#,
+                2.0,
+            ),
+            (r#"clrk_pool_queue_depth{pool="narrow"}"#, 0.0),
+            (
+                r#"clrk_pool_refusals_total{pool="narrow",reason="max_concurrent"}"#,
+                1.0,
+            ),
+            (
+                r#"clrk_egress_transactions_total{gateway="main",decision="denied"}"#,
+                1.0,
+            ),
+            (
+                r#"clrk_llm_tokens_total{namespace="default",agent="caller",provider="anthropic",model="claude-test",kind="input"}"#,
+                10.0,
+            ),
+            (
+                r#"clrk_llm_tokens_total{namespace="default",agent="caller",provider="anthropic",model="claude-test",kind="output"}"#,
+                15.0,
+            ),
+            (
+                r#"clrk_daemon_restarts_total{namespace="default",agent="flapper"}"#,
+                2.0,
+            ),
+        ],
+    )
+    .await;
+    assert!(
+        sample(
+            &text,
+            r#"clrk_egress_transactions_total{gateway="main",decision="allowed"}"#
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+    // Every cold execution, warm refill and daemon run started a sandbox, each timed.
+    let started = sample(
+        &text,
+        r#"clrk_sandbox_starts_total{runtime="runsc",result="started"}"#,
+    )
+    .unwrap();
+    assert!(started >= 10.0, "{text}");
+    assert!(
+        sample(
+            &text,
+            r#"clrk_sandbox_start_duration_seconds_count{runtime="runsc"}"#
+        )
+        .is_some_and(|n| n >= started),
+        "{text}"
+    );
+    assert!(
+        !text.contains("execution_id") && !text.contains("nightly-42"),
+        "{text}"
+    );
+
+    // The same families on --metrics, without a token.
+    let r = common::request("GET", &format!("{metrics_url}/metrics"), &[], Bytes::new()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.text()
+            .contains(r#"clrk_daemon_restarts_total{namespace="default",agent="flapper"} 2"#),
+        "{}",
+        r.text()
+    );
+    // A connection that never sent a request has been cut off (the API's 20 s deadline).
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(common::DEADLINE, silent.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0) | Err(_))),
+        "the silent connection is still open: {read:?}"
+    );
+}

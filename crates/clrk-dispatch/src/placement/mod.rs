@@ -31,6 +31,9 @@ use crate::pools::worker_pool;
 use crate::revision::RevisionShape;
 use crate::worker::order::{ExecutionOrder, Started};
 
+/// The `reason` of a 429 for an agent at its `maxConcurrent` (SPECIFICATION §18).
+const MAX_CONCURRENT: &str = "max_concurrent";
+
 /// Bytes of request bodies (and Metadata-mode answers) held in memory at once, all executions
 /// together; beyond it new bodies are refused with 503 until some are released.
 const BODY_BUDGET: usize = 256 * 1024 * 1024;
@@ -258,6 +261,7 @@ impl Dispatcher {
         tracing::Span::current().record("revision", tracing::field::display(&agent.revision.name));
         let limit = agent.spec.max_concurrent;
         if limit > 0 && self.active(namespace, name) >= limit {
+            clrk_metrics::global().refused(&agent.spec.worker_pool_ref, MAX_CONCURRENT);
             return Err(too_many(namespace, name, limit));
         }
         Ok(Route {
@@ -285,7 +289,9 @@ impl Route {
             agent,
         } = self;
         let pool_name = &agent.spec.worker_pool_ref;
-        let mut slot = dispatcher.acquire(&namespace, &name, agent.spec.max_concurrent)?;
+        let mut slot = dispatcher
+            .acquire(&namespace, &name, agent.spec.max_concurrent)
+            .inspect_err(|_| clrk_metrics::global().refused(pool_name, MAX_CONCURRENT))?;
         let workers = dispatcher.inner.workers.workers_in_pool(pool_name).await?;
         let limit = agent
             .pool
@@ -297,15 +303,17 @@ impl Route {
             .admit(pool_name, limit, QUEUE_WAIT)
             .await
             .map_err(|refused| {
-                let (limit, why) = match refused {
+                let (limit, why, reason) = match refused {
                     Refused::QueueFull { limit, queue } => {
-                        (limit, format!("its queue of {queue} is full"))
+                        (limit, format!("its queue of {queue} is full"), "queue_full")
                     }
                     Refused::Waited { limit } => (
                         limit,
                         format!("no slot freed within {}s", QUEUE_WAIT.as_secs()),
+                        "queue_timeout",
                     ),
                 };
+                clrk_metrics::global().refused(pool_name, reason);
                 DispatchError::WorkerBusy {
                     pool: pool_name.clone(),
                     limit,

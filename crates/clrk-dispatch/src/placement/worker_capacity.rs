@@ -72,7 +72,9 @@ impl WorkerCapacity {
             waiting.fetch_sub(1, Ordering::SeqCst);
             return Err(Refused::QueueFull { limit, queue });
         }
+        let queued = clrk_metrics::global().queued(pool);
         let permit = tokio::time::timeout(wait, slots.acquire_owned()).await;
+        drop(queued);
         waiting.fetch_sub(1, Ordering::SeqCst);
         match permit {
             Ok(Ok(permit)) => Ok(Some(permit)),

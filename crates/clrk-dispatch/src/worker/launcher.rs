@@ -87,6 +87,17 @@ impl Launcher {
     /// gateways' CA, and is registered with the gateway for as long as its sandbox lives; an
     /// agent without `egressRefs` reaches nothing.
     pub async fn start(&self, request: SandboxRequest<'_>) -> Result<Sandbox, LaunchError> {
+        let runtime = match request.runtime {
+            RuntimeName::Runsc => "runsc",
+            RuntimeName::Runc => "runc",
+        };
+        let began = std::time::Instant::now();
+        let started = self.start_sandbox(request).await;
+        clrk_metrics::global().sandbox_started(runtime, started.is_ok(), began.elapsed());
+        started
+    }
+
+    async fn start_sandbox(&self, request: SandboxRequest<'_>) -> Result<Sandbox, LaunchError> {
         let shape = request.shape;
         let egress = self
             .egress

@@ -197,6 +197,12 @@ impl Worker {
             .collect()
     }
 
+    /// Sets the warm-pool gauges to what the pools hold now (SPECIFICATION §18), before a
+    /// scrape.
+    pub fn publish_metrics(&self) {
+        clrk_metrics::global().set_warm_pools(self.inner.warm.sizes());
+    }
+
     /// Tells the worker that stored agents, revisions or worker pools changed: its warm pools
     /// reconcile soon.
     pub fn agents_changed(&self) {
@@ -293,6 +299,7 @@ impl Worker {
             revision: order.revision,
             namespace: order.namespace,
             agent: order.agent,
+            trigger: order.trigger,
             mode,
             envelope: Handover::new(mode, order.envelope, body),
             shape: order.shape,

@@ -4,11 +4,13 @@
 
 use std::net::IpAddr;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::Utc;
 use clrk_api::{DeliveryMode, RuntimeName};
+use clrk_metrics::Start;
 use clrk_sandbox::{Network, Sandbox};
 use clrk_store::{ExecutionEnd, ExecutionStatus};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -115,6 +117,8 @@ pub(crate) struct Run {
     pub(crate) revision: String,
     pub(crate) namespace: String,
     pub(crate) agent: String,
+    /// Its trigger, for its metrics (SPECIFICATION §18).
+    pub(crate) trigger: String,
     pub(crate) shape: RevisionShape,
     pub(crate) runtime: RuntimeName,
     pub(crate) pids_limit: u32,
@@ -134,8 +138,24 @@ impl Run {
         warm: Option<Sandbox>,
     ) {
         let started = tokio::time::Instant::now();
-        let (outcome, sandbox) = self.execute(&tx, started + self.timeout, warm).await;
-        self.record(&outcome).await;
+        let start = if warm.is_some() {
+            Start::Warm
+        } else {
+            Start::Cold
+        };
+        let first_byte = FirstByte::new(&self, start, started);
+        let (outcome, sandbox) = self
+            .execute(&tx, started + self.timeout, warm, &first_byte)
+            .await;
+        let status = self.record(&outcome).await;
+        clrk_metrics::global().execution_finished(
+            &self.namespace,
+            &self.agent,
+            &self.trigger,
+            status_label(status),
+            start,
+            started.elapsed(),
+        );
         // The execution is over for the caller: a next request must not be refused while this
         // sandbox is being deleted.
         drop(places);
@@ -169,13 +189,17 @@ impl Run {
         tx: &mpsc::Sender<ExecEvent>,
         deadline: tokio::time::Instant,
         mut warm: Option<Sandbox>,
+        first_byte: &FirstByte<'_>,
     ) -> (Outcome, Option<Sandbox>) {
         let mut attempt = 1;
         loop {
             let again = attempt < START_ATTEMPTS
                 && self.runtime == RuntimeName::Runsc
                 && self.shape.image.is_host();
-            match self.attempt(tx, deadline, warm.take(), again).await {
+            match self
+                .attempt(tx, deadline, warm.take(), first_byte, again)
+                .await
+            {
                 Attempt::Ended(outcome, sandbox) => return (outcome, sandbox.map(|s| *s)),
                 Attempt::Again(path) => {
                     tracing::info!(path = %path.display(), attempt,
@@ -193,6 +217,7 @@ impl Run {
         tx: &mpsc::Sender<ExecEvent>,
         deadline: tokio::time::Instant,
         warm: Option<Sandbox>,
+        first_byte: &FirstByte<'_>,
         again: bool,
     ) -> Attempt {
         let mut sandbox = match warm {
@@ -239,14 +264,12 @@ impl Run {
                     self.envelope.metadata().clone(),
                 );
                 let tx = tx.clone();
+                // Says when the answer came, if it did.
                 let responder = tokio::spawn(async move {
-                    match answer.await {
-                        Ok(response) => {
-                            let _ = tx.send(ExecEvent::Response(response)).await;
-                            true
-                        }
-                        Err(_) => false,
-                    }
+                    let response = answer.await.ok()?;
+                    let at = tokio::time::Instant::now();
+                    let _ = tx.send(ExecEvent::Response(response)).await;
+                    Some(at)
                 });
                 (Some(registration), Some(responder))
             }
@@ -262,7 +285,7 @@ impl Run {
         let end = tokio::select! {
             result = async {
                 if let Some(stdout) = stdout {
-                    forward_stdout(stdout, tx).await;
+                    forward_stdout(stdout, tx, first_byte).await;
                 }
                 sandbox.wait().await
             } => match result {
@@ -340,7 +363,13 @@ impl Run {
         // Once unregistered the responder learns whether an answer came.
         drop(registration);
         let responded = match responder {
-            Some(responder) => responder.await.unwrap_or(false),
+            Some(responder) => match responder.await.ok().flatten() {
+                Some(at) => {
+                    first_byte.observe_at(at);
+                    true
+                }
+                None => false,
+            },
             None => !metadata,
         };
         let outcome = match outcome {
@@ -411,7 +440,9 @@ impl Run {
         }
     }
 
-    async fn record(&self, outcome: &Outcome) {
+    /// Records the end in the store (retrying in the background while it does not answer);
+    /// returns the status recorded.
+    async fn record(&self, outcome: &Outcome) -> ExecutionStatus {
         let (status, exit_code, reason) = match outcome {
             Outcome::Exited(0) => (ExecutionStatus::Succeeded, Some(0), None),
             Outcome::Exited(code) => (
@@ -443,7 +474,7 @@ impl Run {
         };
         let store = &self.worker.inner.store;
         let Err(error) = store.finish_execution(&self.execution_id, &end).await else {
-            return;
+            return status;
         };
         // The database may be away for a moment (a restart, a failover): the caller gets its
         // answer now, and the end is recorded once the database answers again.
@@ -469,6 +500,7 @@ impl Run {
             }
             .in_current_span(),
         );
+        status
     }
 }
 
@@ -477,6 +509,7 @@ impl Run {
 async fn forward_stdout(
     mut stdout: impl tokio::io::AsyncRead + Unpin,
     tx: &mpsc::Sender<ExecEvent>,
+    first_byte: &FirstByte<'_>,
 ) {
     let mut caller_gone = false;
     loop {
@@ -484,11 +517,56 @@ async fn forward_stdout(
         match stdout.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => {
+                first_byte.observe();
                 buf.truncate(n);
                 if !caller_gone && tx.send(ExecEvent::Stdout(Bytes::from(buf))).await.is_err() {
                     caller_gone = true;
                 }
             }
+        }
+    }
+}
+
+/// The status's label in `clrk_executions_total`.
+fn status_label(status: ExecutionStatus) -> &'static str {
+    match status {
+        ExecutionStatus::Succeeded => "succeeded",
+        ExecutionStatus::TimedOut => "timed_out",
+        _ => "failed",
+    }
+}
+
+/// Observes an execution's time to its first byte of output (Metadata mode: its answer),
+/// once.
+struct FirstByte<'a> {
+    run: &'a Run,
+    start: Start,
+    started: tokio::time::Instant,
+    seen: AtomicBool,
+}
+
+impl FirstByte<'_> {
+    fn new(run: &Run, start: Start, started: tokio::time::Instant) -> FirstByte<'_> {
+        FirstByte {
+            run,
+            start,
+            started,
+            seen: AtomicBool::new(false),
+        }
+    }
+
+    fn observe(&self) {
+        self.observe_at(tokio::time::Instant::now());
+    }
+
+    fn observe_at(&self, at: tokio::time::Instant) {
+        if !self.seen.swap(true, Ordering::Relaxed) {
+            clrk_metrics::global().first_byte(
+                &self.run.namespace,
+                &self.run.agent,
+                self.start,
+                at.saturating_duration_since(self.started),
+            );
         }
     }
 }

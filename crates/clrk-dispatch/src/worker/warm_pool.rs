@@ -163,6 +163,8 @@ struct Ready {
 
 struct Pool {
     generation: Generation,
+    /// Ready sandboxes the last pass wanted.
+    wanted: usize,
     ready: VecDeque<Ready>,
     /// Refills in flight.
     starting: usize,
@@ -174,6 +176,7 @@ impl Pool {
     fn new(generation: Generation) -> Pool {
         Pool {
             generation,
+            wanted: 0,
             ready: VecDeque::new(),
             starting: 0,
             failures: 0,
@@ -263,6 +266,23 @@ impl WarmPools {
             .collect()
     }
 
+    /// Every pool's ready and wanted sandboxes: (namespace, agent, ready, wanted).
+    pub(crate) fn sizes(&self) -> Vec<(String, String, i64, i64)> {
+        let pools = self.pools.lock().expect("warm pools");
+        pools
+            .iter()
+            .map(|((namespace, agent), pool)| {
+                let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+                (
+                    namespace.clone(),
+                    agent.clone(),
+                    count(pool.ready.len()),
+                    count(pool.wanted),
+                )
+            })
+            .collect()
+    }
+
     pub(crate) fn reconcile_soon(&self) {
         self.wake.notify_one();
     }
@@ -320,6 +340,7 @@ impl WarmPools {
                 pool.retry_at = None;
             }
             pool.starting += step.start;
+            pool.wanted = desired[key].size;
         }
         (plan, discard)
     }

@@ -46,6 +46,7 @@ impl Recorder {
             identity,
             protocol,
             destination,
+            gateway.map(|g| g.metadata.name.as_str()),
             self.exporter(gateway),
         )
     }

@@ -2,8 +2,8 @@
 //!
 //! A [`Transaction`] is filled in as the exchange goes and finished exactly once: when the
 //! response body ends, or when whatever carries it is dropped (the agent hung up). Finishing
-//! stores the record, adds the tokens to the agent's day, and exports a span when the
-//! gateway has an OTLP endpoint.
+//! stores the record, adds the tokens to the agent's day, counts both in the process's
+//! metrics, and exports a span when the gateway has an OTLP endpoint.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -26,6 +26,9 @@ pub struct Transaction {
     pub usage: Option<TokenUsage>,
     pub trace: TraceContext,
     pub parent_span: Option<[u8; 8]>,
+    /// The gateway that governs it (none when the agent's `egressRefs` name none that
+    /// exists), for its metrics.
+    gateway: Option<String>,
     started: Instant,
     wall_start: SystemTime,
     exporter: Option<OtlpExporter>,
@@ -42,6 +45,7 @@ impl Transaction {
         identity: &Arc<SandboxIdentity>,
         protocol: &str,
         destination_addr: String,
+        gateway: Option<&str>,
         exporter: Option<OtlpExporter>,
     ) -> Transaction {
         let record = EgressRecord {
@@ -61,6 +65,7 @@ impl Transaction {
             usage: None,
             trace: TraceContext::new_root(),
             parent_span: None,
+            gateway: gateway.map(str::to_owned),
             started: Instant::now(),
             wall_start: SystemTime::now(),
             exporter,
@@ -96,6 +101,7 @@ impl Transaction {
             }
         }
         self.record.provider = self.provider.map(str::to_owned);
+        self.count();
         if let Some(exporter) = &self.exporter {
             exporter.export(self.span());
         }
@@ -132,6 +138,25 @@ impl Transaction {
             // Off the async workers, as a SQLite write blocks its thread while it runs.
             Ok(handle) => drop(handle.clone().spawn_blocking(move || handle.block_on(work))),
             Err(_) => finish_now(work),
+        }
+    }
+
+    /// Its share of the process's metrics (SPECIFICATION §18): the transaction by its
+    /// gateway and decision, and its tokens.
+    fn count(&self) {
+        let metrics = clrk_metrics::global();
+        let r = &self.record;
+        let gateway = self.gateway.as_deref().unwrap_or("none");
+        metrics.egress_transaction(gateway, r.allowed);
+        if let (Some(provider), Some(usage)) = (self.provider, &self.usage) {
+            metrics.tokens(
+                &r.namespace,
+                &r.agent,
+                provider,
+                r.model.as_deref(),
+                usage.input_tokens,
+                usage.output_tokens,
+            );
         }
     }
 

@@ -1,5 +1,5 @@
 //! The control API (HTTP/JSON, bearer token): apply, agents, logs, invocations, pools,
-//! workers, secrets, egress objects and egress records, and its OpenAPI document.
+//! workers, secrets, egress objects and egress records, its OpenAPI document, and `/metrics`.
 //!
 //! Every route is added with `routes!`, which takes its method and path from the handler's
 //! `#[utoipa::path]`, so the router and the document list the same routes.
@@ -25,15 +25,18 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::ServerError;
+use crate::metrics::{Exposition, METRICS};
 use crate::state::AppState;
 
-/// The control API router; every route requires `Authorization: Bearer <token>`.
-pub fn router(state: AppState, token: String) -> Router {
+/// The control API router, `/metrics` with `metrics`' families among its routes; every route
+/// requires `Authorization: Bearer <token>`.
+pub fn router(state: AppState, token: String, metrics: &Exposition) -> Router {
     let (router, document) = routes().split_for_parts();
     let document = openapi::Document(Arc::from(
         document.to_json().expect("the OpenAPI document serialises"),
     ));
     router
+        .route(METRICS, metrics.route())
         .layer(Extension(document))
         .layer(axum::middleware::from_fn_with_state(
             auth::Token::new(token),

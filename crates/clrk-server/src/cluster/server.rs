@@ -12,6 +12,7 @@ use clrk_dispatch::placement::cluster::Cluster;
 use clrk_dispatch::{Dispatcher, LogBus, Workers};
 use clrk_image::{ImageStore, StoreOptions};
 use clrk_link::{ClusterSecret, LinkClient};
+use clrk_metrics::Role;
 use clrk_store::Store;
 use tokio::net::TcpListener;
 
@@ -19,6 +20,7 @@ use crate::cluster::health;
 use crate::cron::Cron;
 use crate::error::ServerError;
 use crate::listener::{self, ConnectionLimits};
+use crate::metrics::Exposition;
 use crate::registry::{HEARTBEAT, LostWorkerSweep};
 use crate::state::AppState;
 
@@ -39,12 +41,16 @@ pub struct ServerOptions {
     pub insecure_registries: Vec<String>,
     pub ingress_connections: usize,
     pub ingress_connections_per_client: usize,
+    /// `--metrics`: `/metrics` without a token on this address too.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// A started server.
 pub struct RunningServer {
     pub ingress: SocketAddr,
     pub api: SocketAddr,
+    /// The `--metrics` listener's address, when it has one.
+    pub metrics: Option<SocketAddr>,
     dispatcher: Dispatcher,
     cron: Cron,
     sweep: LostWorkerSweep,
@@ -119,6 +125,11 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     let ingress = bind(opts.ingress_addr).await?;
     let api = bind(opts.api_addr).await?;
     let (ingress_addr, api_addr) = (local_addr(&ingress)?, local_addr(&api)?);
+    let metrics_listener = match opts.metrics_addr {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    let metrics_addr = metrics_listener.as_ref().map(local_addr).transpose()?;
     let mut tasks = Vec::new();
     let ingress_limits = ConnectionLimits::ingress(
         crate::dev::ingress_connections(opts.ingress_connections, fd_limit),
@@ -134,16 +145,25 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         let store = ready_store.clone();
         Box::pin(async move { health::database(&store).await })
     });
-    let api_app = crate::api::router(state, token).merge(health::router(ready));
+    // A server places executions and runs none: placement's families only.
+    let metrics = Exposition::new(&[Role::Placement], || {});
+    if let Some(listener) = metrics_listener {
+        tasks.push(metrics.serve(listener));
+    }
+    let api_app = crate::api::router(state, token, &metrics).merge(health::router(ready));
     tasks.push(tokio::spawn(listener::serve(
         api,
         api_app,
         ConnectionLimits::control_api(),
     )));
     eprintln!("clrk server: ingress http://{ingress_addr} · api http://{api_addr}");
+    if let Some(addr) = metrics_addr {
+        eprintln!("  metrics http://{addr}/metrics");
+    }
     Ok(RunningServer {
         ingress: ingress_addr,
         api: api_addr,
+        metrics: metrics_addr,
         dispatcher,
         cron,
         sweep,

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use clrk_dispatch::worker::warm_share::WorkerIdentity;
 use clrk_link::{ClusterSecret, LinkLimits, LinkServer};
+use clrk_metrics::Role;
 use clrk_store::{Heartbeat, Store, WorkerRegistration, WorkerState};
 use tokio_util::sync::CancellationToken;
 
@@ -21,6 +22,7 @@ use crate::daemons::{ClusterWorker, Supervisor};
 use crate::error::ServerError;
 use crate::host::{Host, HostSettings};
 use crate::listener::{self, ConnectionLimits};
+use crate::metrics::Exposition;
 use crate::recovery::Recovery;
 use crate::registry::{HEARTBEAT, Registration, new_incarnation};
 
@@ -46,6 +48,8 @@ pub struct WorkerOptions {
     pub advertise: Option<SocketAddr>,
     /// `/healthz` and `/readyz`.
     pub health: SocketAddr,
+    /// `--metrics`: the worker's `/metrics`, without a token.
+    pub metrics: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub cluster_secret_file: PathBuf,
     /// Default: the host name.
@@ -60,6 +64,8 @@ pub struct RunningWorker {
     pub name: String,
     pub link: SocketAddr,
     pub health: SocketAddr,
+    /// The `--metrics` listener's address, when it has one.
+    pub metrics: Option<SocketAddr>,
     store: Store,
     host: Host,
     daemons: Supervisor,
@@ -132,6 +138,11 @@ pub async fn start(opts: WorkerOptions) -> Result<RunningWorker, ServerError> {
     let link_addr = local_addr(&link)?;
     let health_listener = bind(opts.health).await?;
     let health_addr = local_addr(&health_listener)?;
+    let metrics_listener = match opts.metrics {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    let metrics_addr = metrics_listener.as_ref().map(local_addr).transpose()?;
     let shutdown = CancellationToken::new();
     let server = LinkServer::new(secret, LinkLimits::default())
         .map_err(|e| ServerError::Internal(e.to_string()))?;
@@ -210,14 +221,24 @@ pub async fn start(opts: WorkerOptions) -> Result<RunningWorker, ServerError> {
         health::router(ready),
         ConnectionLimits::control_api(),
     )));
+    // A worker runs sandboxes and places nothing: the worker's families only.
+    if let Some(listener) = metrics_listener {
+        let worker = host.worker.clone();
+        let metrics = Exposition::new(&[Role::Worker], move || worker.publish_metrics());
+        tasks.push(metrics.serve(listener));
+    }
     eprintln!(
         "clrk worker {name}: pool {} · link {link_addr} · health http://{health_addr}",
         opts.pool
     );
+    if let Some(addr) = metrics_addr {
+        eprintln!("  metrics http://{addr}/metrics");
+    }
     Ok(RunningWorker {
         name,
         link: link_addr,
         health: health_addr,
+        metrics: metrics_addr,
         store,
         host,
         daemons,

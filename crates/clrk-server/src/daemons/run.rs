@@ -179,8 +179,14 @@ impl Daemon {
                     return;
                 }
             }
-            state.restart_count = state.restart_count.saturating_add(1);
+            self.restarted(&mut state);
         }
+    }
+
+    /// Counts a restart in its state and the process's metrics (SPECIFICATION §18).
+    fn restarted(&self, state: &mut DaemonState) {
+        state.restart_count = state.restart_count.saturating_add(1);
+        clrk_metrics::global().daemon_restart(&self.namespace, &self.name);
     }
 
     /// The stored state when it belongs to this revision (restarts carry over a server
@@ -219,7 +225,7 @@ impl Daemon {
         match state.phase {
             DaemonPhase::Running => {}
             DaemonPhase::CrashLoopBackOff => {
-                state.restart_count = state.restart_count.saturating_add(1);
+                self.restarted(state);
                 return true;
             }
             DaemonPhase::Pending | DaemonPhase::Stopped => return true,
@@ -231,7 +237,7 @@ impl Daemon {
             AfterExit::Restart => {
                 tracing::info!(namespace = %self.namespace, daemon = %self.name, %worker,
                     restarts = state.restart_count, "daemon taken over from a lost worker");
-                state.restart_count = state.restart_count.saturating_add(1);
+                self.restarted(state);
                 state.reason = Some(format!(
                     "the worker running it was lost; restarted on worker {worker}"
                 ));

@@ -22,6 +22,7 @@ pub async fn server(args: ServerArgs, session: &Session) -> anyhow::Result<()> {
         insecure_registries: args.registries.insecure_registries,
         ingress_connections: args.ingress_limits.max_connections,
         ingress_connections_per_client: args.ingress_limits.max_connections_per_client,
+        metrics_addr: args.metrics.addr,
     };
     // The server's messages already carry their causes; a chain would repeat them.
     clrk_server::cluster::server::run(options)
@@ -37,6 +38,7 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         listen: args.listen,
         advertise: args.advertise,
         health: args.health,
+        metrics: args.metrics.addr,
         data_dir: args.data_dir,
         cluster_secret_file: args.cluster_secret_file,
         name: args.name,

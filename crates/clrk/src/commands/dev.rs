@@ -30,6 +30,7 @@ pub async fn run(args: DevArgs, session: &Session) -> anyhow::Result<()> {
         dns_upstream: args.dns_upstream,
         ingress_connections: args.ingress_limits.max_connections,
         ingress_connections_per_client: args.ingress_limits.max_connections_per_client,
+        metrics_addr: args.metrics.addr,
     };
     tracing::info!(data_dir = %options.data_dir.display(), ingress = %options.ingress_addr, api = %options.api_addr, "starting clrk dev");
     // The server's messages already carry their causes; a chain would repeat them.
