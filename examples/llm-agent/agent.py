@@ -32,8 +32,10 @@ try:
         reply = client.messages.create(**request)
         text = "".join(block.text for block in reply.content if block.type == "text")
 except anthropic.APIStatusError as e:
-    # A refusal by the gateway (403, 429) or the provider, with its reason in the body.
-    print(json.dumps({"error": e.status_code, "reason": e.response.text}), flush=True)
+    # A refusal by the gateway (403, 429) or the provider, with its reason in the body: on
+    # stderr, the agent's log (`clrk agents logs`), and a non-zero exit, which the caller
+    # gets as a 500.
+    print(json.dumps({"error": e.status_code, "reason": e.response.text}), file=sys.stderr, flush=True)
     sys.exit(1)
 usage = {"input_tokens": reply.usage.input_tokens, "output_tokens": reply.usage.output_tokens}
 print(json.dumps({"answer": text, "usage": usage}), flush=True)

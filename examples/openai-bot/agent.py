@@ -36,8 +36,10 @@ try:
         reply = client.chat.completions.create(**request)
         text, usage = reply.choices[0].message.content, reply.usage
 except openai.APIStatusError as e:
-    # A refusal by the gateway (403, 429) or the provider, with its reason in the body.
-    print(json.dumps({"error": e.status_code, "reason": e.response.text}), flush=True)
+    # A refusal by the gateway (403, 429) or the provider, with its reason in the body: on
+    # stderr, the agent's log (`clrk agents logs`), and a non-zero exit, which the caller
+    # gets as a 500.
+    print(json.dumps({"error": e.status_code, "reason": e.response.text}), file=sys.stderr, flush=True)
     sys.exit(1)
 tokens = usage and {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
 print(json.dumps({"answer": text, "usage": tokens}), flush=True)

@@ -163,9 +163,16 @@ async fn a_worker_injects_the_key_and_the_day_budget_holds_across_workers() {
     assert_eq!(r.status, 200, "{}\n{}", r.text(), cluster.logs());
     assert!(cluster.workers[1].log().contains("execution finished"));
     // …and then the day is over budget: worker-1 counted worker-0's tokens too.
-    // The agent reports the gateway's refusal, which counts both workers' calls.
+    // The agent fails, and logs the gateway's refusal, which counts both workers' calls.
     let r = ask(client).await;
-    let report = r.json();
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert_eq!(r.header("x-clrk-exit-code"), Some("1"));
+    let out = client.clrk(&["agents", "logs", "llm-agent", "--tail", "1"]);
+    let logged = text(&out.stdout);
+    let report: Value = logged
+        .find('{')
+        .and_then(|at| serde_json::from_str(logged[at..].trim()).ok())
+        .unwrap_or_else(|| panic!("no report in the agent's log: {logged}"));
     assert_eq!(report["error"], 429, "{report}");
     let reason = report["reason"].as_str().unwrap();
     assert!(

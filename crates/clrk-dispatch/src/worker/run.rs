@@ -3,8 +3,8 @@
 //! ended, and delete its sandbox once the caller has the answer.
 
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -32,6 +32,9 @@ const RUNSC_FAILED: i32 = 128;
 /// How many times a `host:` sandbox is started for one execution when a path it hides
 /// vanishes while runsc mounts it ([`vanished_mount`]); the agent had not run.
 const START_ATTEMPTS: u32 = 3;
+/// How long a `host:` sandbox's envelope is kept once written, for another sandbox in case
+/// this one never started: runsc fails such a start within moments.
+const KEEP_ENVELOPE: Duration = Duration::from_secs(2);
 /// The exit status of a sandbox killed with SIGKILL (128 + 9).
 const KILLED: i32 = 137;
 
@@ -48,10 +51,13 @@ const RECORD_RETRY_FOR: Duration = Duration::from_secs(600);
 
 /// How an execution's envelope reaches its agent, with the request body's share of the body
 /// budget, released when the envelope is.
+/// A Stdin-mode envelope with the request body's share of the body budget.
+type StdinEnvelope = (Vec<u8>, Option<BodyPermit>);
+
 pub(crate) enum Handover {
     /// Stdin mode: the newline-terminated JSON, taken once by the writer, so it is freed as
     /// soon as the agent has read it.
-    Stdin(Mutex<Option<(Vec<u8>, Option<BodyPermit>)>>),
+    Stdin(Mutex<Option<StdinEnvelope>>),
     /// Metadata mode: served on request until the execution ends.
     Metadata {
         envelope: serde_json::Value,
@@ -79,7 +85,7 @@ impl Handover {
     }
 
     /// The stdin bytes, once; `None` in Metadata mode or when already taken.
-    fn take_stdin(&self) -> Option<(Vec<u8>, Option<BodyPermit>)> {
+    fn take_stdin(&self) -> Option<StdinEnvelope> {
         match self {
             Handover::Stdin(bytes) => bytes.lock().expect("stdin envelope").take(),
             Handover::Metadata { .. } => None,
@@ -87,7 +93,7 @@ impl Handover {
     }
 
     /// Gives back what [`Handover::take_stdin`] took, for another sandbox to read.
-    fn put_back(&self, stdin: (Vec<u8>, Option<BodyPermit>)) {
+    fn put_back(&self, stdin: StdinEnvelope) {
         if let Handover::Stdin(bytes) = self {
             *bytes.lock().expect("stdin envelope") = Some(stdin);
         }
@@ -233,17 +239,27 @@ impl Run {
         let metadata = self.mode == DeliveryMode::Metadata;
         let stdin = sandbox.take_stdin();
         let envelope = self.envelope.take_stdin();
+        let kept: Arc<Mutex<Option<StdinEnvelope>>> = Arc::default();
+        let keep = again.then(|| Arc::clone(&kept));
         let writer = tokio::spawn(
             async move {
                 // Metadata mode closes stdin at once; an agent that exits without reading its
                 // input closes the pipe: not an error. The envelope and its body's share of the
-                // budget are released once written, unless another sandbox may need them.
+                // budget are released once written, or [`KEEP_ENVELOPE`] later when another
+                // sandbox may need them.
                 let (Some(mut stdin), Some(envelope)) = (stdin, envelope) else {
-                    return None;
+                    return;
                 };
                 let _ = stdin.write_all(&envelope.0).await;
                 let _ = stdin.shutdown().await;
-                again.then_some(envelope)
+                drop(stdin);
+                if let Some(keep) = keep {
+                    *keep.lock().expect("kept envelope") = Some(envelope);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(KEEP_ENVELOPE).await;
+                        keep.lock().expect("kept envelope").take();
+                    });
+                }
             }
             .in_current_span(),
         );
@@ -330,7 +346,7 @@ impl Run {
                 if again
                     && let Some(path) = last.as_deref().and_then(vanished_mount)
                     && !path.exists()
-                    && self.envelope_back(writer).await
+                    && self.envelope_back(writer, &kept).await
                 {
                     if let Err(error) = sandbox.remove().await {
                         tracing::warn!(%error, sandbox = %sandbox.id, "could not delete sandbox");
@@ -384,18 +400,21 @@ impl Run {
         }
     }
 
-    /// Takes back the envelope `writer` fed a sandbox that never ran, for the next one;
-    /// whether the next one can have it (Metadata mode: the service still holds it).
+    /// Takes back the envelope `writer` fed a sandbox that never ran (kept in `kept`), for
+    /// the next one; whether the next one can have it (Metadata mode: the service still holds
+    /// it).
     async fn envelope_back(
         &self,
-        writer: tokio::task::JoinHandle<Option<(Vec<u8>, Option<BodyPermit>)>>,
+        writer: tokio::task::JoinHandle<()>,
+        kept: &Mutex<Option<StdinEnvelope>>,
     ) -> bool {
-        match tokio::time::timeout(STOP_GRACE, writer).await {
-            Ok(Ok(Some(envelope))) => {
+        let _ = tokio::time::timeout(STOP_GRACE, writer).await;
+        match kept.lock().expect("kept envelope").take() {
+            Some(envelope) => {
                 self.envelope.put_back(envelope);
                 true
             }
-            _ => matches!(self.envelope, Handover::Metadata { .. }),
+            None => matches!(self.envelope, Handover::Metadata { .. }),
         }
     }
 
