@@ -1057,6 +1057,12 @@ async fn apply_warns_about_what_cannot_work_yet_and_keeps_it() {
             .starts_with("spec.workerPoolRef: no WorkerPool \"gpu\" exists"),
         "{held}"
     );
+    let wide = text(&dev.clrk(&["agents", "list", "-o", "wide"]).stdout);
+    let row = wide
+        .lines()
+        .find(|l| l.contains("gpu-job"))
+        .unwrap_or_default();
+    assert!(row.ends_with("ReferencesResolved"), "{wide}");
     let out = dev.clrk(&["agents", "get", "gpu-job"]);
     let table = text(&out.stdout);
     assert!(
