@@ -11,6 +11,7 @@ pub mod apply;
 mod apply_outcome;
 mod apply_preview;
 pub mod cluster;
+mod conditions;
 pub mod cron;
 pub mod daemons;
 pub mod dev;

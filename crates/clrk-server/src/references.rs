@@ -1,18 +1,20 @@
 //! Warnings at apply for references that cannot work now: an agent's `workerPoolRef` naming no
 //! pool, its `egressRefs` or a route's `parentRefs` naming no gateway, a `host:` image on a
 //! runc pool. The document is still applied (the missing object may come next), and `clrk
-//! apply` prints the warning; only what can never work is refused, by validation.
+//! apply` prints the warning; only what can never work is refused, by validation. The same
+//! warnings, computed again when an agent is read, are its `status.conditions`
+//! (`crate::conditions`).
 
 use std::collections::HashSet;
 
 use clrk_api::{DEFAULT_POOL, Document, Kind, Resource, RuntimeName, WorkerPoolSpec};
-use clrk_store::Store;
+use clrk_store::{Store, StoreError};
 
 use crate::error::ServerError;
 
 /// What the store and the documents applied with these hold: pools by name (with their
 /// runtime) and gateways by namespace and name.
-struct Known {
+pub(crate) struct Known {
     pools: Vec<(String, RuntimeName)>,
     gateways: HashSet<(String, String)>,
 }
@@ -30,7 +32,12 @@ pub(crate) async fn unsatisfied(
         .collect())
 }
 
-async fn known(store: &Store, documents: &[&Document]) -> Result<Known, ServerError> {
+/// The pools and gateways the store holds now.
+pub(crate) async fn stored(store: &Store) -> Result<Known, StoreError> {
+    known(store, &[]).await
+}
+
+async fn known(store: &Store, documents: &[&Document]) -> Result<Known, StoreError> {
     let mut pools: Vec<(String, RuntimeName)> = store
         .list_pools()
         .await?
@@ -65,7 +72,7 @@ async fn known(store: &Store, documents: &[&Document]) -> Result<Known, ServerEr
 }
 
 /// The warnings about one resource's references.
-fn warnings(known: &Known, resource: &Resource) -> Vec<String> {
+pub(crate) fn warnings(known: &Known, resource: &Resource) -> Vec<String> {
     let namespace = &resource.metadata().namespace;
     let (pool, image, egress): (&str, &str, Vec<&str>) = match resource {
         Resource::TaskAgent(t) => (

@@ -13,8 +13,23 @@ use serde_json::{Value, json};
 
 use crate::state::AppState;
 
-/// An agent with its status and revisions.
-pub async fn agent(state: &AppState, agent: &Agent) -> Result<wire::Agent, clrk_store::StoreError> {
+/// The pools and gateways an agent's references are checked against, read once for any
+/// number of [`agent`] calls.
+pub struct References(crate::references::Known);
+
+impl References {
+    /// What the store holds now.
+    pub async fn now(state: &AppState) -> Result<Self, clrk_store::StoreError> {
+        Ok(Self(crate::references::stored(&state.store).await?))
+    }
+}
+
+/// An agent with its status and revisions; its conditions checked against `references`.
+pub async fn agent(
+    state: &AppState,
+    references: &References,
+    agent: &Agent,
+) -> Result<wire::Agent, clrk_store::StoreError> {
     let revisions = state.store.revisions(&agent.namespace, &agent.name).await?;
     let ready = revisions
         .iter()
@@ -76,6 +91,7 @@ pub async fn agent(state: &AppState, agent: &Agent) -> Result<wire::Agent, clrk_
             last_run,
             schedule,
             daemon,
+            conditions: crate::conditions::of_agent(&references.0, &agent.spec),
         },
         token_usage: Some(wire::TokenUsage {
             today: tokens_today,

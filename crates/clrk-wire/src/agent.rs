@@ -62,6 +62,29 @@ pub struct AgentStatus {
     /// Present for a DaemonAgent.
     #[serde(flatten)]
     pub daemon: Option<DaemonStatus>,
+    /// What in the manifest cannot work as things stand, computed when the agent is read:
+    /// absent when nothing is wrong, so a condition clears by itself once, say, the missing
+    /// WorkerPool is applied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// A condition in the Kubernetes style. clrk reports only those that are `"False"`:
+/// `ReferencesResolved` (a WorkerPool or EgressGateway the agent names does not exist, or its
+/// pool cannot run its image) and `SpecHonoured` (a field is ignored, such as `warmPoolSize`
+/// on a Metadata-mode agent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Condition {
+    /// `ReferencesResolved` or `SpecHonoured`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `"False"`.
+    pub status: String,
+    /// `Unresolved` or `FieldsIgnored`.
+    pub reason: String,
+    /// The warnings `clrk apply` printed that still hold, each naming its field, joined by
+    /// `"; "`.
+    pub message: String,
 }
 
 /// Cron times of a scheduled TaskAgent.

@@ -20,7 +20,7 @@ mod secret;
 mod worker;
 
 pub use agent::{
-    Agent, AgentStatus, DaemonRun, DaemonStatus, Revision, ScheduleStatus, TokenUsage,
+    Agent, AgentStatus, Condition, DaemonRun, DaemonStatus, Revision, ScheduleStatus, TokenUsage,
 };
 pub use apply::{
     ApplyDocument, ApplyEvent, ApplyRequest, ApplyResponse, ApplyResult, PullProgress,

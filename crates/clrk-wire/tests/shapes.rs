@@ -59,6 +59,7 @@ fn a_task_agent_has_no_schedule_or_daemon_fields() {
         last_run: Some(execution()),
         schedule: None,
         daemon: None,
+        conditions: Vec::new(),
     };
     assert_eq!(
         to_json(&agent("TaskAgent", status)),

@@ -1036,8 +1036,40 @@ async fn apply_warns_about_what_cannot_work_yet_and_keeps_it() {
             && err.contains("document 1: spec.workerPoolRef: no WorkerPool \"gpu\" exists"),
         "{err}"
     );
-    // Kept: `agents get` shows it.
-    assert!(dev.clrk(&["agents", "get", "gpu-job"]).status.success());
+    // Kept, and `agents get` shows the warning as a condition for as long as it holds.
+    let conditions = |name: &str| {
+        let out = dev.clrk(&["agents", "get", name, "-o", "json"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let agent: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        agent["status"]
+            .get("conditions")
+            .cloned()
+            .unwrap_or(serde_json::Value::Null)
+    };
+    let held = conditions("gpu-job");
+    assert_eq!(held[0]["type"], "ReferencesResolved", "{held}");
+    assert_eq!(held[0]["status"], "False", "{held}");
+    assert_eq!(held[0]["reason"], "Unresolved", "{held}");
+    assert!(
+        held[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("spec.workerPoolRef: no WorkerPool \"gpu\" exists"),
+        "{held}"
+    );
+    let wide = text(&dev.clrk(&["agents", "list", "-o", "wide"]).stdout);
+    let row = wide
+        .lines()
+        .find(|l| l.contains("gpu-job"))
+        .unwrap_or_default();
+    assert!(row.ends_with("ReferencesResolved"), "{wide}");
+    let out = dev.clrk(&["agents", "get", "gpu-job"]);
+    let table = text(&out.stdout);
+    assert!(
+        table.contains("Conditions:")
+            && table.contains("ReferencesResolved   False    Unresolved   spec.workerPoolRef: no WorkerPool \"gpu\" exists"),
+        "{table}"
+    );
 
     let pool = "apiVersion: clrk.apoxy.dev/v1alpha1\nkind: WorkerPool\nmetadata: {name: gpu}\nspec: {runtime: runc}\n";
     let err = warned(&format!(
@@ -1046,6 +1078,15 @@ async fn apply_warns_about_what_cannot_work_yet_and_keeps_it() {
     ));
     assert!(err.contains("host: images need the runsc runtime"), "{err}");
     assert!(!err.contains("no WorkerPool"), "{err}");
+    let held = conditions("gpu-job").to_string();
+    assert!(
+        held.contains("host: images need the runsc runtime") && !held.contains("no WorkerPool"),
+        "{held}"
+    );
+    // Applying what was missing clears the condition, with no new apply of the agent.
+    dev.apply(&pool.replace("runc", "runsc"));
+    assert_eq!(conditions("gpu-job"), serde_json::Value::Null);
+    assert!(!text(&dev.clrk(&["agents", "get", "gpu-job"]).stdout).contains("Conditions"));
 
     let err = warned(&sh_agent(
         "caller",
@@ -1056,6 +1097,8 @@ async fn apply_warns_about_what_cannot_work_yet_and_keeps_it() {
         err.contains("spec.egressRefs[0].gatewayRef: no EgressGateway default/llm exists"),
         "{err}"
     );
+    let held = conditions("caller").to_string();
+    assert!(held.contains("spec.egressRefs[0].gatewayRef"), "{held}");
     let route = |gateway: &str| {
         format!(
             "apiVersion: clrk.apoxy.dev/v1alpha1\nkind: EgressL4Route\nmetadata: {{name: r}}\n\
@@ -1071,6 +1114,7 @@ async fn apply_warns_about_what_cannot_work_yet_and_keeps_it() {
     let gateway = "apiVersion: clrk.apoxy.dev/v1alpha1\nkind: EgressGateway\nmetadata: {name: llm}\nspec: {defaultPolicy: deny-all}\n";
     let err = warned(&format!("{gateway}---\n{}", route("llm")));
     assert!(!err.contains("warning"), "{err}");
+    assert_eq!(conditions("caller"), serde_json::Value::Null);
 
     let err = warned(&metadata_py_agent("meta", "pass").replacen(
         "\nspec:\n",
@@ -1080,5 +1124,15 @@ async fn apply_warns_about_what_cannot_work_yet_and_keeps_it() {
     assert!(
         err.contains("document 1: spec.warmPoolSize: ignored"),
         "{err}"
+    );
+    let held = conditions("meta");
+    assert_eq!(held[0]["type"], "SpecHonoured", "{held}");
+    assert_eq!(held[0]["reason"], "FieldsIgnored", "{held}");
+    assert!(
+        held[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("spec.warmPoolSize: ignored"),
+        "{held}"
     );
 }

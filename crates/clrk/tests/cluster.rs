@@ -658,3 +658,26 @@ async fn servers_and_workers_each_report_their_own_metrics() {
         "{worker}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_apply_warning_shows_through_either_server_until_what_was_missing_is_applied() {
+    let cluster = Cluster::start(2, 0).await;
+    let (first, second) = (&cluster.clients[0], &cluster.clients[1]);
+    first.apply(&sh_agent("gpu-job", "true", "  workerPoolRef: gpu"));
+    let conditions = |client: &Dev| {
+        let out = client.clrk(&["agents", "get", "gpu-job", "-o", "json"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let agent: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        agent["status"].get("conditions").cloned()
+    };
+    // Computed by whichever server answers, from the shared store.
+    let held = conditions(second).unwrap_or_default().to_string();
+    assert!(
+        held.contains("ReferencesResolved") && held.contains("no WorkerPool \\\"gpu\\\" exists"),
+        "{held}"
+    );
+    second.apply(
+        "apiVersion: clrk.apoxy.dev/v1alpha1\nkind: WorkerPool\nmetadata: {name: gpu}\nspec: {runtime: runsc}\n",
+    );
+    assert_eq!(conditions(first), None, "{}", cluster.logs());
+}

@@ -127,9 +127,10 @@ pub async fn list(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<List<clrk_wire::Agent>>, ApiError> {
     let agents = state.store.list_agents(q.namespace.as_deref()).await?;
+    let references = views::References::now(&state).await?;
     let mut items = Vec::with_capacity(agents.len());
     for a in &agents {
-        items.push(views::agent(&state, a).await?);
+        items.push(views::agent(&state, &references, a).await?);
     }
     Ok(Json(List { items }))
 }
@@ -150,7 +151,8 @@ pub async fn get(
     Path(ObjectKey { namespace, name }): Path<ObjectKey>,
 ) -> Result<Json<clrk_wire::Agent>, ApiError> {
     let agent = find(&state, &namespace, &name).await?;
-    Ok(Json(views::agent(&state, &agent).await?))
+    let references = views::References::now(&state).await?;
+    Ok(Json(views::agent(&state, &references, &agent).await?))
 }
 
 /// Deletes an agent, its revisions and its history, and stops its executions.

@@ -129,6 +129,22 @@ pub fn describe(agent: &Agent, now: DateTime<Utc>) -> String {
             width = width
         );
     }
+    // What cannot work as things stand, listed only when something is wrong.
+    if !status.conditions.is_empty() {
+        text.push_str("Conditions:\n");
+        let mut table = Table::new(["TYPE", "STATUS", "REASON", "MESSAGE"]);
+        for condition in &status.conditions {
+            table.row([
+                condition.kind.clone(),
+                condition.status.clone(),
+                condition.reason.clone(),
+                condition.message.clone(),
+            ]);
+        }
+        for line in table.render().lines() {
+            let _ = writeln!(text, "  {line}");
+        }
+    }
     text.push_str("Revisions:\n");
     if agent.revisions.is_empty() {
         text.push_str("  (none)\n");
@@ -214,11 +230,34 @@ mod tests {
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");
         }
         assert!(!text.contains("Phase"), "{text}");
+        assert!(!text.contains("Conditions"), "{text}");
         let without_usage = Agent {
             token_usage: None,
             ..agent
         };
         assert!(!describe(&without_usage, now).contains("Tokens"));
+    }
+
+    #[test]
+    fn summary_lists_conditions_that_do_not_hold() {
+        let agent: Agent = serde_json::from_str(
+            r#"{"kind": "TaskAgent", "namespace": "default", "name": "gpu-job",
+                "spec": {"template": {"spec": {"image": "host:"}}},
+                "status": {"lastRun": null, "conditions": [{"type": "ReferencesResolved",
+                    "status": "False", "reason": "Unresolved",
+                    "message": "spec.workerPoolRef: no WorkerPool \"gpu\" exists"}]},
+                "revisions": []}"#,
+        )
+        .unwrap();
+        let text = describe(&agent, Utc::now());
+        assert!(
+            text.contains(
+                "Conditions:\n  TYPE                 STATUS   REASON       MESSAGE\n  \
+                 ReferencesResolved   False    Unresolved   spec.workerPoolRef: no WorkerPool \"gpu\" exists\n\
+                 Revisions:\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

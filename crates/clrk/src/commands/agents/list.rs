@@ -41,7 +41,7 @@ pub fn agents_table(
         "KIND", "NAME", "REVISION", "PHASE", "RESTARTS", "WARM", "ACTIVE", "LAST-RUN",
     ]);
     if wide {
-        headers.extend(["IMAGE", "TIMEOUT", "AGE"]);
+        headers.extend(["IMAGE", "TIMEOUT", "AGE", "CONDITIONS"]);
     }
     let mut table = Table::new(headers);
     for agent in agents {
@@ -66,11 +66,26 @@ pub fn agents_table(
                 spec_field(&agent.spec, "/template/spec/image"),
                 spec_field(&agent.spec, "/timeout"),
                 age_of(Some(agent.created_at.as_str()), now),
+                conditions(agent),
             ]);
         }
         table.row(row);
     }
     table
+}
+
+/// The types of the conditions that do not hold (`agents get` says why); `-` if none.
+fn conditions(agent: &Agent) -> String {
+    let kinds: Vec<&str> = agent
+        .status
+        .conditions
+        .iter()
+        .map(|c| c.kind.as_str())
+        .collect();
+    match kinds.as_slice() {
+        [] => "-".to_string(),
+        kinds => kinds.join(","),
+    }
 }
 
 /// `Succeeded 2m ago`, timed from the end of the run (its start while it runs); `-` if none.
@@ -115,7 +130,11 @@ mod tests {
               {"kind": "DaemonAgent", "namespace": "ops", "name": "watcher",
                "spec": {"template": {"spec": {"image": "alpine:3"}}},
                "status": {"latestRevision": null, "readyRevision": null, "warm": 0, "active": 0, "lastRun": null,
-                          "phase": "CrashLoopBackOff", "restartCount": 3},
+                          "phase": "CrashLoopBackOff", "restartCount": 3,
+                          "conditions": [{"type": "ReferencesResolved", "status": "False",
+                                          "reason": "Unresolved", "message": "m"},
+                                         {"type": "SpecHonoured", "status": "False",
+                                          "reason": "FieldsIgnored", "message": "m"}]},
                "revisions": []}
             ]"#,
         )
@@ -151,15 +170,19 @@ mod tests {
                 "LAST-RUN",
                 "IMAGE",
                 "TIMEOUT",
-                "AGE"
+                "AGE",
+                "CONDITIONS"
             ]
         );
         let first: Vec<&str> = lines[1].split_whitespace().collect();
         assert_eq!(first[0], "default");
-        assert_eq!(first[first.len() - 3..], ["host:", "100s", "60m"]);
+        assert_eq!(first[first.len() - 4..], ["host:", "100s", "60m", "-"]);
         let second: Vec<&str> = lines[2].split_whitespace().collect();
         assert_eq!(second[0], "ops");
-        assert_eq!(second[second.len() - 3..], ["alpine:3", "-", "-"]);
+        assert_eq!(
+            second[second.len() - 4..],
+            ["alpine:3", "-", "-", "ReferencesResolved,SpecHonoured"]
+        );
     }
 
     #[test]
