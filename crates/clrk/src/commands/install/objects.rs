@@ -4,6 +4,8 @@
 use serde_json::{Map, Value, json};
 
 pub use crate::cli::WorkerCache;
+use clrk_server::cluster::health::{HEALTHZ, READYZ};
+
 use crate::cli::default_image;
 
 /// The field manager of every server-side apply, so a later install owns the same fields.
@@ -94,6 +96,24 @@ pub fn metadata(name: &str, namespace: &str, labels: Map<String, Value>) -> Valu
 /// A Secret volume readable by its owner only: clrk refuses a secret file others may read.
 pub fn secret_volume(volume: &str, secret: &str) -> Value {
     json!({ "name": volume, "secret": { "secretName": secret, "defaultMode": 0o400 } })
+}
+
+/// The `readinessProbe` and `livenessProbe` of a clrk container whose `/readyz` and
+/// `/healthz` answer on the named container port.
+pub fn probes(port: &str) -> (Value, Value) {
+    (
+        json!({
+            "httpGet": { "path": READYZ, "port": port },
+            "periodSeconds": 2,
+            "failureThreshold": 2,
+        }),
+        json!({
+            "httpGet": { "path": HEALTHZ, "port": port },
+            "initialDelaySeconds": 10,
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        }),
+    )
 }
 
 /// An environment variable read from a Secret's key.

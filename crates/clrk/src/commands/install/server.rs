@@ -3,12 +3,12 @@
 //! ServiceAccount every clrk pod runs as (no API token mounted: clrk never calls
 //! Kubernetes).
 
-use clrk_server::cluster::health::{HEALTHZ, READYZ};
 use serde_json::{Value, json};
 
 use super::objects::{
     API_PORT, CLUSTER_SECRET, CLUSTER_SECRET_KEY, DATABASE_URL_KEY, INGRESS_PORT, InstallOptions,
-    SERVER_UID, TOKEN_KEY, TOKEN_SECRET, labels, metadata, secret_env, secret_volume, selector,
+    SERVER_UID, TOKEN_KEY, TOKEN_SECRET, labels, metadata, probes, secret_env, secret_volume,
+    selector,
 };
 
 /// The Deployment's name.
@@ -62,6 +62,7 @@ fn deployment(options: &InstallOptions) -> Value {
          && cp /etc/clrk/token/{TOKEN_KEY} /etc/clrk/cluster-secret/{CLUSTER_SECRET_KEY} {RUN_DIR}/ \
          && chown {SERVER_UID}:{SERVER_UID} {token} {secret}"
     );
+    let (readiness, liveness) = probes("api");
     json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -132,17 +133,8 @@ fn deployment(options: &InstallOptions) -> Value {
                             { "name": "ingress", "containerPort": INGRESS_PORT, "protocol": "TCP" },
                             { "name": "api", "containerPort": API_PORT, "protocol": "TCP" },
                         ],
-                        "readinessProbe": {
-                            "httpGet": { "path": READYZ, "port": "api" },
-                            "periodSeconds": 2,
-                            "failureThreshold": 2,
-                        },
-                        "livenessProbe": {
-                            "httpGet": { "path": HEALTHZ, "port": "api" },
-                            "initialDelaySeconds": 10,
-                            "periodSeconds": 10,
-                            "failureThreshold": 3,
-                        },
+                        "readinessProbe": readiness,
+                        "livenessProbe": liveness,
                         // Endpoints drop a stopping pod asynchronously: keep serving a few
                         // seconds so no new connection lands on a closed port.
                         "lifecycle": { "preStop": { "sleep": { "seconds": 5 } } },

@@ -3,14 +3,13 @@
 //! and nftables rules inside its pod, so it is privileged; it is named after its node, so a
 //! restarted pod takes its node's place in the registry.
 
-use clrk_server::cluster::health::{HEALTHZ, READYZ};
 use clrk_server::cluster::worker::LONGEST_STOP;
 use serde_json::{Value, json};
 
 use super::objects::{
     API_PORT, CLUSTER_SECRET, CLUSTER_SECRET_KEY, DATABASE_URL_KEY, HEALTH_PORT, InstallOptions,
     LINK_PORT, POOL_LABEL, POOL_NODE_LABEL, TOKEN_KEY, TOKEN_SECRET, WorkerCache, labels, metadata,
-    secret_env, secret_volume, selector,
+    probes, secret_env, secret_volume, selector,
 };
 use super::server::{API_SERVICE, SERVICE_ACCOUNT};
 
@@ -63,6 +62,7 @@ fn daemon_set(options: &InstallOptions, pool: &str) -> Value {
         WorkerCache::EmptyDir => json!({ "name": "data", "emptyDir": {} }),
     };
     let api = format!("http://{API_SERVICE}.{}.svc:{API_PORT}", options.namespace);
+    let (readiness, liveness) = probes("health");
     json!({
         "apiVersion": "apps/v1",
         "kind": "DaemonSet",
@@ -106,17 +106,8 @@ fn daemon_set(options: &InstallOptions, pool: &str) -> Value {
                             { "name": "link", "containerPort": LINK_PORT, "protocol": "TCP" },
                             { "name": "health", "containerPort": HEALTH_PORT, "protocol": "TCP" },
                         ],
-                        "readinessProbe": {
-                            "httpGet": { "path": READYZ, "port": "health" },
-                            "periodSeconds": 2,
-                            "failureThreshold": 2,
-                        },
-                        "livenessProbe": {
-                            "httpGet": { "path": HEALTHZ, "port": "health" },
-                            "initialDelaySeconds": 10,
-                            "periodSeconds": 10,
-                            "failureThreshold": 3,
-                        },
+                        "readinessProbe": readiness,
+                        "livenessProbe": liveness,
                         // No new executions from the moment the pod is told to go; the
                         // SIGTERM that follows finishes the drain and stops the sandboxes.
                         "lifecycle": { "preStop": { "exec": { "command": [
