@@ -1021,10 +1021,16 @@ async fn hidden_credentials_budgets_records_and_spans() {
 /// Applies a shipped example's `egress.yaml` (plus the test upstream's CA) and
 /// `taskagent-host.yaml`, after checking scripts/setup.sh installed its agent and the SDKs.
 fn apply_example(dev: &Dev, upstream: &Upstream, example: &str) {
-    let installed = format!("/usr/local/share/clrk/examples/{example}/agent.py");
+    apply_example_as(dev, upstream, example, "agent.py", "taskagent-host.yaml");
+}
+
+/// Applies the example's `egress.yaml`, trusting `upstream`, then its manifest `agent` that runs
+/// the installed `script`.
+fn apply_example_as(dev: &Dev, upstream: &Upstream, example: &str, script: &str, agent: &str) {
+    let installed = format!("/usr/local/share/clrk/examples/{example}/{script}");
     assert_eq!(
         std::fs::read(&installed).ok(),
-        std::fs::read(repo_path(&format!("examples/{example}/agent.py"))).ok(),
+        std::fs::read(repo_path(&format!("examples/{example}/{script}"))).ok(),
         "{installed} is missing or stale: run scripts/setup.sh"
     );
     assert!(
@@ -1042,12 +1048,7 @@ fn apply_example(dev: &Dev, upstream: &Upstream, example: &str) {
         1,
     );
     dev.apply(&egress);
-    dev.apply(
-        &std::fs::read_to_string(repo_path(&format!(
-            "examples/{example}/taskagent-host.yaml"
-        )))
-        .unwrap(),
-    );
+    dev.apply(&std::fs::read_to_string(repo_path(&format!("examples/{example}/{agent}"))).unwrap());
 }
 
 /// Where scripts/setup.sh installs the provider SDKs the examples use.
@@ -1178,6 +1179,44 @@ async fn the_openai_example_answers_with_the_key_it_never_holds() {
         );
         assert_eq!(record["outputTokens"], 15, "{record}");
     }
+}
+
+/// The guide calls openai-bot a DaemonAgent: applied verbatim, it asks on its own as soon as
+/// it starts, the provider gets the real key, the log has the answer, each call is recorded.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_openai_daemon_example_asks_on_its_own_with_the_key_it_never_holds() {
+    let upstream = Upstream::start();
+    let dns = dns_server(upstream.ip, upstream.ip6).await;
+    let dev = dev_with_key(dns);
+    set_secret(&dev, "openai", OPENAI_SECRET);
+    apply_example_as(
+        &dev,
+        &upstream,
+        "openai-bot",
+        "daemon.py",
+        "daemonagent.yaml",
+    );
+    let logs = dev.wait_for("the daemon's first answer in its log", || {
+        let out = dev.clrk(&["agents", "logs", "openai-bot"]);
+        let logs = common::text(&out.stdout);
+        logs.contains(r#"{"ask": 1, "answer": "hi""#)
+            .then_some(logs)
+    });
+    assert!(logs.contains(r#""completion_tokens": 15"#), "{logs}");
+    let seen = upstream.requests();
+    assert!(!seen.is_empty(), "the provider was called");
+    assert_only_the_documented_key(&seen, "authorization", &format!("Bearer {OPENAI_SECRET}"));
+    let recorded = records(&dev, "openai-bot").await;
+    assert!(!recorded.is_empty(), "each call is recorded");
+    assert_eq!(recorded[0]["provider"], "openai", "{:#?}", recorded[0]);
+    let out = dev.clrk(&["agents", "get", "openai-bot"]);
+    assert!(
+        common::text(&out.stdout).contains("Running"),
+        "{}",
+        common::text(&out.stdout)
+    );
+    let out = dev.clrk(&["agents", "delete", "openai-bot"]);
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
 }
 
 const OPENAI_SECRET: &str = "sk-openai-real-41d0b2";
