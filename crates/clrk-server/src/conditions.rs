@@ -1,5 +1,5 @@
-//! An agent's `status.conditions`: the warnings `clrk apply` printed that still hold, computed
-//! when the agent is read from its stored manifest and what the store holds now, so any server
+//! The `status.conditions` of an agent or an egress route or policy: the warnings `clrk apply`
+//! printed that still hold, computed when the object is read from its stored manifest and what the store holds now, so any server
 //! of a cluster answers the same and a condition clears once the missing object is applied.
 //! Nothing is stored.
 
@@ -12,8 +12,9 @@ use crate::references::{Known, warnings};
 /// The source named should a stored manifest no longer parse.
 const SOURCE: &str = "stored manifest";
 
-/// The conditions that are `"False"` for the agent whose stored manifest is `manifest`.
-pub(crate) fn of_agent(known: &Known, manifest: &Value) -> Vec<Condition> {
+/// The conditions that are `"False"` for the agent or egress object whose stored manifest is
+/// `manifest`.
+pub(crate) fn of_manifest(known: &Known, manifest: &Value) -> Vec<Condition> {
     // A stored manifest passed validation when it was applied; one an older server wrote
     // that no longer does has nothing to say here.
     let Ok(doc) = clrk_api::parse_value(SOURCE, 1, manifest) else {

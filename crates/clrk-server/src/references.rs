@@ -14,6 +14,7 @@ use crate::error::ServerError;
 
 /// What the store and the documents applied with these hold: pools by name (with their
 /// runtime) and gateways by namespace and name.
+#[derive(Default)]
 pub(crate) struct Known {
     pools: Vec<(String, RuntimeName)>,
     gateways: HashSet<(String, String)>,

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 
 use crate::state::AppState;
 
-/// The pools and gateways an agent's references are checked against, read once for any
-/// number of [`agent`] calls.
+/// The pools and gateways the references of agents and egress objects are checked against,
+/// read once for any number of [`agent`] or [`egress_object`] calls.
 pub struct References(crate::references::Known);
 
 impl References {
@@ -91,7 +91,7 @@ pub async fn agent(
             last_run,
             schedule,
             daemon,
-            conditions: crate::conditions::of_agent(&references.0, &agent.spec),
+            conditions: crate::conditions::of_manifest(&references.0, &agent.spec),
         },
         token_usage: Some(wire::TokenUsage {
             today: tokens_today,
@@ -184,7 +184,7 @@ pub fn egress_record(r: &EgressRecord) -> wire::EgressRecord {
 pub const REDACTED: &str = "<redacted>";
 
 /// One egress object, its manifest redacted: `spec.otlp.headers` may hold API keys.
-pub fn egress_object(o: &EgressObject) -> wire::EgressObject {
+pub fn egress_object(references: &References, o: &EgressObject) -> wire::EgressObject {
     let mut manifest = o.spec.clone();
     if let Some(Value::Object(headers)) = manifest.pointer_mut("/spec/otlp/headers") {
         for value in headers.values_mut() {
@@ -197,6 +197,7 @@ pub fn egress_object(o: &EgressObject) -> wire::EgressObject {
         manifest,
         created_at: o.created_at.to_rfc3339(),
         updated_at: o.updated_at.to_rfc3339(),
+        conditions: crate::conditions::of_manifest(&references.0, &o.spec),
     }
 }
 
@@ -323,7 +324,8 @@ mod tests {
             created_at: now,
             updated_at: now,
         };
-        let view = serde_json::to_value(egress_object(&object)).unwrap();
+        let view =
+            serde_json::to_value(egress_object(&References(Default::default()), &object)).unwrap();
         assert_eq!(
             view["manifest"]["spec"]["otlp"]["headers"]["x-key"],
             REDACTED

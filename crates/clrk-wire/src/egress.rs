@@ -20,6 +20,10 @@ pub struct EgressObject {
     pub created_at: String,
     #[serde(default)]
     pub updated_at: String,
+    /// What keeps a route or policy from working now (a parent gateway that does not exist),
+    /// as for agents; empty when nothing does.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<crate::Condition>,
 }
 
 /// One transaction through an agent's egress gateway.

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::cli::ListFormat;
 use crate::duration::format_age;
-use clrk_wire::List;
+use clrk_wire::{Condition, List};
 
 /// A table with a header row, printed with columns aligned like `kubectl get`.
 #[derive(Debug, Clone, Default)]
@@ -156,6 +156,24 @@ pub fn non_empty(value: &str) -> Option<&str> {
 /// A cell for an optional value: the value, or `-`.
 pub fn or_dash<T: ToString>(value: Option<T>) -> String {
     value.map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+/// A CONDITIONS column: the types of the conditions that do not hold (`get` says why), `-` if
+/// none.
+///
+/// ```
+/// use clrk_wire::Condition;
+/// let unresolved = Condition { kind: "ReferencesResolved".into(), status: "False".into(),
+///                              reason: "Unresolved".into(), message: String::new() };
+/// assert_eq!(clrk::output::conditions_column(&[unresolved]), "ReferencesResolved");
+/// assert_eq!(clrk::output::conditions_column(&[]), "-");
+/// ```
+pub fn conditions_column(conditions: &[Condition]) -> String {
+    let kinds: Vec<&str> = conditions.iter().map(|c| c.kind.as_str()).collect();
+    match kinds.as_slice() {
+        [] => "-".to_string(),
+        kinds => kinds.join(","),
+    }
 }
 
 #[cfg(test)]

@@ -1110,11 +1110,43 @@ async fn apply_warns_about_what_cannot_work_yet_and_keeps_it() {
         err.contains("spec.parentRefs[0].name: no EgressGateway default/nowhere exists"),
         "{err}"
     );
+    // The route keeps saying so in `egress get` and `egress list -o wide`, and its manifest
+    // with the condition still applies back.
+    let shown = dev.clrk(&["egress", "get", "egressl4route/r", "-o", "json"]);
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(
+        shown["status"]["conditions"][0]["type"], "ReferencesResolved",
+        "{shown}"
+    );
+    assert!(
+        shown["status"]["conditions"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no EgressGateway default/nowhere exists"),
+        "{shown}"
+    );
+    let listed = text(&dev.clrk(&["egress", "list", "-o", "wide"]).stdout);
+    assert!(
+        listed.lines().next().unwrap().ends_with("CONDITIONS"),
+        "{listed}"
+    );
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("EgressL4Route") && l.ends_with("ReferencesResolved")),
+        "{listed}"
+    );
+    let yaml = text(&dev.clrk(&["egress", "get", "egressl4route/r"]).stdout);
+    assert!(yaml.contains("status:"), "{yaml}");
+    assert!(warned(&yaml).contains("spec.parentRefs[0].name"), "{yaml}");
     // A gateway applied with its route satisfies it.
     let gateway = "apiVersion: clrk.apoxy.dev/v1alpha1\nkind: EgressGateway\nmetadata: {name: llm}\nspec: {defaultPolicy: deny-all}\n";
     let err = warned(&format!("{gateway}---\n{}", route("llm")));
     assert!(!err.contains("warning"), "{err}");
     assert_eq!(conditions("caller"), serde_json::Value::Null);
+    let shown = dev.clrk(&["egress", "get", "egressl4route/r", "-o", "json"]);
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["status"], serde_json::Value::Null, "{shown}");
 
     let err = warned(&metadata_py_agent("meta", "pass").replacen(
         "\nspec:\n",

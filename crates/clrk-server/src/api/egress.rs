@@ -33,12 +33,13 @@ pub async fn list(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<List<clrk_wire::EgressObject>>, ApiError> {
+    let references = views::References::now(&state).await?;
     let items = state
         .store
         .egress_objects(q.namespace.as_deref())
         .await?
         .iter()
-        .map(views::egress_object)
+        .map(|o| views::egress_object(&references, o))
         .collect();
     Ok(Json(List { items }))
 }
@@ -73,7 +74,8 @@ pub async fn get(
     Path((namespace, kind, name)): Path<(String, String, String)>,
 ) -> Result<Json<clrk_wire::EgressObject>, ApiError> {
     let object = find(&state, &namespace, egress_kind(&kind)?, &name).await?;
-    Ok(Json(views::egress_object(&object)))
+    let references = views::References::now(&state).await?;
+    Ok(Json(views::egress_object(&references, &object)))
 }
 
 /// Deletes an egress object.

@@ -26,7 +26,9 @@ pub async fn list(args: EgressListArgs, session: &Session) -> anyhow::Result<()>
         answer,
         args.output,
         &empty,
-        |objects: &[EgressObject], _| egress_table(objects, scope.all_namespaces, Utc::now()),
+        |objects: &[EgressObject], wide| {
+            egress_table(objects, scope.all_namespaces, wide, Utc::now())
+        },
     )
 }
 
@@ -42,9 +44,35 @@ pub async fn get(args: EgressGetArgs, session: &Session) -> anyhow::Result<()> {
     ];
     let object: EgressObject = session.api()?.get(&path, &[]).await?;
     match args.output {
-        Some(ObjectFormat::Json) => output::print_json(&object.manifest),
-        Some(ObjectFormat::Yaml) | None => output::print_yaml(&object.manifest),
+        Some(ObjectFormat::Json) => output::print_json(&manifest(&object)),
+        Some(ObjectFormat::Yaml) | None => output::print_yaml(&manifest(&object)),
     }
+}
+
+/// An object's manifest as `apply` takes it back, with `status.conditions` after it when a
+/// condition is false (a route naming a gateway that does not exist).
+///
+/// ```
+/// let object: clrk_wire::EgressObject = serde_json::from_value(serde_json::json!({
+///     "kind": "EgressL4Route", "namespace": "default", "name": "r",
+///     "manifest": {"kind": "EgressL4Route", "spec": {"parentRefs": [{"name": "gone"}]}},
+///     "conditions": [{"type": "ReferencesResolved", "status": "False",
+///                     "reason": "Unresolved", "message": "no EgressGateway default/gone"}]})).unwrap();
+/// let manifest = clrk::commands::egress::manifest(&object);
+/// assert_eq!(manifest["status"]["conditions"][0]["type"], "ReferencesResolved");
+/// assert_eq!(manifest["spec"]["parentRefs"][0]["name"], "gone");
+/// ```
+pub fn manifest(object: &EgressObject) -> Value {
+    let mut manifest = object.manifest.clone();
+    if !object.conditions.is_empty()
+        && let Some(fields) = manifest.as_object_mut()
+    {
+        fields.insert(
+            "status".into(),
+            serde_json::json!({"conditions": object.conditions}),
+        );
+    }
+    manifest
 }
 
 /// `KIND/NAME` with KIND an egress kind in either spelling.
@@ -74,12 +102,21 @@ pub fn parse_object(text: &str) -> anyhow::Result<(Kind, String)> {
 }
 
 /// The `egress list` table as of `now`.
-pub fn egress_table(objects: &[EgressObject], with_namespace: bool, now: DateTime<Utc>) -> Table {
+/// `wide` adds a CONDITIONS column: the types of the object's conditions that do not hold.
+pub fn egress_table(
+    objects: &[EgressObject],
+    with_namespace: bool,
+    wide: bool,
+    now: DateTime<Utc>,
+) -> Table {
     let mut headers = vec!["KIND", "NAME"];
     if with_namespace {
         headers.push("NAMESPACE");
     }
     headers.extend(["SUMMARY", "AGE"]);
+    if wide {
+        headers.push("CONDITIONS");
+    }
     let mut table = Table::new(headers);
     for object in objects {
         let mut row = vec![object.kind.clone(), object.key.name.clone()];
@@ -90,6 +127,9 @@ pub fn egress_table(objects: &[EgressObject], with_namespace: bool, now: DateTim
             summary(&object.kind, &object.manifest),
             age_of(Some(object.created_at.as_str()), now),
         ]);
+        if wide {
+            row.push(output::conditions_column(&object.conditions));
+        }
         table.row(row);
     }
     table
@@ -267,7 +307,7 @@ mod tests {
             .unwrap()
             .to_utc();
         assert_eq!(
-            egress_table(&objects(), false, now).render(),
+            egress_table(&objects(), false, false, now).render(),
             "KIND                        NAME        SUMMARY                                                                                              AGE\n\
              AIProviderRoute             llm         anthropic @ llm.test; openai @ api.openai.com, budget 1000/execution, 50000/day                      2m\n\
              CredentialInjectionPolicy   anthropic   x-api-key ← secret anthropic/token for llm.test                                                      2m\n\
@@ -281,7 +321,7 @@ mod tests {
         let now = DateTime::parse_from_rfc3339("2026-01-01T12:00:00Z")
             .unwrap()
             .to_utc();
-        let text = egress_table(&objects()[2..3], true, now).render();
+        let text = egress_table(&objects()[2..3], true, false, now).render();
         assert_eq!(
             text,
             "KIND            NAME   NAMESPACE   SUMMARY                                             AGE\n\

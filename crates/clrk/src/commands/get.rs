@@ -137,8 +137,8 @@ pub async fn run(args: GetKindArgs, session: &Session) -> anyhow::Result<()> {
             shown.print(
                 objects,
                 |o| &o.key.name,
-                |o| o.manifest.clone(),
-                |items, _| egress::egress_table(items, scope.all_namespaces, Utc::now()),
+                egress::manifest,
+                |items, wide| egress::egress_table(items, scope.all_namespaces, wide, Utc::now()),
             )
         }
         Target::Secrets => {

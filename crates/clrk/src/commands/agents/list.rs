@@ -66,26 +66,12 @@ pub fn agents_table(
                 spec_field(&agent.spec, "/template/spec/image"),
                 spec_field(&agent.spec, "/timeout"),
                 age_of(Some(agent.created_at.as_str()), now),
-                conditions(agent),
+                output::conditions_column(&agent.status.conditions),
             ]);
         }
         table.row(row);
     }
     table
-}
-
-/// The types of the conditions that do not hold (`agents get` says why); `-` if none.
-fn conditions(agent: &Agent) -> String {
-    let kinds: Vec<&str> = agent
-        .status
-        .conditions
-        .iter()
-        .map(|c| c.kind.as_str())
-        .collect();
-    match kinds.as_slice() {
-        [] => "-".to_string(),
-        kinds => kinds.join(","),
-    }
 }
 
 /// `Succeeded 2m ago`, timed from the end of the run (its start while it runs); `-` if none.
