@@ -19,6 +19,7 @@ mod object_key;
 mod parse;
 mod quantity;
 mod resource;
+mod runtime_options;
 mod schedule;
 mod task_agent;
 mod validate;
@@ -44,6 +45,7 @@ pub use quantity::{
     Cpu, DEFAULT_LOG_LIMIT_BYTES, LogLimit, MAX_LOG_LIMIT_BYTES, Memory, Resources,
 };
 pub use resource::Resource;
+pub use runtime_options::{FLAGS as RUNTIME_FLAGS, FlagValue, Platform, RuntimeOptions};
 pub use schedule::Schedule;
 pub use task_agent::{
     ConcurrencyPolicy, Delivery, DeliveryMode, Streaming, TaskAgent, TaskAgentSpec,

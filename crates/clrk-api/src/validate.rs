@@ -12,7 +12,7 @@ use crate::quantity::{LogLimit, MAX_LOG_LIMIT_BYTES};
 use crate::resource::Resource;
 use crate::schedule::Schedule;
 use crate::task_agent::TaskAgentSpec;
-use crate::worker_pool::WorkerPoolSpec;
+use crate::worker_pool::{RuntimeName, WorkerPoolSpec};
 
 /// Checks a decoded resource; returns its warnings, or the first fault.
 pub(crate) fn validate(resource: &Resource) -> Result<Vec<String>, FieldError> {
@@ -74,6 +74,19 @@ fn worker_pool(spec: &WorkerPoolSpec) -> Result<(), FieldError> {
             "must be at least 1: a sandbox needs a process to run its agent; leave the field \
              out for the default of 512",
         ));
+    }
+    if let Some(options) = &spec.runtime_options {
+        if spec.runtime != RuntimeName::Runsc {
+            return Err(FieldError::new(
+                "spec.runtimeOptions",
+                format!(
+                    "options are for runsc (gVisor); this pool runs {}: remove the field or \
+                     set spec.runtime: runsc",
+                    spec.runtime.as_str()
+                ),
+            ));
+        }
+        options.validate("spec.runtimeOptions")?;
     }
     Ok(())
 }

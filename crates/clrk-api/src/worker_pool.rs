@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::meta::ObjectMeta;
+use crate::runtime_options::RuntimeOptions;
 
 /// The pool every agent uses unless it names another; it always exists.
 pub const DEFAULT_POOL: &str = "default";
@@ -37,6 +38,9 @@ pub struct WorkerPoolSpec {
     /// Unset means [`DEFAULT_PIDS_LIMIT`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pids_limit: Option<u32>,
+    /// runsc's platform and allowlisted flags for the pool's sandboxes; `runsc` pools only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_options: Option<RuntimeOptions>,
 }
 
 impl WorkerPoolSpec {
@@ -51,6 +55,14 @@ impl WorkerPoolSpec {
     pub fn pids_limit(&self) -> u32 {
         self.pids_limit.unwrap_or(DEFAULT_PIDS_LIMIT)
     }
+
+    /// The runtime's extra command-line flags for the pool's sandboxes (`spec.runtimeOptions`).
+    pub fn runtime_flags(&self) -> Vec<String> {
+        self.runtime_options
+            .as_ref()
+            .map(RuntimeOptions::command_flags)
+            .unwrap_or_default()
+    }
 }
 
 impl Default for WorkerPoolSpec {
@@ -60,6 +72,7 @@ impl Default for WorkerPoolSpec {
             max_executions_per_worker: 0,
             replicas: default_replicas(),
             pids_limit: None,
+            runtime_options: None,
         }
     }
 }

@@ -31,6 +31,14 @@ pub enum SandboxError {
         /// The sandbox at fault.
         id: String,
     },
+    /// The worker pool's `runtimeOptions` name a platform or flag this worker's runsc lacks.
+    #[error("sandbox {id}: the worker pool's spec.runtimeOptions cannot run here: {reason}")]
+    RuntimeOptions {
+        /// The sandbox at fault.
+        id: String,
+        /// What the installed runsc lacks.
+        reason: String,
+    },
     /// A file or directory under the state dir could not be written, read or removed.
     #[error("cannot access {path}: {source}; check that the sandbox state dir is writable by clrk")]
     Io {

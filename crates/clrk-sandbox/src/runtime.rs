@@ -15,6 +15,7 @@ use crate::leftovers::Leftovers;
 use crate::network::{NetworkScope, SandboxNetwork};
 use crate::runtime_cli::{PID_FILE, RUNTIME_LOGS, RuntimeCli, RuntimeKind};
 use crate::runtime_logs;
+use crate::runtime_support::RuntimeSupport;
 use crate::spec::validate_id;
 use crate::{Network, Sandbox, SandboxError, SandboxSpec, bundle, firewall};
 
@@ -73,6 +74,8 @@ pub struct Runtime {
     network: Arc<NetworkScope>,
     /// Set once the host firewall is in place: checked on the first networked sandbox.
     firewall: Arc<OnceCell<()>>,
+    /// What the runtime's binary supports, asked the first time a pool sets runtime flags.
+    support: Arc<OnceCell<RuntimeSupport>>,
 }
 
 impl Runtime {
@@ -85,6 +88,7 @@ impl Runtime {
                 cfg.egress_ports,
             )),
             firewall: Arc::new(OnceCell::new()),
+            support: Arc::new(OnceCell::new()),
             cli: Arc::new(RuntimeCli {
                 kind: cfg.kind,
                 binary: cfg.binary,
@@ -117,6 +121,18 @@ impl Runtime {
             return Err(SandboxError::HostRootfsNeedsRunsc {
                 id: spec.id.clone(),
             });
+        }
+        if !spec.runtime_flags.is_empty() && self.cli.kind == RuntimeKind::Runsc {
+            let support = self
+                .support
+                .get_or_try_init(|| RuntimeSupport::probe(&self.cli.binary))
+                .await?;
+            if let Some(reason) = support.refuses(&spec.runtime_flags) {
+                return Err(SandboxError::RuntimeOptions {
+                    id: spec.id.clone(),
+                    reason,
+                });
+            }
         }
         self.cli.ensure_root()?;
         // Read at each start: instances come and go.
@@ -159,7 +175,9 @@ impl Runtime {
                 }
             }
         };
-        let mut cmd = self.cli.run_command(&spec.id, &bundle, spec.network);
+        let mut cmd = self
+            .cli
+            .run_command(&spec.id, &bundle, spec.network, &spec.runtime_flags);
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -77,15 +77,18 @@ impl RuntimeCli {
         cmd
     }
 
-    /// `run` of the bundle in `bundle`, with the container pid written to the bundle's pid file.
+    /// `run` of the bundle in `bundle`, with the container pid written to the bundle's pid file
+    /// and, for runsc, `flags` (a pool's `runtimeOptions`) after clrk's own.
     pub(crate) fn run_command(
         &self,
         id: &str,
         bundle: &Path,
         network: Network,
+        flags: &[String],
     ) -> tokio::process::Command {
         let mut cmd = self.command(network);
         if self.kind == RuntimeKind::Runsc {
+            cmd.args(flags);
             // The trailing `/` makes it a dir of files named after each command.
             let mut flag = std::ffi::OsString::from("--debug-log=");
             flag.push(bundle.join(RUNTIME_LOGS));

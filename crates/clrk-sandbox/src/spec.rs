@@ -38,6 +38,10 @@ pub struct SandboxSpec {
     /// the sandbox's pids cgroup; under runsc it is the guest's `RLIMIT_NPROC`, with a host
     /// cgroup limit sized for gVisor's own tasks as a backstop.
     pub pids_limit: u32,
+    /// Extra runsc flags, `--name=value`, from the worker pool's `runtimeOptions`; checked
+    /// against the installed runsc ([`crate::RuntimeSupport`]) before they get here. runc
+    /// takes none.
+    pub runtime_flags: Vec<String>,
     /// Hostname inside the sandbox.
     pub hostname: String,
     /// What the sandbox can reach over the network.
@@ -101,6 +105,7 @@ impl SandboxSpec {
             memory_bytes: 512 << 20,
             cpu_millis: 1000,
             pids_limit: 512,
+            runtime_flags: Vec::new(),
             hostname: "sandbox".into(),
             network: Network::None,
             files: Vec::new(),

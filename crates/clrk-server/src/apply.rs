@@ -41,6 +41,13 @@ pub async fn apply(
         let at = format!("{source}: document {}: ", doc.index);
         doc.warnings
             .extend(more.into_iter().map(|warning| format!("{at}{warning}")));
+        match crate::runtime_check::check(doc).await {
+            Ok(None) => {}
+            Ok(Some(warning)) => doc.warnings.push(format!("{at}{warning}")),
+            Err((field, reason)) => {
+                return Err(ServerError::Apply(format!("{at}{field}: {reason}")));
+            }
+        }
     }
     let mut images = Vec::with_capacity(documents.len());
     // Held until the revisions are stored: meanwhile a new agent answers 503, not 404.

@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod recovery;
 mod references;
 pub mod registry;
+mod runtime_check;
 pub mod state;
 pub mod terminal;
 pub mod views;

@@ -278,3 +278,90 @@ async fn a_pids_limit_bounds_the_processes_of_runc_and_runsc_agents() {
         "runsc: {n} processes, expected the pool's limit of 32 to stop the bomb"
     );
 }
+
+/// `spec.runtimeOptions` reach runsc's command line for the pool's sandboxes, warm and cold;
+/// what the installed runsc lacks, what is not on the allowlist and options on a runc pool
+/// are refused at apply, naming the field.
+#[tokio::test(flavor = "multi_thread")]
+async fn runtime_options_reach_runsc_and_what_it_cannot_take_is_refused_at_apply() {
+    let dev = Dev::start();
+    dev.apply(
+        "apiVersion: clrk.apoxy.dev/v1alpha1\nkind: WorkerPool\nmetadata:\n  name: tuned\nspec:\n  runtimeOptions:\n    platform: ptrace\n    flags:\n      num-network-channels: 2\n      dcache: 1000\n",
+    );
+    dev.apply(
+        "apiVersion: clrk.apoxy.dev/v1alpha1\nkind: TaskAgent\nmetadata:\n  name: tuned-cat\nspec:\n  workerPoolRef: tuned\n  warmPoolSize: 1\n  template:\n    spec:\n      image: \"host:\"\n      command: [\"/bin/cat\"]\n",
+    );
+    let runsc = dev.wait_for("the warm sandbox started with the pool's flags", || {
+        dev.sandbox_processes()
+            .into_iter()
+            .find(|p| p.contains("--num-network-channels=2"))
+    });
+    assert!(runsc.contains("--platform=ptrace"), "{runsc}");
+    assert!(runsc.contains("--dcache=1000"), "{runsc}");
+    let r = dev
+        .invoke(&[("X-Clrk-TaskAgent", "default/tuned-cat")], "tuned")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("tuned"), "{}", r.text());
+
+    let refused = |manifest: &str| {
+        let out = dev.try_apply(manifest);
+        assert!(!out.status.success(), "{manifest} was applied");
+        text(&out.stderr)
+    };
+    let pool = |spec: &str| {
+        format!(
+            "apiVersion: clrk.apoxy.dev/v1alpha1\nkind: WorkerPool\nmetadata:\n  name: other\nspec:\n{spec}"
+        )
+    };
+    let err = refused(&pool(
+        "  runtimeOptions:\n    flags:\n      host-uds: all\n",
+    ));
+    assert!(
+        err.contains("spec.runtimeOptions.flags.host-uds: not a flag a pool may set"),
+        "{err}"
+    );
+    let err = refused(&pool(
+        "  runtime: runc\n  runtimeOptions:\n    platform: ptrace\n",
+    ));
+    assert!(
+        err.contains("spec.runtimeOptions: options are for runsc (gVisor); this pool runs runc"),
+        "{err}"
+    );
+    let help = std::process::Command::new("runsc")
+        .arg("flags")
+        .output()
+        .unwrap();
+    let help =
+        String::from_utf8_lossy(&help.stderr).to_string() + &String::from_utf8_lossy(&help.stdout);
+    let platforms = help
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("-platform "))
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    if !platforms.contains("systrap") {
+        let err = refused(&pool("  runtimeOptions:\n    platform: systrap\n"));
+        assert!(
+            err.contains(
+                "spec.runtimeOptions.platform: platform systrap is not supported by runsc version"
+            ),
+            "{err}"
+        );
+    }
+    if !help.contains("\n  -directfs") {
+        let err = refused(&pool(
+            "  runtimeOptions:\n    flags:\n      directfs: true\n",
+        ));
+        assert!(
+            err.contains("spec.runtimeOptions.flags.directfs: runsc version"),
+            "{err}"
+        );
+        assert!(err.contains("has no flag directfs"), "{err}");
+    }
+    let out = dev.clrk(&["pools", "list"]);
+    assert!(
+        !text(&out.stdout).contains("other"),
+        "nothing refused was kept"
+    );
+}

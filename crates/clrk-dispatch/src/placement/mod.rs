@@ -387,6 +387,7 @@ impl Admission {
             shape: agent.shape.clone(),
             runtime: pool.runtime,
             pids_limit: pool.pids_limit(),
+            runtime_flags: pool.runtime_flags(),
             max_concurrent: task.max_concurrent,
             timeout: inv.timeout.map_or(spec_timeout, |t| t.min(spec_timeout)),
             log_limit: LogLimit::from_spec(task.log_limit.as_ref()),

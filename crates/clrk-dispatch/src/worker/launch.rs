@@ -101,6 +101,8 @@ pub struct Launch<'a> {
     pub runtime: RuntimeKind,
     /// The worker pool's `pidsLimit`.
     pub pids_limit: u32,
+    /// The worker pool's runtime flags (`runtimeOptions`).
+    pub runtime_flags: &'a [String],
 }
 
 impl Launch<'_> {
@@ -141,6 +143,7 @@ impl Launch<'_> {
             memory_bytes: self.resources.memory.bytes(),
             cpu_millis: self.resources.cpu.millis(),
             pids_limit: self.pids_limit,
+            runtime_flags: self.runtime_flags.to_vec(),
             hostname: "clrk".to_string(),
             network: self.network,
             files: self.files.clone(),

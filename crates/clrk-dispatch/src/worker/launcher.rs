@@ -44,6 +44,8 @@ pub struct SandboxRequest<'a> {
     pub runtime: RuntimeName,
     /// The worker pool's `pidsLimit`.
     pub pids_limit: u32,
+    /// The worker pool's runtime flags (`runtimeOptions`).
+    pub runtime_flags: &'a [String],
     /// The network it needs without egress (`None`, or `Metadata` for Metadata mode).
     pub network: Network,
 }
@@ -154,6 +156,7 @@ impl Launcher {
             files,
             runtime: runtime.kind(),
             pids_limit: request.pids_limit,
+            runtime_flags: request.runtime_flags,
         };
         let spec = launch.spec()?;
         let mut sandbox = runtime.spawn(&spec).await.map_err(LaunchError::Spawn)?;

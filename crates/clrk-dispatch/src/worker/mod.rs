@@ -144,6 +144,7 @@ impl Worker {
                 shape,
                 runtime: pool.runtime,
                 pids_limit: pool.pids_limit(),
+                runtime_flags: &pool.runtime_flags(),
                 network: Network::None,
             })
             .await
@@ -231,6 +232,7 @@ impl Worker {
                     &order.revision,
                     inner.launcher.runtime(order.runtime),
                     order.pids_limit,
+                    &order.runtime_flags,
                 ),
             ),
             _ => None,
@@ -305,6 +307,7 @@ impl Worker {
             shape: order.shape,
             runtime: order.runtime,
             pids_limit: order.pids_limit,
+            runtime_flags: order.runtime_flags,
             timeout: order.timeout,
             log_limit: order.log_limit,
             cancel,

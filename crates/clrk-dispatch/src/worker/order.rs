@@ -27,9 +27,11 @@ pub struct ExecutionOrder {
     pub trigger: String,
     pub started_at: DateTime<Utc>,
     pub shape: RevisionShape,
-    /// The agent's worker pool's runtime and `pidsLimit`.
+    /// The agent's worker pool's runtime, `pidsLimit` and runtime flags (`runtimeOptions`).
     pub runtime: RuntimeName,
     pub pids_limit: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runtime_flags: Vec<String>,
     /// The agent's `maxConcurrent` (0: none), held again by the store when the execution is
     /// recorded, so it holds across servers.
     pub max_concurrent: u32,

@@ -128,6 +128,7 @@ pub(crate) struct Run {
     pub(crate) shape: RevisionShape,
     pub(crate) runtime: RuntimeName,
     pub(crate) pids_limit: u32,
+    pub(crate) runtime_flags: Vec<String>,
     pub(crate) mode: DeliveryMode,
     pub(crate) envelope: Handover,
     pub(crate) timeout: Duration,
@@ -438,6 +439,7 @@ impl Run {
                 shape: &self.shape,
                 runtime: self.runtime,
                 pids_limit: self.pids_limit,
+                runtime_flags: &self.runtime_flags,
                 network,
             })
             .await

@@ -33,14 +33,21 @@ pub(crate) struct Generation {
     pub(crate) revision: String,
     pub(crate) runtime: RuntimeKind,
     pub(crate) pids_limit: u32,
+    pub(crate) runtime_flags: Vec<String>,
 }
 
 impl Generation {
-    pub(crate) fn of(revision: &str, runtime: &Runtime, pids_limit: u32) -> Self {
+    pub(crate) fn of(
+        revision: &str,
+        runtime: &Runtime,
+        pids_limit: u32,
+        runtime_flags: &[String],
+    ) -> Self {
         Generation {
             revision: revision.to_string(),
             runtime: runtime.kind(),
             pids_limit,
+            runtime_flags: runtime_flags.to_vec(),
         }
     }
 }
@@ -417,6 +424,7 @@ mod tests {
             revision: revision.to_string(),
             runtime: RuntimeKind::Runsc,
             pids_limit: 0,
+            runtime_flags: Vec::new(),
         }
     }
 

@@ -90,6 +90,7 @@ impl Worker {
                         shape: &want.shape,
                         runtime: want.runtime,
                         pids_limit: generation.pids_limit,
+                        runtime_flags: &generation.runtime_flags,
                         network: Network::None,
                     })
                     .await
@@ -164,6 +165,7 @@ impl Worker {
                             &revision.name,
                             self.inner.launcher.runtime(runtime),
                             pool.pids_limit(),
+                            &pool.runtime_flags(),
                         ),
                         size,
                         idle_ttl: spec.warm_pool_idle_ttl.0,
