@@ -332,6 +332,12 @@ pub struct InstallArgs {
     /// the node, outlives pods) or empty-dir (gone with the pod).
     #[arg(long, value_enum, default_value = "host-path")]
     pub worker_cache: WorkerCache,
+
+    /// Servers and workers also serve Prometheus metrics without the API token on PORT of
+    /// each pod (`--metrics 0.0.0.0:PORT`), announced by `prometheus.io/*` pod annotations.
+    /// Without it, /metrics is only on the servers' API, with the token.
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub metrics_port: Option<u16>,
 }
 
 /// How a worker keeps its image cache and sandbox state.

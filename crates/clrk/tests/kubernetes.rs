@@ -20,7 +20,7 @@ use common::clrk_bin;
 use serde_json::Value;
 
 /// Every variant the issue names, as `clrk install` arguments.
-const VARIANTS: [&[&str]; 7] = [
+const VARIANTS: [&[&str]; 8] = [
     &[],
     &["--namespace", "team-a"],
     &["--servers", "3"],
@@ -35,6 +35,7 @@ const VARIANTS: [&[&str]; 7] = [
         "--worker-cache",
         "empty-dir",
     ],
+    &["--metrics-port", "9464"],
 ];
 
 fn repo() -> PathBuf {
@@ -608,6 +609,32 @@ fn pod_args(container: &Value, root: &Path, vars: &[(&str, String)]) -> Vec<Stri
 }
 
 /// The port number and path of a container's probe.
+/// The port a scraper finds in the workload's pod annotations, checked to be a port the
+/// container declares as `metrics`.
+fn scraped(workload: &Value) -> u16 {
+    let annotations = &workload["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(annotations["prometheus.io/scrape"], "true", "{annotations}");
+    assert_eq!(
+        annotations["prometheus.io/path"], "/metrics",
+        "{annotations}"
+    );
+    let port: u16 = annotations["prometheus.io/port"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let container = &pod_spec(workload).unwrap()["containers"][0];
+    assert!(
+        container["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "metrics" && p["containerPort"] == port),
+        "{container}"
+    );
+    port
+}
+
 fn probe(container: &Value, which: &str) -> (u16, String) {
     let get = &container[which]["httpGet"];
     let port = container["ports"]
@@ -648,7 +675,7 @@ async fn wait_status(url: &str, want: u16, log: &Path) {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_rendered_pods_start_answer_their_probes_and_a_worker_drains_on_its_pre_stop() {
     use common::hosts::Hosts;
-    let objects = render(&[]);
+    let objects = render(&["--metrics-port", "9464"]);
     let deployment = objects.iter().find(|o| kind(o) == "Deployment").unwrap();
     let daemon_set = objects.iter().find(|o| kind(o) == "DaemonSet").unwrap();
     let server_pod = pod_spec(deployment).unwrap();
@@ -733,6 +760,13 @@ async fn the_rendered_pods_start_answer_their_probes_and_a_worker_drains_on_its_
         )
         .await;
     }
+    let metrics = scraped(deployment);
+    wait_status(
+        &format!("http://{}/metrics", hosts[1].addr(metrics)),
+        200,
+        &server_log,
+    )
+    .await;
 
     let status = std::fs::read_to_string(format!("/proc/{}/status", server_process.id())).unwrap();
     let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
@@ -783,6 +817,13 @@ async fn the_rendered_pods_start_answer_their_probes_and_a_worker_drains_on_its_
     let (_, live_path) = probe(worker, "livenessProbe");
     wait_status(
         &format!("http://{}{live_path}", hosts[2].addr(health_port)),
+        200,
+        &worker_log,
+    )
+    .await;
+    let metrics = scraped(daemon_set);
+    wait_status(
+        &format!("http://{}/metrics", hosts[2].addr(metrics)),
         200,
         &worker_log,
     )

@@ -109,6 +109,7 @@ fn install_options(args: &InstallArgs) -> anyhow::Result<InstallOptions> {
         demo_postgres: args.demo_postgres,
         pools,
         worker_cache: args.worker_cache,
+        metrics_port: args.metrics_port,
     })
 }
 

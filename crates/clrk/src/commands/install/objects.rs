@@ -55,6 +55,8 @@ pub struct InstallOptions {
     /// One worker DaemonSet per pool.
     pub pools: Vec<String>,
     pub worker_cache: WorkerCache,
+    /// Servers and workers also serve `/metrics` without a token on this port of the pod.
+    pub metrics_port: Option<u16>,
 }
 
 impl Default for InstallOptions {
@@ -67,6 +69,7 @@ impl Default for InstallOptions {
             demo_postgres: false,
             pools: vec!["default".into()],
             worker_cache: WorkerCache::HostPath,
+            metrics_port: None,
         }
     }
 }
@@ -114,6 +117,29 @@ pub fn probes(port: &str) -> (Value, Value) {
             "failureThreshold": 3,
         }),
     )
+}
+
+/// With `port`, makes the pod template of `workload` (a Deployment or DaemonSet whose first
+/// container is clrk) serve `/metrics` without a token on that port of the pod, and says so
+/// in the `prometheus.io/*` annotations scrapers look for.
+pub fn with_metrics(mut workload: Value, port: Option<u16>) -> Value {
+    let Some(port) = port else {
+        return workload;
+    };
+    let template = &mut workload["spec"]["template"];
+    template["metadata"]["annotations"] = json!({
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": port.to_string(),
+        "prometheus.io/path": "/metrics",
+    });
+    let container = &mut template["spec"]["containers"][0];
+    if let Some(args) = container["args"].as_array_mut() {
+        args.extend([json!("--metrics"), json!(format!("0.0.0.0:{port}"))]);
+    }
+    if let Some(ports) = container["ports"].as_array_mut() {
+        ports.push(json!({ "name": "metrics", "containerPort": port, "protocol": "TCP" }));
+    }
+    workload
 }
 
 /// An environment variable read from a Secret's key.

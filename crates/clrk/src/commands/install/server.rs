@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::objects::{
     API_PORT, CLUSTER_SECRET, CLUSTER_SECRET_KEY, DATABASE_URL_KEY, INGRESS_PORT, InstallOptions,
     SERVER_UID, TOKEN_KEY, TOKEN_SECRET, labels, metadata, probes, secret_env, secret_volume,
-    selector,
+    selector, with_metrics,
 };
 
 /// The Deployment's name.
@@ -32,7 +32,7 @@ const RUN_DIR: &str = "/run/clrk";
 pub fn objects(options: &InstallOptions) -> Vec<Value> {
     vec![
         service_account(options),
-        deployment(options),
+        with_metrics(deployment(options), options.metrics_port),
         service(options, INGRESS_SERVICE, "ingress", 80),
         service(options, API_SERVICE, "api", API_PORT),
         disruption_budget(options),

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::objects::{
     API_PORT, CLUSTER_SECRET, CLUSTER_SECRET_KEY, DATABASE_URL_KEY, HEALTH_PORT, InstallOptions,
     LINK_PORT, POOL_LABEL, POOL_NODE_LABEL, TOKEN_KEY, TOKEN_SECRET, WorkerCache, labels, metadata,
-    probes, secret_env, secret_volume, selector,
+    probes, secret_env, secret_volume, selector, with_metrics,
 };
 use super::server::{API_SERVICE, SERVICE_ACCOUNT};
 
@@ -41,7 +41,7 @@ pub fn objects(options: &InstallOptions) -> Vec<Value> {
     options
         .pools
         .iter()
-        .map(|pool| daemon_set(options, pool))
+        .map(|pool| with_metrics(daemon_set(options, pool), options.metrics_port))
         .collect()
 }
 
