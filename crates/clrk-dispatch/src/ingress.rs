@@ -21,7 +21,7 @@ use crate::body::{self, BodyLimits};
 use crate::envelope::{RequestData, response_event};
 use crate::error::DispatchError;
 use crate::ingress_headers::{CLOUDEVENTS_JSON, Refusal, with_id};
-use crate::output::{MAX_BUFFERED_OUTPUT, OutputBuffer};
+use crate::output::{MAX_BUFFERED_OUTPUT, OutputBuffer, Reservation};
 use crate::placement::{Dispatcher, Invocation, execution_span};
 use crate::worker::NO_RESPONSE;
 use crate::worker::metadata::AgentResponse;
@@ -149,9 +149,9 @@ async fn buffered_response(mut started: Started) -> Response {
     let outcome = loop {
         match started.events.recv().await {
             Some(ExecEvent::Stdout(bytes)) => {
-                if let Err(over) = output.push(&bytes) {
-                    tracing::info!(cap = over.cap, "output over the buffer cap");
-                    let body = format!("{over}\n");
+                if let Err(err) = output.push(&bytes).await {
+                    tracing::info!(%err, "output not held");
+                    let body = format!("{err}\n");
                     return with_id((StatusCode::BAD_GATEWAY, body).into_response(), &id);
                 }
             }
@@ -162,7 +162,13 @@ async fn buffered_response(mut started: Started) -> Response {
     };
     match (outcome, answer) {
         (Outcome::Exited(0), Some(answer)) => answered_response(answer, &id),
-        (outcome, _) => finished_response(&outcome, output.into_body(), &id),
+        (outcome, _) => match output.into_body().await {
+            Ok(body) => finished_response(&outcome, body, &id),
+            Err(err) => {
+                let body = format!("{err}\n");
+                with_id((StatusCode::BAD_GATEWAY, body).into_response(), &id)
+            }
+        },
     }
 }
 
@@ -218,6 +224,9 @@ async fn streamed_response(mut started: Started) -> Response {
 /// `Accept: application/cloudevents+json`: the whole stdout in a response event.
 async fn wrapped_response(mut started: Started) -> Response {
     let mut stdout = Vec::new();
+    // Counted against the memory held output shares: an event is built in memory, so past the
+    // budget it is refused rather than held.
+    let mut memory = Reservation::default();
     let mut outcome = Outcome::Failed("the execution ended without a result".into());
     while let Some(event) = started.events.recv().await {
         match event {
@@ -226,6 +235,12 @@ async fn wrapped_response(mut started: Started) -> Response {
                     outcome = Outcome::Failed(format!(
                         "output over {} MiB cannot be wrapped in an event; call without Accept: {CLOUDEVENTS_JSON}",
                         MAX_BODY / (1024 * 1024)
+                    ));
+                    break;
+                }
+                if !memory.grow(bytes.len()) {
+                    outcome = Outcome::Failed(format!(
+                        "clrk's memory for held output is in use by other executions, and an event is built in memory; retry, or call without Accept: {CLOUDEVENTS_JSON}"
                     ));
                     break;
                 }

@@ -128,6 +128,8 @@ pub struct Metrics {
     egress: Family<EgressLabels, Counter>,
     tokens: Family<TokenLabels, Counter>,
     daemon_restarts: Family<AgentLabels, Counter>,
+    held_output: Gauge,
+    held_output_spills: Counter,
     models: BoundedValues,
     providers: BoundedValues,
 }
@@ -147,6 +149,8 @@ impl Default for Metrics {
             egress: Family::default(),
             tokens: Family::default(),
             daemon_restarts: Family::default(),
+            held_output: Gauge::default(),
+            held_output_spills: Counter::default(),
             models: BoundedValues::new(MODELS),
             providers: BoundedValues::new(PROVIDERS),
         }
@@ -283,9 +287,31 @@ impl Metrics {
     }
 
     /// Adds the families of `role` to `registry`.
+    /// Memory the responses waiting for their agents' exit hold now.
+    pub fn held_output(&self, bytes: usize) {
+        self.held_output
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    /// A held response went on in a temporary file: the memory budget was in use.
+    pub fn held_output_spilled(&self) {
+        self.held_output_spills.inc();
+    }
+
     pub(crate) fn register(&self, role: Role, registry: &mut Registry) {
         match role {
             Role::Placement => {
+                registry.register_with_unit(
+                    "clrk_held_output",
+                    "Memory held by responses waiting for their agent to exit",
+                    Unit::Bytes,
+                    self.held_output.clone(),
+                );
+                registry.register(
+                    "clrk_held_output_spills",
+                    "Held responses that went on in a temporary file, the memory budget in use",
+                    self.held_output_spills.clone(),
+                );
                 registry.register(
                     "clrk_pool_queue_depth",
                     "Invocations waiting for a slot of their worker pool",

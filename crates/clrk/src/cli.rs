@@ -433,6 +433,20 @@ pub struct IngressLimits {
     /// clients behind one address.
     #[arg(long, value_name = "N", default_value_t = 256)]
     pub max_connections_per_client: usize,
+
+    /// Memory all responses waiting for their agent's exit share (output is held so the
+    /// status can follow the exit code, up to 32 MiB each); past it a response goes on in a
+    /// temporary file under $TMPDIR. A quantity like 256Mi or 1Gi.
+    #[arg(long, value_name = "SIZE", default_value = "256Mi")]
+    pub held_output_memory: clrk_api::Memory,
+}
+
+impl IngressLimits {
+    /// Makes the limits that are the process's own, not one listener's, hold.
+    pub fn apply(&self) {
+        let bytes = usize::try_from(self.held_output_memory.bytes()).unwrap_or(usize::MAX);
+        clrk_dispatch::output::set_memory_budget(bytes);
+    }
 }
 
 /// Manifest files to read: `-f FILE...` with optional recursion.

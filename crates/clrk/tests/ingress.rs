@@ -465,3 +465,60 @@ spec:
     assert!(out.contains("CLRK_METADATA_URL=http://169.254.169.254/v1\n"));
     assert!(out.contains("SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt\n"));
 }
+
+/// Held responses share one memory budget (`--held-output-memory`): executions in flight
+/// together past it go on in temporary files, every caller still gets all of its output, and
+/// /metrics says how much memory is held and how many went to files.
+#[tokio::test(flavor = "multi_thread")]
+async fn held_output_of_many_executions_shares_one_memory_budget_and_loses_nothing() {
+    let dev = Dev::start_with(&["--held-output-memory", "1Mi"]);
+    dev.apply(&sh_agent(
+        "bulk",
+        "letter=$(cat | sed 's/.*\"letter\":\"\\([a-z]\\)\".*/\\1/'); head -c 4194304 /dev/zero | tr '\\0' \"$letter\"",
+        "",
+    ));
+    let letters = ["a", "b", "c", "d"];
+    let calls = letters.map(|letter| {
+        let dev = &dev;
+        async move {
+            let r = dev
+                .invoke(
+                    &[
+                        ("X-Clrk-TaskAgent", "default/bulk"),
+                        ("content-type", "application/json"),
+                    ],
+                    format!(r#"{{"letter":"{letter}"}}"#),
+                )
+                .await;
+            (letter, r)
+        }
+    });
+    for (letter, r) in futures::future::join_all(calls).await {
+        assert_eq!(
+            r.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&r.body[..r.body.len().min(300)])
+        );
+        assert_eq!(r.header("content-length"), Some("4194304"));
+        assert!(
+            r.body.len() == 4 << 20 && r.body.iter().all(|b| *b == letter.as_bytes()[0]),
+            "{letter}: {} bytes, not all {letter}",
+            r.body.len()
+        );
+    }
+    let metrics = dev.api_get("/metrics").await;
+    let text = metrics.text();
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    };
+    // 4 MiB each against a 1 MiB budget: each of them went on in a file.
+    assert!(value("clrk_held_output_spills_total") >= 4.0, "{text}");
+    assert_eq!(
+        value("clrk_held_output_bytes"),
+        0.0,
+        "all given back: {text}"
+    );
+}

@@ -24,6 +24,7 @@ pub async fn server(args: ServerArgs, session: &Session) -> anyhow::Result<()> {
         ingress_connections_per_client: args.ingress_limits.max_connections_per_client,
         metrics_addr: args.metrics.addr,
     };
+    args.ingress_limits.apply();
     // The server's messages already carry their causes; a chain would repeat them.
     clrk_server::cluster::server::run(options)
         .await

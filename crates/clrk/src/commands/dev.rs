@@ -33,6 +33,7 @@ pub async fn run(args: DevArgs, session: &Session) -> anyhow::Result<()> {
         metrics_addr: args.metrics.addr,
     };
     tracing::info!(data_dir = %options.data_dir.display(), ingress = %options.ingress_addr, api = %options.api_addr, "starting clrk dev");
+    args.ingress_limits.apply();
     // The server's messages already carry their causes; a chain would repeat them.
     clrk_server::dev::run(options)
         .await
