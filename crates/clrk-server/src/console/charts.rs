@@ -85,24 +85,34 @@ pub fn bars(values: &[(String, u64)], limit: Option<u64>, width: u32, height: u3
     }
 }
 
-/// `x,y` pairs across the width, 0 at the bottom and `peak` at the top.
+/// `x,y` pairs across the width, 0 at the bottom and `peak` at the top, [`MARGIN`] inside the
+/// box so a dot at the edge shows whole; a single value in the middle.
 fn line_points(values: &[i64], peak: i64, width: u32, height: u32) -> String {
+    let usable_width = f64::from(width.saturating_sub(2 * MARGIN));
     let step = if values.len() > 1 {
-        f64::from(width) / (values.len() - 1) as f64
+        usable_width / (values.len() - 1) as f64
     } else {
         0.0
     };
-    let usable = f64::from(height.saturating_sub(2));
+    let start = if values.len() > 1 {
+        f64::from(MARGIN)
+    } else {
+        f64::from(width) / 2.0
+    };
+    let usable = f64::from(height.saturating_sub(2 * MARGIN));
     values
         .iter()
         .enumerate()
         .map(|(i, v)| {
-            let y = 1.0 + usable - (*v).max(0) as f64 / peak as f64 * usable;
-            format!("{:.1},{:.1}", i as f64 * step, y)
+            let y = f64::from(MARGIN) + usable - (*v).max(0) as f64 / peak as f64 * usable;
+            format!("{:.1},{:.1}", start + i as f64 * step, y)
         })
         .collect::<Vec<_>>()
         .join(" ")
 }
+
+/// Pixels kept free around a line.
+const MARGIN: u32 = 3;
 
 #[cfg(test)]
 mod tests {
@@ -111,10 +121,10 @@ mod tests {
     #[test]
     fn points_span_the_box_with_the_peak_at_the_top() {
         assert_eq!(
-            line_points(&[0, 50, 100], 100, 100, 22),
-            "0.0,21.0 50.0,11.0 100.0,1.0"
+            line_points(&[0, 50, 100], 100, 106, 26),
+            "3.0,23.0 53.0,13.0 103.0,3.0"
         );
-        assert_eq!(line_points(&[5], 5, 100, 22), "0.0,1.0");
+        assert_eq!(line_points(&[5], 5, 100, 26), "50.0,3.0");
     }
 
     #[test]
