@@ -433,3 +433,27 @@ async fn every_console_page_and_data_endpoint_refuses_without_the_token() {
 fn hex_of(text: &str) -> String {
     text.bytes().map(|b| format!("{b:02x}")).collect()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_server_serves_the_console_with_its_token() {
+    let cluster = common::cluster::Cluster::start(1, 0).await;
+    let client = &cluster.clients[0];
+    let r = get(&format!("{}/ui/pools", client.api), &[]).await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let r = get(
+        &format!("{}/ui/pools?token={}", client.api, client.token),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let cookie = r
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let r = get(&format!("{}/ui/pools", client.api), &[("cookie", &cookie)]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("id=\"pools\""), "{}", r.text());
+}
