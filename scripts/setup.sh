@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs what clrk needs on a Debian machine (idempotent): gVisor's runsc, runc, python3
 # for the example agent, busybox for tests, PostgreSQL (the cluster's store, and its tests),
-# and a Rust toolchain check.
+# Chromium and its WebDriver for the console's browser tests, and a Rust toolchain check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in runsc runc python3 busybox-static ca-certificates curl gcc pkg-config iproute2 nftables docker-registry skopeo apache2-utils postgresql python3-venv; do
+for pkg in runsc runc python3 busybox-static ca-certificates curl gcc pkg-config iproute2 nftables docker-registry skopeo apache2-utils postgresql python3-venv chromium chromium-driver; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then

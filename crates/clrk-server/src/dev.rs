@@ -212,7 +212,10 @@ pub async fn start(opts: DevOptions) -> Result<Running, ServerError> {
         ingress_app,
         ingress_limits,
     )));
-    let api_app = crate::api::router(state, endpoints.token.clone(), &metrics);
+    // The control API's listener is plain HTTP: the console's cookie is not `Secure`.
+    let api_app = crate::api::router(state.clone(), endpoints.token.clone(), &metrics).merge(
+        crate::console::router(state, endpoints.token.clone(), false),
+    );
     tasks.push(tokio::spawn(listener::serve(
         api,
         api_app,
@@ -228,6 +231,7 @@ pub async fn start(opts: DevOptions) -> Result<Running, ServerError> {
         data_dir.display(),
         endpoints_file.display()
     );
+    eprintln!("  console {}{}", endpoints.api, crate::console::PREFIX);
     if let Some(url) = &endpoints.metrics {
         eprintln!("  metrics {url}/metrics");
     }

@@ -1,7 +1,7 @@
 //! clrk-server: wires the parts into a running server: the control API, manifest apply,
 //! crash recovery at start, cron, the daemon supervisor, the registry of workers (registration,
-//! heartbeats, the lost-worker sweep), `/metrics`, and `clrk dev` (API + ingress + embedded
-//! worker in one process).
+//! heartbeats, the lost-worker sweep), `/metrics`, the web console under `/ui/`, and
+//! `clrk dev` (API + ingress + embedded worker in one process).
 //!
 //! It must not run sandboxes or build envelopes itself (that is clrk-dispatch) and must not
 //! print for humans beyond `clrk dev`'s terminal (that is the CLI).
@@ -12,6 +12,7 @@ mod apply_outcome;
 mod apply_preview;
 pub mod cluster;
 mod conditions;
+pub mod console;
 pub mod cron;
 pub mod daemons;
 pub mod dev;

@@ -268,6 +268,21 @@ pub async fn pools(state: &AppState) -> Result<Vec<wire::Pool>, clrk_store::Stor
     Ok(out)
 }
 
+/// One registered worker.
+pub fn worker(w: clrk_store::WorkerRecord) -> wire::WorkerView {
+    wire::WorkerView {
+        name: w.name,
+        pool: w.pool,
+        address: w.address,
+        capacity: w.capacity,
+        state: w.state.to_string(),
+        started_at: w.started_at.to_rfc3339(),
+        heartbeat_at: w.heartbeat_at.to_rfc3339(),
+        running: w.running,
+        warm: w.warm,
+    }
+}
+
 /// Ready workers serving `pool`: its own and those serving every pool (`*`).
 fn ready_workers(workers: &[clrk_store::WorkerRecord], pool: &str) -> u64 {
     let serving = |w: &&clrk_store::WorkerRecord| {

@@ -4,8 +4,8 @@
 //! Every route is added with `routes!`, which takes its method and path from the handler's
 //! `#[utoipa::path]`, so the router and the document list the same routes.
 
-mod agents;
-mod auth;
+pub(crate) mod agents;
+pub(crate) mod auth;
 mod egress;
 mod images;
 mod logs;

@@ -3,11 +3,11 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use clrk_store::WorkerRecord;
 use clrk_wire::{DrainAnswer, ErrorBody, List, WorkerView};
 
 use super::ApiError;
 use crate::state::AppState;
+use crate::views;
 
 /// The registered workers by pool then name, with their state, load and last heartbeat.
 #[utoipa::path(
@@ -22,7 +22,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<List<WorkerView>
         .list_workers()
         .await?
         .into_iter()
-        .map(view)
+        .map(views::worker)
         .collect();
     Ok(Json(List { items }))
 }
@@ -60,18 +60,4 @@ pub async fn drain(
         worker: name,
         state: now,
     }))
-}
-
-fn view(w: WorkerRecord) -> WorkerView {
-    WorkerView {
-        name: w.name,
-        pool: w.pool,
-        address: w.address,
-        capacity: w.capacity,
-        state: w.state.to_string(),
-        started_at: w.started_at.to_rfc3339(),
-        heartbeat_at: w.heartbeat_at.to_rfc3339(),
-        running: w.running,
-        warm: w.warm,
-    }
 }

@@ -150,13 +150,17 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     if let Some(listener) = metrics_listener {
         tasks.push(metrics.serve(listener));
     }
-    let api_app = crate::api::router(state, token, &metrics).merge(health::router(ready));
+    // The control API's listener is plain HTTP: the console's cookie is not `Secure`.
+    let api_app = crate::api::router(state.clone(), token.clone(), &metrics)
+        .merge(crate::console::router(state, token, false))
+        .merge(health::router(ready));
     tasks.push(tokio::spawn(listener::serve(
         api,
         api_app,
         ConnectionLimits::control_api(),
     )));
     eprintln!("clrk server: ingress http://{ingress_addr} · api http://{api_addr}");
+    eprintln!("  console http://{api_addr}{}", crate::console::PREFIX);
     if let Some(addr) = metrics_addr {
         eprintln!("  metrics http://{addr}/metrics");
     }
