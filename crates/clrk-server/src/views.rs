@@ -150,6 +150,8 @@ pub fn execution(e: &Execution) -> wire::Execution {
         ended_at: e.ended_at.map(|t| t.to_rfc3339()),
         duration_ms: e.duration_ms,
         start: e.start.to_string(),
+        agent_uid: e.agent_uid.clone(),
+        agent_deleted: e.agent_deleted,
     }
 }
 

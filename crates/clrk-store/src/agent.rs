@@ -56,6 +56,14 @@ pub struct Agent {
     pub created_at: DateTime<Utc>,
     /// Last apply that changed something.
     pub updated_at: DateTime<Utc>,
+    /// Made at create, never reused: tells this agent's executions from those of a deleted
+    /// agent that had the same name.
+    pub uid: String,
     /// Highest-numbered revision, whatever its state.
     pub latest_revision: Option<Revision>,
+}
+
+/// A fresh agent uid.
+pub(crate) fn new_uid() -> String {
+    uuid::Uuid::new_v4().to_string()
 }

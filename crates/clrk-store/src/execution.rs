@@ -158,6 +158,11 @@ pub struct Execution {
     pub start: Start,
     /// The worker that runs or ran it, if any.
     pub worker: Option<String>,
+    /// The uid of the agent that ran it ([`Agent::uid`](crate::Agent::uid)).
+    pub agent_uid: String,
+    /// That agent is deleted: the execution is history of the name, kept after the delete,
+    /// whether or not an agent of the same name was created since.
+    pub agent_deleted: bool,
 }
 
 #[cfg(test)]

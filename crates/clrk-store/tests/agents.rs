@@ -2,9 +2,31 @@
 
 mod common;
 
-use clrk_store::{ApplyOutcome, ExecutionStatus, LogQuery, NewLogLine, RevisionState, StoreError};
+use clrk_store::{
+    ApplyOutcome, ExecutionEnd, ExecutionStatus, LogQuery, NewLogLine, RevisionState, Store,
+    StoreError,
+};
 use common::{echo_agent, execution, task_agent};
 use serde_json::json;
+
+fn log_line(execution_id: &str, text: &str) -> NewLogLine {
+    NewLogLine {
+        execution_id: execution_id.into(),
+        namespace: "default".into(),
+        agent: "echo".into(),
+        stream: "stderr".into(),
+        time: chrono::Utc::now(),
+        line: text.into(),
+    }
+}
+
+async fn log_texts(store: &Store, agent: &str) -> Vec<String> {
+    let lines = store
+        .logs("default", agent, &LogQuery::default())
+        .await
+        .unwrap();
+    lines.into_iter().map(|l| l.line).collect()
+}
 
 store_tests! {
     async fn first_apply_creates_revision_00001_and_identical_apply_is_unchanged(backend) {
@@ -183,27 +205,19 @@ store_tests! {
         assert!(err.to_string().contains("nope-00001"), "{err}");
     }
 
-    async fn delete_removes_revisions_executions_and_logs_and_recreate_starts_at_00001(backend) {
+    async fn delete_keeps_executions_and_logs_marked_and_recreate_starts_at_00001(backend) {
         let store = backend.open().await;
         store.apply_agent(&echo_agent("echo")).await.unwrap();
         store.apply_agent(&echo_agent("keep")).await.unwrap();
         let mut v2 = echo_agent("echo");
         v2.image_digest = "sha256:2222".into();
         store.apply_agent(&v2).await.unwrap();
+        let old_uid = store.get_agent("default", "echo").await.unwrap().unwrap().uid;
         store.start_execution(&execution("ev-1", "echo")).await.unwrap();
         store
             .start_execution(&execution("ev-keep", "keep")).await
             .unwrap();
-        store
-            .append_logs(&[NewLogLine {
-                execution_id: "ev-1".into(),
-                namespace: "default".into(),
-                agent: "echo".into(),
-                stream: "stderr".into(),
-                time: chrono::Utc::now(),
-                line: "hello".into(),
-            }]).await
-            .unwrap();
+        store.append_logs(&[log_line("ev-1", "hello")]).await.unwrap();
 
         assert!(store.delete_agent("default", "echo").await.unwrap());
         assert!(
@@ -212,25 +226,48 @@ store_tests! {
         );
 
         assert_eq!(store.get_agent("default", "echo").await.unwrap(), None);
-        assert_eq!(store.get_execution("ev-1").await.unwrap(), None);
         assert!(matches!(
             store.revisions("default", "echo").await,
             Err(StoreError::AgentNotFound { .. })
         ));
+        // The history stays, marked as the deleted agent's; a run being stopped still
+        // records its end and its last lines.
+        let kept = store.get_execution("ev-1").await.unwrap().unwrap();
         assert_eq!(
-            store.get_execution("ev-keep").await.unwrap().unwrap().status,
-            ExecutionStatus::Running,
+            (kept.agent.as_str(), kept.revision.as_str(), kept.agent_uid.as_str(), kept.agent_deleted),
+            ("echo", "echo-00001", old_uid.as_str(), true)
+        );
+        store
+            .finish_execution(
+                "ev-1",
+                &ExecutionEnd {
+                    status: ExecutionStatus::Stopped,
+                    exit_code: None,
+                    reason: Some("stopped: the agent was deleted".into()),
+                    ended_at: chrono::Utc::now(),
+                },
+            )
+            .await
+            .unwrap();
+        store.append_logs(&[log_line("ev-1", "bye")]).await.unwrap();
+        let listed = store.executions("default", "echo", 10).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].status, ExecutionStatus::Stopped);
+        assert_eq!(log_texts(&store, "echo").await, ["hello", "bye"]);
+        let other = store.get_execution("ev-keep").await.unwrap().unwrap();
+        assert_eq!(
+            (other.status, other.agent_deleted),
+            (ExecutionStatus::Running, false),
             "other agents are untouched"
         );
-
-        // Nothing of the deleted agent is left in the database, not just hidden from queries.
+        // The revisions went with the agent; its executions and lines are kept.
         assert_eq!(
             (
                 backend.count_rows("revisions").await,
                 backend.count_rows("executions").await,
                 backend.count_rows("logs").await
             ),
-            (1, 1, 0)
+            (1, 2, 2)
         );
 
         assert_eq!(
@@ -239,12 +276,50 @@ store_tests! {
                 revision: Some("echo-00001".into())
             }
         );
-        assert!(
-            store
-                .logs("default", "echo", &LogQuery::default()).await
-                .unwrap()
-                .is_empty()
-        );
+        let new_uid = store.get_agent("default", "echo").await.unwrap().unwrap().uid;
+        assert_ne!(new_uid, old_uid, "a re-created agent is another agent");
         assert_eq!(store.revisions("default", "echo").await.unwrap().len(), 1);
+        store.start_execution(&execution("ev-2", "echo")).await.unwrap();
+        let listed = store.executions("default", "echo", 10).await.unwrap();
+        let marks: Vec<_> = listed
+            .iter()
+            .map(|e| (e.id.as_str(), e.agent_uid.as_str(), e.agent_deleted))
+            .collect();
+        assert_eq!(
+            marks,
+            [("ev-2", new_uid.as_str(), false), ("ev-1", old_uid.as_str(), true)]
+        );
+        assert_eq!(log_texts(&store, "echo").await, ["hello", "bye"]);
+    }
+
+    async fn a_name_that_never_ran_has_no_history(backend) {
+        let store = backend.open().await;
+        // Never applied, or deleted before it ran: not found, like an agent that never was.
+        store.apply_agent(&echo_agent("idle")).await.unwrap();
+        assert!(store.executions("default", "idle", 10).await.unwrap().is_empty());
+        assert!(store.delete_agent("default", "idle").await.unwrap());
+        for name in ["idle", "never"] {
+            assert!(matches!(
+                store.executions("default", name, 10).await,
+                Err(StoreError::AgentNotFound { .. })
+            ));
+            assert!(matches!(
+                store.logs("default", name, &LogQuery::default()).await,
+                Err(StoreError::AgentNotFound { .. })
+            ));
+        }
+        // A running limit counts the agent's own runs, not a deleted one's being stopped.
+        store.apply_agent(&echo_agent("echo")).await.unwrap();
+        store.start_execution(&execution("ev-1", "echo")).await.unwrap();
+        store.delete_agent("default", "echo").await.unwrap();
+        store.apply_agent(&echo_agent("echo")).await.unwrap();
+        store
+            .start_execution_within(&execution("ev-2", "echo"), 1)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.start_execution_within(&execution("ev-3", "echo"), 1).await,
+            Err(StoreError::TooManyExecutions { limit: 1 })
+        ));
     }
 }

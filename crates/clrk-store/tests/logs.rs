@@ -187,6 +187,36 @@ store_tests! {
         assert!(store.log_page("default", "echo", &none).await.unwrap().is_empty());
     }
 
+    async fn the_log_cap_holds_across_deletes_and_re_creations_of_a_name(backend) {
+        let store = backend.open().await;
+        let text = "x".repeat(100 - clrk_store::LOG_ROW_COST as usize);
+        // Three agents of one name, each deleted after one run of 1,000 bytes of log.
+        for (n, execution_id) in ["ev-1", "ev-2", "ev-3"].into_iter().enumerate() {
+            store.apply_agent(&echo_agent("echo")).await.unwrap();
+            store.start_execution(&execution(execution_id, "echo")).await.unwrap();
+            let batch: Vec<_> = (0..10).map(|_| line("echo", execution_id, &text)).collect();
+            store.append_logs(&batch).await.unwrap();
+            assert_eq!(
+                store.log_bytes("default", "echo").await.unwrap(),
+                1000 * (n as u64 + 1),
+                "the name's total counts the deleted agents' lines"
+            );
+            store.delete_agent("default", "echo").await.unwrap();
+        }
+        // Expiry of a deleted name's history keeps its newest run, like a live agent's.
+        assert_eq!(store.expire_logs("default", "echo", 1500).await.unwrap(), 2000);
+        let left = store.logs("default", "echo", &LogQuery::default()).await.unwrap();
+        assert!(left.len() == 10 && left.iter().all(|l| l.execution_id == "ev-3"));
+        // The next agent of the name shares its cap with what is left.
+        store.apply_agent(&echo_agent("echo")).await.unwrap();
+        store.start_execution(&execution("ev-4", "echo")).await.unwrap();
+        let batch: Vec<_> = (0..10).map(|_| line("echo", "ev-4", &text)).collect();
+        store.append_logs(&batch).await.unwrap();
+        assert_eq!(store.expire_logs("default", "echo", 1500).await.unwrap(), 1000);
+        let left = store.logs("default", "echo", &LogQuery::default()).await.unwrap();
+        assert!(left.iter().all(|l| l.execution_id == "ev-4"));
+    }
+
     async fn expiry_deletes_the_oldest_executions_until_the_agent_is_under_its_cap(backend) {
         let store = backend.open().await;
         store.apply_agent(&echo_agent("echo")).await.unwrap();

@@ -38,6 +38,13 @@ pub struct Execution {
     /// `cold` or `warm`.
     #[serde(default)]
     pub start: String,
+    /// The uid of the agent that ran it: agents deleted and created again under one name
+    /// have different uids.
+    #[serde(default)]
+    pub agent_uid: String,
+    /// The agent that ran it is deleted: the execution is kept history of the name.
+    #[serde(default)]
+    pub agent_deleted: bool,
 }
 
 /// One line of `GET .../logs` (newline-delimited JSON, one of these per line).

@@ -22,6 +22,8 @@ fn execution() -> Execution {
         ended_at: Some("2026-01-01T12:00:01+00:00".into()),
         duration_ms: Some(1000),
         start: "cold".into(),
+        agent_uid: "0b5e7c1a-8f36-4e53-9a8e-2d7c41f0a9b2".into(),
+        agent_deleted: false,
     }
 }
 
@@ -76,6 +78,7 @@ fn a_task_agent_has_no_schedule_or_daemon_fields() {
                     "trigger": "cli", "status": "Succeeded", "exitCode": 0, "reason": null,
                     "startedAt": "2026-01-01T12:00:00+00:00", "endedAt": "2026-01-01T12:00:01+00:00",
                     "durationMs": 1000, "start": "cold",
+                    "agentUid": "0b5e7c1a-8f36-4e53-9a8e-2d7c41f0a9b2", "agentDeleted": false,
                 },
             },
             "tokenUsage": {"today": 5, "day": "2026-01-01"},

@@ -556,6 +556,109 @@ async fn logs_follow_streams_new_lines() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_agents_runs_and_logs_are_kept_and_marked_once_its_name_is_used_again() {
+    let dev = Dev::start();
+    dev.apply(&sh_agent("hist", "echo first-run >&2", ""));
+    let out = dev.clrk(&["agents", "run-task", "hist"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let first = dev.invocations("hist").await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    let first_id = first[0]["id"].as_str().unwrap().to_string();
+    let out = dev.clrk(&["agents", "delete", "hist"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // The deleted agent's run and its line are still shown, saying whose they are.
+    let out = dev.clrk(&["agents", "invocations", "hist"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    assert!(
+        table.contains(&first_id)
+            && table.contains("Succeeded")
+            && table.contains("hist-00001 (deleted agent uid "),
+        "{table}"
+    );
+    assert!(
+        text(&out.stderr)
+            .contains("agent default/hist is deleted: showing the executions of the deleted agent"),
+        "{}",
+        text(&out.stderr)
+    );
+    for args in [
+        &["agents", "logs", "hist"][..],
+        &["agents", "logs", "hist", "--execution", &first_id],
+        // Following a deleted agent shows what it kept and ends.
+        &["agents", "logs", "hist", "-f"],
+    ] {
+        let out = dev.clrk(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        assert_eq!(
+            text(&out.stdout),
+            format!("{first_id} first-run\n"),
+            "{args:?}"
+        );
+        assert!(
+            text(&out.stderr)
+                .contains("agent default/hist is deleted: showing the log of the deleted agent"),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    // A name that never existed is still not found, by the CLI and by the API.
+    for what in ["invocations", "logs"] {
+        let out = dev.clrk(&["agents", what, "never"]);
+        assert!(!out.status.success(), "{what}");
+        assert!(
+            text(&out.stderr).contains("agent default/never not found"),
+            "{what}: {}",
+            text(&out.stderr)
+        );
+        let r = dev
+            .api_get(&format!("/v1/agents/default/never/{what}"))
+            .await;
+        assert_eq!(r.status, 404, "{what}: {}", r.text());
+    }
+
+    // An agent of the same name lists both runs, the old one marked with the old agent's uid.
+    dev.apply(&sh_agent("hist", "echo second-run >&2", ""));
+    let out = dev.clrk(&["agents", "run-task", "hist"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let both = dev.invocations("hist").await;
+    assert_eq!(both.len(), 2, "{both:?}");
+    let second_id = both[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(both[1]["id"], first_id.as_str(), "{both:?}");
+    assert_eq!(
+        (&both[0]["agentDeleted"], &both[1]["agentDeleted"]),
+        (&serde_json::json!(false), &serde_json::json!(true)),
+        "{both:?}"
+    );
+    assert_ne!(both[0]["agentUid"], both[1]["agentUid"], "{both:?}");
+    let old_uid = both[1]["agentUid"].as_str().unwrap();
+    let out = dev.clrk(&["agents", "invocations", "hist"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "", "the agent is there again");
+    let table = text(&out.stdout);
+    let row = |id: &str| table.lines().find(|l| l.starts_with(id)).unwrap_or("");
+    assert!(!row(&second_id).contains("deleted"), "{table}");
+    assert!(
+        row(&first_id).contains(&format!("hist-00001 (deleted agent uid {})", &old_uid[..8])),
+        "{table}"
+    );
+    let out = dev.clrk(&["agents", "invocations", "hist", "-o", "yaml"]);
+    let yaml = text(&out.stdout);
+    assert!(
+        yaml.contains("agentDeleted: true") && yaml.contains(old_uid),
+        "{yaml}"
+    );
+    let out = dev.clrk(&["agents", "logs", "hist"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("{first_id} first-run\n{second_id} second-run\n")
+    );
+    assert_eq!(text(&out.stderr), "");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn control_api_requires_the_token() {
     let dev = Dev::start();
     let r = request(

@@ -681,3 +681,57 @@ async fn an_apply_warning_shows_through_either_server_until_what_was_missing_is_
     );
     assert_eq!(conditions(first), None, "{}", cluster.logs());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_agents_runs_are_kept_and_marked_through_either_server() {
+    let cluster = Cluster::start(2, 1).await;
+    let (first, second) = (&cluster.clients[0], &cluster.clients[1]);
+    first.apply(&host_manifest());
+    let r = first
+        .invoke(&GUIDE_HEADERS, r#"{"text":"before the delete"}"#)
+        .await;
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), cluster.logs());
+    let old_id = r.header("x-clrk-execution-id").unwrap().to_string();
+    let out = first.clrk(&["agents", "delete", "word-count"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // The other server lists the deleted agent's run, and says the agent is deleted.
+    let runs = second.invocations("word-count").await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(
+        (&runs[0]["id"], &runs[0]["agentDeleted"]),
+        (&serde_json::json!(old_id), &serde_json::json!(true)),
+        "{runs:?}"
+    );
+    let out = second.clrk(&["agents", "invocations", "word-count"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("agent default/word-count is deleted"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Applied again through the other server, the name lists both runs, the old one marked.
+    second.apply(&host_manifest());
+    let r = second
+        .invoke(&GUIDE_HEADERS, r#"{"text":"after the delete"}"#)
+        .await;
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), cluster.logs());
+    let new_id = r.header("x-clrk-execution-id").unwrap().to_string();
+    let runs = first.invocations("word-count").await;
+    let marks: Vec<_> = runs
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap(),
+                r["agentDeleted"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        marks,
+        [(new_id.as_str(), false), (old_id.as_str(), true)],
+        "{runs:?}"
+    );
+    assert_ne!(runs[0]["agentUid"], runs[1]["agentUid"], "{runs:?}");
+}

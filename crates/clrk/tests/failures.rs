@@ -170,7 +170,7 @@ async fn an_agent_over_its_memory_limit_is_said_to_be_killed_for_it() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn deleting_an_agent_during_a_run_says_so_and_points_at_nothing_gone() {
+async fn deleting_an_agent_during_a_run_says_so_and_points_at_its_kept_history() {
     let dev = Dev::start();
     for (name, extra) in [("slow", ""), ("slow-stream", STREAMING)] {
         dev.apply(&sh_agent(
@@ -197,9 +197,25 @@ async fn deleting_an_agent_during_a_run_says_so_and_points_at_nothing_gone() {
             )),
             "{name}: {said}"
         );
-        // No command can show what went with the agent.
-        assert!(!said.contains("see"), "{name}: {said}");
-        assert!(!said.contains("invocations"), "{name}: {said}");
+        // Its record and log are kept: the commands that show them are named, and work.
+        assert!(
+            said.contains(&format!("see: clrk agents invocations {name}")),
+            "{name}: {said}"
+        );
+        let id = said
+            .split(&format!("see: clrk agents logs {name} --execution "))
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("{name}: no logs command in {said}"))
+            .to_string();
+        assert!(
+            said.contains(&format!(
+                "execution {id}, the end of its stderr:\n  | started"
+            )),
+            "{name}: {said}"
+        );
+        let listed = text(&dev.clrk(&["agents", "invocations", name]).stdout);
+        assert!(listed.contains(&id), "{name}: {listed}");
         if name == "slow" {
             assert!(said.contains("stopped: the agent was deleted"), "{said}");
             assert_eq!(text(&out.stdout), "");

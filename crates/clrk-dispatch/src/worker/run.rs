@@ -512,7 +512,7 @@ impl Run {
                             tracing::info!("the end of the execution recorded after a retry");
                             return;
                         }
-                        // Gone with its agent: nothing left to record.
+                        // Unknown to the store (a database restored from before it): nothing to record.
                         Err(clrk_store::StoreError::ExecutionNotFound(_)) => return,
                         Err(_) => delay = (delay * 2).min(Duration::from_secs(30)),
                     }

@@ -4,7 +4,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use clrk_store::Agent;
+use clrk_store::{Agent, StoreError};
 use clrk_wire::{
     ApplyEvent, ApplyRequest, ApplyResponse, ApplyResult, Deleted, ErrorBody, Execution, List,
     ObjectKey, ObjectRef, PullProgress,
@@ -191,7 +191,8 @@ pub struct InvocationsQuery {
     limit: Option<usize>,
 }
 
-/// An agent's latest executions, newest first.
+/// An agent's latest executions, newest first, with those of deleted agents of the same name
+/// (marked `agentDeleted`).
 #[utoipa::path(
     get,
     path = "/v1/agents/{namespace}/{name}/invocations",
@@ -199,7 +200,7 @@ pub struct InvocationsQuery {
     params(AgentPath, ("limit" = Option<usize>, Query, description = "At most this many (default 20, at most 1000)")),
     responses(
         (status = 200, description = "The executions", body = List<Execution>),
-        (status = 404, description = "No such agent", body = ErrorBody),
+        (status = 404, description = "No agent of that name ever ran", body = ErrorBody),
     )
 )]
 pub async fn invocations(
@@ -207,11 +208,11 @@ pub async fn invocations(
     Path(ObjectKey { namespace, name }): Path<ObjectKey>,
     Query(q): Query<InvocationsQuery>,
 ) -> Result<Json<List<Execution>>, ApiError> {
-    find(&state, &namespace, &name).await?;
     let executions = state
         .store
         .executions(&namespace, &name, q.limit.unwrap_or(20).min(1000))
-        .await?;
+        .await
+        .map_err(|e| history_not_found(e, &namespace, &name))?;
     let items = executions.iter().map(views::execution).collect();
     Ok(Json(List { items }))
 }
@@ -223,6 +224,15 @@ pub async fn find(state: &AppState, namespace: &str, name: &str) -> Result<Agent
         .get_agent(namespace, name)
         .await?
         .ok_or_else(|| not_found(namespace, name))
+}
+
+/// The store's answer for a name without history (never applied, or deleted before it ran)
+/// as the 404 of a missing agent.
+pub fn history_not_found(e: StoreError, namespace: &str, name: &str) -> ApiError {
+    match e {
+        StoreError::AgentNotFound { .. } => not_found(namespace, name),
+        e => e.into(),
+    }
 }
 
 fn not_found(namespace: &str, name: &str) -> ApiError {

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use tokio::sync::broadcast;
 
 use super::ApiError;
-use super::agents::find;
+use super::agents::history_not_found;
 use crate::state::AppState;
 use crate::views;
 
@@ -39,8 +39,9 @@ pub struct LogsQuery {
     follow: bool,
 }
 
-/// An agent's log lines, oldest first, as newline-delimited JSON; with `follow` the answer
-/// stays open and new lines follow as they are written.
+/// An agent's log lines, oldest first, as newline-delimited JSON, with those of deleted agents
+/// of the same name; with `follow` the answer stays open and new lines follow as they are
+/// written, until the agent is deleted.
 #[utoipa::path(
     get,
     path = "/v1/agents/{namespace}/{name}/logs",
@@ -53,7 +54,7 @@ pub struct LogsQuery {
     ),
     responses(
         (status = 200, description = "One log line a line", body = clrk_wire::LogLine, content_type = "application/x-ndjson"),
-        (status = 404, description = "No such agent", body = clrk_wire::ErrorBody),
+        (status = 404, description = "No agent of that name ever ran", body = clrk_wire::ErrorBody),
     )
 )]
 pub async fn logs(
@@ -61,30 +62,34 @@ pub async fn logs(
     Path(ObjectKey { namespace, name }): Path<ObjectKey>,
     Query(q): Query<LogsQuery>,
 ) -> Result<Response, ApiError> {
-    find(&state, &namespace, &name).await?;
+    // The agent now, if there is one: a follower's answer ends when it is gone. The log of a
+    // deleted agent is kept and served all the same.
+    let agent = state.store.get_agent(&namespace, &name).await?;
     // Subscribe before reading the backlog so no line falls between the two.
     let events = state.dispatcher.logs().subscribe();
+    let not_found = |e| history_not_found(e, &namespace, &name);
+    let last_seq = state
+        .store
+        .log_last_seq(&namespace, &name)
+        .await
+        .map_err(not_found)?;
     let after_seq = match q.tail {
         Some(tail) => {
             let execution = q.execution.as_deref();
             state
                 .store
                 .log_tail_start(&namespace, &name, tail, execution)
-                .await?
+                .await
+                .map_err(not_found)?
         }
         None => None,
     };
-    // Without `follow` the answer ends at the newest line now, however fast the agent writes.
-    let up_to_seq = if q.follow {
-        None
-    } else {
-        Some(
-            state
-                .store
-                .log_last_seq(&namespace, &name)
-                .await?
-                .unwrap_or(i64::MIN),
-        )
+    // Without `follow` the answer ends at the newest line now, however fast the agent writes;
+    // a deleted agent writes no more.
+    let following = agent.filter(|_| q.follow).map(|a| a.uid);
+    let up_to_seq = match following {
+        Some(_) => None,
+        None => Some(last_seq.unwrap_or(i64::MIN)),
     };
     let pages = Pages {
         state,
@@ -93,7 +98,8 @@ pub async fn logs(
         execution: q.execution,
         after_seq,
         up_to_seq,
-        events: q.follow.then_some(events),
+        events: following.is_some().then_some(events),
+        agent_uid: following,
         caught_up: false,
     };
     let body = Body::from_stream(pages.into_stream());
@@ -154,6 +160,8 @@ struct Pages {
     after_seq: Option<i64>,
     up_to_seq: Option<i64>,
     events: Option<broadcast::Receiver<clrk_dispatch::LogEvent>>,
+    /// The uid of the agent followed; the answer ends once no agent of the name has it.
+    agent_uid: Option<String>,
     caught_up: bool,
 }
 
@@ -180,8 +188,31 @@ impl Pages {
                     p.after_seq = Some(last.seq);
                     return Some((Ok(ndjson(&lines)), p));
                 }
+                // Nothing new: the last lines of a deleted agent's runs are sent by now.
+                if p.caught_up && !p.agent_still_there().await {
+                    return None;
+                }
             }
         })
+    }
+
+    /// Whether the agent followed is still there: not deleted, nor deleted and created again.
+    async fn agent_still_there(&self) -> bool {
+        let Some(uid) = &self.agent_uid else {
+            return false;
+        };
+        match self
+            .state
+            .store
+            .get_agent(&self.namespace, &self.name)
+            .await
+        {
+            Ok(agent) => agent.is_some_and(|a| a.uid == *uid),
+            Err(error) => {
+                tracing::warn!(%error, "reading the agent of a followed log");
+                false
+            }
+        }
     }
 
     /// The next page after `after_seq`, read off the async workers.

@@ -6,7 +6,9 @@ use serde_json::Value;
 use tokio_postgres::Row;
 
 use super::columns;
+use super::histories::{drop_history_if_empty, ensure_history};
 use super::{PgStore, locks};
+use crate::agent::new_uid;
 use crate::revision::revision_name;
 use crate::{Agent, AgentApply, ApplyOutcome, Revision, RevisionState, StoreError, json, time};
 
@@ -18,25 +20,6 @@ pub(super) async fn agent_id(
 ) -> Result<i64, StoreError> {
     c.query_opt(
         "SELECT id FROM agents WHERE namespace = $1 AND name = $2",
-        &[&namespace, &name],
-    )
-    .await?
-    .map(|row| row.try_get(0))
-    .transpose()?
-    .ok_or_else(|| StoreError::AgentNotFound {
-        namespace: namespace.to_owned(),
-        name: name.to_owned(),
-    })
-}
-
-/// The agent's row id, its row locked until the transaction ends, or `AgentNotFound`.
-pub(super) async fn agent_id_for_update(
-    tx: &impl GenericClient,
-    namespace: &str,
-    name: &str,
-) -> Result<i64, StoreError> {
-    tx.query_opt(
-        "SELECT id FROM agents WHERE namespace = $1 AND name = $2 FOR UPDATE",
         &[&namespace, &name],
     )
     .await?
@@ -79,14 +62,15 @@ fn number(row: &Row, idx: usize) -> Result<u32, StoreError> {
 /// Agents joined with their latest revision (if any); append WHERE/ORDER BY.
 fn select_agents() -> String {
     format!(
-        "SELECT a.namespace, a.name, a.kind, a.spec, a.created_at, a.updated_at, r.id, {REVISION_COLUMNS} \
+        "SELECT a.namespace, a.name, a.kind, a.spec, a.created_at, a.updated_at, a.uid, r.id, \
+         {REVISION_COLUMNS} \
          FROM agents a LEFT JOIN revisions r ON r.agent_id = a.id \
            AND r.number = (SELECT MAX(number) FROM revisions WHERE agent_id = a.id)"
     )
 }
 
 fn agent_from_row(row: &Row) -> Result<Agent, StoreError> {
-    let revision_id: Option<i64> = row.try_get(6)?;
+    let revision_id: Option<i64> = row.try_get(7)?;
     Ok(Agent {
         namespace: row.try_get(0)?,
         name: row.try_get(1)?,
@@ -94,7 +78,8 @@ fn agent_from_row(row: &Row) -> Result<Agent, StoreError> {
         spec: columns::json(row, 3)?,
         created_at: columns::time(row, 4)?,
         updated_at: columns::time(row, 5)?,
-        latest_revision: revision_id.map(|_| revision_from_row(row, 7)).transpose()?,
+        uid: row.try_get(6)?,
+        latest_revision: revision_id.map(|_| revision_from_row(row, 8)).transpose()?,
     })
 }
 
@@ -177,13 +162,14 @@ impl PgStore {
             None => {
                 let id: i64 = tx
                     .query_one(
-                        "INSERT INTO agents (namespace, name, kind, spec, created_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
-                        &[&a.namespace, &a.name, &a.kind, &spec, &now],
+                        "INSERT INTO agents (namespace, name, kind, spec, created_at, updated_at, uid) \
+                         VALUES ($1, $2, $3, $4, $5, $5, $6) RETURNING id",
+                        &[&a.namespace, &a.name, &a.kind, &spec, &now, &new_uid()],
                     )
                     .await?
                     .try_get(0)?;
                 let revision = insert_revision(&tx, id, a, 1, now).await?;
+                ensure_history(&tx, &a.namespace, &a.name).await?;
                 ApplyOutcome::Created {
                     revision: Some(revision),
                 }
@@ -252,13 +238,18 @@ impl PgStore {
         namespace: &str,
         name: &str,
     ) -> Result<bool, StoreError> {
-        let client = self.client().await?;
-        let deleted = client
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // As apply takes it: the name's history is judged empty with no apply in between.
+        locks::lock(&tx, &format!("agent:{namespace}/{name}")).await?;
+        let deleted = tx
             .execute(
                 "DELETE FROM agents WHERE namespace = $1 AND name = $2",
                 &[&namespace, &name],
             )
             .await?;
+        drop_history_if_empty(&tx, namespace, name).await?;
+        tx.commit().await?;
         Ok(deleted > 0)
     }
 

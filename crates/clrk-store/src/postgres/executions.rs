@@ -3,13 +3,14 @@
 use tokio_postgres::Row;
 
 use super::PgStore;
-use super::agents::{agent_id, agent_id_for_update};
 use super::columns;
+use super::histories::history_id;
 use crate::{Execution, ExecutionEnd, ExecutionStatus, NewExecution, StoreError, time};
 
-const SELECT: &str = "SELECT e.id, a.namespace, a.name, r.name, e.trigger, e.status, e.exit_code, \
-     e.reason, e.started_at, e.ended_at, e.start, e.worker \
-     FROM executions e JOIN agents a ON a.id = e.agent_id JOIN revisions r ON r.id = e.revision_id";
+const SELECT: &str = "SELECT e.id, h.namespace, h.name, e.revision, e.trigger, e.status, e.exit_code, \
+     e.reason, e.started_at, e.ended_at, e.start, e.worker, e.agent_uid, \
+     NOT EXISTS (SELECT 1 FROM agents a WHERE a.uid = e.agent_uid) \
+     FROM executions e JOIN histories h ON h.id = e.history_id";
 
 fn from_row(row: &Row) -> Result<Execution, StoreError> {
     let started_at = columns::time(row, 8)?;
@@ -28,6 +29,8 @@ fn from_row(row: &Row) -> Result<Execution, StoreError> {
         duration_ms: ended_at.map(|end| (end - started_at).num_milliseconds()),
         start: columns::enum_text(row, 10)?,
         worker: row.try_get(11)?,
+        agent_uid: row.try_get(12)?,
+        agent_deleted: row.try_get(13)?,
     })
 }
 
@@ -46,27 +49,45 @@ impl PgStore {
     ) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let agent = if max_concurrent > 0 {
-            agent_id_for_update(&tx, &e.namespace, &e.agent).await?
+        // Even without a limit the agent's row is held (`FOR KEY SHARE`) until the insert
+        // commits: a delete of the agent waits, then finds the execution in its history.
+        let lock = if max_concurrent > 0 {
+            "FOR UPDATE"
         } else {
-            agent_id(&tx, &e.namespace, &e.agent).await?
+            "FOR KEY SHARE"
         };
-        let revision: i64 = tx
+        let (agent, uid): (i64, String) = tx
             .query_opt(
-                "SELECT id FROM revisions WHERE agent_id = $1 AND name = $2",
+                &format!("SELECT id, uid FROM agents WHERE namespace = $1 AND name = $2 {lock}"),
+                &[&e.namespace, &e.agent],
+            )
+            .await?
+            .map(|row| Ok::<_, StoreError>((row.try_get(0)?, row.try_get(1)?)))
+            .transpose()?
+            .ok_or_else(|| StoreError::AgentNotFound {
+                namespace: e.namespace.clone(),
+                name: e.agent.clone(),
+            })?;
+        let history = history_id(&tx, &e.namespace, &e.agent).await?;
+        if tx
+            .query_opt(
+                "SELECT 1 FROM revisions WHERE agent_id = $1 AND name = $2",
                 &[&agent, &e.revision],
             )
             .await?
-            .ok_or_else(|| StoreError::RevisionNotFound {
+            .is_none()
+        {
+            return Err(StoreError::RevisionNotFound {
                 namespace: e.namespace.clone(),
                 revision: e.revision.clone(),
-            })?
-            .try_get(0)?;
+            });
+        }
         if max_concurrent > 0 {
             let running: i64 = tx
                 .query_one(
-                    "SELECT count(*) FROM executions WHERE agent_id = $1 AND status = $2",
-                    &[&agent, &ExecutionStatus::Running.as_str()],
+                    "SELECT count(*) FROM executions \
+                     WHERE history_id = $1 AND agent_uid = $2 AND status = $3",
+                    &[&history, &uid, &ExecutionStatus::Running.as_str()],
                 )
                 .await?
                 .try_get(0)?;
@@ -79,12 +100,14 @@ impl PgStore {
         // ON CONFLICT rather than a look first: two starts of one id at once cannot both pass.
         let inserted = tx
             .execute(
-                "INSERT INTO executions (id, agent_id, revision_id, trigger, status, started_at, start, worker) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO executions \
+                 (id, history_id, agent_uid, revision, trigger, status, started_at, start, worker) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
                 &[
                     &e.id,
-                    &agent,
-                    &revision,
+                    &history,
+                    &uid,
+                    &e.revision,
                     &e.trigger,
                     &ExecutionStatus::Running.as_str(),
                     &time::to_millis(e.started_at),
@@ -164,13 +187,13 @@ impl PgStore {
         limit: usize,
     ) -> Result<Vec<Execution>, StoreError> {
         let client = self.client().await?;
-        let agent = agent_id(&client, namespace, name).await?;
+        let history = history_id(&client, namespace, name).await?;
         let sql = format!(
-            "{SELECT} WHERE e.agent_id = $1 ORDER BY e.started_at DESC, e.ord DESC LIMIT $2"
+            "{SELECT} WHERE e.history_id = $1 ORDER BY e.started_at DESC, e.ord DESC LIMIT $2"
         );
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         client
-            .query(&sql, &[&agent, &limit])
+            .query(&sql, &[&history, &limit])
             .await?
             .iter()
             .map(from_row)

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use tokio_postgres::Row;
 
-use super::agents::agent_id;
 use super::columns;
+use super::histories::history_id;
 use super::{PgStore, locks};
 use crate::integer;
 use crate::{
@@ -50,15 +50,15 @@ impl PgStore {
     async fn insert_logs(&self, lines: &[NewLogLine]) -> Result<i64, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let mut agents: HashMap<(&str, &str), i64> = HashMap::new();
+        let mut histories: HashMap<(&str, &str), i64> = HashMap::new();
         let mut ids = Vec::with_capacity(lines.len());
         for l in lines {
             let key = (l.namespace.as_str(), l.agent.as_str());
-            let id = match agents.get(&key) {
+            let id = match histories.get(&key) {
                 Some(id) => *id,
                 None => {
-                    let id = agent_id(&tx, key.0, key.1).await?;
-                    agents.insert(key, id);
+                    let id = history_id(&tx, key.0, key.1).await?;
+                    histories.insert(key, id);
                     id
                 }
             };
@@ -73,7 +73,7 @@ impl PgStore {
         locks::lock(&tx, locks::LOG_APPEND).await?;
         let rows = tx
             .query(
-                "INSERT INTO logs (agent_id, execution_id, stream, time, line) \
+                "INSERT INTO logs (history_id, execution_id, stream, time, line) \
                  SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bytea[]) \
                  RETURNING seq",
                 &[&ids, &executions, &streams, &times, &texts],
@@ -81,12 +81,12 @@ impl PgStore {
             .await?;
         let mut sizes: HashMap<(i64, &str), Added> = HashMap::new();
         let mut last = 0;
-        for ((l, agent), row) in lines.iter().zip(&ids).zip(&rows) {
+        for ((l, history), row) in lines.iter().zip(&ids).zip(&rows) {
             let seq: i64 = row.try_get(0)?;
             last = seq;
             let bytes = integer::saturating_i64(log_line_cost(&l.line));
             sizes
-                .entry((*agent, l.execution_id.as_str()))
+                .entry((*history, l.execution_id.as_str()))
                 .and_modify(|a| {
                     a.last_seq = seq;
                     a.bytes = a.bytes.saturating_add(bytes);
@@ -97,13 +97,13 @@ impl PgStore {
                     bytes,
                 });
         }
-        for ((agent, execution), a) in &sizes {
+        for ((history, execution), a) in &sizes {
             tx.execute(
-                "INSERT INTO log_sizes (agent_id, execution_id, first_seq, last_seq, bytes) \
+                "INSERT INTO log_sizes (history_id, execution_id, first_seq, last_seq, bytes) \
                  VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT (agent_id, execution_id) DO UPDATE SET \
+                 ON CONFLICT (history_id, execution_id) DO UPDATE SET \
                  last_seq = EXCLUDED.last_seq, bytes = log_sizes.bytes + EXCLUDED.bytes",
-                &[agent, execution, &a.first_seq, &a.last_seq, &a.bytes],
+                &[history, execution, &a.first_seq, &a.last_seq, &a.bytes],
             )
             .await?;
         }
@@ -118,15 +118,15 @@ impl PgStore {
         q: &LogQuery,
     ) -> Result<Vec<LogLine>, StoreError> {
         let client = self.client().await?;
-        let agent = agent_id(&client, namespace, name).await?;
+        let history = history_id(&client, namespace, name).await?;
         let after = q.after_seq.unwrap_or(i64::MIN);
-        // Newest-first with a LIMIT takes the tail via the (agent_id, seq) index; NULL is no limit.
+        // Newest-first with a LIMIT takes the tail via the (history_id, seq) index; NULL is no limit.
         let limit: Option<i64> = q.tail.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
         let rows = client
             .query(
                 "SELECT seq, execution_id, stream, time, line FROM logs \
-                 WHERE agent_id = $1 AND seq > $2 ORDER BY seq DESC LIMIT $3",
-                &[&agent, &after, &limit],
+                 WHERE history_id = $1 AND seq > $2 ORDER BY seq DESC LIMIT $3",
+                &[&history, &after, &limit],
             )
             .await?;
         let mut lines = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
@@ -141,15 +141,15 @@ impl PgStore {
         page: &LogPage,
     ) -> Result<Vec<LogLine>, StoreError> {
         let client = self.client().await?;
-        let agent = agent_id(&client, namespace, name).await?;
+        let history = history_id(&client, namespace, name).await?;
         let limit = i64::try_from(page.max_lines).unwrap_or(i64::MAX);
         let rows = client
             .query(
                 "SELECT seq, execution_id, stream, time, line FROM logs \
-                 WHERE agent_id = $1 AND seq > $2 AND seq <= $3 \
+                 WHERE history_id = $1 AND seq > $2 AND seq <= $3 \
                  AND ($5::text IS NULL OR execution_id = $5) ORDER BY seq LIMIT $4",
                 &[
-                    &agent,
+                    &history,
                     &page.after_seq.unwrap_or(i64::MIN),
                     &page.up_to_seq.unwrap_or(i64::MAX),
                     &limit,
@@ -178,13 +178,13 @@ impl PgStore {
         execution: Option<&str>,
     ) -> Result<Option<i64>, StoreError> {
         let client = self.client().await?;
-        let agent = agent_id(&client, namespace, name).await?;
+        let history = history_id(&client, namespace, name).await?;
         let offset = i64::try_from(tail).unwrap_or(i64::MAX);
         let row = client
             .query_opt(
-                "SELECT seq FROM logs WHERE agent_id = $1 AND ($3::text IS NULL OR execution_id = $3) \
+                "SELECT seq FROM logs WHERE history_id = $1 AND ($3::text IS NULL OR execution_id = $3) \
                  ORDER BY seq DESC LIMIT 1 OFFSET $2",
-                &[&agent, &offset, &execution],
+                &[&history, &offset, &execution],
             )
             .await?;
         Ok(row.map(|r| r.try_get(0)).transpose()?)
@@ -192,11 +192,11 @@ impl PgStore {
 
     pub(crate) async fn log_bytes(&self, namespace: &str, name: &str) -> Result<u64, StoreError> {
         let client = self.client().await?;
-        let agent = agent_id(&client, namespace, name).await?;
+        let history = history_id(&client, namespace, name).await?;
         let row = client
             .query_one(
-                "SELECT COALESCE(SUM(bytes), 0)::bigint FROM log_sizes WHERE agent_id = $1",
-                &[&agent],
+                "SELECT COALESCE(SUM(bytes), 0)::bigint FROM log_sizes WHERE history_id = $1",
+                &[&history],
             )
             .await?;
         columns::count(&row, 0)
@@ -210,13 +210,13 @@ impl PgStore {
     ) -> Result<u64, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let agent = agent_id(&tx, namespace, name).await?;
+        let history = history_id(&tx, namespace, name).await?;
         let mut executions = Vec::new();
         for row in tx
             .query(
                 "SELECT execution_id, first_seq, last_seq, bytes FROM log_sizes \
-                 WHERE agent_id = $1 ORDER BY first_seq",
-                &[&agent],
+                 WHERE history_id = $1 ORDER BY first_seq",
+                &[&history],
             )
             .await?
         {
@@ -232,8 +232,8 @@ impl PgStore {
         let max = integer::saturating_i64(max_bytes);
         let mut total: i64 = tx
             .query_one(
-                "SELECT COALESCE(SUM(bytes), 0)::bigint FROM log_sizes WHERE agent_id = $1",
-                &[&agent],
+                "SELECT COALESCE(SUM(bytes), 0)::bigint FROM log_sizes WHERE history_id = $1",
+                &[&history],
             )
             .await?
             .try_get(0)?;
@@ -243,13 +243,13 @@ impl PgStore {
                 break;
             }
             tx.execute(
-                "DELETE FROM logs WHERE agent_id = $1 AND seq BETWEEN $2 AND $3 AND execution_id = $4",
-                &[&agent, &first, &last, &execution],
+                "DELETE FROM logs WHERE history_id = $1 AND seq BETWEEN $2 AND $3 AND execution_id = $4",
+                &[&history, &first, &last, &execution],
             )
             .await?;
             tx.execute(
-                "DELETE FROM log_sizes WHERE agent_id = $1 AND execution_id = $2",
-                &[&agent, &execution],
+                "DELETE FROM log_sizes WHERE history_id = $1 AND execution_id = $2",
+                &[&history, &execution],
             )
             .await?;
             total -= bytes;
@@ -273,12 +273,12 @@ impl PgStore {
         let row_cost = integer::saturating_i64(LOG_ROW_COST);
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let agent = agent_id(&tx, namespace, name).await?;
+        let history = history_id(&tx, namespace, name).await?;
         let Some(range) = tx
             .query_opt(
                 "SELECT first_seq, last_seq FROM log_sizes \
-                 WHERE agent_id = $1 AND execution_id = $2",
-                &[&agent, &execution_id],
+                 WHERE history_id = $1 AND execution_id = $2",
+                &[&history, &execution_id],
             )
             .await?
         else {
@@ -290,9 +290,17 @@ impl PgStore {
             .query_opt(
                 "SELECT seq FROM (SELECT seq, (SUM(octet_length(line)::bigint + $1::bigint) \
                  OVER (ORDER BY seq DESC))::bigint AS total FROM logs \
-                 WHERE agent_id = $2 AND execution_id = $3 AND seq BETWEEN $4 AND $5 \
+                 WHERE history_id = $2 AND execution_id = $3 AND seq BETWEEN $4 AND $5 \
                  AND seq != $6) AS running WHERE total > $7::bigint ORDER BY seq DESC LIMIT 1",
-                &[&row_cost, &agent, &execution_id, &first, &last, &keep, &max],
+                &[
+                    &row_cost,
+                    &history,
+                    &execution_id,
+                    &first,
+                    &last,
+                    &keep,
+                    &max,
+                ],
             )
             .await?
         else {
@@ -302,24 +310,24 @@ impl PgStore {
         let deleted: i64 = tx
             .query_one(
                 "SELECT COALESCE(SUM(octet_length(line)::bigint + $1::bigint), 0)::bigint FROM logs \
-                 WHERE agent_id = $2 AND execution_id = $3 AND seq BETWEEN $4 AND $5 \
+                 WHERE history_id = $2 AND execution_id = $3 AND seq BETWEEN $4 AND $5 \
                  AND seq != $6",
-                &[&row_cost, &agent, &execution_id, &first, &oldest_gone, &keep],
+                &[&row_cost, &history, &execution_id, &first, &oldest_gone, &keep],
             )
             .await?
             .try_get(0)?;
         tx.execute(
-            "DELETE FROM logs WHERE agent_id = $1 AND execution_id = $2 \
+            "DELETE FROM logs WHERE history_id = $1 AND execution_id = $2 \
              AND seq BETWEEN $3 AND $4 AND seq != $5",
-            &[&agent, &execution_id, &first, &oldest_gone, &keep],
+            &[&history, &execution_id, &first, &oldest_gone, &keep],
         )
         .await?;
         // The newest line always stays unless it alone is over: then nothing does.
         let left: Option<i64> = tx
             .query_one(
-                "SELECT MIN(seq) FROM logs WHERE agent_id = $1 AND execution_id = $2 \
+                "SELECT MIN(seq) FROM logs WHERE history_id = $1 AND execution_id = $2 \
                  AND seq BETWEEN $3 AND $4",
-                &[&agent, &execution_id, &first, &last],
+                &[&history, &execution_id, &first, &last],
             )
             .await?
             .try_get(0)?;
@@ -327,15 +335,15 @@ impl PgStore {
             Some(first) => {
                 tx.execute(
                     "UPDATE log_sizes SET first_seq = $3, bytes = bytes - $4 \
-                     WHERE agent_id = $1 AND execution_id = $2",
-                    &[&agent, &execution_id, &first, &deleted],
+                     WHERE history_id = $1 AND execution_id = $2",
+                    &[&history, &execution_id, &first, &deleted],
                 )
                 .await?
             }
             None => {
                 tx.execute(
-                    "DELETE FROM log_sizes WHERE agent_id = $1 AND execution_id = $2",
-                    &[&agent, &execution_id],
+                    "DELETE FROM log_sizes WHERE history_id = $1 AND execution_id = $2",
+                    &[&history, &execution_id],
                 )
                 .await?
             }

@@ -6,6 +6,7 @@ mod agents;
 mod columns;
 mod egress;
 mod executions;
+mod histories;
 mod leadership;
 mod locks;
 mod logs;

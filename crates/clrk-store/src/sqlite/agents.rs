@@ -6,6 +6,8 @@ use serde_json::Value;
 
 use super::SqliteStore;
 use super::columns;
+use super::histories::{drop_history_if_empty, ensure_history};
+use crate::agent::new_uid;
 use crate::revision::revision_name;
 use crate::{Agent, AgentApply, ApplyOutcome, Revision, RevisionState, StoreError, json, time};
 
@@ -46,14 +48,15 @@ fn revision_from_row(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Rev
 /// Agents joined with their latest revision (if any); append WHERE/ORDER BY.
 fn select_agents() -> String {
     format!(
-        "SELECT a.namespace, a.name, a.kind, a.spec, a.created_at, a.updated_at, r.id, {REVISION_COLUMNS} \
+        "SELECT a.namespace, a.name, a.kind, a.spec, a.created_at, a.updated_at, a.uid, r.id, \
+         {REVISION_COLUMNS} \
          FROM agents a LEFT JOIN revisions r ON r.agent_id = a.id \
            AND r.number = (SELECT MAX(number) FROM revisions WHERE agent_id = a.id)"
     )
 }
 
 fn agent_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Agent> {
-    let revision_id: Option<i64> = row.get(6)?;
+    let revision_id: Option<i64> = row.get(7)?;
     Ok(Agent {
         namespace: row.get(0)?,
         name: row.get(1)?,
@@ -61,7 +64,8 @@ fn agent_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Agent> {
         spec: columns::json(row, 3)?,
         created_at: columns::time(row, 4)?,
         updated_at: columns::time(row, 5)?,
-        latest_revision: revision_id.map(|_| revision_from_row(row, 7)).transpose()?,
+        uid: row.get(6)?,
+        latest_revision: revision_id.map(|_| revision_from_row(row, 8)).transpose()?,
     })
 }
 
@@ -132,11 +136,12 @@ impl SqliteStore {
             let spec = json::to_text(&a.spec, "agent spec")?;
             let Some(cur) = current(tx, &a.namespace, &a.name)? else {
                 tx.execute(
-                    "INSERT INTO agents (namespace, name, kind, spec, created_at, updated_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-                    params![a.namespace, a.name, a.kind, spec, now],
+                    "INSERT INTO agents (namespace, name, kind, spec, created_at, updated_at, uid) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
+                    params![a.namespace, a.name, a.kind, spec, now, new_uid()],
                 )?;
                 let revision = insert_revision(tx, tx.last_insert_rowid(), a, 1, now)?;
+                ensure_history(tx, &a.namespace, &a.name)?;
                 return Ok(ApplyOutcome::Created {
                     revision: Some(revision),
                 });
@@ -186,10 +191,12 @@ impl SqliteStore {
 
     pub(crate) fn delete_agent(&self, namespace: &str, name: &str) -> Result<bool, StoreError> {
         Ok(self.write(|tx| {
-            Ok(tx.execute(
+            let deleted = tx.execute(
                 "DELETE FROM agents WHERE namespace = ?1 AND name = ?2",
                 params![namespace, name],
-            )?)
+            )?;
+            drop_history_if_empty(tx, namespace, name)?;
+            Ok(deleted)
         })? > 0)
     }
 

@@ -3,13 +3,14 @@
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::SqliteStore;
-use super::agents::agent_id;
 use super::columns;
+use super::histories::history_id;
 use crate::{Execution, ExecutionEnd, ExecutionStatus, NewExecution, StoreError, time};
 
-const SELECT: &str = "SELECT e.id, a.namespace, a.name, r.name, e.trigger, e.status, e.exit_code, \
-     e.reason, e.started_at, e.ended_at, e.start, e.worker \
-     FROM executions e JOIN agents a ON a.id = e.agent_id JOIN revisions r ON r.id = e.revision_id";
+const SELECT: &str = "SELECT e.id, h.namespace, h.name, e.revision, e.trigger, e.status, e.exit_code, \
+     e.reason, e.started_at, e.ended_at, e.start, e.worker, e.agent_uid, \
+     NOT EXISTS (SELECT 1 FROM agents a WHERE a.uid = e.agent_uid) \
+     FROM executions e JOIN histories h ON h.id = e.history_id";
 
 fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Execution> {
     let started_at = columns::time(row, 8)?;
@@ -28,6 +29,8 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Execution> {
         duration_ms: ended_at.map(|end| (end - started_at).num_milliseconds()),
         start: columns::enum_text(row, 10)?,
         worker: row.get(11)?,
+        agent_uid: row.get(12)?,
+        agent_deleted: row.get(13)?,
     })
 }
 
@@ -35,18 +38,32 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Execution> {
 /// agent's executions already run. The caller's IMMEDIATE transaction holds the database's
 /// write lock, so no other start can slip between the count and the insert.
 fn insert(tx: &Transaction<'_>, e: &NewExecution, max_concurrent: u32) -> Result<(), StoreError> {
-    let agent = agent_id(tx, &e.namespace, &e.agent)?;
-    let revision: i64 = tx
+    let (agent, uid): (i64, String) = tx
         .query_row(
-            "SELECT id FROM revisions WHERE agent_id = ?1 AND name = ?2",
-            params![agent, e.revision],
-            |row| row.get(0),
+            "SELECT id, uid FROM agents WHERE namespace = ?1 AND name = ?2",
+            params![e.namespace, e.agent],
+            |row| Ok((row.get(0)?, row.get(1)?)),
         )
         .optional()?
-        .ok_or_else(|| StoreError::RevisionNotFound {
+        .ok_or_else(|| StoreError::AgentNotFound {
+            namespace: e.namespace.clone(),
+            name: e.agent.clone(),
+        })?;
+    let history = history_id(tx, &e.namespace, &e.agent)?;
+    let revision_exists = tx
+        .query_row(
+            "SELECT 1 FROM revisions WHERE agent_id = ?1 AND name = ?2",
+            params![agent, e.revision],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some();
+    if !revision_exists {
+        return Err(StoreError::RevisionNotFound {
             namespace: e.namespace.clone(),
             revision: e.revision.clone(),
-        })?;
+        });
+    }
     let exists = tx
         .query_row(
             "SELECT 1 FROM executions WHERE id = ?1",
@@ -60,8 +77,9 @@ fn insert(tx: &Transaction<'_>, e: &NewExecution, max_concurrent: u32) -> Result
     }
     if max_concurrent > 0 {
         let running: i64 = tx.query_row(
-            "SELECT count(*) FROM executions WHERE agent_id = ?1 AND status = ?2",
-            params![agent, ExecutionStatus::Running.as_str()],
+            "SELECT count(*) FROM executions \
+             WHERE history_id = ?1 AND agent_uid = ?2 AND status = ?3",
+            params![history, uid, ExecutionStatus::Running.as_str()],
             |row| row.get(0),
         )?;
         if running >= i64::from(max_concurrent) {
@@ -71,12 +89,14 @@ fn insert(tx: &Transaction<'_>, e: &NewExecution, max_concurrent: u32) -> Result
         }
     }
     tx.execute(
-        "INSERT INTO executions (id, agent_id, revision_id, trigger, status, started_at, start, worker) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO executions \
+         (id, history_id, agent_uid, revision, trigger, status, started_at, start, worker) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
             e.id,
-            agent,
-            revision,
+            history,
+            uid,
+            e.revision,
             e.trigger,
             ExecutionStatus::Running.as_str(),
             time::to_millis(e.started_at),
@@ -150,13 +170,13 @@ impl SqliteStore {
         limit: usize,
     ) -> Result<Vec<Execution>, StoreError> {
         let conn = self.conn();
-        let agent = agent_id(&conn, namespace, name)?;
+        let history = history_id(&conn, namespace, name)?;
         let sql = format!(
-            "{SELECT} WHERE e.agent_id = ?1 ORDER BY e.started_at DESC, e.rowid DESC LIMIT ?2"
+            "{SELECT} WHERE e.history_id = ?1 ORDER BY e.started_at DESC, e.rowid DESC LIMIT ?2"
         );
         let mut stmt = conn.prepare(&sql)?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = stmt.query_map(params![agent, limit], from_row)?;
+        let rows = stmt.query_map(params![history, limit], from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

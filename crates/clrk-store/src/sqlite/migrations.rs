@@ -225,6 +225,83 @@ CREATE TABLE cron_fires (
 ) STRICT;
 "#,
     ),
+    // Executions and logs outlive their agent (SPECIFICATION §3.5): they belong to the
+    // agent's name (its history, kept across deletes and re-creations), and each execution
+    // records the uid of the agent that ran it and its revision's name. Histories take their
+    // agents' ids so that copied rows keep theirs; `seq` goes on where it was.
+    M::up(
+        r#"
+CREATE TABLE histories (
+    id         INTEGER PRIMARY KEY,
+    namespace  TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    UNIQUE (namespace, name)
+) STRICT;
+INSERT INTO histories (id, namespace, name) SELECT id, namespace, name FROM agents;
+
+ALTER TABLE agents ADD COLUMN uid TEXT NOT NULL DEFAULT '';
+UPDATE agents SET uid = lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4'
+    || substr(hex(randomblob(2)), 2) || '-' || substr('89ab', 1 + abs(random() % 4), 1)
+    || substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)));
+CREATE UNIQUE INDEX agents_by_uid ON agents (uid);
+
+CREATE TABLE executions_kept (
+    id           TEXT    PRIMARY KEY,
+    history_id   INTEGER NOT NULL REFERENCES histories(id),
+    agent_uid    TEXT    NOT NULL,
+    revision     TEXT    NOT NULL,
+    trigger      TEXT    NOT NULL,
+    status       TEXT    NOT NULL,
+    exit_code    INTEGER,
+    reason       TEXT,
+    started_at   INTEGER NOT NULL,
+    ended_at     INTEGER,
+    start        TEXT    NOT NULL DEFAULT 'cold',
+    worker       TEXT
+) STRICT;
+INSERT INTO executions_kept (id, history_id, agent_uid, revision, trigger, status, exit_code,
+        reason, started_at, ended_at, start, worker)
+    SELECT e.id, e.agent_id, a.uid, r.name, e.trigger, e.status, e.exit_code, e.reason,
+        e.started_at, e.ended_at, e.start, e.worker
+    FROM executions e JOIN agents a ON a.id = e.agent_id JOIN revisions r ON r.id = e.revision_id
+    ORDER BY e.rowid;
+DROP TABLE executions;
+ALTER TABLE executions_kept RENAME TO executions;
+CREATE INDEX executions_by_history ON executions (history_id, started_at);
+CREATE INDEX executions_running ON executions (status) WHERE status = 'Running';
+CREATE INDEX executions_running_by_worker ON executions (worker) WHERE status = 'Running';
+
+CREATE TABLE logs_kept (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    history_id    INTEGER NOT NULL REFERENCES histories(id),
+    execution_id  TEXT    NOT NULL,
+    stream        TEXT    NOT NULL,
+    time          INTEGER NOT NULL,
+    line          TEXT    NOT NULL
+) STRICT;
+INSERT INTO logs_kept (seq, history_id, execution_id, stream, time, line)
+    SELECT seq, agent_id, execution_id, stream, time, line FROM logs;
+DELETE FROM sqlite_sequence WHERE name = 'logs_kept';
+INSERT INTO sqlite_sequence (name, seq) SELECT 'logs_kept', seq FROM sqlite_sequence WHERE name = 'logs';
+DROP TABLE logs;
+ALTER TABLE logs_kept RENAME TO logs;
+CREATE INDEX logs_by_history ON logs (history_id, seq);
+
+CREATE TABLE log_sizes_kept (
+    history_id    INTEGER NOT NULL REFERENCES histories(id),
+    execution_id  TEXT    NOT NULL,
+    first_seq     INTEGER NOT NULL,
+    last_seq      INTEGER NOT NULL,
+    bytes         INTEGER NOT NULL,
+    PRIMARY KEY (history_id, execution_id)
+) STRICT;
+INSERT INTO log_sizes_kept (history_id, execution_id, first_seq, last_seq, bytes)
+    SELECT agent_id, execution_id, first_seq, last_seq, bytes FROM log_sizes;
+DROP TABLE log_sizes;
+ALTER TABLE log_sizes_kept RENAME TO log_sizes;
+CREATE INDEX log_sizes_by_age ON log_sizes (history_id, first_seq);
+"#,
+    ),
 ];
 
 /// The migration runner over [`MIGRATIONS`].
@@ -239,5 +316,69 @@ mod tests {
     #[test]
     fn migrations_are_valid_sql_and_apply_from_empty() {
         assert!(migrations().validate().is_ok());
+    }
+
+    #[test]
+    fn executions_and_logs_of_existing_agents_are_kept_by_the_upgrade() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", true).unwrap();
+        migrations().to_version(&mut conn, 8).unwrap();
+        conn.execute_batch(
+            "INSERT INTO agents (namespace, name, kind, spec, created_at, updated_at) \
+             VALUES ('default', 'echo', 'TaskAgent', '{}', 1, 1); \
+             INSERT INTO revisions (agent_id, namespace, name, number, shape, image_ref, \
+               image_digest, state, created_at) \
+             VALUES (1, 'default', 'echo-00001', 1, '{}', 'echo', 'sha256:1', 'Ready', 1); \
+             INSERT INTO executions (id, agent_id, revision_id, trigger, status, started_at) \
+             VALUES ('ev-2', 1, 1, 'http', 'Succeeded', 1), ('ev-1', 1, 1, 'http', 'Failed', 1); \
+             INSERT INTO logs (agent_id, execution_id, stream, time, line) \
+             VALUES (1, 'ev-2', 'stderr', 1, 'hello'), (1, 'ev-2', 'stderr', 1, 'gone'); \
+             DELETE FROM logs WHERE line = 'gone'; \
+             INSERT INTO log_sizes (agent_id, execution_id, first_seq, last_seq, bytes) \
+             VALUES (1, 'ev-2', 1, 1, 69);",
+        )
+        .unwrap();
+        migrations().to_latest(&mut conn).unwrap();
+        let uid: String = conn
+            .query_row("SELECT uid FROM agents", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(uid.len(), 36, "{uid}");
+        // Rows keep their order (the listing's tie-break), agent, uid and revision.
+        let mut stmt = conn
+            .prepare(
+                "SELECT e.id, h.name, e.agent_uid, e.revision FROM executions e \
+                 JOIN histories h ON h.id = e.history_id ORDER BY e.rowid",
+            )
+            .unwrap();
+        let rows: Vec<(String, String, String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let echo = |id: &str| (id.into(), "echo".into(), uid.clone(), "echo-00001".into());
+        assert_eq!(rows, [echo("ev-2"), echo("ev-1")]);
+        // The agent's delete leaves its history; `seq` goes on past the deleted line's.
+        conn.execute_batch(
+            "DELETE FROM agents; \
+             INSERT INTO logs (history_id, execution_id, stream, time, line) \
+             VALUES (1, 'ev-2', 'stderr', 1, 'next');",
+        )
+        .unwrap();
+        let seqs: Vec<i64> = conn
+            .prepare("SELECT seq FROM logs ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(seqs, [1, 3]);
+        let kept: (i64, i64) = conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM executions), (SELECT count(*) FROM log_sizes)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(kept, (2, 1));
     }
 }

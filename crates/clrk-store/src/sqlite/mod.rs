@@ -5,6 +5,7 @@ mod agents;
 mod columns;
 mod egress;
 mod executions;
+mod histories;
 mod logs;
 mod migrations;
 mod pools;

@@ -59,8 +59,9 @@ impl Store {
         dispatch!(self.list_agents(namespace))
     }
 
-    /// Deletes the agent with its revisions, executions and logs. `false` if it did not exist.
-    /// A later apply of the same name starts again at revision `00001`.
+    /// Deletes the agent with its revisions. `false` if it did not exist. Its executions and
+    /// logs are kept in its name's history, under the name's caps; a later apply of the name
+    /// makes another agent (another uid) that starts again at revision `00001`.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {

@@ -68,8 +68,8 @@ impl Store {
         Ok(failed)
     }
 
-    /// Records how an execution ended. Unknown ids (never started, or agent deleted since)
-    /// are `StoreError::ExecutionNotFound`.
+    /// Records how an execution ended, also after its agent was deleted. Unknown ids are
+    /// `StoreError::ExecutionNotFound`.
     pub async fn finish_execution(&self, id: &str, end: &ExecutionEnd) -> Result<(), StoreError> {
         if !dispatch!(self.finish_execution(id, end))? {
             return Err(StoreError::ExecutionNotFound(id.to_owned()));
@@ -91,7 +91,8 @@ impl Store {
         dispatch!(self.get_execution(id))
     }
 
-    /// The agent's latest `limit` executions, newest first.
+    /// The latest `limit` executions of every agent that had the name, deleted ones marked,
+    /// newest first; `AgentNotFound` when no agent of the name ever ran.
     pub async fn executions(
         &self,
         namespace: &str,

@@ -4,7 +4,8 @@ use super::{Store, dispatch};
 use crate::{LogLine, LogPage, LogQuery, NewLogLine, StoreError};
 
 impl Store {
-    /// Appends lines in one transaction; all are stored or none. Each line's agent must exist.
+    /// Appends lines in one transaction; all are stored or none. Each line's agent must have
+    /// been applied; lines of a deleted agent's runs still being stopped are kept.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -102,8 +103,8 @@ impl Store {
         dispatch!(self.log_bytes(namespace, name))
     }
 
-    /// Deletes the lines of the agent's oldest executions, whole executions at a time, until
-    /// it keeps at most `max_bytes` of log (as [`log_line_cost`](crate::log_line_cost)
+    /// Deletes the lines of the oldest executions of the name (of deleted agents of it too),
+    /// whole executions at a time, until it keeps at most `max_bytes` of log (as [`log_line_cost`](crate::log_line_cost)
     /// counts); its newest execution is always kept. Returns the bytes deleted. Reads one row
     /// per execution, never the lines themselves.
     pub async fn expire_logs(

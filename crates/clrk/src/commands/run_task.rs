@@ -15,6 +15,7 @@ use clrk_wire::headers::{EXECUTION_ID, EXIT_CODE, TASK_AGENT, TIMEOUT, TRIGGER};
 use crate::cli::RunTaskArgs;
 use crate::client::{self, RequestBody, error_message, http_client, parse_base};
 use crate::commands::Session;
+use crate::commands::agents::agent_exists;
 use crate::error::CliError;
 use clrk_server::terminal::escape_controls;
 
@@ -91,15 +92,19 @@ pub async fn run(args: RunTaskArgs, session: &Session) -> anyhow::Result<()> {
             .unwrap_or_default();
         failure(status, &headers, &error_message(&body), &task)
     };
-    // A refused request made no execution; a failed one says where to look, unless its agent
-    // was deleted meanwhile and its records with it.
+    // A refused request made no execution; a failed one says where to look, and that its
+    // agent was deleted if it was: its record and log are kept.
     match (error, execution) {
         (error @ CliError::Rejected { .. }, _) | (error, None) => Err(error.into()),
         (error, Some(id)) => {
-            let details = match last_stderr_lines(session, &task, &id).await {
-                Some(stderr) => execution_details(&task, &id, &stderr),
-                None => deleted_details(&task, &id),
-            };
+            let stderr = last_stderr_lines(session, &task, &id).await;
+            let mut details = execution_details(&task, &id, &stderr);
+            if !agent_exists(session, &task.namespace, &task.name)
+                .await
+                .unwrap_or(true)
+            {
+                details = format!("{}\n{details}", deleted_details(&task));
+            }
             Err(CliError::Execution {
                 failure: Box::new(error),
                 details,
@@ -109,27 +114,40 @@ pub async fn run(args: RunTaskArgs, session: &Session) -> anyhow::Result<()> {
     }
 }
 
-/// What follows the error of an execution whose agent was deleted during the run: no command
-/// can show its log or record any more.
+/// What precedes the details of an execution whose agent was deleted during the run: the
+/// command that still lists it.
 ///
 /// ```
 /// use clrk::commands::run_task::{deleted_details, TaskRequest};
-/// let task = TaskRequest { namespace: "default".into(), name: "slow".into(), input: None, headers: vec![], timeout: None };
-/// let text = deleted_details(&task, "9f1c");
-/// assert!(text.contains("default/slow was deleted during the run"));
-/// assert!(!text.contains("see:"));
+/// let task = TaskRequest { namespace: "team".into(), name: "slow".into(), input: None, headers: vec![], timeout: None };
+/// assert_eq!(
+///     deleted_details(&task),
+///     "the agent team/slow was deleted during the run; its executions are kept: \
+///      see: clrk agents invocations slow -n team"
+/// );
 /// ```
-pub fn deleted_details(task: &TaskRequest, id: &str) -> String {
+pub fn deleted_details(task: &TaskRequest) -> String {
     format!(
-        "execution {id}: the agent {}/{} was deleted during the run, and its logs and \
-         executions with it",
-        task.namespace, task.name
+        "the agent {}/{} was deleted during the run; its executions are kept: \
+         see: clrk agents invocations {}{}",
+        task.namespace,
+        task.name,
+        task.name,
+        namespace_flag(&task.namespace)
     )
 }
 
+/// ` -n NS` for a namespace other than `default`, which commands take without the flag.
+fn namespace_flag(namespace: &str) -> String {
+    match namespace {
+        "default" => String::new(),
+        other => format!(" -n {other}"),
+    }
+}
+
 /// The last [`STDERR_SHOWN`] lines execution `id` wrote on stderr; none when they cannot be
-/// read (the error is still worth showing without them), `None` when the agent is gone.
-async fn last_stderr_lines(session: &Session, task: &TaskRequest, id: &str) -> Option<Vec<String>> {
+/// read (the error is still worth showing without them).
+async fn last_stderr_lines(session: &Session, task: &TaskRequest, id: &str) -> Vec<String> {
     let path = [
         "v1",
         "agents",
@@ -150,11 +168,8 @@ async fn last_stderr_lines(session: &Session, task: &TaskRequest, id: &str) -> O
     let body = match read.await {
         Ok(body) => body,
         Err(error) => {
-            if let Some(CliError::Api { status: 404, .. }) = error.downcast_ref::<CliError>() {
-                return None;
-            }
             tracing::debug!(%error, execution = id, "could not read the execution's log");
-            return Some(Vec::new());
+            return Vec::new();
         }
     };
     let lines: Vec<String> = body
@@ -163,7 +178,7 @@ async fn last_stderr_lines(session: &Session, task: &TaskRequest, id: &str) -> O
         .filter(|line| line.stream == "stderr")
         .map(|line| line.line)
         .collect();
-    Some(lines[lines.len().saturating_sub(STDERR_SHOWN)..].to_vec())
+    lines[lines.len().saturating_sub(STDERR_SHOWN)..].to_vec()
 }
 
 /// What follows a failed execution's error: its id, the end of its stderr, and the command
@@ -188,13 +203,10 @@ pub fn execution_details(task: &TaskRequest, id: &str, stderr: &[String]) -> Str
         }
         text
     };
-    let namespace = match task.namespace.as_str() {
-        "default" => String::new(),
-        other => format!(" -n {other}"),
-    };
     text.push_str(&format!(
-        "see: clrk agents logs {}{namespace} --execution {id}",
-        task.name
+        "see: clrk agents logs {}{} --execution {id}",
+        task.name,
+        namespace_flag(&task.namespace)
     ));
     text
 }

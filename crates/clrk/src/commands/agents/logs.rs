@@ -5,6 +5,7 @@ use std::io::{IsTerminal as _, Write};
 use http::Method;
 use http_body_util::BodyExt;
 
+use super::agent_exists;
 use crate::cli::{LogFormat, LogsArgs, Tail};
 use crate::commands::Session;
 use clrk_server::terminal::escape_controls;
@@ -30,6 +31,15 @@ pub async fn run(args: LogsArgs, session: &Session) -> anyhow::Result<()> {
         query.push(("execution", execution.clone()));
     }
     let response = session.api()?.open(Method::GET, &path, &query).await?;
+    // The server keeps the log of a deleted agent (a name never used is its 404): say whose
+    // log this is.
+    let deleted = !agent_exists(session, &args.namespace.namespace, &args.name).await?;
+    if deleted {
+        eprintln!(
+            "agent {}/{} is deleted: showing the log of the deleted agent",
+            args.namespace.namespace, args.name
+        );
+    }
     let mut body = response.into_body();
     let mut lines = LineSplitter::default();
     let print = Printer {
@@ -56,33 +66,16 @@ pub async fn run(args: LogsArgs, session: &Session) -> anyhow::Result<()> {
     }
     print.lines(lines.finish())?;
     // A followed log ends when its agent goes: say so, rather than end in silence.
-    if args.follow && !agent_exists(session, &args).await? {
+    if args.follow
+        && !deleted
+        && !agent_exists(session, &args.namespace.namespace, &args.name).await?
+    {
         eprintln!(
             "agent {}/{} was deleted; its log ends here",
             args.namespace.namespace, args.name
         );
     }
     Ok(())
-}
-
-async fn agent_exists(session: &Session, args: &LogsArgs) -> anyhow::Result<bool> {
-    let path = [
-        "v1",
-        "agents",
-        args.namespace.namespace.as_str(),
-        args.name.as_str(),
-    ];
-    match session.api()?.get::<serde_json::Value>(&path, &[]).await {
-        Ok(_) => Ok(true),
-        Err(error)
-            if error
-                .downcast_ref::<crate::error::CliError>()
-                .is_some_and(|e| matches!(e, crate::error::CliError::Api { status: 404, .. })) =>
-        {
-            Ok(false)
-        }
-        Err(error) => Err(error),
-    }
 }
 
 /// How records are printed: as JSON, or formatted with the agent's control characters

@@ -37,6 +37,12 @@ impl RecentList<'_> {
         session: &Session,
         table: impl FnOnce(&[T], DateTime<Utc>) -> Table,
     ) -> anyhow::Result<()> {
+        let answer = self.fetch(session).await?;
+        self.show(answer, table)
+    }
+
+    /// The server's answer.
+    pub(crate) async fn fetch(&self, session: &Session) -> anyhow::Result<Value> {
         let path = [
             "v1",
             "agents",
@@ -45,7 +51,15 @@ impl RecentList<'_> {
             self.what,
         ];
         let query = [("limit", self.limit.to_string())];
-        let answer: Value = session.api()?.get(&path, &query).await?;
+        session.api()?.get(&path, &query).await
+    }
+
+    /// Prints an answer [`RecentList::fetch`] got.
+    pub(crate) fn show<T: DeserializeOwned>(
+        self,
+        answer: Value,
+        table: impl FnOnce(&[T], DateTime<Utc>) -> Table,
+    ) -> anyhow::Result<()> {
         match self.output {
             Some(ObjectFormat::Json) => output::print_json(&answer),
             Some(ObjectFormat::Yaml) => output::print_yaml(&answer),
@@ -61,6 +75,26 @@ impl RecentList<'_> {
                 Ok(output::print(&table(&list.items, Utc::now()).render())?)
             }
         }
+    }
+}
+
+/// Whether agent `namespace/name` exists now; `false` on the server's 404.
+pub(crate) async fn agent_exists(
+    session: &Session,
+    namespace: &str,
+    name: &str,
+) -> anyhow::Result<bool> {
+    let path = ["v1", "agents", namespace, name];
+    match session.api()?.get::<Value>(&path, &[]).await {
+        Ok(_) => Ok(true),
+        Err(error)
+            if error
+                .downcast_ref::<crate::error::CliError>()
+                .is_some_and(|e| matches!(e, crate::error::CliError::Api { status: 404, .. })) =>
+        {
+            Ok(false)
+        }
+        Err(error) => Err(error),
     }
 }
 
