@@ -204,6 +204,23 @@ CREATE TABLE cron_fires (
     PRIMARY KEY (agent_id, tick)
 );
 "#,
+    // The spans of each execution's trace (SPECIFICATION §9.7), capped per execution by the
+    // writer and deleted with it.
+    r#"
+CREATE TABLE execution_spans (
+    seq             BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    execution_id    TEXT   NOT NULL REFERENCES executions(id) ON DELETE CASCADE,
+    trace_id        TEXT   NOT NULL,
+    span_id         TEXT   NOT NULL,
+    parent_span_id  TEXT,
+    name            TEXT   NOT NULL,
+    start_us        BIGINT NOT NULL,
+    duration_us     BIGINT NOT NULL,
+    attributes      TEXT   NOT NULL,
+    error           TEXT
+);
+CREATE INDEX execution_spans_by_execution ON execution_spans (execution_id, start_us);
+"#,
 ];
 
 /// The advisory lock migrations run under ("clrkmigr" as a number); any fixed key works as

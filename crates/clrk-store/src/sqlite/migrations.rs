@@ -225,6 +225,25 @@ CREATE TABLE cron_fires (
 ) STRICT;
 "#,
     ),
+    // The spans of each execution's trace (SPECIFICATION §9.7), capped per execution by the
+    // writer and deleted with it.
+    M::up(
+        r#"
+CREATE TABLE execution_spans (
+    seq             INTEGER PRIMARY KEY,
+    execution_id    TEXT    NOT NULL REFERENCES executions(id) ON DELETE CASCADE,
+    trace_id        TEXT    NOT NULL,
+    span_id         TEXT    NOT NULL,
+    parent_span_id  TEXT,
+    name            TEXT    NOT NULL,
+    start_us        INTEGER NOT NULL,
+    duration_us     INTEGER NOT NULL,
+    attributes      TEXT    NOT NULL,
+    error           TEXT
+) STRICT;
+CREATE INDEX execution_spans_by_execution ON execution_spans (execution_id, start_us);
+"#,
+    ),
 ];
 
 /// The migration runner over [`MIGRATIONS`].
