@@ -91,6 +91,8 @@ impl Worker {
                         runtime: want.runtime,
                         pids_limit: generation.pids_limit,
                         network: Network::None,
+                        run_span: None,
+                        steps: None,
                     })
                     .await
                     .map_err(|e| e.to_string());
