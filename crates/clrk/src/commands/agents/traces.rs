@@ -107,7 +107,7 @@ fn bar_width() -> usize {
 ///   {"traceId": "4bf92f3577b34da6a3ce929d0e0e4736", "spanId": "a000000000000001", "name": "execution",
 ///    "startUnixUs": 0, "durationUs": 1000}]}"#).unwrap();
 /// let text = clrk::commands::agents::traces::waterfall(&trace, 10);
-/// assert!(text.lines().nth(1).unwrap().ends_with("|##########|"));
+/// assert!(text.lines().nth(2).unwrap().ends_with("|##########|"));
 /// ```
 pub fn waterfall(trace: &Trace, width: usize) -> String {
     let mut out = format!(
