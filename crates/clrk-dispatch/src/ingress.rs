@@ -23,6 +23,7 @@ use crate::error::DispatchError;
 use crate::ingress_headers::{CLOUDEVENTS_JSON, Refusal, with_id};
 use crate::output::{MAX_BUFFERED_OUTPUT, OutputBuffer, Reservation};
 use crate::placement::{Dispatcher, Invocation, execution_span};
+use crate::trace::ExecutionTrace;
 use crate::worker::NO_RESPONSE;
 use crate::worker::metadata::AgentResponse;
 use crate::worker::order::{ExecEvent, Outcome, Started};
@@ -104,13 +105,16 @@ async fn run(
         overrides,
         declared_length,
         wants_event,
+        caller_trace,
     } = headers;
+    let mut trace = ExecutionTrace::begin(caller_trace);
     let (parts, body) = request.into_parts();
     // Routed before the body is read: a request that cannot run (404, 503, 429) costs no
     // memory. Its places are taken once the body is in, so a slow body holds none.
     let route = dispatcher.route(&namespace, &name).await?;
     let held = body::read(body, declared_length, BODY_LIMITS, dispatcher.body_budget()).await?;
     let mut admission = route.admit().await?;
+    trace.admission_began();
     let (body, permit) = held.into_parts();
     admission.hold_body(permit);
     let invocation = Invocation {
@@ -127,6 +131,7 @@ async fn run(
             overrides,
         },
         timeout,
+        trace,
     };
     let streaming = admission.streams_output();
     let started = admission.start(invocation).await?;

@@ -42,6 +42,9 @@ pub struct IngressHeaders {
     pub declared_length: Option<u64>,
     /// `Accept: application/cloudevents+json`: the answer is one response event.
     pub wants_event: bool,
+    /// A valid `traceparent`: the execution's trace continues the caller's. An invalid one
+    /// is ignored (the execution starts a trace of its own), as W3C trace context asks.
+    pub caller_trace: Option<clrk_egress::TraceContext>,
 }
 
 /// A request the ingress refuses: the error's status and message, and the execution id
@@ -157,6 +160,10 @@ fn checked(headers: &HeaderMap, execution_id: String) -> Result<IngressHeaders, 
         overrides,
         declared_length,
         wants_event,
+        caller_trace: headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(clrk_egress::TraceContext::parse),
     })
 }
 

@@ -20,6 +20,7 @@ pub mod output;
 pub mod placement;
 mod pools;
 pub mod revision;
+pub mod trace;
 pub mod worker;
 
 pub use error::DispatchError;

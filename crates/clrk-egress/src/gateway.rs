@@ -26,6 +26,7 @@ use crate::proxy::http::HttpContext;
 use crate::proxy::tcp::ProxyContext;
 use crate::proxy::tls::UpstreamTrust;
 use crate::proxy::upstream::UpstreamPool;
+use crate::telemetry::otlp::Span;
 use crate::telemetry::recorder::Recorder;
 
 /// Where a sandbox's TLS clients look for trusted CAs: every one gets the gateway's CA.
@@ -171,6 +172,24 @@ impl Egress {
             &[IpAddr::V4(addresses.v4), IpAddr::V6(addresses.v6)],
             identity,
         )
+    }
+
+    /// Exports spans of an execution of `namespace` using `gateways` (its own: admission,
+    /// start, run) through the OTLP endpoint of the first of them that exists, when it has
+    /// one; the gateway exports the spans of its calls itself.
+    pub async fn export_spans(&self, namespace: &str, gateways: &[String], spans: Vec<Span>) {
+        let config = match EgressConfig::load(&self.inner.store, namespace, gateways).await {
+            Ok(config) => config,
+            Err(error) => {
+                tracing::warn!(%error, namespace, "an execution's spans were not exported");
+                return;
+            }
+        };
+        if let Some(exporter) = self.inner.proxy.recorder.exporter(config.primary()) {
+            for span in spans {
+                exporter.export(span);
+            }
+        }
     }
 
     /// The files an egress sandbox of `namespace` using `gateways` gets: a `resolv.conf`

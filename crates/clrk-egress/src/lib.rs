@@ -37,5 +37,5 @@ pub use gateway::{Egress, EgressListeners, EgressSettings, TRUST_BUNDLE_PATHS};
 pub use peers::{Registration, SandboxIdentity, SandboxRegistry};
 pub use proxy::tls::client_config;
 pub use telemetry::otlp::{AttributeValue, ExportStats, OtlpExporter, Span};
-pub use telemetry::trace_context::TraceContext;
+pub use telemetry::trace_context::{TraceContext, hex_id};
 pub use usage::{Provider, TokenUsage, UsageMeter, request_model};

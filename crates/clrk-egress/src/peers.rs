@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio_util::sync::CancellationToken;
 
 use crate::limits::SandboxLimits;
+use crate::telemetry::trace_context::TraceContext;
 
 /// Who is behind a sandbox address.
 #[derive(Debug)]
@@ -25,6 +26,8 @@ pub struct SandboxIdentity {
     pub gateways: Vec<String>,
     /// The execution (or daemon run) it serves now; a warm sandbox gets one when taken.
     execution: Mutex<Option<String>>,
+    /// The run span of that execution: the gateway's spans of its calls are its children.
+    run_span: Mutex<Option<TraceContext>>,
     /// What the names it resolved are remembered by (its IPv4 address, set at registration).
     names_key: std::sync::OnceLock<IpAddr>,
     /// Cancelled when the sandbox goes: its connections through the gateway are closed then,
@@ -51,6 +54,7 @@ impl SandboxIdentity {
             revision: revision.to_owned(),
             gateways,
             execution: Mutex::new(execution),
+            run_span: Mutex::new(None),
             gone: CancellationToken::new(),
             names_key: std::sync::OnceLock::new(),
             limits: SandboxLimits::default(),
@@ -82,6 +86,16 @@ impl SandboxIdentity {
     /// Hands the sandbox to `execution`.
     pub fn set_execution(&self, execution: &str) {
         *self.execution.lock().expect("identity lock") = Some(execution.to_owned());
+    }
+
+    /// The span of the execution's run, which the spans of its calls are children of.
+    pub fn run_span(&self) -> Option<TraceContext> {
+        *self.run_span.lock().expect("identity lock")
+    }
+
+    /// Makes the spans of the sandbox's calls children of `span` (its execution's run).
+    pub fn set_run_span(&self, span: TraceContext) {
+        *self.run_span.lock().expect("identity lock") = Some(span);
     }
 }
 

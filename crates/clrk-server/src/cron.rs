@@ -24,6 +24,7 @@ use bytes::Bytes;
 use chrono::{DateTime, SubsecRound as _, Utc};
 use clrk_api::{ConcurrencyPolicy, ObjectKey, Resource};
 use clrk_dispatch::envelope::RequestData;
+use clrk_dispatch::trace::ExecutionTrace;
 use clrk_dispatch::{Dispatcher, ExecEvent, Invocation, STOP_GRACE};
 use clrk_store::{ScheduleTimes, Store, StoreError};
 use tokio::sync::Notify;
@@ -338,6 +339,7 @@ async fn fire(
             overrides: Vec::new(),
         },
         timeout: None,
+        trace: ExecutionTrace::begin(None),
     };
     let execution = invocation.execution_id.clone();
     match dispatcher.invoke(invocation).await {

@@ -37,6 +37,7 @@ mod postgres;
 mod revision;
 mod schedule;
 mod secret;
+mod span;
 mod sqlite;
 mod store;
 #[cfg(feature = "testing")]
@@ -56,5 +57,6 @@ pub use pool::Pool;
 pub use revision::{Revision, RevisionState, revision_name};
 pub use schedule::{CRON_CLAIMS_KEPT, ScheduleTimes};
 pub use secret::SecretInfo;
+pub use span::{ATTRIBUTES_PER_SPAN, SPAN_TEXT_BYTES, SPANS_PER_EXECUTION, SpanRecord};
 pub use store::{Store, WORKER_LOST};
 pub use worker::{EVERY_POOL, Heartbeat, WarmCount, WorkerRecord, WorkerRegistration, WorkerState};

@@ -28,7 +28,7 @@ async fn stores_connecting_at_once_migrate_the_database_once() {
     let backend = common::Backend::Postgres(db);
     assert_eq!(
         backend.count_rows("clrk_migrations").await,
-        4,
+        5,
         "each migration recorded once"
     );
     // All of them see one working schema.

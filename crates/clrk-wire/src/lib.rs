@@ -17,6 +17,7 @@ pub mod headers;
 mod image;
 mod pool;
 mod secret;
+mod trace;
 mod worker;
 
 pub use agent::{
@@ -33,4 +34,5 @@ pub use execution::{Execution, LogLine};
 pub use image::{Image, ImportResponse, LocalImage, PruneReport, PruneResponse};
 pub use pool::Pool;
 pub use secret::{Secret, SecretKeys, SetSecretRequest, SetSecretResponse};
+pub use trace::{Trace, TraceSpan};
 pub use worker::{DrainAnswer, WorkerView};

@@ -655,6 +655,20 @@ Example:
   clrk agents invocations word-count --limit 5")]
     Invocations(InvocationsArgs),
 
+    /// Show an execution's trace as a waterfall: admission, warm take or sandbox start, run
+    /// and each egress call.
+    #[command(after_help = "\
+One line per span, children indented under their parent: its start after the first span, its
+duration and a bar placing it in the whole (scaled to the terminal, 60 columns otherwise). A
+span that failed is marked `!`. The trace id is the caller's when it sent a `traceparent`.
+
+Example:
+  clrk agents traces summarize
+  clrk agents traces summarize --execution 9f1c2e7a
+  clrk agents traces summarize -f
+  clrk agents traces summarize -o json")]
+    Traces(TracesArgs),
+
     /// Run a TaskAgent once through the ingress and stream its output.
     #[command(after_help = "\
 Input (-i): a JSON literal, @FILE with JSON, or '-' for JSON on stdin.
@@ -778,6 +792,28 @@ pub struct LogsArgs {
 pub enum LogFormat {
     /// One JSON object per line, as the server sends it: the text unchanged.
     Json,
+}
+
+/// `clrk agents traces`.
+#[derive(Debug, Args)]
+pub struct TracesArgs {
+    /// Agent name.
+    pub name: String,
+
+    #[command(flatten)]
+    pub namespace: NamespaceArg,
+
+    /// This execution's trace (its id is in `agents invocations`); default: the latest.
+    #[arg(long, value_name = "ID")]
+    pub execution: Option<String>,
+
+    /// Then print each newer execution's trace as it ends, until Ctrl-C.
+    #[arg(short, long)]
+    pub follow: bool,
+
+    /// Output format (default: the waterfall).
+    #[arg(short, long, value_enum)]
+    pub output: Option<ObjectFormat>,
 }
 
 /// `clrk agents invocations`.

@@ -2319,3 +2319,178 @@ async fn metrics_count_what_each_part_did() {
         "the silent connection is still open: {read:?}"
     );
 }
+
+/// The spans of `execution` from `clrk agents traces AGENT --execution ID -o json`, once the
+/// ones named in `names` are all stored.
+async fn stored_trace(dev: &Dev, agent: &str, execution: &str, names: &[&str]) -> Value {
+    eventually("the execution's spans", || async {
+        let out = dev.clrk(&[
+            "agents",
+            "traces",
+            agent,
+            "--execution",
+            execution,
+            "-o",
+            "json",
+        ]);
+        assert!(out.status.success(), "{}", common::text(&out.stderr));
+        let trace: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let spans = trace["spans"].as_array().unwrap();
+        names
+            .iter()
+            .all(|n| spans.iter().any(|s| s["name"] == *n))
+            .then_some(trace)
+    })
+    .await
+}
+
+/// The one span named `name` in `trace`.
+fn span_named<'a>(trace: &'a Value, name: &str) -> &'a Value {
+    let spans = trace["spans"].as_array().unwrap();
+    let found: Vec<&Value> = spans.iter().filter(|s| s["name"] == name).collect();
+    assert_eq!(found.len(), 1, "one {name} span in {trace:#}");
+    found[0]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_show_a_waterfall_of_an_egress_calling_execution() {
+    const CALLER_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+    const CALLER_SPAN: &str = "b7ad6b7169203331";
+    let upstream = Upstream::start();
+    let dns = dns_server(upstream.ip, upstream.ip6).await;
+    let (otlp, exported) = otlp_receiver().await;
+    let dev = dev_with_gateways(dns, &upstream, otlp);
+
+    // A cold execution continuing the caller's trace, with one call through the gateway.
+    let traceparent = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
+    let data = json!({"calls": [{"url": "https://llm.test/v1/plain"}]});
+    let response = dev
+        .invoke(
+            &[
+                ("X-Clrk-TaskAgent", "default/caller"),
+                ("content-type", "application/json"),
+                ("traceparent", &traceparent),
+            ],
+            data.to_string(),
+        )
+        .await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    let execution = response.header("x-clrk-execution-id").unwrap().to_string();
+    let names = [
+        "execution",
+        "admission",
+        "sandbox start",
+        "image prepare",
+        "runtime start",
+        "run",
+        "GET llm.test",
+    ];
+    let trace = stored_trace(&dev, "caller", &execution, &names).await;
+    assert_eq!(trace["traceId"], CALLER_TRACE, "{trace:#}");
+    assert_eq!(trace["executionId"], execution.as_str());
+    for span in trace["spans"].as_array().unwrap() {
+        assert_eq!(span["traceId"], CALLER_TRACE, "{span:#}");
+    }
+    let id = |name: &str| span_named(&trace, name)["spanId"].clone();
+    let parent = |name: &str| span_named(&trace, name)["parentSpanId"].clone();
+    assert_eq!(parent("execution"), CALLER_SPAN);
+    for child in ["admission", "sandbox start", "run"] {
+        assert_eq!(parent(child), id("execution"), "{child} under the root");
+    }
+    for step in ["image prepare", "runtime start"] {
+        assert_eq!(parent(step), id("sandbox start"), "{step} under the start");
+    }
+    assert_eq!(parent("GET llm.test"), id("run"), "the call under the run");
+    let egress = span_named(&trace, "GET llm.test");
+    assert_eq!(egress["attributes"]["invocation.id"], execution.as_str());
+    assert_eq!(egress["attributes"]["http.response.status_code"], 200);
+    assert_eq!(
+        span_named(&trace, "execution")["attributes"]["clrk.start"],
+        "cold"
+    );
+
+    // The waterfall: the latest execution by default, children indented under parents.
+    let out = dev.clrk(&["agents", "traces", "caller"]);
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    let text = common::text(&out.stdout);
+    assert!(
+        text.starts_with(&format!(
+            "execution {execution}  Succeeded  trace {CALLER_TRACE}\n"
+        )),
+        "{text}"
+    );
+    for line in [
+        "execution ",
+        "  admission ",
+        "  sandbox start ",
+        "    image prepare ",
+        "    runtime start ",
+        "  run ",
+        "    GET llm.test ",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(line) && l.ends_with('|')),
+            "no line {line:?} in\n{text}"
+        );
+    }
+    // Not a terminal: 60 columns of bar between the pipes.
+    let bar = text.lines().nth(2).unwrap().split('|').nth(1).unwrap();
+    assert_eq!(bar.chars().count(), 60, "{text}");
+
+    // The execution's own spans go to the gateway's collector too, in the caller's trace.
+    eventually("the execution's root span at the OTLP receiver", || async {
+        exported
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|s| {
+                s.attributes.get("invocation.id") == Some(&execution)
+                    && s.attributes.contains_key("clrk.trigger")
+                    && s.trace_id == CALLER_TRACE
+                    && s.parent_span_id == CALLER_SPAN
+            })
+            .then_some(())
+    })
+    .await;
+
+    // An unknown execution says where the ids are.
+    let out = dev.clrk(&["agents", "traces", "caller", "--execution", "nope"]);
+    assert!(!out.status.success());
+    let error = common::text(&out.stderr);
+    assert!(error.contains("clrk agents invocations caller"), "{error}");
+
+    // A warm execution: a warm take instead of a sandbox start, and without a caller's trace
+    // a trace of its own; the warm sandbox's calls still nest under its run.
+    eventually("a warm sandbox of warm-caller", || async {
+        let r = dev.api_get("/v1/agents/default/warm-caller").await;
+        (r.json()["status"]["warm"].as_u64() == Some(1)).then_some(())
+    })
+    .await;
+    let (warm, report) = call(&dev, "warm-caller", data).await;
+    assert_eq!(report["results"][0]["status"], 200, "{report}");
+    let trace = stored_trace(
+        &dev,
+        "warm-caller",
+        &warm,
+        &["execution", "warm take", "run", "GET llm.test"],
+    )
+    .await;
+    let spans = trace["spans"].as_array().unwrap();
+    assert!(
+        !spans.iter().any(|s| s["name"] == "sandbox start"),
+        "{trace:#}"
+    );
+    assert_ne!(trace["traceId"], CALLER_TRACE);
+    assert_eq!(span_named(&trace, "execution")["parentSpanId"], Value::Null);
+    assert_eq!(
+        span_named(&trace, "GET llm.test")["parentSpanId"],
+        span_named(&trace, "run")["spanId"]
+    );
+    let out = dev.clrk(&["agents", "traces", "warm-caller"]);
+    let text = common::text(&out.stdout);
+    assert!(
+        text.lines().any(|l| l.starts_with("  warm take ")),
+        "{text}"
+    );
+}

@@ -29,6 +29,7 @@ use crate::placement::worker_capacity::{QUEUE_WAIT, Refused, WorkerCapacity};
 use crate::placement::workers::Workers;
 use crate::pools::worker_pool;
 use crate::revision::RevisionShape;
+use crate::trace::ExecutionTrace;
 use crate::worker::order::{ExecutionOrder, Started};
 
 /// The `reason` of a 429 for an agent at its `maxConcurrent` (SPECIFICATION §18).
@@ -68,6 +69,8 @@ pub struct Invocation {
     pub request: RequestData,
     /// A caller-requested cap, never longer than `spec.timeout`.
     pub timeout: Option<Duration>,
+    /// Its trace so far: when it arrived, whose trace it continues (SPECIFICATION §9.7).
+    pub trace: ExecutionTrace,
 }
 
 /// Places executions on workers. Cloning shares the same dispatcher.
@@ -377,6 +380,8 @@ impl Admission {
         };
         let envelope = trigger.envelope()?;
         let spec_timeout = task.timeout.0;
+        let mut trace = inv.trace;
+        trace.admitted();
         let order = ExecutionOrder {
             execution_id: inv.execution_id,
             namespace: inv.namespace,
@@ -392,6 +397,7 @@ impl Admission {
             timeout: inv.timeout.map_or(spec_timeout, |t| t.min(spec_timeout)),
             log_limit: LogLimit::from_spec(task.log_limit.as_ref()),
             envelope,
+            trace: Some(trace),
         };
         dispatcher
             .inner

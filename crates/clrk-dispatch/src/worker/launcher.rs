@@ -7,11 +7,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clrk_api::RuntimeName;
-use clrk_egress::{Egress, SandboxIdentity};
+use clrk_egress::{Egress, SandboxIdentity, TraceContext};
 use clrk_image::{ImageError, ImageRef, ImageStore};
 use clrk_sandbox::{Network, Runtime, Sandbox};
 
 use crate::revision::RevisionShape;
+use crate::trace::{IMAGE_PREPARE, RUNTIME_START, StartSteps};
 use crate::worker::launch::{Launch, gateways, sandbox_id};
 use crate::worker::launch_error::LaunchError;
 
@@ -48,6 +49,11 @@ pub struct SandboxRequest<'a> {
     pub runtime_flags: &'a [String],
     /// The network it needs without egress (`None`, or `Metadata` for Metadata mode).
     pub network: Network,
+    /// The span of the execution's run, which the gateway's spans of its calls are children
+    /// of; a warm sandbox gets it when taken.
+    pub run_span: Option<TraceContext>,
+    /// Where the steps of the start are timed, for the execution's trace.
+    pub steps: Option<&'a StartSteps>,
 }
 
 impl Launcher {
@@ -75,6 +81,11 @@ impl Launcher {
             RuntimeName::Runc => &self.runc,
             RuntimeName::Runsc => &self.runsc,
         }
+    }
+
+    /// The egress gateway of agents with `egressRefs`, if this host has one.
+    pub fn egress(&self) -> Option<&Egress> {
+        self.egress.as_ref()
     }
 
     /// The image store sandboxes' root filesystems come from.
@@ -106,14 +117,18 @@ impl Launcher {
             .as_ref()
             .filter(|_| !shape.egress_refs.is_empty());
         let identity = egress.map(|_| {
-            SandboxIdentity::new(
+            let identity = SandboxIdentity::new(
                 request.kind,
                 request.namespace,
                 request.agent,
                 request.revision,
                 gateways(shape),
                 request.run.map(str::to_owned),
-            )
+            );
+            if let Some(span) = request.run_span {
+                identity.set_run_span(span);
+            }
+            identity
         });
         let network = if egress.is_some() {
             Network::Egress
@@ -133,10 +148,14 @@ impl Launcher {
             return Err(LaunchError::HostRootfsRefused);
         }
         let images = Arc::clone(&self.images);
+        let prepare_began = std::time::SystemTime::now();
         let rootfs = tokio::task::spawn_blocking(move || images.prepare(&image, &reference))
             .await
             .map_err(|e| LaunchError::Preparing(e.to_string()))?
             .map_err(|source| image_error(&shape.image.reference, source))?;
+        if let Some(steps) = request.steps {
+            steps.done(IMAGE_PREPARE, prepare_began);
+        }
         let files = match (egress, &identity) {
             (Some(egress), Some(identity)) => egress
                 .sandbox_files(&identity.namespace, &identity.gateways, &rootfs.path)
@@ -159,7 +178,11 @@ impl Launcher {
             runtime_flags: request.runtime_flags,
         };
         let spec = launch.spec()?;
+        let spawn_began = std::time::SystemTime::now();
         let mut sandbox = runtime.spawn(&spec).await.map_err(LaunchError::Spawn)?;
+        if let Some(steps) = request.steps {
+            steps.done(RUNTIME_START, spawn_began);
+        }
         if let (Some(egress), Some(identity)) = (egress, identity)
             && let Some(addresses) = sandbox.addresses()
         {

@@ -19,7 +19,7 @@ pub mod warm_share;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use clrk_api::DeliveryMode;
 use clrk_egress::Registration;
@@ -34,6 +34,7 @@ use crate::error::DispatchError;
 use crate::logs::LogBus;
 use crate::pools::worker_pool;
 use crate::revision::RevisionShape;
+use crate::trace::{TraceSpans, WARM_TAKE};
 use crate::worker::launcher::{Launcher, SandboxRequest};
 use crate::worker::metadata::MetadataService;
 use crate::worker::order::{ExecutionOrder, Started};
@@ -146,6 +147,8 @@ impl Worker {
                 pids_limit: pool.pids_limit(),
                 runtime_flags: &pool.runtime_flags(),
                 network: Network::None,
+                run_span: None,
+                steps: None,
             })
             .await
             .map_err(|e| e.to_string())
@@ -225,6 +228,8 @@ impl Worker {
         let inner = &self.inner;
         let mode = order.shape.delivery_mode();
         let key = (order.namespace.clone(), order.agent.clone());
+        let trace = TraceSpans::from_order(order.trace.as_ref());
+        let take_began = SystemTime::now();
         let warm = match mode {
             DeliveryMode::Stdin => inner.warm.take(
                 &key,
@@ -237,6 +242,9 @@ impl Worker {
             ),
             _ => None,
         };
+        if warm.is_some() {
+            trace.add(WARM_TAKE, None, take_began, SystemTime::now(), Vec::new());
+        }
         let record = NewExecution {
             id: order.execution_id.clone(),
             namespace: order.namespace.clone(),
@@ -285,6 +293,7 @@ impl Worker {
         );
         // A warm sandbox learns whose execution it now serves.
         if let Some(registration) = warm.as_ref().and_then(|s| s.attachment::<Registration>()) {
+            registration.identity().set_run_span(trace.run_context());
             registration.identity().set_execution(&order.execution_id);
         }
         let (tx, rx) = mpsc::channel(STDOUT_QUEUE);
@@ -311,6 +320,7 @@ impl Worker {
             timeout: order.timeout,
             log_limit: order.log_limit,
             cancel,
+            trace,
         };
         tokio::spawn(run.run(tx, places, warm).in_current_span());
         Ok(started)

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::logs::LogLimit;
 use crate::revision::RevisionShape;
+use crate::trace::ExecutionTrace;
 use crate::worker::metadata::AgentResponse;
 
 /// One execution for a worker to run: everything it needs, so it reads no agent from the
@@ -40,6 +41,9 @@ pub struct ExecutionOrder {
     pub log_limit: LogLimit,
     /// The CloudEvents envelope (SPECIFICATION §4).
     pub envelope: serde_json::Value,
+    /// The execution's trace as placement started it; a worker given none starts one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<ExecutionTrace>,
 }
 
 /// What happens during an execution, in order: stdout chunks, then one `Finished`.

@@ -5,11 +5,12 @@
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use chrono::Utc;
 use clrk_api::{DeliveryMode, RuntimeName};
+use clrk_egress::AttributeValue;
 use clrk_metrics::Start;
 use clrk_sandbox::{Network, Sandbox};
 use clrk_store::{ExecutionEnd, ExecutionStatus};
@@ -21,6 +22,7 @@ use tracing::Instrument as _;
 use crate::body::BodyPermit;
 use crate::logs::{ExecutionLog, LogLimit};
 use crate::revision::RevisionShape;
+use crate::trace::{RUN, SANDBOX_START, StartSteps, TraceSpans};
 use crate::worker::launch_error::{LaunchError, program_not_started, vanished_mount};
 use crate::worker::launcher::SandboxRequest;
 use crate::worker::order::{ExecEvent, Outcome};
@@ -134,6 +136,8 @@ pub(crate) struct Run {
     pub(crate) timeout: Duration,
     pub(crate) log_limit: LogLimit,
     pub(crate) cancel: CancellationToken,
+    /// Its trace's spans, written once its caller has the answer.
+    pub(crate) trace: TraceSpans,
 }
 
 impl Run {
@@ -168,7 +172,9 @@ impl Run {
         drop(places);
         tracing::info!(outcome = ?outcome,
             elapsed_ms = started.elapsed().as_millis() as u64, "execution finished");
+        let error = failure(&outcome);
         let _ = tx.send(ExecEvent::Finished(outcome)).await;
+        self.keep_trace(start, status, error);
         if let Some(mut sandbox) = sandbox
             && let Err(error) = sandbox.remove().await
         {
@@ -237,6 +243,7 @@ impl Run {
                 Err(error) => return Attempt::Ended(Outcome::Failed(error.to_string()), None),
             },
         };
+        let run_began = SystemTime::now();
         let metadata = self.mode == DeliveryMode::Metadata;
         let stdin = sandbox.take_stdin();
         let envelope = self.envelope.take_stdin();
@@ -312,6 +319,7 @@ impl Run {
             () = tokio::time::sleep_until(deadline) => End::Deadline,
             () = self.cancel.cancelled() => End::Cancelled,
         };
+        let run_ended = SystemTime::now();
         let outcome = match end {
             End::Exited(code) => Outcome::Exited(code),
             End::Deadline => {
@@ -393,6 +401,9 @@ impl Run {
             Outcome::Exited(0) if !responded => Outcome::NoResponse,
             other => other,
         };
+        let failed = failure(&outcome);
+        self.trace
+            .add_with(self.trace.run_context(), RUN, run_began, run_ended, failed);
         match outcome {
             Outcome::Exited(_) | Outcome::NoResponse | Outcome::Killed { .. } => {
                 Attempt::Ended(outcome, Some(Box::new(sandbox)))
@@ -419,6 +430,7 @@ impl Run {
         }
     }
 
+    /// Starts a sandbox for the execution, its steps timed as spans of its trace.
     async fn start(&self) -> Result<Sandbox, LaunchError> {
         // Only Metadata-mode agents and agents with egress need a network: the others stay
         // at `--network=none`, which is both safer and faster to start.
@@ -426,7 +438,10 @@ impl Run {
             DeliveryMode::Metadata => Network::Metadata,
             _ => Network::None,
         };
-        self.worker
+        let steps = StartSteps::default();
+        let began = SystemTime::now();
+        let started = self
+            .worker
             .inner
             .launcher
             .start(SandboxRequest {
@@ -441,8 +456,60 @@ impl Run {
                 pids_limit: self.pids_limit,
                 runtime_flags: &self.runtime_flags,
                 network,
+                run_span: Some(self.trace.run_context()),
+                steps: Some(&steps),
             })
-            .await
+            .await;
+        let span = self.trace.child_of_root();
+        for (step, start, end) in steps.take() {
+            self.trace.add(step, Some(span), start, end, Vec::new());
+        }
+        let error = started.as_ref().err().map(ToString::to_string);
+        self.trace
+            .add_with(span, SANDBOX_START, began, SystemTime::now(), error);
+        started
+    }
+
+    /// Writes the execution's spans in one store write, in the background, and exports them
+    /// through its gateway's OTLP endpoint when it has one (SPECIFICATION §9.7).
+    fn keep_trace(&self, start: Start, status: ExecutionStatus, error: Option<String>) {
+        let text = |k: &str, v: &str| (k.to_owned(), AttributeValue::String(v.to_owned()));
+        let attributes = vec![
+            text("agent.kind", "TaskAgent"),
+            text("agent.namespace", &self.namespace),
+            text("agent.name", &self.agent),
+            text("agent.revision", &self.revision),
+            text("invocation.id", &self.execution_id),
+            text("clrk.trigger", &self.trigger),
+            text(
+                "clrk.start",
+                if start == Start::Warm { "warm" } else { "cold" },
+            ),
+            text("clrk.status", &status.to_string()),
+        ];
+        let spans = self.trace.finish(attributes, error);
+        let records: Vec<_> = spans.iter().map(clrk_egress::Span::to_record).collect();
+        let store = self.worker.inner.store.clone();
+        let egress = self
+            .worker
+            .inner
+            .launcher
+            .egress()
+            .filter(|_| !self.shape.egress_refs.is_empty())
+            .cloned();
+        let (id, namespace) = (self.execution_id.clone(), self.namespace.clone());
+        let gateways = crate::worker::launch::gateways(&self.shape);
+        tokio::spawn(
+            async move {
+                if let Err(error) = store.insert_spans(&id, &records).await {
+                    tracing::warn!(%error, "could not keep the execution's spans");
+                }
+                if let Some(egress) = egress {
+                    egress.export_spans(&namespace, &gateways, spans).await;
+                }
+            }
+            .in_current_span(),
+        );
     }
 
     /// The execution's log, under the agent's `spec.logLimit`.
@@ -546,6 +613,20 @@ async fn forward_stdout(
             }
         }
     }
+}
+
+/// Why an execution failed, for its trace's spans; `None` when it exited 0.
+fn failure(outcome: &Outcome) -> Option<String> {
+    Some(match outcome {
+        Outcome::Exited(0) => return None,
+        Outcome::Exited(code) => format!("agent exited with code {code}"),
+        Outcome::TimedOut(after) => {
+            format!("execution timed out after {}", clrk_api::GoDuration(*after))
+        }
+        Outcome::Failed(reason) | Outcome::Unavailable(reason) => reason.clone(),
+        Outcome::NoResponse => NO_RESPONSE.to_owned(),
+        Outcome::Killed { reason, .. } => reason.clone(),
+    })
 }
 
 /// The status's label in `clrk_executions_total`.

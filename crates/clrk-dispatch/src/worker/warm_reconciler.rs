@@ -92,6 +92,8 @@ impl Worker {
                         pids_limit: generation.pids_limit,
                         runtime_flags: &generation.runtime_flags,
                         network: Network::None,
+                        run_span: None,
+                        steps: None,
                     })
                     .await
                     .map_err(|e| e.to_string());

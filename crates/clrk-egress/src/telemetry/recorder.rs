@@ -58,7 +58,7 @@ impl Recorder {
     }
 
     /// The exporter of `gateway`'s OTLP endpoint, if it has one.
-    fn exporter(&self, gateway: Option<&EgressGateway>) -> Option<OtlpExporter> {
+    pub(crate) fn exporter(&self, gateway: Option<&EgressGateway>) -> Option<OtlpExporter> {
         let otlp = gateway?.spec.otlp.as_ref()?;
         let key = serde_json::to_string(otlp).ok()?;
         let mut exporters = self.exporters.lock().expect("exporters");

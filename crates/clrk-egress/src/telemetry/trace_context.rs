@@ -116,6 +116,17 @@ impl TraceContext {
     }
 }
 
+/// `bytes` as lowercase hex, as trace and span ids are written.
+///
+/// ```
+/// assert_eq!(clrk_egress::hex_id(&[0x00, 0xf0, 0x67]), "00f067");
+/// ```
+pub fn hex_id(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    push_hex(&mut out, bytes);
+    out
+}
+
 /// Random bytes that are not all zero: an all-zero id means "invalid" in W3C trace context.
 fn random_nonzero<const N: usize>() -> [u8; N] {
     loop {

@@ -48,6 +48,7 @@ impl Transaction {
         gateway: Option<&str>,
         exporter: Option<OtlpExporter>,
     ) -> Transaction {
+        let run_span = identity.run_span();
         let record = EgressRecord {
             namespace: identity.namespace.clone(),
             agent: identity.agent.clone(),
@@ -63,8 +64,10 @@ impl Transaction {
             identity: Arc::clone(identity),
             provider: None,
             usage: None,
-            trace: TraceContext::new_root(),
-            parent_span: None,
+            // A child of its execution's run when the sandbox serves one; an agent's own
+            // `traceparent` may still take its place (the HTTP trace stage).
+            trace: run_span.map_or_else(TraceContext::new_root, |run| run.child()),
+            parent_span: run_span.map(|run| run.span_id),
             gateway: gateway.map(str::to_owned),
             started: Instant::now(),
             wall_start: SystemTime::now(),
@@ -102,8 +105,15 @@ impl Transaction {
         }
         self.record.provider = self.provider.map(str::to_owned);
         self.count();
+        let span = self.span();
+        // Kept with its execution too (SPECIFICATION §9.7), in the same background write.
+        let stored = self
+            .record
+            .execution_id
+            .clone()
+            .map(|execution| (execution, span.to_record()));
         if let Some(exporter) = &self.exporter {
-            exporter.export(self.span());
+            exporter.export(span);
         }
         let record = std::mem::take(&mut self.record);
         let tokens = self
@@ -125,6 +135,11 @@ impl Transaction {
             }
             if let Err(error) = store.insert_egress_record(&record).await {
                 tracing::error!(%error, agent = %record.agent, "could not record an egress transaction");
+            }
+            if let Some((execution, span)) = stored
+                && let Err(error) = store.insert_spans(&execution, &[span]).await
+            {
+                tracing::error!(%error, agent = %record.agent, "could not keep an egress span");
             }
             ledger.settle(&keys, tokens);
             tracing::info!(

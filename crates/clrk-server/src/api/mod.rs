@@ -1,4 +1,4 @@
-//! The control API (HTTP/JSON, bearer token): apply, agents, logs, invocations, pools,
+//! The control API (HTTP/JSON, bearer token): apply, agents, logs, invocations, traces, pools,
 //! workers, secrets, egress objects and egress records, its OpenAPI document, and `/metrics`.
 //!
 //! Every route is added with `routes!`, which takes its method and path from the handler's
@@ -12,6 +12,7 @@ mod logs;
 mod openapi;
 mod pools;
 mod secrets;
+mod traces;
 mod workers;
 
 use std::sync::Arc;
@@ -52,6 +53,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(agents::get, agents::delete))
         .routes(routes!(agents::invocations))
         .routes(routes!(logs::logs))
+        .routes(routes!(traces::traces))
         .routes(routes!(egress::records))
         .routes(routes!(egress::list))
         .routes(routes!(egress::get, egress::delete))

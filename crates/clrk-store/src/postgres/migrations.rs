@@ -244,6 +244,22 @@ ALTER TABLE log_sizes DROP CONSTRAINT log_sizes_agent_id_fkey;
 ALTER TABLE log_sizes RENAME COLUMN agent_id TO history_id;
 ALTER TABLE log_sizes
     ADD CONSTRAINT log_sizes_history_id_fkey FOREIGN KEY (history_id) REFERENCES histories(id);
+    // The spans of each execution's trace (SPECIFICATION §9.7), capped per execution by the
+    // writer and deleted with it.
+    r#"
+CREATE TABLE execution_spans (
+    seq             BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    execution_id    TEXT   NOT NULL REFERENCES executions(id) ON DELETE CASCADE,
+    trace_id        TEXT   NOT NULL,
+    span_id         TEXT   NOT NULL,
+    parent_span_id  TEXT,
+    name            TEXT   NOT NULL,
+    start_us        BIGINT NOT NULL,
+    duration_us     BIGINT NOT NULL,
+    attributes      TEXT   NOT NULL,
+    error           TEXT
+);
+CREATE INDEX execution_spans_by_execution ON execution_spans (execution_id, start_us);
 "#,
 ];
 

@@ -13,6 +13,7 @@ mod logs;
 mod migrations;
 mod pools;
 mod secrets;
+mod spans;
 mod supervision;
 mod workers;
 

@@ -300,6 +300,23 @@ INSERT INTO log_sizes_kept (history_id, execution_id, first_seq, last_seq, bytes
 DROP TABLE log_sizes;
 ALTER TABLE log_sizes_kept RENAME TO log_sizes;
 CREATE INDEX log_sizes_by_age ON log_sizes (history_id, first_seq);
+    // The spans of each execution's trace (SPECIFICATION §9.7), capped per execution by the
+    // writer and deleted with it.
+    M::up(
+        r#"
+CREATE TABLE execution_spans (
+    seq             INTEGER PRIMARY KEY,
+    execution_id    TEXT    NOT NULL REFERENCES executions(id) ON DELETE CASCADE,
+    trace_id        TEXT    NOT NULL,
+    span_id         TEXT    NOT NULL,
+    parent_span_id  TEXT,
+    name            TEXT    NOT NULL,
+    start_us        INTEGER NOT NULL,
+    duration_us     INTEGER NOT NULL,
+    attributes      TEXT    NOT NULL,
+    error           TEXT
+) STRICT;
+CREATE INDEX execution_spans_by_execution ON execution_spans (execution_id, start_us);
 "#,
     ),
 ];

@@ -10,6 +10,7 @@ mod logs;
 mod migrations;
 mod pools;
 mod secrets;
+mod spans;
 mod supervision;
 mod workers;
 

@@ -8,6 +8,7 @@ mod leadership;
 mod logs;
 mod pools;
 mod secrets;
+mod spans;
 mod supervision;
 mod workers;
 

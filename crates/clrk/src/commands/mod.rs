@@ -68,6 +68,7 @@ pub async fn run(cli: Cli, clrk_dir: PathBuf) -> anyhow::Result<()> {
             AgentsCommand::Delete(args) => agents::delete::run(args, &session).await,
             AgentsCommand::Logs(args) => agents::logs::run(args, &session).await,
             AgentsCommand::Invocations(args) => agents::invocations::run(args, &session).await,
+            AgentsCommand::Traces(args) => agents::traces::run(args, &session).await,
             AgentsCommand::RunTask(args) => run_task::run(args, &session).await,
             AgentsCommand::Egress(args) => agents::egress::run(args, &session).await,
         },

@@ -6,7 +6,7 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1 as proto;
 
-use crate::telemetry::trace_context::TraceContext;
+use crate::telemetry::trace_context::{TraceContext, hex_id};
 
 /// The value of a span attribute.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +38,39 @@ pub struct Span {
     pub attributes: Vec<(String, AttributeValue)>,
     /// Why the operation failed; `None` leaves the status unset, as for success.
     pub error: Option<String>,
+}
+
+impl Span {
+    /// The form an execution's trace keeps it in the store.
+    pub fn to_record(&self) -> clrk_store::SpanRecord {
+        let micros = |t: SystemTime| {
+            t.duration_since(UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        };
+        let start_unix_us = micros(self.start);
+        let attributes = self
+            .attributes
+            .iter()
+            .map(|(key, value)| {
+                let value = match value {
+                    AttributeValue::String(s) => serde_json::Value::from(s.as_str()),
+                    AttributeValue::Int(i) => serde_json::Value::from(*i),
+                    AttributeValue::Bool(b) => serde_json::Value::from(*b),
+                };
+                (key.clone(), value)
+            })
+            .collect();
+        clrk_store::SpanRecord {
+            trace_id: hex_id(&self.context.trace_id),
+            span_id: hex_id(&self.context.span_id),
+            parent_span_id: self.parent_span_id.map(|id| hex_id(&id)),
+            name: self.name.clone(),
+            start_unix_us,
+            duration_us: micros(self.end).saturating_sub(start_unix_us).max(0),
+            attributes,
+            error: self.error.clone(),
+        }
+    }
 }
 
 /// The resource every exported span belongs to: the service named `service_name`.

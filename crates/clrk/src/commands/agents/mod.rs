@@ -6,6 +6,7 @@ pub mod get;
 pub mod invocations;
 pub mod list;
 pub mod logs;
+pub mod traces;
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
