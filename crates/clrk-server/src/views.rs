@@ -203,6 +203,20 @@ pub fn egress_object(references: &References, o: &EgressObject) -> wire::EgressO
     }
 }
 
+/// One stored span of an execution's trace.
+pub fn trace_span(s: clrk_store::SpanRecord) -> wire::TraceSpan {
+    wire::TraceSpan {
+        trace_id: s.trace_id,
+        span_id: s.span_id,
+        parent_span_id: s.parent_span_id,
+        name: s.name,
+        start_unix_us: s.start_unix_us,
+        duration_us: s.duration_us,
+        attributes: s.attributes,
+        error: s.error,
+    }
+}
+
 /// One log line.
 pub fn log_line(l: &LogLine) -> wire::LogLine {
     wire::LogLine {

@@ -34,5 +34,5 @@ pub use execution::{Execution, LogLine};
 pub use image::{Image, ImportResponse, LocalImage, PruneReport, PruneResponse};
 pub use pool::Pool;
 pub use secret::{Secret, SecretKeys, SetSecretRequest, SetSecretResponse};
-pub use trace::{Trace, TraceSpan};
+pub use trace::{Trace, TraceSpan, in_tree_order};
 pub use worker::{DrainAnswer, WorkerView};

@@ -273,7 +273,32 @@ async fn a_browser_signs_in_sees_agents_live_logs_and_an_execution() {
     wait_for_path(b, &format!("/ui/executions/{id}")).await;
     wait_for_text(b, "#execution-status", "Succeeded").await;
     wait_for_text(b, "#stderr", "<script>window.pwned=1</script>").await;
-    wait_for_text(b, "#trace", "no trace recorded").await;
+    // The waterfall: the execution's own spans, and its refused lookup under its run. Spans
+    // are stored just after the answer, so the page may need a reload to have them.
+    let trace = eventually(
+        "the execution's trace with its egress call",
+        || async move {
+            b.refresh().await.ok()?;
+            text_of(b, "#trace")
+                .await
+                .filter(|t| t.contains("run") && t.contains("denied.test"))
+        },
+    )
+    .await;
+    for span in ["execution", "admission", "sandbox start", "run"] {
+        assert!(trace.contains(span), "{span} missing from {trace}");
+    }
+    assert_eq!(
+        b.execute(
+            "const rows = document.querySelectorAll('#trace tbody tr').length; \
+             return rows >= 5 && rows === document.querySelectorAll('#trace rect').length",
+            vec![]
+        )
+        .await
+        .unwrap(),
+        serde_json::json!(true),
+        "one bar per span: {trace}"
+    );
     let egress = wait_for_text(b, "#egress", "denied.test").await;
     assert!(egress.contains("denied"), "{egress}");
     wait_for_text(b, "#envelope", &id).await;

@@ -68,16 +68,7 @@ pub async fn traces(
         .execution_spans(&execution.id)
         .await?
         .into_iter()
-        .map(|s| TraceSpan {
-            trace_id: s.trace_id,
-            span_id: s.span_id,
-            parent_span_id: s.parent_span_id,
-            name: s.name,
-            start_unix_us: s.start_unix_us,
-            duration_us: s.duration_us,
-            attributes: s.attributes,
-            error: s.error,
-        })
+        .map(crate::views::trace_span)
         .collect();
     // The root's trace: a span the agent started with a `traceparent` of its own may be in
     // another one.

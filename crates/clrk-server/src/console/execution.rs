@@ -5,6 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use clrk_store::{Execution, LogLine, LogPage};
+use clrk_wire::TraceSpan;
 use maud::{Markup, html};
 
 use super::egress;
@@ -45,7 +46,7 @@ async fn body(state: &AppState, e: &Execution) -> Result<Markup, ApiError> {
         max_lines: EXCERPT_LINES,
         max_bytes: EXCERPT_BYTES,
     };
-    // The agent may have been deleted since; its history went with it.
+    // The agent may have been deleted since; its history is kept.
     let lines = state
         .store
         .log_page(&e.namespace, &e.agent, &page)
@@ -55,6 +56,13 @@ async fn body(state: &AppState, e: &Execution) -> Result<Markup, ApiError> {
         .store
         .egress_records(&e.namespace, &e.agent, EGRESS_SEARCHED)
         .await?;
+    let spans: Vec<TraceSpan> = state
+        .store
+        .execution_spans(&e.id)
+        .await?
+        .into_iter()
+        .map(crate::views::trace_span)
+        .collect();
     let status = e.status.to_string();
     Ok(html! {
         dl.facts #execution-facts {
@@ -77,7 +85,7 @@ async fn body(state: &AppState, e: &Execution) -> Result<Markup, ApiError> {
         h2 { "stderr" }
         (excerpt("stderr", &lines))
         h2 { "Trace" }
-        (trace_waterfall(e))
+        (trace_waterfall(&spans))
         h2 { "Egress calls" }
         (egress::table(egress::of_execution(&records, &e.id)))
     })
@@ -119,7 +127,50 @@ fn excerpt(stream: &str, lines: &[LogLine]) -> Markup {
     }
 }
 
-/// The trace waterfall: spans are not stored yet, so every execution has none to show.
-fn trace_waterfall(_execution: &Execution) -> Markup {
-    html! { p.muted #trace { "no trace recorded" } }
+/// Width of a span's bar in the waterfall, in SVG units (it scales with the column).
+const BAR_WIDTH: i64 = 400;
+
+/// The trace as a waterfall: one row per span, indented under its parent, with its start
+/// offset, its duration and a bar placed on the execution's time line.
+fn trace_waterfall(spans: &[TraceSpan]) -> Markup {
+    if spans.is_empty() {
+        return html! { p.muted #trace { "no trace recorded" } };
+    }
+    let start = spans.iter().map(|s| s.start_unix_us).min().unwrap_or(0);
+    let end = spans
+        .iter()
+        .map(|s| s.start_unix_us + s.duration_us.max(0))
+        .max()
+        .unwrap_or(start);
+    let total = (end - start).max(1);
+    html! {
+        table #trace {
+            thead { tr { th { "span" } th { "start" } th { "duration" } th.waterfall { "" } } }
+            tbody {
+                @for (depth, span) in clrk_wire::in_tree_order(spans) {
+                    @let offset = span.start_unix_us - start;
+                    @let x = offset * BAR_WIDTH / total;
+                    @let width = (span.duration_us.max(0) * BAR_WIDTH / total).max(1);
+                    tr.(if span.error.is_some() { "failed" } else { "" }) {
+                        td.span-name data-depth=(depth) {
+                            (format!("{}{}", "\u{a0}\u{a0}".repeat(depth), span.name))
+                            @if let Some(error) = &span.error { " ! " (error) }
+                        }
+                        td.num { (micros(offset)) }
+                        td.num { (micros(span.duration_us)) }
+                        td.waterfall {
+                            svg viewBox=(format!("0 0 {BAR_WIDTH} 10")) preserveAspectRatio="none" width="100%" height="10" {
+                                rect x=(x) y="1" width=(width) height="8" {}
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Microseconds as milliseconds with one decimal.
+fn micros(us: i64) -> String {
+    format!("{:.1} ms", us as f64 / 1000.0)
 }

@@ -87,6 +87,8 @@ mod tests {
             duration_ms: (status != ExecutionStatus::Running).then_some(ms),
             start: clrk_store::Start::Cold,
             worker: None,
+            agent_uid: "0b5e7c1a-0000-4000-8000-000000000000".into(),
+            agent_deleted: false,
         }
     }
 

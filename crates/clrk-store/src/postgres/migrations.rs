@@ -244,8 +244,9 @@ ALTER TABLE log_sizes DROP CONSTRAINT log_sizes_agent_id_fkey;
 ALTER TABLE log_sizes RENAME COLUMN agent_id TO history_id;
 ALTER TABLE log_sizes
     ADD CONSTRAINT log_sizes_history_id_fkey FOREIGN KEY (history_id) REFERENCES histories(id);
+"#,
     // The spans of each execution's trace (SPECIFICATION §9.7), capped per execution by the
-    // writer and deleted with it.
+    // writer and kept as long as the execution.
     r#"
 CREATE TABLE execution_spans (
     seq             BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -1,4 +1,4 @@
-//! Executions' spans in PostgreSQL, capped per execution and deleted with it.
+//! Executions' spans in PostgreSQL, capped per execution and kept as long as it is.
 
 use super::PgStore;
 use super::columns;

@@ -300,8 +300,10 @@ INSERT INTO log_sizes_kept (history_id, execution_id, first_seq, last_seq, bytes
 DROP TABLE log_sizes;
 ALTER TABLE log_sizes_kept RENAME TO log_sizes;
 CREATE INDEX log_sizes_by_age ON log_sizes (history_id, first_seq);
+"#,
+    ),
     // The spans of each execution's trace (SPECIFICATION §9.7), capped per execution by the
-    // writer and deleted with it.
+    // writer and kept as long as the execution.
     M::up(
         r#"
 CREATE TABLE execution_spans (

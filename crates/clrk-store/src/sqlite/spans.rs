@@ -1,4 +1,4 @@
-//! Executions' spans in SQLite, capped per execution and deleted with it.
+//! Executions' spans in SQLite, capped per execution and kept as long as it is.
 
 use rusqlite::{OptionalExtension, params};
 

@@ -6,7 +6,7 @@ use crate::{SPANS_PER_EXECUTION, SpanRecord, StoreError};
 impl Store {
     /// Stores spans of execution `execution_id` in one transaction, each held to its caps,
     /// until the execution has [`SPANS_PER_EXECUTION`]; the rest are dropped. Spans of an
-    /// execution that is not recorded (or was deleted with its agent) are dropped too.
+    /// execution that is not recorded are dropped too.
     /// Returns how many were stored.
     ///
     /// ```

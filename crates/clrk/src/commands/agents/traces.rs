@@ -1,12 +1,11 @@
 //! `clrk agents traces NAME`: an execution's trace as a waterfall, one line per span.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::IsTerminal as _;
 use std::time::Duration;
 
 use clrk_server::terminal::escape_controls;
-use clrk_wire::{Trace, TraceSpan};
+use clrk_wire::Trace;
 
 use crate::cli::{ObjectFormat, TracesArgs};
 use crate::client::ApiClient;
@@ -143,7 +142,7 @@ pub fn waterfall(trace: &Trace, width: usize) -> String {
         "{:<NAME_COLUMNS$}  {:>9}  {:>9}",
         "SPAN", "START", "DURATION"
     );
-    for (depth, span) in in_tree_order(&trace.spans) {
+    for (depth, span) in clrk_wire::in_tree_order(&trace.spans) {
         let mut name = format!("{}{}", "  ".repeat(depth), escape_controls(&span.name));
         if span.error.is_some() {
             name.push_str(" !");
@@ -160,50 +159,6 @@ pub fn waterfall(trace: &Trace, width: usize) -> String {
         );
     }
     out
-}
-
-/// The spans depth first, each parent before its children, siblings by start; a span whose
-/// parent is not in the trace (the caller's, or an agent's own) is a root.
-fn in_tree_order(spans: &[TraceSpan]) -> Vec<(usize, &TraceSpan)> {
-    let ids: HashMap<&str, usize> = spans
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.span_id.as_str(), i))
-        .collect();
-    let mut children: HashMap<Option<usize>, Vec<usize>> = HashMap::new();
-    for (i, span) in spans.iter().enumerate() {
-        let parent = span
-            .parent_span_id
-            .as_deref()
-            .and_then(|p| ids.get(p).copied())
-            .filter(|&p| p != i);
-        children.entry(parent).or_default().push(i);
-    }
-    for list in children.values_mut() {
-        list.sort_by_key(|&i| (spans[i].start_unix_us, i));
-    }
-    let mut order = Vec::with_capacity(spans.len());
-    let mut seen = vec![false; spans.len()];
-    let mut stack: Vec<(usize, usize)> = children
-        .get(&None)
-        .map(|roots| roots.iter().rev().map(|&i| (0, i)).collect())
-        .unwrap_or_default();
-    while let Some((depth, i)) = stack.pop() {
-        if std::mem::replace(&mut seen[i], true) {
-            continue;
-        }
-        order.push((depth, &spans[i]));
-        if let Some(kids) = children.get(&Some(i)) {
-            stack.extend(kids.iter().rev().map(|&k| (depth + 1, k)));
-        }
-    }
-    // Spans in a parent cycle reach no root; they are still shown.
-    for (i, span) in spans.iter().enumerate() {
-        if !seen[i] {
-            order.push((0, span));
-        }
-    }
-    order
 }
 
 /// A bar of `width` columns with the span's share filled, at least one column.
@@ -249,6 +204,7 @@ fn cut(text: &str, columns: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clrk_wire::TraceSpan;
 
     fn span(id: &str, parent: Option<&str>, name: &str, start: i64, duration: i64) -> TraceSpan {
         TraceSpan {
