@@ -26,6 +26,7 @@ mod runtime_logs;
 mod sandbox;
 mod seccomp;
 mod spec;
+mod stdio;
 
 pub use addresses::{METADATA_V4, METADATA_V6, SandboxAddresses};
 pub use error::SandboxError;
