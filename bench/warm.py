@@ -35,6 +35,7 @@ import argparse
 import collections
 import http.client
 import io
+import select
 import json
 import math
 import os
@@ -351,6 +352,48 @@ class RawRuntime:
         return first - start, end - start, out
 
 
+    def prestarted_created(self, settle):
+        """(b') runsc only: `create` with the agent's stdio, `start`, left `settle` s; then timed
+        from writing the envelope to stdout EOF and on to the sandbox process's exit, which is
+        when the program's status is known without a `run` process (clrk reads it then)."""
+        assert self.runtime == "runsc"
+        cid = "bench-cs-%d" % time.monotonic_ns()
+        bundle = os.path.join(self.bench.work, "bundles", cid)
+        os.makedirs(bundle)
+        with open(os.path.join(bundle, "config.json"), "w") as f:
+            json.dump(bundle_config(self.runtime, self.rootfs, self.args, cid), f)
+        base = runtime_argv(self.runtime, self.root)
+        stdin_r, stdin_w = os.pipe()
+        stdout_r, stdout_w = os.pipe()
+        err = open(os.path.join(bundle, "stderr"), "w+")
+        try:
+            created = subprocess.run(base + ["create", "--bundle", bundle, "--pid-file", os.path.join(bundle, "pid"),
+                                             cid], stdin=stdin_r, stdout=stdout_w, stderr=err)
+            os.close(stdin_r)
+            os.close(stdout_w)
+            if created.returncode != 0 or subprocess.run(base + ["start", cid], stderr=err).returncode != 0:
+                err.seek(0)
+                raise BenchError("runsc create/start failed: %s" % err.read().strip())
+            pidfd = os.pidfd_open(int(open(os.path.join(bundle, "pid")).read().strip()))
+            time.sleep(settle)
+            start = time.perf_counter()
+            os.write(stdin_w, ENVELOPE)
+            os.close(stdin_w)
+            stdin_w = None
+            first, _, out = read_all(stdout_r)
+            select.select([pidfd], [], [], 60)
+            end = time.perf_counter()
+            os.close(pidfd)
+        finally:
+            for fd in (stdin_w, stdout_r):
+                if fd is not None:
+                    os.close(fd)
+            subprocess.run(base + ["delete", "--force", cid], capture_output=True)
+            err.close()
+            shutil.rmtree(bundle, ignore_errors=True)
+        return first - start, end - start, out
+
+
 def reading_stdin(pid):
     """Is host process `pid` blocked in read(0, …)? (/proc/PID/syscall: number then args)."""
     try:
@@ -434,13 +477,20 @@ def timed_post(client):
     return first, full, out
 
 
-def load(make_client, concurrency, duration):
-    """Closed-loop load: (requests/s, p50 s, p99 s, errors) over `duration` seconds, counting the
-    requests that end in that window, which opens after a ramp of min(2 s, duration / 2).
-    `errors` is an `Errors`: how many failed, by HTTP status or exception."""
+def load(make_client, concurrency, duration, probe=None):
+    """Closed-loop load: (requests/s, p50 s, p99 s, errors, CPU) over `duration` seconds, counting
+    the requests that end in that window, which opens after a ramp of min(2 s, duration / 2).
+    `errors` is an `Errors`: how many failed, by HTTP status or exception. CPU is what `probe`
+    (a function returning a tuple of CPU seconds) counted over the window, per request, or None."""
     lock, latencies, errors = threading.Lock(), [], Errors()
     opens = time.perf_counter() + min(2.0, duration / 2)
     stop = opens + duration
+    probed = []
+
+    def prober():
+        for at in (opens, stop):
+            time.sleep(max(0.0, at - time.perf_counter()))
+            probed.append(probe())
 
     def worker():
         client = make_client()
@@ -460,11 +510,50 @@ def load(make_client, concurrency, duration):
             client.conn.close()
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
+    if probe:
+        threads.append(threading.Thread(target=prober, daemon=True))
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=duration + 300)
-    return len(latencies) / duration, pct(latencies, 50), pct(latencies, 99), errors
+    cpu = None
+    if len(probed) == 2 and latencies:
+        cpu = tuple((b - a) / len(latencies) for a, b in zip(*probed))
+    return len(latencies) / duration, pct(latencies, 50), pct(latencies, 99), errors, cpu
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def host_cpu():
+    """CPU seconds the whole host has spent busy (all but idle and iowait), from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / TICK
+
+
+def process_cpu(pid):
+    """(own, reaped children's) CPU seconds of process `pid`, from /proc/PID/stat."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+    except OSError:
+        return 0.0, 0.0
+    f = stat[stat.rindex(")") + 2:].split()
+    return (int(f[11]) + int(f[12])) / TICK, (int(f[13]) + int(f[14])) / TICK
+
+
+class RawClient:
+    """A raw `runsc run` per request, shaped like `Client` for `load`."""
+
+    conn = None
+
+    def __init__(self, raw):
+        self.raw = raw
+
+    def post(self):
+        first, full, out = self.raw.cold()
+        return first, full, 200, out
 
 
 class Errors(collections.Counter):
@@ -766,6 +855,8 @@ class Bench:
                 self.sample((key, "clrk warm streaming", runtime), warm_post, check)
                 self.drop_pool(runtime, warm)
                 self.sample((key, "raw warm", runtime), lambda: raw.prestarted(a.settle), check)
+                if runtime == "runsc":
+                    self.sample((key, "raw warm created", runtime), lambda: raw.prestarted_created(a.settle), check)
             if self.webhook:
                 hook = webhook_client(self.webhook_url + key)
                 self.sample((key, "webhook", ""), lambda: timed_post(hook), check)
@@ -798,7 +889,7 @@ class Bench:
     def throughput(self, images):
         a = self.args
         for key, label, _, _ in AGENTS:
-            image, command, _, _ = images[(key, "runsc")]
+            image, command, rootfs, raw_argv = images[(key, "runsc")]
             warm = agent_doc("tput-warm-%s" % key, image, command, "runsc", a.pool)
             self.fill_pool_quiet(warm)
             name = warm["metadata"]["name"]
@@ -809,6 +900,9 @@ class Bench:
             cold = "cold-%s-runsc" % key
             for level in LEVELS:
                 self.run_load(key, "clrk cold", level, lambda: clrk_client(self.clrk.ingress, cold, True))
+            raw = RawRuntime(self, "runsc", rootfs, raw_argv)
+            for level in LEVELS:
+                self.run_load(key, "raw run", level, lambda: RawClient(raw))
             if self.webhook:
                 for level in LEVELS:
                     self.run_load(key, "webhook", level, lambda: webhook_client(self.webhook_url + key, True))
@@ -823,7 +917,16 @@ class Bench:
                 doc["metadata"]["name"], len(ids), self.args.pool))
 
     def run_load(self, key, system, level, make_client):
-        res = load(make_client, level, self.args.duration)
+        server = self.clrk.proc.pid
+
+        def probe():
+            # clrk's own (the server process), the runtime commands it reaped, this script's
+            # children (the raw loop's `runsc run`, each with its sandbox), the whole host.
+            own, reaped = process_cpu(server)
+            t = os.times()
+            return own, reaped, t.children_user + t.children_system, host_cpu()
+
+        res = load(make_client, level, self.args.duration, probe)
         self.tput[(key, system, level)] = res
         log("throughput %s %s c=%d: %.1f req/s, %s errors" % (key, system, level, res[0], res[3]))
 
@@ -874,13 +977,15 @@ class Bench:
                  "raw cold": "(a) raw `%s run`",
                  "clrk warm": "clrk warm (pool %d), buffered" % a.pool,
                  "clrk warm streaming": "clrk warm (pool %d), streaming" % a.pool,
-                 "raw warm": "(b) pre-started `%s run`, stdin blocked"}
+                 "raw warm": "(b) pre-started `%s run`, stdin blocked",
+                 "raw warm created": "(b') pre-started `%s create` + `start`, stdin blocked, to the sandbox's exit"}
         for key, label, _, _ in AGENTS:
             print("| **%s** | | | | | | |" % label)
             for runtime in self.runtimes:
                 for row, base in (("clrk cold", "raw cold"), ("clrk cold streaming", "raw cold"),
                                   ("raw cold", None), ("clrk warm", "raw warm"),
-                                  ("clrk warm streaming", "raw warm"), ("raw warm", None)):
+                                  ("clrk warm streaming", "raw warm"), ("raw warm", None),
+                                  ("raw warm created", "raw warm")):
                     cell = self.latency.get((key, row, runtime))
                     if not cell:
                         continue
@@ -903,20 +1008,41 @@ class Bench:
                         ms(statistics.median(cell[1])), ms(pct(cell[1], 99))))
         print()
         print("| throughput, runsc (%g s per cell after a ramp) | concurrency | clrk warm (pool %d) req/s | p50 | p99 "
-              "| clrk cold req/s | `webhook` req/s | warm / cold | warm / webhook |" % (a.duration, a.pool))
-        print("|---|---|---|---|---|---|---|---|---|")
+              "| clrk cold req/s | raw `runsc run` loop req/s | `webhook` req/s | warm / cold | cold / raw "
+              "| warm / webhook |" % (a.duration, a.pool))
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        rate = lambda r: "–" if not r else ("%.1f" % r[0]) + (" (%s err)" % r[3] if r[3] else "")
+        ratio = lambda x, y: "%.2f×" % (x[0] / y[0]) if x and y and y[0] else "–"
         for key, label, _, _ in AGENTS:
             for level in LEVELS:
                 w = self.tput.get((key, "clrk warm", level))
                 c = self.tput.get((key, "clrk cold", level))
+                r = self.tput.get((key, "raw run", level))
                 h = self.tput.get((key, "webhook", level))
                 if not w:
                     continue
-                rate = lambda r: "–" if not r else ("%.1f" % r[0]) + (" (%s err)" % r[3] if r[3] else "")
-                ratio = lambda x, y: "%.2f×" % (x[0] / y[0]) if x and y and y[0] else "–"
-                print("| %s | %d | %s | %s | %s | %s | %s | %s | %s |" % (
+                print("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
                     label, level, rate(w), ms(w[1]) if w[1] else "–", ms(w[2]) if w[2] else "–",
-                    rate(c), rate(h), ratio(w, c), ratio(w, h)))
+                    rate(c), rate(r), rate(h), ratio(w, c), ratio(c, r), ratio(w, h)))
+        print()
+        print("| CPU per execution, runsc (same cells) | concurrency | clrk warm: clrk / reaped / host "
+              "| clrk cold: clrk / reaped / host | raw `runsc run` loop: runtime / host |")
+        print("|---|---|---|---|---|")
+        cpu = lambda r, i: "%.0f ms" % (r[4][i] * 1e3) if r and r[4] else "–"
+        for key, label, _, _ in AGENTS:
+            for level in LEVELS:
+                w, c, r = (self.tput.get((key, s, level)) for s in ("clrk warm", "clrk cold", "raw run"))
+                if not (w or c or r):
+                    continue
+                print("| %s | %d | %s / %s / %s | %s / %s / %s | %s / %s |" % (
+                    label, level, cpu(w, 0), cpu(w, 1), cpu(w, 3), cpu(c, 0), cpu(c, 1), cpu(c, 3),
+                    cpu(r, 2), cpu(r, 3)))
+        print()
+        print("CPU: clrk = the server process's own; reaped = the runtime commands it ran and waited "
+              "for (`create`, `start`, `delete`, …; a sandbox started with `create` is not its child, so "
+              "its kernel's CPU is only in host); runtime = `runsc run` with its sandbox, as this script "
+              "reaped them; host = every CPU's busy time over the cell, whatever ran (other load included), "
+              "per execution.")
         print()
         print("| warm pool memory | sandboxes | clrk RSS before | clrk RSS after | PSS per warm sandbox |")
         print("|---|---|---|---|---|")

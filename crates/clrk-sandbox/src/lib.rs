@@ -27,6 +27,7 @@ mod runtime_support;
 mod sandbox;
 mod seccomp;
 mod spec;
+mod stdio;
 
 pub use addresses::{METADATA_V4, METADATA_V6, SandboxAddresses};
 pub use error::SandboxError;

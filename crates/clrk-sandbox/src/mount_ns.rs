@@ -1,8 +1,9 @@
-//! The mount namespace `runsc run` needs to take over a sandbox's network namespace.
+//! The mount namespace runsc (`run`, or `create` and `start`) needs to take over a sandbox's
+//! network namespace.
 //!
 //! Before copying a namespace's interfaces, this runsc build refuses to work on the host's
 //! root network namespace, and it recognises that by `/proc/sys/net/core/rmem_default`
-//! existing, which recent kernels show in every namespace. So `runsc run` gets a private mount
+//! existing, which recent kernels show in every namespace. So runsc gets a private mount
 //! namespace with an empty tmpfs over `/proc/sys/net`, invisible to the rest of the host.
 
 use rustix::mount::{MountFlags, MountPropagationFlags, mount, mount_change};

@@ -5,7 +5,11 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncReadExt;
+use std::os::fd::OwnedFd;
+
+use rustix::process::{Pid, PidfdFlags, pidfd_open};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncReadExt, Interest};
 use tokio::process::Child;
 use tokio::sync::OnceCell;
 
@@ -16,7 +20,9 @@ use crate::network::{NetworkScope, SandboxNetwork};
 use crate::runtime_cli::{PID_FILE, RUNTIME_LOGS, RuntimeCli, RuntimeKind};
 use crate::runtime_logs;
 use crate::runtime_support::RuntimeSupport;
+use crate::sandbox::Process;
 use crate::spec::validate_id;
+use crate::stdio::{self, ChildEnds};
 use crate::{Network, Sandbox, SandboxError, SandboxSpec, bundle, firewall};
 
 /// A loaded machine can take seconds to boot a sandbox; past this the runtime is stuck.
@@ -98,11 +104,13 @@ impl Runtime {
         }
     }
 
-    /// Writes the bundle under `state_dir/bundles/<id>/` and starts the container (`run`) with
-    /// piped stdio. Returns once the runtime has created the container (its pid file exists).
+    /// Writes the bundle under `state_dir/bundles/<id>/` and starts the container with piped
+    /// stdio: under runsc `create` then `start`, which leave no process behind (the sandbox's
+    /// status comes from the sandbox process itself); under runc `run`, which stays until the
+    /// container exits. Returns once the program has been started.
     ///
     /// A program that cannot be executed is a [`SandboxError::Start`] under runc; under runsc
-    /// the run exits 128 with the reason on stderr.
+    /// the sandbox exits 128 with the reason on stderr, as `run` would.
     ///
     /// ```no_run
     /// # async fn f() -> Result<(), clrk_sandbox::SandboxError> {
@@ -175,32 +183,32 @@ impl Runtime {
                 }
             }
         };
-        let mut cmd = self
-            .cli
-            .run_command(&spec.id, &bundle, spec.network, &spec.runtime_flags);
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own process group: a Ctrl-C at clrk's terminal must not reach sandboxes
-            // directly; clrk stops them itself.
-            .process_group(0);
-        let mut child = match cmd.spawn() {
-            Ok(child) => child,
-            Err(source) => {
-                destroy_network(&spec.id, network).await;
-                self.cli.remove_bundle(&spec.id)?;
-                return Err(SandboxError::Exec {
-                    binary: self.cli.binary.clone(),
-                    source,
-                });
+        let started = match stdio::pipes() {
+            Ok((mut stdio, ends)) => {
+                let started = match self.cli.kind {
+                    RuntimeKind::Runsc => {
+                        self.create_and_start(&spec.id, &bundle, spec, ends, &mut stdio)
+                            .await
+                    }
+                    RuntimeKind::Runc => {
+                        self.run(&spec.id, &bundle, spec.network, ends, &mut stdio)
+                            .await
+                    }
+                };
+                started.map(|(process, exit)| (process, exit, stdio))
             }
+            Err(source) => Err(SandboxError::Io {
+                path: bundle.clone(),
+                source,
+            }),
         };
-        match self.await_start(&spec.id, &bundle, &mut child).await {
-            Ok(exit) => {
+        match started {
+            Ok((process, exit, stdio)) => {
                 tracing::info!(id = %spec.id, runtime = ?self.cli.kind, "sandbox started");
                 Ok(Sandbox::new(
                     spec.id.clone(),
-                    child,
+                    process,
+                    stdio,
                     Arc::clone(&self.cli),
                     exit,
                     network,
@@ -208,8 +216,6 @@ impl Runtime {
             }
             Err(e) => {
                 // Whatever got created must not linger; the start error is what matters.
-                let _ = child.start_kill();
-                let _ = child.wait().await;
                 if let Err(error) = self.cli.delete(&spec.id).await {
                     tracing::warn!(id = %spec.id, %error, "could not delete failed sandbox");
                 }
@@ -220,6 +226,145 @@ impl Runtime {
         }
     }
 
+    /// runsc: `create` with the program's stdio, then `start`. Returns the sandbox process and,
+    /// when `start` failed (the program could not be run: its reason on the program's stderr,
+    /// as `run` prints it), `start`'s status as the program's.
+    async fn create_and_start(
+        &self,
+        id: &str,
+        bundle: &Path,
+        spec: &SandboxSpec,
+        ends: ChildEnds,
+        stdio: &mut stdio::Stdio,
+    ) -> Result<(Process, Option<i32>), SandboxError> {
+        let start_stderr = ends.stderr.try_clone().map_err(SandboxError::io(bundle))?;
+        let mut child = {
+            let mut cmd = self
+                .cli
+                .create_command(id, bundle, spec.network, &spec.runtime_flags);
+            with_stdio(&mut cmd, ends);
+            // Dropping the command closes clrk's copies of the program's ends.
+            cmd.spawn().map_err(|source| SandboxError::Exec {
+                binary: self.cli.binary.clone(),
+                source,
+            })?
+        };
+        let created = match tokio::time::timeout(START_DEADLINE, child.wait()).await {
+            Ok(status) => status.map_err(|source| SandboxError::Wait {
+                id: id.to_owned(),
+                source,
+            })?,
+            Err(_) => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                return Err(SandboxError::StartTimeout {
+                    id: id.to_owned(),
+                    seconds: START_DEADLINE.as_secs(),
+                });
+            }
+        };
+        if !created.success() {
+            return Err(self.start_error(id, bundle, created, stdio).await);
+        }
+        let pidfd = self.sandbox_process(id, bundle)?;
+        let mut start = self
+            .cli
+            .start_command(id, bundle, spec.network, &spec.runtime_flags);
+        start
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(start_stderr))
+            .process_group(0)
+            .kill_on_drop(true);
+        let started = match tokio::time::timeout(START_DEADLINE, start.status()).await {
+            Ok(status) => status.map_err(|source| SandboxError::Exec {
+                binary: self.cli.binary.clone(),
+                source,
+            })?,
+            Err(_) => {
+                return Err(SandboxError::StartTimeout {
+                    id: id.to_owned(),
+                    seconds: START_DEADLINE.as_secs(),
+                });
+            }
+        };
+        drop(start);
+        let exit = (!started.success()).then(|| crate::sandbox::exit_code(started));
+        Ok((Process::Sandbox(pidfd), exit))
+    }
+
+    /// A pidfd of the sandbox process `create` wrote to the pid file: it is not clrk's child.
+    fn sandbox_process(&self, id: &str, bundle: &Path) -> Result<AsyncFd<OwnedFd>, SandboxError> {
+        let pid_file = bundle.join(PID_FILE);
+        let text = std::fs::read_to_string(&pid_file).map_err(SandboxError::io(&pid_file))?;
+        let wait_error = |source: std::io::Error| SandboxError::Wait {
+            id: id.to_owned(),
+            source,
+        };
+        let pid = text
+            .trim()
+            .parse::<i32>()
+            .ok()
+            .and_then(Pid::from_raw)
+            .ok_or_else(|| {
+                wait_error(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{} holds no pid: {text:?}", pid_file.display()),
+                ))
+            })?;
+        let pidfd = pidfd_open(pid, PidfdFlags::NONBLOCK).map_err(|e| wait_error(e.into()))?;
+        // SAFETY: the `OwnedFd` is moved in and never replaced or closed while registered.
+        #[allow(unsafe_code)]
+        let registered = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) };
+        registered.map_err(|e| wait_error(e.into_parts().1))
+    }
+
+    /// runc: `run`, returning once the container's process has started (the pid file exists).
+    async fn run(
+        &self,
+        id: &str,
+        bundle: &Path,
+        network: Network,
+        ends: ChildEnds,
+        stdio: &mut stdio::Stdio,
+    ) -> Result<(Process, Option<i32>), SandboxError> {
+        let mut child = {
+            let mut cmd = self.cli.run_command(id, bundle, network);
+            with_stdio(&mut cmd, ends);
+            cmd.spawn().map_err(|source| SandboxError::Exec {
+                binary: self.cli.binary.clone(),
+                source,
+            })?
+        };
+        match self.await_start(id, bundle, &mut child, stdio).await {
+            Ok(exit) => Ok((Process::Run(child), exit)),
+            Err(e) => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Why a runtime command that should have started the sandbox exited with `status`.
+    async fn start_error(
+        &self,
+        id: &str,
+        bundle: &Path,
+        status: std::process::ExitStatus,
+        stdio: &mut stdio::Stdio,
+    ) -> SandboxError {
+        SandboxError::Start {
+            id: id.to_owned(),
+            binary: self.cli.binary.clone(),
+            status,
+            stderr: with_reasons(
+                read_stderr(stdio).await,
+                &runtime_logs::fatal_errors(&bundle.join(RUNTIME_LOGS), false),
+            ),
+        }
+    }
+
     /// Polls until the runtime has written the pid file (started) or exited without it (failed).
     /// Returns the exit code when the container already ran to completion.
     async fn await_start(
@@ -227,6 +372,7 @@ impl Runtime {
         id: &str,
         bundle: &Path,
         child: &mut Child,
+        stdio: &mut stdio::Stdio,
     ) -> Result<Option<i32>, SandboxError> {
         let pid_file = bundle.join(PID_FILE);
         let deadline = Instant::now() + START_DEADLINE;
@@ -241,15 +387,7 @@ impl Runtime {
             match (exited, started) {
                 (_, true) => return Ok(None),
                 (Some(status), false) => {
-                    return Err(SandboxError::Start {
-                        id: id.to_owned(),
-                        binary: self.cli.binary.clone(),
-                        status,
-                        stderr: with_reasons(
-                            read_stderr(child).await,
-                            &runtime_logs::fatal_errors(&bundle.join(RUNTIME_LOGS), false),
-                        ),
-                    });
+                    return Err(self.start_error(id, bundle, status, stdio).await);
                 }
                 (None, false) if Instant::now() >= deadline => {
                     return Err(SandboxError::StartTimeout {
@@ -309,9 +447,18 @@ async fn destroy_network(id: &str, network: Option<SandboxNetwork>) {
     }
 }
 
+/// The program's stdio as the runtime command's, in its own process group: a Ctrl-C at
+/// clrk's terminal must not reach sandboxes directly; clrk stops them itself.
+fn with_stdio(cmd: &mut tokio::process::Command, ends: ChildEnds) {
+    cmd.stdin(Stdio::from(ends.stdin))
+        .stdout(Stdio::from(ends.stdout))
+        .stderr(Stdio::from(ends.stderr))
+        .process_group(0);
+}
+
 /// The runtime's error output after it exited, bounded in time in case a helper kept it open.
-async fn read_stderr(child: &mut Child) -> String {
-    let Some(mut stderr) = child.stderr.take() else {
+async fn read_stderr(stdio: &mut stdio::Stdio) -> String {
+    let Some(mut stderr) = stdio.stderr.take() else {
         return String::new();
     };
     let mut buf = Vec::new();

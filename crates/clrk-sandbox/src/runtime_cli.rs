@@ -77,9 +77,34 @@ impl RuntimeCli {
         cmd
     }
 
-    /// `run` of the bundle in `bundle`, with the container pid written to the bundle's pid file
-    /// and, for runsc, `flags` (a pool's `runtimeOptions`) after clrk's own.
+    /// `run` of the bundle in `bundle`, with the container pid written to the bundle's pid
+    /// file: runc's way to start a sandbox, the process living as long as the container.
     pub(crate) fn run_command(
+        &self,
+        id: &str,
+        bundle: &Path,
+        network: Network,
+    ) -> tokio::process::Command {
+        self.bundle_command("run", id, bundle, network, &[])
+    }
+
+    /// `create` of the bundle in `bundle`, with the sandbox's pid written to the bundle's pid
+    /// file: runsc's way to start a sandbox, with `start` after it. The caller's stdio becomes
+    /// the container's (the sandbox process keeps it); `create` exits once the container exists.
+    /// `flags` (a pool's `runtimeOptions`) come after clrk's own.
+    pub(crate) fn create_command(
+        &self,
+        id: &str,
+        bundle: &Path,
+        network: Network,
+        flags: &[String],
+    ) -> tokio::process::Command {
+        self.bundle_command("create", id, bundle, network, flags)
+    }
+
+    /// `start` of created container `id`: runs its program. runsc sets up the sandbox's
+    /// network here, so it takes the same network flags as `create`, and the same `flags`.
+    pub(crate) fn start_command(
         &self,
         id: &str,
         bundle: &Path,
@@ -87,28 +112,43 @@ impl RuntimeCli {
         flags: &[String],
     ) -> tokio::process::Command {
         let mut cmd = self.command(network);
-        if self.kind == RuntimeKind::Runsc {
-            cmd.args(flags);
-            // The trailing `/` makes it a dir of files named after each command.
-            let mut flag = std::ffi::OsString::from("--debug-log=");
-            flag.push(bundle.join(RUNTIME_LOGS));
-            flag.push("/");
-            cmd.arg(flag);
-        }
-        if self.kind == RuntimeKind::Runsc && network != Network::None {
-            // SAFETY: the hook only makes raw syscalls, as required between fork and exec.
-            #[allow(unsafe_code)]
-            unsafe {
-                cmd.pre_exec(crate::mount_ns::hide_proc_sys_net)
-            };
-        }
-        cmd.arg("run")
+        cmd.args(flags);
+        self.log_to(&mut cmd, bundle);
+        hide_host_network(&mut cmd, self.kind, network);
+        cmd.arg("start").arg(id);
+        tokio::process::Command::from(cmd)
+    }
+
+    fn bundle_command(
+        &self,
+        command: &str,
+        id: &str,
+        bundle: &Path,
+        network: Network,
+        flags: &[String],
+    ) -> tokio::process::Command {
+        let mut cmd = self.command(network);
+        cmd.args(flags);
+        self.log_to(&mut cmd, bundle);
+        hide_host_network(&mut cmd, self.kind, network);
+        cmd.arg(command)
             .arg("--bundle")
             .arg(bundle)
             .arg("--pid-file")
             .arg(bundle.join(PID_FILE))
             .arg(id);
         tokio::process::Command::from(cmd)
+    }
+
+    /// runsc's `--debug-log` into the bundle's [`RUNTIME_LOGS`] dir.
+    fn log_to(&self, cmd: &mut std::process::Command, bundle: &Path) {
+        if self.kind == RuntimeKind::Runsc {
+            // The trailing `/` makes it a dir of files named after each command.
+            let mut flag = std::ffi::OsString::from("--debug-log=");
+            flag.push(bundle.join(RUNTIME_LOGS));
+            flag.push("/");
+            cmd.arg(flag);
+        }
     }
 
     /// Makes sure the state dir exists, as the runtimes expect.
@@ -190,5 +230,17 @@ impl RuntimeCli {
             }),
             _ => Ok(()),
         }
+    }
+}
+
+/// runsc takes over a sandbox's network namespace in a mount namespace of its own (see
+/// `mount_ns`): in `run`, or in `create` and `start`.
+fn hide_host_network(cmd: &mut std::process::Command, kind: RuntimeKind, network: Network) {
+    if kind == RuntimeKind::Runsc && network != Network::None {
+        // SAFETY: the hook only makes raw syscalls, as required between fork and exec.
+        #[allow(unsafe_code)]
+        unsafe {
+            cmd.pre_exec(crate::mount_ns::hide_proc_sys_net)
+        };
     }
 }

@@ -45,37 +45,25 @@ pub(crate) fn fatal_errors(logs: &Path, with_run: bool) -> Vec<String> {
     reasons
 }
 
-/// What `run` logs when it cannot ask the sandbox how its container ended, because the
-/// sandbox process is gone.
-const WAITED_ON_SANDBOX: &str = "Will try waiting on the sandbox process instead";
-/// What `run` logs last: the wait status it exits with.
+/// What a runsc command logs last: the wait status it exits with; the sandbox process
+/// (`boot`) logs its program's.
 const EXITING: &str = "Exiting with status: ";
-/// A raw wait status that says "killed by SIGKILL".
-const KILLED_BY_SIGKILL: u32 = 9;
 
-/// Whether runsc's sandbox process (gVisor's kernel, which holds all of the sandbox's memory)
-/// was itself killed with SIGKILL, as the host's OOM killer does when the sandbox goes over
-/// its cgroup's memory limit: `run` could not ask it how the container ended, waited on the
-/// process instead, and exits with its wait status, SIGKILL. A program the sandbox killed with
-/// SIGKILL inside leaves a different trace: its status comes from the sandbox, or the sandbox
-/// process exits with a code of 137 rather than a signal.
-pub(crate) fn sandbox_process_killed(logs: &Path) -> bool {
-    let run = std::fs::read_dir(logs)
+/// The raw wait status of the program of the sandbox whose logs are in `logs`, as its sandbox
+/// process (`runsc.log.<time>.boot.txt`) logged it on exiting; `None` when it has not (still
+/// running, or killed before it could say, as the host's OOM killer kills it).
+pub(crate) fn program_status(logs: &Path) -> Option<i32> {
+    let boot = std::fs::read_dir(logs)
         .into_iter()
         .flatten()
         .flatten()
         .map(|e| e.path())
-        .find(|f| f.to_string_lossy().contains(".run."));
-    let Some(run) = run else {
-        return false;
-    };
-    let text = tail(&run, TAIL);
-    let status = text
+        .find(|f| f.to_string_lossy().contains(".boot."))?;
+    tail(&boot, TAIL)
         .lines()
         .rev()
         .find_map(|line| line.split_once(EXITING))
-        .and_then(|(_, status)| status.trim().parse::<u32>().ok());
-    text.contains(WAITED_ON_SANDBOX) && status == Some(KILLED_BY_SIGKILL)
+        .and_then(|(_, status)| status.trim().parse::<i32>().ok())
 }
 
 /// The last `bytes` of the file at `path`; empty when it cannot be read.
@@ -130,27 +118,31 @@ mod tests {
 
     /// The lines runsc 20221219 wrote in each case (timestamps cut).
     #[test]
-    fn a_sandbox_process_killed_by_the_host_is_told_from_a_program_killed_inside() {
-        let case = |run: &str| {
+    fn the_program_status_is_the_one_its_sandbox_logged() {
+        let case = |boot: &str| {
             let dir = tempfile::tempdir().unwrap();
-            std::fs::write(dir.path().join("runsc.log.1.run.txt"), run).unwrap();
-            sandbox_process_killed(dir.path())
+            std::fs::write(
+                dir.path().join("runsc.log.1.create.txt"),
+                "I1 main.go:266] Exiting with status: 0\n",
+            )
+            .unwrap();
+            std::fs::write(dir.path().join("runsc.log.2.boot.txt"), boot).unwrap();
+            program_status(dir.path())
         };
-        // Over its memory limit: the host killed gVisor's kernel.
-        assert!(case(
-            "I1 sandbox.go:917] Sandbox started, PID: 24091\n\
-             W1 sandbox.go:957] Wait RPC to container \"oom1\" failed: urpc method \"containerManager.Wait\" failed: EOF. Will try waiting on the sandbox process instead.\n\
-             I1 main.go:266] Exiting with status: 9\n"
-        ));
-        // `kill -9 $$` inside: the sandbox process exited with 137 by itself.
-        assert!(!case(
-            "W1 sandbox.go:933] Wait on container \"k1\" failed: connecting to control server at PID 24857: connection refused. Will try waiting on the sandbox process instead.\n\
-             I1 main.go:266] Exiting with status: 35072\n"
-        ));
-        // The same, answered by the sandbox: the program's own status.
-        assert!(!case("I1 main.go:266] Exiting with status: 9\n"));
-        assert!(!case(""));
+        // `exit 3`.
+        assert_eq!(
+            case(
+                "I1 boot.go:389] application exiting with exit status 3\n\
+                  I1 loader.go:924] Gofer socket disconnected, killing container \"z1\"\n\
+                  I1 main.go:266] Exiting with status: 768\n"
+            ),
+            Some(3 << 8)
+        );
+        // `kill -9 $$` inside, or `runsc kill --all ID 9`.
+        assert_eq!(case("I1 main.go:266] Exiting with status: 9\n"), Some(9));
+        // Still running, or killed by the host (over its memory limit).
+        assert_eq!(case("I1 boot.go:300] Starting sandbox\n"), None);
         let none = tempfile::tempdir().unwrap();
-        assert!(!sandbox_process_killed(none.path()));
+        assert_eq!(program_status(none.path()), None);
     }
 }

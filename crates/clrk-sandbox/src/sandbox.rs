@@ -1,20 +1,37 @@
 //! A running sandbox: its stdio, its exit, and how it is stopped and cleaned up.
 
+use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
+use tokio::io::unix::AsyncFd;
+use tokio::net::unix::pipe::{Receiver, Sender};
+use tokio::process::Child;
 
 use crate::SandboxError;
 use crate::addresses::SandboxAddresses;
 use crate::host_tool::blocking;
 use crate::network::SandboxNetwork;
 use crate::runtime_cli::{RUNTIME_LOGS, RuntimeCli, SIGKILL, SIGTERM};
+use crate::stdio::Stdio;
 
 /// Once the container is deleted its runtime process exits at once; past this it is stuck.
 const REAP_DEADLINE: Duration = Duration::from_secs(30);
+
+/// What tells when a sandbox's program has ended, and how.
+#[derive(Debug)]
+pub(crate) enum Process {
+    /// runc: the `run` process, whose exit status is the container's.
+    Run(Child),
+    /// runsc after `create` and `start`: the sandbox process (gVisor's kernel), which ends
+    /// with the program. It is not clrk's child (`create` started it and exited), so it is
+    /// watched through a pidfd, and the program's status is what it logged before exiting.
+    /// No process of clrk's stays with the sandbox, and none sits between the program's last
+    /// byte and its status.
+    Sandbox(AsyncFd<OwnedFd>),
+}
 
 /// One started container. Stop or remove it when done; dropping it un-removed force-deletes
 /// it in the background.
@@ -22,10 +39,12 @@ const REAP_DEADLINE: Duration = Duration::from_secs(30);
 pub struct Sandbox {
     /// The id from the spec; the container's name in the runtime.
     pub id: String,
-    /// The runtime's `run` process; its exit status is the container's.
-    child: Child,
+    process: Process,
+    stdio: Stdio,
     cli: Arc<RuntimeCli>,
     exit: Option<i32>,
+    /// The sandbox process died without saying how its program ended: killed from outside.
+    killed_by_host: bool,
     /// Its network, until removed.
     network: Option<SandboxNetwork>,
     removed: bool,
@@ -36,16 +55,19 @@ pub struct Sandbox {
 impl Sandbox {
     pub(crate) fn new(
         id: String,
-        child: Child,
+        process: Process,
+        stdio: Stdio,
         cli: Arc<RuntimeCli>,
         exit: Option<i32>,
         network: Option<SandboxNetwork>,
     ) -> Self {
         Sandbox {
             id,
-            child,
+            process,
+            stdio,
             cli,
             exit,
+            killed_by_host: false,
             network,
             attachments: Vec::new(),
             removed: false,
@@ -78,18 +100,18 @@ impl Sandbox {
     }
 
     /// The container process's stdin; `None` once taken. Drop it to send EOF.
-    pub fn take_stdin(&mut self) -> Option<ChildStdin> {
-        self.child.stdin.take()
+    pub fn take_stdin(&mut self) -> Option<Sender> {
+        self.stdio.stdin.take()
     }
 
     /// The container process's stdout; `None` once taken.
-    pub fn take_stdout(&mut self) -> Option<ChildStdout> {
-        self.child.stdout.take()
+    pub fn take_stdout(&mut self) -> Option<Receiver> {
+        self.stdio.stdout.take()
     }
 
     /// The container process's stderr (plus any error the runtime prints); `None` once taken.
-    pub fn take_stderr(&mut self) -> Option<ChildStderr> {
-        self.child.stderr.take()
+    pub fn take_stderr(&mut self) -> Option<Receiver> {
+        self.stdio.stderr.take()
     }
 
     /// Waits for the container's process to exit; returns its exit code (128+signal when
@@ -105,18 +127,40 @@ impl Sandbox {
         if let Some(code) = self.exit {
             return Ok(code);
         }
-        let status = self
-            .child
-            .wait()
-            .await
-            .map_err(|source| SandboxError::Wait {
-                id: self.id.clone(),
-                source,
-            })?;
-        let code = exit_code(status);
+        let wait_error = |source| SandboxError::Wait {
+            id: self.id.clone(),
+            source,
+        };
+        match &mut self.process {
+            Process::Run(child) => {
+                let status = child.wait().await.map_err(wait_error)?;
+                self.exit = Some(exit_code(status));
+            }
+            Process::Sandbox(pidfd) => {
+                // Readable once the process has exited; it stays so.
+                let _ready = pidfd.readable().await.map_err(wait_error)?;
+                self.ended();
+            }
+        }
+        let code = self.exit.expect("set on exit");
         tracing::debug!(id = %self.id, code, "sandbox exited");
-        self.exit = Some(code);
         Ok(code)
+    }
+
+    /// Records how the program of a sandbox process that has exited ended: the wait status
+    /// the sandbox logged; runsc's failure (128, as `run` exits) when it died of an error; or
+    /// SIGKILL from outside when it died without a word, as the host's OOM killer kills it.
+    fn ended(&mut self) {
+        let logs = self.cli.bundles.join(&self.id).join(RUNTIME_LOGS);
+        let code = match crate::runtime_logs::program_status(&logs) {
+            Some(status) => exit_code(ExitStatus::from_raw(status)),
+            None if !crate::runtime_logs::fatal_errors(&logs, true).is_empty() => 128,
+            None => {
+                self.killed_by_host = true;
+                128 + 9
+            }
+        };
+        self.exit = Some(code);
     }
 
     /// The errors runsc's own processes died of, when the sandbox ended because of runsc
@@ -153,11 +197,7 @@ impl Sandbox {
     /// # Ok(()) }
     /// ```
     pub fn killed_by_host(&self) -> bool {
-        if self.removed || self.cli.kind != crate::RuntimeKind::Runsc {
-            return false;
-        }
-        let logs = self.cli.bundles.join(&self.id).join(RUNTIME_LOGS);
-        crate::runtime_logs::sandbox_process_killed(&logs)
+        !self.removed && self.killed_by_host
     }
 
     /// Whether the container's process has exited, without waiting: a sandbox kept ready whose
@@ -166,14 +206,28 @@ impl Sandbox {
         if self.exit.is_some() {
             return true;
         }
-        match self.child.try_wait() {
-            Ok(Some(status)) => {
-                self.exit = Some(exit_code(status));
-                true
+        match &mut self.process {
+            Process::Run(child) => match child.try_wait() {
+                Ok(Some(status)) => {
+                    self.exit = Some(exit_code(status));
+                    true
+                }
+                Ok(None) => false,
+                // Not waitable is as good as gone.
+                Err(_) => true,
+            },
+            Process::Sandbox(pidfd) => {
+                use rustix::event::{PollFd, PollFlags, poll};
+                let mut fds = [PollFd::new(pidfd.get_ref(), PollFlags::IN)];
+                let zero = rustix::event::Timespec::default();
+                match poll(&mut fds, Some(&zero)) {
+                    Ok(0) => false,
+                    _ => {
+                        self.ended();
+                        true
+                    }
+                }
             }
-            Ok(None) => false,
-            // Not waitable is as good as gone.
-            Err(_) => true,
         }
     }
 
@@ -218,8 +272,18 @@ impl Sandbox {
                 .is_err()
             {
                 tracing::warn!(id = %self.id, "runtime process outlived its container, killing it");
-                // An error here means it has exited meanwhile; wait() reaps it either way.
-                let _ = self.child.start_kill();
+                match &mut self.process {
+                    // An error here means it has exited meanwhile; wait() reaps it either way.
+                    Process::Run(child) => {
+                        let _ = child.start_kill();
+                    }
+                    Process::Sandbox(pidfd) => {
+                        let _ = rustix::process::pidfd_send_signal(
+                            pidfd.get_ref(),
+                            rustix::process::Signal::KILL,
+                        );
+                    }
+                }
                 self.wait().await?;
             }
         }
@@ -265,7 +329,7 @@ impl Drop for Sandbox {
 }
 
 /// The shell convention: the exit code, or 128+signal when killed by a signal.
-fn exit_code(status: ExitStatus) -> i32 {
+pub(crate) fn exit_code(status: ExitStatus) -> i32 {
     status
         .code()
         .or_else(|| status.signal().map(|s| 128 + s))

@@ -202,3 +202,43 @@ async fn a_warm_sandbox_killed_from_outside_is_replaced() {
         (now.len() == 1 && !now.contains(&victim)).then_some(())
     });
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_warm_runsc_sandbox_keeps_no_process_of_clrk() {
+    let dev = Dev::start();
+    dev.apply(&sh_agent("lean", "cat", "  warmPoolSize: 2"));
+    wait_warm(&dev, "lean", 2).await;
+    let warm = sandboxes(&dev);
+    dev.wait_for("the warm agents to reach cat", || {
+        warm.iter().all(|id| runs_cat(&dev, id)).then_some(())
+    });
+
+    // runsc's `create` and `start` have exited: the server is the parent of no process of
+    // its warm sandboxes.
+    let server = dev.pid().to_string();
+    let children: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let parent = stat
+                .rsplit(')')
+                .next()?
+                .split_whitespace()
+                .nth(1)?
+                .to_owned();
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            (parent == server && warm.iter().any(|id| cmdline.contains(id.as_str())))
+                .then_some(cmdline)
+        })
+        .collect();
+    assert!(children.is_empty(), "children of clrk: {children:?}");
+
+    // And each still serves, with its status.
+    let r = dev
+        .invoke(&[("X-Clrk-TaskAgent", "default/lean")], "lean")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("\"bGVhbg==\""), "{}", r.text());
+}

@@ -46,8 +46,11 @@ pub enum LaunchError {
 }
 
 /// runsc's error when the sandbox started but the agent's program could not: printed on the
-/// agent's stderr as `running container: ... starting sandbox: REASON`, and the run exits 128.
-const RUNSC_NOT_STARTED: &str = "running container: ";
+/// agent's stderr as `starting container: ... starting sandbox: REASON` by `start`, which
+/// exits 128 (`run` prints the same after `running container: `).
+const RUNSC_NOT_STARTED: &str = "starting container: ";
+/// What `run` puts before it.
+const RUNSC_RUNNING: &str = "running container: ";
 /// Where runsc's chain of contexts ends and the reason begins.
 const RUNSC_REASON: &str = "starting sandbox: ";
 
@@ -61,16 +64,13 @@ const RUNSC_REASON: &str = "starting sandbox: ";
 ///     program_not_started(line).unwrap(),
 ///     r#"command "nosuchbinary" not found in the image (PATH /usr/bin /bin): set spec.template.spec.command to a program it has"#
 /// );
-/// let line = "running container: starting container: starting root container: starting sandbox: creating process: failed to load /etc/passwd: permission denied";
+/// let line = "starting container: starting root container: starting sandbox: creating process: failed to load /etc/passwd: permission denied";
 /// assert_eq!(program_not_started(line).unwrap(), "cannot run /etc/passwd: permission denied");
 /// assert_eq!(program_not_started("Traceback (most recent call last):"), None);
 /// assert_eq!(program_not_started("running container: waiting for container: EOF"), None);
 /// ```
 pub fn program_not_started(line: &str) -> Option<String> {
-    let chain = line.trim().strip_prefix(RUNSC_NOT_STARTED)?;
-    if !chain.starts_with("starting container: ") {
-        return None;
-    }
+    let chain = runsc_chain(line)?;
     let reason = chain.rsplit_once(RUNSC_REASON).map_or(chain, |(_, r)| r);
     if let Some(rest) = reason.strip_prefix("error finding executable \"")
         && let Some((name, rest)) = rest.split_once('"')
@@ -104,9 +104,17 @@ pub fn program_not_started(line: &str) -> Option<String> {
 /// assert_eq!(vanished_mount("mount submount \"/x\": no such file or directory"), None);
 /// ```
 pub fn vanished_mount(line: &str) -> Option<std::path::PathBuf> {
-    let chain = line.trim().strip_prefix(RUNSC_NOT_STARTED)?;
+    let chain = runsc_chain(line)?;
     let (_, rest) = chain.split_once("failed to setupFS: mounting submounts: mount submount \"")?;
     let (path, rest) = rest.split_once('"')?;
     rest.contains(": no such file or directory")
         .then(|| std::path::PathBuf::from(path))
+}
+
+/// The chain of contexts of runsc's error on a program that could not start, from
+/// `starting container: ` on.
+fn runsc_chain(line: &str) -> Option<&str> {
+    let line = line.trim();
+    let line = line.strip_prefix(RUNSC_RUNNING).unwrap_or(line);
+    line.starts_with(RUNSC_NOT_STARTED).then_some(line)
 }
