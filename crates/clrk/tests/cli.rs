@@ -603,8 +603,15 @@ async fn a_deleted_agents_runs_and_logs_are_kept_and_marked_once_its_name_is_use
             text(&out.stderr)
         );
     }
+    // Its trace is kept with it (spans are written just after the run ends).
+    let waterfall = dev.wait_for("the deleted agent's trace", || {
+        let out = dev.clrk(&["agents", "traces", "hist", "--execution", &first_id]);
+        let shown = text(&out.stdout);
+        (out.status.success() && shown.contains("run")).then_some(shown)
+    });
+    assert!(waterfall.contains("sandbox start"), "{waterfall}");
     // A name that never existed is still not found, by the CLI and by the API.
-    for what in ["invocations", "logs"] {
+    for what in ["invocations", "logs", "traces"] {
         let out = dev.clrk(&["agents", what, "never"]);
         assert!(!out.status.success(), "{what}");
         assert!(

@@ -8,7 +8,7 @@ use clrk_wire::{ErrorBody, ObjectKey, Trace, TraceSpan};
 use serde::Deserialize;
 
 use super::ApiError;
-use super::agents::find;
+use super::agents::history_not_found;
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -35,7 +35,7 @@ pub async fn traces(
     Path(ObjectKey { namespace, name }): Path<ObjectKey>,
     Query(q): Query<TracesQuery>,
 ) -> Result<Json<Trace>, ApiError> {
-    find(&state, &namespace, &name).await?;
+    // A deleted agent's executions are kept, and so are their traces: no agent lookup.
     let execution = match &q.execution {
         Some(id) => state
             .store
@@ -53,7 +53,8 @@ pub async fn traces(
         None => state
             .store
             .executions(&namespace, &name, 1)
-            .await?
+            .await
+            .map_err(|e| history_not_found(e, &namespace, &name))?
             .into_iter()
             .next()
             .ok_or_else(|| {
