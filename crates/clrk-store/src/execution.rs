@@ -5,6 +5,27 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 
+/// Executions kept per agent name, its deleted agents' included: past it the oldest finished
+/// ones go, with their log lines and spans, as egress records do past theirs.
+pub const EXECUTIONS_PER_NAME: usize = 10_000;
+/// One start in this many (chosen by the execution id) also removes what is past
+/// [`EXECUTIONS_PER_NAME`]: the search for the cut is not paid on every start, and a name holds
+/// at most about this many more.
+pub(crate) const PRUNE_EVERY: u32 = 64;
+
+/// Whether starting execution `id` also prunes its name's oldest executions.
+///
+/// ```
+/// let pruning = (0..6400).filter(|i| clrk_store::prunes_at(&format!("ev-{i}"))).count();
+/// assert!((50..=150).contains(&pruning), "{pruning}");
+/// ```
+pub fn prunes_at(id: &str) -> bool {
+    let hash = id.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    hash % PRUNE_EVERY == 0
+}
+
 /// Where an execution is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExecutionStatus {

@@ -50,7 +50,9 @@ pub use daemon::{DaemonPhase, DaemonState};
 pub use egress_object::EgressObject;
 pub use egress_record::{EGRESS_RECORDS_PER_AGENT, EgressRecord};
 pub use error::StoreError;
-pub use execution::{Execution, ExecutionEnd, ExecutionStatus, NewExecution, Start};
+pub use execution::{
+    EXECUTIONS_PER_NAME, Execution, ExecutionEnd, ExecutionStatus, NewExecution, Start, prunes_at,
+};
 pub use leadership::Leadership;
 pub use logs::{LOG_ROW_COST, LogLine, LogPage, LogQuery, NewLogLine, log_line_cost};
 pub use pool::Pool;

@@ -215,4 +215,70 @@ store_tests! {
         assert_eq!(start("cold-1").await, clrk_store::Start::Cold);
         assert_eq!(start("warm-1").await, clrk_store::Start::Warm);
     }
+
+    async fn a_names_oldest_finished_executions_go_past_the_cap_with_their_logs_and_spans(backend) {
+        let store = backend.open().await;
+        store.apply_agent(&echo_agent("echo")).await.unwrap();
+        let base = at("2024-05-01T10:00:00Z");
+        for i in 0..6 {
+            let id = format!("ev-{i}");
+            store
+                .start_execution(&NewExecution {
+                    started_at: base + Duration::seconds(i),
+                    ..execution(&id, "echo")
+                })
+                .await
+                .unwrap();
+            store
+                .append_logs(&[clrk_store::NewLogLine {
+                    execution_id: id.clone(),
+                    namespace: "default".into(),
+                    agent: "echo".into(),
+                    stream: "stderr".into(),
+                    time: Utc::now(),
+                    line: format!("line of {id}"),
+                }])
+                .await
+                .unwrap();
+            store
+                .insert_spans(&id, &[clrk_store::SpanRecord {
+                    trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+                    span_id: format!("{i:016x}"),
+                    name: "run".into(),
+                    ..Default::default()
+                }])
+                .await
+                .unwrap();
+            if i != 1 {
+                let end = ExecutionEnd {
+                    status: ExecutionStatus::Succeeded,
+                    exit_code: Some(0),
+                    reason: None,
+                    ended_at: base + Duration::seconds(i) + Duration::milliseconds(5),
+                };
+                store.finish_execution(&id, &end).await.unwrap();
+            }
+        }
+        // The newest 3 stay; of the older ones, a running execution is never removed.
+        assert_eq!(store.prune_executions("default", "echo", 3).await.unwrap(), 2);
+        let ids: Vec<String> = store
+            .executions("default", "echo", 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(ids, ["ev-5", "ev-4", "ev-3", "ev-1"]);
+        let lines = store
+            .logs("default", "echo", &clrk_store::LogQuery { tail: None, after_seq: None })
+            .await
+            .unwrap();
+        let lines: Vec<&str> = lines.iter().map(|l| l.line.as_str()).collect();
+        assert_eq!(lines, ["line of ev-1", "line of ev-3", "line of ev-4", "line of ev-5"]);
+        assert!(store.execution_spans("ev-0").await.unwrap().is_empty());
+        assert_eq!(store.execution_spans("ev-5").await.unwrap().len(), 1);
+        // Past the cap already: nothing more goes; an unknown name has nothing to remove.
+        assert_eq!(store.prune_executions("default", "echo", 3).await.unwrap(), 0);
+        assert_eq!(store.prune_executions("default", "never", 3).await.unwrap(), 0);
+    }
 }

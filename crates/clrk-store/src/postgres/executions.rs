@@ -119,8 +119,28 @@ impl PgStore {
         if inserted == 0 {
             return Err(StoreError::DuplicateExecution(e.id.clone()));
         }
+        if crate::prunes_at(&e.id) {
+            prune(&tx, history, crate::EXECUTIONS_PER_NAME).await?;
+        }
         tx.commit().await?;
         Ok(())
+    }
+
+    pub(crate) async fn prune_executions(
+        &self,
+        namespace: &str,
+        name: &str,
+        keep: usize,
+    ) -> Result<usize, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let pruned = match history_id(&tx, namespace, name).await {
+            Ok(history) => prune(&tx, history, keep).await?,
+            Err(StoreError::AgentNotFound { .. }) => 0,
+            Err(e) => return Err(e),
+        };
+        tx.commit().await?;
+        Ok(pruned)
     }
 
     /// Returns whether the execution was still running (and is now failed).
@@ -219,4 +239,46 @@ impl PgStore {
             .await?;
         rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
     }
+}
+
+/// Removes the finished executions of history `history` past its newest `keep`, with their
+/// log lines (their spans go by the foreign key); returns how many went.
+async fn prune(
+    tx: &deadpool_postgres::Transaction<'_>,
+    history: i64,
+    keep: usize,
+) -> Result<usize, StoreError> {
+    let offset = i64::try_from(keep).unwrap_or(i64::MAX);
+    let Some(cut) = tx
+        .query_opt(
+            "SELECT started_at, id FROM executions WHERE history_id = $1 \
+             ORDER BY started_at DESC, id DESC LIMIT 1 OFFSET $2",
+            &[&history, &offset],
+        )
+        .await?
+    else {
+        return Ok(0);
+    };
+    let (at, id): (i64, String) = (cut.try_get(0)?, cut.try_get(1)?);
+    let old = "SELECT id FROM executions WHERE history_id = $1 AND status <> $4 \
+               AND (started_at < $2 OR (started_at = $2 AND id <= $3))";
+    let running = ExecutionStatus::Running.as_str();
+    let args: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [&history, &at, &id, &running];
+    tx.execute(
+        &format!("DELETE FROM logs WHERE history_id = $1 AND execution_id IN ({old})"),
+        &args,
+    )
+    .await?;
+    tx.execute(
+        &format!("DELETE FROM log_sizes WHERE history_id = $1 AND execution_id IN ({old})"),
+        &args,
+    )
+    .await?;
+    let gone = tx
+        .execute(
+            &format!("DELETE FROM executions WHERE id IN ({old})"),
+            &args,
+        )
+        .await?;
+    Ok(usize::try_from(gone).unwrap_or(usize::MAX))
 }

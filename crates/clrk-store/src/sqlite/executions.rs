@@ -104,12 +104,64 @@ fn insert(tx: &Transaction<'_>, e: &NewExecution, max_concurrent: u32) -> Result
             e.worker
         ],
     )?;
+    if crate::prunes_at(&e.id) {
+        prune(tx, history, crate::EXECUTIONS_PER_NAME)?;
+    }
     Ok(())
+}
+
+/// Removes the finished executions of history `history` past its newest `keep`, with their
+/// log lines (their spans go by the foreign key); returns how many went.
+fn prune(tx: &Transaction<'_>, history: i64, keep: usize) -> Result<usize, StoreError> {
+    let cut: Option<(i64, String)> = tx
+        .query_row(
+            "SELECT started_at, id FROM executions WHERE history_id = ?1 \
+             ORDER BY started_at DESC, id DESC LIMIT 1 OFFSET ?2",
+            params![history, i64::try_from(keep).unwrap_or(i64::MAX)],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    let Some((at, id)) = cut else {
+        return Ok(0);
+    };
+    let old = "SELECT id FROM executions WHERE history_id = ?1 AND status != ?4 \
+               AND (started_at < ?2 OR (started_at = ?2 AND id <= ?3))";
+    let args = params![history, at, id, ExecutionStatus::Running.as_str()];
+    tx.execute(
+        &format!("DELETE FROM logs WHERE history_id = ?1 AND execution_id IN ({old})"),
+        args,
+    )?;
+    tx.execute(
+        &format!("DELETE FROM log_sizes WHERE history_id = ?1 AND execution_id IN ({old})"),
+        args,
+    )?;
+    Ok(tx.execute(&format!("DELETE FROM executions WHERE id IN ({old})"), args)?)
 }
 
 impl SqliteStore {
     pub(crate) fn start_execution(&self, e: &NewExecution) -> Result<(), StoreError> {
         self.write(|tx| insert(tx, e, 0))
+    }
+
+    pub(crate) fn prune_executions(
+        &self,
+        namespace: &str,
+        name: &str,
+        keep: usize,
+    ) -> Result<usize, StoreError> {
+        self.write(|tx| {
+            let history: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM histories WHERE namespace = ?1 AND name = ?2",
+                    params![namespace, name],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            match history {
+                Some(history) => prune(tx, history, keep),
+                None => Ok(0),
+            }
+        })
     }
 
     pub(crate) fn start_execution_within(

@@ -6,6 +6,18 @@ use super::{Store, dispatch};
 use crate::{Execution, ExecutionEnd, NewExecution, StoreError};
 
 impl Store {
+    /// Removes the finished executions of the name past its newest `keep` (its deleted agents'
+    /// included), with their log lines and spans; returns how many went. One start in
+    /// about 64 does this with [`EXECUTIONS_PER_NAME`](crate::EXECUTIONS_PER_NAME).
+    pub async fn prune_executions(
+        &self,
+        namespace: &str,
+        name: &str,
+        keep: usize,
+    ) -> Result<usize, StoreError> {
+        dispatch!(self.prune_executions(namespace, name, keep))
+    }
+
     /// Records an execution as `Running`. Its agent and revision must exist; a reused id is
     /// `StoreError::DuplicateExecution`.
     ///
