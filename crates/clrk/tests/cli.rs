@@ -794,6 +794,7 @@ async fn openapi_document_lists_every_route_and_what_it_answers() {
         ("delete", "/v1/agents/{namespace}/{name}"),
         ("get", "/v1/agents/{namespace}/{name}/invocations"),
         ("get", "/v1/agents/{namespace}/{name}/logs"),
+        ("get", "/v1/agents/{namespace}/{name}/traces"),
         ("get", "/v1/agents/{namespace}/{name}/egress"),
         ("get", "/v1/egress"),
         ("get", "/v1/egress/{namespace}/{kind}/{name}"),

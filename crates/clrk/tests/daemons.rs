@@ -291,13 +291,18 @@ async fn after_kill_9_both_daemons_run_again_without_duplicates() {
             s["phase"] == "Running" && s["runId"] != old["runId"]
         });
     }
-    // Watch for a while: exactly one sandbox per daemon, never more.
+    // Watch for a while: exactly one running sandbox per daemon, never more (the killed
+    // ones may still be listed, stopped, until the restart's cleanup deletes them).
     let watched = Instant::now();
     while watched.elapsed() < Duration::from_secs(3) {
-        let sandboxes = dev.runsc_list();
+        let sandboxes = dev.running_sandboxes();
         assert_eq!(sandboxes.len(), 2, "{sandboxes:?}");
         std::thread::sleep(Duration::from_millis(200));
     }
+    // The killed ones are deleted by then or soon after.
+    dev.wait_for("the killed sandboxes deleted", || {
+        (dev.runsc_list().len() == 2).then_some(())
+    });
     for (name, old) in ["alpha", "beta"].iter().zip(&before) {
         let runs = daemon_runs(&dev, name).await;
         let crashed = runs.iter().find(|r| r["id"] == old["runId"]).unwrap();

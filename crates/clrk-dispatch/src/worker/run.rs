@@ -36,7 +36,7 @@ const RUNSC_FAILED: i32 = 128;
 const START_ATTEMPTS: u32 = 3;
 /// How long a `host:` sandbox's envelope is kept once written, for another sandbox in case
 /// this one never started: runsc fails such a start within moments.
-const KEEP_ENVELOPE: Duration = Duration::from_secs(2);
+const KEEP_ENVELOPE: Duration = Duration::from_secs(10);
 /// The exit status of a sandbox killed with SIGKILL (128 + 9).
 const KILLED: i32 = 137;
 

@@ -221,6 +221,24 @@ impl Dev {
             .collect()
     }
 
+    /// The ids of this server's runsc sandboxes that run now: a sandbox stopped (its program
+    /// ended or killed) stays listed by runsc until it is deleted.
+    pub fn running_sandboxes(&self) -> Vec<String> {
+        let root = self.data_dir().join("sandboxes").join("state");
+        let out = Command::new("runsc")
+            .args(["--root", root.to_str().unwrap(), "list", "--format=json"])
+            .output()
+            .expect("runsc list");
+        let listed: Option<Vec<serde_json::Value>> =
+            serde_json::from_slice(&out.stdout).expect("runsc list --format=json");
+        listed
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| c["status"] == "running")
+            .filter_map(|c| c["id"].as_str().map(str::to_string))
+            .collect()
+    }
+
     /// Host processes that belong to this server's sandboxes (runsc processes name the data dir).
     pub fn sandbox_processes(&self) -> Vec<String> {
         let marker = self.data_dir().to_string_lossy().to_string();
