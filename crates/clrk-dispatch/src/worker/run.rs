@@ -34,9 +34,8 @@ const RUNSC_FAILED: i32 = 128;
 /// How many times a `host:` sandbox is started for one execution when a path it hides
 /// vanishes while runsc mounts it ([`vanished_mount`]); the agent had not run.
 const START_ATTEMPTS: u32 = 3;
-/// How long a `host:` sandbox's envelope is kept once written, for another sandbox in case
-/// this one never started: runsc fails such a start within moments.
-const KEEP_ENVELOPE: Duration = Duration::from_secs(10);
+/// What runsc's `create` says when a path to mount is gone by the time it resolves them.
+const MOUNTS_UNRESOLVED: &str = "Failure to resolve mounts: no such file or directory";
 /// The exit status of a sandbox killed with SIGKILL (128 + 9).
 const KILLED: i32 = 137;
 
@@ -240,6 +239,15 @@ impl Run {
                 Err(error @ LaunchError::ImageUnavailable { .. }) => {
                     return Attempt::Ended(Outcome::Unavailable(error.to_string()), None);
                 }
+                // runsc's `create` resolves the mounts itself: a hidden path that vanished
+                // meanwhile fails it before anything ran, the envelope still here.
+                Err(LaunchError::Spawn(clrk_sandbox::SandboxError::Start { stderr, .. }))
+                    if again && stderr.contains(MOUNTS_UNRESOLVED) =>
+                {
+                    return Attempt::Again(std::path::PathBuf::from(
+                        "(a mount runsc create resolves)",
+                    ));
+                }
                 Err(error) => return Attempt::Ended(Outcome::Failed(error.to_string()), None),
             },
         };
@@ -248,13 +256,15 @@ impl Run {
         let stdin = sandbox.take_stdin();
         let envelope = self.envelope.take_stdin();
         let kept: Arc<Mutex<Option<StdinEnvelope>>> = Arc::default();
-        let keep = again.then(|| Arc::clone(&kept));
+        // Kept for another sandbox only when this one's start already failed (runsc reported it
+        // before the envelope is written): a sandbox whose program started needs no other.
+        let keep = (again && sandbox.has_exited()).then(|| Arc::clone(&kept));
         let writer = tokio::spawn(
             async move {
                 // Metadata mode closes stdin at once; an agent that exits without reading its
                 // input closes the pipe: not an error. The envelope and its body's share of the
-                // budget are released once written, or [`KEEP_ENVELOPE`] later when another
-                // sandbox may need them.
+                // budget are released once written, or with this attempt when another sandbox
+                // may need them.
                 let (Some(mut stdin), Some(envelope)) = (stdin, envelope) else {
                     return;
                 };
@@ -263,10 +273,6 @@ impl Run {
                 drop(stdin);
                 if let Some(keep) = keep {
                     *keep.lock().expect("kept envelope") = Some(envelope);
-                    tokio::spawn(async move {
-                        tokio::time::sleep(KEEP_ENVELOPE).await;
-                        keep.lock().expect("kept envelope").take();
-                    });
                 }
             }
             .in_current_span(),
