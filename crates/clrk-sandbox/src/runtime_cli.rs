@@ -111,10 +111,7 @@ impl RuntimeCli {
         network: Network,
         flags: &[String],
     ) -> tokio::process::Command {
-        let mut cmd = self.command(network);
-        cmd.args(flags);
-        self.log_to(&mut cmd, bundle);
-        hide_host_network(&mut cmd, self.kind, network);
+        let mut cmd = self.sandbox_command(bundle, network, flags);
         cmd.arg("start").arg(id);
         tokio::process::Command::from(cmd)
     }
@@ -127,10 +124,7 @@ impl RuntimeCli {
         network: Network,
         flags: &[String],
     ) -> tokio::process::Command {
-        let mut cmd = self.command(network);
-        cmd.args(flags);
-        self.log_to(&mut cmd, bundle);
-        hide_host_network(&mut cmd, self.kind, network);
+        let mut cmd = self.sandbox_command(bundle, network, flags);
         cmd.arg(command)
             .arg("--bundle")
             .arg(bundle)
@@ -138,6 +132,21 @@ impl RuntimeCli {
             .arg(bundle.join(PID_FILE))
             .arg(id);
         tokio::process::Command::from(cmd)
+    }
+
+    /// The binary with the global flags, `flags` (a pool's `runtimeOptions`), the debug log
+    /// and the network namespace hook: what `run`, `create` and `start` share.
+    fn sandbox_command(
+        &self,
+        bundle: &Path,
+        network: Network,
+        flags: &[String],
+    ) -> std::process::Command {
+        let mut cmd = self.command(network);
+        cmd.args(flags);
+        self.log_to(&mut cmd, bundle);
+        hide_host_network(&mut cmd, self.kind, network);
+        cmd
     }
 
     /// runsc's `--debug-log` into the bundle's [`RUNTIME_LOGS`] dir.

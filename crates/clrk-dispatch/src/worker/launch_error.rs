@@ -45,6 +45,19 @@ pub enum LaunchError {
     Spawn(SandboxError),
 }
 
+/// What runsc's `create` says when a path to mount is gone by the time it resolves them.
+const MOUNTS_UNRESOLVED: &str = "Failure to resolve mounts: no such file or directory";
+
+impl LaunchError {
+    /// Whether runsc's `create` failed because a path the sandbox mounts (one it hides) was
+    /// gone: the `create` side of [`vanished_mount`], which `start` reports on the program's
+    /// stderr instead.
+    pub fn mount_vanished_at_create(&self) -> bool {
+        matches!(self, LaunchError::Spawn(SandboxError::Start { stderr, .. })
+            if stderr.contains(MOUNTS_UNRESOLVED))
+    }
+}
+
 /// runsc's error when the sandbox started but the agent's program could not: printed on the
 /// agent's stderr as `starting container: ... starting sandbox: REASON` by `start`, which
 /// exits 128 (`run` prints the same after `running container: `).

@@ -34,8 +34,9 @@ const RUNSC_FAILED: i32 = 128;
 /// How many times a `host:` sandbox is started for one execution when a path it hides
 /// vanishes while runsc mounts it ([`vanished_mount`]); the agent had not run.
 const START_ATTEMPTS: u32 = 3;
-/// What runsc's `create` says when a path to mount is gone by the time it resolves them.
-const MOUNTS_UNRESOLVED: &str = "Failure to resolve mounts: no such file or directory";
+/// How long the envelope of a `host:` sandbox whose `start` succeeded is kept once written, for
+/// another sandbox in case this one still fails to mount: runsc reports that within moments.
+const KEEP_ENVELOPE: Duration = Duration::from_secs(2);
 /// The exit status of a sandbox killed with SIGKILL (128 + 9).
 const KILLED: i32 = 137;
 
@@ -239,11 +240,8 @@ impl Run {
                 Err(error @ LaunchError::ImageUnavailable { .. }) => {
                     return Attempt::Ended(Outcome::Unavailable(error.to_string()), None);
                 }
-                // runsc's `create` resolves the mounts itself: a hidden path that vanished
-                // meanwhile fails it before anything ran, the envelope still here.
-                Err(LaunchError::Spawn(clrk_sandbox::SandboxError::Start { stderr, .. }))
-                    if again && stderr.contains(MOUNTS_UNRESOLVED) =>
-                {
+                // Nothing ran, the envelope is still here.
+                Err(error) if again && error.mount_vanished_at_create() => {
                     return Attempt::Again(std::path::PathBuf::from(
                         "(a mount runsc create resolves)",
                     ));
@@ -256,23 +254,30 @@ impl Run {
         let stdin = sandbox.take_stdin();
         let envelope = self.envelope.take_stdin();
         let kept: Arc<Mutex<Option<StdinEnvelope>>> = Arc::default();
-        // Kept for another sandbox only when this one's start already failed (runsc reported it
-        // before the envelope is written): a sandbox whose program started needs no other.
-        let keep = (again && sandbox.has_exited()).then(|| Arc::clone(&kept));
+        // Kept for another sandbox: for the whole attempt when this one's start already failed
+        // (`start` said so before the envelope is written), else [`KEEP_ENVELOPE`], as the
+        // sandbox may still fail to mount moments after `start` returned.
+        let keep = again.then(|| (Arc::clone(&kept), !sandbox.has_exited()));
         let writer = tokio::spawn(
             async move {
                 // Metadata mode closes stdin at once; an agent that exits without reading its
                 // input closes the pipe: not an error. The envelope and its body's share of the
-                // budget are released once written, or with this attempt when another sandbox
-                // may need them.
+                // budget are released once written, or later when another sandbox may need
+                // them.
                 let (Some(mut stdin), Some(envelope)) = (stdin, envelope) else {
                     return;
                 };
                 let _ = stdin.write_all(&envelope.0).await;
                 let _ = stdin.shutdown().await;
                 drop(stdin);
-                if let Some(keep) = keep {
+                if let Some((keep, for_a_while)) = keep {
                     *keep.lock().expect("kept envelope") = Some(envelope);
+                    if for_a_while {
+                        tokio::spawn(async move {
+                            tokio::time::sleep(KEEP_ENVELOPE).await;
+                            keep.lock().expect("kept envelope").take();
+                        });
+                    }
                 }
             }
             .in_current_span(),

@@ -149,18 +149,10 @@ impl SqliteStore {
         name: &str,
         keep: usize,
     ) -> Result<usize, StoreError> {
-        self.write(|tx| {
-            let history: Option<i64> = tx
-                .query_row(
-                    "SELECT id FROM histories WHERE namespace = ?1 AND name = ?2",
-                    params![namespace, name],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            match history {
-                Some(history) => prune(tx, history, keep),
-                None => Ok(0),
-            }
+        self.write(|tx| match history_id(tx, namespace, name) {
+            Ok(history) => prune(tx, history, keep),
+            Err(StoreError::AgentNotFound { .. }) => Ok(0),
+            Err(e) => Err(e),
         })
     }
 
