@@ -130,6 +130,11 @@ async fn text_of(browser: &Client, css: &str) -> Option<String> {
         .ok()
 }
 
+/// Clicks the element `locator` finds.
+async fn click(browser: &Client, locator: Locator<'_>) {
+    browser.find(locator).await.unwrap().click().await.unwrap();
+}
+
 /// Waits until the element `css` holds `wanted`.
 async fn wait_for_text(browser: &Client, css: &str, wanted: &str) -> String {
     eventually(&format!("{css} to show {wanted:?}"), || async move {
@@ -188,12 +193,7 @@ async fn a_browser_signs_in_sees_agents_live_logs_and_an_execution() {
         .send_keys("not-the-token")
         .await
         .unwrap();
-    b.find(Locator::Id("sign-in"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(b, Locator::Id("sign-in")).await;
     wait_for_text(b, "#login-failed", "not the API token").await;
     b.find(Locator::Id("token"))
         .await
@@ -201,12 +201,7 @@ async fn a_browser_signs_in_sees_agents_live_logs_and_an_execution() {
         .send_keys(&dev.token)
         .await
         .unwrap();
-    b.find(Locator::Id("sign-in"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(b, Locator::Id("sign-in")).await;
     wait_for_path(b, "/ui/").await;
     wait_for_text(b, "#agents", "default/console-echo").await;
     screenshot(b, "agents").await;
@@ -216,12 +211,7 @@ async fn a_browser_signs_in_sees_agents_live_logs_and_an_execution() {
     assert_eq!(fetch_status(b, "POST", "/v1/apply").await, 401);
 
     // The agent page; an invocation and its log lines appear without a reload.
-    b.find(Locator::LinkText("default/console-echo"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(b, Locator::LinkText("default/console-echo")).await;
     wait_for_path(b, "/ui/agents/default/console-echo").await;
     wait_for_text(b, "#invocations", "no invocations yet").await;
     wait_for_text(b, "#spec", "gatewayRef: main").await;
@@ -264,12 +254,7 @@ async fn a_browser_signs_in_sees_agents_live_logs_and_an_execution() {
     screenshot(b, "agent").await;
 
     // The execution: its record, stderr excerpt, trace section and egress rows.
-    b.find(Locator::Css(&format!("tr[data-execution='{id}'] a")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(b, Locator::Css(&format!("tr[data-execution='{id}'] a"))).await;
     wait_for_path(b, &format!("/ui/executions/{id}")).await;
     wait_for_text(b, "#execution-status", "Succeeded").await;
     wait_for_text(b, "#stderr", "<script>window.pwned=1</script>").await;
@@ -304,23 +289,13 @@ async fn a_browser_signs_in_sees_agents_live_logs_and_an_execution() {
     wait_for_text(b, "#envelope", &id).await;
     screenshot(b, "execution").await;
 
-    b.find(Locator::LinkText("Pools & workers"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(b, Locator::LinkText("Pools & workers")).await;
     wait_for_text(b, "#pools", "default").await;
     wait_for_text(b, "#workers", "Ready").await;
     screenshot(b, "pools").await;
 
     // Logging out ends the session.
-    b.find(Locator::Id("logout"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(b, Locator::Id("logout")).await;
     wait_for_path(b, "/ui/login").await;
     b.goto(&format!("{}/ui/pools", dev.api)).await.unwrap();
     wait_for_path(b, "/ui/login").await;
