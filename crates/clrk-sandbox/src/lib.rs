@@ -20,6 +20,7 @@ mod leftovers;
 mod metadata_socket;
 mod mount_ns;
 mod network;
+pub mod reuse_init;
 mod runtime;
 mod runtime_cli;
 mod runtime_logs;
