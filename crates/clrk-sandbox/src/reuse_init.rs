@@ -2,8 +2,15 @@
 //! next to the sandboxes so a bundle can mount it, and the frames clrk exchanges with it.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::error::SandboxError;
+
+/// Where a reused sandbox finds the init: under `/dev`, a tmpfs in every sandbox.
+pub(crate) const PATH: &str = "/dev/.clrk-init";
+
+/// Directories this process has installed the init in.
+static INSTALLED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
 /// The static executable.
 pub const INIT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/clrk-init"));
@@ -22,10 +29,15 @@ pub mod frame {
     pub const EXIT: u8 = b'X';
 }
 
-/// Writes the init into `dir` (once per content) and returns its path.
+/// Writes the init into `dir` (once per process and content) and returns its path.
 pub fn install(dir: &Path) -> Result<PathBuf, SandboxError> {
     let path = dir.join("clrk-init");
+    let mut installed = INSTALLED.lock().expect("installed inits");
+    if installed.iter().any(|d| d == dir) {
+        return Ok(path);
+    }
     if std::fs::read(&path).is_ok_and(|held| held == INIT) {
+        installed.push(dir.to_owned());
         return Ok(path);
     }
     std::fs::create_dir_all(dir).map_err(SandboxError::io(dir))?;
@@ -37,6 +49,7 @@ pub fn install(dir: &Path) -> Result<PathBuf, SandboxError> {
     )
     .map_err(SandboxError::io(&partial))?;
     std::fs::rename(&partial, &path).map_err(SandboxError::io(&path))?;
+    installed.push(dir.to_owned());
     Ok(path)
 }
 

@@ -265,3 +265,53 @@ async fn a_sandbox_that_cannot_start_says_what_its_runtime_died_of() {
     assert!(rt.list().await.unwrap().is_empty());
     assert!(!bundle_dir(dir.path(), &spec.id).exists());
 }
+
+/// One execution: its stdout, stderr and exit status.
+async fn execute(sandbox: &mut clrk_sandbox::Sandbox, envelope: &str) -> (String, String, i32) {
+    let mut run = sandbox
+        .next_execution(envelope.as_bytes().to_vec())
+        .expect("the sandbox takes another execution");
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let (o, e) = tokio::join!(
+        run.stdout.read_to_end(&mut out),
+        run.stderr.read_to_end(&mut err)
+    );
+    o.unwrap();
+    e.unwrap();
+    let code = tokio::time::timeout(Duration::from_secs(60), run.exit)
+        .await
+        .expect("the execution ended")
+        .expect("an exit status");
+    (
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+        code,
+    )
+}
+
+#[tokio::test]
+async fn a_reused_runsc_sandbox_runs_each_execution_afresh() {
+    let dir = temp_dir();
+    let rt = runtime(RuntimeKind::Runsc, dir.path());
+    // Each execution: what /tmp held and which `sleep` survived, then its envelope back, a
+    // file in /tmp and a process left behind, and an exit status from its envelope.
+    let script = "test -e /tmp/left && echo file-left; pgrep -c sleep || true; read line; echo \"$line\"; echo to-stderr >&2; \
+                  touch /tmp/left; (sleep 1000 &); exit ${line#code=}";
+    let mut spec = host_spec("reuse", script);
+    spec.reuse = true;
+    let mut sandbox = rt.spawn(&spec).await.unwrap();
+    assert!(sandbox.reusable());
+    for code in [3, 0, 7] {
+        let (out, err, status) = execute(&mut sandbox, &format!("code={code}\n")).await;
+        // Nothing in /tmp and no sleep from the previous execution.
+        assert_eq!(out, format!("0\ncode={code}\n"), "stderr: {err}");
+        assert_eq!(err, "to-stderr\n");
+        assert_eq!(status, code);
+    }
+    assert_eq!(sandbox.executions(), 3);
+    assert!(
+        !sandbox.has_exited(),
+        "the sandbox still waits for executions"
+    );
+    sandbox.remove().await.unwrap();
+}
