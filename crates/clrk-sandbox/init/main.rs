@@ -29,7 +29,10 @@ const SIGKILL: i32 = 9;
 unsafe extern "C" {
     fn kill(pid: i32, signal: i32) -> i32;
     fn waitpid(pid: i32, status: *mut i32, options: i32) -> i32;
+    fn prctl(option: i32, arg2: u64, arg3: u64, arg4: u64, arg5: u64) -> i32;
 }
+
+const PR_SET_DUMPABLE: i32 = 4;
 
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -37,6 +40,13 @@ fn main() {
         // Killing "every other process" is only safe as a sandbox's first process.
         eprintln!("clrk-init: must run as a sandbox's first process (pid 1)");
         std::process::exit(2);
+    }
+    // An agent running as another user than root cannot open this process's stdio through
+    // /proc and write frames of its own (the agent's programs are dumpable again after exec).
+    // SAFETY: a plain system call on this process.
+    #[allow(unsafe_code)]
+    unsafe {
+        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     }
     if argv.is_empty() {
         eprintln!("clrk-init: usage: clrk-init COMMAND [ARG...]");
@@ -78,6 +88,7 @@ fn start(argv: &[String]) -> io::Result<Child> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot run {}: {e}", argv[0])))
 }
 
 /// Gives the agent its envelope, relays its output, and returns its status once it and
