@@ -36,7 +36,8 @@ pub struct Execution {
 struct Sinks {
     stdout: DuplexStream,
     stderr: DuplexStream,
-    exit: oneshot::Sender<i32>,
+    /// Taken when the exit status comes.
+    exit: Option<oneshot::Sender<i32>>,
 }
 
 /// The frames of one reused sandbox.
@@ -46,6 +47,8 @@ pub(crate) struct Link {
     turns: mpsc::Sender<Sinks>,
     executions: u32,
     init_said: Arc<Mutex<String>>,
+    /// Why the frames stopped being read, once they have.
+    broken: Arc<Mutex<Option<String>>>,
 }
 
 impl std::fmt::Debug for Sinks {
@@ -61,19 +64,21 @@ impl Link {
         let (envelopes, to_write) = mpsc::channel(1);
         let (turns, to_serve) = mpsc::channel(1);
         let init_said = Arc::new(Mutex::new(String::new()));
+        let broken = Arc::new(Mutex::new(None));
         tokio::spawn(write_envelopes(stdin, to_write));
-        let id = id.to_owned();
-        tokio::spawn(async move {
-            if let Err(reason) = read_frames(stdout, to_serve).await {
-                tracing::info!(sandbox = %id, %reason, "a reused sandbox's link ended");
-            }
-        });
+        tokio::spawn(read_frames(
+            stdout,
+            to_serve,
+            Arc::clone(&broken),
+            id.to_owned(),
+        ));
         tokio::spawn(keep_last_line(stderr, Arc::clone(&init_said)));
         Link {
             envelopes,
             turns,
             executions: 0,
             init_said,
+            broken,
         }
     }
 
@@ -85,7 +90,7 @@ impl Link {
         let sinks = Sinks {
             stdout: stdout_sink,
             stderr: stderr_sink,
-            exit: exit_sink,
+            exit: Some(exit_sink),
         };
         // Capacity 1 and one execution at a time: both have room unless the link has ended.
         self.turns.try_send(sinks).ok()?;
@@ -105,10 +110,12 @@ impl Link {
         self.executions
     }
 
-    /// The last line the init wrote on its own stderr, if any (why it stopped).
-    pub(crate) fn init_said(&self) -> Option<String> {
+    /// Why the link stopped: the last line the init wrote on its own stderr, else what was
+    /// wrong with its frames; `None` while it works.
+    pub(crate) fn why_stopped(&self) -> Option<String> {
         let said = self.init_said.lock().expect("init line").trim().to_owned();
-        (!said.is_empty()).then_some(said)
+        let broken = self.broken.lock().expect("link end").clone();
+        broken.map(|frames| if said.is_empty() { frames } else { said })
     }
 }
 
@@ -122,46 +129,61 @@ async fn write_envelopes(mut stdin: Sender, mut envelopes: mpsc::Receiver<Vec<u8
 }
 
 /// Serves one execution after another from the init's frames, until the sandbox ends or says
-/// something out of turn.
-async fn read_frames(mut from: Receiver, mut turns: mpsc::Receiver<Sinks>) -> Result<(), String> {
+/// something out of turn; then says why in `broken`, before the execution's streams end.
+async fn read_frames(
+    mut from: Receiver,
+    mut turns: mpsc::Receiver<Sinks>,
+    broken: Arc<Mutex<Option<String>>>,
+    id: String,
+) {
     let mut ready = false;
     while let Some(mut sinks) = turns.recv().await {
-        loop {
-            let (kind, len) = header(&mut from).await?;
-            match kind {
-                frame::READY if len == 0 && !ready => ready = true,
-                frame::STDOUT | frame::STDERR if ready => {
-                    let sink = match kind {
-                        frame::STDOUT => &mut sinks.stdout,
-                        _ => &mut sinks.stderr,
-                    };
-                    let copied = tokio::io::copy(&mut (&mut from).take(u64::from(len)), sink)
-                        .await
-                        .map_err(|e| format!("relaying output: {e}"))?;
-                    if copied != u64::from(len) {
-                        return Err("the sandbox ended inside a frame".into());
-                    }
+        if let Err(reason) = serve(&mut from, &mut sinks, &mut ready).await {
+            tracing::info!(sandbox = %id, %reason, "a reused sandbox's link ended");
+            *broken.lock().expect("link end") = Some(reason);
+            return;
+        }
+        // Dropping the sinks ends the execution's streams.
+    }
+}
+
+/// One execution's frames, up to its exit status.
+async fn serve(from: &mut Receiver, sinks: &mut Sinks, ready: &mut bool) -> Result<(), String> {
+    loop {
+        let (kind, len) = header(from).await?;
+        match kind {
+            frame::READY if len == 0 && !*ready => *ready = true,
+            frame::STDOUT | frame::STDERR if *ready => {
+                let sink = match kind {
+                    frame::STDOUT => &mut sinks.stdout,
+                    _ => &mut sinks.stderr,
+                };
+                let copied = tokio::io::copy(&mut (&mut *from).take(u64::from(len)), sink)
+                    .await
+                    .map_err(|e| format!("relaying output: {e}"))?;
+                if copied != u64::from(len) {
+                    return Err("the sandbox ended inside a frame".into());
                 }
-                frame::EXIT if ready && len == 4 => {
-                    let mut code = [0u8; 4];
-                    from.read_exact(&mut code)
-                        .await
-                        .map_err(|e| format!("reading an exit status: {e}"))?;
-                    ready = false;
-                    // Dropping the sinks ends the execution's streams.
-                    let _ = sinks.exit.send(i32::from_be_bytes(code));
-                    break;
+            }
+            frame::EXIT if *ready && len == 4 => {
+                let mut code = [0u8; 4];
+                from.read_exact(&mut code)
+                    .await
+                    .map_err(|e| format!("reading an exit status: {e}"))?;
+                *ready = false;
+                if let Some(exit) = sinks.exit.take() {
+                    let _ = exit.send(i32::from_be_bytes(code));
                 }
-                other => {
-                    return Err(format!(
-                        "frame {:?} of {len} bytes out of turn",
-                        char::from(other)
-                    ));
-                }
+                return Ok(());
+            }
+            other => {
+                return Err(format!(
+                    "frame {:?} of {len} bytes out of turn",
+                    char::from(other)
+                ));
             }
         }
     }
-    Ok(())
 }
 
 async fn header(from: &mut Receiver) -> Result<(u8, u32), String> {

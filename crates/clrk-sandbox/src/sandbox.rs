@@ -113,9 +113,10 @@ impl Sandbox {
         self.link.as_ref().map_or(0, Link::executions)
     }
 
-    /// The last line a reused sandbox's init wrote on its own stderr: why it stopped.
-    pub fn init_said(&self) -> Option<String> {
-        self.link.as_ref().and_then(Link::init_said)
+    /// Why a reused sandbox stopped taking executions: the last line its init wrote on its
+    /// own stderr, else what was wrong with its frames; `None` while it takes them.
+    pub fn why_stopped(&self) -> Option<String> {
+        self.link.as_ref().and_then(Link::why_stopped)
     }
 
     /// Time since it started.

@@ -266,29 +266,6 @@ async fn a_sandbox_that_cannot_start_says_what_its_runtime_died_of() {
     assert!(!bundle_dir(dir.path(), &spec.id).exists());
 }
 
-/// One execution: its stdout, stderr and exit status.
-async fn execute(sandbox: &mut clrk_sandbox::Sandbox, envelope: &str) -> (String, String, i32) {
-    let mut run = sandbox
-        .next_execution(envelope.as_bytes().to_vec())
-        .expect("the sandbox takes another execution");
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let (o, e) = tokio::join!(
-        run.stdout.read_to_end(&mut out),
-        run.stderr.read_to_end(&mut err)
-    );
-    o.unwrap();
-    e.unwrap();
-    let code = tokio::time::timeout(Duration::from_secs(60), run.exit)
-        .await
-        .expect("the execution ended")
-        .expect("an exit status");
-    (
-        String::from_utf8(out).unwrap(),
-        String::from_utf8(err).unwrap(),
-        code,
-    )
-}
-
 #[tokio::test]
 async fn a_reused_runsc_sandbox_runs_each_execution_afresh() {
     let dir = temp_dir();
@@ -312,6 +289,32 @@ async fn a_reused_runsc_sandbox_runs_each_execution_afresh() {
     assert!(
         !sandbox.has_exited(),
         "the sandbox still waits for executions"
+    );
+    sandbox.remove().await.unwrap();
+}
+
+/// An agent that writes into the init's own stdout (root in the sandbox can) breaks only its
+/// sandbox: the frames out of turn end the link, with bounded reads and no exit status.
+#[tokio::test]
+async fn forged_frames_end_the_reused_sandbox_and_nothing_else() {
+    let dir = temp_dir();
+    let rt = runtime(RuntimeKind::Runsc, dir.path());
+    // A frame of an unknown kind claiming 4 GiB, then the agent waits.
+    let script = "cat > /dev/null; printf 'Z\\377\\377\\377\\377' > /proc/1/fd/1; sleep 1000";
+    let mut spec = host_spec("reuse-forged", script);
+    spec.reuse = true;
+    let mut sandbox = rt.spawn(&spec).await.unwrap();
+    let mut run = sandbox.next_execution(b"{}\n".to_vec()).unwrap();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(60), run.stdout.read_to_end(&mut out));
+    read.await.expect("the link ended").unwrap();
+    assert!(out.is_empty());
+    assert!(run.exit.await.is_err(), "no exit status from a broken link");
+    let why = sandbox.why_stopped().expect("the link says why it stopped");
+    assert!(why.contains("out of turn"), "{why}");
+    assert!(
+        sandbox.next_execution(b"{}\n".to_vec()).is_none(),
+        "the sandbox takes no further execution"
     );
     sandbox.remove().await.unwrap();
 }

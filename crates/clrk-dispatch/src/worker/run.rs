@@ -509,9 +509,8 @@ impl Run {
                 ),
             },
             _ => {
-                let why = sandbox
-                    .init_said()
-                    .or_else(|| sandbox.runtime_errors().into_iter().next())
+                let why = (sandbox.runtime_errors().into_iter().next())
+                    .or_else(|| sandbox.why_stopped())
                     .unwrap_or_else(|| "its init stopped answering".into());
                 Outcome::Failed(format!("the reused sandbox failed: {why}"))
             }
