@@ -316,4 +316,26 @@ async fn a_reused_sandbox_serves_executions_afresh_until_its_limit_or_a_timeout(
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.text().starts_with("sleeping=0\n"), "{}", r.text());
+
+    // Two at once, one sandbox: the second waits for it to come back rather than start one,
+    // so that sandbox has served its three ("after", then these) and is replaced.
+    let one = only_sandbox(&dev, None);
+    wait_warm(&dev, "reused", 1).await;
+    let (a, b) = tokio::join!(
+        dev.invoke(&[("X-Clrk-TaskAgent", "default/reused")], "a"),
+        dev.invoke(&[("X-Clrk-TaskAgent", "default/reused")], "b"),
+    );
+    assert_eq!(
+        (a.status, b.status),
+        (200, 200),
+        "{} {}",
+        a.text(),
+        b.text()
+    );
+    let runs = dev.invocations("reused").await;
+    assert!(
+        runs[..2].iter().all(|r| r["start"] == "warm"),
+        "both ran in the pool's sandbox: {runs:?}"
+    );
+    only_sandbox(&dev, Some(&one));
 }

@@ -50,6 +50,9 @@ pub type Places = Box<dyn std::any::Any + Send>;
 
 /// Chunks buffered between the agent and a slow caller before the agent's writes block.
 const STDOUT_QUEUE: usize = 8;
+/// How long an execution of a `sandboxReuse` agent waits for one of its pool's busy sandboxes
+/// to come back before it starts a fresh one (SPECIFICATION §3.6).
+const REUSE_WAIT: Duration = Duration::from_secs(1);
 
 /// Runs executions and warm pools on this host. Cloning shares the same worker.
 #[derive(Clone)]
@@ -238,7 +241,12 @@ impl Worker {
             order.shape.sandbox_reuse,
         );
         let warm = match mode {
-            DeliveryMode::Stdin => inner.warm.take(&key, &generation),
+            DeliveryMode::Stdin => {
+                inner
+                    .warm
+                    .take_returning(&key, &generation, REUSE_WAIT)
+                    .await
+            }
             _ => None,
         };
         // A reused sandbox taken from the pool is lent: it goes back, or the pool is told.

@@ -232,6 +232,8 @@ pub(crate) enum Refill {
 pub(crate) struct WarmPools {
     pools: Mutex<HashMap<AgentKey, Pool>>,
     pub(crate) wake: Notify,
+    /// Signalled when a reused sandbox comes back ([`WarmPools::take_returning`]).
+    returned: Notify,
     /// Refills starting at once: at most one per core, so that they cannot starve live
     /// requests.
     pub(crate) refills: Semaphore,
@@ -245,6 +247,7 @@ impl WarmPools {
         WarmPools {
             pools: Mutex::new(HashMap::new()),
             wake: Notify::new(),
+            returned: Notify::new(),
             refills: Semaphore::new(cores),
             tasks: TaskTracker::new(),
         }
@@ -311,7 +314,42 @@ impl WarmPools {
             sandbox,
             since: Instant::now(),
         });
+        drop(pools);
+        self.returned.notify_waiters();
         None
+    }
+
+    /// [`WarmPools::take`], waiting up to `wait` for a reused sandbox to come back while the
+    /// pool has lent some: one busy for a moment serves sooner, and for less, than a fresh
+    /// sandbox would start.
+    pub(crate) async fn take_returning(
+        &self,
+        key: &AgentKey,
+        generation: &Generation,
+        wait: Duration,
+    ) -> Option<Sandbox> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let returned = self.returned.notified();
+            tokio::pin!(returned);
+            returned.as_mut().enable();
+            if let Some(sandbox) = self.take(key, generation) {
+                return Some(sandbox);
+            }
+            if generation.reuse.is_none() || self.lent(key, generation) == 0 {
+                return None;
+            }
+            tokio::time::timeout_at(deadline, returned).await.ok()?;
+        }
+    }
+
+    /// Reused sandboxes of `key`'s pool serving an execution.
+    fn lent(&self, key: &AgentKey, generation: &Generation) -> usize {
+        let pools = self.pools.lock().expect("warm pools");
+        pools
+            .get(key)
+            .filter(|p| &p.generation == generation)
+            .map_or(0, |p| p.lent)
     }
 
     /// A sandbox lent by `key`'s pool will not come back (its execution timed out, was
