@@ -25,7 +25,8 @@ Baselines, same run, same rootfs and command:
 - (d) a plain fork/exec of the agent from this script.
 
 Then sustained throughput (runsc, warm pool of 4, buffered) at concurrency 1, 4 and 16 against the
-same agent without a pool and against webhook; and memory: clrk's RSS before and after a pool
+same agent without a pool, with `sandboxReuse` (one sandbox runs executions one after another),
+and against webhook; and memory: clrk's RSS before and after a pool
 fills, and the PSS of every process of the pool's sandboxes divided by their number.
 
 Usage: sudo python3 bench/warm.py [-n 30] [--quick] [--skip-runc] [--skip-webhook] [--clrk PATH]
@@ -736,8 +737,10 @@ class Clrk:
             time.sleep(0.1)
 
 
-def agent_doc(name, image, command, runtime, pool, streaming=False):
+def agent_doc(name, image, command, runtime, pool, streaming=False, reuse=False):
     spec = {"template": {"spec": {"image": image, "command": command}}}
+    if reuse:
+        spec["sandboxReuse"] = {}  # the defaults: 100 executions, 10 minutes
     if streaming:
         spec["streaming"] = {"enabled": True}
     if runtime == "runc":
@@ -897,6 +900,13 @@ class Bench:
                 self.clrk.wait_pool("runsc", self.pool_target, None, a.settle, 60)
                 self.run_load(key, "clrk warm", level, lambda: clrk_client(self.clrk.ingress, name, True))
             self.drop_pool("runsc", warm)
+            reused = agent_doc("tput-reuse-%s" % key, image, command, "runsc", a.pool, reuse=True)
+            self.fill_pool_quiet(reused)
+            name = reused["metadata"]["name"]
+            for level in LEVELS:
+                self.clrk.wait_pool("runsc", self.pool_target, None, a.settle, 60)
+                self.run_load(key, "clrk reuse", level, lambda: clrk_client(self.clrk.ingress, name, True))
+            self.drop_pool("runsc", reused)
             cold = "cold-%s-runsc" % key
             for level in LEVELS:
                 self.run_load(key, "clrk cold", level, lambda: clrk_client(self.clrk.ingress, cold, True))
@@ -1008,9 +1018,9 @@ class Bench:
                         ms(statistics.median(cell[1])), ms(pct(cell[1], 99))))
         print()
         print("| throughput, runsc (%g s per cell after a ramp) | concurrency | clrk warm (pool %d) req/s | p50 | p99 "
-              "| clrk cold req/s | raw `runsc run` loop req/s | `webhook` req/s | warm / cold | cold / raw "
-              "| warm / webhook |" % (a.duration, a.pool))
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
+              "| clrk cold req/s | raw `runsc run` loop req/s | `webhook` req/s | clrk `sandboxReuse` req/s "
+              "| warm / cold | cold / raw | warm / webhook | reuse / warm |" % (a.duration, a.pool))
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         rate = lambda r: "–" if not r else ("%.1f" % r[0]) + (" (%s err)" % r[3] if r[3] else "")
         ratio = lambda x, y: "%.2f×" % (x[0] / y[0]) if x and y and y[0] else "–"
         for key, label, _, _ in AGENTS:
@@ -1019,24 +1029,27 @@ class Bench:
                 c = self.tput.get((key, "clrk cold", level))
                 r = self.tput.get((key, "raw run", level))
                 h = self.tput.get((key, "webhook", level))
+                u = self.tput.get((key, "clrk reuse", level))
                 if not w:
                     continue
-                print("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                print("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
                     label, level, rate(w), ms(w[1]) if w[1] else "–", ms(w[2]) if w[2] else "–",
-                    rate(c), rate(r), rate(h), ratio(w, c), ratio(c, r), ratio(w, h)))
+                    rate(c), rate(r), rate(h), rate(u), ratio(w, c), ratio(c, r), ratio(w, h), ratio(u, w)))
         print()
         print("| CPU per execution, runsc (same cells) | concurrency | clrk warm: clrk / reaped / host "
-              "| clrk cold: clrk / reaped / host | raw `runsc run` loop: runtime / host |")
-        print("|---|---|---|---|---|")
+              "| clrk cold: clrk / reaped / host | raw `runsc run` loop: runtime / host "
+              "| clrk `sandboxReuse`: clrk / host |")
+        print("|---|---|---|---|---|---|")
         cpu = lambda r, i: "%.0f ms" % (r[4][i] * 1e3) if r and r[4] else "–"
         for key, label, _, _ in AGENTS:
             for level in LEVELS:
-                w, c, r = (self.tput.get((key, s, level)) for s in ("clrk warm", "clrk cold", "raw run"))
+                w, c, r, u = (self.tput.get((key, s, level))
+                              for s in ("clrk warm", "clrk cold", "raw run", "clrk reuse"))
                 if not (w or c or r):
                     continue
-                print("| %s | %d | %s / %s / %s | %s / %s / %s | %s / %s |" % (
+                print("| %s | %d | %s / %s / %s | %s / %s / %s | %s / %s | %s / %s |" % (
                     label, level, cpu(w, 0), cpu(w, 1), cpu(w, 3), cpu(c, 0), cpu(c, 1), cpu(c, 3),
-                    cpu(r, 2), cpu(r, 3)))
+                    cpu(r, 2), cpu(r, 3), cpu(u, 0), cpu(u, 3)))
         print()
         print("CPU: clrk = the server process's own; reaped = the runtime commands it ran and waited "
               "for (`create`, `start`, `delete`, …; a sandbox started with `create` is not its child, so "

@@ -48,7 +48,8 @@ pub use resource::Resource;
 pub use runtime_options::{FLAGS as RUNTIME_FLAGS, FlagValue, Platform, RuntimeOptions};
 pub use schedule::Schedule;
 pub use task_agent::{
-    ConcurrencyPolicy, Delivery, DeliveryMode, Streaming, TaskAgent, TaskAgentSpec,
+    ConcurrencyPolicy, Delivery, DeliveryMode, MAX_REUSE_EXECUTIONS, SandboxReuse, Streaming,
+    TaskAgent, TaskAgentSpec,
 };
 pub use worker_pool::{DEFAULT_POOL, RuntimeName, WorkerPool, WorkerPoolSpec};
 

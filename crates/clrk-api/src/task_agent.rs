@@ -41,6 +41,10 @@ pub struct TaskAgentSpec {
     /// An idle warm sandbox older than this is recycled; default `10m`.
     #[serde(default = "default_warm_pool_idle_ttl", rename = "warmPoolIdleTTL")]
     pub warm_pool_idle_ttl: GoDuration,
+    /// Lets executions of one revision run one after another in one sandbox
+    /// (SPECIFICATION §3.2); without it (the default) each execution gets a fresh sandbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox_reuse: Option<SandboxReuse>,
     /// How the event reaches the agent.
     #[serde(default)]
     pub delivery: Delivery,
@@ -66,6 +70,31 @@ pub struct TaskAgentSpec {
     /// Log text one execution keeps; past it lines are counted and dropped. Default `1Mi`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_limit: Option<LogLimit>,
+}
+
+/// `spec.sandboxReuse`: how long one sandbox keeps serving executions. A fresh agent process
+/// runs each execution; the sandbox (gVisor's kernel, its page cache, the root overlay but
+/// `/tmp`) is what they share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SandboxReuse {
+    /// Executions one sandbox runs before it is replaced; default 100.
+    #[serde(default = "default_max_executions")]
+    pub max_executions: u32,
+    /// Age past which a sandbox takes no further execution; default `10m`.
+    #[serde(default = "default_max_age")]
+    pub max_age: GoDuration,
+}
+
+/// The most `spec.sandboxReuse.maxExecutions` may say.
+pub const MAX_REUSE_EXECUTIONS: u32 = 100_000;
+
+fn default_max_executions() -> u32 {
+    100
+}
+
+fn default_max_age() -> GoDuration {
+    GoDuration::from_secs(600)
 }
 
 /// `spec.delivery`.

@@ -11,7 +11,7 @@ use crate::meta::ObjectMeta;
 use crate::quantity::{LogLimit, MAX_LOG_LIMIT_BYTES};
 use crate::resource::Resource;
 use crate::schedule::Schedule;
-use crate::task_agent::TaskAgentSpec;
+use crate::task_agent::{MAX_REUSE_EXECUTIONS, SandboxReuse, TaskAgentSpec};
 use crate::worker_pool::{RuntimeName, WorkerPoolSpec};
 
 /// Checks a decoded resource; returns its warnings, or the first fault.
@@ -47,6 +47,9 @@ fn task_agent(spec: &TaskAgentSpec, warnings: &mut Vec<String>) -> Result<(), Fi
                 .to_string(),
         );
     }
+    if let Some(reuse) = &spec.sandbox_reuse {
+        sandbox_reuse(spec, reuse)?;
+    }
     if spec.time_zone.trim().is_empty() {
         return Err(FieldError::new(
             "spec.timeZone",
@@ -65,6 +68,33 @@ fn task_agent(spec: &TaskAgentSpec, warnings: &mut Vec<String>) -> Result<(), Fi
     }
     log_limit(spec.log_limit.as_ref())?;
     egress_refs(&spec.egress_refs)
+}
+
+/// `spec.sandboxReuse` needs sandboxes that wait for their event: Stdin delivery and a warm
+/// pool, where a sandbox waits between executions.
+fn sandbox_reuse(spec: &TaskAgentSpec, reuse: &SandboxReuse) -> Result<(), FieldError> {
+    if !(1..=MAX_REUSE_EXECUTIONS).contains(&reuse.max_executions) {
+        return Err(FieldError::new(
+            "spec.sandboxReuse.maxExecutions",
+            format!("must be between 1 and {MAX_REUSE_EXECUTIONS}; leave it out for 100"),
+        ));
+    }
+    positive("spec.sandboxReuse.maxAge", reuse.max_age)?;
+    if spec.delivery.mode == crate::task_agent::DeliveryMode::Metadata {
+        return Err(FieldError::new(
+            "spec.sandboxReuse",
+            "needs spec.delivery.mode Stdin: a Metadata-mode agent asks for its event as it \
+             starts, so no sandbox can wait for the next one",
+        ));
+    }
+    if spec.warm_pool_size == 0 {
+        return Err(FieldError::new(
+            "spec.sandboxReuse",
+            "needs spec.warmPoolSize of at least 1: a reused sandbox waits in the warm pool \
+             between executions",
+        ));
+    }
+    Ok(())
 }
 
 fn worker_pool(spec: &WorkerPoolSpec) -> Result<(), FieldError> {

@@ -589,3 +589,40 @@ fn every_kind_round_trips_through_storage() {
         assert_eq!(Resource::from_stored(&stored).unwrap(), doc.resource);
     }
 }
+
+#[test]
+fn sandbox_reuse_fills_its_defaults_and_names_what_it_needs() {
+    let with = |extra: &str| task_agent(&format!("metadata: {{name: r}}\n{MINIMAL_SPEC}{extra}"));
+    let doc = one("a.yaml", &with("  warmPoolSize: 2\n  sandboxReuse: {}\n"));
+    let Resource::TaskAgent(agent) = &doc.resource else {
+        panic!("expected a TaskAgent");
+    };
+    let reuse = agent.spec.sandbox_reuse.expect("set");
+    assert_eq!(reuse.max_executions, 100);
+    assert_eq!(reuse.max_age.to_string(), "10m0s");
+    for (extra, field) in [
+        (
+            "  warmPoolSize: 2\n  sandboxReuse: {maxExecutions: 0}\n",
+            "spec.sandboxReuse.maxExecutions: must be between 1",
+        ),
+        (
+            "  warmPoolSize: 2\n  sandboxReuse: {maxAge: 0s}\n",
+            "spec.sandboxReuse.maxAge: ",
+        ),
+        (
+            "  sandboxReuse: {}\n",
+            "spec.sandboxReuse: needs spec.warmPoolSize",
+        ),
+        (
+            "  warmPoolSize: 2\n  delivery: {mode: Metadata}\n  sandboxReuse: {}\n",
+            "spec.sandboxReuse: needs spec.delivery.mode Stdin",
+        ),
+        (
+            "  warmPoolSize: 2\n  sandboxReuse: {maxExecutions: 5, every: 1}\n",
+            "sandboxReuse",
+        ),
+    ] {
+        let err = error("a.yaml", &with(extra));
+        assert!(err.contains(field), "{extra}: {err}");
+    }
+}

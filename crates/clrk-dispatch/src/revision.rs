@@ -2,7 +2,7 @@
 //! Stored as the revision's shape, so two applies that would run the same sandbox compare
 //! equal and in-flight executions keep running what they started on.
 
-use clrk_api::{Delivery, DeliveryMode, EgressRef, Resources, Template};
+use clrk_api::{Delivery, DeliveryMode, EgressRef, Resources, SandboxReuse, Template};
 use clrk_image::ResolvedImage;
 use clrk_store::Revision;
 use serde::{Deserialize, Serialize};
@@ -20,6 +20,9 @@ pub struct RevisionShape {
     pub delivery: Option<Delivery>,
     #[serde(default)]
     pub egress_refs: Vec<EgressRef>,
+    /// TaskAgents only: its sandboxes run under clrk's init, one execution after another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox_reuse: Option<SandboxReuse>,
     pub image: ResolvedImage,
 }
 
@@ -33,6 +36,7 @@ impl RevisionShape {
                 resources: t.spec.resources.clone(),
                 delivery: Some(t.spec.delivery),
                 egress_refs: t.spec.egress_refs.clone(),
+                sandbox_reuse: t.spec.sandbox_reuse,
                 image,
             }),
             clrk_api::Resource::DaemonAgent(d) => Some(RevisionShape {
@@ -40,6 +44,7 @@ impl RevisionShape {
                 resources: d.spec.resources.clone(),
                 delivery: None,
                 egress_refs: d.spec.egress_refs.clone(),
+                sandbox_reuse: None,
                 image,
             }),
             _ => None,

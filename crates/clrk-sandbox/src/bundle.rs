@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
+use crate::reuse_init;
 use crate::runtime_cli::RuntimeKind;
 use crate::{SandboxError, SandboxSpec, seccomp};
 
@@ -90,6 +91,20 @@ pub(crate) fn write(
                     "options": ["rbind", "ro", "nosuid", "nodev", "noexec"],
                 }),
             );
+        }
+        if spec.reuse {
+            // Under /dev, a tmpfs in every sandbox, so any image can take it.
+            let init = reuse_init::install(bundles.parent().unwrap_or(bundles))?;
+            mounts.insert(
+                at,
+                json!({
+                    "destination": reuse_init::PATH, "type": "bind", "source": init,
+                    "options": ["rbind", "ro", "nosuid", "nodev"],
+                }),
+            );
+            let mut args = vec![Value::from(reuse_init::PATH)];
+            args.extend(spec.args.iter().map(|a| Value::from(a.as_str())));
+            config["process"]["args"] = Value::Array(args);
         }
     }
     let path = dir.join("config.json");

@@ -212,6 +212,7 @@ impl Runtime {
                     Arc::clone(&self.cli),
                     exit,
                     network,
+                    spec.reuse,
                 ))
             }
             Err(e) => {

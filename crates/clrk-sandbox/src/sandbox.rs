@@ -14,6 +14,7 @@ use crate::SandboxError;
 use crate::addresses::SandboxAddresses;
 use crate::host_tool::blocking;
 use crate::network::SandboxNetwork;
+use crate::reuse_link::{Execution, Link};
 use crate::runtime_cli::{RUNTIME_LOGS, RuntimeCli, SIGKILL, SIGTERM};
 use crate::stdio::Stdio;
 
@@ -50,6 +51,9 @@ pub struct Sandbox {
     removed: bool,
     /// What lives as long as the sandbox (its egress registration, say).
     attachments: Vec<Box<dyn std::any::Any + Send + Sync>>,
+    /// A reused sandbox's frames, which hold its stdio.
+    link: Option<Link>,
+    started: std::time::Instant,
 }
 
 impl Sandbox {
@@ -60,7 +64,13 @@ impl Sandbox {
         cli: Arc<RuntimeCli>,
         exit: Option<i32>,
         network: Option<SandboxNetwork>,
+        reuse: bool,
     ) -> Self {
+        let mut stdio = stdio;
+        let link = reuse
+            .then(|| stdio.take_all())
+            .flatten()
+            .map(|(stdin, stdout, stderr)| Link::new(&id, stdin, stdout, stderr));
         Sandbox {
             id,
             process,
@@ -71,7 +81,47 @@ impl Sandbox {
             network,
             attachments: Vec::new(),
             removed: false,
+            link,
+            started: std::time::Instant::now(),
         }
+    }
+
+    /// Whether it runs executions one after another under clrk's init
+    /// ([`SandboxSpec::reuse`](crate::SandboxSpec::reuse)).
+    pub fn reusable(&self) -> bool {
+        self.link.is_some()
+    }
+
+    /// A reused sandbox's next execution, with `envelope` on its agent's stdin; `None` for a
+    /// sandbox that is not reused or whose init has stopped answering.
+    ///
+    /// ```no_run
+    /// # async fn f(sandbox: &mut clrk_sandbox::Sandbox) {
+    /// use tokio::io::AsyncReadExt as _;
+    /// let mut run = sandbox.next_execution(b"{}\n".to_vec()).expect("a reused sandbox");
+    /// let mut out = Vec::new();
+    /// run.stdout.read_to_end(&mut out).await.unwrap();
+    /// let code = run.exit.await;
+    /// # }
+    /// ```
+    pub fn next_execution(&mut self, envelope: Vec<u8>) -> Option<Execution> {
+        self.link.as_mut()?.next(envelope)
+    }
+
+    /// Executions a reused sandbox has started (0 for one that is not reused).
+    pub fn executions(&self) -> u32 {
+        self.link.as_ref().map_or(0, Link::executions)
+    }
+
+    /// Why a reused sandbox stopped taking executions: the last line its init wrote on its
+    /// own stderr, else what was wrong with its frames; `None` while it takes them.
+    pub fn why_stopped(&self) -> Option<String> {
+        self.link.as_ref().and_then(Link::why_stopped)
+    }
+
+    /// Time since it started.
+    pub fn age(&self) -> Duration {
+        self.started.elapsed()
     }
 
     /// The sandbox's own addresses with [`Network::Metadata`](crate::Network::Metadata): every

@@ -49,6 +49,10 @@ pub struct SandboxSpec {
     /// Files laid over the root filesystem, read-only (a trust bundle, `resolv.conf`). A file
     /// whose parent directory the root filesystem lacks is left out.
     pub files: Vec<SandboxFile>,
+    /// Runs `args` under clrk's init, once per execution, for as long as the sandbox lives
+    /// (`spec.sandboxReuse`): its stdio carries the init's frames, and executions go through
+    /// [`Sandbox::next_execution`](crate::Sandbox::next_execution).
+    pub reuse: bool,
 }
 
 /// A file clrk places in a sandbox.
@@ -109,6 +113,7 @@ impl SandboxSpec {
             hostname: "sandbox".into(),
             network: Network::None,
             files: Vec::new(),
+            reuse: false,
         }
     }
 }

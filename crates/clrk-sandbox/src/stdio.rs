@@ -16,6 +16,23 @@ pub(crate) struct Stdio {
     pub(crate) stderr: Option<Receiver>,
 }
 
+impl Stdio {
+    /// All three ends; `None` once any was taken.
+    pub(crate) fn take_all(&mut self) -> Option<(Sender, Receiver, Receiver)> {
+        match (self.stdin.take(), self.stdout.take(), self.stderr.take()) {
+            (Some(stdin), Some(stdout), Some(stderr)) => Some((stdin, stdout, stderr)),
+            (stdin, stdout, stderr) => {
+                *self = Stdio {
+                    stdin,
+                    stdout,
+                    stderr,
+                };
+                None
+            }
+        }
+    }
+}
+
 /// The runtime's ends, given to the command that starts the container; clrk closes its copies
 /// once that command is spawned, so that the program's exit is an EOF on [`Stdio::stdout`].
 #[derive(Debug)]

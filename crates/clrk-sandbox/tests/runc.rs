@@ -14,7 +14,7 @@ fn busybox_rootfs(root: &Path) {
     let bin = root.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     std::fs::copy("/bin/busybox", bin.join("busybox")).unwrap();
-    for applet in ["sh", "cat", "sleep", "setsid"] {
+    for applet in ["sh", "cat", "sleep", "setsid", "test"] {
         std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
     }
 }
@@ -133,4 +133,31 @@ async fn runc_refuses_the_host_root() {
         "{err}"
     );
     assert!(!bundle_dir(dir.path(), &spec.id).exists());
+}
+
+/// Under runc the init and the agent are host processes of an unprivileged user in their own
+/// PID namespace: the init still clears what an execution leaves behind.
+#[tokio::test]
+async fn a_reused_runc_sandbox_runs_each_execution_afresh() {
+    let dir = temp_dir();
+    let rootfs = dir.path().join("rootfs");
+    busybox_rootfs(&rootfs);
+    let rt = runtime(RuntimeKind::Runc, dir.path());
+    // `/proc/[0-9]*` counts the sandbox's processes without starting one: the init and this
+    // shell, and nothing the previous execution left.
+    let mut spec = busybox_spec(
+        "runc-reuse",
+        &rootfs,
+        "test -e /tmp/left && echo file-left; set -- /proc/[0-9]*; echo procs=$#; read line; \
+         echo \"$line\"; : > /tmp/left; sleep 1000 & exit ${line#code=}",
+    );
+    (spec.uid, spec.gid, spec.reuse) = (65534, 65534, true);
+    let mut sandbox = rt.spawn(&spec).await.unwrap();
+    for code in [0, 5, 0] {
+        let (out, err, status) = execute(&mut sandbox, &format!("code={code}\n")).await;
+        assert_eq!(out, format!("procs=2\ncode={code}\n"), "stderr: {err}");
+        assert_eq!(status, code);
+    }
+    sandbox.remove().await.unwrap();
+    assert!(host_processes_of(&spec.id).is_empty());
 }

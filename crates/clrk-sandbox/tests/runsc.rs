@@ -265,3 +265,56 @@ async fn a_sandbox_that_cannot_start_says_what_its_runtime_died_of() {
     assert!(rt.list().await.unwrap().is_empty());
     assert!(!bundle_dir(dir.path(), &spec.id).exists());
 }
+
+#[tokio::test]
+async fn a_reused_runsc_sandbox_runs_each_execution_afresh() {
+    let dir = temp_dir();
+    let rt = runtime(RuntimeKind::Runsc, dir.path());
+    // Each execution: what /tmp held and which `sleep` survived, then its envelope back, a
+    // file in /tmp and a process left behind, and an exit status from its envelope.
+    let script = "test -e /tmp/left && echo file-left; pgrep -c sleep || true; read line; echo \"$line\"; echo to-stderr >&2; \
+                  touch /tmp/left; (sleep 1000 &); exit ${line#code=}";
+    let mut spec = host_spec("reuse", script);
+    spec.reuse = true;
+    let mut sandbox = rt.spawn(&spec).await.unwrap();
+    assert!(sandbox.reusable());
+    for code in [3, 0, 7] {
+        let (out, err, status) = execute(&mut sandbox, &format!("code={code}\n")).await;
+        // Nothing in /tmp and no sleep from the previous execution.
+        assert_eq!(out, format!("0\ncode={code}\n"), "stderr: {err}");
+        assert_eq!(err, "to-stderr\n");
+        assert_eq!(status, code);
+    }
+    assert_eq!(sandbox.executions(), 3);
+    assert!(
+        !sandbox.has_exited(),
+        "the sandbox still waits for executions"
+    );
+    sandbox.remove().await.unwrap();
+}
+
+/// An agent that writes into the init's own stdout (root in the sandbox can) breaks only its
+/// sandbox: the frames out of turn end the link, with bounded reads and no exit status.
+#[tokio::test]
+async fn forged_frames_end_the_reused_sandbox_and_nothing_else() {
+    let dir = temp_dir();
+    let rt = runtime(RuntimeKind::Runsc, dir.path());
+    // A frame of an unknown kind claiming 4 GiB, then the agent waits.
+    let script = "cat > /dev/null; printf 'Z\\377\\377\\377\\377' > /proc/1/fd/1; sleep 1000";
+    let mut spec = host_spec("reuse-forged", script);
+    spec.reuse = true;
+    let mut sandbox = rt.spawn(&spec).await.unwrap();
+    let mut run = sandbox.next_execution(b"{}\n".to_vec()).unwrap();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(60), run.stdout.read_to_end(&mut out));
+    read.await.expect("the link ended").unwrap();
+    assert!(out.is_empty());
+    assert!(run.exit.await.is_err(), "no exit status from a broken link");
+    let why = sandbox.why_stopped().expect("the link says why it stopped");
+    assert!(why.contains("out of turn"), "{why}");
+    assert!(
+        sandbox.next_execution(b"{}\n".to_vec()).is_none(),
+        "the sandbox takes no further execution"
+    );
+    sandbox.remove().await.unwrap();
+}

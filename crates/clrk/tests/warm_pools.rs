@@ -242,3 +242,100 @@ async fn a_warm_runsc_sandbox_keeps_no_process_of_clrk() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.text().contains("\"bGVhbg==\""), "{}", r.text());
 }
+
+/// Says what the previous execution left (a file in /tmp, a `sleep`), echoes its input,
+/// leaves both behind, and hangs when asked to (`hang` is `aGFuZw` in base64).
+const LEAVES_THINGS_BEHIND: &str = "test -e /tmp/left && echo file-left; \
+    echo sleeping=$(pgrep -c sleep); in=$(cat); echo \"$in\"; touch /tmp/left; \
+    (sleep 1000 &); case \"$in\" in *aGFuZw*) sleep 100;; esac";
+
+/// The one sandbox of the pool, once it is the only one and differs from `not`.
+fn only_sandbox(dev: &Dev, not: Option<&str>) -> String {
+    dev.wait_for("one sandbox in the pool", || {
+        let now = sandboxes(dev);
+        match now.iter().next() {
+            Some(id) if now.len() == 1 && Some(id.as_str()) != not => Some(id.clone()),
+            _ => None,
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reused_sandbox_serves_executions_afresh_until_its_limit_or_a_timeout() {
+    let dev = Dev::start();
+    // Reuse needs a pool to wait in, and says so naming the field.
+    let out = dev.try_apply(&sh_agent("lonely", "cat", "  sandboxReuse: {}"));
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("spec.sandboxReuse") && err.contains("warmPoolSize"),
+        "{err}"
+    );
+
+    let spec = "  warmPoolSize: 1\n  timeout: 5s\n  sandboxReuse:\n    maxExecutions: 3";
+    dev.apply(&sh_agent("reused", LEAVES_THINGS_BEHIND, spec));
+    wait_warm(&dev, "reused", 1).await;
+    let first = only_sandbox(&dev, None);
+    // The bodies as the envelope carries them, in base64.
+    for (n, data) in [(1, "cmVxMQ=="), (2, "cmVxMg=="), (3, "cmVxMw==")] {
+        let r = dev
+            .invoke(&[("X-Clrk-TaskAgent", "default/reused")], format!("req{n}"))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let answer = r.text();
+        // Each execution has a fresh agent process, an empty /tmp and no process of the
+        // one before, in the same sandbox until it has served three.
+        assert!(answer.starts_with("sleeping=0\n"), "{answer}");
+        assert!(!answer.contains("file-left"), "{answer}");
+        assert!(answer.contains(data), "{answer}");
+        if n < 3 {
+            wait_warm(&dev, "reused", 1).await;
+            assert_eq!(only_sandbox(&dev, None), first, "execution {n} reused it");
+        }
+    }
+    let runs = dev.invocations("reused").await;
+    assert!(
+        runs.iter()
+            .all(|r| r["start"] == "warm" && r["status"] == "Succeeded"),
+        "{runs:?}"
+    );
+    // Past maxExecutions it is replaced by a fresh one.
+    let second = only_sandbox(&dev, Some(&first));
+
+    // An execution that times out takes its sandbox with it.
+    wait_warm(&dev, "reused", 1).await;
+    let r = dev
+        .invoke(&[("X-Clrk-TaskAgent", "default/reused")], "hang")
+        .await;
+    assert_eq!(r.status, 504, "{}", r.text());
+    let third = only_sandbox(&dev, Some(&second));
+    assert_ne!(third, first);
+    wait_warm(&dev, "reused", 1).await;
+    let r = dev
+        .invoke(&[("X-Clrk-TaskAgent", "default/reused")], "after")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().starts_with("sleeping=0\n"), "{}", r.text());
+
+    // Two at once, one sandbox: the second waits for it to come back rather than start one,
+    // so that sandbox has served its three ("after", then these) and is replaced.
+    let one = only_sandbox(&dev, None);
+    wait_warm(&dev, "reused", 1).await;
+    let (a, b) = tokio::join!(
+        dev.invoke(&[("X-Clrk-TaskAgent", "default/reused")], "a"),
+        dev.invoke(&[("X-Clrk-TaskAgent", "default/reused")], "b"),
+    );
+    assert_eq!(
+        (a.status, b.status),
+        (200, 200),
+        "{} {}",
+        a.text(),
+        b.text()
+    );
+    let runs = dev.invocations("reused").await;
+    assert!(
+        runs[..2].iter().all(|r| r["start"] == "warm"),
+        "both ran in the pool's sandbox: {runs:?}"
+    );
+    only_sandbox(&dev, Some(&one));
+}

@@ -103,6 +103,8 @@ pub struct Launch<'a> {
     pub pids_limit: u32,
     /// The worker pool's runtime flags (`runtimeOptions`).
     pub runtime_flags: &'a [String],
+    /// Runs executions one after another (`spec.sandboxReuse`).
+    pub reuse: bool,
 }
 
 impl Launch<'_> {
@@ -147,6 +149,7 @@ impl Launch<'_> {
             hostname: "clrk".to_string(),
             network: self.network,
             files: self.files.clone(),
+            reuse: self.reuse,
         })
     }
 }

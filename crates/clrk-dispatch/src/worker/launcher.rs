@@ -176,6 +176,8 @@ impl Launcher {
             runtime: runtime.kind(),
             pids_limit: request.pids_limit,
             runtime_flags: request.runtime_flags,
+            // Only TaskAgent sandboxes serve one execution after another.
+            reuse: request.kind == "TaskAgent" && shape.sandbox_reuse.is_some(),
         };
         let spec = launch.spec()?;
         let spawn_began = std::time::SystemTime::now();

@@ -50,6 +50,9 @@ pub type Places = Box<dyn std::any::Any + Send>;
 
 /// Chunks buffered between the agent and a slow caller before the agent's writes block.
 const STDOUT_QUEUE: usize = 8;
+/// How long an execution of a `sandboxReuse` agent waits for one of its pool's busy sandboxes
+/// to come back before it starts a fresh one (SPECIFICATION §3.6).
+const REUSE_WAIT: Duration = Duration::from_secs(1);
 
 /// Runs executions and warm pools on this host. Cloning shares the same worker.
 #[derive(Clone)]
@@ -230,18 +233,24 @@ impl Worker {
         let key = (order.namespace.clone(), order.agent.clone());
         let trace = TraceSpans::from_order(order.trace.as_ref());
         let take_began = SystemTime::now();
+        let generation = Generation::of(
+            &order.revision,
+            inner.launcher.runtime(order.runtime),
+            order.pids_limit,
+            &order.runtime_flags,
+            order.shape.sandbox_reuse,
+        );
         let warm = match mode {
-            DeliveryMode::Stdin => inner.warm.take(
-                &key,
-                &Generation::of(
-                    &order.revision,
-                    inner.launcher.runtime(order.runtime),
-                    order.pids_limit,
-                    &order.runtime_flags,
-                ),
-            ),
+            DeliveryMode::Stdin => {
+                inner
+                    .warm
+                    .take_returning(&key, &generation, REUSE_WAIT)
+                    .await
+            }
             _ => None,
         };
+        // A reused sandbox taken from the pool is lent: it goes back, or the pool is told.
+        let lent = warm.as_ref().is_some_and(Sandbox::reusable);
         if warm.is_some() {
             trace.add(WARM_TAKE, None, take_began, SystemTime::now(), Vec::new());
         }
@@ -266,10 +275,20 @@ impl Worker {
             .start_execution_within(&record, order.max_concurrent)
             .await;
         if let Err(error) = started {
-            // A refused execution never ran; the warm sandbox it took is deleted and the pool
-            // refills.
+            // A refused execution never ran: a reused sandbox goes back untouched, any other
+            // warm sandbox it took is deleted and the pool refills.
             if let Some(sandbox) = warm {
-                tokio::spawn(warm_pool::remove(sandbox));
+                let shutting_down = inner.shutdown.is_cancelled();
+                let unwanted = if lent {
+                    inner
+                        .warm
+                        .give_back(&key, &generation, sandbox, true, shutting_down)
+                } else {
+                    Some(sandbox)
+                };
+                if let Some(sandbox) = unwanted {
+                    tokio::spawn(warm_pool::remove(sandbox));
+                }
             }
             return Err(match error {
                 clrk_store::StoreError::DuplicateExecution(id) => {
@@ -321,6 +340,8 @@ impl Worker {
             log_limit: order.log_limit,
             cancel,
             trace,
+            generation,
+            lent,
         };
         tokio::spawn(run.run(tx, places, warm).in_current_span());
         Ok(started)

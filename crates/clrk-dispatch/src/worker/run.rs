@@ -26,6 +26,7 @@ use crate::trace::{RUN, SANDBOX_START, StartSteps, TraceSpans};
 use crate::worker::launch_error::{LaunchError, program_not_started, vanished_mount};
 use crate::worker::launcher::SandboxRequest;
 use crate::worker::order::{ExecEvent, Outcome};
+use crate::worker::warm_pool::Generation;
 use crate::worker::{Places, Worker};
 
 /// runsc's exit status when it failed itself, or started the sandbox but not the agent's
@@ -138,6 +139,10 @@ pub(crate) struct Run {
     pub(crate) cancel: CancellationToken,
     /// Its trace's spans, written once its caller has the answer.
     pub(crate) trace: TraceSpans,
+    /// What a warm sandbox for it must be; a reused sandbox goes back to that pool.
+    pub(crate) generation: Generation,
+    /// It runs in a reused sandbox lent by the warm pool (`WarmPools::take`).
+    pub(crate) lent: bool,
 }
 
 impl Run {
@@ -173,13 +178,10 @@ impl Run {
         tracing::info!(outcome = ?outcome,
             elapsed_ms = started.elapsed().as_millis() as u64, "execution finished");
         let error = failure(&outcome);
+        let outcome_kept = outcome.clone();
         let _ = tx.send(ExecEvent::Finished(outcome)).await;
         self.keep_trace(start, status, error);
-        if let Some(mut sandbox) = sandbox
-            && let Err(error) = sandbox.remove().await
-        {
-            tracing::warn!(%error, sandbox = %sandbox.id, "could not delete sandbox");
-        }
+        self.done_with(sandbox, &outcome_kept).await;
         let inner = &self.worker.inner;
         inner
             .live
@@ -193,6 +195,27 @@ impl Run {
             .expect("stop reasons")
             .remove(&self.execution_id);
         inner.drained.notify_waiters();
+    }
+
+    /// After the caller has its answer: a reused sandbox whose execution ended by itself goes
+    /// back to its warm pool while it may serve more; any other sandbox is deleted.
+    async fn done_with(&self, sandbox: Option<Sandbox>, outcome: &Outcome) {
+        let warm = &self.worker.inner.warm;
+        let key = (self.namespace.clone(), self.agent.clone());
+        let mut unwanted = sandbox;
+        if let Some(sandbox) = unwanted.take_if(|sandbox| {
+            matches!(outcome, Outcome::Exited(_)) && self.generation.serves_again(sandbox)
+        }) {
+            let shutting_down = self.worker.inner.shutdown.is_cancelled();
+            unwanted = warm.give_back(&key, &self.generation, sandbox, self.lent, shutting_down);
+        } else if self.lent {
+            warm.loan_ended(&key, &self.generation);
+        }
+        if let Some(mut sandbox) = unwanted
+            && let Err(error) = sandbox.remove().await
+        {
+            tracing::warn!(%error, sandbox = %sandbox.id, "could not delete sandbox");
+        }
     }
 
     /// Runs the sandbox to its end; returns the outcome and, when it exited by itself, the
@@ -249,6 +272,9 @@ impl Run {
                 Err(error) => return Attempt::Ended(Outcome::Failed(error.to_string()), None),
             },
         };
+        if sandbox.reusable() {
+            return self.reused(tx, deadline, sandbox, first_byte).await;
+        }
         let run_began = SystemTime::now();
         let metadata = self.mode == DeliveryMode::Metadata;
         let stdin = sandbox.take_stdin();
@@ -421,6 +447,95 @@ impl Run {
             }
             _ => Attempt::Ended(outcome, None),
         }
+    }
+
+    /// The execution in a reused sandbox (`spec.sandboxReuse`): its envelope goes to the
+    /// sandbox's init, which runs a fresh agent process for it; the sandbox lives on unless the
+    /// execution timed out, was stopped, or the sandbox itself ended.
+    async fn reused(
+        &self,
+        tx: &mpsc::Sender<ExecEvent>,
+        deadline: tokio::time::Instant,
+        mut sandbox: Sandbox,
+        first_byte: &FirstByte<'_>,
+    ) -> Attempt {
+        let run_began = SystemTime::now();
+        // Stdin mode only (the manifest says so): the envelope and its body's share of the
+        // budget, released when the execution ends.
+        let (envelope, _body) = self.envelope.take_stdin().unwrap_or_default();
+        let Some(execution) = sandbox.next_execution(envelope) else {
+            self.stop(&mut sandbox).await;
+            return Attempt::Ended(
+                Outcome::Failed("the reused sandbox no longer answers".into()),
+                None,
+            );
+        };
+        let log = self.log();
+        let pump = log.pump(execution.stderr, "stderr");
+        let (stdout, exit) = (execution.stdout, execution.exit);
+        let end = tokio::select! {
+            code = async {
+                forward_stdout(stdout, tx, first_byte).await;
+                exit.await
+            } => code.ok(),
+            () = tokio::time::sleep_until(deadline) => {
+                self.stop(&mut sandbox).await;
+                return self.reused_end(Outcome::TimedOut(self.timeout), run_began, pump).await;
+            }
+            () = self.cancel.cancelled() => {
+                self.stop(&mut sandbox).await;
+                let reason = self.worker.inner.stop_reasons.lock().expect("stop reasons")
+                    .remove(&self.execution_id);
+                let reason = reason.unwrap_or_else(|| "stopped: clrk is shutting down".into());
+                return self.reused_end(Outcome::Failed(reason), run_began, pump).await;
+            }
+        };
+        if let Some(code) = end {
+            let outcome = self
+                .reused_end(Outcome::Exited(code), run_began, pump)
+                .await;
+            return match outcome {
+                Attempt::Ended(outcome, _) => Attempt::Ended(outcome, Some(Box::new(sandbox))),
+                again => again,
+            };
+        }
+        // No exit status: the sandbox ended (its memory limit, say) or its init broke off.
+        let outcome = match tokio::time::timeout(STOP_GRACE, sandbox.wait()).await {
+            Ok(Ok(code @ KILLED)) if sandbox.killed_by_host() => Outcome::Killed {
+                code,
+                reason: format!(
+                    "killed: memory limit {} exceeded; raise spec.resources.memory",
+                    self.shape.resources.memory.as_str()
+                ),
+            },
+            _ => {
+                let why = (sandbox.runtime_errors().into_iter().next())
+                    .or_else(|| sandbox.why_stopped())
+                    .unwrap_or_else(|| "its init stopped answering".into());
+                Outcome::Failed(format!("the reused sandbox failed: {why}"))
+            }
+        };
+        self.stop(&mut sandbox).await;
+        self.reused_end(outcome, run_began, pump).await
+    }
+
+    /// Ends a reused sandbox's execution: its log is complete and its run span kept.
+    async fn reused_end(
+        &self,
+        outcome: Outcome,
+        run_began: SystemTime,
+        pump: tokio::task::JoinHandle<()>,
+    ) -> Attempt {
+        let _ = tokio::time::timeout(STOP_GRACE, pump).await;
+        let run_ended = SystemTime::now();
+        self.trace.add_with(
+            self.trace.run_context(),
+            RUN,
+            run_began,
+            run_ended,
+            failure(&outcome),
+        );
+        Attempt::Ended(outcome, None)
     }
 
     /// Takes back the envelope `writer` fed a sandbox that never ran (kept in `kept`), for

@@ -7,13 +7,18 @@
 //! what was taken, recycles sandboxes idle past `warmPoolIdleTTL` or found dead, drains pools
 //! whose revision (or runtime) is no longer the one to serve, and holds refills back after a
 //! sandbox failed to start. The loop that reads the store and starts and removes sandboxes is
-//! in `warm_reconciler`. Only Stdin-mode agents are pooled: a Metadata-mode agent asks for
+//! in `warm_reconciler`.
+//!
+//! With `spec.sandboxReuse` a sandbox comes back after its execution ([`WarmPools::give_back`])
+//! until it has served `maxExecutions` or is `maxAge` old; while it serves one it is lent,
+//! and counts as present, so that no refill replaces it. Only Stdin-mode agents are pooled: a Metadata-mode agent asks for
 //! its event as soon as it starts, before any request exists.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use clrk_api::SandboxReuse;
 use clrk_sandbox::{Runtime, RuntimeKind, Sandbox};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::task::TaskTracker;
@@ -34,6 +39,8 @@ pub(crate) struct Generation {
     pub(crate) runtime: RuntimeKind,
     pub(crate) pids_limit: u32,
     pub(crate) runtime_flags: Vec<String>,
+    /// The revision's `sandboxReuse`.
+    pub(crate) reuse: Option<SandboxReuse>,
 }
 
 impl Generation {
@@ -42,13 +49,25 @@ impl Generation {
         runtime: &Runtime,
         pids_limit: u32,
         runtime_flags: &[String],
+        reuse: Option<SandboxReuse>,
     ) -> Self {
         Generation {
             revision: revision.to_string(),
             runtime: runtime.kind(),
             pids_limit,
             runtime_flags: runtime_flags.to_vec(),
+            reuse,
         }
+    }
+
+    /// Whether `sandbox`, which just served an execution that ended by itself, may serve
+    /// another of this generation: under `maxExecutions` and `maxAge`.
+    pub(crate) fn serves_again(&self, sandbox: &Sandbox) -> bool {
+        self.reuse.is_some_and(|reuse| {
+            sandbox.reusable()
+                && sandbox.executions() < reuse.max_executions
+                && sandbox.age() < reuse.max_age.0
+        })
     }
 }
 
@@ -77,6 +96,8 @@ pub(crate) struct ObservedPool {
     pub(crate) ready: Vec<ObservedSandbox>,
     /// Refills in flight.
     pub(crate) starting: usize,
+    /// Reused sandboxes serving an execution, which come back after it.
+    pub(crate) lent: usize,
     /// Set after a failed start: no refill before then.
     pub(crate) retry_at: Option<Instant>,
 }
@@ -132,7 +153,11 @@ pub(crate) fn plan(
             .filter(|pool| pool.generation == want.generation);
         let mut step = PoolPlan::default();
         let (ready, starting, retry_at) = match current {
-            Some(pool) => (pool.ready.as_slice(), pool.starting, pool.retry_at),
+            Some(pool) => (
+                pool.ready.as_slice(),
+                pool.starting + pool.lent,
+                pool.retry_at,
+            ),
             None => (&[][..], 0, None),
         };
         let mut kept = 0;
@@ -175,6 +200,8 @@ struct Pool {
     ready: VecDeque<Ready>,
     /// Refills in flight.
     starting: usize,
+    /// Reused sandboxes serving an execution.
+    lent: usize,
     failures: u32,
     retry_at: Option<Instant>,
 }
@@ -186,6 +213,7 @@ impl Pool {
             wanted: 0,
             ready: VecDeque::new(),
             starting: 0,
+            lent: 0,
             failures: 0,
             retry_at: None,
         }
@@ -204,6 +232,8 @@ pub(crate) enum Refill {
 pub(crate) struct WarmPools {
     pools: Mutex<HashMap<AgentKey, Pool>>,
     pub(crate) wake: Notify,
+    /// Signalled when a reused sandbox comes back ([`WarmPools::take_returning`]).
+    returned: Notify,
     /// Refills starting at once: at most one per core, so that they cannot starve live
     /// requests.
     pub(crate) refills: Semaphore,
@@ -217,13 +247,16 @@ impl WarmPools {
         WarmPools {
             pools: Mutex::new(HashMap::new()),
             wake: Notify::new(),
+            returned: Notify::new(),
             refills: Semaphore::new(cores),
             tasks: TaskTracker::new(),
         }
     }
 
     /// Takes the oldest ready sandbox of `generation` for this agent; dead ones met on the
-    /// way are discarded. The pool is refilled in the background.
+    /// way are discarded, and so are reused ones past `maxAge`. The pool is refilled in the
+    /// background, but for a reused sandbox, which is lent: it comes back through
+    /// [`WarmPools::give_back`] or [`WarmPools::loan_ended`].
     pub(crate) fn take(&self, key: &AgentKey, generation: &Generation) -> Option<Sandbox> {
         let mut dead = Vec::new();
         let taken = {
@@ -233,18 +266,101 @@ impl WarmPools {
                 let Some(mut ready) = pool.ready.pop_front() else {
                     break None;
                 };
-                if !ready.sandbox.has_exited() {
+                let expired = generation
+                    .reuse
+                    .is_some_and(|reuse| ready.sandbox.age() >= reuse.max_age.0);
+                if !ready.sandbox.has_exited() && !expired {
+                    if ready.sandbox.reusable() {
+                        pool.lent += 1;
+                    }
                     break Some(ready.sandbox);
                 }
                 dead.push(ready.sandbox);
             }
         };
         for sandbox in dead {
-            tracing::warn!(sandbox = %sandbox.id, "warm sandbox had exited, discarded");
+            tracing::info!(sandbox = %sandbox.id, "warm sandbox had exited or aged out, discarded");
             self.tasks.spawn(remove(sandbox));
         }
         self.wake.notify_one();
         taken
+    }
+
+    /// Puts a reused sandbox back into `key`'s pool after an execution that ended by itself
+    /// (`lent`: it was taken from the pool, not started for the execution). Returns it when
+    /// the pool does not want it (drained, of another generation, full, or clrk is shutting
+    /// down), to be removed.
+    pub(crate) fn give_back(
+        &self,
+        key: &AgentKey,
+        generation: &Generation,
+        sandbox: Sandbox,
+        lent: bool,
+        shutting_down: bool,
+    ) -> Option<Sandbox> {
+        let mut pools = self.pools.lock().expect("warm pools");
+        let Some(pool) = pools.get_mut(key).filter(|p| &p.generation == generation) else {
+            return Some(sandbox);
+        };
+        if lent {
+            pool.lent = pool.lent.saturating_sub(1);
+        }
+        if shutting_down || pool.ready.len() + pool.starting + pool.lent >= pool.wanted {
+            drop(pools);
+            self.wake.notify_one();
+            return Some(sandbox);
+        }
+        pool.ready.push_back(Ready {
+            sandbox,
+            since: Instant::now(),
+        });
+        drop(pools);
+        self.returned.notify_waiters();
+        None
+    }
+
+    /// [`WarmPools::take`], waiting up to `wait` for a reused sandbox to come back while the
+    /// pool has lent some: one busy for a moment serves sooner, and for less, than a fresh
+    /// sandbox would start.
+    pub(crate) async fn take_returning(
+        &self,
+        key: &AgentKey,
+        generation: &Generation,
+        wait: Duration,
+    ) -> Option<Sandbox> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let returned = self.returned.notified();
+            tokio::pin!(returned);
+            returned.as_mut().enable();
+            if let Some(sandbox) = self.take(key, generation) {
+                return Some(sandbox);
+            }
+            if generation.reuse.is_none() || self.lent(key, generation) == 0 {
+                return None;
+            }
+            tokio::time::timeout_at(deadline, returned).await.ok()?;
+        }
+    }
+
+    /// Reused sandboxes of `key`'s pool serving an execution.
+    fn lent(&self, key: &AgentKey, generation: &Generation) -> usize {
+        let pools = self.pools.lock().expect("warm pools");
+        pools
+            .get(key)
+            .filter(|p| &p.generation == generation)
+            .map_or(0, |p| p.lent)
+    }
+
+    /// A sandbox lent by `key`'s pool will not come back (its execution timed out, was
+    /// stopped or broke it, or it has served enough): the pool refills.
+    pub(crate) fn loan_ended(&self, key: &AgentKey, generation: &Generation) {
+        let mut pools = self.pools.lock().expect("warm pools");
+        if let Some(pool) = pools.get_mut(key).filter(|p| &p.generation == generation) {
+            pool.lent = pool.lent.saturating_sub(1);
+        }
+        drop(pools);
+        self.wake.notify_one();
     }
 
     /// Ready sandboxes of this agent.
@@ -318,6 +434,7 @@ impl WarmPools {
                     generation: pool.generation.clone(),
                     ready,
                     starting: pool.starting,
+                    lent: pool.lent,
                     retry_at: pool.retry_at,
                 };
                 (key.clone(), observed)
@@ -425,6 +542,7 @@ mod tests {
             runtime: RuntimeKind::Runsc,
             pids_limit: 0,
             runtime_flags: Vec::new(),
+            reuse: None,
         }
     }
 
@@ -441,8 +559,21 @@ mod tests {
             generation: generation(revision),
             ready: ready.to_vec(),
             starting,
+            lent: 0,
             retry_at: None,
         }
+    }
+
+    #[test]
+    fn lent_reused_sandboxes_count_as_present() {
+        let now = Instant::now();
+        let mut observed = HashMap::new();
+        let mut with_loans = pool("r1", &[fresh(now)], 0);
+        with_loans.lent = 2;
+        observed.insert(key("a"), with_loans);
+        let desired = HashMap::from([(key("a"), want("r1", 4))]);
+        // One ready, two serving executions and coming back: one more to start.
+        assert_eq!(plan(&observed, &desired, now).pools[&key("a")].start, 1);
     }
 
     fn fresh(since: Instant) -> ObservedSandbox {

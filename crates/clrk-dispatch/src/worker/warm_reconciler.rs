@@ -168,6 +168,7 @@ impl Worker {
                             self.inner.launcher.runtime(runtime),
                             pool.pids_limit(),
                             &pool.runtime_flags(),
+                            shape.sandbox_reuse,
                         ),
                         size,
                         idle_ttl: spec.warm_pool_idle_ttl.0,

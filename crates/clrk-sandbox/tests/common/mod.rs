@@ -1,4 +1,5 @@
 //! Helpers shared by the integration tests: real runtimes in a temporary state dir.
+#![allow(dead_code)] // Each test binary uses a different subset of these helpers.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -87,4 +88,27 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// One execution in a reused sandbox: its stdout, stderr and exit status.
+pub async fn execute(sandbox: &mut Sandbox, envelope: &str) -> (String, String, i32) {
+    let mut run = sandbox
+        .next_execution(envelope.as_bytes().to_vec())
+        .expect("the sandbox takes another execution");
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let (o, e) = tokio::join!(
+        run.stdout.read_to_end(&mut out),
+        run.stderr.read_to_end(&mut err)
+    );
+    o.unwrap();
+    e.unwrap();
+    let code = tokio::time::timeout(Duration::from_secs(60), run.exit)
+        .await
+        .expect("the execution ended")
+        .expect("an exit status");
+    (
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+        code,
+    )
 }
