@@ -515,6 +515,19 @@ spec:
       command: ["python3", "-c", {agent}]
 ---
 apiVersion: clrk.apoxy.dev/v1alpha1
+kind: TaskAgent
+metadata: {{name: reused-caller}}
+spec:
+  timeout: 90s
+  warmPoolSize: 1
+  sandboxReuse: {{maxExecutions: 10}}
+  egressRefs: [{{gatewayRef: main}}]
+  template:
+    spec:
+      image: "host:"
+      command: ["python3", "-c", {agent}]
+---
+apiVersion: clrk.apoxy.dev/v1alpha1
 kind: EgressGateway
 metadata: {{name: pass}}
 spec: {{tls: {{mode: Passthrough}}}}
@@ -982,6 +995,27 @@ async fn hidden_credentials_budgets_records_and_spans() {
             .unwrap()
             .starts_with("x-api-key")
     );
+
+    // One reused sandbox, one execution after the other: each execution's call is its own.
+    let mut ran = Vec::new();
+    for _ in 0..2 {
+        eventually("a ready sandbox of reused-caller", || async {
+            let r = dev.api_get("/v1/agents/default/reused-caller").await;
+            (r.json()["status"]["warm"].as_u64() == Some(1)).then_some(())
+        })
+        .await;
+        let (id, report) = call(
+            &dev,
+            "reused-caller",
+            json!({"calls": [{"url": "https://llm.test/v1/plain"}]}),
+        )
+        .await;
+        assert_eq!(report["results"][0]["status"], 200, "{report}");
+        ran.push(id);
+    }
+    let recorded = records(&dev, "reused-caller").await;
+    let ids: Vec<_> = recorded.iter().map(|r| r["executionId"].clone()).collect();
+    assert_eq!(ids, [ran[1].as_str(), ran[0].as_str()], "{recorded:#?}");
 
     // Daily budget of 120: the first execution used 50; 50 more, then 25 more reach 125,
     // after which the day is over budget, also after a restart.
