@@ -136,7 +136,8 @@ async fn runc_refuses_the_host_root() {
 }
 
 /// Under runc the init and the agent are host processes of an unprivileged user in their own
-/// PID namespace: the init still clears what an execution leaves behind.
+/// PID namespace: the init still clears what an execution leaves behind, and the agent
+/// cannot write into the init's stdio.
 #[tokio::test]
 async fn a_reused_runc_sandbox_runs_each_execution_afresh() {
     let dir = temp_dir();
@@ -149,13 +150,19 @@ async fn a_reused_runc_sandbox_runs_each_execution_afresh() {
         "runc-reuse",
         &rootfs,
         "test -e /tmp/left && echo file-left; set -- /proc/[0-9]*; echo procs=$#; read line; \
-         echo \"$line\"; : > /tmp/left; sleep 1000 & exit ${line#code=}",
+         echo \"$line\"; { printf X > /proc/1/fd/1; } 2>/dev/null && echo wrote || echo refused; \
+         : > /tmp/left; sleep 1000 & exit ${line#code=}",
     );
     (spec.uid, spec.gid, spec.reuse) = (65534, 65534, true);
     let mut sandbox = rt.spawn(&spec).await.unwrap();
     for code in [0, 5, 0] {
         let (out, err, status) = execute(&mut sandbox, &format!("code={code}\n")).await;
-        assert_eq!(out, format!("procs=2\ncode={code}\n"), "stderr: {err}");
+        // The init is not dumpable: the kernel keeps this user out of its stdio.
+        assert_eq!(
+            out,
+            format!("procs=2\ncode={code}\nrefused\n"),
+            "stderr: {err}"
+        );
         assert_eq!(status, code);
     }
     sandbox.remove().await.unwrap();

@@ -10,6 +10,7 @@
 pub mod launch;
 pub mod launch_error;
 pub mod launcher;
+mod loan;
 pub mod metadata;
 pub mod order;
 mod run;
@@ -36,6 +37,7 @@ use crate::pools::worker_pool;
 use crate::revision::RevisionShape;
 use crate::trace::{TraceSpans, WARM_TAKE};
 use crate::worker::launcher::{Launcher, SandboxRequest};
+use crate::worker::loan::Loan;
 use crate::worker::metadata::MetadataService;
 use crate::worker::order::{ExecutionOrder, Started};
 use crate::worker::run::{Handover, Run};
@@ -250,7 +252,10 @@ impl Worker {
             _ => None,
         };
         // A reused sandbox taken from the pool is lent: it goes back, or the pool is told.
-        let lent = warm.as_ref().is_some_and(Sandbox::reusable);
+        let loan = warm
+            .as_ref()
+            .filter(|sandbox| sandbox.reusable())
+            .map(|_| Loan::new(self.clone(), key.clone(), generation.clone()));
         if warm.is_some() {
             trace.add(WARM_TAKE, None, take_began, SystemTime::now(), Vec::new());
         }
@@ -278,16 +283,12 @@ impl Worker {
             // A refused execution never ran: a reused sandbox goes back untouched, any other
             // warm sandbox it took is deleted and the pool refills.
             if let Some(sandbox) = warm {
-                let shutting_down = inner.shutdown.is_cancelled();
-                let unwanted = if lent {
-                    inner
-                        .warm
-                        .give_back(&key, &generation, sandbox, true, shutting_down)
-                } else {
-                    Some(sandbox)
+                let unwanted = match loan {
+                    Some(loan) => loan.give_back(sandbox),
+                    None => Some(sandbox),
                 };
                 if let Some(sandbox) = unwanted {
-                    tokio::spawn(warm_pool::remove(sandbox));
+                    inner.warm.tasks.spawn(warm_pool::remove(sandbox));
                 }
             }
             return Err(match error {
@@ -341,7 +342,7 @@ impl Worker {
             cancel,
             trace,
             generation,
-            lent,
+            loan,
         };
         tokio::spawn(run.run(tx, places, warm).in_current_span());
         Ok(started)

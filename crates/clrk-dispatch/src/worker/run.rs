@@ -25,6 +25,7 @@ use crate::revision::RevisionShape;
 use crate::trace::{RUN, SANDBOX_START, StartSteps, TraceSpans};
 use crate::worker::launch_error::{LaunchError, program_not_started, vanished_mount};
 use crate::worker::launcher::SandboxRequest;
+use crate::worker::loan::Loan;
 use crate::worker::order::{ExecEvent, Outcome};
 use crate::worker::warm_pool::Generation;
 use crate::worker::{Places, Worker};
@@ -141,14 +142,14 @@ pub(crate) struct Run {
     pub(crate) trace: TraceSpans,
     /// What a warm sandbox for it must be; a reused sandbox goes back to that pool.
     pub(crate) generation: Generation,
-    /// It runs in a reused sandbox lent by the warm pool (`WarmPools::take`).
-    pub(crate) lent: bool,
+    /// The reused sandbox it runs in was lent by the warm pool (`WarmPools::take`).
+    pub(crate) loan: Option<Loan>,
 }
 
 impl Run {
     /// Runs the execution in `warm` (a sandbox taken from the pool) or a new sandbox.
     pub(crate) async fn run(
-        self,
+        mut self,
         tx: mpsc::Sender<ExecEvent>,
         places: Option<Places>,
         warm: Option<Sandbox>,
@@ -178,10 +179,16 @@ impl Run {
         tracing::info!(outcome = ?outcome,
             elapsed_ms = started.elapsed().as_millis() as u64, "execution finished");
         let error = failure(&outcome);
-        let outcome_kept = outcome.clone();
+        // A reused sandbox goes back before the caller reads the end, which may take it.
+        let loan = self.loan.take();
+        let unwanted = self.give_back(sandbox, &outcome, loan);
         let _ = tx.send(ExecEvent::Finished(outcome)).await;
         self.keep_trace(start, status, error);
-        self.done_with(sandbox, &outcome_kept).await;
+        if let Some(mut sandbox) = unwanted
+            && let Err(error) = sandbox.remove().await
+        {
+            tracing::warn!(%error, sandbox = %sandbox.id, "could not delete sandbox");
+        }
         let inner = &self.worker.inner;
         inner
             .live
@@ -197,24 +204,29 @@ impl Run {
         inner.drained.notify_waiters();
     }
 
-    /// After the caller has its answer: a reused sandbox whose execution ended by itself goes
-    /// back to its warm pool while it may serve more; any other sandbox is deleted.
-    async fn done_with(&self, sandbox: Option<Sandbox>, outcome: &Outcome) {
-        let warm = &self.worker.inner.warm;
-        let key = (self.namespace.clone(), self.agent.clone());
-        let mut unwanted = sandbox;
-        if let Some(sandbox) = unwanted.take_if(|sandbox| {
+    /// A reused sandbox whose execution ended by itself goes back to its warm pool while it
+    /// may serve more; returns the sandbox to delete, if any. Dropping `loan` otherwise tells
+    /// the pool to refill.
+    fn give_back(
+        &self,
+        sandbox: Option<Sandbox>,
+        outcome: &Outcome,
+        loan: Option<Loan>,
+    ) -> Option<Sandbox> {
+        let mut sandbox = sandbox;
+        let Some(reused) = sandbox.take_if(|sandbox| {
             matches!(outcome, Outcome::Exited(_)) && self.generation.serves_again(sandbox)
-        }) {
-            let shutting_down = self.worker.inner.shutdown.is_cancelled();
-            unwanted = warm.give_back(&key, &self.generation, sandbox, self.lent, shutting_down);
-        } else if self.lent {
-            warm.loan_ended(&key, &self.generation);
-        }
-        if let Some(mut sandbox) = unwanted
-            && let Err(error) = sandbox.remove().await
-        {
-            tracing::warn!(%error, sandbox = %sandbox.id, "could not delete sandbox");
+        }) else {
+            return sandbox;
+        };
+        match loan {
+            Some(loan) => loan.give_back(reused),
+            None => {
+                let key = (self.namespace.clone(), self.agent.clone());
+                let shutting_down = self.worker.inner.shutdown.is_cancelled();
+                let warm = &self.worker.inner.warm;
+                warm.give_back(&key, &self.generation, reused, false, shutting_down)
+            }
         }
     }
 

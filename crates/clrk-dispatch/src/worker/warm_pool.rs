@@ -339,7 +339,9 @@ impl WarmPools {
             if generation.reuse.is_none() || self.lent(key, generation) == 0 {
                 return None;
             }
-            tokio::time::timeout_at(deadline, returned).await.ok()?;
+            if tokio::time::timeout_at(deadline, returned).await.is_err() {
+                return self.take(key, generation);
+            }
         }
     }
 
@@ -361,6 +363,8 @@ impl WarmPools {
         }
         drop(pools);
         self.wake.notify_one();
+        // Waiters stop waiting for it.
+        self.returned.notify_waiters();
     }
 
     /// Ready sandboxes of this agent.
@@ -494,6 +498,8 @@ impl WarmPools {
                     sandbox: *sandbox,
                     since: Instant::now(),
                 });
+                drop(pools);
+                self.returned.notify_waiters();
                 None
             }
             Refill::Started(sandbox) => Some(*sandbox),
