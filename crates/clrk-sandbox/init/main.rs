@@ -30,6 +30,20 @@ unsafe extern "C" {
     fn kill(pid: i32, signal: i32) -> i32;
     fn waitpid(pid: i32, status: *mut i32, options: i32) -> i32;
     fn prctl(option: i32, arg2: u64, arg3: u64, arg4: u64, arg5: u64) -> i32;
+    fn signal(signal: i32, handler: extern "C" fn(i32)) -> usize;
+    fn _exit(code: i32) -> !;
+}
+
+const SIGTERM: i32 = 15;
+
+/// As a sandbox's first process the init would ignore SIGTERM: when clrk stops the sandbox,
+/// it ends at once, and the sandbox with it.
+extern "C" fn stop(_: i32) {
+    // SAFETY: `_exit` is async-signal-safe.
+    #[allow(unsafe_code)]
+    unsafe {
+        _exit(128 + SIGTERM)
+    }
 }
 
 const PR_SET_DUMPABLE: i32 = 4;
@@ -47,6 +61,7 @@ fn main() {
     #[allow(unsafe_code)]
     unsafe {
         prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+        signal(SIGTERM, stop);
     }
     if argv.is_empty() {
         eprintln!("clrk-init: usage: clrk-init COMMAND [ARG...]");
