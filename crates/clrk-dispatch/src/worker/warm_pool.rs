@@ -223,7 +223,8 @@ impl WarmPools {
     }
 
     /// Takes the oldest ready sandbox of `generation` for this agent; dead ones met on the
-    /// way are discarded. The pool is refilled in the background.
+    /// way are discarded. An empty pool refills now; once a sandbox is taken, the caller asks
+    /// for its replacement ([`WarmPools::reconcile_soon`]).
     pub(crate) fn take(&self, key: &AgentKey, generation: &Generation) -> Option<Sandbox> {
         let mut dead = Vec::new();
         let taken = {
@@ -243,7 +244,9 @@ impl WarmPools {
             tracing::warn!(sandbox = %sandbox.id, "warm sandbox had exited, discarded");
             self.tasks.spawn(remove(sandbox));
         }
-        self.wake.notify_one();
+        if taken.is_none() {
+            self.wake.notify_one();
+        }
         taken
     }
 
