@@ -1,5 +1,5 @@
 //! Warm pools with the real runtime: filled to `warmPoolSize` with agents already running,
-//! taken once each and refilled, recycled after `warmPoolIdleTTL`, drained by a new revision,
+//! taken once each and refilled (during a long execution too), recycled after `warmPoolIdleTTL`, drained by a new revision,
 //! healed when a warm sandbox is killed from outside, and emptied on delete and shutdown.
 
 mod common;
@@ -121,6 +121,35 @@ fn text_has_column(table: &str, header: &str, value: &str) -> bool {
         return false;
     };
     lines.any(|l| l.get(at..).is_some_and(|cell| cell.starts_with(value)))
+}
+
+/// The replacement of a warm sandbox waits for the end of the execution that took it, but not
+/// for long: the pool of an agent that runs for minutes is full again while it runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_warm_execution_has_its_sandbox_replaced_while_it_runs() {
+    let dev = Dev::start();
+    dev.apply(&sh_agent(
+        "long",
+        "cat > /dev/null; sleep 600",
+        "  warmPoolSize: 1",
+    ));
+    wait_warm(&dev, "long", 1).await;
+
+    let request = dev.invoke(&[("X-Clrk-TaskAgent", "default/long")], "x");
+    let refilled = async {
+        eventually("the execution to run in the warm sandbox", || async {
+            let runs = dev.invocations("long").await;
+            runs.first()
+                .filter(|r| r["status"] == "Running" && r["start"] == "warm")
+                .map(drop)
+        })
+        .await;
+        wait_warm(&dev, "long", 1).await;
+    };
+    tokio::select! {
+        r = request => panic!("the execution ended before the pool refilled: {} {}", r.status, r.text()),
+        () = refilled => {}
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -26,7 +26,7 @@ use clrk_api::DeliveryMode;
 use clrk_egress::Registration;
 use clrk_sandbox::{Network, Sandbox};
 use clrk_store::{NewExecution, Start, Store, WarmCount};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
@@ -55,6 +55,12 @@ const STDOUT_QUEUE: usize = 8;
 /// How long an execution of a `sandboxReuse` agent waits for one of its pool's busy sandboxes
 /// to come back before it starts a fresh one (SPECIFICATION §3.6).
 const REUSE_WAIT: Duration = Duration::from_secs(1);
+/// Longest wait, from a warm take, before the pool starts its replacement: starting a sandbox
+/// keeps a core busy for a while, and an execution ending sooner does without that contention.
+const REFILL_AFTER: Duration = Duration::from_millis(250);
+/// How long after an execution's end is recorded its pool's replacement waits, for the end of
+/// the response to reach the caller first.
+const REFILL_AFTER_END: Duration = Duration::from_millis(5);
 
 /// Runs executions and warm pools on this host. Cloning shares the same worker.
 #[derive(Clone)]
@@ -290,6 +296,7 @@ impl Worker {
                 if let Some(sandbox) = unwanted {
                     inner.warm.tasks.spawn(warm_pool::remove(sandbox));
                 }
+                inner.warm.reconcile_soon();
             }
             return Err(match error {
                 clrk_store::StoreError::DuplicateExecution(id) => {
@@ -344,8 +351,27 @@ impl Worker {
             generation,
             loan,
         };
+        let places = match warm {
+            Some(_) => Some(self.refill_after(places)),
+            None => places,
+        };
         tokio::spawn(run.run(tx, places, warm).in_current_span());
         Ok(started)
+    }
+
+    /// Wraps the places of an execution that took a warm sandbox: its pool refills just after
+    /// they are released (its end is recorded, [`REFILL_AFTER_END`]), or [`REFILL_AFTER`] after
+    /// the take if that comes first.
+    fn refill_after(&self, places: Option<Places>) -> Places {
+        let (released, done) = oneshot::channel::<()>();
+        let worker = self.clone();
+        tokio::spawn(async move {
+            if tokio::time::timeout(REFILL_AFTER, done).await.is_ok() {
+                tokio::time::sleep(REFILL_AFTER_END).await;
+            }
+            worker.inner.warm.reconcile_soon();
+        });
+        Box::new((places, released))
     }
 
     /// Stops every execution in flight (their sandboxes are stopped and deleted) and refuses

@@ -254,9 +254,10 @@ impl WarmPools {
     }
 
     /// Takes the oldest ready sandbox of `generation` for this agent; dead ones met on the
-    /// way are discarded, and so are reused ones past `maxAge`. The pool is refilled in the
-    /// background, but for a reused sandbox, which is lent: it comes back through
-    /// [`WarmPools::give_back`] or [`WarmPools::loan_ended`].
+    /// way are discarded, and so are reused ones past `maxAge`. An empty pool refills now;
+    /// once a sandbox is taken, the caller asks for its replacement
+    /// ([`WarmPools::reconcile_soon`]). A reused sandbox is lent: it counts as present until
+    /// it comes back through [`WarmPools::give_back`] or [`WarmPools::loan_ended`].
     pub(crate) fn take(&self, key: &AgentKey, generation: &Generation) -> Option<Sandbox> {
         let mut dead = Vec::new();
         let taken = {
@@ -282,7 +283,9 @@ impl WarmPools {
             tracing::info!(sandbox = %sandbox.id, "warm sandbox had exited or aged out, discarded");
             self.tasks.spawn(remove(sandbox));
         }
-        self.wake.notify_one();
+        if taken.is_none() {
+            self.wake.notify_one();
+        }
         taken
     }
 

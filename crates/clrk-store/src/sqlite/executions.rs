@@ -36,14 +36,14 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Execution> {
 
 /// Inserts `e` as `Running`, refusing it when `max_concurrent` (0 for no limit) of its
 /// agent's executions already run. The caller's IMMEDIATE transaction holds the database's
-/// write lock, so no other start can slip between the count and the insert.
+/// write lock, so no other start can slip between the count and the insert. Its statements
+/// are cached: every execution waits for this write before its agent has its input.
 fn insert(tx: &Transaction<'_>, e: &NewExecution, max_concurrent: u32) -> Result<(), StoreError> {
     let (agent, uid): (i64, String) = tx
-        .query_row(
-            "SELECT id, uid FROM agents WHERE namespace = ?1 AND name = ?2",
-            params![e.namespace, e.agent],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
+        .prepare_cached("SELECT id, uid FROM agents WHERE namespace = ?1 AND name = ?2")?
+        .query_row(params![e.namespace, e.agent], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
         .optional()?
         .ok_or_else(|| StoreError::AgentNotFound {
             namespace: e.namespace.clone(),
@@ -51,11 +51,8 @@ fn insert(tx: &Transaction<'_>, e: &NewExecution, max_concurrent: u32) -> Result
         })?;
     let history = history_id(tx, &e.namespace, &e.agent)?;
     let revision_exists = tx
-        .query_row(
-            "SELECT 1 FROM revisions WHERE agent_id = ?1 AND name = ?2",
-            params![agent, e.revision],
-            |_| Ok(()),
-        )
+        .prepare_cached("SELECT 1 FROM revisions WHERE agent_id = ?1 AND name = ?2")?
+        .query_row(params![agent, e.revision], |_| Ok(()))
         .optional()?
         .is_some();
     if !revision_exists {
@@ -65,45 +62,45 @@ fn insert(tx: &Transaction<'_>, e: &NewExecution, max_concurrent: u32) -> Result
         });
     }
     let exists = tx
-        .query_row(
-            "SELECT 1 FROM executions WHERE id = ?1",
-            [&e.id],
-            |_| Ok(()),
-        )
+        .prepare_cached("SELECT 1 FROM executions WHERE id = ?1")?
+        .query_row([&e.id], |_| Ok(()))
         .optional()?
         .is_some();
     if exists {
         return Err(StoreError::DuplicateExecution(e.id.clone()));
     }
     if max_concurrent > 0 {
-        let running: i64 = tx.query_row(
-            "SELECT count(*) FROM executions \
-             WHERE history_id = ?1 AND agent_uid = ?2 AND status = ?3",
-            params![history, uid, ExecutionStatus::Running.as_str()],
-            |row| row.get(0),
-        )?;
+        let running: i64 = tx
+            .prepare_cached(
+                "SELECT count(*) FROM executions \
+                 WHERE history_id = ?1 AND agent_uid = ?2 AND status = ?3",
+            )?
+            .query_row(
+                params![history, uid, ExecutionStatus::Running.as_str()],
+                |row| row.get(0),
+            )?;
         if running >= i64::from(max_concurrent) {
             return Err(StoreError::TooManyExecutions {
                 limit: max_concurrent,
             });
         }
     }
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO executions \
          (id, history_id, agent_uid, revision, trigger, status, started_at, start, worker) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![
-            e.id,
-            history,
-            uid,
-            e.revision,
-            e.trigger,
-            ExecutionStatus::Running.as_str(),
-            time::to_millis(e.started_at),
-            e.start.as_str(),
-            e.worker
-        ],
-    )?;
+    )?
+    .execute(params![
+        e.id,
+        history,
+        uid,
+        e.revision,
+        e.trigger,
+        ExecutionStatus::Running.as_str(),
+        time::to_millis(e.started_at),
+        e.start.as_str(),
+        e.worker
+    ])?;
     if crate::prunes_at(&e.id) {
         prune(tx, history, crate::EXECUTIONS_PER_NAME)?;
     }
@@ -194,10 +191,11 @@ impl SqliteStore {
         end: &ExecutionEnd,
     ) -> Result<bool, StoreError> {
         let changed = self.write(|tx| {
-            Ok(tx.execute(
-                "UPDATE executions SET status = ?2, exit_code = ?3, reason = ?4, ended_at = ?5 WHERE id = ?1",
-                params![id, end.status.as_str(), end.exit_code, end.reason, time::to_millis(end.ended_at)],
-            )?)
+            Ok(tx
+                .prepare_cached(
+                    "UPDATE executions SET status = ?2, exit_code = ?3, reason = ?4, ended_at = ?5 WHERE id = ?1",
+                )?
+                .execute(params![id, end.status.as_str(), end.exit_code, end.reason, time::to_millis(end.ended_at)])?)
         })?;
         Ok(changed > 0)
     }

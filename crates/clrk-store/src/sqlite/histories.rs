@@ -11,16 +11,13 @@ pub(super) fn history_id(
     namespace: &str,
     name: &str,
 ) -> Result<i64, StoreError> {
-    conn.query_row(
-        "SELECT id FROM histories WHERE namespace = ?1 AND name = ?2",
-        params![namespace, name],
-        |row| row.get(0),
-    )
-    .optional()?
-    .ok_or_else(|| StoreError::AgentNotFound {
-        namespace: namespace.to_owned(),
-        name: name.to_owned(),
-    })
+    conn.prepare_cached("SELECT id FROM histories WHERE namespace = ?1 AND name = ?2")?
+        .query_row(params![namespace, name], |row| row.get(0))
+        .optional()?
+        .ok_or_else(|| StoreError::AgentNotFound {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        })
 }
 
 /// Makes the name's history if it has none; for an agent being created.

@@ -26,6 +26,9 @@ use crate::StoreError;
 
 /// How long a writer waits for another connection's lock (e.g. an operator's `sqlite3` shell).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Prepared statements kept for reuse: the ones of the hot paths (an execution's start and
+/// end, log lines) with room to spare, so none is evicted and parsed again.
+const STATEMENT_CACHE: usize = 64;
 
 /// One SQLite database; clones share its connection.
 #[derive(Clone, Debug)]
@@ -43,6 +46,7 @@ impl SqliteStore {
         };
         let mut conn = Connection::open(path).map_err(open_err)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let mode: String = conn
             .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
             .map_err(open_err)?;
