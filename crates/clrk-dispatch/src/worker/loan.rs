@@ -12,16 +12,24 @@ pub(crate) struct Loan {
     worker: Worker,
     key: AgentKey,
     generation: Generation,
+    /// The sandbox's id.
+    id: String,
     open: bool,
 }
 
 impl Loan {
-    /// The loan of a sandbox just taken from `key`'s pool of `generation`.
-    pub(crate) fn new(worker: Worker, key: AgentKey, generation: Generation) -> Loan {
+    /// The loan of `sandbox`, just taken from `key`'s pool of `generation`.
+    pub(crate) fn new(
+        worker: Worker,
+        key: AgentKey,
+        generation: Generation,
+        sandbox: &Sandbox,
+    ) -> Loan {
         Loan {
             worker,
             key,
             generation,
+            id: sandbox.id.clone(),
             open: true,
         }
     }
@@ -34,7 +42,7 @@ impl Loan {
         self.worker
             .inner
             .warm
-            .give_back(&self.key, &self.generation, sandbox, true, shutting_down)
+            .give_back(&self.key, &self.generation, sandbox, shutting_down)
     }
 }
 
@@ -44,7 +52,7 @@ impl Drop for Loan {
             self.worker
                 .inner
                 .warm
-                .loan_ended(&self.key, &self.generation);
+                .loan_ended(&self.key, &self.generation, &self.id);
         }
     }
 }

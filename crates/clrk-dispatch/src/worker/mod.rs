@@ -261,8 +261,9 @@ impl Worker {
         let loan = warm
             .as_ref()
             .filter(|sandbox| sandbox.reusable())
-            .map(|_| Loan::new(self.clone(), key.clone(), generation.clone()));
-        if warm.is_some() {
+            .map(|sandbox| Loan::new(self.clone(), key.clone(), generation.clone(), sandbox));
+        // A reused agent's take may have waited for a sandbox to come back, found or not.
+        if warm.is_some() || generation.reuse.is_some() {
             trace.add(WARM_TAKE, None, take_began, SystemTime::now(), Vec::new());
         }
         let record = NewExecution {

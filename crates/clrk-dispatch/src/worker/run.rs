@@ -225,7 +225,7 @@ impl Run {
                 let key = (self.namespace.clone(), self.agent.clone());
                 let shutting_down = self.worker.inner.shutdown.is_cancelled();
                 let warm = &self.worker.inner.warm;
-                warm.give_back(&key, &self.generation, reused, false, shutting_down)
+                warm.give_back(&key, &self.generation, reused, shutting_down)
             }
         }
     }

@@ -14,7 +14,7 @@
 //! and counts as present, so that no refill replaces it. Only Stdin-mode agents are pooled: a Metadata-mode agent asks for
 //! its event as soon as it starts, before any request exists.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -200,8 +200,9 @@ struct Pool {
     ready: VecDeque<Ready>,
     /// Refills in flight.
     starting: usize,
-    /// Reused sandboxes serving an execution.
-    lent: usize,
+    /// Ids of its reused sandboxes serving an execution: a sandbox lent by a pool since
+    /// drained counts for no other.
+    lent: HashSet<String>,
     failures: u32,
     retry_at: Option<Instant>,
 }
@@ -213,7 +214,7 @@ impl Pool {
             wanted: 0,
             ready: VecDeque::new(),
             starting: 0,
-            lent: 0,
+            lent: HashSet::new(),
             failures: 0,
             retry_at: None,
         }
@@ -272,7 +273,7 @@ impl WarmPools {
                     .is_some_and(|reuse| ready.sandbox.age() >= reuse.max_age.0);
                 if !ready.sandbox.has_exited() && !expired {
                     if ready.sandbox.reusable() {
-                        pool.lent += 1;
+                        pool.lent.insert(ready.sandbox.id.clone());
                     }
                     break Some(ready.sandbox);
                 }
@@ -289,26 +290,23 @@ impl WarmPools {
         taken
     }
 
-    /// Puts a reused sandbox back into `key`'s pool after an execution that ended by itself
-    /// (`lent`: it was taken from the pool, not started for the execution). Returns it when
-    /// the pool does not want it (drained, of another generation, full, or clrk is shutting
-    /// down), to be removed.
+    /// Puts a reused sandbox back into `key`'s pool after an execution that ended by itself,
+    /// whether the pool lent it or it was started for the execution. Returns it when the pool
+    /// does not want it (drained, of another generation, full, or clrk is shutting down), to
+    /// be removed.
     pub(crate) fn give_back(
         &self,
         key: &AgentKey,
         generation: &Generation,
         sandbox: Sandbox,
-        lent: bool,
         shutting_down: bool,
     ) -> Option<Sandbox> {
         let mut pools = self.pools.lock().expect("warm pools");
         let Some(pool) = pools.get_mut(key).filter(|p| &p.generation == generation) else {
             return Some(sandbox);
         };
-        if lent {
-            pool.lent = pool.lent.saturating_sub(1);
-        }
-        if shutting_down || pool.ready.len() + pool.starting + pool.lent >= pool.wanted {
+        pool.lent.remove(&sandbox.id);
+        if shutting_down || pool.ready.len() + pool.starting + pool.lent.len() >= pool.wanted {
             drop(pools);
             self.wake.notify_one();
             return Some(sandbox);
@@ -354,15 +352,15 @@ impl WarmPools {
         pools
             .get(key)
             .filter(|p| &p.generation == generation)
-            .map_or(0, |p| p.lent)
+            .map_or(0, |p| p.lent.len())
     }
 
-    /// A sandbox lent by `key`'s pool will not come back (its execution timed out, was
+    /// Sandbox `id`, lent by `key`'s pool, will not come back (its execution timed out, was
     /// stopped or broke it, or it has served enough): the pool refills.
-    pub(crate) fn loan_ended(&self, key: &AgentKey, generation: &Generation) {
+    pub(crate) fn loan_ended(&self, key: &AgentKey, generation: &Generation, id: &str) {
         let mut pools = self.pools.lock().expect("warm pools");
         if let Some(pool) = pools.get_mut(key).filter(|p| &p.generation == generation) {
-            pool.lent = pool.lent.saturating_sub(1);
+            pool.lent.remove(id);
         }
         drop(pools);
         self.wake.notify_one();
@@ -441,7 +439,7 @@ impl WarmPools {
                     generation: pool.generation.clone(),
                     ready,
                     starting: pool.starting,
-                    lent: pool.lent,
+                    lent: pool.lent.len(),
                     retry_at: pool.retry_at,
                 };
                 (key.clone(), observed)
